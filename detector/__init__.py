@@ -1,0 +1,1 @@
+"""Anomaly detection for upwatch series: features, Isolation Forest models, backtest, live scoring."""

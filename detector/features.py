@@ -1,0 +1,256 @@
+"""Causal per-row features of one series, defined once and shared by training, scoring and reasons.
+
+A frame is (timestamp, value[, extra columns]). Every feature of row t reads only
+rows at or before t, so scoring a row live and replaying it in a backtest give the
+same numbers. Baselines (medians, spreads, usual ranges) come from rows strictly
+before t, so an outlier never dilutes its own yardstick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Robust spreads of a flat series are 0; this floor (in log units, about 1 %) keeps
+# z-scores finite and makes "no change" score 0 rather than NaN.
+SCALE_FLOOR = 0.01
+# A point this many robust standard deviations above its baseline counts as "far off".
+FAR_OFF_Z = 4.0
+# Rolling windows: short noise baseline, persistence, spread, long baseline.
+BASE_POINTS = 60
+SPREAD_POINTS = 20
+LONG_WINDOW = "6h"
+SEASON_LAG = pd.Timedelta(days=1)
+SEASON_HALF_WIDTH = pd.Timedelta(minutes=15)
+
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the frame sorted by time (stable, duplicates kept) with UTC timestamps and float values; non-finite values become NaN."""
+    for column in ("timestamp", "value"):
+        if column not in frame.columns:
+            raise KeyError(f"missing column {column!r}")
+    out = frame.copy()
+    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
+    values = pd.to_numeric(out["value"], errors="coerce").astype("float64")
+    out["value"] = values.where(np.isfinite(values))
+    return out.sort_values("timestamp", kind="stable")
+
+
+def symlog(x: np.ndarray | pd.Series) -> np.ndarray:
+    """Log scale that keeps sign and zero: latency noise is multiplicative, error rates sit near 0."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def unsymlog(y: float) -> float:
+    """Inverse of symlog for one number."""
+    return float(np.sign(y) * np.expm1(abs(y)))
+
+
+class Window:
+    """Finite observations of one sorted series with their shared rolling statistics."""
+
+    def __init__(self, timestamps: pd.Series, values: pd.Series) -> None:
+        index = pd.DatetimeIndex(timestamps.to_numpy())
+        self.x = pd.Series(values.to_numpy(dtype="float64"), index=index)
+        self.y = pd.Series(symlog(self.x.to_numpy()), index=index)
+
+    @cached_property
+    def base_median(self) -> pd.Series:
+        return self.y.shift(1).rolling(BASE_POINTS, min_periods=10).median()
+
+    @cached_property
+    def base_scale(self) -> pd.Series:
+        return _iqr_scale(self.y.shift(1), BASE_POINTS, min_periods=10)
+
+    @cached_property
+    def robust_z(self) -> pd.Series:
+        return ((self.y - self.base_median) / self.base_scale).fillna(0.0)
+
+    @cached_property
+    def recent_median(self) -> pd.Series:
+        return self.y.rolling(10, min_periods=1).median()
+
+    @cached_property
+    def long_median(self) -> pd.Series:
+        # The 6 h baseline ends 10 points back, so a fresh shift is compared with what came before it.
+        return self.y.rolling(LONG_WINDOW, min_periods=10).median().shift(10)
+
+    @cached_property
+    def spread(self) -> pd.Series:
+        return _iqr_scale(self.y, SPREAD_POINTS, min_periods=5)
+
+    @cached_property
+    def season_median(self) -> pd.Series:
+        """Median of the 30 minutes around the same time one day earlier, NaN when that day is missing."""
+        windowed = self.y.rolling(2 * SEASON_HALF_WIDTH, min_periods=5).median()
+        stamps = self.y.index.asi8
+        wanted = (self.y.index - SEASON_LAG + SEASON_HALF_WIDTH).asi8
+        pos = np.searchsorted(stamps, wanted, side="right") - 1
+        found = windowed.to_numpy()[np.clip(pos, 0, None)]
+        too_old = (pos < 0) | (wanted - stamps[np.clip(pos, 0, None)] > SEASON_HALF_WIDTH.value)
+        return pd.Series(np.where(too_old, np.nan, found), index=self.y.index)
+
+
+def _iqr_scale(y: pd.Series, points: int, min_periods: int) -> pd.Series:
+    rolling = y.rolling(points, min_periods=min_periods)
+    iqr = rolling.quantile(0.75) - rolling.quantile(0.25)
+    return (iqr / 1.349).clip(lower=SCALE_FLOOR)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature: how to compute it from a Window and how to say it to a person."""
+
+    name: str
+    compute: Callable[[Window], pd.Series]
+    kind: str  # "value", "ratio", "count", "plain": picks the phrasing in detector.reasons
+    label: str
+
+
+def _hour(w: Window) -> pd.Series:
+    return pd.Series(w.x.index.hour + w.x.index.minute / 60.0, index=w.x.index, dtype="float64")
+
+
+def _weekday(w: Window) -> pd.Series:
+    return pd.Series(w.x.index.weekday, index=w.x.index, dtype="float64")
+
+
+def _mean10(w: Window) -> pd.Series:
+    return w.x.rolling(10, min_periods=1).mean()
+
+
+def _std10(w: Window) -> pd.Series:
+    return w.x.rolling(10, min_periods=2).std().fillna(0.0)
+
+
+def _zscore60(w: Window) -> pd.Series:
+    rolling = w.x.rolling(60, min_periods=2)
+    std = rolling.std().replace(0.0, np.nan)
+    return ((w.x - rolling.mean()) / std).fillna(0.0)
+
+
+def _pct_dev10(w: Window) -> pd.Series:
+    mean = _mean10(w)
+    return (100.0 * (w.x - mean) / mean.abs().replace(0.0, np.nan)).fillna(0.0)
+
+
+def _rate_of_change(w: Window) -> pd.Series:
+    return w.x.diff().fillna(0.0)
+
+
+# For latency and error rates only "worse than usual" is an incident. The robust features
+# keep their better-than-usual side shrunk (not cut: a cut piles rows onto one value,
+# which makes every rise look isolated) so the forest rarely spends a split on it.
+BETTER_SIDE_SHRINK = 5.0
+
+
+def _worse(v: pd.Series) -> pd.Series:
+    return v.where(v >= 0, v / BETTER_SIDE_SHRINK)
+
+
+def _z_persist(w: Window) -> pd.Series:
+    # The middle of the last three z-scores: one stray point never moves it, two in a row do.
+    return _worse(w.robust_z.rolling(3, min_periods=1).median())
+
+
+def _level_6h(w: Window) -> pd.Series:
+    return _worse((w.recent_median - w.long_median).fillna(0.0))
+
+
+def _level_z_6h(w: Window) -> pd.Series:
+    return _worse(((w.recent_median - w.long_median) / w.base_scale).fillna(0.0))
+
+
+def _level_z_1h(w: Window) -> pd.Series:
+    hour = w.y.rolling("1h", min_periods=10).median().shift(10)
+    return _worse(((w.recent_median - hour) / w.base_scale).fillna(0.0))
+
+
+def _level_z_day(w: Window) -> pd.Series:
+    baseline = w.season_median.fillna(w.long_median)
+    return _worse(((w.recent_median - baseline) / w.base_scale).fillna(0.0))
+
+
+def _level_1h(w: Window) -> pd.Series:
+    hour = w.y.rolling("1h", min_periods=10).median().shift(10)
+    return _worse((w.recent_median - hour).fillna(0.0))
+
+
+def _level_day(w: Window) -> pd.Series:
+    return _worse((w.recent_median - w.season_median).fillna(0.0))
+
+
+def _spread_ratio(w: Window) -> pd.Series:
+    usual = w.spread.shift(SPREAD_POINTS).rolling(LONG_WINDOW, min_periods=10).median()
+    return _worse(np.log(w.spread / usual).fillna(0.0))
+
+
+def _far_off_share(w: Window) -> pd.Series:
+    far = (w.robust_z > FAR_OFF_Z).astype("float64")
+    return far.rolling(SPREAD_POINTS, min_periods=1).mean()
+
+
+FEATURES: dict[str, Feature] = {
+    f.name: f
+    for f in (
+        # The reference set from the issue.
+        Feature("rolling_mean_10", _mean10, "plain", "rolling mean of 10"),
+        Feature("rolling_std_10", _std10, "plain", "rolling std of 10"),
+        Feature("zscore_60", _zscore60, "plain", "z-score vs 60 points"),
+        Feature("pct_deviation_10", _pct_dev10, "plain", "% deviation from rolling mean"),
+        Feature("rate_of_change", _rate_of_change, "plain", "change vs previous point"),
+        Feature("hour_of_day", _hour, "plain", "hour of day"),
+        Feature("weekday", _weekday, "plain", "weekday"),
+        # Robust additions that earned their place on bench/detector_quality.py.
+        Feature("robust_z_persist", _z_persist, "value", ""),
+        Feature("level_vs_6h", _level_6h, "ratio", "level vs last 6 h"),
+        Feature("level_z_6h", _level_z_6h, "ratio", "level vs last 6 h in noise units"),
+        Feature("level_z_1h", _level_z_1h, "ratio", "level vs last hour in noise units"),
+        Feature("level_z_day", _level_z_day, "ratio", "level vs yesterday in noise units"),
+        Feature("level_vs_1h", _level_1h, "ratio", "level vs last hour"),
+        Feature("level_vs_yesterday", _level_day, "ratio", "level vs same time yesterday"),
+        Feature("spread_ratio", _spread_ratio, "ratio", "spread vs last 6 h"),
+        Feature("far_off_share", _far_off_share, "count", "of the last 20 points far off"),
+    )
+}
+
+REFERENCE_FEATURES = (
+    "rolling_mean_10",
+    "rolling_std_10",
+    "zscore_60",
+    "pct_deviation_10",
+    "rate_of_change",
+    "hour_of_day",
+    "weekday",
+)
+
+# Columns that are not model inputs but let reasons state a usual range in the series' own units.
+CONTEXT = ("value", "usual_low", "usual_high")
+
+
+def compute(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
+    """Features (all, or `names`) for a prepared frame, indexed like it; rows without a finite value get NaN."""
+    wanted = list(FEATURES) if names is None else list(names)
+    unknown = [n for n in wanted if n not in FEATURES]
+    if unknown:
+        raise KeyError(f"unknown feature(s): {', '.join(unknown)}")
+    finite = frame["value"].notna()
+    observed = frame.loc[finite]
+    columns: dict[str, pd.Series] = {}
+    if len(observed):
+        window = Window(observed["timestamp"], observed["value"])
+        for name in wanted:
+            columns[name] = pd.Series(FEATURES[name].compute(window).to_numpy(), index=observed.index)
+        usual = window.x.shift(1).rolling(BASE_POINTS, min_periods=10)
+        columns["usual_low"] = pd.Series(usual.quantile(0.1).to_numpy(), index=observed.index)
+        columns["usual_high"] = pd.Series(usual.quantile(0.9).to_numpy(), index=observed.index)
+        columns["value"] = observed["value"]
+    out = pd.DataFrame(columns, index=observed.index, columns=[*wanted, *CONTEXT], dtype="float64")
+    return out.reindex(frame.index)

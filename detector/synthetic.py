@@ -1,0 +1,131 @@
+"""Labelled synthetic probe-latency series for the quality benchmark and its CI floor.
+
+Each series: checks every 15 s (±1 s jitter) over several days, a daily cycle,
+multiplicative autocorrelated noise, benign single-point jitter, a few outage
+gaps, and injected incidents of known extent. A failed check is recorded as the
+probe timeout (10 s), the latency a timed-out probe reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+STEP_S = 15.0
+TIMEOUT_MS = 10_000.0
+KINDS = ("spike", "level_shift", "degradation", "variance_burst", "failure_burst")
+START = pd.Timestamp("2026-03-02T00:00:00Z")
+
+
+@dataclass(frozen=True)
+class Incident:
+    kind: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class LabelledSeries:
+    name: str
+    frame: pd.DataFrame  # timestamp, value
+    incidents: tuple[Incident, ...]
+
+
+def generate(seed: int, days: float = 4.0, incidents_per_day: float = 2.0, name: str = "") -> LabelledSeries:
+    """One labelled series; the same seed always gives the same series."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 / STEP_S)
+    seconds = np.arange(n) * STEP_S + rng.uniform(-1.0, 1.0, n)
+    base = rng.uniform(40.0, 400.0)
+    amplitude = rng.uniform(0.1, 0.4)
+    phase = rng.uniform(0, 2 * np.pi)
+    cycle = 1.0 + amplitude * np.sin(2 * np.pi * seconds / 86400.0 + phase)
+    sigma = np.full(n, rng.uniform(0.05, 0.15))
+    factor = np.ones(n)
+    failed = np.zeros(n, dtype=bool)
+    incidents = []
+    for kind, first, last in _place(rng, n, days, incidents_per_day):
+        _inject(rng, kind, first, last, factor, sigma, failed)
+        incidents.append(Incident(kind, _at(seconds[first]), _at(seconds[last])))
+    noise = _ar_noise(rng, n, sigma, phi=rng.uniform(0.0, 0.6))
+    value = base * cycle * factor * np.exp(noise)
+    jitter = rng.random(n) < 0.003
+    value[jitter] *= rng.uniform(2.0, 6.0, jitter.sum())
+    value[failed] = TIMEOUT_MS * rng.uniform(1.0, 1.01, failed.sum())
+    keep = _gaps(rng, n, incidents_at=[(i.start, i.end) for i in incidents], seconds=seconds)
+    frame = pd.DataFrame({"timestamp": _at(seconds[keep]), "value": np.round(value[keep], 2)})
+    return LabelledSeries(name or f"synthetic-{seed}", frame.reset_index(drop=True), tuple(incidents))
+
+
+def _at(seconds: np.ndarray | float) -> pd.Timestamp | pd.DatetimeIndex:
+    return START + pd.to_timedelta(seconds, unit="s")
+
+
+def _ar_noise(rng: np.random.Generator, n: int, sigma: np.ndarray, phi: float) -> np.ndarray:
+    shocks = rng.standard_normal(n) * np.sqrt(1 - phi**2)
+    return np.asarray(lfilter([1.0], [1.0, -phi], shocks)) * sigma
+
+
+def _place(rng: np.random.Generator, n: int, days: float, per_day: float) -> list[tuple[str, int, int]]:
+    """Non-overlapping incidents at least an hour apart, kinds drawn evenly."""
+    wanted = rng.poisson(per_day * days)
+    placed: list[tuple[str, int, int]] = []
+    hour = int(3600 / STEP_S)
+    for attempt in range(wanted * 20):
+        if len(placed) >= wanted:
+            break
+        kind = KINDS[int(rng.integers(len(KINDS)))]
+        length = _length(rng, kind)
+        first = int(rng.integers(hour, n - length - hour))
+        last = first + length - 1
+        if all(last + hour < a or first > b + hour for _, a, b in placed):
+            placed.append((kind, first, last))
+    return sorted(placed, key=lambda p: p[1])
+
+
+def _length(rng: np.random.Generator, kind: str) -> int:
+    minutes = {
+        "spike": (0.75, 3.0),
+        "level_shift": (20.0, 120.0),
+        "degradation": (60.0, 180.0),
+        "variance_burst": (10.0, 60.0),
+        "failure_burst": (3.0, 15.0),
+    }[kind]
+    return max(3, int(rng.uniform(*minutes) * 60 / STEP_S))
+
+
+def _inject(
+    rng: np.random.Generator, kind: str, first: int, last: int,
+    factor: np.ndarray, sigma: np.ndarray, failed: np.ndarray,
+) -> None:
+    span = slice(first, last + 1)
+    size = last - first + 1
+    if kind == "spike":
+        factor[span] *= rng.uniform(3.0, 8.0)
+    elif kind == "level_shift":
+        factor[span] *= rng.uniform(1.6, 2.5)
+    elif kind == "degradation":
+        factor[span] *= np.linspace(1.0, rng.uniform(2.0, 3.5), size)
+    elif kind == "variance_burst":
+        sigma[span] *= rng.uniform(4.0, 8.0)
+    else:
+        hits = rng.random(size) < rng.uniform(0.3, 0.8)
+        hits[[0, -1]] = True  # the labelled extent is from first to last failure
+        failed[span] |= hits
+
+
+def _gaps(rng: np.random.Generator, n: int, incidents_at: list, seconds: np.ndarray) -> np.ndarray:
+    """Drop 0-2 stretches of 5-90 minutes (prober restarts), never inside an incident."""
+    keep = np.ones(n, dtype=bool)
+    stamps = _at(seconds)
+    for _ in range(int(rng.integers(0, 3))):
+        length = int(rng.uniform(5, 90) * 60 / STEP_S)
+        first = int(rng.integers(0, n - length))
+        lo, hi = stamps[first], stamps[first + length - 1]
+        if any(not (hi < a or lo > b) for a, b in incidents_at):
+            continue
+        keep[first:first + length] = False
+    return keep
