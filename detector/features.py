@@ -21,8 +21,6 @@ logger = logging.getLogger(__name__)
 # Robust spreads of a flat series are 0; this floor (in log units, about 1 %) keeps
 # z-scores finite and makes "no change" score 0 rather than NaN.
 SCALE_FLOOR = 0.01
-# A point this many robust standard deviations above its baseline counts as "far off".
-FAR_OFF_Z = 4.0
 # Rolling windows: short noise baseline, persistence, spread, long baseline.
 BASE_POINTS = 60
 SPREAD_POINTS = 20
@@ -46,11 +44,6 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
 def symlog(x: np.ndarray | pd.Series) -> np.ndarray:
     """Log scale that keeps sign and zero: latency noise is multiplicative, error rates sit near 0."""
     return np.sign(x) * np.log1p(np.abs(x))
-
-
-def unsymlog(y: float) -> float:
-    """Inverse of symlog for one number."""
-    return float(np.sign(y) * np.expm1(abs(y)))
 
 
 class Window:
@@ -110,7 +103,7 @@ class Feature:
 
     name: str
     compute: Callable[[Window], pd.Series]
-    kind: str  # "value", "ratio", "count", "plain": picks the phrasing in detector.reasons
+    kind: str  # "value", "level", "spread" or "plain": picks the phrasing in detector.reasons
     label: str
 
 
@@ -160,41 +153,14 @@ def _z_persist(w: Window) -> pd.Series:
     return _worse(w.robust_z.rolling(3, min_periods=1).median())
 
 
-def _level_6h(w: Window) -> pd.Series:
-    return _worse((w.recent_median - w.long_median).fillna(0.0))
-
-
-def _level_z_6h(w: Window) -> pd.Series:
-    return _worse(((w.recent_median - w.long_median) / w.base_scale).fillna(0.0))
-
-
-def _level_z_1h(w: Window) -> pd.Series:
-    hour = w.y.rolling("1h", min_periods=10).median().shift(10)
-    return _worse(((w.recent_median - hour) / w.base_scale).fillna(0.0))
-
-
 def _level_z_day(w: Window) -> pd.Series:
     baseline = w.season_median.fillna(w.long_median)
     return _worse(((w.recent_median - baseline) / w.base_scale).fillna(0.0))
 
 
-def _level_1h(w: Window) -> pd.Series:
-    hour = w.y.rolling("1h", min_periods=10).median().shift(10)
-    return _worse((w.recent_median - hour).fillna(0.0))
-
-
-def _level_day(w: Window) -> pd.Series:
-    return _worse((w.recent_median - w.season_median).fillna(0.0))
-
-
 def _spread_ratio(w: Window) -> pd.Series:
     usual = w.spread.shift(SPREAD_POINTS).rolling(LONG_WINDOW, min_periods=10).median()
     return _worse(np.log(w.spread / usual).fillna(0.0))
-
-
-def _far_off_share(w: Window) -> pd.Series:
-    far = (w.robust_z > FAR_OFF_Z).astype("float64")
-    return far.rolling(SPREAD_POINTS, min_periods=1).mean()
 
 
 FEATURES: dict[str, Feature] = {
@@ -209,15 +175,9 @@ FEATURES: dict[str, Feature] = {
         Feature("hour_of_day", _hour, "plain", "hour of day"),
         Feature("weekday", _weekday, "plain", "weekday"),
         # Robust additions that earned their place on bench/detector_quality.py.
-        Feature("robust_z_persist", _z_persist, "value", ""),
-        Feature("level_vs_6h", _level_6h, "ratio", "level vs last 6 h"),
-        Feature("level_z_6h", _level_z_6h, "ratio", "level vs last 6 h in noise units"),
-        Feature("level_z_1h", _level_z_1h, "ratio", "level vs last hour in noise units"),
-        Feature("level_z_day", _level_z_day, "ratio", "level vs yesterday in noise units"),
-        Feature("level_vs_1h", _level_1h, "ratio", "level vs last hour"),
-        Feature("level_vs_yesterday", _level_day, "ratio", "level vs same time yesterday"),
-        Feature("spread_ratio", _spread_ratio, "ratio", "spread vs last 6 h"),
-        Feature("far_off_share", _far_off_share, "count", "of the last 20 points far off"),
+        Feature("robust_z_persist", _z_persist, "value", "value vs last 60 points"),
+        Feature("level_z_day", _level_z_day, "level", "level vs same time yesterday"),
+        Feature("spread_ratio", _spread_ratio, "spread", "spread vs last 6 h"),
     )
 }
 
@@ -232,7 +192,32 @@ REFERENCE_FEATURES = (
 )
 
 # Columns that are not model inputs but let reasons state a usual range in the series' own units.
-CONTEXT = ("value", "usual_low", "usual_high")
+CONTEXT = (
+    "value", "usual_low", "usual_high",  # this point vs the last 60 points (10-90 %)
+    "level", "level_low", "level_high",  # median of the last 10 vs its baseline +-2 noise units
+    "spread", "usual_spread",  # IQR of the last 20 vs its usual value over 6 h
+)
+
+
+def _context(w: Window) -> dict[str, pd.Series]:
+    usual = w.x.shift(1).rolling(BASE_POINTS, min_periods=10)
+    baseline = w.season_median.fillna(w.long_median)
+    rolling = w.x.rolling(SPREAD_POINTS, min_periods=5)
+    spread = rolling.quantile(0.75) - rolling.quantile(0.25)
+    return {
+        "value": w.x,
+        "usual_low": usual.quantile(0.1),
+        "usual_high": usual.quantile(0.9),
+        "level": _unsymlog(w.recent_median),
+        "level_low": _unsymlog(baseline - 2 * w.base_scale),
+        "level_high": _unsymlog(baseline + 2 * w.base_scale),
+        "spread": spread,
+        "usual_spread": spread.shift(SPREAD_POINTS).rolling(LONG_WINDOW, min_periods=10).median(),
+    }
+
+
+def _unsymlog(y: pd.Series) -> pd.Series:
+    return np.sign(y) * np.expm1(y.abs())
 
 
 def compute(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
@@ -248,9 +233,7 @@ def compute(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = Non
         window = Window(observed["timestamp"], observed["value"])
         for name in wanted:
             columns[name] = pd.Series(FEATURES[name].compute(window).to_numpy(), index=observed.index)
-        usual = window.x.shift(1).rolling(BASE_POINTS, min_periods=10)
-        columns["usual_low"] = pd.Series(usual.quantile(0.1).to_numpy(), index=observed.index)
-        columns["usual_high"] = pd.Series(usual.quantile(0.9).to_numpy(), index=observed.index)
-        columns["value"] = observed["value"]
+        for name, series in _context(window).items():
+            columns[name] = pd.Series(series.to_numpy(), index=observed.index)
     out = pd.DataFrame(columns, index=observed.index, columns=[*wanted, *CONTEXT], dtype="float64")
     return out.reindex(frame.index)

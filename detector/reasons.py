@@ -1,0 +1,63 @@
+"""Say why a row is anomalous, in one line an operator can act on, and how bad it is."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from detector.features import FEATURES
+from detector.models.isolation_forest import Fitted
+
+# Severity bands on the calibrated score (0.5 = threshold, 1 = as isolated as a row can be).
+SEVERITIES = (("critical", 0.85), ("high", 0.7), ("medium", 0.5))
+
+
+def severity(score: float) -> str:
+    """'critical' > 'high' > 'medium', ordered by score; rows below 0.5 are still 'medium' if claimed."""
+    for name, floor in SEVERITIES:
+        if score >= floor:
+            return name
+    return "medium"
+
+
+def deviations(model: Fitted, row: Mapping[str, float]) -> dict[str, float]:
+    """How far each model feature sits above its training median, in units of the median-to-p95 distance."""
+    out = {}
+    for name in model.features:
+        centre = model.center[name]
+        high = model.usual[name][1]
+        value = float(row[name])
+        out[name] = (value - centre) / max(high - centre, 1e-9) if math.isfinite(value) else 0.0
+    return out
+
+
+def explain(model: Fitted, row: Mapping[str, float], label: str = "value", unit: str = "") -> str:
+    """One line naming the most deviating feature and its usual range, e.g. 'latency 870 ms, usually 110–140 ms'."""
+    scores = deviations(model, row)
+    worst = max(scores, key=lambda n: scores[n])
+    kind = FEATURES[worst].kind
+    if kind == "level":
+        return (
+            f"{label} level {_fmt(row['level'], unit)} over the last 10 checks, usually "
+            f"{_range(row['level_low'], row['level_high'], unit)} at this time of day"
+        )
+    if kind == "spread":
+        return (
+            f"{label} spread {_fmt(row['spread'], unit)} over the last 20 checks, usually "
+            f"{_fmt(row['usual_spread'], unit)}"
+        )
+    return f"{label} {_fmt(row['value'], unit)}, usually {_range(row['usual_low'], row['usual_high'], unit)}"
+
+
+def _fmt(value: float, unit: str) -> str:
+    if not math.isfinite(value):
+        return "unknown"
+    digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2 if abs(value) >= 1 else 3
+    text = f"{value:,.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def _range(low: float, high: float, unit: str) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "unknown"
+    return f"{_fmt(low, '')}–{_fmt(high, unit)}"
