@@ -1,0 +1,8 @@
+"""`python -m alerter`: run the alerter daemon alone (same as `upwatch alerter`)."""
+
+import sys
+
+from upwatch.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["alerter", *sys.argv[1:]]))

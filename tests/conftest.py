@@ -1,0 +1,105 @@
+"""Shared fixtures: one real PostgreSQL per test session (embedded, or
+$UPWATCH_TEST_DATABASE_URL), and a fresh migrated database per test cloned
+from a template, so tests are independent and fast."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+
+TEMPLATE = "upwatch_test_template"
+_counter = itertools.count()
+
+
+class Server:
+    """A PostgreSQL server the tests may create databases on."""
+
+    def __init__(self, admin_url: str, url_for, embedded: EmbeddedPostgres | None):  # type: ignore[no-untyped-def]
+        self.admin_url = admin_url
+        self.url_for = url_for
+        self.embedded = embedded
+
+    def create_database(self, template: str | None = TEMPLATE) -> tuple[str, str]:
+        name = f"upwatch_test_{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(query)
+        return name, self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def timescaledb(self, url: str) -> bool:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is not None
+
+
+def _replace_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    external = os.environ.get("UPWATCH_TEST_DATABASE_URL")
+    if external:
+        server = Server(external, lambda name: _replace_db(external, name), None)
+    else:
+        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data",
+                                    settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "300"})
+        embedded.start()
+        server = Server(embedded.url_for("postgres"), embedded.url_for, embedded)
+    server.drop_database(TEMPLATE)
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    asyncio.run(migrate(server.url_for(TEMPLATE)))
+    yield server
+    server.drop_database(TEMPLATE)
+    if server.embedded is not None:
+        server.embedded.stop()
+
+
+@pytest.fixture
+def database_url(pg_server: Server) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    name, url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def empty_database_url(pg_server: Server) -> Iterator[str]:
+    """A fresh database with no schema at all."""
+    name, url = pg_server.create_database(template=None)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    from upwatch.db import open_pool
+
+    p = await open_pool(database_url, max_size=5, name=f"test-{uuid.uuid4().hex[:6]}")
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return Path(__file__).parent / "fixtures"
