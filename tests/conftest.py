@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,16 +35,36 @@ class Server:
 
     def create_database(self, template: str | None = TEMPLATE) -> tuple[str, str]:
         name = f"upwatch_test_{os.getpid()}_{next(_counter)}"
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-            conn.execute(query)
+            for attempt in range(50):
+                try:
+                    conn.execute(query)
+                    break
+                except psycopg.errors.ObjectInUse:  # a TimescaleDB worker still leaving the template
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
         return name, self.url_for(name)
 
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true")
+                             .format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def freeze_template(self, name: str) -> None:
+        """Make `name` a template nobody connects to. TimescaleDB's background
+        workers keep a session open on every database with the extension, and
+        CREATE DATABASE ... TEMPLATE refuses a source that has sessions."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                         .format(sql.Identifier(name)))
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
 
     def timescaledb(self, url: str) -> bool:
         with psycopg.connect(url) as conn:
@@ -69,6 +90,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     asyncio.run(migrate(server.url_for(TEMPLATE)))
+    server.freeze_template(TEMPLATE)
     yield server
     server.drop_database(TEMPLATE)
     if server.embedded is not None:

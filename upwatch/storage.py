@@ -63,8 +63,10 @@ async def purge(pool: AsyncConnectionPool, retention: Retention, *, skip_hyperta
 
 async def _delete_older(conn, table: str, column: str, keep: timedelta) -> int:  # type: ignore[no-untyped-def]
     total = 0
+    # (tableoid, ctid) rather than ctid alone: on a hypertable every chunk has its own ctids.
     query = sql.SQL(
-        "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < now() - %s::interval LIMIT %s))"
+        "DELETE FROM {t} WHERE (tableoid, ctid) IN"
+        " (SELECT tableoid, ctid FROM {t} WHERE {c} < now() - %s::interval LIMIT %s)"
     ).format(t=sql.Identifier(table), c=sql.Identifier(column))
     while True:
         cur = await conn.execute(query, (keep, _BATCH))

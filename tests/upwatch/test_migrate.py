@@ -58,8 +58,9 @@ def test_misnamed_or_duplicate_migration_files_are_refused(tmp_path: Path) -> No
         discover(tmp_path)
 
 
-async def test_require_timescaledb_fails_clearly_without_it(empty_database_url: str, pg_server) -> None:  # type: ignore[no-untyped-def]
-    if pg_server.timescaledb(pg_server.url_for("upwatch_test_template")):
+async def test_require_timescaledb_fails_clearly_without_it(empty_database_url: str, database_url: str,
+                                                            pg_server) -> None:  # type: ignore[no-untyped-def]
+    if pg_server.timescaledb(database_url):
         pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL): the plain-PostgreSQL path is not testable here")
     with pytest.raises(MigrationError, match="no timescaledb extension"):
         await migrate(empty_database_url, timescaledb="require")
