@@ -50,7 +50,7 @@ def seed(url: str, scale: grafana_seed.Scale, now: datetime) -> None:
     """Fill the database and report how long each step took."""
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        grafana_seed.seed(conn, scale, now)
+        grafana_seed.seed(conn, scale, now)  # fills the hourly rollups too (first refresh)
         conn.execute("VACUUM ANALYZE")  # set the visibility map, as autovacuum would have by now
         rows = conn.execute("SELECT (SELECT count(*) FROM probe_results), (SELECT count(*) FROM probe_rollup_1m),"
                             " (SELECT count(*) FROM request_logs), (SELECT pg_database_size(current_database()))"
@@ -58,6 +58,16 @@ def seed(url: str, scale: grafana_seed.Scale, now: datetime) -> None:
     assert rows is not None
     print(f"seeded probe_results={rows[0]:,} probe_rollup_1m={rows[1]:,} request_logs={rows[2]:,} "
           f"size={rows[3] / 2**30:.1f} GiB in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def refresh(url: str) -> None:
+    """Bring the hourly rollups up to date, as upwatch's maintenance job does."""
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        written = conn.execute("SELECT refresh_hourly_rollups()").fetchone()
+        conn.execute("ANALYZE probe_rollup_1h, request_rollup_1h")
+    print(f"refreshed hourly rollups: {written[0] if written else 0:,} rows in {time.monotonic() - started:.1f} s",
+          flush=True)
 
 
 def timed(conn: psycopg.Connection, sql: str, runs: int) -> list[float]:
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if marker.exists():
             now = datetime.fromisoformat(marker.read_text().strip())
             print(f"reusing seeded data in {data_dir} (seeded at {now.isoformat()})")
+            asyncio.run(migrate(url))
+            refresh(url)
         else:
             now = datetime.now(UTC).replace(microsecond=0)
             print(f"seeding {args.days:g} d x {args.endpoints} endpoints every {args.step} s into {data_dir}",

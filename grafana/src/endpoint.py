@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from panels import (RAW, ROLLUP, Json, annotation, dashboard, override, query_variable, stat, steps, table,
+from panels import (PROBE_ROLLUP, RAW, ROLLUP, Json, annotation, dashboard, override, query_variable, stat, steps, table,
                     timeseries)
 
 # The endpoint's rows come from the primary key index (endpoint_id, time).
@@ -41,7 +41,7 @@ JOIN LATERAL (
     UNION ALL
     SELECT sum(u.count), sum(u.ok_count),
            sum(u.p95_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p95_latency_ms IS NOT NULL), 0)
-    FROM probe_rollup_1m u WHERE {ROLLUP} AND u.endpoint_id = e.id AND $__timeFilter(u.bucket)
+    FROM {PROBE_ROLLUP} u WHERE {ROLLUP} AND u.endpoint_id = e.id
 ) x ON true
 WHERE {THIS}
 """
@@ -80,8 +80,8 @@ SELECT $__timeGroupAlias(u.bucket, $__interval),
        sum(u.p50_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p50_latency_ms IS NOT NULL), 0),
        sum(u.p95_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p95_latency_ms IS NOT NULL), 0),
        sum(u.p99_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p99_latency_ms IS NOT NULL), 0)
-FROM probe_rollup_1m u JOIN endpoints e ON e.id = u.endpoint_id
-WHERE {ROLLUP} AND {THIS} AND $__timeFilter(u.bucket)
+FROM {PROBE_ROLLUP} u JOIN endpoints e ON e.id = u.endpoint_id
+WHERE {ROLLUP} AND {THIS}
 GROUP BY 1
 ORDER BY 1
 """
@@ -103,8 +103,8 @@ GROUP BY 1
 UNION ALL
 SELECT $__timeGroupAlias(u.bucket, $__interval),
        sum(u.avg_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.avg_latency_ms IS NOT NULL), 0)
-FROM probe_rollup_1m u JOIN endpoints e ON e.id = u.endpoint_id
-WHERE {ROLLUP} AND {THIS} AND $__timeFilter(u.bucket)
+FROM {PROBE_ROLLUP} u JOIN endpoints e ON e.id = u.endpoint_id
+WHERE {ROLLUP} AND {THIS}
 GROUP BY 1
 ORDER BY 1
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from panels import RAW, ROLLUP, Json, bargauge, dashboard, override, stat, steps, table, timeseries
+from panels import PROBE_ROLLUP, RAW, ROLLUP, Json, bargauge, dashboard, override, stat, steps, table, timeseries
 
 # One row per enabled endpoint: its latest result (the primary key index finds
 # it without scanning), whether the detector flagged it in the last 10 minutes,
@@ -63,7 +63,7 @@ JOIN (
     FROM probe_results WHERE {RAW} AND $__timeFilter(time) GROUP BY endpoint_id
     UNION ALL
     SELECT endpoint_id, sum(count), sum(ok_count)
-    FROM probe_rollup_1m WHERE {ROLLUP} AND $__timeFilter(bucket) GROUP BY endpoint_id
+    FROM {PROBE_ROLLUP} WHERE {ROLLUP} GROUP BY endpoint_id
 ) x ON x.endpoint_id = e.id
 GROUP BY e.name
 ORDER BY uptime, e.name
@@ -76,7 +76,7 @@ FROM (
     FROM probe_results WHERE {RAW} AND $__timeFilter(time)
     UNION ALL
     SELECT sum(count), sum(ok_count)
-    FROM probe_rollup_1m WHERE {ROLLUP} AND $__timeFilter(bucket)
+    FROM {PROBE_ROLLUP} WHERE {ROLLUP}
 ) x
 """
 
@@ -89,8 +89,8 @@ GROUP BY 1, 2
 UNION ALL
 SELECT $__timeGroupAlias(u.bucket, $__interval), e.name,
        sum(u.p95_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p95_latency_ms IS NOT NULL), 0)
-FROM probe_rollup_1m u JOIN endpoints e ON e.id = u.endpoint_id
-WHERE {ROLLUP} AND $__timeFilter(u.bucket)
+FROM {PROBE_ROLLUP} u JOIN endpoints e ON e.id = u.endpoint_id
+WHERE {ROLLUP}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
@@ -101,7 +101,7 @@ FROM probe_results WHERE {RAW} AND $__timeFilter(time)
 GROUP BY 1
 UNION ALL
 SELECT $__timeGroupAlias(bucket, $__interval), 100.0 * (sum(count) - sum(ok_count)) / NULLIF(sum(count), 0)
-FROM probe_rollup_1m WHERE {ROLLUP} AND $__timeFilter(bucket)
+FROM {PROBE_ROLLUP} WHERE {ROLLUP}
 GROUP BY 1
 ORDER BY 1
 """
@@ -114,7 +114,7 @@ GROUP BY 1
 UNION ALL
 SELECT $__timeGroupAlias(bucket, $__interval), sum(count) * 60000.0 / $__interval_ms,
        (sum(count) - sum(ok_count)) * 60000.0 / $__interval_ms
-FROM probe_rollup_1m WHERE {ROLLUP} AND $__timeFilter(bucket)
+FROM {PROBE_ROLLUP} WHERE {ROLLUP}
 GROUP BY 1
 ORDER BY 1
 """

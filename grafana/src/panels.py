@@ -15,6 +15,13 @@ Json = dict[str, Any]
 # minute up the per-minute rollups are exact, below it only raw rows are.
 RAW = "$__interval_ms < 60000"
 ROLLUP = "$__interval_ms >= 60000"
+# Points per series: enough for a smooth line, and it makes 30 days one point per
+# hour, which the hourly rollups serve.
+MAX_DATA_POINTS = 500
+# Rollup rows for the range: hourly ones where Grafana asks for points an hour
+# or more apart (sql/0050), per-minute ones otherwise; same columns either way.
+PROBE_ROLLUP = "probe_rollup($__timeFrom(), $__timeTo(), $__interval_ms)"
+REQUEST_ROLLUP = "request_rollup($__timeFrom(), $__timeTo(), $__interval_ms)"
 
 
 def target(sql: str, fmt: str = "time_series", ref: str = "A") -> Json:
@@ -26,7 +33,7 @@ def target(sql: str, fmt: str = "time_series", ref: str = "A") -> Json:
 def _panel(kind: str, title: str, description: str, targets: list[Json], size: tuple[int, int],
            defaults: Json, options: Json, overrides: list[Json] | None = None, **extra: Any) -> Json:
     return {"type": kind, "title": title, "description": description, "datasource": DATASOURCE,
-            "gridPos": {"w": size[0], "h": size[1]}, "targets": targets,
+            "gridPos": {"w": size[0], "h": size[1]}, "maxDataPoints": MAX_DATA_POINTS, "targets": targets,
             "fieldConfig": {"defaults": defaults, "overrides": overrides or []}, "options": options, **extra}
 
 

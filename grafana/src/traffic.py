@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from panels import RAW, ROLLUP, Json, dashboard, override, piechart, query_variable, stat, table, timeseries
+from panels import RAW, REQUEST_ROLLUP, ROLLUP, Json, dashboard, override, piechart, query_variable, stat, table, timeseries
 
 THIS = "s.name = '$service'"
 # A request failed when the service answered 5xx or reported an error (no response).
 FAILED = "(l.status_code >= 500 OR l.error IS NOT NULL)"
 RAW_ROWS = f"FROM request_logs l JOIN services s ON s.id = l.service_id WHERE {THIS} AND $__timeFilter(l.time)"
-ROLLUP_ROWS = f"FROM request_rollup_1m u JOIN services s ON s.id = u.service_id WHERE {THIS} AND $__timeFilter(u.bucket)"
+ROLLUP_ROWS = f"FROM {REQUEST_ROLLUP} u JOIN services s ON s.id = u.service_id WHERE {THIS}"
 
 
 def _weighted(column: str) -> str:

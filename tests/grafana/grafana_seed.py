@@ -3,7 +3,7 @@
 Every table a panel reads gets rows shaped like the services write them:
 endpoints of each kind, probe results every `step_s` with phase timings,
 status codes, failures with assertion results and certificates; per-minute
-rollups computed from those rows; pushed services with request logs and their
+rollups computed from those rows (and the hourly ones from those); pushed services with request logs and their
 rollups; detector models, anomalies and incidents; alert state and an outbox of
 alerts in every state. Planted facts the tests rely on: `api-001` is DOWN now
 (its latest checks fail), `api-002` is ANOMALOUS now, `api-000` had an outage
@@ -35,8 +35,8 @@ def endpoint_names(scale: Scale) -> list[str]:
     return [f"api-{i:03d}" for i in range(scale.endpoints)]
 
 
-def seed(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
-    """Fill every table the dashboards read; `now` anchors all times."""
+def seed(conn: psycopg.Connection, scale: Scale, now: datetime, *, refresh: bool = True) -> None:
+    """Fill every table the dashboards read; `now` anchors all times (and should be the real now)."""
     conn.execute("SELECT setseed(0.42)")
     _endpoints(conn, scale)
     _probe_results(conn, scale, now)
@@ -44,6 +44,8 @@ def seed(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
     _services(conn, scale, now)
     _detector(conn, scale, now)
     _alerts(conn, now)
+    if refresh:
+        conn.execute("SELECT refresh_hourly_rollups()")  # what upwatch's maintenance job does every few minutes
     conn.execute("ANALYZE")
 
 
