@@ -163,7 +163,7 @@ def build() -> Json:
                                        override("last_check", unit="dateTimeFromNow")]),
         timeseries("p95 latency per endpoint", "Raw checks on short ranges; on ranges of a day or more, the "
                    "count-weighted mean of the per-minute p95 from the rollups.", P95_BY_ENDPOINT, unit="ms",
-                   size=(24, 9)),
+                   size=(24, 9), maxDataPoints=200),  # one line per endpoint: fewer points each
         bargauge("Uptime per endpoint", "Share of passed checks over the selected range, worst first.",
                  UPTIME_BY_ENDPOINT, unit="percent", size=(12, 9), minimum=90, maximum=100,
                  thresholds=steps(("red", None), ("orange", 99.0), ("green", 99.9))),
