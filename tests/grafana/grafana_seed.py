@@ -13,7 +13,7 @@ an hour ago, and one service's name contains a quote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 
@@ -178,7 +178,12 @@ def _detector(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
                3000, 0.7, %(now)s::timestamptz, 'ready'
         FROM services s
         """, {"now": now})
-    # Anomalies: a burst per endpoint every 6 hours, plus api-002 right now and one per service.
+    _anomalies(conn, scale, now)
+    _incidents(conn)
+
+
+def _anomalies(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
+    # A burst per endpoint every 6 hours, plus api-002 right now and one per service.
     conn.execute(
         """
         INSERT INTO anomalies (time, series, endpoint_id, service_id, value, score, threshold, severity,
@@ -202,6 +207,10 @@ def _detector(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
                'error rate 12%% vs usual 1±0.5%%'
         FROM detector_models m JOIN services s ON m.series = 'service:' || s.name || ':error_rate'
         """, {"now": now, "span": scale.days * 86400})
+
+
+def _incidents(conn: psycopg.Connection) -> None:
+    # Consecutive anomalies of a series within an hour make one incident.
     conn.execute(
         """
         WITH i AS (
