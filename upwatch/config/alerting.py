@@ -235,6 +235,7 @@ class Alerting(Section):
     send_resolved: bool = True
     group_wait: Duration = Field(default="30s", validate_default=True)
     evaluate_interval: PositiveDuration = Field(default="1s", validate_default=True)
+    rule_interval: PositiveDuration = Field(default="15s", validate_default=True)
     grafana_url: str = "http://localhost:3000"
 
     @model_validator(mode="after")
