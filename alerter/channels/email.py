@@ -61,6 +61,10 @@ def describe(error: Exception, options: Options) -> tuple[str, bool]:
         return f"authentication failed at {where}: {error.code} {error.message}", False
     if isinstance(error, aiosmtplib.SMTPResponseException):
         return f"{type(error).__name__} from {where}: {error.code} {error.message}", False
+    if isinstance(error, aiosmtplib.SMTPConnectError) and not isinstance(error, aiosmtplib.SMTPTimeoutError):
+        cause = error.__cause__
+        detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
+        return f"cannot reach SMTP server {where}: {detail}", False
     if isinstance(error, aiosmtplib.SMTPTimeoutError):
         return f"timeout after {options.timeout_s:g} s talking to {where}", False
     if isinstance(error, aiosmtplib.SMTPException):

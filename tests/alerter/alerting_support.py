@@ -65,7 +65,7 @@ class SmtpServer:
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                       data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.password == (self.password or "").encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> None:
         extra: dict[str, Any] = {}
