@@ -86,8 +86,6 @@ async def send(notice: Notice, options: Options) -> Delivery:
             use_tls=options.tls == "tls", start_tls=options.tls == "starttls", timeout=options.timeout_s)
     except (aiosmtplib.SMTPException, OSError) as e:
         reason, permanent = describe(e, options)
-        logger.warning("email failed host=%s port=%d error=%r permanent=%s", options.host, options.port, reason,
-                       permanent)
         return Delivery.failed(reason, permanent=permanent)
     if errors:  # some recipients accepted: the message went out, note who did not get it
         return Delivery.sent("; ".join(f"{rcpt}: {r.code} {r.message}" for rcpt, r in errors.items()))
