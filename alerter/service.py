@@ -87,8 +87,10 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     logger.info("alerter started evaluate_interval_s=%g group_wait_s=%g", alerting.evaluate_interval.total_seconds(),
                 alerting.group_wait.total_seconds())
     wake = asyncio.Event()
-    tasks = [asyncio.create_task(evaluate_loop(runtime.pool, alerting, stop, wake), name="alerter-evaluate"),
-             asyncio.create_task(deliver_loop(runtime.pool, alerting, stop, wake), name="alerter-deliver")]
+    tasks = [asyncio.create_task(evaluate_loop(runtime.pool, alerting, stop, wake), name="alerter-evaluate")]
+    # Senders are independent: SKIP LOCKED hands each a different message.
+    tasks += [asyncio.create_task(deliver_loop(runtime.pool, alerting, stop, wake), name=f"alerter-deliver-{i}")
+              for i in range(alerting.delivery.concurrency)]
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -214,7 +214,8 @@ class Delivery(Section):
     backoff: PositiveDuration = Field(default="10s", validate_default=True)
     backoff_max: PositiveDuration = Field(default="10m", validate_default=True)
     max_age: PositiveDuration = Field(default="24h", validate_default=True)
-    batch_size: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=200, ge=1)  # most alerts in one grouped message
+    concurrency: int = Field(default=4, ge=1, le=64)  # messages in flight at once
 
 
 class Alerting(Section):
