@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from upwatch import durations
 from upwatch.config.base import Section
@@ -239,17 +239,31 @@ class Alerting(Section):
     rule_interval: PositiveDuration = Field(default="15s", validate_default=True)
     grafana_url: str = "http://localhost:3000"
 
-    @model_validator(mode="after")
-    def _references(self) -> Alerting:
-        names = [w.name for w in self.webhooks]
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
+        names = [w.name for w in value]
         duplicate = sorted({n for n in names if names.count(n) > 1})
         if duplicate:
             raise ValueError(f"webhook names must be unique: {', '.join(map(repr, duplicate))}")
-        for i, route in enumerate(self.routes):
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_webhooks(cls, value: list[Route], info: ValidationInfo) -> list[Route]:
+        names = [w.name for w in info.data.get("webhooks", [])]
+        for i, route in enumerate(value):
             unknown = [w for w in route.webhooks if w not in names]
             if unknown:
-                raise ValueError(f"routes[{i}].webhooks: unknown webhook {unknown[0]!r}")
-        rules = [r.name for r in self.rules]
-        if len(set(rules)) != len(rules):
-            raise ValueError("rule names must be unique")
-        return self
+                raise ValueError(f"routes[{i}] names unknown webhook {unknown[0]!r}"
+                                 f" (configured: {', '.join(map(repr, names)) or 'none'})")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, value: list[Rule]) -> list[Rule]:
+        names = [r.name for r in value]
+        duplicate = sorted({n for n in names if names.count(n) > 1})
+        if duplicate:
+            raise ValueError(f"rule names must be unique: {', '.join(map(repr, duplicate))}")
+        return value
