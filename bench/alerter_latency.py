@@ -7,8 +7,8 @@
    group_wait=0s (excluded by definition). Measured from the insert of the failing check
    that crosses the threshold to the SMTP server accepting the message.
 2. Burst: N endpoints cross the threshold at once; time until every alert is accepted,
-   once with grouping (default batch_size: up to 200 alerts per message) and once with
-   one message per alert (batch_size 1).
+   with grouping (default batch_size: up to 200 alerts per message), and with one
+   message per alert (batch_size 1) from one sender and from four (concurrency 4).
 
 Uses $UPWATCH_DATABASE_URL if set, else a throwaway embedded PostgreSQL.
 """
@@ -111,10 +111,11 @@ async def latency(pool: AsyncConnectionPool, url: str, smtp_port: int, arrivals:
 
 
 async def burst(pool: AsyncConnectionPool, url: str, smtp_port: int, arrivals: Arrivals, n: int,
-                batch_size: int, label: str) -> None:
+                batch_size: int, concurrency: int, label: str) -> None:
     alerting = Alerting.model_validate({
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "recipients": ["oncall@example.test"]},
-        "group_wait": "0s", "failure_threshold": 1, "delivery": {"batch_size": batch_size}})
+        "group_wait": "0s", "failure_threshold": 1,
+        "delivery": {"batch_size": batch_size, "concurrency": concurrency}})
     prefix = f"ep-{label}"
     ids = await endpoints(pool, prefix, n)
     messages_before = arrivals.messages
@@ -129,7 +130,7 @@ async def burst(pool: AsyncConnectionPool, url: str, smtp_port: int, arrivals: A
     stop.set()
     await task
     delivered = sum(name in arrivals.at for name in names)
-    print(f"burst of {n} alerts, batch_size {batch_size}: {delivered} delivered in {elapsed:.2f} s"
+    print(f"burst of {n} alerts, batch_size {batch_size}, concurrency {concurrency}: {delivered} delivered in {elapsed:.2f} s"
           f" ({delivered / elapsed:.0f} alerts/s, {arrivals.messages - messages_before} messages)")
 
 
@@ -141,8 +142,9 @@ async def main(args: argparse.Namespace, url: str) -> None:
     controller.start()
     try:
         await latency(pool, url, args.smtp_port, arrivals, args.trials)
-        await burst(pool, url, args.smtp_port, arrivals, args.burst, 200, "grouped")
-        await burst(pool, url, args.smtp_port, arrivals, args.burst, 1, "single")
+        await burst(pool, url, args.smtp_port, arrivals, args.burst, 200, 1, "grouped")
+        await burst(pool, url, args.smtp_port, arrivals, args.burst, 1, 1, "single")
+        await burst(pool, url, args.smtp_port, arrivals, args.burst, 1, 4, "parallel")
     finally:
         controller.stop()
         await pool.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from alerting_support import Mailbox, SmtpServer, free_port
 
@@ -37,10 +38,12 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver(aiohttp_server: Any) -> AsyncIterator[Receiver]:
+async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
-    server = await aiohttp_server(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1")  # aiohttp's own test server: no pytest plugin needed
+    await server.start_server()
     rec.url = f"http://127.0.0.1:{server.port}/hook"
     yield rec
+    await server.close()

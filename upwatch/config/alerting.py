@@ -215,7 +215,9 @@ class Delivery(Section):
     backoff_max: PositiveDuration = Field(default="10m", validate_default=True)
     max_age: PositiveDuration = Field(default="24h", validate_default=True)
     batch_size: int = Field(default=200, ge=1)  # most alerts in one grouped message
-    concurrency: int = Field(default=4, ge=1, le=64)  # messages in flight at once
+    # Messages in flight at once. A crash can repeat each in-flight message once, so the
+    # default of 1 keeps "at most one duplicate per crash".
+    concurrency: int = Field(default=1, ge=1, le=64)
 
 
 class Alerting(Section):
