@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -23,14 +23,15 @@ class Options:
     tls: str
     timeout_s: float
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
 
 
 def options(alerting: Alerting, target: str = "") -> Options:
     """Email options from `alerting.smtp` (already merged with UPWATCH_SMTP_* by the config loader)."""
     smtp = alerting.smtp
     return Options(smtp.host, smtp.port, smtp.sender, smtp.tls, smtp.timeout.total_seconds(),
-                   smtp.username, smtp.password)
+                   smtp.username, smtp.password, str(smtp.ca_file) if smtp.ca_file else None)
 
 
 def message(notice: Notice, sender: str) -> EmailMessage:
@@ -83,7 +84,8 @@ async def send(notice: Notice, options: Options) -> Delivery:
         errors, _ = await aiosmtplib.send(
             message(notice, options.sender), sender=options.sender, recipients=list(notice.recipients),
             hostname=options.host, port=options.port, username=options.username, password=options.password,
-            use_tls=options.tls == "tls", start_tls=options.tls == "starttls", timeout=options.timeout_s)
+            use_tls=options.tls == "tls", start_tls=options.tls == "starttls", cert_bundle=options.ca_file,
+            timeout=options.timeout_s)
     except (aiosmtplib.SMTPException, OSError) as e:
         reason, permanent = describe(e, options)
         return Delivery.failed(reason, permanent=permanent)

@@ -21,7 +21,7 @@ class Options:
     url: str
     format: str = "generic"
     timeout_s: float = 10.0
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry tokens
 
 
 def options(alerting: Alerting, target: str) -> Options | None:

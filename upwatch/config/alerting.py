@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +44,7 @@ class Smtp(Section):
     sender: Address = "upwatch@localhost"
     recipients: list[Address] = []
     tls: Literal["starttls", "tls", "none"] = "none"
+    ca_file: Path | None = None  # CA bundle to verify the server with (default: the system's)
     timeout: Interval = Field(default="10s", validate_default=True)
 
 
