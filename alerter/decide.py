@@ -146,9 +146,16 @@ class Cycle:
 
     def ticks(self) -> None:
         """Reminders, and messages held back by a cooldown, maintenance or a parent now over."""
+        rules = {f"rule:{r.name}" for r in self.alerting.rules}
         for t in list(self.tracked.values()):
-            if t.state.firing and not t.ticked:
-                self.decide(t, "tick", self.now)
+            if not t.state.firing or t.ticked:
+                continue
+            gone = (t.fingerprint not in rules if t.kind == "rule"
+                    else t.kind in ("down", "cert") and t.endpoint_id not in self.endpoints)
+            if gone:  # removed from the config or disabled: stop reminding, without a RESOLVED nobody could trust
+                t.state, t.changed = replace(t.state, firing=False), True
+                continue
+            self.decide(t, "tick", self.now)
 
 
 def dependency_order(endpoints: dict[int, EndpointInfo], ids: list[int]) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -49,25 +50,32 @@ def message(notice: Notice, sender: str) -> EmailMessage:
 
 
 def describe(error: Exception, options: Options) -> tuple[str, bool]:
-    """A short human reading of an SMTP failure, and whether retrying cannot help."""
+    """A short human reading of an SMTP failure, and whether retrying cannot help.
+
+    Only a mailbox the server says does not exist (5xx on RCPT) is permanent: auth, TLS and
+    sender problems are configuration that an operator fixes, after which retries succeed."""
     where = f"{options.host}:{options.port}"
+    cause = error.__cause__ if error.__cause__ is not None else error.__context__
+    if isinstance(cause, ssl.SSLError) or isinstance(error, ssl.SSLError):
+        tls_error = cause if isinstance(cause, ssl.SSLError) else error
+        return f"TLS with {where} failed: {getattr(tls_error, 'verify_message', None) or tls_error}", False
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         refused = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
         return f"recipients refused by {where}: {refused}", all(r.code >= 500 for r in error.recipients)
     if isinstance(error, aiosmtplib.SMTPRecipientRefused):
         return f"recipient refused by {where}: {error.recipient}: {error.code} {error.message}", error.code >= 500
     if isinstance(error, aiosmtplib.SMTPSenderRefused):
-        return f"sender {error.sender} refused by {where}: {error.code} {error.message}", error.code >= 500
+        return f"sender {error.sender} refused by {where}: {error.code} {error.message}", False
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         return f"authentication failed at {where}: {error.code} {error.message}", False
     if isinstance(error, aiosmtplib.SMTPResponseException):
         return f"{type(error).__name__} from {where}: {error.code} {error.message}", False
-    if isinstance(error, aiosmtplib.SMTPConnectError) and not isinstance(error, aiosmtplib.SMTPTimeoutError):
-        cause = error.__cause__
+    if isinstance(error, aiosmtplib.SMTPTimeoutError):
+        hint = " (does the server expect smtp.tls: tls?)" if options.tls == "none" else ""
+        return f"timeout after {options.timeout_s:g} s talking to {where}{hint}", False
+    if isinstance(error, aiosmtplib.SMTPConnectError):
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
         return f"cannot reach SMTP server {where}: {detail}", False
-    if isinstance(error, aiosmtplib.SMTPTimeoutError):
-        return f"timeout after {options.timeout_s:g} s talking to {where}", False
     if isinstance(error, aiosmtplib.SMTPException):
         return f"SMTP error with {where}: {error}", False
     return f"cannot reach SMTP server {where}: {error.strerror if isinstance(error, OSError) and error.strerror else error}", False

@@ -55,7 +55,7 @@ async def test_unverifiable_certificate_is_refused_and_retried(tls_server: tuple
     mode, port, mailbox = tls_server
     delivery = await email.send(notice(), email.options(alerting(port, smtp={"tls": mode})))
     assert not delivery.ok and not delivery.permanent
-    assert "CERTIFICATE_VERIFY_FAILED" in (delivery.error or "") or "certificate verify failed" in (delivery.error or "")
+    assert delivery.error == f"TLS with 127.0.0.1:{port} failed: self-signed certificate"
     assert mailbox.messages == []
 
 
@@ -68,5 +68,6 @@ async def test_plain_text_to_a_server_that_requires_starttls_says_so() -> None:
         delivery = await email.send(notice(), email.options(alerting(port, smtp={"tls": "none"})))
     finally:
         controller.stop()
-    assert not delivery.ok
-    assert f"127.0.0.1:{port}: 530" in (delivery.error or "") and "STARTTLS" in (delivery.error or "")
+    assert not delivery.ok and not delivery.permanent  # a configuration fix makes the retry succeed
+    assert delivery.error == (f"sender upwatch@localhost refused by 127.0.0.1:{port}: "
+                              "530 Must issue a STARTTLS command first")

@@ -204,3 +204,32 @@ async def test_two_evaluators_never_judge_the_same_results_twice(database_url: s
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_disabled_endpoint_stops_firing_without_reminders(pool: AsyncConnectionPool) -> None:
+    cfg = alerting(repeat_interval="1s")
+    api = await add_endpoint(pool, "api")
+    await add_results(pool, api, "fff")
+    await evaluate.run_once(pool, cfg)
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE endpoints SET enabled = false WHERE id = %s", (api,))
+        await conn.execute("UPDATE alert_state SET last_sent_at = now() - interval '1 hour'")
+    await evaluate.run_once(pool, cfg)
+    assert [r["event"] for r in await rows(pool)] == ["firing"]
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status FROM alert_state WHERE fingerprint = 'down:api'")
+        assert await cur.fetchone() == ("ok",)
+
+
+async def test_reminder_while_still_down_after_repeat_interval(pool: AsyncConnectionPool) -> None:
+    cfg = alerting(repeat_interval="1h")
+    api = await add_endpoint(pool, "api")
+    await add_results(pool, api, "fff")
+    await evaluate.run_once(pool, cfg)
+    await evaluate.run_once(pool, cfg)
+    assert [r["event"] for r in await rows(pool)] == ["firing"]
+    async with pool.connection() as conn:  # an hour passes
+        await conn.execute("UPDATE alert_state SET last_sent_at = last_sent_at - interval '1 hour'")
+    await evaluate.run_once(pool, cfg)
+    reminder = (await rows(pool))[-1]
+    assert reminder["event"] == "reminder" and reminder["subject"] == "[upwatch] STILL DOWN api: timeout after 10 s"
