@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,11 @@ from upwatch.runtime import Runtime
 
 
 @pytest.mark.timeout(60)
-async def test_alerter_survives_a_database_outage(tmp_path: Path, smtp: SmtpServer,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+async def test_alerter_survives_a_database_outage(smtp: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:
+    # Not under tmp_path: every new pytest session (other engineers' too) resets
+    # /tmp/pytest-of-<user> to 0700, which locks the server's system user out of its data.
+    data = Path(tempfile.mkdtemp(prefix="upwatch-alerter-pg-"))
+    server = EmbeddedPostgres(data / "pg", settings={"fsync": "off"})
     url = server.start()
     pool: AsyncConnectionPool | None = None
     try:
@@ -47,6 +51,7 @@ async def test_alerter_survives_a_database_outage(tmp_path: Path, smtp: SmtpServ
         if pool is not None:
             await pool.close()
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _insert_failures(pool: AsyncConnectionPool, endpoint_id: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,12 @@ def test_route_naming_an_unknown_webhook_is_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
         config.parse(text, "x.yaml", {})
     assert str(caught.value) == "x.yaml:2: alerting.routes: routes[0] names unknown webhook 'slak' (configured: none)"
+
+
+def test_the_documented_example_is_valid() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "alerter.md").read_text()
+    example = doc.split("### Example\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = config.parse(example, "docs/alerter.md", {"SMTP_PASSWORD": "x", "SLACK_WEBHOOK_URL": "https://hooks.example.test/T0"})
+    alerting = cfg.alerting
+    assert [r.condition.metric for r in alerting.rules] == ["error_rate", "aggregate", "matching"]
+    assert alerting.maintenance[0].weekly is not None and alerting.routes[0].webhooks == ["ops-slack"]
