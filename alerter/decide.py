@@ -87,6 +87,8 @@ class Cycle:
         t.details["payload"] = {"endpoint": ep.name, "target": ep.target, "severity": "critical"}
         locs = t.locations()
         for r in rows:
+            if r.skipped:
+                continue
             loc = observe(locs.get(r.location, Location()), r.ok, a.failure_threshold, a.success_threshold,
                           immediate=r.missed_heartbeat and not r.ok)
             locs[r.location] = loc

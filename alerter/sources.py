@@ -49,17 +49,24 @@ class Result:
     def missed_heartbeat(self) -> bool:
         return self.error_kind == "missing_heartbeat"
 
+    @property
+    def skipped(self) -> bool:
+        """A run the prober skipped because the previous one was still going: no verdict on the endpoint."""
+        return self.error_kind == "skipped"
+
     def reason(self) -> str:
-        """Why this check failed, in the words an operator needs first."""
-        failed = [a for a in self.assertions if isinstance(a, dict) and a.get("ok") is False] \
-            if isinstance(self.assertions, list) else []
-        if self.missed_heartbeat:
-            return self.error or "no heartbeat received in time"
+        """Why this check failed, in the words an operator needs first (the prober's error wins)."""
+        if self.error and self.error_kind == "assertion":
+            return f"assertion failed: {self.error}"
         if self.error:
             return self.error
+        failed = [a for a in self.assertions if isinstance(a, dict) and a.get("ok") is False] \
+            if isinstance(self.assertions, list) else []
         if failed:
             a = failed[0]
-            return f"assertion failed: {a.get('message') or a.get('description') or a.get('name') or a}"
+            return f"assertion failed: {a.get('assertion', '?')}: {a.get('reason', 'did not hold')}"
+        if self.missed_heartbeat:
+            return "no heartbeat received in time"
         if self.error_kind:
             return self.error_kind
         return f"HTTP status {self.status_code}" if self.status_code else "check failed"

@@ -233,3 +233,16 @@ async def test_reminder_while_still_down_after_repeat_interval(pool: AsyncConnec
     await evaluate.run_once(pool, cfg)
     reminder = (await rows(pool))[-1]
     assert reminder["event"] == "reminder" and reminder["subject"] == "[upwatch] STILL DOWN api: timeout after 10 s"
+
+
+async def test_skipped_runs_are_no_verdict_and_failed_assertions_are_named(pool: AsyncConnectionPool) -> None:
+    cfg = alerting()
+    api = await add_endpoint(pool, "api")
+    await add_results(pool, api, "ff")
+    await add_results(pool, api, "fff", error="previous run still in progress", error_kind="skipped")
+    await evaluate.run_once(pool, cfg)
+    assert await rows(pool) == []
+    await add_results(pool, api, "f", error="status == 200: got 503", error_kind="assertion")
+    await evaluate.run_once(pool, cfg)
+    [down] = await rows(pool)
+    assert down["subject"] == "[upwatch] DOWN api: assertion failed: status == 200: got 503"
