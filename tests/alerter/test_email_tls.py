@@ -40,15 +40,17 @@ def tls_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, Mailb
     controller.stop()
 
 
-async def settle() -> None:
-    """A failed TLS handshake can leave asyncio's raw transport to the garbage collector (inside
-    asyncio/aiosmtplib, not upwatch); collect it here, where that is expected, rather than let its
-    ResourceWarning land in whichever test runs next."""
-    for _ in range(3):
-        await asyncio.sleep(0)
+async def send_leaky(options: email.Options) -> Any:
+    """Send where the TLS handshake fails. That can leave asyncio's raw transport to the garbage
+    collector (inside asyncio/aiosmtplib, not upwatch): collect it here, where it is expected,
+    rather than let its ResourceWarning land at a random allocation in a later test."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
+        delivery = await email.send(notice(), options)
+        for _ in range(3):
+            await asyncio.sleep(0)
         gc.collect()
+    return delivery
 
 
 def notice() -> Any:
@@ -67,8 +69,7 @@ async def test_encrypted_delivery_with_the_configured_ca(tls_server: tuple[str, 
 
 async def test_unverifiable_certificate_is_refused_and_retried(tls_server: tuple[str, int, Mailbox]) -> None:
     mode, port, mailbox = tls_server
-    delivery = await email.send(notice(), email.options(alerting(port, smtp={"tls": mode})))
-    await settle()
+    delivery = await send_leaky(email.options(alerting(port, smtp={"tls": mode})))
     assert not delivery.ok and not delivery.permanent
     assert delivery.error == f"TLS with 127.0.0.1:{port} failed: self-signed certificate"
     assert mailbox.messages == []
@@ -80,8 +81,7 @@ async def test_plain_text_to_a_server_that_requires_starttls_says_so() -> None:
                             require_starttls=True)
     controller.start()
     try:
-        delivery = await email.send(notice(), email.options(alerting(port, smtp={"tls": "none"})))
-        await settle()
+        delivery = await send_leaky(email.options(alerting(port, smtp={"tls": "none"})))
     finally:
         controller.stop()
     assert not delivery.ok and not delivery.permanent  # a configuration fix makes the retry succeed
