@@ -1,12 +1,15 @@
-"""`upwatch alerts …` and `upwatch silence …` as an operator runs them."""
+"""`upwatch alerts …` and `upwatch silence …` as an operator runs them: a few through a real
+process (exit codes, stderr), the rest through the same parser and handlers in-process (faster)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
@@ -23,6 +26,16 @@ def upwatch(*args: str, config: Path, database_url: str = "", **env: str) -> sub
                           capture_output=True, text=True, env=environ, cwd=config.parent, timeout=60)
 
 
+async def cli(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str, str]:
+    """Parse and run like `upwatch --config CONFIG ARGV…`, in a thread (handlers run their own loop)."""
+    from upwatch.cli import build_parser
+
+    args = build_parser().parse_args(["--config", str(config), *argv])
+    code = await asyncio.to_thread(args.handler, args)
+    out, err = capsys.readouterr()
+    return int(code), out, err
+
+
 def write_config(tmp_path: Path, smtp_port: int, extra: str = "") -> Path:
     path = tmp_path / "upwatch.yaml"
     path.write_text(f"alerting:\n  smtp:\n    host: 127.0.0.1\n    port: {smtp_port}\n"
@@ -30,23 +43,24 @@ def write_config(tmp_path: Path, smtp_port: int, extra: str = "") -> Path:
     return path
 
 
-async def test_alerts_list_shows_failed_delivery_with_the_servers_message(pool: AsyncConnectionPool,
-                                                                          database_url: str, smtp: SmtpServer,
-                                                                          tmp_path: Path) -> None:
+async def test_alerts_list_shows_failed_delivery_with_the_servers_message(
+        pool: AsyncConnectionPool, database_url: str, smtp: SmtpServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("UPWATCH_DATABASE_URL", database_url)
     smtp.mailbox.refuse["oncall@example.test"] = "550 5.1.1 no such user"
     cfg = alerting(smtp.port)
     await add_results(pool, await add_endpoint(pool, "api"), "fff")
     await evaluate.run_once(pool, cfg)
     await outbox.deliver_next(pool, cfg)
     config = write_config(tmp_path, smtp.port)
-    result = upwatch("alerts", "list", "--state", "failed", config=config, database_url=database_url)
-    assert result.returncode == 0, result.stderr
-    header, line = result.stdout.splitlines()
+    code, out, err = await cli(capsys, config, "alerts", "list", "--state", "failed")
+    assert code == 0, err
+    header, line = out.splitlines()
     assert header.split()[:4] == ["ID", "CREATED", "(UTC)", "STATE"]
     assert "failed" in line and "[upwatch] DOWN api: timeout after 10 s" in line
     assert "oncall@example.test: 550 5.1.1 no such user" in line
-    empty = upwatch("alerts", "list", "--state", "sent", config=config, database_url=database_url)
-    assert empty.stdout.strip() == "no alerts in state sent"
+    _, out, _ = await cli(capsys, config, "alerts", "list", "--state", "sent")
+    assert out.strip() == "no alerts in state sent"
 
 
 def test_test_email_is_delivered(smtp: SmtpServer, tmp_path: Path) -> None:
@@ -71,37 +85,34 @@ def test_test_email_reports_the_smtp_dialogue_error(tmp_path: Path) -> None:
     assert "wrong" not in result.stderr
 
 
-def test_test_email_reports_a_refused_connection(tmp_path: Path) -> None:
+async def test_test_email_reports_a_refused_connection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
-    result = upwatch("alerts", "test-email", config=write_config(tmp_path, port))
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"upwatch: test email failed: cannot reach SMTP server 127.0.0.1:{port}: " \
-                                    "Connect call failed ('127.0.0.1', " + str(port) + ")"
+    code, _, err = await cli(capsys, write_config(tmp_path, port), "alerts", "test-email")
+    assert code == 1
+    assert err.strip() == (f"upwatch: test email failed: cannot reach SMTP server 127.0.0.1:{port}: "
+                           f"Connect call failed ('127.0.0.1', {port})")
 
 
 async def test_silence_add_list_remove_and_it_silences(pool: AsyncConnectionPool, database_url: str,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("UPWATCH_DATABASE_URL", database_url)
     config = write_config(tmp_path, 9)
-    added = upwatch("silence", "add", "--endpoint", "api", "--for", "2h", "--name", "deploy",
-                    config=config, database_url=database_url)
-    assert added.returncode == 0, added.stderr
-    assert added.stdout.startswith("silence 1 added: ")
-    listed = upwatch("silence", "list", config=config, database_url=database_url)
-    assert listed.stdout.splitlines()[1].split()[:3] == ["1", "deploy", listed.stdout.splitlines()[1].split()[2]]
-    assert "api" in listed.stdout
+    code, out, err = await cli(capsys, config, "silence", "add", "--endpoint", "api", "--for", "2h", "--name", "deploy")
+    assert code == 0, err
+    assert out.startswith("silence 1 added: ")
+    _, out, _ = await cli(capsys, config, "silence", "list")
+    assert out.splitlines()[1].split()[:2] == ["1", "deploy"] and "api" in out
     await add_results(pool, await add_endpoint(pool, "api"), "fff")
     await evaluate.run_once(pool, alerting())
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT state, last_error FROM alerts")
         assert await cur.fetchall() == [("suppressed", "silenced by maintenance window 'deploy'")]
-    removed = upwatch("silence", "remove", "1", config=config, database_url=database_url)
-    assert removed.returncode == 0 and removed.stdout.strip() == "silence 1 removed"
-    again = upwatch("silence", "remove", "1", config=config, database_url=database_url)
-    assert again.returncode == 1 and again.stderr.strip() == "upwatch: no silence with id 1"
-    assert upwatch("silence", "list", config=config, database_url=database_url).stdout.strip() == "no silences"
+    assert await cli(capsys, config, "silence", "remove", "1") == (0, "silence 1 removed\n", "")
+    assert await cli(capsys, config, "silence", "remove", "1") == (1, "", "upwatch: no silence with id 1\n")
+    assert await cli(capsys, config, "silence", "list") == (0, "no silences\n", "")
 
 
-def test_silence_add_needs_a_target(tmp_path: Path) -> None:
-    result = upwatch("silence", "add", config=write_config(tmp_path, 9))
-    assert result.returncode == 2
-    assert result.stderr.strip() == "upwatch: name what to silence: --endpoint NAME, --tag TAG or --all"
+async def test_silence_add_needs_a_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await cli(capsys, write_config(tmp_path, 9), "silence", "add") == (
+        2, "", "upwatch: name what to silence: --endpoint NAME, --tag TAG or --all\n")
