@@ -1,5 +1,6 @@
-"""`python -m detector`: the live detector, or `backtest` to replay CSVs offline.
+"""`python -m detector`: the live detector (same as `upwatch detector`), or `backtest` to replay CSVs.
 
+    python -m detector [upwatch detector options]
     python -m detector backtest --input IN.csv --output OUT.csv [--config upwatch.yaml]
     python -m detector backtest --input-dir IN/ --output-dir OUT/ [--config upwatch.yaml]
 
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 
 from detector import backtest
-from detector.settings import DetectorSettings
+from upwatch.config import ConfigError, load
+from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m detector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command")
+    commands = parser.add_subparsers(dest="command", required=True)
     replay = commands.add_parser("backtest", help="score CSVs of timestamp,value as if they arrived live")
     replay.add_argument("--config", type=Path, help="upwatch.yaml whose detector: section to use")
     source = replay.add_mutually_exclusive_group(required=True)
@@ -33,13 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(config: Path | None) -> DetectorSettings:
+def load_settings(config: Path | None) -> Detector:
     """Detector settings from upwatch.yaml's detector: section, or the defaults."""
-    if config is None:
-        return DetectorSettings()
-    from detector.config import settings_from_file
-
-    return settings_from_file(config)
+    return Detector() if config is None else load(config).detector
 
 
 def run_backtest(args: argparse.Namespace) -> int:
@@ -59,7 +57,7 @@ def run_backtest(args: argparse.Namespace) -> int:
             flagged = backtest.run_dir(args.input_dir, args.output_dir, settings)
             print(f"backtest done input_dir={args.input_dir} output_dir={args.output_dir} anomalies={flagged}",
                   file=sys.stderr)
-    except backtest.BadInput as e:
+    except (backtest.BadInput, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -67,13 +65,13 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.command == "backtest":
-        return run_backtest(args)
-    from detector.service import main as serve
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["backtest"]:
+        from upwatch.cli import main as upwatch
 
-    return serve()
+        return upwatch([*argv, "detector"] if argv and argv[0].startswith("-") else ["detector", *argv])
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return run_backtest(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from detector import features as feature_set
 from detector.models import MODELS
 from detector.incidents import quarantine
 from detector.models.isolation_forest import NotEnoughData
-from detector.settings import DetectorSettings
+from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class BadInput(ValueError):
 
 
 def replay(
-    frame: pd.DataFrame, settings: DetectorSettings, model: ModuleType | None = None
+    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it)."""
     module = model if model is not None else MODELS[settings.model]
@@ -68,7 +68,7 @@ def _fit(
     usable: np.ndarray,
     flags: np.ndarray,
     cut: int,
-    settings: DetectorSettings,
+    settings: Detector,
 ) -> Any:
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
@@ -114,7 +114,7 @@ def _refuse(path: Path, column: str, bad: pd.Series, raw: pd.Series, what: str) 
         raise BadInput(f"{path}:{first + 2}: column {column!r}: {what}: {raw.iloc[first]!r}")
 
 
-def run_file(source: Path, target: Path, settings: DetectorSettings) -> int:
+def run_file(source: Path, target: Path, settings: Detector) -> int:
     """Backtest one CSV into another; returns the number of rows flagged."""
     frame = read_csv(source)
     result = replay(frame[["timestamp", "value"]], settings)
@@ -134,7 +134,7 @@ def run_file(source: Path, target: Path, settings: DetectorSettings) -> int:
     return int(out["is_anomaly"].sum())
 
 
-def run_dir(source: Path, target: Path, settings: DetectorSettings, progress: TextIO = sys.stderr) -> int:
+def run_dir(source: Path, target: Path, settings: Detector, progress: TextIO = sys.stderr) -> int:
     """Backtest every *.csv in a directory, printing a progress bar; returns total rows flagged."""
     files = sorted(source.glob("*.csv"))
     if not files:

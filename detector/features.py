@@ -112,7 +112,7 @@ def _hour(w: Window) -> pd.Series:
 
 
 def _weekday(w: Window) -> pd.Series:
-    return pd.Series(w.x.index.weekday, index=w.x.index, dtype="float64")
+    return pd.Series(w.x.index.day_of_week, index=w.x.index, dtype="float64")
 
 
 def _mean10(w: Window) -> pd.Series:

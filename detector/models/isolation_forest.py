@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from detector.settings import DetectorSettings
+from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return x[np.isfinite(x.to_numpy()).all(axis=1)]
 
 
-def train(features: pd.DataFrame, settings: DetectorSettings) -> Fitted:
+def train(features: pd.DataFrame, settings: Detector) -> Fitted:
     """Fit one series' forest on its training rows; raise NotEnoughData below settings.min_training_rows."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:

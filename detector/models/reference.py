@@ -15,7 +15,7 @@ from sklearn.ensemble import IsolationForest
 
 from detector.features import REFERENCE_FEATURES
 from detector.models.isolation_forest import NotEnoughData, _matrix
-from detector.settings import DetectorSettings
+from upwatch.config.detector import Detector
 
 FEATURES: tuple[str, ...] = REFERENCE_FEATURES
 
@@ -28,7 +28,7 @@ class Fitted:
     threshold: float
 
 
-def train(features: pd.DataFrame, settings: DetectorSettings) -> Fitted:
+def train(features: pd.DataFrame, settings: Detector) -> Fitted:
     """Fit with contamination=0.1; the threshold is the forest's own offset."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:

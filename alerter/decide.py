@@ -1,0 +1,173 @@
+"""Turn what the sources read into policy events and outbox rows. No I/O here:
+`Cycle` is filled by evaluate.py, which then writes `tracked`, `rows` and `folds`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from alerter import render, routes
+from alerter.maintenance import Window, silencing
+from alerter.outbox import Row
+from alerter.policy import Event, EventKind, Location, Policy, is_down, observe, should_send
+from alerter.sources import EndpointInfo, Incident, Result, breached
+from alerter.store import Tracked
+from upwatch.config.alerting import Alerting, Rule
+
+RECENT = 5
+
+
+def policy_of(alerting: Alerting) -> Policy:
+    return Policy(alerting.cooldown, alerting.repeat_interval, alerting.send_resolved)
+
+
+@dataclass
+class Cycle:
+    alerting: Alerting
+    now: datetime
+    endpoints: dict[int, EndpointInfo]
+    windows: list[Window]
+    tracked: dict[str, Tracked]
+    rows: list[Row] = field(default_factory=list)
+    folds: list[tuple[str, str]] = field(default_factory=list)  # (parent, child)
+    firings: list[tuple[str, Rule, float | None]] = field(default_factory=list)  # (fire|resolve|update, rule, value)
+
+    def __post_init__(self) -> None:
+        self.by_name = {e.name: e for e in self.endpoints.values()}
+        self.policy = policy_of(self.alerting)
+
+    def track(self, fingerprint: str, kind: str, endpoint_id: int | None) -> Tracked:
+        return self.tracked.setdefault(fingerprint, Tracked(fingerprint, kind, endpoint_id))
+
+    def down_parent(self, name: str) -> str | None:
+        """A parent this endpoint depends on that is DOWN now, if any."""
+        info = self.by_name.get(name)
+        for parent in info.depends_on if info else ():
+            t = self.tracked.get(f"down:{parent}")
+            if t is not None and t.state.firing:
+                return parent
+        return None
+
+    def decide(self, t: Tracked, kind: EventKind, at: datetime) -> None:
+        """Run the policy for one event and queue what it decides."""
+        p = t.details.get("payload", {})
+        name, severity = p.get("endpoint", ""), p.get("severity")
+        info = self.by_name.get(name)
+        tags = info.tags if info else ()
+        window = silencing(self.windows, name, tags, self.now)
+        parent = self.down_parent(name) if t.kind == "down" else None
+        before = t.state
+        d = should_send(t.state, Event(kind, at, window is not None, parent is not None), self.now, self.policy)
+        t.state, t.ticked = d.state, True
+        t.changed = t.changed or d.state != before
+        if d.action in ("none", "cooldown") or d.message is None:
+            return
+        payload: dict[str, Any] = dict(p, event=d.message, reason=t.reason, at=at.isoformat(),
+                                       since=(t.state.since or at).isoformat(), suppressed=d.suppressed,
+                                       last_results=t.details.get("recent", []))
+        subject = "[upwatch] " + render.title(dict(payload, kind=t.kind))
+        base = dict(fingerprint=t.fingerprint, kind=t.kind, event=d.message, endpoint_id=t.endpoint_id,
+                    severity=severity, subject=subject, payload=payload)
+        if d.action == "send":
+            for channel, recipients in routes.targets(self.alerting, name, tags, t.kind, severity):
+                self.rows.append(Row(channel=channel, recipients=recipients,
+                                     next_attempt_at=self.now + self.alerting.group_wait, **base))
+            return
+        why = (f"silenced by maintenance window {window.name or window.id!r}" if window is not None
+               else f"folded into the DOWN alert of {parent}")
+        self.rows.append(Row(channel="none", state="suppressed", last_error=why, **base))
+        if d.action == "folded" and d.message == "firing" and parent is not None:
+            self.folds.append((parent, name))
+
+    def results(self, ep: EndpointInfo, rows: list[Result]) -> None:
+        """Consecutive-result thresholds per location; DOWN when min_locations agree."""
+        a = self.alerting
+        t = self.track(f"down:{ep.name}", "down", ep.id)
+        t.details["payload"] = {"endpoint": ep.name, "target": ep.target, "severity": "critical"}
+        locs = t.locations()
+        for r in rows:
+            if r.skipped:
+                continue
+            loc = observe(locs.get(r.location, Location()), r.ok, a.failure_threshold, a.success_threshold,
+                          immediate=r.missed_heartbeat and not r.ok)
+            locs[r.location] = loc
+            t.set_location(r.location, loc)
+            t.details["recent"] = (t.details.get("recent", []) + [r.summary()])[-RECENT:]
+            t.last_result_at = r.time
+            if not r.ok:
+                t.reason = r.reason()
+            if is_down(locs.values(), a.min_locations) != t.state.firing:
+                self.decide(t, "resolved" if t.state.firing else "firing", r.time)
+        certs = [r for r in rows if r.cert_not_after is not None]
+        if certs:
+            self.certificate(ep, certs[-1])
+
+    def certificate(self, ep: EndpointInfo, r: Result) -> None:
+        assert r.cert_not_after is not None
+        t = self.track(f"cert:{ep.name}", "cert", ep.id)
+        days = (r.cert_not_after - self.now).total_seconds() / 86400
+        expiring = days <= self.alerting.cert_expiry_days
+        t.reason = (f"certificate expires in {days:.0f} days ({r.cert_not_after:%Y-%m-%d})" if days >= 0
+                    else f"certificate expired on {r.cert_not_after:%Y-%m-%d}")
+        t.details["payload"] = {"endpoint": ep.name, "target": ep.target, "severity": "high" if days <= 3 else "medium",
+                                "cert_not_after": r.cert_not_after.isoformat()}
+        if expiring != t.state.firing:
+            self.decide(t, "firing" if expiring else "resolved", r.time)
+
+    def incident(self, inc: Incident) -> None:
+        """Each detector incident at or above min_severity is one firing (anomalies do not resolve)."""
+        if not routes.at_least(inc.severity, self.alerting.min_severity):
+            return
+        t = self.track(f"anomaly:{inc.series}", "anomaly", inc.endpoint_id)
+        if t.details.get("incident") == inc.id:
+            return
+        t.details["incident"] = inc.id
+        t.details["payload"] = {"endpoint": inc.name, "series": inc.series, "severity": inc.severity,
+                                "score": inc.peak_score, "incident": inc.id}
+        t.reason, t.changed = inc.reason or f"anomaly score {inc.peak_score:.2f}", True
+        t.state = replace(t.state, firing=False)
+        self.decide(t, "firing", inc.started_at)
+        t.state = replace(t.state, firing=False)
+
+    def rule(self, rule: Rule, value: float | None) -> None:
+        """A threshold rule's value this round; transitions are kept in alert_rule_firings."""
+        endpoint = self.by_name.get(rule.endpoint or "")
+        t = self.track(f"rule:{rule.name}", "rule", endpoint.id if endpoint else None)
+        shown = "no data" if value is None else (f"{value:.1%}" if rule.condition.metric == "error_rate"
+                                                 else f"{value:g}")
+        t.reason = f"{rule.rule} (now {shown})"
+        t.details["payload"] = {"endpoint": rule.endpoint or rule.service, "rule": rule.name,
+                                "severity": rule.severity, "value": value}
+        firing = breached(value, rule.condition)
+        if firing != t.state.firing:
+            self.firings.append(("fire" if firing else "resolve", rule, value))
+            self.decide(t, "firing" if firing else "resolved", self.now)
+        elif firing:
+            self.firings.append(("update", rule, value))
+
+    def ticks(self) -> None:
+        """Reminders, and messages held back by a cooldown, maintenance or a parent now over."""
+        rules = {f"rule:{r.name}" for r in self.alerting.rules}
+        for t in list(self.tracked.values()):
+            if not t.state.firing or t.ticked:
+                continue
+            gone = (t.fingerprint not in rules if t.kind == "rule"
+                    else t.kind in ("down", "cert") and t.endpoint_id not in self.endpoints)
+            if gone:  # removed from the config or disabled: stop reminding, without a RESOLVED nobody could trust
+                t.state, t.changed = replace(t.state, firing=False), True
+                continue
+            self.decide(t, "tick", self.now)
+
+
+def dependency_order(endpoints: dict[int, EndpointInfo], ids: list[int]) -> list[int]:
+    """Parents before children, so a child sees its parent's fresh DOWN in the same cycle."""
+    by_name = {e.name: e for e in endpoints.values()}
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        info = by_name.get(name)
+        if info is None or name in seen:
+            return 0
+        return 1 + max((depth(p, seen | {name}) for p in info.depends_on), default=0)
+
+    return sorted(ids, key=lambda i: (depth(endpoints[i].name), i))

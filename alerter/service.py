@@ -1,0 +1,101 @@
+"""The alerter service: evaluate new results every `evaluate_interval`, deliver the outbox
+as soon as something is due. A database outage pauses both loops; nothing is lost
+because state, cursors and the outbox all live in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from alerter import evaluate, outbox
+from upwatch.config.alerting import Alerting
+from upwatch.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DB_RETRY_MAX_S = 10.0
+
+
+async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Sleep up to `seconds`, returning early on stop (or wake)."""
+    events = [stop] + ([wake] if wake is not None else [])
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    if wake is not None:
+        wake.clear()
+
+
+def _database_problem(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+async def evaluate_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asyncio.Event,
+                        wake: asyncio.Event) -> None:
+    """Run evaluation rounds until stopped; rules only every `rule_interval`."""
+    interval, rule_interval = alerting.evaluate_interval.total_seconds(), alerting.rule_interval.total_seconds()
+    last_rules, delay = float("-inf"), interval
+    while not stop.is_set():
+        rules_due = time.monotonic() - last_rules >= rule_interval
+        try:
+            report = await evaluate.run_once(pool, alerting, rules_due)
+        except (psycopg.Error, PoolTimeout) as e:
+            delay = min(DB_RETRY_MAX_S, delay * 2)
+            logger.warning("alerter evaluation failed, retrying in %.1f s error=%r", delay, _database_problem(e))
+        else:
+            delay = interval
+            if rules_due and not report.skipped:
+                last_rules = time.monotonic()
+            if report.alerts:
+                wake.set()
+        await pause(stop, delay)
+
+
+async def deliver_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asyncio.Event,
+                       wake: asyncio.Event) -> None:
+    """Deliver due outbox rows one message at a time; sleep when nothing is due."""
+    poll, delay = alerting.delivery.poll_interval.total_seconds(), 0.0
+    while not stop.is_set():
+        try:
+            carried = await outbox.deliver_next(pool, alerting)
+        except (psycopg.Error, PoolTimeout) as e:
+            delay = min(DB_RETRY_MAX_S, max(poll, delay * 2))
+            logger.warning("alerter delivery paused, retrying in %.1f s error=%r", delay, _database_problem(e))
+            await pause(stop, delay)
+            continue
+        delay = 0.0
+        if not carried:
+            await pause(stop, poll, wake)
+
+
+async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Run until `stop` is set."""
+    alerting = runtime.config.alerting
+    if not alerting.enabled:
+        logger.info("alerter disabled by alerting.enabled=false")
+        await stop.wait()
+        return
+    logger.info("alerter started evaluate_interval_s=%g group_wait_s=%g", alerting.evaluate_interval.total_seconds(),
+                alerting.group_wait.total_seconds())
+    wake = asyncio.Event()
+    tasks = [asyncio.create_task(evaluate_loop(runtime.pool, alerting, stop, wake), name="alerter-evaluate")]
+    # Senders are independent: SKIP LOCKED hands each a different message.
+    tasks += [asyncio.create_task(deliver_loop(runtime.pool, alerting, stop, wake), name=f"alerter-deliver-{i}")
+              for i in range(alerting.delivery.concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    logger.info("alerter stopped")

@@ -1,0 +1,148 @@
+"""API traffic: the request logs a pushed service ($service) sent to upwatch."""
+
+from __future__ import annotations
+
+from panels import RAW, REQUEST_ROLLUP, ROLLUP, Json, dashboard, override, piechart, query_variable, stat, table, timeseries
+
+THIS = "s.name = '$service'"
+# A request failed when the service answered 5xx or reported an error (no response).
+FAILED = "(l.status_code >= 500 OR l.error IS NOT NULL)"
+RAW_ROWS = f"FROM request_logs l JOIN services s ON s.id = l.service_id WHERE {THIS} AND $__timeFilter(l.time)"
+ROLLUP_ROWS = f"FROM {REQUEST_ROLLUP} u JOIN services s ON s.id = u.service_id WHERE {THIS}"
+
+
+def _weighted(column: str) -> str:
+    return f"sum(u.{column} * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.{column} IS NOT NULL), 0)"
+
+
+SUMMARY = f"""
+SELECT sum(n) AS requests, 100.0 * sum(failed) / NULLIF(sum(n), 0) AS "error %",
+       sum(avg_ms * n) / NULLIF(sum(n) FILTER (WHERE avg_ms IS NOT NULL), 0) AS "avg ms"
+FROM (
+    SELECT count(*) AS n, count(*) FILTER (WHERE {FAILED}) AS failed, avg(l.latency_ms) AS avg_ms
+    {RAW_ROWS} AND {RAW}
+    UNION ALL
+    SELECT sum(u.count), sum(u.error_count), {_weighted("avg_latency_ms")}
+    {ROLLUP_ROWS} AND {ROLLUP}
+) x
+"""
+
+REQUESTS = f"""
+SELECT $__timeGroupAlias(l.time, $__interval), count(*) * 60000.0 / $__interval_ms AS "requests/min",
+       count(*) FILTER (WHERE {FAILED}) * 60000.0 / $__interval_ms AS "failed/min"
+{RAW_ROWS} AND {RAW}
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(u.bucket, $__interval), sum(u.count) * 60000.0 / $__interval_ms,
+       sum(u.error_count) * 60000.0 / $__interval_ms
+{ROLLUP_ROWS} AND {ROLLUP}
+GROUP BY 1
+ORDER BY 1
+"""
+
+ERROR_RATE = f"""
+SELECT $__timeGroupAlias(l.time, $__interval), 100.0 * count(*) FILTER (WHERE {FAILED}) / count(*) AS "error %"
+{RAW_ROWS} AND {RAW}
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(u.bucket, $__interval), 100.0 * sum(u.error_count) / NULLIF(sum(u.count), 0)
+{ROLLUP_ROWS} AND {ROLLUP}
+GROUP BY 1
+ORDER BY 1
+"""
+
+LATENCY = f"""
+SELECT $__timeGroupAlias(l.time, $__interval), avg(l.latency_ms) AS avg,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY l.latency_ms) AS p95
+{RAW_ROWS} AND {RAW}
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(u.bucket, $__interval), {_weighted("avg_latency_ms")}, {_weighted("p95_latency_ms")}
+{ROLLUP_ROWS} AND {ROLLUP}
+GROUP BY 1
+ORDER BY 1
+"""
+
+ROUTES = f"""
+SELECT route, method, sum(n) AS requests, sum(failed) AS errors, 100.0 * sum(failed) / NULLIF(sum(n), 0) AS "error %",
+       sum(avg_ms * n) / NULLIF(sum(n) FILTER (WHERE avg_ms IS NOT NULL), 0) AS "avg ms",
+       sum(p95_ms * n) / NULLIF(sum(n) FILTER (WHERE p95_ms IS NOT NULL), 0) AS "p95 ms",
+       max(max_ms) AS "max ms"
+FROM (
+    SELECT coalesce(l.route, l.path, '') AS route, coalesce(l.method, '') AS method, count(*) AS n,
+           count(*) FILTER (WHERE {FAILED}) AS failed, avg(l.latency_ms) AS avg_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY l.latency_ms) AS p95_ms, max(l.latency_ms) AS max_ms
+    {RAW_ROWS} AND {RAW}
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT u.route, u.method, sum(u.count), sum(u.error_count), {_weighted("avg_latency_ms")},
+           {_weighted("p95_latency_ms")}, max(u.max_latency_ms)
+    {ROLLUP_ROWS} AND {ROLLUP}
+    GROUP BY 1, 2
+) x
+GROUP BY route, method
+ORDER BY requests DESC, route, method
+LIMIT 200
+"""
+
+STATUS_CLASSES = f"""
+SELECT CASE WHEN l.status_code IS NULL THEN 'no response' ELSE (l.status_code / 100)::text || 'xx' END AS status,
+       count(*) AS requests
+{RAW_ROWS}
+GROUP BY 1
+ORDER BY 1
+"""
+
+METHODS = f"""
+SELECT method, sum(n) AS requests
+FROM (
+    SELECT coalesce(l.method, '') AS method, count(*) AS n {RAW_ROWS} AND {RAW} GROUP BY 1
+    UNION ALL
+    SELECT u.method, sum(u.count) {ROLLUP_ROWS} AND {ROLLUP} GROUP BY 1
+) x
+GROUP BY method
+ORDER BY requests DESC
+"""
+
+CLIENTS = f"""
+SELECT coalesce(host(l.source_ip), 'unknown') AS client_ip, count(*) AS requests,
+       count(*) FILTER (WHERE {FAILED}) AS errors, avg(l.latency_ms) AS "avg ms",
+       max(l.time) AS last_seen
+{RAW_ROWS}
+GROUP BY 1
+ORDER BY requests DESC, client_ip
+LIMIT 20
+"""
+
+RECENT_ERRORS = f"""
+SELECT l.time, l.method, l.path, l.route, l.status_code, l.latency_ms, coalesce(l.error, '') AS error,
+       coalesce(host(l.source_ip), '') AS client_ip, coalesce(l.user_agent, '') AS user_agent
+{RAW_ROWS} AND {FAILED}
+ORDER BY l.time DESC
+LIMIT 200
+"""
+
+
+def build() -> Json:
+    """The API traffic dashboard."""
+    panels = [
+        stat("Requests in range", "Requests logged, share that failed (5xx or no response) and mean latency.",
+             SUMMARY, size=(24, 4), decimals=2),
+        timeseries("Requests", "Requests per minute, and how many failed.", REQUESTS, unit="short", size=(8, 8)),
+        timeseries("Error rate", "Share of requests answered 5xx or not answered.", ERROR_RATE, unit="percent",
+                   size=(8, 8)),
+        timeseries("Latency", "Mean and p95 (from a day up: count-weighted means of per-minute values).", LATENCY,
+                   unit="ms", size=(8, 8)),
+        table("Routes", "Per route and method over the range, busiest first.", ROUTES, size=(24, 9),
+              overrides=[override(name, unit="ms") for name in ("avg ms", "p95 ms", "max ms")]
+              + [override("error %", unit="percent", decimals=2)]),
+        piechart("Status codes", "Responses by status class, from the raw request logs.", STATUS_CLASSES),
+        piechart("Methods", "Requests by HTTP method.", METHODS),
+        table("Top clients", "The 20 client IPs with the most requests in the range.", CLIENTS, size=(8, 8),
+              overrides=[override("avg ms", unit="ms")]),
+        table("Recent errors", "Failed requests in the range, newest first.", RECENT_ERRORS, size=(24, 9),
+              overrides=[override("latency_ms", unit="ms")]),
+    ]
+    return dashboard("upwatch-traffic", "upwatch / API traffic",
+                     "Pushed request logs of one service: volume, errors, latency, routes and clients.", panels,
+                     variables=[query_variable("service", "Service", "SELECT name FROM services ORDER BY name")])

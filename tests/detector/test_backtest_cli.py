@@ -1,0 +1,108 @@
+"""`python -m detector backtest` follows its contract: same rows, same order, causal, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from detector import synthetic
+from detector.backtest import replay
+from upwatch.config.detector import Detector
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = """\
+detector:
+  min_training_rows: 2000
+  retrain_interval: 3h
+"""
+
+
+def _backtest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "detector", "backtest", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=50)
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.DataFrame:
+    frame = synthetic.generate(31, days=1.0, incidents_per_day=3).frame
+    return frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def test_backtest_writes_the_same_rows_in_the_same_order(tmp_path: Path, series: pd.DataFrame) -> None:
+    shuffled = series.sample(frac=1.0, random_state=4)
+    shuffled.to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "upwatch.yaml").write_text(CONFIG)
+    done = _backtest("--input", "in.csv", "--output", "out.csv", "--config", "upwatch.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert out["timestamp"].tolist() == shuffled["timestamp"].tolist()
+    assert out["value"].tolist() == pytest.approx(shuffled["value"].tolist())
+    assert out["anomaly_score"].between(0, 1).all()
+    assert set(out["is_anomaly"]) <= {0, 1} and out["is_anomaly"].sum() > 0
+    # No claim before the model has min_training_rows rows (the 2000 earliest rows).
+    earliest = pd.to_datetime(out["timestamp"]).rank(method="first") <= 2000
+    assert (out.loc[earliest, "is_anomaly"] == 0).all() and (out.loc[earliest, "anomaly_score"] == 0).all()
+    assert "anomalies=" in done.stderr
+
+
+def test_backtest_is_causal_future_rows_do_not_change_past_verdicts(series: pd.DataFrame) -> None:
+    settings = Detector(min_training_rows=2000, retrain_interval="3h")
+    whole = replay(series, settings)
+    changed = series.copy()
+    changed.loc[4000:, "value"] = changed.loc[4000:, "value"] * 9
+    after = replay(changed, settings)
+    pd.testing.assert_frame_equal(whole.iloc[:4000], after.iloc[:4000])
+
+
+def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: pd.DataFrame) -> None:
+    series.iloc[:300].to_csv(tmp_path / "in.csv", index=False)
+    done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 300 and out["is_anomaly"].eq(0).all() and out["anomaly_score"].eq(0).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,value\n2026-03-02T00:00:00Z,1\n", "missing column 'timestamp' (found: time, value"),
+        ("timestamp,latency\n2026-03-02T00:00:00Z,1\n", "missing column 'value' (found: timestamp, latency"),
+        ("", "cannot read CSV"),
+        ("timestamp,value\n2026-03-02T00:00:00Z,1\nyesterday,2\n", "in.csv:3: column 'timestamp': not an ISO timestamp: 'yesterday'"),
+        ("timestamp,value\n2026-03-02T00:00:00Z,fast\n", "in.csv:2: column 'value': not a number: 'fast'"),
+    ],
+    ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value"],
+)
+def test_bad_csv_exits_2_naming_the_column(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "in.csv").write_text(text)
+    done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_empty_values_and_non_finite_rows_are_kept_unjudged(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("timestamp,value\n2026-03-02T00:00:00Z,\n2026-03-02T00:00:15Z,inf\n"
+                                     "2026-03-02T00:00:30Z,NaN\n2026-03-02T00:00:45Z,120\n")
+    done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, dtype=str)
+    assert out["value"].tolist() == ["", "inf", "NaN", "120"]
+    assert out["is_anomaly"].tolist() == ["0"] * 4
+
+
+def test_directory_mode_writes_one_output_per_input_with_progress(tmp_path: Path, series: pd.DataFrame) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("a.csv", "b.csv"):
+        series.iloc[:500].to_csv(tmp_path / "in" / name, index=False)
+    done = _backtest("--input-dir", "in", "--output-dir", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.csv"]
+    assert "2/2 b.csv" in done.stderr

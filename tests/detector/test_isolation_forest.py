@@ -1,0 +1,92 @@
+"""The model: planted outliers score highest, the threshold is calibrated, reasons name the culprit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detector import features, reasons, synthetic
+from detector.models import MODELS, isolation_forest
+from upwatch.config.detector import Detector
+
+SETTINGS = Detector(min_training_rows=1000)
+BURSTS = (6500, 7300, 8100, 9000, 10400)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[pd.DataFrame, list[int]]:
+    """Two clean days; in the second, five two-minute bursts at 4x the usual latency."""
+    frame = synthetic.generate(11, days=2, incidents_per_day=0).frame
+    frame = frame.assign(value=frame["value"].astype(float))
+    rows = [s + k for s in BURSTS for k in range(8)]
+    frame.loc[rows, "value"] *= 6.0
+    return features.compute(features.prepare(frame)), rows
+
+
+@pytest.fixture(scope="module")
+def fitted(planted: tuple[pd.DataFrame, list[int]]) -> isolation_forest.Fitted:
+    return isolation_forest.train(planted[0].iloc[:5760], SETTINGS)
+
+
+def test_isolation_forest_is_registered() -> None:
+    assert MODELS["isolation_forest"] is isolation_forest
+
+
+def test_planted_outliers_score_highest(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
+    feats, rows = planted
+    scores = isolation_forest.score(fitted, feats.iloc[5760:])
+    assert scores.between(0, 1).all()
+    top = scores.nlargest(len(rows)).index
+    # A burst's first point looks like benign single-point jitter, and its level lingers a few
+    # points after it ends; every other top-scored row must be inside or just after a burst.
+    near = {s + k for s in BURSTS for k in range(1, 14)}
+    assert sum(r in near for r in top) >= 0.9 * len(rows)
+    for start in BURSTS:
+        assert scores.loc[start + 1:start + 7].max() >= fitted.threshold
+
+
+def test_threshold_keeps_clean_data_nearly_silent(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
+    feats, rows = planted
+    clean = feats.iloc[5760:].drop(index=[r + k for r in rows for k in range(0, 25)], errors="ignore")
+    flagged = (isolation_forest.score(fitted, clean) >= fitted.threshold).mean()
+    assert flagged < 0.002
+    assert fitted.threshold == 0.5
+
+
+def test_threshold_is_not_a_fixed_contamination(planted: tuple[pd.DataFrame, list[int]]) -> None:
+    training = planted[0].iloc[:5760]
+    strict = isolation_forest.train(training, Detector(min_training_rows=1000, target_false_alarm_rate=1e-5))
+    loose = isolation_forest.train(training, Detector(min_training_rows=1000, target_false_alarm_rate=1e-2))
+    assert strict.raw_threshold > loose.raw_threshold
+    assert (isolation_forest.score(loose, training) >= 0.5).mean() > (isolation_forest.score(strict, training) >= 0.5).mean()
+
+
+def test_too_few_rows_is_refused(planted: tuple[pd.DataFrame, list[int]]) -> None:
+    with pytest.raises(isolation_forest.NotEnoughData, match="need 1000"):
+        isolation_forest.train(planted[0].iloc[:999], SETTINGS)
+
+
+def test_rows_without_features_score_nan(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
+    rows = planted[0].iloc[6000:6010].copy()
+    rows.loc[rows.index[3], "robust_z_persist"] = np.nan
+    scores = isolation_forest.score(fitted, rows)
+    assert np.isnan(scores.iloc[3]) and scores.drop(rows.index[3]).notna().all()
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.5, "medium"), (0.69, "medium"), (0.7, "high"), (0.84, "high"), (0.85, "critical"), (1.0, "critical")],
+    ids=["threshold", "below-high", "high", "below-critical", "critical", "max"],
+)
+def test_severity_is_ordered_by_score(score: float, expected: str) -> None:
+    assert reasons.severity(score) == expected
+
+
+def test_reason_names_the_value_and_its_usual_range(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
+    row = planted[0].loc[7302]
+    assert row["value"] > 2 * row["usual_high"]
+    text = reasons.explain(fitted, row.to_dict(), label="latency", unit="ms")
+    assert text.startswith(f"latency {row['value']:,.0f} ms, usually ")
+    low, high = text.split("usually ")[1].removesuffix(" ms").split("–")
+    assert float(low.replace(",", "")) < float(high.replace(",", "")) < row["value"]

@@ -1,0 +1,37 @@
+"""A small, seed-fixed slice of bench/detector_quality.py with conservative floors, so regressions fail CI."""
+
+from __future__ import annotations
+
+import pytest
+
+from detector import evaluation, synthetic
+from detector.backtest import replay
+from detector.models import isolation_forest, reference
+from upwatch.config.detector import Detector
+
+# Production defaults, except a 4 h retrain cadence to keep this test a few seconds long.
+SETTINGS = Detector(retrain_interval="4h")
+SEEDS = (7001, 7002, 7003)
+
+
+@pytest.fixture(scope="module")
+def labelled() -> list[synthetic.LabelledSeries]:
+    return [synthetic.generate(seed, days=2.5) for seed in SEEDS]
+
+
+def _figures(labelled: list[synthetic.LabelledSeries], model: object) -> dict[str, object]:
+    outcomes = [
+        evaluation.evaluate(s, replay(s.frame, SETTINGS, model), gap=SETTINGS.incident_gap)  # type: ignore[arg-type]
+        for s in labelled
+    ]
+    return evaluation.summarize(outcomes)
+
+
+@pytest.mark.timeout(60)
+def test_detector_finds_incidents_without_crying_wolf(labelled: list[synthetic.LabelledSeries]) -> None:
+    ours = _figures(labelled, isolation_forest)
+    assert ours["incidents"] >= 5
+    assert ours["recall"] >= 0.75
+    assert ours["false_alarms_per_series_day"] <= 0.6
+    reference_figures = _figures(labelled[:1], reference)
+    assert reference_figures["false_alarms_per_series_day"] >= 20

@@ -1,0 +1,85 @@
+"""sql/0050: hourly rollups change how fast long ranges are read, never what they add up to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+import grafana_seed
+
+HOURLY_MS, MINUTE_MS = 3_600_000, 60_000
+TOTALS = """
+SELECT endpoint_id, sum(count), sum(ok_count), sum(p95_latency_ms * count) / sum(count), max(max_latency_ms),
+       count(*) AS rows
+FROM probe_rollup(%s, %s, %s) GROUP BY endpoint_id ORDER BY endpoint_id
+"""
+
+
+@pytest.fixture
+def seeded(database_url: str) -> tuple[str, datetime]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        grafana_seed.seed(conn, grafana_seed.Scale(endpoints=3, days=1, services=1), now, refresh=False)
+    return database_url, now
+
+
+def totals(conn: psycopg.Connection, start: datetime, end: datetime, step_ms: int) -> list[tuple]:  # type: ignore[type-arg]
+    return conn.execute(TOTALS, (start, end, step_ms)).fetchall()
+
+
+def same(a: list[tuple], b: list[tuple]) -> bool:  # type: ignore[type-arg]
+    """Equal counts and maxima; weighted means equal up to float rounding."""
+    return len(a) == len(b) and all(
+        x[:3] == y[:3] and x[4] == y[4] and abs(x[3] - y[3]) <= 1e-9 * abs(y[3]) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), timedelta(minutes=23, seconds=17)], ids=["on-the-hour", "mid-hour"])
+def test_hourly_rows_add_up_to_the_minutes(seeded: tuple[str, datetime], offset: timedelta) -> None:
+    url, now = seeded
+    start, end = now - timedelta(hours=20) + offset, now
+    with psycopg.connect(url, autocommit=True) as conn:
+        minutes = totals(conn, start, end, MINUTE_MS)
+        assert same(totals(conn, start, end, HOURLY_MS), minutes)  # not refreshed yet: read from minutes
+        assert conn.execute("SELECT refresh_hourly_rollups()").fetchone()[0] > 0
+        hourly = totals(conn, start, end, HOURLY_MS)
+        assert same(hourly, minutes)
+        assert sum(r[5] for r in hourly) < sum(r[5] for r in minutes) / 10  # and read far fewer rows
+        assert same(totals(conn, start, end, MINUTE_MS), minutes)  # short steps still read every minute
+
+
+def test_refresh_is_repeatable_and_picks_up_late_minutes(seeded: tuple[str, datetime]) -> None:
+    url, now = seeded
+    with psycopg.connect(url, autocommit=True) as conn:
+        table = "SELECT bucket, endpoint_id, count, ok_count, round(p95_latency_ms::numeric, 6) FROM probe_rollup_1h ORDER BY 2, 1"
+        conn.execute("SELECT refresh_hourly_rollups()")
+        first = conn.execute(table).fetchall()
+        conn.execute("SELECT refresh_hourly_rollups()")
+        assert conn.execute(table).fetchall() == first
+        # A minute replayed late (e.g. from the prober's spool) two hours back.
+        late = conn.execute("SELECT bucket FROM probe_rollup_1h ORDER BY bucket DESC OFFSET 1 LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE probe_rollup_1m SET count = count + 5, ok_count = ok_count + 5 WHERE bucket = %s",
+                     (late + timedelta(minutes=7),))
+        conn.execute("SELECT refresh_hourly_rollups()")
+        start = now - timedelta(hours=20)
+        assert same(totals(conn, start, now, HOURLY_MS), totals(conn, start, now, MINUTE_MS))
+
+
+def test_request_rollups_add_up_too(seeded: tuple[str, datetime]) -> None:
+    url, now = seeded
+    query = "SELECT service_id, route, method, sum(count), sum(error_count) FROM request_rollup(%s, %s, %s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    start = now - timedelta(hours=13, minutes=5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        minutes = conn.execute(query, (start, now, MINUTE_MS)).fetchall()
+        conn.execute("SELECT refresh_hourly_rollups()")
+        assert conn.execute(query, (start, now, HOURLY_MS)).fetchall() == minutes
+        assert conn.execute("SELECT count(*) FROM request_rollup_1h").fetchone()[0] > 0
+
+
+def test_the_planner_inlines_the_rollup_function(seeded: tuple[str, datetime]) -> None:
+    url, now = seeded
+    with psycopg.connect(url) as conn:
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT sum(count) FROM probe_rollup(%s, %s, 3600000)", (now - timedelta(days=30), now)))
+    assert "Function Scan" not in plan and "probe_rollup_1h" in plan

@@ -1,0 +1,63 @@
+import json
+
+import psycopg
+
+from upwatch import config
+from upwatch.catalog import sync_endpoints
+
+BASE = """
+endpoints:
+  - name: api
+    url: http://127.0.0.1:9/health
+    headers: {Authorization: "Bearer very-secret", X-Trace: "1"}
+    tags: [prod]
+  - name: web
+    url: http://127.0.0.1:9/
+  - name: db
+    kind: tcp
+    host: 127.0.0.1
+    port: 5432
+"""
+
+
+def rows(url: str) -> dict[str, tuple]:  # type: ignore[type-arg]
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT name, id, kind, target, config, tags, enabled FROM endpoints").fetchall()
+    return {r[0]: r[1:] for r in found}
+
+
+async def test_sync_adds_changes_and_disables_endpoints(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    first = config.parse(BASE, "a.yaml", {})
+    async with pool.connection() as conn:
+        report = await sync_endpoints(conn, first.endpoints)
+    assert sorted(report.added) == ["api", "db", "web"] and report.changed == [] and report.disabled == []
+    before = rows(database_url)
+    assert before["db"][1:3] == ("tcp", "127.0.0.1:5432")
+
+    async with pool.connection() as conn:
+        again = await sync_endpoints(conn, first.endpoints)
+    assert again.added == again.changed == again.disabled == []
+    assert again.ids == report.ids
+
+    changed = BASE.replace("http://127.0.0.1:9/\n", "http://127.0.0.1:9/v2\n").split("  - name: db")[0]
+    async with pool.connection() as conn:
+        third = await sync_endpoints(conn, config.parse(changed, "b.yaml", {}).endpoints)
+    assert third.changed == ["web"] and third.disabled == ["db"]
+    after = rows(database_url)
+    assert after["web"][2] == "http://127.0.0.1:9/v2"
+    assert after["web"][0] == before["web"][0]  # same id: history stays attached
+    assert after["db"][5] is False  # disabled, not deleted
+
+    async with pool.connection() as conn:
+        fourth = await sync_endpoints(conn, first.endpoints)
+    assert fourth.changed == ["web", "db"] and rows(database_url)["db"][5] is True
+
+
+async def test_stored_config_masks_secrets(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = config.parse(BASE.replace("tags: [prod]", "tags: [prod]\n    auth: {bearer: tok123}"), "a.yaml", {})
+    async with pool.connection() as conn:
+        await sync_endpoints(conn, cfg.endpoints)
+    stored = rows(database_url)["api"][3]
+    assert stored["headers"] == {"Authorization": "***", "X-Trace": "1"}
+    assert stored["auth"] == "***"
+    assert "very-secret" not in json.dumps(stored) and "tok123" not in json.dumps(stored)

@@ -1,0 +1,98 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).parents[2]
+EXAMPLE = REPO / "examples" / "upwatch.yaml"
+CONFIG_DIR = REPO / "tests" / "fixtures" / "config"
+
+
+def upwatch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "upwatch.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_config_prints_endpoints_and_exits_zero() -> None:
+    result = upwatch("--config", str(EXAMPLE), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "upwatch-healthz" in result.stdout and "OK, 4 endpoints" in result.stdout
+
+
+def test_check_config_reports_problems_and_exits_one() -> None:
+    result = upwatch("--config", str(CONFIG_DIR / "bad-unknown-key.yaml"), "check-config")
+    assert result.returncode == 1
+    assert "bad-unknown-key.yaml:4: endpoints[0].intervall: unknown key 'intervall'" in result.stderr
+
+
+def test_config_from_env_variable_and_dotenv(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("endpoints:\n  - name: x\n    url: ${TARGET}\n")
+    (tmp_path / ".env").write_text("TARGET=http://127.0.0.1:9/\n")
+    result = upwatch("check-config", env={"UPWATCH_CONFIG": str(tmp_path / "cfg.yaml")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "http://127.0.0.1:9/" in result.stdout
+
+
+def test_unreachable_database_is_a_clear_error_without_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    result = upwatch("--config", str(EXAMPLE), "db", "info",
+                     env={"UPWATCH_DATABASE_URL": f"postgresql://upwatch@127.0.0.1:{port}/upwatch"})
+    assert result.returncode == 2
+    assert f"cannot connect to database at 127.0.0.1:{port}/upwatch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_migrate_and_info(database_url: str) -> None:
+    env = {"UPWATCH_DATABASE_URL": database_url}
+    migrated = upwatch("--config", str(EXAMPLE), "db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "(up to date)" in migrated.stdout
+    info = upwatch("--config", str(EXAMPLE), "db", "info", env=env)
+    assert info.returncode == 0, info.stderr
+    assert "engine:      PostgreSQL" in info.stdout and "probe_results" in info.stdout
+
+
+def test_up_runs_on_the_embedded_database_and_stops_on_sigterm(tmp_path: Path) -> None:
+    config = EXAMPLE.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}")
+    (tmp_path / "upwatch.yaml").write_text(config)
+    proc = subprocess.Popen([sys.executable, "-m", "upwatch.cli", "up"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "UPWATCH_LOG_LEVEL": "INFO"})
+    try:
+        lines = []
+        deadline = time.monotonic() + 40
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "upwatch started" in line or not line:
+                break
+        assert any("upwatch started" in line for line in lines), "".join(lines)
+        socket_dir = tmp_path / ".upwatch" / "pgdata"
+        with psycopg.connect(f"postgresql://postgres@/upwatch?host={socket_dir}") as conn:
+            deadline = time.monotonic() + 10
+            while conn.execute("SELECT count(*) FROM endpoints").fetchone() != (4,) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert conn.execute("SELECT count(*) FROM endpoints").fetchone() == (4,)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+        assert time.monotonic() - started < 5.0
+        assert proc.returncode == 0, output
+        assert "embedded postgres stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,160 @@
+"""The `upwatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from upwatch import __version__, config as configuration, db, durations, logs
+from upwatch.config import Config, ConfigError
+from upwatch.embedded import EmbeddedError
+from upwatch.migrate import MigrationError, migrate
+from upwatch.runtime import Service, database, report_config_error, run
+
+# Packages that add their own subcommands through `register(commands)`.
+COMMAND_MODULES = ("prober.cli", "detector.cli", "alerter.cli")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def load_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config named by --config / $UPWATCH_CONFIG / ./upwatch.yaml."""
+    path = configuration.resolve_path(args.config, os.environ)
+    return configuration.load(path), path
+
+
+def services(names: Sequence[str]) -> dict[str, Service]:
+    """Each named package's `service.run`, plus the retention job with the prober."""
+    found: dict[str, Service] = {}
+    for name in names:
+        found[name] = importlib.import_module(f"{name}.service").run
+    if "prober" in found:
+        from upwatch import storage
+
+        found["retention"] = storage.service
+    return found
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config, path = load_config(args)
+    return run(config, path, services(["prober", "detector", "alerter"]))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config, path = load_config(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    rows = [("NAME", "KIND", "TARGET", "INTERVAL", "TIMEOUT", "TAGS", "ENABLED")]
+    for e in config.endpoints:
+        interval = durations.format(e.period) if e.kind == "push" and e.period else durations.format(e.interval)
+        rows.append((e.name, e.kind, e.target, interval, durations.format(e.timeout), ",".join(e.tags),
+                     "yes" if e.enabled else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    enabled = sum(e.enabled for e in config.endpoints)
+    print(f"\n{path}: OK, {len(config.endpoints)} endpoints ({enabled} enabled)")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    config, _ = load_config(args)
+    with database(config) as url:
+        applied = asyncio.run(migrate(url, timescaledb=config.storage.timescaledb))
+    print(f"applied {len(applied)} migrations" + (": " + ", ".join(applied) if applied else " (up to date)"))
+    return 0
+
+
+def cmd_db_info(args: argparse.Namespace) -> int:
+    config, _ = load_config(args)
+    with database(config) as url:
+        for line in asyncio.run(_db_info(url)):
+            print(line)
+    return 0
+
+
+async def _db_info(url: str) -> list[str]:
+    conn = await db.connect(url)
+    try:
+        version = (await (await conn.execute("SHOW server_version")).fetchone() or ["?"])[0]
+        cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        ts = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+        )
+        tables = [r[0] for r in await cur.fetchall()]
+        lines = [f"database:    {db.describe(url)}", f"engine:      PostgreSQL {version}",
+                 f"timescaledb: {'active (' + ts[0] + ')' if ts else 'not active (plain tables, upwatch retention job)'}",
+                 "tables:"]
+        from psycopg import sql
+
+        for table in tables:
+            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            count = (await cur.fetchone() or [0])[0]
+            lines.append(f"  {table:<24} {count:>12,} rows")
+        return lines
+    finally:
+        await conn.close()
+
+
+def daemon(name: str) -> Handler:
+    """A handler that runs one service alone (`upwatch prober`, `python -m prober`)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        config, path = load_config(args)
+        return run(config, path, services([name]))
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upwatch", description="Self-hosted synthetic uptime monitor.")
+    parser.add_argument("--version", action="version", version=f"upwatch {__version__}")
+    parser.add_argument("-c", "--config", help="config file (default: $UPWATCH_CONFIG or ./upwatch.yaml)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="override the config's log_level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("up", help="run prober, detector and alerter in one process").set_defaults(handler=cmd_up)
+    commands.add_parser("check-config", help="validate the config and list endpoints (exit 0 ok, 1 invalid)") \
+        .set_defaults(handler=cmd_check_config)
+    db_parser = commands.add_parser("db", help="database: migrate, info")
+    db_commands = db_parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_commands.add_parser("migrate", help="apply pending migrations").set_defaults(handler=cmd_db_migrate)
+    db_commands.add_parser("info", help="engine, TimescaleDB status, tables and row counts") \
+        .set_defaults(handler=cmd_db_info)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `upwatch` console script; returns the exit code."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    args = build_parser().parse_args(argv)
+    if args.log_level:
+        os.environ["UPWATCH_LOG_LEVEL"] = args.log_level
+    logs.setup(os.environ.get("UPWATCH_LOG_LEVEL", "WARNING").upper())
+    try:
+        return int(args.handler(args))
+    except ConfigError as e:
+        return report_config_error(e)
+    except (db.DatabaseUnavailable, EmbeddedError, MigrationError) as e:
+        print(f"upwatch: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

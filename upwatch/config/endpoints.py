@@ -1,0 +1,123 @@
+"""`endpoints:` what is checked, and `defaults:` applied to every endpoint."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from upwatch.durations import Interval, PositiveDuration
+from upwatch.config.base import Section
+
+KINDS = ("http", "tcp", "dns", "push")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
+
+
+def parse_status_set(value: Any) -> frozenset[int]:
+    """'200-299', '200,204', 200 or [200, '300-399'] -> a set of status codes."""
+    parts: list[Any] = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    codes: set[int] = set()
+    for part in parts:
+        for piece in str(part).split(","):
+            m = _STATUS_PART.match(piece)
+            if not m:
+                raise ValueError(f"{piece.strip()!r} is not a status code or range like 200-299")
+            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+            if high < low:
+                raise ValueError(f"{piece.strip()!r}: range end is below its start")
+            codes.update(range(low, high + 1))
+    return frozenset(codes)
+
+
+class BasicAuth(Section):
+    username: str
+    password: str = Field(repr=False)
+
+
+class Auth(Section):
+    basic: BasicAuth | None = None
+    bearer: str | None = Field(default=None, repr=False)
+
+
+class Endpoint(Section):
+    name: str
+    kind: Literal["http", "tcp", "dns", "push"] = "http"
+    url: str | None = None
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    json_body: Any = Field(default=None, alias="json")
+    auth: Auth | None = None
+    interval: Interval = Field(default="15s", validate_default=True)
+    timeout: PositiveDuration = Field(default="10s", validate_default=True)
+    expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
+    assertions: list[Any] = []
+    follow_redirects: bool = True
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    # tcp: host + port; dns: host is the name to resolve
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    record_type: str = "A"
+    # push (heartbeat) endpoints: a result is expected every period, late after grace
+    period: Interval | None = None
+    grace: Interval = Field(default="1m", validate_default=True)
+    tags: list[str] = []
+    depends_on: list[str] = []
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must be 1-100 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}:
+            raise ValueError(f"{value!r} is not an HTTP method")
+        return upper
+
+    @field_validator("expected_status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> frozenset[int]:
+        return parse_status_set(value)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Endpoint:
+        if self.kind == "http":
+            if not self.url:
+                raise ValueError("url is required for kind http")
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"url {self.url!r} must be an absolute http:// or https:// URL")
+            if self.body is not None and self.json_body is not None:
+                raise ValueError("set body or json, not both")
+        elif self.kind == "tcp":
+            if not self.host or not self.port:
+                raise ValueError("host and port are required for kind tcp")
+        elif self.kind == "dns":
+            if not self.host:
+                raise ValueError("host (the name to resolve) is required for kind dns")
+        elif self.kind == "push" and self.period is None:
+            raise ValueError("period is required for kind push (how often a result is expected)")
+        return self
+
+    @property
+    def target(self) -> str:
+        """What the check points at, for display and the endpoints table."""
+        if self.kind == "http":
+            return self.url or ""
+        if self.kind == "tcp":
+            return f"{self.host}:{self.port}"
+        if self.kind == "dns":
+            return f"{self.host} {self.record_type}"
+        return "push"

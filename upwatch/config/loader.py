@@ -1,0 +1,301 @@
+"""Read upwatch.yaml: expand ${VARS}, apply defaults and env overrides, validate,
+and report every problem at once with the file, line and key it concerns."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from upwatch.config.endpoints import Endpoint
+from upwatch.config.schema import Config
+
+Path_ = tuple[str | int, ...]
+
+DEFAULT_PATH = Path("upwatch.yaml")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Environment variables that override a setting, whatever the file says.
+ENV_OVERRIDES: dict[str, Path_] = {
+    "UPWATCH_DATABASE_URL": ("storage", "database_url"),
+    "UPWATCH_LOG_LEVEL": ("log_level",),
+    "UPWATCH_SMTP_HOST": ("alerting", "smtp", "host"),
+    "UPWATCH_SMTP_PORT": ("alerting", "smtp", "port"),
+    "UPWATCH_SMTP_USER": ("alerting", "smtp", "username"),
+    "UPWATCH_SMTP_PASSWORD": ("alerting", "smtp", "password"),
+    "UPWATCH_SMTP_FROM": ("alerting", "smtp", "sender"),
+    "UPWATCH_SMTP_TO": ("alerting", "smtp", "recipients"),
+    "UPWATCH_SMTP_TLS": ("alerting", "smtp", "tls"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "upwatch.yaml:14", "upwatch.yaml" or "$UPWATCH_SMTP_PORT"
+    key: str  # "endpoints[2].interval", or "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.key}: {self.message}" if self.key else f"{self.where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, one per line."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def resolve_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """--config wins, then $UPWATCH_CONFIG, then ./upwatch.yaml."""
+    if path:
+        return Path(path)
+    return Path(environ.get("UPWATCH_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    file = resolve_path(path, env)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([Problem(str(file), "", f"cannot read config file: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(str(file), "", f"not UTF-8 text: {e.reason}")]) from None
+    return parse(text, str(file), env)
+
+
+def parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
+    """Validate config text; `filename` is only used in messages."""
+    reader = _Reader(filename, environ)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        column = f" (column {mark.column + 1})" if mark else ""
+        raise ConfigError([Problem(where, "", f"invalid YAML: {e.problem or e.context}{column}")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([Problem(filename, "", f"invalid YAML: {e}")]) from None
+    data = reader.value(root, ()) if root is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(f"{filename}:1", "", "the top level must be a mapping of sections")])
+    reader.apply_defaults(data)
+    reader.apply_env_overrides(data)
+    reader.check_references(data)
+    config = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        reader.problems.extend(reader.from_pydantic(err) for err in e.errors())
+    if reader.problems:
+        raise ConfigError(sorted(reader.problems, key=_file_order))
+    assert config is not None
+    return config
+
+
+def _file_order(problem: Problem) -> tuple[int, int]:
+    line = problem.where.rpartition(":")[2]
+    return (0, int(line)) if line.isdigit() else (1, 0)
+
+
+class _Reader:
+    def __init__(self, filename: str, environ: Mapping[str, str]):
+        self.filename = filename
+        self.environ = environ
+        self.lines: dict[Path_, int] = {}
+        self.sources: dict[Path_, str] = {}  # path -> "$VAR" for env overrides
+        self.display: dict[Path_, Path_] = {}  # endpoint key inherited from defaults -> defaults key
+        self.problems: list[Problem] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def where(self, path: Path_) -> str:
+        for i in range(len(path), -1, -1):
+            if path[:i] in self.sources:
+                return self.sources[path[:i]]
+            if path[:i] in self.lines:
+                return f"{self.filename}:{self.lines[path[:i]]}"
+        return self.filename
+
+    def problem(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(self.where(path), _dotted(path), message))
+
+    def value(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node, deep=True)
+                if key == "<<":
+                    raise ConfigError([Problem(f"{self.filename}:{key_node.start_mark.line + 1}", _dotted(path), "merge keys (<<) are not supported")])
+                if key in out:
+                    self.problem(path + (key,), f"duplicate key (first at line {self.lines[path + (key,)]})")
+                    continue
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self.value(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
+        value = self._constructor.construct_object(node, deep=True)
+        if isinstance(value, str) and "$" in value:
+            return self.expand(value, path)
+        return value
+
+    def expand(self, text: str, path: Path_) -> str:
+        def substitute(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = m.group(1), m.group(2)
+            value = self.environ.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                self.problem(path, f"environment variable {name} is not set")
+                return ""
+            return value
+
+        return _VAR.sub(substitute, text)
+
+    def apply_defaults(self, data: dict[str, Any]) -> None:
+        defaults = data.pop("defaults", None)
+        if defaults is None:
+            return
+        if not isinstance(defaults, dict):
+            self.problem(("defaults",), "must be a mapping of endpoint settings")
+            return
+        allowed = set(_aliases(Endpoint)) - {"name"}
+        for key in list(defaults):
+            if key not in allowed:
+                self.problem(("defaults", key), _unknown(key, allowed))
+                del defaults[key]
+        endpoints = data.get("endpoints")
+        if not isinstance(endpoints, list):
+            return
+        for i, endpoint in enumerate(endpoints):
+            if not isinstance(endpoint, dict):
+                continue
+            for key, value in defaults.items():
+                if key == "headers" and isinstance(value, dict) and isinstance(endpoint.get(key), dict):
+                    endpoint[key] = {**value, **endpoint[key]}
+                elif key not in endpoint:
+                    endpoint[key] = value
+                    self.display[("endpoints", i, key)] = ("defaults", key)
+                    for sub, line in list(self.lines.items()):
+                        if sub[:2] == ("defaults", key):
+                            self.lines[("endpoints", i) + sub[1:]] = line
+
+    def apply_env_overrides(self, data: dict[str, Any]) -> None:
+        for name, path in ENV_OVERRIDES.items():
+            raw = self.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            value: Any = [r.strip() for r in raw.split(",") if r.strip()] if path[-1] == "recipients" else raw
+            node = data
+            for part in path[:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[path[-1]] = value
+            self.sources[path] = f"${name}"
+
+    def from_pydantic(self, err: Mapping[str, Any]) -> Problem:
+        loc: Path_ = tuple(err["loc"])
+        shown = loc
+        for i in range(len(loc), 0, -1):
+            if loc[:i] in self.display:
+                shown = self.display[loc[:i]] + loc[i:]
+                break
+        if err["type"] == "extra_forbidden":
+            message = _unknown(str(loc[-1]), _aliases(_model_at(Config, loc[:-1])))
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            given = err.get("input")
+            if err["type"] != "value_error" and isinstance(given, str | int | float | bool) and "missing" not in err["type"]:
+                message += f" (got {given!r})"
+        return Problem(self.where(loc), _dotted(shown), message)
+
+    def check_references(self, data: dict[str, Any]) -> None:
+        """Duplicate endpoint names and unknown depends_on targets, checked on the raw data
+        so they are reported together with every other problem."""
+        endpoints = data.get("endpoints")
+        if not isinstance(endpoints, list):
+            return
+        named = [(i, e["name"]) for i, e in enumerate(endpoints) if isinstance(e, dict) and isinstance(e.get("name"), str)]
+        seen: dict[str, int] = {}
+        for i, name in named:
+            if name in seen:
+                first = self.lines.get(("endpoints", seen[name], "name"), 0)
+                self.problem(("endpoints", i, "name"), f"duplicate endpoint name {name!r} (first at line {first})")
+            else:
+                seen[name] = i
+        for i, name in named:
+            parents = endpoints[i].get("depends_on")
+            for j, parent in enumerate(parents if isinstance(parents, list) else []):
+                if parent == name:
+                    self.problem(("endpoints", i, "depends_on", j), "an endpoint cannot depend on itself")
+                elif parent not in seen:
+                    self.problem(("endpoints", i, "depends_on", j), f"unknown endpoint {parent!r}{_suggest(str(parent), seen)}")
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _aliases(model: type[BaseModel] | None) -> list[str]:
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(key: str, allowed: typing.Iterable[str]) -> str:
+    return f"unknown key {key!r}{_suggest(key, allowed)}"
+
+
+def _model_at(model: type[BaseModel], loc: Path_) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `loc` below `model`."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            args = typing.get_args(current)
+            current = args[-1] if args else None
+            continue
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        current = field.annotation if field else None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Drop Optional[...] and Annotated[...] wrappers."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = rest[0] if len(rest) == 1 else annotation
+            if len(rest) != 1:
+                return annotation
+        else:
+            return annotation

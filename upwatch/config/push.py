@@ -1,0 +1,32 @@
+"""`push:` the HTTP listener that serves the push API, /metrics and /healthz."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from upwatch.config.base import Section
+
+
+class Push(Section):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(default=1000, ge=1)
+    max_stored_body_bytes: int = Field(default=16 * 1024, ge=0)
+    rate_limit_per_key: float = Field(default=100.0, gt=0, description="requests per second")
+    sensitive_headers: list[str] = []
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])

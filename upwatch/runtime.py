@@ -1,0 +1,113 @@
+"""Run one or more upwatch services in a process: resolve the database (embedded
+or URL), migrate, open a pool, run until SIGTERM/SIGINT, stop within 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from upwatch import db, logs
+from upwatch.config import Config, ConfigError
+from upwatch.embedded import EmbeddedError, EmbeddedPostgres
+from upwatch.migrate import MigrationError, migrate
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Runtime:
+    """What every service gets: the validated config and an open pool."""
+
+    config: Config
+    config_path: Path
+    database_url: str
+    pool: AsyncConnectionPool
+
+
+Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+
+
+@contextlib.contextmanager
+def database(config: Config) -> Iterator[str]:
+    """The database URL: the configured one, or the embedded server (started here, stopped after)."""
+    if config.storage.database_url:
+        yield config.storage.database_url
+        return
+    server = EmbeddedPostgres(config.storage.embedded.data_dir, port=config.storage.embedded.port)
+    url = server.start()
+    logger.info("embedded postgres ready data_dir=%s reused=%s", server.data_dir, not server.started_here)
+    try:
+        yield url
+    finally:
+        if server.started_here:
+            server.stop()
+            logger.info("embedded postgres stopped")
+
+
+async def serve(config: Config, config_path: Path, url: str, services: dict[str, Service],
+                stop: asyncio.Event) -> None:
+    """Migrate, open the pool and run `services` until `stop` is set or one of them fails."""
+    await db.wait_until_reachable(url)
+    await migrate(url, timescaledb=config.storage.timescaledb)
+    pool = await db.open_pool(url, max_size=config.storage.pool_size)
+    runtime = Runtime(config, config_path, url, pool)
+    tasks = {asyncio.create_task(fn(runtime, stop), name=name): name for name, fn in services.items()}
+    logger.info("upwatch started services=%s", ",".join(services))
+    try:
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not stopper and t.exception() is not None]
+        for task in failed:
+            logger.error("service failed name=%s error=%r", tasks[task], task.exception())
+        stop.set()
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+            for task in late:
+                logger.warning("service did not stop in %.0f s, cancelling name=%s", STOP_TIMEOUT_S, tasks[task])
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        stopper.cancel()
+        if failed:
+            raise RuntimeError(f"service {tasks[failed[0]]} failed: {failed[0].exception()}")
+    finally:
+        await pool.close()
+        logger.info("upwatch stopped")
+
+
+def run(config: Config, config_path: Path, services: dict[str, Service]) -> int:
+    """Blocking entry point for daemons; returns the process exit code."""
+    logs.setup(config.log_level)
+
+    async def main(url: str) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, config_path, url, services, stop)
+
+    try:
+        with database(config) as url:
+            asyncio.run(main(url))
+    except (db.DatabaseUnavailable, EmbeddedError, MigrationError) as e:
+        print(f"upwatch: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"upwatch: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report_config_error(error: ConfigError) -> int:
+    print(error, file=sys.stderr)
+    return 2

@@ -1,0 +1,94 @@
+"""Retention: TimescaleDB policies when the extension is active, otherwise upwatch's own delete job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upwatch.config.storage import Retention
+from upwatch.db import timescaledb_active
+
+logger = logging.getLogger(__name__)
+
+# table -> (time column, retention setting)
+RETAINED = {
+    "probe_results": ("time", "probe_results"),
+    "request_logs": ("time", "request_logs"),
+    "probe_rollup_1m": ("bucket", "rollups"),
+    "request_rollup_1m": ("bucket", "rollups"),
+    "anomalies": ("time", "anomalies"),
+    "incidents": ("ended_at", "anomalies"),
+    "alerts": ("created_at", "alerts"),
+}
+HYPERTABLES = frozenset({"probe_results", "request_logs", "probe_rollup_1m", "request_rollup_1m", "anomalies"})
+_BATCH = 50_000
+
+
+async def apply_policies(pool: AsyncConnectionPool, retention: Retention) -> bool:
+    """On TimescaleDB, (re)set retention policies from the config; return whether it is active."""
+    async with pool.connection() as conn:
+        if not await timescaledb_active(conn):
+            return False
+        for table, (_, setting) in RETAINED.items():
+            if table not in HYPERTABLES:
+                continue
+            keep: timedelta = getattr(retention, setting)
+            async with conn.transaction():
+                await conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
+                await conn.execute("SELECT add_retention_policy(%s, %s::interval)", (table, keep))
+    return True
+
+
+async def purge(pool: AsyncConnectionPool, retention: Retention, *, skip_hypertables: bool) -> dict[str, int]:
+    """Delete rows past retention in batches (plain PostgreSQL path); return rows deleted per table."""
+    deleted: dict[str, int] = {}
+    async with pool.connection() as conn:
+        for table, (column, setting) in RETAINED.items():
+            if skip_hypertables and table in HYPERTABLES:
+                continue
+            keep: timedelta = getattr(retention, setting)
+            deleted[table] = await _delete_older(conn, table, column, keep)
+        # Per-service retention of pushed logs (services.retention_days) applies on both paths.
+        cur = await conn.execute(
+            "DELETE FROM request_logs r USING services s"
+            " WHERE r.service_id = s.id AND r.time < now() - make_interval(days => s.retention_days)"
+        )
+        deleted["request_logs"] = deleted.get("request_logs", 0) + cur.rowcount
+    return deleted
+
+
+async def _delete_older(conn, table: str, column: str, keep: timedelta) -> int:  # type: ignore[no-untyped-def]
+    total = 0
+    # (tableoid, ctid) rather than ctid alone: on a hypertable every chunk has its own ctids.
+    query = sql.SQL(
+        "DELETE FROM {t} WHERE (tableoid, ctid) IN"
+        " (SELECT tableoid, ctid FROM {t} WHERE {c} < now() - %s::interval LIMIT %s)"
+    ).format(t=sql.Identifier(table), c=sql.Identifier(column))
+    while True:
+        cur = await conn.execute(query, (keep, _BATCH))
+        total += cur.rowcount
+        if cur.rowcount < _BATCH:
+            return total
+
+
+async def run_retention(pool: AsyncConnectionPool, retention: Retention, stop: asyncio.Event,
+                        every: timedelta = timedelta(hours=1)) -> None:
+    """Keep data within retention until `stop` is set."""
+    timescale = await apply_policies(pool, retention)
+    while not stop.is_set():
+        deleted = await purge(pool, retention, skip_hypertables=timescale)
+        if any(deleted.values()):
+            logger.info("retention purge %s", " ".join(f"{t}={n}" for t, n in deleted.items() if n))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every.total_seconds())
+        except TimeoutError:
+            pass
+
+
+async def service(runtime, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    """The retention job as an upwatch service (runs beside the prober)."""
+    await run_retention(runtime.pool, runtime.config.storage.retention, stop)
