@@ -3,10 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from datetime import UTC, datetime
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this package's subcommands to the upwatch CLI."""
     from upwatch.cli import daemon
 
-    commands.add_parser("detector", help="run the detector daemon alone").set_defaults(handler=daemon("detector"))
+    parser = commands.add_parser("detector", help="run the detector daemon alone; `status` for per-series state")
+    parser.set_defaults(handler=daemon("detector"))
+    actions = parser.add_subparsers(dest="detector_command", metavar="ACTION")
+    actions.add_parser("status", help="per series: rows, model age, threshold, last score, anomalies in 24 h") \
+        .set_defaults(handler=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from upwatch import db
+    from upwatch.cli import load_config
+    from upwatch.runtime import database
+
+    from detector.status import render, status
+
+    config, _ = load_config(args)
+
+    async def show(url: str) -> str:
+        conn = await db.connect(url)
+        try:
+            return render(await status(conn, datetime.now(UTC)))
+        finally:
+            await conn.close()
+
+    with database(config) as url:
+        print(asyncio.run(show(url)))
+    return 0

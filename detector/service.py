@@ -1,16 +1,173 @@
-"""The detector service: score new measurements, retrain models on a cadence."""
+"""The live detector: every score_interval judge rows past each series' watermark; retrain on a cadence.
+
+Training runs in a process pool (max_workers processes) so the event loop keeps
+scoring while models are fitted. Models are loaded from model_dir at start; a
+corrupt or incompatible file is retrained, not fatal.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+from psycopg_pool import AsyncConnectionPool
+
+from detector import artifacts, series as series_sql, store, training
+from detector.models import MODELS
+from detector.models.isolation_forest import NotEnoughData
+from detector.scoring import judge
+from detector.series import Series
+from upwatch.config.detector import Detector
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
+# A series without a model asks for one at most this often (it may still be short of rows).
+RETRY_UNTRAINED = timedelta(minutes=5)
+
+
+@dataclass
+class State:
+    """What the service holds in memory for one series."""
+
+    series: Series
+    version: int = 0
+    watermark: datetime | None = None
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"timestamp": [], "value": []}))
+    artifact: artifacts.Artifact | None = None
+    training: bool = False
+    tried_at: datetime | None = None
+
+
+class LiveDetector:
+    """Scores and trains every discovered series against one database."""
+
+    def __init__(self, pool: AsyncConnectionPool, settings: Detector, executor: Executor) -> None:
+        self.pool, self.settings, self.executor = pool, settings, executor
+        self.states: dict[str, State] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def refresh(self) -> None:
+        """Pick up new series; load their saved watermark, version and model file."""
+        async with self.pool.connection() as conn:
+            found = await series_sql.discover(conn, self.settings.training_window)
+            known = await store.saved(conn)
+        module = MODELS[self.settings.model]
+        for s in found:
+            if s.key in self.states:
+                continue
+            saved = known.get(s.key)
+            state = State(s, version=saved.version if saved else 0, watermark=saved.watermark if saved else None)
+            try:
+                state.artifact = await asyncio.to_thread(
+                    artifacts.load, artifacts.path_for(self.settings.model_dir, s.key), self.settings.model,
+                    tuple(module.FEATURES))
+            except FileNotFoundError:
+                pass
+            except artifacts.ArtifactError as e:
+                logger.warning("detector model unusable, retraining series=%s error=%r", s.key, str(e))
+            self.states[s.key] = state
+
+    async def tick(self, now: datetime) -> int:
+        """One scoring pass over every series, then start due trainings; returns anomalies written."""
+        await self.refresh()
+        written = 0
+        for state in self.states.values():
+            written += await self.score(state, now)
+            if self._due(state, now):
+                state.training, state.tried_at = True, now
+                task = asyncio.create_task(self.train(state, now), name=f"train {state.series.key}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        return written
+
+    def _due(self, state: State, now: datetime) -> bool:
+        if state.training:
+            return False
+        if state.artifact is None:
+            return state.tried_at is None or now - state.tried_at >= min(RETRY_UNTRAINED, self.settings.retrain_interval)
+        last = state.tried_at or state.artifact.trained_at
+        return now - last >= self.settings.retrain_interval
+
+    async def score(self, state: State, now: datetime) -> int:
+        """Judge rows past the watermark; write anomalies, incidents and the new watermark together."""
+        lookback = training.LOOKBACK.to_pytimedelta()
+        if state.history.empty and state.watermark is not None:
+            async with self.pool.connection() as conn:
+                state.history = await series_sql.fetch(conn, state.series, state.watermark - lookback, state.watermark)
+        since = state.watermark or datetime.min.replace(tzinfo=UTC)
+        async with self.pool.connection() as conn:
+            new = await series_sql.fetch(conn, state.series, since, now)
+        if new.empty:
+            return 0
+        history = pd.concat([state.history, new], ignore_index=True)
+        newest = new["timestamp"].iloc[-1].to_pydatetime()
+        verdicts = []
+        if state.artifact is not None and state.watermark is not None:
+            verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
+        async with self.pool.connection() as conn, conn.transaction():
+            written = await store.record(conn, state.series, verdicts, state.artifact, self.settings.incident_gap) \
+                if state.artifact is not None else 0
+            await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
+        state.watermark = newest
+        state.history = history[history["timestamp"] > newest - lookback].reset_index(drop=True)
+        if written:
+            logger.info("detector anomalies series=%s written=%d", state.series.key, written)
+        return written
+
+    async def train(self, state: State, now: datetime) -> None:
+        """Fit in the process pool with the window's rows, minus past incidents; never raises for data problems."""
+        window = self.settings.training_window
+        try:
+            async with self.pool.connection() as conn:
+                frame = await series_sql.fetch(conn, state.series, now - window - training.LOOKBACK.to_pytimedelta(), now)
+                claimed = await store.claimed(conn, state.series.key, now - window, self.settings.incident_gap)
+            loop = asyncio.get_running_loop()
+            artifact = await loop.run_in_executor(
+                self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,
+                self.settings.model_dir)
+        except NotEnoughData as e:
+            logger.info("detector not enough data series=%s reason=%r", state.series.key, str(e))
+            async with self.pool.connection() as conn:
+                await store.save_model(conn, state.series, state.artifact, "learning" if state.artifact is None
+                                       else "ready")
+            return
+        finally:
+            state.training = False
+        state.artifact, state.version = artifact, artifact.version
+        async with self.pool.connection() as conn:
+            await store.save_model(conn, state.series, artifact, "ready")
+        logger.info("detector trained series=%s version=%d rows=%d", state.series.key, artifact.version, artifact.rows)
+
+    async def drain(self) -> None:
+        """Wait for trainings in flight (used at shutdown and by tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run until `stop` is set."""
-    logger.info("detector started")
-    await stop.wait()
+    """Run until `stop` is set: score every score_interval, train off the event loop."""
+    settings = runtime.config.detector
+    if not settings.enabled:
+        logger.info("detector disabled")
+        await stop.wait()
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
+        detector = LiveDetector(runtime.pool, settings, executor)
+        logger.info("detector started model=%s score_interval=%s", settings.model, settings.score_interval)
+        while not stop.is_set():
+            await detector.tick(datetime.now(UTC))
+            try:
+                await asyncio.wait_for(stop.wait(), settings.score_interval.total_seconds())
+            except TimeoutError:
+                pass
+        for task in detector.tasks:
+            task.cancel()
+        await asyncio.gather(*detector.tasks, return_exceptions=True)
+    logger.info("detector stopped")

@@ -1,0 +1,126 @@
+"""The live detector against a real PostgreSQL: train, score past the watermark, write anomalies and incidents."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from detector import artifacts
+from detector.service import LiveDetector
+from detector.status import render, status
+from upwatch.config.detector import Detector
+
+SERIES = "endpoint:api:latency"
+
+
+async def _add_checks(pool: AsyncConnectionPool, endpoint_id: int, times: list[datetime], latency: list[float]) -> None:
+    async with pool.connection() as conn, conn.cursor() as cur:
+        async with cur.copy("COPY probe_results (time, endpoint_id, id, ok, latency_ms) FROM STDIN") as copy:
+            for at, ms in zip(times, latency, strict=True):
+                await copy.write_row((at, endpoint_id, uuid.uuid4(), True, ms))
+
+
+@pytest.fixture
+async def endpoint(pool: AsyncConnectionPool) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES ('api', 'http', 'http://127.0.0.1/') RETURNING id")
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Detector:
+    return Detector(min_training_rows=500, n_estimators=50, model_dir=tmp_path / "models")
+
+
+async def _anomalies(pool: AsyncConnectionPool) -> list[tuple]:  # type: ignore[type-arg]
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT time, score, severity, reason, incident_id, model_version, features"
+                                 " FROM anomalies WHERE series = %s ORDER BY time", (SERIES,))
+        return await cur.fetchall()
+
+
+@pytest.mark.timeout(60)
+async def test_live_detector_trains_scores_and_survives_a_restart(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    rng = np.random.default_rng(0)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+
+    assert await live.tick(now) == 0  # the first pass only learns where the series ends
+    await live.drain()
+    assert live.states[SERIES].artifact is not None
+
+    fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(12)]
+    await _add_checks(pool, endpoint, fresh, [100.0] * 4 + [900.0] * 8)
+    written = await live.tick(now + timedelta(minutes=4))
+    rows = await _anomalies(pool)
+    assert written == len(rows) >= 3
+    assert {r[0] for r in rows} <= set(fresh[4:])
+    assert all(0.5 <= r[1] <= 1 and r[2] in {"medium", "high", "critical"} for r in rows)
+    assert all(r[3].startswith(("latency 900 ms, usually ", "latency level ")) and "usually" in r[3] for r in rows)
+    assert len({r[4] for r in rows}) == 1 and rows[0][5] == 1 and "robust_z_persist" in rows[0][6]
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT started_at, ended_at, peak_score, points, severity FROM incidents WHERE series = %s", (SERIES,))
+        incidents = await cur.fetchall()
+        cur = await conn.execute("SELECT watermark, status, version, rows FROM detector_models WHERE series = %s", (SERIES,))
+        model = await cur.fetchone()
+    assert len(incidents) == 1
+    start, end, peak, points, _ = incidents[0]
+    assert (start, end, points) == (rows[0][0], rows[-1][0], len(rows)) and peak == max(r[1] for r in rows)
+    assert model is not None and model[0] == fresh[-1] and model[1] == "ready" and model[2] == 1 and model[3] >= 500
+
+    # A restart loads the model file and the watermark: nothing is scored twice.
+    again = LiveDetector(pool, settings, executor)
+    assert await again.tick(now + timedelta(minutes=5)) == 0
+    assert len(await _anomalies(pool)) == len(rows)
+    assert again.states[SERIES].artifact is not None and again.states[SERIES].artifact.version == 1
+
+    async with pool.connection() as conn:
+        table = render(await status(conn, now + timedelta(minutes=5)))
+    assert SERIES in table and "ready" in table and f" {len(rows)}" in table
+    executor.shutdown()
+
+
+async def test_corrupt_model_file_is_retrained_not_fatal(pool: AsyncConnectionPool, endpoint: int, settings: Detector) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(600)]
+    await _add_checks(pool, endpoint, times, [100.0 + (i % 5) for i in range(600)])
+    path = artifacts.path_for(settings.model_dir, SERIES)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00not a model")
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        live = LiveDetector(pool, settings, executor)
+        await live.tick(now)
+        assert live.states[SERIES].training
+        await live.drain()
+    assert live.states[SERIES].artifact is not None
+    assert artifacts.load(path, "isolation_forest", live.states[SERIES].artifact.features).version == 1
+
+
+async def test_series_shorter_than_the_minimum_is_learning_and_claims_nothing(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(minutes=30) + timedelta(seconds=15 * i) for i in range(100)]
+    await _add_checks(pool, endpoint, times, [100.0] * 99 + [5000.0])
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        live = LiveDetector(pool, settings, executor)
+        await live.tick(now)
+        await live.drain()
+    assert live.states[SERIES].artifact is None
+    assert await _anomalies(pool) == []
+    async with pool.connection() as conn:
+        rows = await status(conn, now)
+    assert [(r.series, r.status) for r in rows if r.series == SERIES] == [(SERIES, "learning")]
