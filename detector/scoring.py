@@ -39,6 +39,8 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
     """Verdicts for rows of `history` (timestamp, value) newer than `new_since`, oldest first."""
     module = MODELS[artifact.model_name]
     prepared = features.prepare(history)
+    if new_since is not None:
+        prepared = prepared[features.needed(prepared, pd.Timestamp(new_since))]
     feats = features.compute(prepared, artifact.features)
     fresh = prepared["timestamp"] > new_since if new_since is not None else prepared["timestamp"].notna()
     rows = feats[fresh.to_numpy()]
@@ -53,7 +55,7 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
         anomalous = score >= artifact.threshold
         values = {k: _finite(v) for k, v in row.items()}
         out.append(Verdict(
-            time=at.to_pydatetime(),
+            time=at.floor("us").to_pydatetime(),
             value=float(row["value"]),
             score=score,
             anomalous=anomalous,

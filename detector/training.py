@@ -52,7 +52,7 @@ def fit(
     model = module.train(feats[keep & usable], settings)
     artifact = artifacts.Artifact(
         model=model, model_name=settings.model, series=series, version=version,
-        trained_at=trained_at.to_pydatetime(), rows=model.rows, features=tuple(module.FEATURES),
+        trained_at=trained_at.floor("us").to_pydatetime(), rows=model.rows, features=tuple(module.FEATURES),
         threshold=model.threshold,
     )
     artifacts.save(artifact, artifacts.path_for(model_dir, series))

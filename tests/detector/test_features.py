@@ -89,3 +89,15 @@ def test_gap_in_timestamps_uses_yesterday_only_when_it_exists() -> None:
 def test_unknown_feature_name_is_refused() -> None:
     with pytest.raises(KeyError, match="no_such_feature"):
         features.compute(features.prepare(_frame(50)), ["no_such_feature"])
+
+
+def test_features_of_new_rows_need_only_the_rows_named_by_needed() -> None:
+    frame = synthetic.generate(8, days=1.3).frame
+    prepared = features.prepare(frame)
+    since = prepared["timestamp"].iloc[-8]
+    full = features.compute(prepared)
+    keep = features.needed(prepared, since)
+    assert keep.sum() < len(prepared) / 2
+    trimmed = features.compute(prepared[keep])
+    new = prepared.index[prepared["timestamp"] > since]
+    pd.testing.assert_frame_equal(trimmed.loc[new], full.loc[new])
