@@ -76,9 +76,16 @@ class LiveDetector:
     async def tick(self, now: datetime) -> int:
         """One scoring pass over every series, then start due trainings; returns anomalies written."""
         await self.refresh()
-        written = 0
+        # Series are independent; judging releases the GIL in the forest and rolling windows,
+        # so max_workers of them at a time use the CPU budget without starving the loop.
+        gate = asyncio.Semaphore(self.settings.max_workers)
+
+        async def one(state: State) -> int:
+            async with gate:
+                return await self.score(state, now)
+
+        written = sum(await asyncio.gather(*(one(s) for s in self.states.values())))
         for state in self.states.values():
-            written += await self.score(state, now)
             if self._due(state, now):
                 state.training, state.tried_at = True, now
                 task = asyncio.create_task(self.train(state, now), name=f"train {state.series.key}")
