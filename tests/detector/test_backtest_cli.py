@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from detector import synthetic
+from detector.__main__ import main
 from detector.backtest import replay
 from upwatch.config.detector import Detector
 
@@ -63,8 +64,7 @@ def test_backtest_is_causal_future_rows_do_not_change_past_verdicts(series: pd.D
 
 def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: pd.DataFrame) -> None:
     series.iloc[:300].to_csv(tmp_path / "in.csv", index=False)
-    done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == 300 and out["is_anomaly"].eq(0).all() and out["anomaly_score"].eq(0).all()
 
@@ -80,19 +80,27 @@ def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: 
     ],
     ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value"],
 )
-def test_bad_csv_exits_2_naming_the_column(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_csv_exits_2_naming_the_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
     (tmp_path / "in.csv").write_text(text)
+    status = main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")])
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_bad_csv_exit_status_reaches_the_shell(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("when,value\n2026-03-02T00:00:00Z,1\n")
     done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
     assert done.returncode == 2
-    assert message in done.stderr
-    assert not (tmp_path / "out.csv").exists()
+    assert "missing column 'timestamp'" in done.stderr
 
 
 def test_empty_values_and_non_finite_rows_are_kept_unjudged(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("timestamp,value\n2026-03-02T00:00:00Z,\n2026-03-02T00:00:15Z,inf\n"
                                      "2026-03-02T00:00:30Z,NaN\n2026-03-02T00:00:45Z,120\n")
-    done = _backtest("--input", "in.csv", "--output", "out.csv", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, dtype=str)
     assert out["value"].tolist() == ["", "inf", "NaN", "120"]
     assert out["is_anomaly"].tolist() == ["0"] * 4

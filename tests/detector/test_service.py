@@ -124,3 +124,39 @@ async def test_series_shorter_than_the_minimum_is_learning_and_claims_nothing(
     async with pool.connection() as conn:
         rows = await status(conn, now)
     assert [(r.series, r.status) for r in rows if r.series == SERIES] == [(SERIES, "learning")]
+
+
+@pytest.mark.timeout(60)
+async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
+    pool: AsyncConnectionPool, database_url: str, endpoint: int, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from detector.service import run
+    from upwatch.config import Config
+    from upwatch.runtime import Runtime
+
+    settings = Detector(score_interval="1s", min_training_rows=500, n_estimators=50, max_workers=1,
+                        model_dir=tmp_path / "models")
+    rng = np.random.default_rng(1)
+    start = datetime.now(UTC) - timedelta(hours=3)
+    history = [start + timedelta(seconds=15 * i) for i in range(715)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool), stop))
+
+    async def until(query: str, timeout_s: float) -> None:
+        for _ in range(int(timeout_s * 10)):
+            async with pool.connection() as conn:
+                if (await (await conn.execute(query)).fetchone() or [False])[0]:
+                    return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for: {query}")
+
+    await until(f"SELECT status = 'ready' FROM detector_models WHERE series = '{SERIES}'", 40)
+    landed = datetime.now(UTC)
+    await _add_checks(pool, endpoint, [landed - timedelta(seconds=3 - 0.5 * i) for i in range(6)], [1500.0] * 6)
+    await until(f"SELECT count(*) > 0 FROM anomalies WHERE series = '{SERIES}'", 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert (tmp_path / "models").is_dir() and any((tmp_path / "models").iterdir())
