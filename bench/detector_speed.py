@@ -27,11 +27,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import artifacts, synthetic, training  # noqa: E402
-from detector.models import MODELS  # noqa: E402
-from detector.scoring import judge  # noqa: E402
-from detector.series import Series  # noqa: E402
-from upwatch.config.detector import Detector  # noqa: E402
+from detector import artifacts, synthetic, training
+from detector.models import MODELS
+from detector.scoring import judge
+from detector.series import Series
+from upwatch.config.detector import Detector
 
 
 def _series(seed: int, days: float) -> pd.DataFrame:
@@ -94,7 +94,7 @@ def main() -> None:
         threaded = []
         for tick in range(3):
             pass_started = time.perf_counter()
-            list(threads.map(lambda pair: _judge_latest(*pair, tick=tick, series=series),
+            list(threads.map(lambda pair, t=tick: _judge_latest(*pair, tick=t, series=series),
                              zip(frames, loaded, strict=True)))
             threaded.append(time.perf_counter() - pass_started)
     print(f"scoring one new row: per series p50 {np.median(per_series) * 1000:.0f} ms, "

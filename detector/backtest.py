@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from detector import features as feature_set
-from detector.models import MODELS
 from detector.incidents import quarantine
+from detector.models import MODELS
 from detector.models.isolation_forest import NotEnoughData
 from upwatch.config.detector import Detector
 
@@ -33,9 +33,13 @@ class BadInput(ValueError):
 
 
 def replay(
-    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None
+    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True
 ) -> pd.DataFrame:
-    """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it)."""
+    """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
+
+    exclude_claimed=False trains on every row, flagged or not: only for replaying the
+    reference method, which knows nothing of incidents.
+    """
     module = model if model is not None else MODELS[settings.model]
     prepared = feature_set.prepare(frame)
     feats = feature_set.compute(prepared, module.FEATURES)
@@ -48,7 +52,8 @@ def replay(
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
         stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(settings.retrain_interval))), cut + 1)
-        fitted = _fit(module, feats, stamps, usable, flags, cut, settings)
+        claimed = flags if exclude_claimed else np.zeros_like(flags)
+        fitted = _fit(module, feats, stamps, usable, claimed, cut, settings)
         if fitted is not None:
             scores[cut:stop] = module.score(fitted, feats.iloc[cut:stop]).to_numpy()
             flags[cut:stop] = scores[cut:stop] >= fitted.threshold
@@ -69,7 +74,7 @@ def _fit(
     flags: np.ndarray,
     cut: int,
     settings: Detector,
-) -> Any:
+) -> Any:  # the module's Fitted, or None
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
     first = int(np.searchsorted(stamps, trained_at - np.timedelta64(settings.training_window), side="right"))

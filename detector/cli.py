@@ -19,11 +19,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from detector.status import render, status
     from upwatch import db
     from upwatch.cli import load_config
     from upwatch.runtime import database
-
-    from detector.status import render, status
 
     config, _ = load_config(args)
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from detector.incidents import from_scores
+from detector.incidents import Incident, from_scores
 from detector.synthetic import LabelledSeries
 
 GRACE = timedelta(minutes=15)
@@ -67,8 +67,8 @@ def evaluate(
     return Outcome(days, tuple(found), false_alarms, int((flags & ~covered).sum()))
 
 
-def _touch(a: object, b: object, gap: timedelta) -> bool:
-    return bool(a.start <= b.end + gap and b.start <= a.end + gap)  # type: ignore[attr-defined]
+def _touch(a: Incident, b: Incident, gap: timedelta) -> bool:
+    return bool(a.start <= b.end + gap and b.start <= a.end + gap)
 
 
 def summarize(outcomes: list[Outcome]) -> dict[str, object]:

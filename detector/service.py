@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from psycopg_pool import AsyncConnectionPool
 
-from detector import artifacts, series as series_sql, store, training
+from detector import artifacts, store, training
+from detector import series as series_sql
 from detector.models import MODELS
 from detector.models.isolation_forest import NotEnoughData
 from detector.scoring import judge
@@ -51,6 +52,7 @@ class LiveDetector:
         self.pool, self.settings, self.executor = pool, settings, executor
         self.states: dict[str, State] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.cpu = asyncio.Semaphore(1)
 
     async def refresh(self) -> None:
         """Pick up new series; load their saved watermark, version and model file."""
@@ -76,8 +78,9 @@ class LiveDetector:
     async def tick(self, now: datetime) -> int:
         """One scoring pass over every series, then start due trainings; returns anomalies written."""
         await self.refresh()
-        # Series are independent; judging releases the GIL in the forest and rolling windows,
-        # so max_workers of them at a time use the CPU budget without starving the loop.
+        # Series are independent: their database reads overlap, while judging (CPU, in a
+        # thread so the loop stays responsive) runs one at a time: two threads were slower
+        # than one on bench/detector_speed.py because of the GIL.
         gate = asyncio.Semaphore(self.settings.max_workers)
 
         async def one(state: State) -> int:
@@ -116,7 +119,8 @@ class LiveDetector:
         newest = new["timestamp"].iloc[-1].to_pydatetime()
         verdicts = []
         if state.artifact is not None and state.watermark is not None:
-            verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
+            async with self.cpu:
+                verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
         async with self.pool.connection() as conn, conn.transaction():
             written = await store.record(conn, state.series, verdicts, state.artifact, self.settings.incident_gap) \
                 if state.artifact is not None else 0

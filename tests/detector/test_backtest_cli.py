@@ -26,7 +26,7 @@ detector:
 def _backtest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "detector", "backtest", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=50)
+                          capture_output=True, text=True, timeout=50, check=False)
 
 
 @pytest.fixture(scope="module")

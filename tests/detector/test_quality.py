@@ -21,7 +21,8 @@ def labelled() -> list[synthetic.LabelledSeries]:
 
 def _figures(labelled: list[synthetic.LabelledSeries], model: object) -> dict[str, object]:
     outcomes = [
-        evaluation.evaluate(s, replay(s.frame, SETTINGS, model), gap=SETTINGS.incident_gap)  # type: ignore[arg-type]
+        evaluation.evaluate(s, replay(s.frame, SETTINGS, model, exclude_claimed=model is isolation_forest),  # type: ignore[arg-type]
+                            gap=SETTINGS.incident_gap)
         for s in labelled
     ]
     return evaluation.summarize(outcomes)

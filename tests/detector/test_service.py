@@ -20,10 +20,10 @@ SERIES = "endpoint:api:latency"
 
 
 async def _add_checks(pool: AsyncConnectionPool, endpoint_id: int, times: list[datetime], latency: list[float]) -> None:
-    async with pool.connection() as conn, conn.cursor() as cur:
-        async with cur.copy("COPY probe_results (time, endpoint_id, id, ok, latency_ms) FROM STDIN") as copy:
-            for at, ms in zip(times, latency, strict=True):
-                await copy.write_row((at, endpoint_id, uuid.uuid4(), True, ms))
+    query = "COPY probe_results (time, endpoint_id, id, ok, latency_ms) FROM STDIN"
+    async with pool.connection() as conn, conn.cursor() as cur, cur.copy(query) as copy:
+        for at, ms in zip(times, latency, strict=True):
+            await copy.write_row((at, endpoint_id, uuid.uuid4(), True, ms))
 
 
 @pytest.fixture
