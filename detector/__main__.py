@@ -63,13 +63,21 @@ def run_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_upwatch(argv: list[str]) -> list[str]:
+    """`-c x.yaml status` -> `-c x.yaml detector status`: upwatch's global options come first."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in ("-c", "--config", "--log-level") else 1
+    return [*argv[:i], "detector", *argv[i:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["backtest"]:
         from upwatch.cli import main as upwatch
 
-        return upwatch([*argv, "detector"] if argv and argv[0].startswith("-") else ["detector", *argv])
+        return upwatch(_as_upwatch(argv))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run_backtest(_parser().parse_args(argv))
 

@@ -19,14 +19,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Print per-series detector state; exit 0."""
     from detector.status import render, status
     from upwatch import db
     from upwatch.cli import load_config
+    from upwatch.migrate import migrate
     from upwatch.runtime import database
 
     config, _ = load_config(args)
 
     async def show(url: str) -> str:
+        # Same as every service at start: a database nobody has run against yet gets its tables.
+        await migrate(url, timescaledb=config.storage.timescaledb)
         conn = await db.connect(url)
         try:
             return render(await status(conn, datetime.now(UTC)))

@@ -23,6 +23,7 @@ from detector.models import MODELS
 from detector.models.isolation_forest import NotEnoughData
 from detector.scoring import judge
 from detector.series import Series
+from upwatch import durations
 from upwatch.config.detector import Detector
 from upwatch.runtime import Runtime
 
@@ -171,7 +172,8 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
-        logger.info("detector started model=%s score_interval=%s", settings.model, settings.score_interval)
+        logger.info("detector started model=%s score_interval=%s retrain_interval=%s", settings.model,
+                    durations.format(settings.score_interval), durations.format(settings.retrain_interval))
         while not stop.is_set():
             await detector.tick(datetime.now(UTC))
             try:
