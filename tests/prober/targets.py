@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 BIG_BYTES = 50 * 1024 * 1024
+STATS = web.AppKey("stats", dict)
 
 
 async def ok(request: web.Request) -> web.Response:
@@ -34,8 +35,20 @@ async def big(request: web.Request) -> web.StreamResponse:
     while sent < BIG_BYTES:
         await resp.write(chunk)
         sent += len(chunk)
-    request.app["big_sent"] = sent
+    request.app[STATS]["big_sent"] = sent
     return resp
+
+
+async def slow(request: web.Request) -> web.Response:
+    """Sleeps 0.2 s and remembers the most requests it served at once."""
+    stats = request.app[STATS]
+    stats["active"] = stats.get("active", 0) + 1
+    stats["peak"] = max(stats.get("peak", 0), stats["active"])
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        stats["active"] -= 1
+    return web.Response(text="slow")
 
 
 async def loop(request: web.Request) -> web.Response:
@@ -62,8 +75,9 @@ async def echo(request: web.Request) -> web.Response:
 
 def app() -> web.Application:
     application = web.Application()
+    application[STATS] = {}
     application.router.add_routes([
-        web.get("/ok", ok), web.get("/status/{code}", status), web.get("/hang", hang), web.get("/big", big),
+        web.get("/ok", ok), web.get("/status/{code}", status), web.get("/hang", hang), web.get("/slow", slow), web.get("/big", big),
         web.get("/loop", loop), web.get("/redirect", redirect), web.get("/cut", cut), web.route("*", "/echo", echo),
     ])
     return application
