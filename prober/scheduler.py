@@ -83,6 +83,7 @@ class Scheduler:
         self.endpoints: dict[str, Endpoint] = {}
         self.ids: dict[str, int] = {}
         self.skipped = 0
+        self._running: set[asyncio.Task[object]] = set()
         self._global = asyncio.Semaphore(max_concurrency)
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
@@ -99,6 +100,16 @@ class Scheduler:
     def shutdown(self) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=False)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for checks in flight (after shutdown); cancel those still running after `timeout_s`."""
+        pending = {t for t in self._running if not t.done()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     def wanted(self, endpoint: Endpoint) -> bool:
         """Whether this prober runs the endpoint: enabled, an active kind, in its shard."""
@@ -137,6 +148,10 @@ class Scheduler:
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         host = host_of(endpoint)
         per_host = self._per_host.setdefault(host, asyncio.Semaphore(self._per_host_limit))
         async with self._global, per_host:
