@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
@@ -64,9 +65,15 @@ def phase_s(endpoint: Endpoint) -> float:
 
 
 def host_of(endpoint: Endpoint) -> str:
+    """The host a check connects to, for the per-host cap."""
     if endpoint.kind == "http":
-        return urlsplit(endpoint.url or "").hostname or ""
+        return _url_host(endpoint.url or "")
     return endpoint.host or ""
+
+
+@functools.lru_cache(maxsize=65536)
+def _url_host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 class Scheduler:
@@ -153,10 +160,16 @@ class Scheduler:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         host = host_of(endpoint)
-        per_host = self._per_host.setdefault(host, asyncio.Semaphore(self._per_host_limit))
-        async with self._global, per_host:
-            lateness = self.lateness_s(endpoint, time.time())
-            result = await CHECKS[endpoint.kind](endpoint, self.session)
+        per_host = self._per_host.get(host)
+        if per_host is None:
+            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        try:
+            async with self._global, per_host:
+                lateness = self.lateness_s(endpoint, time.time())
+                result = await CHECKS[endpoint.kind](endpoint, self.session)
+        except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
+            logger.info("probe abandoned at shutdown endpoint=%s", name)
+            return
         self._record(endpoint, result, lateness)
 
     def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import logging
 import signal
@@ -13,11 +14,11 @@ from pathlib import Path
 import psycopg
 from aiohttp import web
 
-from prober import rollups
 from prober.app import State, build_app, serve
 from prober.checks.http import new_session
 from prober.heartbeats import HeartbeatWatcher
 from prober.metrics import Metrics
+from prober.rollups import Rollups
 from prober.scheduler import Scheduler, Shard
 from prober.writer import BatchWriter
 from upwatch import config as configuration
@@ -26,6 +27,8 @@ from upwatch.config import Config, ConfigError
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+ROLLUP_INTERVAL_S = 5.0
 
 
 def fingerprint(path: Path) -> str:
@@ -46,7 +49,8 @@ class ProberService:
         self.writer = BatchWriter(runtime.pool, p.data_dir / "spool", batch_rows=p.batch_rows,
                                   flush_interval_s=p.flush_interval.total_seconds(), queue_size=p.queue_size,
                                   spool_max_bytes=p.spool_max_bytes)
-        self.writer.hooks["probe_results"].append(rollups.update)
+        self.rollups = Rollups(runtime.pool)
+        self.writer.hooks["probe_results"].append(self.rollups.note)
         self.session = new_session(p.max_concurrency)
         self.scheduler = Scheduler(self.session, self.writer, location=p.location, prober=p.instance,
                                    max_concurrency=p.max_concurrency, per_host_concurrency=p.per_host_concurrency,
@@ -65,13 +69,17 @@ class ProberService:
         app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
         self._runner = await serve(app, self.config.push.host, self.config.push.port)
         self.scheduler.start()
+        # Endpoints, jobs and triggers live as long as the process: keep them out of every
+        # full garbage collection (with thousands of endpoints these otherwise cause loop stalls).
+        gc.collect()
+        gc.freeze()
         logger.info("prober started endpoints=%d location=%s shard=%s", len(self.scheduler.endpoints),
                     self.config.prober.location, self.config.prober.shard or "all")
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Watch for SIGHUP / file edits and missing heartbeats until `stop` is set."""
         p = self.config.prober
-        next_heartbeat = 0.0
+        next_heartbeat = next_rollup = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -83,6 +91,9 @@ class ProberService:
             if loop.time() >= next_heartbeat:
                 next_heartbeat = loop.time() + p.heartbeat_check_interval.total_seconds()
                 await self._check_heartbeats()
+            if loop.time() >= next_rollup:
+                next_rollup = loop.time() + ROLLUP_INTERVAL_S
+                await self._roll_up()
 
     async def reload(self) -> bool:
         """Load the config file again; an invalid one is logged and the running config kept."""
@@ -132,6 +143,13 @@ class ProberService:
             await self.heartbeats.check(dt.datetime.now(dt.UTC))
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             logger.warning("heartbeat check skipped: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+
+
+    async def _roll_up(self) -> None:
+        try:
+            await self.rollups.tick(dt.datetime.now(dt.UTC))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            logger.warning("rollup deferred: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
 
 
 async def _either(a: asyncio.Event, b: asyncio.Event) -> None:

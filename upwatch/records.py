@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 ERROR_KINDS = ("timeout", "dns", "connect", "tls", "http_status", "assertion", "body_too_large", "redirect_loop",
@@ -42,6 +42,9 @@ class ProbeResult:
 
     def to_row(self, endpoint_id: int, *, location: str, prober: str) -> dict[str, Any]:
         """The probe_results row for this result."""
-        row = asdict(self)
+        row = {name: getattr(self, name) for name in _FIELDS}  # not asdict(): it deep-copies, and this runs per check
         row.update(endpoint_id=endpoint_id, location=location, prober=prober)
         return row
+
+
+_FIELDS = tuple(f.name for f in fields(ProbeResult))

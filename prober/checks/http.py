@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import ssl
 import time
 from typing import Any
 
 import aiohttp
+import yarl
 
 from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_config
 from upwatch.assertions import Observed, evaluate
@@ -52,7 +54,7 @@ async def run(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult
 
 async def _request(endpoint: Endpoint, session: aiohttp.ClientSession, started_at: dt.datetime,
                    timings: Timings) -> ProbeResult:
-    async with session.request(endpoint.method, endpoint.url or "", **_options(endpoint),
+    async with session.request(endpoint.method, _url(endpoint.url or ""), **_options(endpoint),
                                trace_request_ctx=timings) as resp:
         not_after = _certificate(resp, timings, endpoint.verify_tls)
         body, size, too_large = await _read(resp, endpoint.max_body_bytes)
@@ -84,6 +86,12 @@ def _certificate(resp: aiohttp.ClientResponse, timings: Timings, verified: bool)
     if timings.ssl_object is not None:
         _CERTS[key] = cert_not_after(timings.ssl_object)
     return _CERTS.get(key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _url(text: str) -> yarl.URL:
+    """Parsed once per endpoint URL rather than on every request."""
+    return yarl.URL(text)
 
 
 def _options(endpoint: Endpoint) -> dict[str, Any]:

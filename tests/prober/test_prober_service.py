@@ -91,7 +91,6 @@ async def test_service_probes_serves_metrics_and_reloads(tmp_path: Path, databas
                                " GROUP BY e.name ORDER BY e.name")
     assert [r[0] for r in rows] == ["a", "b", "c"]
     assert fetch(database_url, "SELECT enabled FROM endpoints WHERE name = 'b'") == [(False,)]
-    assert fetch(database_url, "SELECT count(*) > 0 FROM probe_rollup_1m") == [(True,)]
 
 
 async def test_listener_address_in_use_is_a_startup_error(tmp_path: Path, database_url: str,

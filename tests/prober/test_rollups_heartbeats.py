@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from prober import rollups
+from prober.rollups import Rollups
 from prober.heartbeats import HeartbeatWatcher, missing_due
 from prober.spool import SPOOL_NAME, Batch, encode
 from prober.tables import PROBE_RESULTS
@@ -20,19 +20,26 @@ def row(endpoint_id: int, seconds: float, latency: float | None, ok: bool = True
             "location": "eu", **extra}
 
 
-async def test_rollup_follows_each_batch_including_late_rows(pool: AsyncConnectionPool, database_url: str,
-                                                             endpoint_ids: list[int], tmp_path: Path) -> None:
+async def test_settled_minutes_are_rolled_up_and_late_rows_recomputed(
+        pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
+    rollups = Rollups(pool, settle_s=15)
     writer = BatchWriter(pool, tmp_path, flush_interval_s=0.02)
-    writer.hooks["probe_results"].append(rollups.update)
+    writer.hooks["probe_results"].append(rollups.note)
     await writer.start()
     e = endpoint_ids[0]
     writer.offer("probe_results", [row(e, s, float(s)) for s in range(0, 60, 15)])  # 0, 15, 30, 45
-    writer.offer("probe_results", [row(e, 61, None, ok=False, error_kind="timeout")])
-    await writer.flush()
-    writer.offer("probe_results", [row(e, 59, 100.0, ok=False, error_kind="http_status"),  # late, same minute
+    writer.offer("probe_results", [row(e, 61, None, ok=False, error_kind="timeout"),
                                    row(e, 58, None, ok=False, error_kind="skipped")])
     await writer.flush()
+    await rollups.tick(T0 + dt.timedelta(seconds=70))  # minute 0 has not settled yet
+    assert fetch(database_url, "SELECT count(*) FROM probe_rollup_1m") == [(0,)]
+    await rollups.tick(T0 + dt.timedelta(seconds=76))
+    assert fetch(database_url, "SELECT count FROM probe_rollup_1m") == [(4,)]
+    writer.offer("probe_results", [row(e, 59, 100.0, ok=False, error_kind="http_status")])  # late, minute 0
+    await writer.flush()
     await writer.stop()
+    assert rollups.late == {(e, "eu", T0)}
+    await rollups.tick(T0 + dt.timedelta(seconds=140))
     rollup = fetch(database_url, "SELECT bucket, count, ok_count, avg_latency_ms, p50_latency_ms, max_latency_ms"
                                  " FROM probe_rollup_1m WHERE location = 'eu' ORDER BY bucket")
     assert rollup == [(T0, 5, 4, 38.0, 30.0, 100.0), (T0 + dt.timedelta(minutes=1), 1, 0, None, None, None)]
@@ -40,17 +47,33 @@ async def test_rollup_follows_each_batch_including_late_rows(pool: AsyncConnecti
     assert p95 == pytest.approx(89.0)  # percentile_cont: 45 + 0.8 * (100 - 45)
 
 
-async def test_rollup_is_maintained_for_replayed_batches(pool: AsyncConnectionPool, database_url: str,
-                                                        endpoint_ids: list[int], tmp_path: Path) -> None:
+async def test_replayed_rows_for_rolled_up_minutes_are_recomputed(
+        pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
+    rollups = Rollups(pool)
+    await rollups.tick(T0 + dt.timedelta(minutes=5))  # minutes up to 12:04 are closed
     rows = [PROBE_RESULTS.prepare(row(endpoint_ids[1], s, 10.0)) for s in (1, 2, 3)]
     cols = PROBE_RESULTS.order(rows[0].keys())
     (tmp_path / SPOOL_NAME).write_bytes(encode(Batch("probe_results", cols, [PROBE_RESULTS.values(cols, r) for r in rows])))
     writer = BatchWriter(pool, tmp_path, flush_interval_s=0.02)
-    writer.hooks["probe_results"].append(rollups.update)
+    writer.hooks["probe_results"].append(rollups.note)
     await writer.start()
     await writer.flush()
     await writer.stop()
-    assert fetch(database_url, "SELECT count, ok_count FROM probe_rollup_1m") == [(3, 3)]
+    await rollups.tick(T0 + dt.timedelta(minutes=5, seconds=5))
+    assert fetch(database_url, "SELECT bucket, count, ok_count FROM probe_rollup_1m") == [(T0, 3, 3)]
+
+
+async def test_start_catches_up_on_recent_minutes(pool: AsyncConnectionPool, database_url: str,
+                                                 endpoint_ids: list[int], tmp_path: Path) -> None:
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.02)
+    await writer.start()
+    writer.offer("probe_results", [row(endpoint_ids[0], s, 1.0) for s in (0, 70, 130)])  # written, never rolled up
+    await writer.stop()
+    rollups = Rollups(pool)
+    rollups.locations.add("eu")
+    await rollups.tick(T0 + dt.timedelta(minutes=3))
+    assert fetch(database_url, "SELECT bucket FROM probe_rollup_1m ORDER BY bucket") == [
+        (T0,), (T0 + dt.timedelta(minutes=1),)]  # minute 2 has not settled
 
 
 @pytest.mark.parametrize(("last_push", "last_missing", "now_s", "due"), [
