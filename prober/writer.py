@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from prober.copy import batches, copy_rows, insert_idempotent
 from prober.spool import Batch, Spool, encode
 from prober.tables import TABLES, Table
 
@@ -180,7 +179,7 @@ class BatchWriter:
         return taken
 
     async def _write_or_spool(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        for batch in _batches(table, rows):
+        for batch in batches(table, rows):
             if self.spool.pending_bytes or time.monotonic() < self._retry_at:
                 self._to_spool(batch)
                 continue
@@ -199,7 +198,7 @@ class BatchWriter:
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
             try:
                 async with conn.transaction():
-                    await (_insert_staged(conn, batch) if replay else _copy(conn, batch))
+                    await (insert_idempotent(conn, batch) if replay else copy_rows(conn, batch))
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:
@@ -215,7 +214,7 @@ class BatchWriter:
             single = Batch(batch.table, batch.columns, [row])
             try:
                 async with conn.transaction():
-                    await _insert_staged(conn, single)
+                    await insert_idempotent(conn, single)
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:
@@ -272,45 +271,6 @@ class BatchWriter:
         self.stats.database_ok = True
         self._retry_s = 0.0
         self._retry_at = 0.0
-
-
-def _batches(table: Table, rows: list[dict[str, Any]]) -> list[Batch]:
-    """Consecutive rows with the same columns form one batch (missing columns take their defaults)."""
-    out: list[Batch] = []
-    for row in rows:
-        columns = table.order(row.keys())
-        if not out or out[-1].columns != columns:
-            out.append(Batch(table.name, columns, []))
-        out[-1].rows.append(table.values(columns, row))
-    return out
-
-
-def _names(batch: Batch) -> tuple[sql.Composable, sql.Composable]:
-    return sql.Identifier(batch.table), sql.SQL(", ").join(map(sql.Identifier, batch.columns))
-
-
-async def _copy(conn: psycopg.AsyncConnection, batch: Batch) -> None:
-    table, columns = _names(batch)
-    async with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
-        for row in batch.rows:
-            await copy.write_row(row)
-
-
-async def _insert_staged(conn: psycopg.AsyncConnection, batch: Batch) -> None:
-    """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING: idempotent for replays."""
-    table, columns = _names(batch)
-    spec = TABLES[batch.table]
-    json_at = [i for i, c in enumerate(batch.columns) if c in spec.json_columns]
-    await conn.execute(sql.SQL("CREATE TEMPORARY TABLE upwatch_stage ON COMMIT DROP AS "
-                               "SELECT {} FROM {} WITH NO DATA").format(columns, table))
-    async with conn.cursor().copy(sql.SQL("COPY upwatch_stage ({}) FROM STDIN").format(columns)) as copy:
-        for row in batch.rows:
-            if json_at:  # rows read back from the spool hold plain JSON values
-                row = tuple(Jsonb(v) if i in json_at and v is not None and not isinstance(v, Jsonb) else v
-                            for i, v in enumerate(row))
-            await copy.write_row(row)
-    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM upwatch_stage ON CONFLICT DO NOTHING")
-                       .format(table, columns, columns))
 
 
 def _first_line(error: BaseException) -> str:
