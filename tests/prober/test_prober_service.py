@@ -5,6 +5,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,9 +27,15 @@ def write_config(path: Path, base: str, port: int, names: list[str]) -> None:
                     f"push:\n  listen: 127.0.0.1:{port}\n")
 
 
-async def wait_for(predicate: Callable[[], object], timeout_s: float = 5.0) -> None:
+async def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0) -> None:
+    """Poll a plain or async predicate until it is true."""
     deadline = time.monotonic() + timeout_s
-    while not await predicate() if asyncio.iscoroutinefunction(predicate) else not predicate():  # type: ignore[misc]
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
 

@@ -94,6 +94,13 @@ class Endpoint(Section):
             raise ValueError(f"{value!r} is not an HTTP method")
         return upper
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA file {str(value)!r} does not exist")
+        return value
+
     @field_validator("record_type")
     @classmethod
     def _record_type(cls, value: str) -> str:
