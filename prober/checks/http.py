@@ -36,7 +36,7 @@ def new_session(limit: int = 512) -> aiohttp.ClientSession:
 async def run(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult:
     """Probe one HTTP endpoint."""
     started_at = dt.datetime.now(dt.UTC)
-    timings = Timings(start=time.perf_counter())
+    timings = Timings(start=time.perf_counter(), tls=(endpoint.url or "").startswith("https:"))
     timeout_s = endpoint.timeout.total_seconds()
     token = timings.activate()
     try:

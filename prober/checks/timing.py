@@ -36,6 +36,7 @@ class Timings:
     first_byte: float = 0.0
     end: float = 0.0
     ssl_object: ssl.SSLObject | None = None  # of the last handshake; None when the connection was reused
+    tls: bool = False  # an https request: tls_ms is 0 on a reused connection, None without TLS
 
     def activate(self) -> contextvars.Token[Timings | None]:
         return _CURRENT.set(self)
@@ -50,7 +51,7 @@ class Timings:
         return {
             "dns_ms": _ms(self.dns_s),
             "connect_ms": _ms(max(0.0, self.connect_s - self.dns_s - self.tls_s)),
-            "tls_ms": _ms(self.tls_s),
+            "tls_ms": _ms(self.tls_s) if self.tls else None,
             "ttfb_ms": _ms(self.first_byte - self.sent) if self.first_byte and self.sent else None,
             "transfer_ms": _ms(end - self.first_byte) if self.first_byte else None,
             "latency_ms": _ms(end - self.start),

@@ -40,7 +40,7 @@ async def test_successful_check_records_status_size_and_phases(session: aiohttp.
     assert result.status_code == 200 and result.final_url == f"{base}/ok"
     assert result.response_bytes == len(b'{"status": "UP", "items": [1, 2], "data": {"id": 7}}')
     assert result.latency_ms is not None and result.ttfb_ms is not None and result.transfer_ms is not None
-    assert result.ttfb_ms <= result.latency_ms
+    assert result.ttfb_ms <= result.latency_ms and result.tls_ms is None
     assert result.assertions == [{"assertion": "[BODY].status == UP", "ok": True, "actual": "UP"}]
 
 
