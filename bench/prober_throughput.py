@@ -16,6 +16,7 @@ import asyncio
 import cProfile
 import logging
 import os
+import shutil
 import pstats
 import socket
 import statistics
@@ -163,6 +164,7 @@ async def main(args: argparse.Namespace) -> None:
         target.terminate()
         target.wait(10)
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
