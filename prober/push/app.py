@@ -21,12 +21,15 @@ from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Protocol
 
+import psycopg
+import psycopg_pool
 from aiohttp import web
 
 from prober.push.bodies import Refusal
 from prober.push.keys import Caller, KeyStore
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
+from upwatch.db import DatabaseUnavailable
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -117,7 +120,8 @@ async def require_admin(request: web.Request) -> Refusal | None:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own 4xx answers (unknown route, wrong method) as JSON like ours."""
+    """aiohttp's own 4xx answers (unknown route, wrong method) as JSON like ours, and an
+    unreachable database as 503 (ingest itself keeps working through the writer's spool)."""
     try:
         return await handler(request)
     except web.HTTPException as e:
@@ -125,6 +129,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         return web.json_response({"error": e.reason}, status=e.status, headers={
             k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")})
+    except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
+        logger.warning("push request failed, database unavailable path=%s error=%r", request.path,
+                       str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return web.json_response({"error": "database unavailable; retry later"}, status=503,
+                                 headers={"Retry-After": "5"})
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -146,10 +155,6 @@ async def _maintain(context: Context, update: Callable[..., Awaitable[int]]) -> 
 
 
 async def _tick(context: Context, update: Callable[..., Awaitable[int]]) -> None:
-    from upwatch.db import DatabaseUnavailable
-    import psycopg
-    import psycopg_pool
-
     try:
         await context.keys.flush_usage()
         await update(context.runtime.pool)

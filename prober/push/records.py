@@ -74,7 +74,7 @@ def validate(records: list[Any], *, privacy_level: int,
         if privacy_level >= 2:
             data = {k: v for k, v in data.items() if k != "source_ip"}
         try:
-            record = LogRecord.model_validate(data)
+            record = LogRecord.model_validate(clean(data))
         except ValidationError as e:
             problems.extend({"index": index, "field": _field(err["loc"]), "reason": err["msg"]}
                             for err in e.errors(include_url=False))
@@ -129,7 +129,7 @@ def sensitive_set(extra: Iterable[str]) -> frozenset[str]:
 
 def to_row(record: LogRecord, *, service_id: int, privacy_level: int, sensitive: frozenset[str],
            max_body_bytes: int, now: datetime) -> dict[str, Any]:
-    """The request_logs row for a validated record."""
+    """The request_logs row for a validated (and so already cleaned) record."""
     user_agent = record.user_agent
     if user_agent is None and record.request_headers:
         found = next((v for k, v in record.request_headers.items() if k.lower() == "user-agent"), None)
@@ -151,7 +151,7 @@ def to_row(record: LogRecord, *, service_id: int, privacy_level: int, sensitive:
         "user_agent": user_agent and user_agent[:1024],
         "tags": record.tags,
     }
-    return {k: clean(v) for k, v in row.items()}
+    return row
 
 
 JSON_COLUMNS = ("query_params", "request_headers", "response_headers", "tags")
