@@ -122,6 +122,8 @@ async def require_admin(request: web.Request) -> Refusal | None:
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own 4xx answers (unknown route, wrong method) as JSON like ours, and an
     unreachable database as 503 (ingest itself keeps working through the writer's spool)."""
+    if any("\x00" in value for value in request.match_info.values()):
+        return web.json_response({"error": "Not Found"}, status=404)  # no name or id contains NUL
     try:
         return await handler(request)
     except web.HTTPException as e:

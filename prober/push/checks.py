@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -92,9 +93,18 @@ async def _report(request: web.Request) -> CheckIn | Refusal:
         return Refusal(422, "invalid check result", details)
 
 
-async def report(request: web.Request) -> web.Response:
-    """Record one external check result (202)."""
-    name, action = request.match_info["name"], request.match_info.get("action", "")
+def handler(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of /checks/{name} ("") or its /fail and /start variants."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return await report(request, action)
+
+    return handle
+
+
+async def report(request: web.Request, action: str) -> web.Response:
+    """Record one external check result (202), or the start of a run."""
+    name = request.match_info["name"]
     endpoint_id = await _endpoint_id(request, name)
     if isinstance(endpoint_id, Refusal):
         return endpoint_id.response()

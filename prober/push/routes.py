@@ -45,8 +45,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/logs/{id}", query.get_log, "One log", "key_or_admin",
               {200: "the log", 401: _READ[401], 404: "no such log"}),
     Operation("POST", "/logs/{id}/replay", replay.replay, "Replay a logged request to an allowed host", "admin",
-              {201: "the replay's outcome", **_ADMIN, 403: "host not on the allow-list", 404: "no such log",
-               413: "body too large", 415: "unsupported content type", 422: "invalid overrides"},
+              {201: "the replay's outcome", **_ADMIN, 400: "invalid JSON", 403: "host not on the allow-list",
+               404: "no such log", 413: "body too large", 415: "unsupported content type", 422: "invalid overrides"},
               body=replay.ReplayIn),
     Operation("GET", "/logs/{id}/replays", replay.list_replays, "Replays of a log", "admin",
               {200: "the replays", **_ADMIN, 404: "no such log"}),
@@ -69,7 +69,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DELETE", "/keys/{prefix}", admin.revoke_key, "Revoke a key by its prefix", "admin",
               {200: "revoked", **_ADMIN, 404: "no active key with that prefix"}),
     *(
-        Operation(method, "/checks/{name}" + suffix, checks.report, summary, "none",
+        Operation(method, "/checks/{name}" + suffix, checks.handler(suffix.lstrip("/")), summary, "none",
                   {202: "recorded", 400: "invalid JSON", 401: "the endpoint requires its bearer token",
                    404: "no push endpoint with that name", 413: "body too large",
                    415: "unsupported content type", 422: "invalid result",
@@ -89,11 +89,5 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document(OPERATIONS, LogRecord))
 
 
-def _route(op: Operation) -> web.RouteDef:
-    path = op.path
-    if op.path.startswith("/checks/{name}/"):
-        path = "/checks/{name}/{action:" + op.path.rsplit("/", 1)[1] + "}"
-    return web.route(op.method, path, op.handler)
-
-
-ROUTES = [*(_route(op) for op in OPERATIONS), web.get("/openapi.json", openapi_json)]
+ROUTES = [*(web.route(op.method, op.path, op.handler) for op in OPERATIONS),
+          web.get("/openapi.json", openapi_json, allow_head=False)]
