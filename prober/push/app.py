@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -56,6 +57,7 @@ class Context:
     sensitive: frozenset[str]
     started: dict[str, datetime] = field(default_factory=dict)  # push endpoint -> last /start
     background_every_s: float = 5.0
+    rollup_every_s: float = 30.0
 
 
 CONTEXT = web.AppKey("push_context", Context)
@@ -139,33 +141,41 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    from prober.push import rollup
-
     context = app[CONTEXT]
-    task = asyncio.create_task(_maintain(context, rollup.update), name="push-maintenance")
+    task = asyncio.create_task(_maintain(context), name="push-maintenance")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await _tick(context, rollup.update)
+    await _tick(context, rollup_too=True)
 
 
-async def _maintain(context: Context, update: Callable[..., Awaitable[int]]) -> None:
+async def _maintain(context: Context) -> None:
+    """Key usage every background_every_s; the rollup every rollup_every_s, because recomputing
+    the current minute is the expensive part and doing it less often costs only freshness."""
+    last_rollup = time.monotonic()
     while True:
         await asyncio.sleep(context.background_every_s)
-        await _tick(context, update)
+        due = time.monotonic() - last_rollup >= context.rollup_every_s
+        await _tick(context, rollup_too=due)
+        if due:
+            last_rollup = time.monotonic()
 
 
-async def _tick(context: Context, update: Callable[..., Awaitable[int]]) -> None:
+async def _tick(context: Context, *, rollup_too: bool) -> None:
+    from prober.push import rollup
+
     try:
         await context.keys.flush_usage()
-        await update(context.runtime.pool)
+        if rollup_too:
+            await rollup.update(context.runtime.pool)
     except (psycopg.Error, psycopg_pool.PoolTimeout, DatabaseUnavailable) as e:
         logger.warning("push maintenance failed, will retry error=%r", str(e).splitlines()[0] if str(e) else e)
 
 
 def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = None,
-               key_cache_ttl_s: float = 5.0, background_every_s: float = 5.0) -> web.Application:
+               key_cache_ttl_s: float = 5.0, background_every_s: float = 5.0,
+               rollup_every_s: float = 30.0) -> web.Application:
     """The push API application; `admin_token` defaults to $UPWATCH_ADMIN_TOKEN."""
     from prober.push.routes import ROUTES
 
@@ -176,7 +186,7 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app = web.Application(middlewares=[json_errors], client_max_size=push.max_body_bytes + 1024)
     app[CONTEXT] = Context(runtime, writer, KeyStore(runtime.pool, ttl_s=key_cache_ttl_s),
                            RateLimiter(push.rate_limit_per_key), token, sensitive_set(push.sensitive_headers),
-                           background_every_s=background_every_s)
+                           background_every_s=background_every_s, rollup_every_s=rollup_every_s)
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
     return app

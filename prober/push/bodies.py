@@ -6,6 +6,7 @@ Each function returns the parsed value or a `Refusal` (status + message), never 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,18 @@ class Refusal:
         if self.details:
             body["details"] = self.details
         return web.json_response(body, status=self.status, headers=self.headers)
+
+
+# JSON can only smuggle a NUL or a lone surrogate into a string through a \u escape.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The records of a body, and whether any string may need cleaning (NUL, lone surrogates)."""
+
+    records: list[Any]
+    suspect: bool
 
 
 def _reject_constant(name: str) -> Any:
@@ -93,7 +106,7 @@ def parse_ndjson(raw: bytes) -> list[Any] | Refusal:
     return values
 
 
-async def read_records(request: web.Request, max_bytes: int, max_records: int) -> list[Any] | Refusal:
+async def read_records(request: web.Request, max_bytes: int, max_records: int) -> Parsed | Refusal:
     """The records of an ingest body: one object, an array, or NDJSON lines."""
     ctype = request.content_type.lower()
     if ctype not in JSON_TYPES and ctype not in NDJSON_TYPES:
@@ -112,4 +125,4 @@ async def read_records(request: web.Request, max_bytes: int, max_records: int) -
         return Refusal(422, "no records in the request")
     if len(records) > max_records:
         return Refusal(413, f"{len(records)} records in one request; the limit is {max_records}")
-    return records
+    return Parsed(records, _SUSPECT_ESCAPE.search(raw) is not None)

@@ -27,12 +27,14 @@ async def post_logs(request: web.Request) -> web.Response:
         return Refusal(429, "rate limit exceeded for this key",
                        headers={"Retry-After": RateLimiter.retry_after(wait_s)}).response()
     push = context.runtime.config.push
-    data = await read_records(request, push.max_body_bytes, push.max_batch_records)
-    if isinstance(data, Refusal):
-        return data.response()
+    parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
+    if isinstance(parsed, Refusal):
+        return parsed.response()
+    data = parsed.records
     now = datetime.now(UTC)
     oldest = now - context.runtime.config.storage.retention.request_logs
-    valid, problems = records.validate(data, privacy_level=caller.privacy_level, oldest=oldest)
+    valid, problems = records.validate(data, privacy_level=caller.privacy_level, oldest=oldest,
+                                       suspect=parsed.suspect)
     if problems:
         bad = len({p["index"] for p in problems})
         logger.info("push batch refused service=%s records=%d invalid=%d", caller.service, len(data), bad)

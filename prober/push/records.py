@@ -62,9 +62,11 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(record)"
 
 
-def validate(records: list[Any], *, privacy_level: int,
-             oldest: datetime) -> tuple[list[LogRecord], list[dict[str, Any]]]:
-    """Validate every record; return (records, problems) with each problem's index, field and reason."""
+def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
+             suspect: bool = True) -> tuple[list[LogRecord], list[dict[str, Any]]]:
+    """Validate every record; return (records, problems) with each problem's index, field and reason.
+
+    `suspect`: strings may hold NUL or lone surrogates and must be cleaned first (see bodies.Parsed)."""
     valid: list[LogRecord] = []
     problems: list[dict[str, Any]] = []
     for index, data in enumerate(records):
@@ -74,7 +76,7 @@ def validate(records: list[Any], *, privacy_level: int,
         if privacy_level >= 2:
             data = {k: v for k, v in data.items() if k != "source_ip"}
         try:
-            record = LogRecord.model_validate(clean(data))
+            record = LogRecord.model_validate(clean(data) if suspect else data)
         except ValidationError as e:
             problems.extend({"index": index, "field": _field(err["loc"]), "reason": err["msg"]}
                             for err in e.errors(include_url=False))

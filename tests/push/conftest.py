@@ -80,7 +80,7 @@ async def start_api(database_url: str, pool: AsyncConnectionPool, tmp_path: Path
     runtime = Runtime(cfg, tmp_path / "test.yaml", database_url, pool)
     writer = BatchWriter(pool, tmp_path / "spool", flush_interval_s=0.05, queue_size=queue_size)
     await writer.start()
-    app = create_app(runtime, writer, admin_token=ADMIN_TOKEN, background_every_s=0.2)
+    app = create_app(runtime, writer, admin_token=ADMIN_TOKEN, background_every_s=0.2, rollup_every_s=0.2)
     server = TestServer(app, host="127.0.0.1")
     client = TestClient(server)
     await client.start_server()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,3 +140,13 @@ async def test_rollup_matches_raw_logs_and_serves_long_ranges(api: Api) -> None:
 async def test_bad_analytics_parameters_are_422(api: Api, params: dict[str, str]) -> None:
     status, body = await get(api, "/analytics", None, **params)
     assert status == 422 and body["details"]
+
+
+async def test_background_job_keeps_the_rollup_current(api: Api) -> None:
+    await seed(api, 10)
+    for _ in range(100):
+        rows = await api.rows("SELECT sum(count) FROM request_rollup_1m")
+        if rows == [(10,)]:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(10,)]
