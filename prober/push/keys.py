@@ -6,6 +6,7 @@ the database keeps its SHA-256 and a 12-character prefix to find it by.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -169,6 +170,7 @@ class KeyStore:
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, bytes | None, Caller | None]] = {}
         self._used: set[int] = set()
+        self._inflight: dict[str, asyncio.Future[tuple[bytes | None, Caller | None]]] = {}
 
     async def authenticate(self, raw: str | None) -> Caller | None:
         """The caller owning `raw`, or None for a missing, unknown or revoked key."""
@@ -177,11 +179,7 @@ class KeyStore:
         prefix, now = raw[:PREFIX_LEN], time.monotonic()
         cached = self._cache.get(prefix)
         if cached is None or now - cached[0] > self.ttl_s:
-            stored, caller = await self._lookup(prefix)
-            cached = (now, stored, caller)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[prefix] = cached
+            cached = await self._refresh(prefix)
         _, stored, caller = cached
         # Compare even when the prefix is unknown so timing does not tell which part failed.
         ok = hmac.compare_digest(stored or _DUMMY_HASH, hash_key(raw))
@@ -189,6 +187,20 @@ class KeyStore:
             return None
         self._used.add(caller.key_id)
         return caller
+
+    async def _refresh(self, prefix: str) -> tuple[float, bytes | None, Caller | None]:
+        """One lookup per prefix at a time: concurrent requests with the same key share it."""
+        pending = self._inflight.get(prefix)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(prefix))
+            self._inflight[prefix] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(prefix, None))
+        stored, caller = await asyncio.shield(pending)
+        entry = (time.monotonic(), stored, caller)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[prefix] = entry
+        return entry
 
     def forget(self, prefix: str | None = None) -> None:
         """Drop cached answers (after a revoke or delete in this process)."""
