@@ -50,9 +50,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
 def loads(text: str) -> Any:
-    """json.loads without NaN/Infinity (PostgreSQL jsonb and most clients reject them)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """json.loads without NaN/Infinity or numbers that overflow to it (jsonb rejects them);
+    RecursionError (absurd nesting) becomes ValueError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None
 
 
 async def read_limited(request: web.Request, max_bytes: int) -> bytes | Refusal:

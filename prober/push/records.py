@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from upwatch.catalog import MASK, SENSITIVE_HEADERS
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_NESTING = 32
+FREE_FORM = ("query_params", "request_body", "response_body", "tags")
 Short = Annotated[StrictStr, Field(max_length=1024)]
 Long = Annotated[StrictStr, Field(max_length=16384)]
 Headers = dict[StrictStr, StrictStr | list[StrictStr]]
@@ -75,6 +77,11 @@ def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
             continue
         if privacy_level >= 2:
             data = {k: v for k, v in data.items() if k != "source_ip"}
+        deep = [f for f in FREE_FORM if isinstance(data.get(f), dict | list) and too_deep(data[f])]
+        if deep:
+            problems.extend({"index": index, "field": f, "reason": f"nested deeper than {MAX_NESTING} levels"}
+                            for f in deep)
+            continue
         try:
             record = LogRecord.model_validate(clean(data) if suspect else data)
         except ValidationError as e:
@@ -87,6 +94,18 @@ def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
             continue
         valid.append(record)
     return valid, problems
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether a JSON value nests containers deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def clean(value: Any) -> Any:

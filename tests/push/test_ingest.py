@@ -74,13 +74,16 @@ async def test_invalid_batch_is_422_with_every_problem_and_nothing_stored(api: A
 @pytest.mark.parametrize(("data", "ctype", "status", "message"), [
     ('{"path": "/x",}', "application/json", 400, "invalid JSON at line 1 column 15 (char 14)"),
     ('{"a": NaN}', "application/json", 400, "invalid JSON at line 1: NaN is not valid JSON"),
+    ('{"latency_ms": 1e999}', "application/json", 400, "1e999 is out of range for a number"),
+    ('{"query_params": ' + "[" * 20000 + "]" * 20000 + "}", "application/json", 400, "nested too deeply"),
+    ('{"query_params": ' + "[" * 40 + "]" * 40 + "}", "application/json", 422, "1 of 1 records are invalid"),
     ('{"path": "/x"}\n{oops}\n', "application/x-ndjson", 400, "invalid JSON at line 2 column 2"),
     (b"\xff\xfe", "application/json", 400, "body is not UTF-8"),
     ('{"path": "/x"}', "text/plain", 415, "Content-Type must be application/json or application/x-ndjson"),
     ("[]", "application/json", 422, "no records in the request"),
     ("[" + ",".join(['{"path":"/x"}'] * 101) + "]", "application/json", 413, "101 records in one request"),
     ('{"p": "' + "x" * 70000 + '"}', "application/json", 413, "request body exceeds 65536 bytes"),
-], ids=["json", "nan", "ndjson", "utf8", "content-type", "empty", "too-many", "too-big"])
+], ids=["json", "nan", "overflow", "deep", "nested", "ndjson", "utf8", "content-type", "empty", "too-many", "too-big"])
 async def test_bad_bodies_are_refused_with_a_clear_reason(api: Api, data: str | bytes, ctype: str, status: int,
                                                           message: str) -> None:
     key = await api.service("shop")
