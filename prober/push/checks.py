@@ -112,6 +112,10 @@ async def report(request: web.Request, action: str) -> web.Response:
     if isinstance(body, Refusal):
         return body.response()
     context, now = ctx(request), datetime.now(UTC)
+    if body.timestamp is not None and body.timestamp < now - context.runtime.config.storage.retention.probe_results:
+        return Refusal(422, "invalid check result", [{"index": 0, "field": "timestamp",
+                                                      "reason": "timestamp is older than the retention period"}]
+                       ).response()
     if action == "start":
         context.started[name] = now
         return reply({"endpoint": name, "started_at": now}, status=202)

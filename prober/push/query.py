@@ -85,9 +85,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, row_id = text.partition("|")
-        return datetime.fromisoformat(when), int(row_id)
+        parsed, number = datetime.fromisoformat(when), int(row_id)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    if not 0 <= number < 2**63:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), number
 
 
 async def scope(request: web.Request, service: str | None) -> int | None | Refusal:

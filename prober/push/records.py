@@ -167,7 +167,9 @@ def to_row(record: LogRecord, *, service_id: int, privacy_level: int, sensitive:
         "response_headers": mask(record.response_headers, sensitive),
         "response_body": truncate(record.response_body, max_body_bytes),
         "error": record.error,
-        "source_ip": str(record.source_ip) if record.source_ip is not None and privacy_level == 0 else None,
+        # PostgreSQL's inet has no IPv6 zone ("%eth0"); the zone means nothing off that host anyway.
+        "source_ip": str(record.source_ip).split("%")[0] if record.source_ip is not None and privacy_level == 0
+        else None,
         "user_id": str(record.user_id) if record.user_id is not None else None,
         "user_agent": user_agent and user_agent[:1024],
         "tags": record.tags,

@@ -52,8 +52,8 @@ async def test_bearer_in_endpoint_config_is_required(api: Api) -> None:
     ({"json": {"ok": "yes"}}, 422), ({"json": {"latency_ms": -5}}, 422), ({"json": {"extra": 1}}, 422),
     ({"data": "{", "headers": {"Content-Type": "application/json"}}, 400),
     ({"data": "x", "headers": {"Content-Type": "image/png"}}, 415),
-    ({"json": {"timestamp": "2999-01-01T00:00:00Z"}}, 422),
-], ids=["ok-type", "negative", "unknown-field", "bad-json", "content-type", "future"])
+    ({"json": {"timestamp": "2999-01-01T00:00:00Z"}}, 422), ({"json": {"timestamp": "0001-01-01T00:00:00Z"}}, 422),
+], ids=["ok-type", "negative", "unknown-field", "bad-json", "content-type", "future", "ancient"])
 async def test_bad_check_results_are_refused(api: Api, kwargs: dict[str, object], status: int) -> None:
     resp = await api.client.post("/checks/nightly-backup", **kwargs)  # type: ignore[arg-type]
     assert resp.status == status

@@ -103,8 +103,8 @@ async def test_missing_invalid_and_revoked_keys_get_the_same_401(api: Api) -> No
 
 
 @pytest.mark.parametrize(("level", "ip", "status", "stored"), [
-    (0, "198.51.100.4", 202, "198.51.100.4"), (1, "198.51.100.4", 202, None), (1, "not-an-ip", 422, None),
-    (2, "not-an-ip", 202, None)], ids=["store", "drop", "drop-still-validates", "never-read"])
+    (0, "198.51.100.4", 202, "198.51.100.4"), (0, "fe80::1%eth0", 202, "fe80::1"), (1, "198.51.100.4", 202, None), (1, "not-an-ip", 422, None),
+    (2, "not-an-ip", 202, None)], ids=["store", "ipv6-zone", "drop", "drop-still-validates", "never-read"])
 async def test_privacy_level_decides_what_happens_to_the_client_ip(api: Api, level: int, ip: str, status: int,
                                                                    stored: str | None) -> None:
     key = await api.service("shop", privacy_level=level)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from prober.push import rollup
+from prober.push.query import encode_cursor
 from tests.push.conftest import Api
 
 BASE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
@@ -87,8 +88,9 @@ async def test_one_log_and_access_rules(api: Api) -> None:
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"status": "6xx"}, {"min_latency_ms": "x"},
-                                    {"cursor": "!!"}, {"from": "yesterday"}, {"bogus": 1}],
-                         ids=["limit0", "limit501", "status", "latency", "cursor", "from", "unknown"])
+                                    {"cursor": "!!"}, {"cursor": encode_cursor(BASE, 10**20)},
+                                    {"from": "yesterday"}, {"bogus": 1}],
+                         ids=["limit0", "limit501", "status", "latency", "cursor", "cursor-id", "from", "unknown"])
 async def test_bad_query_parameters_are_422(api: Api, params: dict[str, Any]) -> None:
     key = await seed(api, 1)
     status, body = await get(api, "/logs", key, **params)
