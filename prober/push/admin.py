@@ -82,6 +82,7 @@ async def read_model(request: web.Request, model: type[BaseModel], *, optional: 
 
 
 async def list_services(request: web.Request) -> web.Response:
+    """GET /services: every service with its active key count."""
     if refused := await require_admin(request):
         return refused.response()
     async with ctx(request).runtime.pool.connection() as conn:
@@ -89,6 +90,7 @@ async def list_services(request: web.Request) -> web.Response:
 
 
 async def create_service(request: web.Request) -> web.Response:
+    """POST /services: create a service (201), 409 if the name is taken."""
     if refused := await require_admin(request):
         return refused.response()
     body = await read_model(request, ServiceIn)
@@ -103,6 +105,7 @@ async def create_service(request: web.Request) -> web.Response:
 
 
 async def get_service(request: web.Request) -> web.Response:
+    """GET /services/{name}."""
     if refused := await require_admin(request):
         return refused.response()
     async with ctx(request).runtime.pool.connection() as conn:
@@ -111,6 +114,7 @@ async def get_service(request: web.Request) -> web.Response:
 
 
 async def delete_service(request: web.Request) -> web.Response:
+    """DELETE /services/{name}[?purge=true]: 409 while logs remain without purge."""
     if refused := await require_admin(request):
         return refused.response()
     purge = request.query.get("purge", "false").lower() in ("1", "true", "yes")
@@ -127,6 +131,7 @@ async def delete_service(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
+    """GET /services/{name}/keys: prefixes and dates, never secrets."""
     if refused := await require_admin(request):
         return refused.response()
     async with ctx(request).runtime.pool.connection() as conn:
@@ -137,6 +142,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
+    """POST /services/{name}/keys: the raw key, shown this once (201)."""
     if refused := await require_admin(request):
         return refused.response()
     body = await read_model(request, KeyIn, optional=True)
@@ -151,6 +157,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def revoke_key(request: web.Request) -> web.Response:
+    """DELETE /keys/{prefix}: revoke now (also in this process's key cache)."""
     if refused := await require_admin(request):
         return refused.response()
     prefix = request.match_info["prefix"]

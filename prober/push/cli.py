@@ -54,6 +54,7 @@ def _with_db(action: Callable[[AsyncConnection, argparse.Namespace], Awaitable[i
 
 
 async def service_create(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service create NAME."""
     row = await keys.create_service(conn, args.name, description=args.description, base_url=args.base_url,
                                     privacy_level=args.privacy_level, retention_days=args.retention_days,
                                     allowed_hosts=args.allowed_host)
@@ -62,6 +63,7 @@ async def service_create(conn: AsyncConnection, args: argparse.Namespace) -> int
 
 
 async def service_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service list."""
     rows: list[tuple[str, ...]] = [("NAME", "KEYS", "PRIVACY", "RETENTION", "BASE URL", "CREATED")]
     for s in await keys.list_services(conn):
         rows.append((s["name"], str(s["active_keys"]), str(s["privacy_level"]), f"{s['retention_days']}d",
@@ -71,6 +73,7 @@ async def service_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
 
 
 async def service_delete(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service delete NAME [--purge]."""
     counts = await keys.delete_service(conn, args.name, purge=args.purge)
     print(f"deleted service {args.name}: {counts['keys']} keys, {counts['logs']} logs, "
           f"{counts['rollups']} rollup rows, {counts['replays']} replays")
@@ -78,6 +81,7 @@ async def service_delete(conn: AsyncConnection, args: argparse.Namespace) -> int
 
 
 async def key_create(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key create SERVICE: the raw key on stdout, the note on stderr."""
     raw, row = await keys.create_key(conn, args.service, args.name)
     print(raw)
     print(f"key {row['prefix']} for service {args.service}: store it now, it is not shown again", file=sys.stderr)
@@ -85,6 +89,7 @@ async def key_create(conn: AsyncConnection, args: argparse.Namespace) -> int:
 
 
 async def key_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key list SERVICE."""
     rows: list[tuple[str, ...]] = [("PREFIX", "NAME", "CREATED", "LAST USED", "REVOKED")]
     for k in await keys.list_keys(conn, args.service):
         rows.append((k["prefix"], k["name"] or "-", _when(k["created_at"]), _when(k["last_used_at"]),
@@ -94,6 +99,7 @@ async def key_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
 
 
 async def key_revoke(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key revoke PREFIX."""
     when = await keys.revoke_key(conn, args.prefix)
     print(f"revoked key {args.prefix} at {_when(when)}")
     return 0

@@ -78,10 +78,12 @@ def query_problems(e: ValidationError) -> Refusal:
 
 
 def encode_cursor(time: datetime, row_id: int) -> str:
+    """An opaque cursor for the row after which the next page starts."""
     return base64.urlsafe_b64encode(f"{time.isoformat()}|{row_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
+    """(time, id) of a cursor, or None if it is not one of ours."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, row_id = text.partition("|")
