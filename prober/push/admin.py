@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from prober.push import keys
 from prober.push.app import ctx, reply, require_admin
 from prober.push.bodies import Refusal, parse_json, read_limited
+from prober.push.keys import DB_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ async def list_services(request: web.Request) -> web.Response:
     """GET /services: every service with its active key count."""
     if refused := await require_admin(request):
         return refused.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         return reply({"items": await keys.list_services(conn)})
 
 
@@ -96,7 +97,7 @@ async def create_service(request: web.Request) -> web.Response:
     body = await read_model(request, ServiceIn)
     if isinstance(body, Refusal):
         return body.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
             row = await keys.create_service(conn, **body.model_dump())
         except keys.PushError as e:
@@ -108,7 +109,7 @@ async def get_service(request: web.Request) -> web.Response:
     """GET /services/{name}."""
     if refused := await require_admin(request):
         return refused.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         row = await keys.get_service(conn, request.match_info["name"])
     return reply(row) if row else Refusal(404, "no such service").response()
 
@@ -119,7 +120,7 @@ async def delete_service(request: web.Request) -> web.Response:
         return refused.response()
     purge = request.query.get("purge", "false").lower() in ("1", "true", "yes")
     name = request.match_info["name"]
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         if await keys.get_service(conn, name) is None:
             return Refusal(404, "no such service").response()
         try:
@@ -134,7 +135,7 @@ async def list_keys(request: web.Request) -> web.Response:
     """GET /services/{name}/keys: prefixes and dates, never secrets."""
     if refused := await require_admin(request):
         return refused.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
             return reply({"items": await keys.list_keys(conn, request.match_info["name"])})
         except keys.PushError as e:
@@ -148,7 +149,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await read_model(request, KeyIn, optional=True)
     if isinstance(body, Refusal):
         return body.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
             raw, row = await keys.create_key(conn, request.match_info["name"], body.name)
         except keys.PushError as e:
@@ -161,7 +162,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     if refused := await require_admin(request):
         return refused.response()
     prefix = request.match_info["prefix"]
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
             revoked_at = await keys.revoke_key(conn, prefix)
         except keys.PushError as e:

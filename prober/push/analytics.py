@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from prober.push.app import ctx, reply
 from prober.push.bodies import Refusal
+from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import ERROR_CONDITION, query_problems, scope
 from upwatch import durations
 
@@ -149,7 +150,7 @@ async def analytics(request: web.Request) -> web.Response:
                        ).response()
     params = {"service": service_id, "from": since, "to": to, "bucket": q.bucket}
     source = "raw" if to - since <= RAW_MAX_RANGE else "rollup"
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
         clients = await _clients(conn, params)
     return reply({"service": q.service, "from": since, "to": to, "bucket": durations.format(q.bucket),

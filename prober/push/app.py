@@ -44,6 +44,9 @@ class Writer(Protocol):
 
     def offer(self, table: str, rows: list[dict[str, Any]]) -> bool: ...
 
+    async def flush(self) -> None:
+        """Return once everything offered so far is committed or spooled to disk."""
+
 
 @dataclass
 class Context:
@@ -82,6 +85,15 @@ dumps = partial(json.dumps, default=_default, separators=(",", ":"))
 def reply(body: Any, status: int = 200) -> web.Response:
     """A JSON response (datetimes as ISO 8601, addresses as strings)."""
     return web.json_response(body, status=status, dumps=dumps)
+
+
+async def store(context: Context, table: str, rows: list[dict[str, Any]]) -> bool:
+    """Offer rows to the writer; with push.durable_ack wait until they are durable. False: queue full."""
+    if not context.writer.offer(table, rows):
+        return False
+    if context.runtime.config.push.durable_ack:
+        await context.writer.flush()
+    return True
 
 
 def ctx(request: web.Request) -> Context:

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError, field_validator
 
-from prober.push.app import UNAUTHORIZED, ctx, presented_key, reply
+from prober.push.app import UNAUTHORIZED, ctx, presented_key, reply, store
 from prober.push.bodies import Refusal, parse_json, read_limited
+from prober.push.keys import DB_TIMEOUT_S
 from prober.push.records import FUTURE_TOLERANCE, clean
 from upwatch.config.endpoints import Endpoint
 
@@ -62,7 +63,7 @@ async def _endpoint_id(request: web.Request, name: str) -> int | Refusal:
         return Refusal(404, f"no push endpoint named {name!r}")
     if not _authorized(endpoint, presented_key(request) or request.query.get("token")):
         return UNAUTHORIZED
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = await conn.execute("SELECT id FROM endpoints WHERE name = %s AND kind = 'push'", (name,))
         row = await cur.fetchone()
     if row is None:
@@ -125,7 +126,7 @@ async def report(request: web.Request, action: str) -> web.Response:
     if latency_ms is None and started is not None:
         latency_ms = (now - started).total_seconds() * 1000
     row = _row(context.runtime.config, endpoint_id, body, ok=ok, latency_ms=latency_ms, now=now)
-    if not context.writer.offer("probe_results", [row]):
+    if not await store(context, "probe_results", [row]):
         return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
     logger.debug("push check endpoint=%s ok=%s", name, ok)
     return reply({"endpoint": name, "ok": ok, "accepted": 1}, status=202)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from prober.push import records
-from prober.push.app import authenticate, ctx, reply
+from prober.push.app import authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_records
 from prober.push.ratelimit import RateLimiter
 
@@ -42,7 +42,7 @@ async def post_logs(request: web.Request) -> web.Response:
     rows = [records.to_row(r, service_id=caller.service_id, privacy_level=caller.privacy_level,
                            sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
             for r in valid]
-    if not context.writer.offer("request_logs", rows):
+    if not await store(context, "request_logs", rows):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(rows))
         return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
     return reply({"accepted": len(rows)}, status=202)

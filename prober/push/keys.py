@@ -22,6 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 logger = logging.getLogger(__name__)
 
+# How long a request waits for a pooled connection before answering 503.
+DB_TIMEOUT_S = 3.0
 KEY_PREFIX = "uwk_"
 PREFIX_LEN = 12
 _DUMMY_HASH = hashlib.sha256(b"upwatch-no-such-key").digest()
@@ -210,7 +212,7 @@ class KeyStore:
             self._cache.pop(prefix, None)
 
     async def _lookup(self, prefix: str) -> tuple[bytes | None, Caller | None]:
-        async with self.pool.connection() as conn:
+        async with self.pool.connection(timeout=DB_TIMEOUT_S) as conn:
             cur = await conn.execute(
                 "SELECT k.id, k.key_hash, s.id, s.name, s.privacy_level FROM api_keys k"
                 " JOIN services s ON s.id = k.service_id WHERE k.prefix = %s AND k.revoked_at IS NULL", (prefix,))
@@ -224,6 +226,6 @@ class KeyStore:
         used, self._used = self._used, set()
         if not used:
             return 0
-        async with self.pool.connection() as conn:
+        async with self.pool.connection(timeout=DB_TIMEOUT_S) as conn:
             await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = ANY(%s)", (sorted(used),))
         return len(used)

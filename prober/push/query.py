@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from prober.push.app import authenticate, ctx, reply
 from prober.push.bodies import Refusal
-from prober.push.keys import Caller
+from prober.push.keys import DB_TIMEOUT_S, Caller
 
 LOG_COLUMNS = ("id", "time", "method", "url", "path", "route", "status_code", "latency_ms", "query_params",
                "request_headers", "request_body", "response_headers", "response_body", "error", "source_ip",
@@ -106,7 +106,7 @@ async def scope(request: web.Request, service: str | None) -> int | None | Refus
         return caller.service_id
     if service is None:
         return None
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
         row = await cur.fetchone()
     return int(row[0]) if row else Refusal(404, f"no service named {service!r}")
@@ -181,7 +181,7 @@ async def list_logs(request: web.Request) -> web.Response:
                     " {where} ORDER BY l.time DESC, l.id DESC LIMIT %s").format(
         cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in LOG_COLUMNS),
         where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(query, [*params, q.limit + 1])
         rows = await cur.fetchall()
@@ -196,7 +196,7 @@ async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:
     query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
                     " WHERE l.id = %s").format(
         cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in (*LOG_COLUMNS, "service_id")))
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(query, (log_id,))
         return await cur.fetchone()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from prober.push.admin import read_model
 from prober.push.app import ctx, reply, require_admin
 from prober.push.bodies import Refusal
+from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import fetch_log, log_id
 from prober.push.records import clean, mask
 from upwatch.catalog import MASK
@@ -114,7 +115,7 @@ async def replay(request: web.Request) -> web.Response:
     if log is None:
         return Refusal(404, "no such log").response()
     context = ctx(request)
-    async with context.runtime.pool.connection() as conn:
+    async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT base_url, allowed_hosts FROM services WHERE id = %s", (log["service_id"],))
         service = await cur.fetchone()
@@ -132,7 +133,7 @@ async def replay(request: web.Request) -> web.Response:
 async def _store(context: Any, log: dict[str, Any], method: str, url: str, headers: dict[str, str],
                  body: str | None, outcome: dict[str, Any]) -> dict[str, Any]:
     response_headers = mask(outcome["response_headers"], context.sensitive)
-    async with context.runtime.pool.connection() as conn:
+    async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
@@ -153,7 +154,7 @@ async def list_replays(request: web.Request) -> web.Response:
     found = log_id(request)
     if isinstance(found, Refusal):
         return found.response()
-    async with ctx(request).runtime.pool.connection() as conn:
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT " + _REPLAY_COLUMNS + " FROM request_replays WHERE log_id = %s ORDER BY id",
                           (found,))

@@ -15,6 +15,8 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from prober.push.keys import DB_TIMEOUT_S
+
 logger = logging.getLogger(__name__)
 
 WATERMARK = "request_rollup_1m"
@@ -79,7 +81,7 @@ async def _step(conn: AsyncConnection) -> int:
 async def update(pool: AsyncConnectionPool) -> int:
     """Bring the rollup up to date with the logs stored so far; return how many log rows were new."""
     total = 0
-    async with pool.connection() as conn:
+    async with pool.connection(timeout=DB_TIMEOUT_S) as conn:
         while True:
             seen = await _step(conn)
             total += seen
@@ -92,7 +94,7 @@ async def update(pool: AsyncConnectionPool) -> int:
 
 async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -> None:
     """Recompute every bucket in [since, until) from the raw logs (repair after manual changes)."""
-    async with pool.connection() as conn, conn.transaction():
+    async with pool.connection(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
         await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
         cur = await conn.execute(
             "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",

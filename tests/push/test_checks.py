@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.push.conftest import Api
 
 RESULTS = "SELECT ok, latency_ms, error, error_kind, source FROM probe_results ORDER BY time, error NULLS FIRST"
@@ -34,11 +32,10 @@ async def test_start_then_success_measures_the_run(api: Api) -> None:
     assert ok is True and latency is not None and latency >= 0
 
 
-@pytest.mark.parametrize(("path", "status"), [("/checks/nope", 404), ("/checks/web", 404),
-                                              ("/checks/nightly-backup/other", 404)],
-                         ids=["unknown", "not-push-kind", "unknown-action"])
-async def test_unknown_endpoints_are_404(api: Api, path: str, status: int) -> None:
-    assert (await api.client.post(path)).status == status
+async def test_unknown_endpoints_are_404(api: Api) -> None:
+    # unknown name, an endpoint of another kind, an unknown action
+    for path in ("/checks/nope", "/checks/web", "/checks/nightly-backup/other"):
+        assert (await api.client.post(path)).status == 404, path
 
 
 async def test_bearer_in_endpoint_config_is_required(api: Api) -> None:
@@ -48,13 +45,16 @@ async def test_bearer_in_endpoint_config_is_required(api: Api) -> None:
     assert (await api.client.get("/checks/guarded-job?token=job-token")).status == 202
 
 
-@pytest.mark.parametrize(("kwargs", "status"), [
+BAD_RESULTS = [
     ({"json": {"ok": "yes"}}, 422), ({"json": {"latency_ms": -5}}, 422), ({"json": {"extra": 1}}, 422),
     ({"data": "{", "headers": {"Content-Type": "application/json"}}, 400),
     ({"data": "x", "headers": {"Content-Type": "image/png"}}, 415),
     ({"json": {"timestamp": "2999-01-01T00:00:00Z"}}, 422), ({"json": {"timestamp": "0001-01-01T00:00:00Z"}}, 422),
-], ids=["ok-type", "negative", "unknown-field", "bad-json", "content-type", "future", "ancient"])
-async def test_bad_check_results_are_refused(api: Api, kwargs: dict[str, object], status: int) -> None:
-    resp = await api.client.post("/checks/nightly-backup", **kwargs)  # type: ignore[arg-type]
-    assert resp.status == status
+]
+
+
+async def test_bad_check_results_are_refused(api: Api) -> None:
+    for kwargs, status in BAD_RESULTS:
+        resp = await api.client.post("/checks/nightly-backup", **kwargs)  # type: ignore[arg-type]
+        assert resp.status == status, kwargs
     assert await api.rows("SELECT count(*) FROM probe_results") == [(0,)]

@@ -71,7 +71,7 @@ async def test_invalid_batch_is_422_with_every_problem_and_nothing_stored(api: A
     assert await api.rows("SELECT count(*) FROM request_logs") == [(0,)]
 
 
-@pytest.mark.parametrize(("data", "ctype", "status", "message"), [
+BAD_BODIES = [
     ('{"path": "/x",}', "application/json", 400, "invalid JSON at line 1 column 15 (char 14)"),
     ('{"a": NaN}', "application/json", 400, "invalid JSON at line 1: NaN is not valid JSON"),
     ('{"latency_ms": 1e999}', "application/json", 400, "1e999 is out of range for a number"),
@@ -83,13 +83,16 @@ async def test_invalid_batch_is_422_with_every_problem_and_nothing_stored(api: A
     ("[]", "application/json", 422, "no records in the request"),
     ("[" + ",".join(['{"path":"/x"}'] * 101) + "]", "application/json", 413, "101 records in one request"),
     ('{"p": "' + "x" * 70000 + '"}', "application/json", 413, "request body exceeds 65536 bytes"),
-], ids=["json", "nan", "overflow", "deep", "nested", "ndjson", "utf8", "content-type", "empty", "too-many", "too-big"])
-async def test_bad_bodies_are_refused_with_a_clear_reason(api: Api, data: str | bytes, ctype: str, status: int,
-                                                          message: str) -> None:
+]
+
+
+async def test_bad_bodies_are_refused_with_a_clear_reason(api: Api) -> None:
     key = await api.service("shop")
-    resp = await api.client.post("/logs", data=data, headers={**auth(key), "Content-Type": ctype})
-    assert resp.status == status
-    assert message in (await resp.json())["error"]
+    for data, ctype, status, message in BAD_BODIES:
+        resp = await api.client.post("/logs", data=data, headers={**auth(key), "Content-Type": ctype})
+        assert resp.status == status, message
+        assert message in (await resp.json())["error"]
+    assert await api.rows("SELECT count(*) FROM request_logs") == [(0,)]
 
 
 async def test_missing_invalid_and_revoked_keys_get_the_same_401(api: Api) -> None:
@@ -102,16 +105,19 @@ async def test_missing_invalid_and_revoked_keys_get_the_same_401(api: Api) -> No
         assert await resp.json() == {"error": "missing or invalid credentials"}
 
 
-@pytest.mark.parametrize(("level", "ip", "status", "stored"), [
-    (0, "198.51.100.4", 202, "198.51.100.4"), (0, "fe80::1%eth0", 202, "fe80::1"), (1, "198.51.100.4", 202, None), (1, "not-an-ip", 422, None),
-    (2, "not-an-ip", 202, None)], ids=["store", "ipv6-zone", "drop", "drop-still-validates", "never-read"])
-async def test_privacy_level_decides_what_happens_to_the_client_ip(api: Api, level: int, ip: str, status: int,
-                                                                   stored: str | None) -> None:
-    key = await api.service("shop", privacy_level=level)
-    resp = await api.client.post("/logs", json={"path": "/x", "source_ip": ip}, headers=auth(key))
-    assert resp.status == status
-    if status == 202:
-        assert await api.rows("SELECT host(source_ip) FROM request_logs") == [(stored,)]
+PRIVACY = [(0, "198.51.100.4", 202, "198.51.100.4"), (0, "fe80::1%eth0", 202, "fe80::1"),
+           (1, "198.51.100.4", 202, None), (1, "not-an-ip", 422, None), (2, "not-an-ip", 202, None)]
+
+
+async def test_privacy_level_decides_what_happens_to_the_client_ip(api: Api) -> None:
+    for n, (level, ip, status, stored) in enumerate(PRIVACY):
+        key = await api.service(f"s{n}", privacy_level=level)
+        resp = await api.client.post("/logs", json={"path": "/x", "source_ip": ip}, headers=auth(key))
+        assert resp.status == status, (level, ip)
+        if status == 202:
+            rows = await api.rows("SELECT host(l.source_ip) FROM request_logs l JOIN services s"
+                                  " ON s.id = l.service_id WHERE s.name = %s", f"s{n}")
+            assert rows == [(stored,)], (level, ip)
 
 
 async def test_nul_and_lone_surrogates_are_stored_safely(api: Api) -> None:

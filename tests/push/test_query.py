@@ -37,19 +37,23 @@ async def get(api: Api, url: str, key: str | None = None, **params: Any) -> tupl
     return resp.status, await resp.json()
 
 
-@pytest.mark.parametrize(("params", "expected"), [
+FILTERS = [
     ({}, 30), ({"method": "get"}, 15), ({"status": "5xx"}, 3), ({"status": "200"}, 27),
     ({"path": "users/1"}, 11), ({"route": "/users/{id}"}, 30), ({"min_latency_ms": 20}, 10),
     ({"max_latency_ms": 4.5}, 5), ({"has_error": "true"}, 3), ({"has_error": "false"}, 27),
     ({"tag": "env=dev"}, 15), ({"tag": "env"}, 30), ({"user_id": "u1"}, 8),
     ({"from": (BASE + timedelta(seconds=25)).isoformat()}, 5),
     ({"to": (BASE + timedelta(seconds=5)).isoformat()}, 5),
-], ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(v) or "none")
-async def test_filters(api: Api, params: dict[str, Any], expected: int) -> None:
+]
+
+
+async def test_filters(api: Api) -> None:
+    # One table over one seeded database: a database per case would cost more than the cases.
     key = await seed(api)
-    status, body = await get(api, "/logs", key, limit=500, **params)
-    assert status == 200, body
-    assert len(body["items"]) == expected and body["next_cursor"] is None
+    for params, expected in FILTERS:
+        status, body = await get(api, "/logs", key, limit=500, **params)
+        assert status == 200, (params, body)
+        assert (len(body["items"]), body["next_cursor"]) == (expected, None), params
 
 
 async def test_keyset_pages_are_stable_while_rows_are_inserted(api: Api) -> None:
@@ -87,14 +91,15 @@ async def test_one_log_and_access_rules(api: Api) -> None:
     assert (await get(api, "/logs/abc", key))[0] == 404
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"status": "6xx"}, {"min_latency_ms": "x"},
-                                    {"cursor": "!!"}, {"cursor": encode_cursor(BASE, 10**20)},
-                                    {"from": "yesterday"}, {"bogus": 1}],
-                         ids=["limit0", "limit501", "status", "latency", "cursor", "cursor-id", "from", "unknown"])
-async def test_bad_query_parameters_are_422(api: Api, params: dict[str, Any]) -> None:
+BAD_QUERIES = [{"limit": 0}, {"limit": 501}, {"status": "6xx"}, {"min_latency_ms": "x"}, {"cursor": "!!"},
+               {"cursor": encode_cursor(BASE, 10**20)}, {"from": "yesterday"}, {"bogus": 1}]
+
+
+async def test_bad_query_parameters_are_422(api: Api) -> None:
     key = await seed(api, 1)
-    status, body = await get(api, "/logs", key, **params)
-    assert status == 422 and body["details"]
+    for params in BAD_QUERIES:
+        status, body = await get(api, "/logs", key, **params)
+        assert status == 422 and body["details"], params
 
 
 async def test_analytics_from_raw_logs(api: Api) -> None:
@@ -135,13 +140,15 @@ async def test_rollup_matches_raw_logs_and_serves_long_ranges(api: Api) -> None:
     assert body["status_codes"] == {"200": 28, "500": 3} and body["unique_client_ips"] == 3
 
 
-@pytest.mark.parametrize("params", [{"bucket": "1s"}, {"bucket": "soon"}, {"bucket": "99999999999999d"},
-                                    {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
-                                    {"from": "2000-01-01T00:00:00Z", "bucket": "1m"}],
-                         ids=["tiny-bucket", "bad-bucket", "huge-bucket", "reversed", "too-many-buckets"])
-async def test_bad_analytics_parameters_are_422(api: Api, params: dict[str, str]) -> None:
-    status, body = await get(api, "/analytics", None, **params)
-    assert status == 422 and body["details"]
+BAD_ANALYTICS = [{"bucket": "1s"}, {"bucket": "soon"}, {"bucket": "99999999999999d"},
+                 {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+                 {"from": "2000-01-01T00:00:00Z", "bucket": "1m"}]
+
+
+async def test_bad_analytics_parameters_are_422(api: Api) -> None:
+    for params in BAD_ANALYTICS:
+        status, body = await get(api, "/analytics", None, **params)
+        assert status == 422 and body["details"], params
 
 
 async def test_background_job_keeps_the_rollup_current(api: Api) -> None:
