@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.push.conftest import Api, start_api
