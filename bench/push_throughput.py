@@ -5,7 +5,7 @@ $UPWATCH_DATABASE_URL) in this process and the load generator in a child
 process, so each gets a core. Prints records/s accepted, records/s durably
 stored (until every accepted row is committed), and p50/p99 response times.
 
-    python bench/push_throughput.py [--seconds 5] [--concurrency 32]
+    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,36 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
           f"mean={statistics.fmean(lat) * 1000:.1f}ms")
 
 
+async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
+    """Insert `rows` synthetic logs over 30 days (SQL), roll them up, then time GET /analytics."""
+    from prober.push import rollup
+
+    started = time.perf_counter()
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM services WHERE name = 'bench'")
+        service_id = (await cur.fetchone())[0]
+        await conn.execute(
+            "INSERT INTO request_logs (time, service_id, method, path, route, status_code, latency_ms, source_ip)"
+            " SELECT now() - (i * (interval '30 days' / %s)), %s, (ARRAY['GET','POST','PUT'])[i %% 3 + 1],"
+            " '/r/' || (i %% 50), '/r/{id}', CASE WHEN i %% 40 = 0 THEN 500 ELSE 200 END, (i %% 500)::float,"
+            " ('10.0.' || (i %% 250) || '.' || (i %% 200))::inet FROM generate_series(1, %s) i",
+            (rows, service_id, rows))
+    inserted = time.perf_counter() - started
+    started = time.perf_counter()
+    await rollup.update(pool)
+    print(f"analytics: inserted {rows:,} rows in {inserted:.1f}s, rollup built in {time.perf_counter() - started:.1f}s")
+    async with aiohttp.ClientSession() as session:
+        for label, hours, bucket in (("1h raw", 1, "1m"), ("6h", 6, "5m"), ("24h rollup", 24, "1h"),
+                                     ("30d rollup", 720, "1d")):
+            params = {"from": datetime.fromtimestamp(time.time() - hours * 3600, UTC).isoformat(), "bucket": bucket}
+            t0 = time.perf_counter()
+            async with session.get(f"{base}/analytics", params=params,
+                                   headers={"Authorization": f"Bearer {key}"}) as resp:
+                body = await resp.json()
+            print(f"  GET /analytics {label}: {(time.perf_counter() - t0) * 1000:.0f} ms, "
+                  f"status={resp.status} source={body.get('source')} requests={body.get('total_requests'):,}")
+
+
 async def _autocommit(conn: Any) -> None:
     await conn.set_autocommit(True)
 
@@ -107,7 +139,7 @@ async def _autocommit(conn: Any) -> None:
 async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
-    tmp = tempfile.mkdtemp(prefix="upwatch-bench-")
+    tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
     if not url:
         server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
         url = server.start()
@@ -135,16 +167,21 @@ async def main(args: argparse.Namespace) -> None:
         endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
         await phase("batch-500", endpoint, key, 500, args, writer, pool)
         await phase("single", endpoint, key, 1, args, writer, pool)
+        if args.analytics_rows:
+            await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
         await runner.cleanup()
         await writer.stop()
         await pool.close()
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--analytics-rows", type=int, default=0,
+                        help="also insert this many logs over 30 days and time GET /analytics")
     asyncio.run(main(parser.parse_args()))

@@ -10,7 +10,7 @@ bucket again. Plain SQL, so PostgreSQL and TimescaleDB behave the same.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -24,40 +24,56 @@ MAX_IDS_PER_RUN = 200_000
 
 _TOUCHED = "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE id > %s AND id <= %s"
 
-_DELETE = """
-DELETE FROM request_rollup_1m r USING unnest(%(services)s::int[], %(buckets)s::timestamptz[]) AS t(service_id, bucket)
-WHERE r.service_id = t.service_id AND r.bucket = t.bucket
+# Both statements take one contiguous time span and the exact (service, minute) pairs in it:
+# the span lets PostgreSQL use the time index, the pairs keep untouched minutes out.
+_PAIRS = "SELECT * FROM unnest(%(services)s::int[], %(buckets)s::timestamptz[])"
+
+_DELETE = f"""
+DELETE FROM request_rollup_1m r
+WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND (r.service_id, r.bucket) IN ({_PAIRS})
 """
 
-_INSERT = """
+_INSERT = f"""
 INSERT INTO request_rollup_1m (bucket, service_id, route, method, count, error_count, avg_latency_ms, min_latency_ms,
                                p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms)
-SELECT t.bucket, l.service_id, coalesce(l.route, ''), coalesce(l.method, ''), count(*),
+SELECT date_trunc('minute', l.time), l.service_id, coalesce(l.route, ''), coalesce(l.method, ''), count(*),
        count(*) FILTER (WHERE l.status_code >= 500 OR l.error IS NOT NULL),
        avg(l.latency_ms), min(l.latency_ms),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY l.latency_ms),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY l.latency_ms),
        percentile_cont(0.99) WITHIN GROUP (ORDER BY l.latency_ms),
        max(l.latency_ms)
-FROM unnest(%(services)s::int[], %(buckets)s::timestamptz[]) AS t(service_id, bucket)
-JOIN request_logs l ON l.service_id = t.service_id
-     AND l.time >= t.bucket AND l.time < t.bucket + interval '1 minute'
-GROUP BY t.bucket, l.service_id, coalesce(l.route, ''), coalesce(l.method, '')
+FROM request_logs l
+WHERE l.time >= %(since)s AND l.time < %(until)s AND (l.service_id, date_trunc('minute', l.time)) IN ({_PAIRS})
+GROUP BY 1, 2, 3, 4
 ON CONFLICT (service_id, route, method, bucket) DO UPDATE SET
     count = excluded.count, error_count = excluded.error_count, avg_latency_ms = excluded.avg_latency_ms,
     min_latency_ms = excluded.min_latency_ms,
     p50_latency_ms = excluded.p50_latency_ms, p95_latency_ms = excluded.p95_latency_ms,
     p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms
 """
+SPAN_GAP = timedelta(hours=1)
+
+
+def spans(touched: list[tuple[int, datetime]]) -> list[list[tuple[int, datetime]]]:
+    """Touched buckets grouped into runs without gaps over SPAN_GAP, so a late row from last week
+    does not make one statement scan the whole week."""
+    runs: list[list[tuple[int, datetime]]] = []
+    for pair in sorted(touched, key=lambda p: p[1]):
+        if runs and pair[1] - runs[-1][-1][1] <= SPAN_GAP:
+            runs[-1].append(pair)
+        else:
+            runs.append([pair])
+    return runs
 
 
 async def recompute(conn: AsyncConnection, touched: list[tuple[int, datetime]]) -> None:
     """Replace the rollup rows of these (service_id, minute) buckets with fresh aggregates."""
-    if not touched:
-        return
-    params = {"services": [t[0] for t in touched], "buckets": [t[1] for t in touched]}
-    await conn.execute(_DELETE, params)
-    await conn.execute(_INSERT, params)
+    for run in spans(touched):
+        params = {"services": [t[0] for t in run], "buckets": [t[1] for t in run],
+                  "since": run[0][1], "until": run[-1][1] + timedelta(minutes=1)}
+        await conn.execute(_DELETE, params)
+        await conn.execute(_INSERT, params)
 
 
 async def _step(conn: AsyncConnection) -> int:
