@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from prober.tables import TABLES, Table
 
 logger = logging.getLogger(__name__)
 
-Hook = Callable[[psycopg.AsyncConnection, Batch], Awaitable[None]]
+Hook = Callable[[Batch], None]  # called after a batch is committed; must not block
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -64,7 +64,7 @@ class BatchWriter:
         self.connect_timeout_s = connect_timeout_s
         self.retry_max_s = retry_max_s
         self.stats = WriterStats()
-        self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run in each batch's transaction
+        self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[tuple[Table, list[dict[str, Any]]]] = deque()
         self._pending = 0
         self._wake = asyncio.Event()
@@ -200,14 +200,15 @@ class BatchWriter:
             try:
                 async with conn.transaction():
                     await (_insert_staged(conn, batch) if replay else _copy(conn, batch))
-                    for hook in self.hooks[table.name]:
-                        await hook(conn, batch)
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:
                 logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
                                batch.table, len(batch.rows), _first_line(e))
                 await self._write_one_by_one(conn, batch)
+                return
+        for hook in self.hooks[table.name]:
+            hook(batch)
 
     async def _write_one_by_one(self, conn: psycopg.AsyncConnection, batch: Batch) -> None:
         for row in batch.rows:
@@ -215,8 +216,6 @@ class BatchWriter:
             try:
                 async with conn.transaction():
                     await _insert_staged(conn, single)
-                    for hook in self.hooks[batch.table]:
-                        await hook(conn, single)
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:
@@ -224,6 +223,9 @@ class BatchWriter:
                 logger.error("row rejected by the database, kept in %s table=%s error=%r",
                              self.spool.directory / "rejected.jsonl", batch.table, _first_line(e))
                 self.spool.reject(encode(single), _first_line(e))
+                continue
+            for hook in self.hooks[batch.table]:
+                hook(single)
 
     def _to_spool(self, batch: Batch) -> None:
         if self.spool.append(encode(batch)):
