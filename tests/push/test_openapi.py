@@ -142,18 +142,18 @@ async def test_random_requests_never_get_a_server_error(api: Api) -> None:
 async def test_app_works_mounted_under_api_v1(api: Api) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from prober.push import create_app
+    from prober.push import setup
 
     key = await api.service("shop")
     root = web.Application()
-    root.add_subapp("/api/v1", create_app(api.runtime, api.writer, admin_token="t"))
+    setup(root, api.runtime, api.writer)  # the prober listener's extension hook
     client = TestClient(TestServer(root, host="127.0.0.1"))
     await client.start_server()
     try:
         resp = await client.post("/api/v1/logs", json={"path": "/mounted"}, headers={"X-API-Key": key})
         assert resp.status == 202
         assert (await client.get("/api/v1/openapi.json")).status == 200
-        assert (await client.get("/api/v1/services", headers={"Authorization": "Bearer t"})).status == 200
+        assert (await client.get("/api/v1/services", headers={"Authorization": "Bearer not-it"})).status == 401
     finally:
         await client.close()
     assert await api.rows("SELECT path FROM request_logs") == [("/mounted",)]
