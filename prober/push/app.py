@@ -59,6 +59,7 @@ class Context:
     admin_token: str | None
     sensitive: frozenset[str]
     started: dict[str, datetime] = field(default_factory=dict)  # push endpoint -> last /start
+    endpoint_ids: dict[str, int] = field(default_factory=dict)  # push endpoint name -> endpoints.id
     background_every_s: float = 5.0
     rollup_every_s: float = 30.0
 

@@ -63,12 +63,16 @@ async def _endpoint_id(request: web.Request, name: str) -> int | Refusal:
         return Refusal(404, f"no push endpoint named {name!r}")
     if not _authorized(endpoint, presented_key(request) or request.query.get("token")):
         return UNAUTHORIZED
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
-        cur = await conn.execute("SELECT id FROM endpoints WHERE name = %s AND kind = 'push'", (name,))
-        row = await cur.fetchone()
-    if row is None:
-        return Refusal(503, f"endpoint {name!r} is not registered yet; retry shortly", headers={"Retry-After": "5"})
-    return int(row[0])
+    ids = ctx(request).endpoint_ids  # ids never change for a name (endpoints are upserted by name)
+    if name not in ids:
+        async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+            cur = await conn.execute("SELECT id FROM endpoints WHERE name = %s AND kind = 'push'", (name,))
+            row = await cur.fetchone()
+        if row is None:
+            return Refusal(503, f"endpoint {name!r} is not registered yet; retry shortly",
+                           headers={"Retry-After": "5"})
+        ids[name] = int(row[0])
+    return ids[name]
 
 
 async def _report(request: web.Request) -> CheckIn | Refusal:

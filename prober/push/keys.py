@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -108,7 +108,8 @@ async def delete_service(conn: AsyncConnection, name: str, *, purge: bool) -> di
             if (await cur.fetchone() or [False])[0]:
                 raise PushError(f"service {name!r} has stored logs; use --purge to delete them too")
         for table, key in (("request_replays", "replays"), ("request_logs", "logs"), ("request_rollup_1m", "rollups")):
-            cur = await conn.execute(f"DELETE FROM {table} WHERE service_id = %s", (service_id,))
+            cur = await conn.execute(sql.SQL("DELETE FROM {} WHERE service_id = %s").format(sql.Identifier(table)),
+                                     (service_id,))
             counts[key] = cur.rowcount
         cur = await conn.execute("DELETE FROM api_keys WHERE service_id = %s", (service_id,))
         counts["keys"] = cur.rowcount
