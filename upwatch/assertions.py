@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from upwatch import durations
 
 ORDERING = ("<=", ">=", "<", ">")
 OPERATORS = ("==", "!=", *ORDERING, "contains", "not_contains", "matches", "exists")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Vali
 from prober.push.app import UNAUTHORIZED, ctx, presented_key, reply, store
 from prober.push.bodies import Refusal, parse_json, read_limited
 from prober.push.keys import DB_TIMEOUT_S
-from prober.push.records import FUTURE_TOLERANCE, clean
+from prober.push.records import checked_timestamp, clean
 from upwatch.config.endpoints import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -41,12 +41,7 @@ class CheckIn(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if value > datetime.now(UTC) + FUTURE_TOLERANCE:
-            raise ValueError("timestamp is in the future")
-        return value
+        return checked_timestamp(value)
 
 
 def _authorized(endpoint: Endpoint, raw: str | None) -> bool:

@@ -18,6 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from upwatch.catalog import MASK, SENSITIVE_HEADERS
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def checked_timestamp(value: datetime | None) -> datetime | None:
+    """A pushed timestamp as UTC-aware (naive means UTC); refuse one far in the future."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise ValueError("timestamp is in the future")
+    return value
 MAX_NESTING = 32
 FREE_FORM = ("query_params", "request_body", "response_body", "tags")
 Short = Annotated[StrictStr, Field(max_length=1024)]
@@ -52,12 +62,7 @@ class LogRecord(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if value > datetime.now(UTC) + FUTURE_TOLERANCE:
-            raise ValueError("timestamp is in the future")
-        return value
+        return checked_timestamp(value)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
