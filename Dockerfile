@@ -18,12 +18,10 @@ COPY upwatch ./upwatch
 COPY prober ./prober
 COPY detector ./detector
 COPY alerter ./alerter
+COPY upwatch_client ./upwatch_client
+# upwatch/sql links to ../sql; the wheel carries the migrations from there.
 COPY sql ./sql
-# upwatch.migrate looks for sql/ next to the installed packages; the wheel does
-# not ship it yet, so it is copied there.
-RUN pip install . \
- && cp -r sql "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sql" \
- && rm -rf /src
+RUN pip install . && rm -rf /src
 
 COPY deploy/healthcheck.py /usr/local/lib/upwatch/healthcheck.py
 COPY deploy/upwatch.yaml /etc/upwatch/upwatch.yaml

@@ -1,19 +1,183 @@
-"""The prober service: sync endpoints from the config, then probe them."""
+"""The prober service: sync endpoints, schedule checks, write results, serve /metrics, reload the config."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import gc
+import hashlib
 import logging
+import signal
+from pathlib import Path
 
+import psycopg
+from aiohttp import web
+
+from prober.app import State, build_app, serve
+from prober.checks.http import new_session
+from prober.heartbeats import HeartbeatWatcher
+from prober.metrics import Metrics
+from prober.rollups import Rollups
+from prober.scheduler import Scheduler, Shard
+from prober.writer import BatchWriter
+from upwatch import config as configuration
 from upwatch.catalog import sync_endpoints
+from upwatch.config import Config, ConfigError
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
+ROLLUP_INTERVAL_S = 5.0
+
+
+def fingerprint(path: Path) -> str:
+    """Content hash of the config file ('' when unreadable), to notice edits without extra dependencies."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+class ProberService:
+    """Everything the prober runs, started and stopped in order."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.config: Config = runtime.config
+        p = self.config.prober
+        self.writer = BatchWriter(runtime.pool, p.data_dir / "spool", batch_rows=p.batch_rows,
+                                  flush_interval_s=p.flush_interval.total_seconds(), queue_size=p.queue_size,
+                                  spool_max_bytes=p.spool_max_bytes)
+        self.rollups = Rollups(runtime.pool)
+        self.writer.hooks["probe_results"].append(self.rollups.note)
+        self.session = new_session(p.max_concurrency)
+        self.scheduler = Scheduler(self.session, self.writer, location=p.location, prober=p.instance,
+                                   max_concurrency=p.max_concurrency, per_host_concurrency=p.per_host_concurrency,
+                                   shard=Shard.parse(p.shard) if p.shard else None)
+        self.metrics = Metrics(p.location)
+        self.scheduler.observers.append(self.metrics.observe)
+        self.heartbeats = HeartbeatWatcher(runtime.pool, self.writer, location=p.location, prober=p.instance)
+        self.reload_requested = asyncio.Event()
+        self._fingerprint = fingerprint(runtime.config_path)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        await self.writer.start()
+        ids = await self._sync(self.config)
+        self._apply(self.config, ids)
+        app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
+        self._runner = await serve(app, self.config.push.host, self.config.push.port)
+        self.scheduler.start()
+        # Endpoints, jobs and triggers live as long as the process: keep them out of every
+        # full garbage collection (with thousands of endpoints these otherwise cause loop stalls).
+        gc.collect()
+        gc.freeze()
+        logger.info("prober started endpoints=%d location=%s shard=%s", len(self.scheduler.endpoints),
+                    self.config.prober.location, self.config.prober.shard or "all")
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Watch for SIGHUP / file edits and missing heartbeats until `stop` is set."""
+        p = self.config.prober
+        next_heartbeat = next_rollup = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_either(stop, self.reload_requested), p.config_poll_interval.total_seconds())
+            if stop.is_set():
+                return
+            if self.reload_requested.is_set() or fingerprint(self.runtime.config_path) != self._fingerprint:
+                await self.reload()
+            if loop.time() >= next_heartbeat:
+                next_heartbeat = loop.time() + p.heartbeat_check_interval.total_seconds()
+                await self._check_heartbeats()
+            if loop.time() >= next_rollup:
+                next_rollup = loop.time() + ROLLUP_INTERVAL_S
+                await self._roll_up()
+
+    async def reload(self) -> bool:
+        """Load the config file again; an invalid one is logged and the running config kept."""
+        self.reload_requested.clear()
+        self._fingerprint = fingerprint(self.runtime.config_path)
+        try:
+            new = configuration.load(self.runtime.config_path)
+        except ConfigError as e:
+            logger.error("config reload rejected, keeping the running config path=%s\n%s", self.runtime.config_path, e)
+            return False
+        try:
+            ids = await self._sync(new)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            logger.error("config reload deferred: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+            self._fingerprint = ""  # try again at the next poll
+            return False
+        added, changed, removed = self._apply(new, ids)
+        if new.model_dump(exclude={"endpoints"}) != self.config.model_dump(exclude={"endpoints"}):
+            logger.warning("config reload: settings outside endpoints take effect after a restart")
+        self.config = new
+        logger.info("config reloaded added=%d changed=%d removed=%d", len(added), len(changed), len(removed))
+        return True
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        await self.scheduler.drain(timeout_s=2.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.writer.stop()
+        await self.session.close()
+
+    async def _sync(self, cfg: Config) -> dict[str, int]:
+        async with self.runtime.pool.connection(timeout=5.0) as conn:
+            return (await sync_endpoints(conn, cfg.endpoints)).ids
+
+    def _apply(self, cfg: Config, ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
+        added, changed, removed = self.scheduler.apply(cfg.endpoints, ids)
+        shard = self.scheduler.shard
+        self.heartbeats.apply([e for e in cfg.endpoints if shard is None or shard.owns(e.name)], ids)
+        self.metrics.forget(removed + changed)
+        return added, changed, removed
+
+    async def _check_heartbeats(self) -> None:
+        if not self.heartbeats.watched:
+            return
+        try:
+            await self.heartbeats.check(dt.datetime.now(dt.UTC))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            logger.warning("heartbeat check skipped: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+
+
+    async def _roll_up(self) -> None:
+        try:
+            await self.rollups.tick(dt.datetime.now(dt.UTC))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            logger.warning("rollup deferred: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    tasks = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run until `stop` is set."""
-    async with runtime.pool.connection() as conn:
-        await sync_endpoints(conn, runtime.config.endpoints)
-    logger.info("prober started endpoints=%d", len(runtime.config.endpoints))
-    await stop.wait()
+    """Run the prober until `stop` is set; SIGHUP reloads the config."""
+    service = ProberService(runtime)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    loop = asyncio.get_running_loop()
+    hup = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, service.reload_requested.set)
+        hup = True
+    try:
+        await service.run_until(stop)
+    finally:
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        await service.stop()
+        logger.info("prober stopped")

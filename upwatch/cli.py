@@ -19,7 +19,7 @@ from upwatch.migrate import MigrationError, migrate
 from upwatch.runtime import Service, database, report_config_error, run
 
 # Packages that add their own subcommands through `register(commands)`.
-COMMAND_MODULES = ("prober.cli", "detector.cli", "alerter.cli")
+COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -20,7 +20,7 @@ from upwatch.db import connect, timescaledb_active
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql"
 LOCK_ID = 0x7570_7761_7463_68  # "upwatch"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

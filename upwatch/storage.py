@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from upwatch.config.storage import Retention
 from upwatch.db import timescaledb_active
@@ -20,6 +22,8 @@ RETAINED = {
     "request_logs": ("time", "request_logs"),
     "probe_rollup_1m": ("bucket", "rollups"),
     "request_rollup_1m": ("bucket", "rollups"),
+    "probe_rollup_1h": ("bucket", "rollups"),
+    "request_rollup_1h": ("bucket", "rollups"),
     "anomalies": ("time", "anomalies"),
     "incidents": ("ended_at", "anomalies"),
     "alerts": ("created_at", "alerts"),
@@ -75,20 +79,51 @@ async def _delete_older(conn, table: str, column: str, keep: timedelta) -> int: 
             return total
 
 
-async def run_retention(pool: AsyncConnectionPool, retention: Retention, stop: asyncio.Event,
-                        every: timedelta = timedelta(hours=1)) -> None:
-    """Keep data within retention until `stop` is set."""
-    timescale = await apply_policies(pool, retention)
+async def _repeat(name: str, job: Callable[[], Awaitable[object]], every: timedelta, stop: asyncio.Event) -> None:
+    """Run `job` every `every` until `stop`; a database error is logged and retried next time."""
     while not stop.is_set():
-        deleted = await purge(pool, retention, skip_hypertables=timescale)
-        if any(deleted.values()):
-            logger.info("retention purge %s", " ".join(f"{t}={n}" for t, n in deleted.items() if n))
+        try:
+            await job()
+        except (psycopg.Error, PoolTimeout) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            logger.warning("%s failed, retrying in %s error=%r", name, every, first)
         try:
             await asyncio.wait_for(stop.wait(), timeout=every.total_seconds())
         except TimeoutError:
             pass
 
 
+async def run_retention(pool: AsyncConnectionPool, retention: Retention, stop: asyncio.Event,
+                        every: timedelta = timedelta(hours=1)) -> None:
+    """Keep data within retention until `stop` is set."""
+    timescale: bool | None = None
+
+    async def once() -> None:
+        nonlocal timescale
+        if timescale is None:
+            timescale = await apply_policies(pool, retention)
+        deleted = await purge(pool, retention, skip_hypertables=timescale)
+        if any(deleted.values()):
+            logger.info("retention purge %s", " ".join(f"{t}={n}" for t, n in deleted.items() if n))
+
+    await _repeat("retention", once, every, stop)
+
+
+async def refresh_hourly_rollups(pool: AsyncConnectionPool) -> int:
+    """Recompute the recent complete hours of the hourly rollups; return rows written."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT refresh_hourly_rollups()")
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def run_hourly_rollups(pool: AsyncConnectionPool, stop: asyncio.Event,
+                             every: timedelta = timedelta(minutes=5)) -> None:
+    """Keep probe_rollup_1h and request_rollup_1h current until `stop` is set."""
+    await _repeat("hourly rollups", lambda: refresh_hourly_rollups(pool), every, stop)
+
+
 async def service(runtime, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    """The retention job as an upwatch service (runs beside the prober)."""
-    await run_retention(runtime.pool, runtime.config.storage.retention, stop)
+    """Retention and hourly rollups as one upwatch service (runs beside the prober)."""
+    await asyncio.gather(run_retention(runtime.pool, runtime.config.storage.retention, stop),
+                         run_hourly_rollups(runtime.pool, stop))

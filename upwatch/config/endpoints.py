@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, field_validator, model_validator
 
+from upwatch import conditions
+from upwatch.assertions import Assertion
 from upwatch.durations import Interval, PositiveDuration
 from upwatch.config.base import Section
 
@@ -33,6 +35,12 @@ def parse_status_set(value: Any) -> frozenset[int]:
     return frozenset(codes)
 
 
+# Written as a mapping (`status: 200-299`) or a Gatus-style string (`[STATUS] == 200`);
+# parsed once here, stored and shown as the text the operator wrote.
+AssertionSpec = Annotated[Assertion, PlainValidator(conditions.parse), PlainSerializer(lambda a: a.text, return_type=str)]
+RECORD_TYPES = ("A", "AAAA")
+
+
 class BasicAuth(Section):
     username: str
     password: str = Field(repr=False)
@@ -55,7 +63,7 @@ class Endpoint(Section):
     interval: Interval = Field(default="15s", validate_default=True)
     timeout: PositiveDuration = Field(default="10s", validate_default=True)
     expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
-    assertions: list[Any] = []
+    assertions: list[AssertionSpec] = []
     follow_redirects: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None
@@ -84,6 +92,21 @@ class Endpoint(Section):
         upper = value.upper()
         if upper not in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}:
             raise ValueError(f"{value!r} is not an HTTP method")
+        return upper
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("record_type")
+    @classmethod
+    def _record_type(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in RECORD_TYPES:
+            raise ValueError(f"{value!r} is not supported (use {' or '.join(RECORD_TYPES)})")
         return upper
 
     @field_validator("expected_status", mode="before")

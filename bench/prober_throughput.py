@@ -1,0 +1,183 @@
+"""Prober throughput: the real prober against N local HTTP endpoints at a 15 s interval.
+
+Starts a multi-path aiohttp target on 127.0.0.1 in a separate process and a
+private embedded PostgreSQL, runs the prober service (scheduler, checks,
+writer, rollups, metrics) for a warm-up cycle plus --cycles measured cycles,
+and prints checks/s, CPU ms per check (prober process, and PostgreSQL's
+share), p50/p99 start lateness, skipped runs, rows written and RSS.
+
+    python bench/prober_throughput.py --endpoints 1000 5000 --cycles 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import logging
+import os
+import shutil
+import pstats
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prober.service import ProberService  # noqa: E402
+from upwatch import config as configuration, db  # noqa: E402
+from upwatch.embedded import EmbeddedPostgres  # noqa: E402
+from upwatch.migrate import migrate  # noqa: E402
+from upwatch.runtime import Runtime  # noqa: E402
+
+TARGET = """
+import sys
+from aiohttp import web
+BODY = b'{"status":"UP","items":[1,2,3]}'
+async def handle(request):
+    return web.Response(body=BODY, content_type="application/json")
+app = web.Application()
+app.router.add_get("/t/{n}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, handle_signals=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_cpu_s(server: EmbeddedPostgres) -> float:
+    """User+system CPU seconds of the postmaster and its children (backends, writer, wal writer...)."""
+    pid = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    main = psutil.Process(pid)
+    total = 0.0
+    for proc in [main, *main.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path) -> None:
+    lines = ["endpoints:"]
+    for i in range(n):
+        lines += [f"  - name: ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
+                  "    timeout: 5s", "    assertions: ['[STATUS] == 200', '[BODY].status == UP']"]
+    lines += ["prober:", "  location: bench", "  instance: bench", f"  data_dir: {data_dir}",
+              "  max_concurrency: 512", f"  per_host_concurrency: {max(32, n)}", "  config_poll_interval: 60s",
+              "push:", f"  listen: 127.0.0.1:{listen}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def measure(n: int, cycles: int, url: str, server: EmbeddedPostgres, workdir: Path, port: int) -> dict[str, float]:
+    path = workdir / f"bench-{n}.yaml"
+    write_config(path, n, port, free_port(), workdir / f"data-{n}")
+    cfg = configuration.load(path)
+    pool = await db.open_pool(url, max_size=4, name=f"bench-{n}")
+    service = ProberService(Runtime(cfg, path, url, pool))
+    lateness: list[float] = []
+    if os.environ.get("BENCH_NO_ROLLUP"):  # to see what the rollup costs PostgreSQL
+        service.writer.hooks["probe_results"].clear()
+    service.scheduler.observers.append(lambda e, r, late: lateness.append(late) if late is not None else None)
+    await service.start()
+    me = psutil.Process()
+    lags: list[float] = []
+
+    async def watch_loop() -> None:  # how late a 25 ms sleep wakes up: the event loop's own delay
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.025)
+            lags.append(time.perf_counter() - t - 0.025)
+
+    watcher = asyncio.create_task(watch_loop())
+    await asyncio.sleep(15)  # warm-up: connections opened, every job has run once
+    lateness.clear()
+    lags.clear()
+    checks0, skipped0, rows0 = service.metrics.checks, service.scheduler.skipped, service.writer.stats.rows_written
+    profiler = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+    psutil.cpu_percent()  # starts the machine-wide busy measurement
+    cpu0, pg0, t0 = me.cpu_times(), postgres_cpu_s(server), time.monotonic()
+    if profiler:
+        profiler.enable()
+    await asyncio.sleep(15 * cycles)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(45)
+    watcher.cancel()
+    await service.writer.flush()
+    cpu1, pg1, t1 = me.cpu_times(), postgres_cpu_s(server), time.monotonic()
+    machine_busy = psutil.cpu_percent()  # all processes on the machine, other people's included
+    checks = service.metrics.checks - checks0
+    result = {
+        "endpoints": n, "seconds": t1 - t0, "checks": checks, "checks_per_s": checks / (t1 - t0),
+        "prober_cpu_ms_per_check": 1000 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / max(1, checks),
+        "prober_user_ms_per_check": 1000 * (cpu1.user - cpu0.user) / max(1, checks),
+        "postgres_cpu_ms_per_check": 1000 * (pg1 - pg0) / max(1, checks),
+        "lateness_p50_ms": 1000 * statistics.median(lateness) if lateness else float("nan"),
+        "lateness_p99_ms": 1000 * statistics.quantiles(lateness, n=100)[98] if len(lateness) > 1 else float("nan"),
+        "lateness_max_ms": 1000 * max(lateness) if lateness else float("nan"),
+        "loop_lag_p99_ms": 1000 * statistics.quantiles(lags, n=100)[98],
+        "loop_lag_max_ms": 1000 * max(lags),
+        "machine_busy_pct": machine_busy,
+        "skipped": service.scheduler.skipped - skipped0,
+        "failed": service.metrics.failures,
+        "rows_written": service.writer.stats.rows_written - rows0,
+        "rss_mb": me.memory_info().rss / 2**20,
+    }
+    await service.stop()
+    await pool.close()
+    return result
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    workdir = Path(tempfile.mkdtemp(prefix="upwatch-bench-"))
+    server = EmbeddedPostgres(workdir / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
+    url = server.start()
+    await migrate(url)
+    port = free_port()
+    target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
+    try:
+        await asyncio.sleep(1.0)
+        print(f"{'N':>6} {'checks/s':>9} {'cpu ms/check':>13} {'(user)':>7} {'pg ms/check':>12} {'total':>7} "
+              f"{'p50 late ms':>12} {'p99 late ms':>12} {'max late':>9} {'skipped':>8} {'failed':>7} "
+              f"{'rows':>7} {'RSS MB':>7} {'lag p99':>8} {'lag max':>8} {'busy %':>7}", flush=True)
+        for n in args.endpoints:
+            r = await measure(n, args.cycles, url, server, workdir, port)
+            total = r["prober_cpu_ms_per_check"] + r["postgres_cpu_ms_per_check"]
+            print(f"{n:>6} {r['checks_per_s']:>9.1f} {r['prober_cpu_ms_per_check']:>13.3f} {r['prober_user_ms_per_check']:>7.3f} "
+                  f"{r['postgres_cpu_ms_per_check']:>12.3f} {total:>7.3f} {r['lateness_p50_ms']:>12.1f} "
+                  f"{r['lateness_p99_ms']:>12.1f} {r['lateness_max_ms']:>9.1f} {r['skipped']:>8} {r['failed']:>7} "
+                  f"{r['rows_written']:>7} {r['rss_mb']:>7.0f} {r['loop_lag_p99_ms']:>8.1f} {r['loop_lag_max_ms']:>8.1f} {r['machine_busy_pct']:>7.0f}",
+                  flush=True)
+    finally:
+        target.terminate()
+        target.wait(10)
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--cycles", type=int, default=4, help="measured 15 s cycles after one warm-up cycle")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be importable)")
+    arguments = parser.parse_args()
+    if arguments.uvloop:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))
+    os._exit(0)

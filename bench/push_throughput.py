@@ -1,0 +1,187 @@
+"""Push API throughput on loopback: batches of 500 and single records, at concurrency 32.
+
+Runs the real push app (real BatchWriter, real PostgreSQL: embedded, or
+$UPWATCH_DATABASE_URL) in this process and the load generator in a child
+process, so each gets a core. Prints records/s accepted, records/s durably
+stored (until every accepted row is committed), and p50/p99 response times.
+
+    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--analytics-rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from prober.push import create_app, keys  # noqa: E402
+from prober.writer import BatchWriter  # noqa: E402
+from upwatch import config  # noqa: E402
+from psycopg_pool import AsyncConnectionPool  # noqa: E402
+from upwatch.embedded import EmbeddedPostgres  # noqa: E402
+from upwatch.migrate import migrate  # noqa: E402
+from upwatch.runtime import Runtime  # noqa: E402
+
+
+def record(i: int) -> dict[str, Any]:
+    return {"method": "GET", "path": f"/users/{i % 1000}", "route": "/users/{id}", "status_code": 200 if i % 50 else 500,
+            "latency_ms": float(i % 300), "source_ip": f"10.0.{i % 200}.{i % 250}", "user_agent": "bench/1.0",
+            "request_headers": {"Authorization": "Bearer x", "Accept": "*/*"}, "tags": {"env": "bench"}}
+
+
+async def load(url: str, key: str, batch: int, seconds: float, concurrency: int) -> dict[str, Any]:
+    import json
+
+    bodies = [json.dumps([record(i * batch + j) for j in range(batch)] if batch > 1 else record(i)).encode()
+              for i in range(64)]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    wall_start = time.time()
+    deadline = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    async def worker(n: int, session: aiohttp.ClientSession) -> None:
+        i = n
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as resp:
+                await resp.read()
+            latencies.append(time.perf_counter() - started)
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            i += concurrency
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(n, session) for n in range(concurrency)))
+    return {"elapsed": time.perf_counter() - started, "latencies": latencies, "statuses": statuses,
+            "wall_start": wall_start}
+
+
+def run_load(url: str, key: str, batch: int, seconds: float, concurrency: int, out: Any) -> None:
+    out.send(asyncio.run(load(url, key, batch, seconds, concurrency)))
+
+
+async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namespace, writer: BatchWriter,
+                pool: Any) -> None:
+    async with pool.connection() as conn:
+        before = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_load, args=(url, key, batch, args.seconds, args.concurrency, send))
+    child.start()
+    while not receive.poll():
+        await asyncio.sleep(0.05)
+    result = receive.recv()
+    child.join()
+    await writer.flush()
+    stored_after = time.time() - result["wall_start"]  # from the first request until every row is committed
+    async with pool.connection() as conn:
+        after = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
+    accepted = result["statuses"].get(202, 0) * batch
+    lat = sorted(result["latencies"])
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    print(f"{name}: requests={len(lat)} statuses={result['statuses']} "
+          f"accepted={accepted / result['elapsed']:,.0f} records/s "
+          f"stored={(after - before) / stored_after:,.0f} records/s ({after - before} rows) "
+          f"requests/s={len(lat) / result['elapsed']:,.0f} p50={p(0.5):.1f}ms p99={p(0.99):.1f}ms "
+          f"mean={statistics.fmean(lat) * 1000:.1f}ms")
+
+
+async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
+    """Insert `rows` synthetic logs over 30 days (SQL), roll them up, then time GET /analytics."""
+    from prober.push import rollup
+
+    started = time.perf_counter()
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM services WHERE name = 'bench'")
+        service_id = (await cur.fetchone())[0]
+        await conn.execute(
+            "INSERT INTO request_logs (time, service_id, method, path, route, status_code, latency_ms, source_ip)"
+            " SELECT now() - (i * (interval '30 days' / %s)), %s, (ARRAY['GET','POST','PUT'])[i %% 3 + 1],"
+            " '/r/' || (i %% 50), '/r/{id}', CASE WHEN i %% 40 = 0 THEN 500 ELSE 200 END, (i %% 500)::float,"
+            " ('10.0.' || (i %% 250) || '.' || (i %% 200))::inet FROM generate_series(1, %s) i",
+            (rows, service_id, rows))
+    inserted = time.perf_counter() - started
+    started = time.perf_counter()
+    await rollup.update(pool)
+    print(f"analytics: inserted {rows:,} rows in {inserted:.1f}s, rollup built in {time.perf_counter() - started:.1f}s")
+    async with aiohttp.ClientSession() as session:
+        for label, hours, bucket in (("1h raw", 1, "1m"), ("6h", 6, "5m"), ("24h rollup", 24, "1h"),
+                                     ("30d rollup", 720, "1d")):
+            params = {"from": datetime.fromtimestamp(time.time() - hours * 3600, UTC).isoformat(), "bucket": bucket}
+            t0 = time.perf_counter()
+            async with session.get(f"{base}/analytics", params=params,
+                                   headers={"Authorization": f"Bearer {key}"}) as resp:
+                body = await resp.json()
+            print(f"  GET /analytics {label}: {(time.perf_counter() - t0) * 1000:.0f} ms, "
+                  f"status={resp.status} source={body.get('source')} requests={body.get('total_requests'):,}")
+
+
+async def _autocommit(conn: Any) -> None:
+    await conn.set_autocommit(True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    server = None
+    url = os.environ.get("UPWATCH_DATABASE_URL")
+    tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
+    if not url:
+        server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
+        url = server.start()
+    try:
+        await migrate(url)
+        # Connections opened up front: a pool growing on demand competes with a saturated event loop.
+        pool = AsyncConnectionPool(url, min_size=4, max_size=8, name="bench", open=False,
+                                   configure=_autocommit)
+        await pool.open(wait=True)
+        cfg = config.parse("push:\n  rate_limit_per_key: 1000000\n  max_batch_records: 1000\n", "bench.yaml", {})
+        runtime = Runtime(cfg, Path("bench.yaml"), url, pool)
+        writer = BatchWriter(pool, Path(tmp) / "spool", queue_size=100_000)
+        await writer.start()
+        async with pool.connection() as conn:
+            await conn.execute("DELETE FROM services WHERE name = 'bench'")
+            await keys.create_service(conn, "bench")
+            key, _ = await keys.create_key(conn, "bench")
+        root = web.Application()
+        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token="bench"))
+        runner = web.AppRunner(root, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
+        await phase("batch-500", endpoint, key, 500, args, writer, pool)
+        await phase("single", endpoint, key, 1, args, writer, pool)
+        if args.analytics_rows:
+            await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
+        await runner.cleanup()
+        await writer.stop()
+        await pool.close()
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--analytics-rows", type=int, default=0,
+                        help="also insert this many logs over 30 days and time GET /analytics")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,51 @@
+"""The two ways the writer puts a batch into a table: plain COPY, and an idempotent staged insert for replays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from prober.spool import Batch
+from prober.tables import TABLES, Table
+
+
+def batches(table: Table, rows: list[dict[str, Any]]) -> list[Batch]:
+    """Consecutive rows with the same columns form one batch (missing columns take their defaults)."""
+    out: list[Batch] = []
+    for row in rows:
+        columns = table.order(row.keys())
+        if not out or out[-1].columns != columns:
+            out.append(Batch(table.name, columns, []))
+        out[-1].rows.append(table.values(columns, row))
+    return out
+
+
+def _names(batch: Batch) -> tuple[sql.Composable, sql.Composable]:
+    return sql.Identifier(batch.table), sql.SQL(", ").join(map(sql.Identifier, batch.columns))
+
+
+async def copy_rows(conn: psycopg.AsyncConnection, batch: Batch) -> None:
+    table, columns = _names(batch)
+    async with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
+        for row in batch.rows:
+            await copy.write_row(row)
+
+
+async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None:
+    """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING: idempotent for replays."""
+    table, columns = _names(batch)
+    spec = TABLES[batch.table]
+    json_at = [i for i, c in enumerate(batch.columns) if c in spec.json_columns]
+    await conn.execute(sql.SQL("CREATE TEMPORARY TABLE upwatch_stage ON COMMIT DROP AS "
+                               "SELECT {} FROM {} WITH NO DATA").format(columns, table))
+    async with conn.cursor().copy(sql.SQL("COPY upwatch_stage ({}) FROM STDIN").format(columns)) as copy:
+        for row in batch.rows:
+            if json_at:  # rows read back from the spool hold plain JSON values
+                row = tuple(Jsonb(v) if i in json_at and v is not None and not isinstance(v, Jsonb) else v
+                            for i, v in enumerate(row))
+            await copy.write_row(row)
+    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM upwatch_stage ON CONFLICT DO NOTHING")
+                       .format(table, columns, columns))

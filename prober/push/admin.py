@@ -1,0 +1,171 @@
+"""Admin HTTP API (admin token): services and their keys, the same operations as the CLI."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+
+from prober.push import keys
+from prober.push.app import ctx, reply, require_admin
+from prober.push.bodies import Refusal, parse_json, read_limited
+from prober.push.keys import DB_TIMEOUT_S
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class ServiceIn(BaseModel):
+    """A service to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    description: Annotated[StrictStr, Field(max_length=1000)] = ""
+    base_url: StrictStr | None = None
+    privacy_level: Annotated[StrictInt, Field(ge=0, le=2)] = 0
+    retention_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 30
+    allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255)]] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SERVICE_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+
+class KeyIn(BaseModel):
+    """A key to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[StrictStr, Field(max_length=200)] = ""
+
+
+def problems(e: ValidationError) -> Refusal:
+    """A pydantic error as a 422 naming each field."""
+    details = [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
+               for err in e.errors(include_url=False)]
+    return Refusal(422, "invalid request body", details)
+
+
+async def read_model(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    """The JSON body validated as `model`, or a Refusal."""
+    raw = await read_limited(request, 64 * 1024)
+    if isinstance(raw, Refusal):
+        return raw
+    if optional and not raw.strip():
+        return model()
+    if request.content_type != "application/json":
+        return Refusal(415, "Content-Type must be application/json")
+    data = parse_json(raw)
+    if isinstance(data, Refusal):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        return problems(e)
+
+
+async def list_services(request: web.Request) -> web.Response:
+    """GET /services: every service with its active key count."""
+    if refused := await require_admin(request):
+        return refused.response()
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        return reply({"items": await keys.list_services(conn)})
+
+
+async def create_service(request: web.Request) -> web.Response:
+    """POST /services: create a service (201), 409 if the name is taken."""
+    if refused := await require_admin(request):
+        return refused.response()
+    body = await read_model(request, ServiceIn)
+    if isinstance(body, Refusal):
+        return body.response()
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        try:
+            row = await keys.create_service(conn, **body.model_dump())
+        except keys.PushError as e:
+            return Refusal(409, str(e)).response()
+    return reply(row, status=201)
+
+
+async def get_service(request: web.Request) -> web.Response:
+    """GET /services/{name}."""
+    if refused := await require_admin(request):
+        return refused.response()
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        row = await keys.get_service(conn, request.match_info["name"])
+    return reply(row) if row else Refusal(404, "no such service").response()
+
+
+async def delete_service(request: web.Request) -> web.Response:
+    """DELETE /services/{name}[?purge=true]: 409 while logs remain without purge."""
+    if refused := await require_admin(request):
+        return refused.response()
+    purge = request.query.get("purge", "false").lower() in ("1", "true", "yes")
+    name = request.match_info["name"]
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        if await keys.get_service(conn, name) is None:
+            return Refusal(404, "no such service").response()
+        try:
+            counts = await keys.delete_service(conn, name, purge=purge)
+        except keys.PushError as e:
+            return Refusal(409, str(e)).response()
+    ctx(request).keys.forget()
+    return reply({"deleted": name, **counts})
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """GET /services/{name}/keys: prefixes and dates, never secrets."""
+    if refused := await require_admin(request):
+        return refused.response()
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        try:
+            return reply({"items": await keys.list_keys(conn, request.match_info["name"])})
+        except keys.PushError as e:
+            return Refusal(404, str(e)).response()
+
+
+async def create_key(request: web.Request) -> web.Response:
+    """POST /services/{name}/keys: the raw key, shown this once (201)."""
+    if refused := await require_admin(request):
+        return refused.response()
+    body = await read_model(request, KeyIn, optional=True)
+    if isinstance(body, Refusal):
+        return body.response()
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        try:
+            raw, row = await keys.create_key(conn, request.match_info["name"], body.name)
+        except keys.PushError as e:
+            return Refusal(404, str(e)).response()
+    return reply({**row, "key": raw}, status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """DELETE /keys/{prefix}: revoke now (also in this process's key cache)."""
+    if refused := await require_admin(request):
+        return refused.response()
+    prefix = request.match_info["prefix"]
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        try:
+            revoked_at = await keys.revoke_key(conn, prefix)
+        except keys.PushError as e:
+            return Refusal(404, str(e)).response()
+    ctx(request).keys.forget(prefix)
+    return reply({"prefix": prefix, "revoked_at": revoked_at})

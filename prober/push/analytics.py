@@ -1,0 +1,157 @@
+"""GET /analytics: traffic, errors and latency of a service over a range, in SQL.
+
+Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
+ranges read request_rollup_1m for totals, latency, methods, routes and the
+series; there p50/p95/p99 are count-weighted means of per-minute percentiles
+(an approximation). Client IPs and status codes always come from the raw logs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from aiohttp import web
+from psycopg import AsyncConnection
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from prober.push.app import ctx, reply
+from prober.push.bodies import Refusal
+from prober.push.keys import DB_TIMEOUT_S
+from prober.push.query import ERROR_CONDITION, query_problems, scope
+from upwatch import durations
+
+RAW_MAX_RANGE = timedelta(hours=6)
+MAX_BUCKETS = 5000
+TOP_IPS = 10
+
+
+class AnalyticsQuery(BaseModel):
+    """Parameters of GET /analytics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: Annotated[str, Field(max_length=100, pattern=r"^[^\x00]*$")] | None = None
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+    bucket: timedelta = timedelta(hours=1)
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _bucket(cls, value: Any) -> timedelta:
+        try:
+            parsed = durations.parse(value)
+        except OverflowError:
+            raise ValueError("is too large") from None
+        if parsed < timedelta(minutes=1) or parsed > timedelta(days=31):
+            raise ValueError("must be between 1m and 31d")
+        return parsed
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+async def _rows(conn: AsyncConnection, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+_SCOPE = "(%(service)s::int IS NULL OR l.service_id = %(service)s) AND l.time >= %(from)s AND l.time < %(to)s"
+_RSCOPE = ("(%(service)s::int IS NULL OR l.service_id = %(service)s)"
+           " AND l.bucket >= %(from)s AND l.bucket < %(to)s")
+
+
+async def _raw_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
+    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, f"""
+        SELECT count(*), count(*) FILTER (WHERE {ERROR_CONDITION}), avg(latency_ms), min(latency_ms),
+               max(latency_ms), percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
+        FROM request_logs l WHERE {_SCOPE}""", p)
+    routes = await _rows(conn, f"""
+        SELECT coalesce(route, ''), count(*), avg(latency_ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), count(*) FILTER (WHERE {ERROR_CONDITION})
+        FROM request_logs l WHERE {_SCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""", p)
+    methods = await _rows(conn, f"SELECT coalesce(method, ''), count(*) FROM request_logs l WHERE {_SCOPE}"
+                                " GROUP BY 1 ORDER BY 2 DESC", p)
+    series = await _rows(conn, f"""
+        SELECT date_bin(%(bucket)s, time, '2000-01-01 00:00:00+00'), count(*), avg(latency_ms),
+               count(*) FILTER (WHERE {ERROR_CONDITION})::float / count(*)
+        FROM request_logs l WHERE {_SCOPE} GROUP BY 1 ORDER BY 1""", p)
+    return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
+
+
+async def _rollup_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
+    weighted = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
+    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, f"""
+        SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {weighted.format('avg_latency_ms')},
+               min(min_latency_ms), max(max_latency_ms), {weighted.format('p50_latency_ms')},
+               {weighted.format('p95_latency_ms')}, {weighted.format('p99_latency_ms')}
+        FROM request_rollup_1m l WHERE {_RSCOPE}""", p)
+    routes = await _rows(conn, f"""
+        SELECT route, sum(count), {weighted.format('avg_latency_ms')}, {weighted.format('p95_latency_ms')},
+               sum(error_count)
+        FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""", p)
+    methods = await _rows(conn, f"SELECT method, sum(count) FROM request_rollup_1m l WHERE {_RSCOPE}"
+                                " GROUP BY 1 ORDER BY 2 DESC", p)
+    series = await _rows(conn, f"""
+        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {weighted.format('avg_latency_ms')},
+               sum(error_count)::float / nullif(sum(count), 0)
+        FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 1""", p)
+    return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _shape(total: Any, errors: Any, latency: tuple[Any, ...], routes: list[tuple[Any, ...]],
+           methods: list[tuple[Any, ...]], series: list[tuple[Any, ...]]) -> dict[str, Any]:
+    total, errors = int(total or 0), int(errors or 0)
+    return {
+        "total_requests": total, "errors": errors, "error_rate": errors / total if total else 0.0,
+        "latency_ms": dict(zip(("avg", "min", "max", "p50", "p95", "p99"), map(_num, latency), strict=True)),
+        "methods": {m: int(n) for m, n in methods},
+        "routes": [{"route": r, "requests": int(n), "avg_latency_ms": _num(a), "p95_latency_ms": _num(p95),
+                    "errors": int(e)} for r, n, a, p95, e in routes],
+        "series": [{"bucket": b, "requests": int(n), "avg_latency_ms": _num(a), "error_rate": _num(er) or 0.0}
+                   for b, n, a, er in series],
+    }
+
+
+async def _clients(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
+    (unique,), = await _rows(conn, f"SELECT count(DISTINCT source_ip) FROM request_logs l WHERE {_SCOPE}", p)
+    top = await _rows(conn, f"SELECT host(source_ip), count(*) FROM request_logs l WHERE {_SCOPE}"
+                            f" AND source_ip IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}", p)
+    statuses = await _rows(conn, f"SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}"
+                                 " AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1", p)
+    return {"unique_client_ips": int(unique), "top_client_ips": [{"ip": ip, "requests": int(n)} for ip, n in top],
+            "status_codes": {str(s): int(n) for s, n in statuses}}
+
+
+async def analytics(request: web.Request) -> web.Response:
+    """Aggregates for one service (or all, for the admin) between from and to."""
+    try:
+        q = AnalyticsQuery.model_validate(dict(request.query))
+    except ValidationError as e:
+        return query_problems(e).response()
+    service_id = await scope(request, q.service)
+    if isinstance(service_id, Refusal):
+        return service_id.response()
+    to = q.to or datetime.now(UTC)
+    since = q.from_ or to - timedelta(hours=24)
+    if since >= to:
+        return Refusal(422, "invalid query parameters", [{"field": "from", "reason": "must be before to"}]).response()
+    if (to - since) / q.bucket > MAX_BUCKETS:
+        return Refusal(422, "invalid query parameters",
+                       [{"field": "bucket", "reason": f"more than {MAX_BUCKETS} buckets; use a larger bucket"}]
+                       ).response()
+    params = {"service": service_id, "from": since, "to": to, "bucket": q.bucket}
+    source = "raw" if to - since <= RAW_MAX_RANGE else "rollup"
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
+        clients = await _clients(conn, params)
+    return reply({"service": q.service, "from": since, "to": to, "bucket": durations.format(q.bucket),
+                  "source": source, **stats, **clients})

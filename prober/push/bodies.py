@@ -1,0 +1,139 @@
+"""Reading request bodies: size limit, content type, JSON / NDJSON with error positions.
+
+Each function returns the parsed value or a `Refusal` (status + message), never raises for client input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                          "application/x-jsonlines"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is not accepted, as the HTTP answer to give."""
+
+    status: int
+    message: str
+    details: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        """This refusal as a JSON error response."""
+        body: dict[str, Any] = {"error": self.message}
+        if self.details:
+            body["details"] = self.details
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+# JSON can only smuggle a NUL or a lone surrogate into a string through a \u escape.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The records of a body, and whether any string may need cleaning (NUL, lone surrogates)."""
+
+    records: list[Any]
+    suspect: bool
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def loads(text: str) -> Any:
+    """json.loads without NaN/Infinity or numbers that overflow to it (jsonb rejects them);
+    RecursionError (absurd nesting) becomes ValueError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None
+
+
+async def read_limited(request: web.Request, max_bytes: int) -> bytes | Refusal:
+    """The whole body, or 413 as soon as it passes `max_bytes` (Content-Length or streamed)."""
+    too_big = Refusal(413, f"request body exceeds {max_bytes} bytes")
+    if request.content_length is not None and request.content_length > max_bytes:
+        return too_big
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            return too_big
+        chunks.append(chunk)
+
+
+def _position(text: str, e: json.JSONDecodeError | ValueError, line_offset: int = 0) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"invalid JSON at line {e.lineno + line_offset} column {e.colno} (char {e.pos}): {e.msg}"
+    return f"invalid JSON at line {1 + line_offset}: {e}"
+
+
+def parse_json(raw: bytes) -> Any | Refusal:
+    """One JSON document, or 400 naming line, column and character of the error."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Refusal(400, f"body is not UTF-8: byte {e.start}: {e.reason}")
+    try:
+        return loads(text)
+    except (json.JSONDecodeError, ValueError) as e:
+        return Refusal(400, _position(text, e))
+
+
+def parse_ndjson(raw: bytes) -> list[Any] | Refusal:
+    """One JSON value per non-blank line, or 400 naming the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Refusal(400, f"body is not UTF-8: byte {e.start}: {e.reason}")
+    values = []
+    for number, line in enumerate(text.split("\n")):
+        if not line.strip():
+            continue
+        try:
+            values.append(loads(line))
+        except (json.JSONDecodeError, ValueError) as e:
+            return Refusal(400, _position(line, e, line_offset=number))
+    return values
+
+
+async def read_records(request: web.Request, max_bytes: int, max_records: int) -> Parsed | Refusal:
+    """The records of an ingest body: one object, an array, or NDJSON lines."""
+    ctype = request.content_type.lower()
+    if ctype not in JSON_TYPES and ctype not in NDJSON_TYPES:
+        return Refusal(415, "Content-Type must be application/json or application/x-ndjson")
+    raw = await read_limited(request, max_bytes)
+    if isinstance(raw, Refusal):
+        return raw
+    if ctype in NDJSON_TYPES:
+        records = parse_ndjson(raw)
+    else:
+        parsed = parse_json(raw)
+        records = parsed if isinstance(parsed, list | Refusal) else [parsed]
+    if isinstance(records, Refusal):
+        return records
+    if not records:
+        return Refusal(422, "no records in the request")
+    if len(records) > max_records:
+        return Refusal(413, f"{len(records)} records in one request; the limit is {max_records}")
+    return Parsed(records, _SUSPECT_ESCAPE.search(raw) is not None)

@@ -1,0 +1,138 @@
+"""`upwatch service ...` and `upwatch key ...`: manage push clients from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from prober.push import keys
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _with_db(action: Callable[[AsyncConnection, argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
+    """A handler that runs `action` on a migrated database connection; PushError -> exit 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from upwatch import db
+        from upwatch.cli import load_config
+        from upwatch.migrate import migrate
+        from upwatch.runtime import database
+
+        config, _ = load_config(args)
+
+        async def main(url: str) -> int:
+            await migrate(url, timescaledb=config.storage.timescaledb)
+            conn = await db.connect(url)
+            try:
+                return await action(conn, args)
+            finally:
+                await conn.close()
+
+        with database(config) as url:
+            try:
+                return asyncio.run(main(url))
+            except keys.PushError as e:
+                print(f"upwatch: {e}", file=sys.stderr)
+                return 1
+
+    return handler
+
+
+async def service_create(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service create NAME."""
+    row = await keys.create_service(conn, args.name, description=args.description, base_url=args.base_url,
+                                    privacy_level=args.privacy_level, retention_days=args.retention_days,
+                                    allowed_hosts=args.allowed_host)
+    print(f"created service {row['name']} (id {row['id']})")
+    return 0
+
+
+async def service_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service list."""
+    rows: list[tuple[str, ...]] = [("NAME", "KEYS", "PRIVACY", "RETENTION", "BASE URL", "CREATED")]
+    for s in await keys.list_services(conn):
+        rows.append((s["name"], str(s["active_keys"]), str(s["privacy_level"]), f"{s['retention_days']}d",
+                     s["base_url"] or "-", _when(s["created_at"])))
+    _table(rows)
+    return 0
+
+
+async def service_delete(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch service delete NAME [--purge]."""
+    counts = await keys.delete_service(conn, args.name, purge=args.purge)
+    print(f"deleted service {args.name}: {counts['keys']} keys, {counts['logs']} logs, "
+          f"{counts['rollups']} rollup rows, {counts['replays']} replays")
+    return 0
+
+
+async def key_create(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key create SERVICE: the raw key on stdout, the note on stderr."""
+    raw, row = await keys.create_key(conn, args.service, args.name)
+    print(raw)
+    print(f"key {row['prefix']} for service {args.service}: store it now, it is not shown again", file=sys.stderr)
+    return 0
+
+
+async def key_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key list SERVICE."""
+    rows: list[tuple[str, ...]] = [("PREFIX", "NAME", "CREATED", "LAST USED", "REVOKED")]
+    for k in await keys.list_keys(conn, args.service):
+        rows.append((k["prefix"], k["name"] or "-", _when(k["created_at"]), _when(k["last_used_at"]),
+                     _when(k["revoked_at"])))
+    _table(rows)
+    return 0
+
+
+async def key_revoke(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch key revoke PREFIX."""
+    when = await keys.revoke_key(conn, args.prefix)
+    print(f"revoked key {args.prefix} at {_when(when)}")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add `service` and `key` subcommands to the upwatch CLI."""
+    service = commands.add_parser("service", help="push API clients: create, list, delete")
+    actions = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="register a service that pushes logs")
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+    create.add_argument("--base-url", help="where replays may go (its host is the default allow-list)")
+    create.add_argument("--privacy-level", type=int, choices=[0, 1, 2], default=0,
+                        help="0 store client IPs, 1 drop them, 2 never read them")
+    create.add_argument("--retention-days", type=int, default=30)
+    create.add_argument("--allowed-host", action="append", default=[], help="replay allow-list entry (repeatable)")
+    create.set_defaults(handler=_with_db(service_create))
+    actions.add_parser("list", help="list services").set_defaults(handler=_with_db(service_list))
+    delete = actions.add_parser("delete", help="delete a service and its keys")
+    delete.add_argument("name")
+    delete.add_argument("--purge", action="store_true", help="also delete all its logs")
+    delete.set_defaults(handler=_with_db(service_delete))
+
+    key = commands.add_parser("key", help="push API keys: create, list, revoke")
+    key_actions = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    kc = key_actions.add_parser("create", help="create a key (printed once)")
+    kc.add_argument("service")
+    kc.add_argument("--name", default="")
+    kc.set_defaults(handler=_with_db(key_create))
+    kl = key_actions.add_parser("list", help="list a service's keys")
+    kl.add_argument("service")
+    kl.set_defaults(handler=_with_db(key_list))
+    kr = key_actions.add_parser("revoke", help="revoke a key by its prefix")
+    kr.add_argument("prefix")
+    kr.set_defaults(handler=_with_db(key_revoke))

@@ -1,0 +1,48 @@
+"""POST /logs: validate a batch of request logs as a whole and hand it to the writer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from prober.push import records
+from prober.push.app import authenticate, ctx, reply, store
+from prober.push.bodies import Refusal, read_records
+from prober.push.ratelimit import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+
+async def post_logs(request: web.Request) -> web.Response:
+    """Accept 1..max_batch_records records (202) or refuse the whole batch."""
+    context = ctx(request)
+    caller = await authenticate(request, admin_allowed=False)
+    if isinstance(caller, Refusal):
+        return caller.response()
+    assert not isinstance(caller, str)
+    wait_s = context.limiter.acquire(caller.key_id)
+    if wait_s:
+        return Refusal(429, "rate limit exceeded for this key",
+                       headers={"Retry-After": RateLimiter.retry_after(wait_s)}).response()
+    push = context.runtime.config.push
+    parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
+    if isinstance(parsed, Refusal):
+        return parsed.response()
+    data = parsed.records
+    now = datetime.now(UTC)
+    oldest = now - context.runtime.config.storage.retention.request_logs
+    valid, problems = records.validate(data, privacy_level=caller.privacy_level, oldest=oldest,
+                                       suspect=parsed.suspect)
+    if problems:
+        bad = len({p["index"] for p in problems})
+        logger.info("push batch refused service=%s records=%d invalid=%d", caller.service, len(data), bad)
+        return Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems).response()
+    rows = [records.to_row(r, service_id=caller.service_id, privacy_level=caller.privacy_level,
+                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
+            for r in valid]
+    if not await store(context, "request_logs", rows):
+        logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(rows))
+        return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
+    return reply({"accepted": len(rows)}, status=202)

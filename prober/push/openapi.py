@@ -1,0 +1,93 @@
+"""The OpenAPI 3.1 document, built from routes.OPERATIONS so it cannot drift from the router."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+_PARAM = re.compile(r"\{(\w+)\}")
+_REF = "#/components/schemas/{model}"
+_SECURITY = {
+    "key": [{"apiKey": []}, {"apiKeyHeader": []}],
+    "admin": [{"adminToken": []}],
+    "key_or_admin": [{"apiKey": []}, {"apiKeyHeader": []}, {"adminToken": []}],
+    "none": [],
+}
+ERROR = {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "string"},
+    "details": {"type": "array", "items": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "field": {"type": "string"}, "reason": {"type": "string"}}}}}}
+
+
+def _path_params(path: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer"} if name == "id" else {"type": "string"}}
+            for name in _PARAM.findall(path)]
+
+
+def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    properties = model.model_json_schema(ref_template=_REF)["properties"]
+    params = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        params.append({"name": key, "in": "query", "required": info.is_required(), "schema": properties[key]})
+    return params
+
+
+def _body(op: Any) -> dict[str, Any] | None:
+    if op.body is None:
+        return None
+    if op.body == "logs":
+        record = {"$ref": _REF.format(model="LogRecord")}
+        return {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [record, {"type": "array", "items": record,
+                                                                "minItems": 1}]}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one LogRecord per line"}}}}
+    return {"required": False, "content": {"application/json": {"schema": {"$ref": _REF.format(
+        model=op.body.__name__)}}}}
+
+
+def _operation(op: Any) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, description in sorted(op.responses.items()):
+        content = {"application/json": {"schema": {"$ref": _REF.format(model="Error")} if status >= 400
+                                         else {"type": "object"}}}
+        responses[str(status)] = {"description": description, "content": content}
+    spec: dict[str, Any] = {
+        "operationId": (op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")),
+        "summary": op.summary,
+        "parameters": _path_params(op.path) + (_query_params(op.query) if op.query else []) + list(op.extra_params),
+        "responses": responses,
+        "security": _SECURITY[op.auth],
+    }
+    if body := _body(op):
+        spec["requestBody"] = body
+    return spec
+
+
+def document(operations: tuple[Any, ...], record: type[BaseModel]) -> dict[str, Any]:
+    """The whole document for `operations`."""
+    models = {record} | {op.body for op in operations if isinstance(op.body, type)}
+    _, schemas = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+                                    ref_template=_REF)
+    components = {**schemas.get("$defs", {}), "Error": ERROR}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    paths["/openapi.json"] = {"get": {"operationId": "get_openapi", "summary": "This document", "security": [],
+                                      "responses": {"200": {"description": "OpenAPI 3.1 document",
+                                                            "content": {"application/json": {}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "upwatch push API", "version": "1",
+                 "description": "Request logs and external check results pushed by other services."},
+        "servers": [{"url": "/api/v1"}],
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "a service key (uwk_...)"},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "adminToken": {"type": "http", "scheme": "bearer", "description": "$UPWATCH_ADMIN_TOKEN"}}},
+    }

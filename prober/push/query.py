@@ -1,0 +1,225 @@
+"""GET /logs (filters + keyset pagination) and GET /logs/{id}.
+
+Pages are ordered newest first by (time, id); the cursor is the last row's
+(time, id), so rows inserted while a client pages never shift what it sees
+next (new rows land before its first page).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aiohttp import web
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from prober.push.app import authenticate, ctx, reply
+from prober.push.bodies import Refusal
+from prober.push.keys import DB_TIMEOUT_S, Caller
+
+LOG_COLUMNS = ("id", "time", "method", "url", "path", "route", "status_code", "latency_ms", "query_params",
+               "request_headers", "request_body", "response_headers", "response_body", "error", "source_ip",
+               "user_id", "user_agent", "tags")
+_STATUS = re.compile(r"^([1-5])xx$|^([1-5]\d\d)$")
+ERROR_CONDITION = "(l.status_code >= 500 OR l.error IS NOT NULL)"
+
+
+class LogQuery(BaseModel):
+    """Filters of GET /logs, from the query string."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = None
+    method: Annotated[str, Field(max_length=16)] | None = None
+    path: Annotated[str, Field(max_length=1024)] | None = None
+    route: Annotated[str, Field(max_length=1024)] | None = None
+    status: str | None = None
+    min_latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    max_latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    has_error: bool | None = None
+    tag: Annotated[str, Field(max_length=512)] | None = None
+    user_id: Annotated[str, Field(max_length=1024)] | None = None
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    cursor: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str | None) -> str | None:
+        if value is not None and not _STATUS.match(value.lower()):
+            raise ValueError("must be a status code like 404 or a class like 5xx")
+        return value.lower() if value else value
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def query_problems(e: ValidationError) -> Refusal:
+    """Query-string validation errors as a 422 naming each parameter."""
+    details = [{"field": str(err["loc"][0]).rstrip("_") if err["loc"] else "(query)", "reason": err["msg"]}
+               for err in e.errors(include_url=False)]
+    return Refusal(422, "invalid query parameters", details)
+
+
+def encode_cursor(time: datetime, row_id: int) -> str:
+    """An opaque cursor for the row after which the next page starts."""
+    return base64.urlsafe_b64encode(f"{time.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
+    """(time, id) of a cursor, or None if it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, row_id = text.partition("|")
+        parsed, number = datetime.fromisoformat(when), int(row_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not 0 <= number < 2**63:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), number
+
+
+async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
+    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
+    caller = await authenticate(request)
+    if isinstance(caller, Refusal):
+        return caller
+    if isinstance(caller, Caller):
+        if service is not None and service != caller.service:
+            return Refusal(403, "this key may only read its own service")
+        return caller.service_id
+    if service is None:
+        return None
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
+        row = await cur.fetchone()
+    return int(row[0]) if row else Refusal(404, f"no service named {service!r}")
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable], list[Any]]:
+    """WHERE parts and their parameters for the filters in `q` (table alias l)."""
+    where: list[sql.Composable] = []
+    params: list[Any] = []
+
+    def add(clause: str, *values: Any) -> None:
+        where.append(sql.SQL(clause))
+        params.extend(values)
+
+    if service_id is not None:
+        add("l.service_id = %s", service_id)
+    if q.method:
+        add("l.method = %s", q.method.upper())
+    if q.path:
+        add("l.path ILIKE %s", _like(q.path))
+    if q.route:
+        add("l.route = %s", q.route)
+    if q.status:
+        m = _STATUS.match(q.status)
+        assert m is not None
+        if m.group(1):
+            add("l.status_code >= %s AND l.status_code < %s", int(m.group(1)) * 100, int(m.group(1)) * 100 + 100)
+        else:
+            add("l.status_code = %s", int(m.group(2)))
+    if q.min_latency_ms is not None:
+        add("l.latency_ms >= %s", q.min_latency_ms)
+    if q.max_latency_ms is not None:
+        add("l.latency_ms <= %s", q.max_latency_ms)
+    if q.has_error is not None:
+        add(ERROR_CONDITION if q.has_error else f"NOT coalesce({ERROR_CONDITION}, false)")
+    if q.tag:
+        key, eq, value = q.tag.partition("=")
+        if eq:
+            add("l.tags @> %s", Jsonb({key: value}))
+        else:
+            add("l.tags ? %s", key)
+    if q.user_id:
+        add("l.user_id = %s", q.user_id)
+    if q.from_:
+        add("l.time >= %s", q.from_)
+    if q.to:
+        add("l.time < %s", q.to)
+    return where, params
+
+
+async def list_logs(request: web.Request) -> web.Response:
+    """One page of logs matching the filters, newest first."""
+    try:
+        q = LogQuery.model_validate(dict(request.query))
+    except ValidationError as e:
+        return query_problems(e).response()
+    service_id = await scope(request, q.service)
+    if isinstance(service_id, Refusal):
+        return service_id.response()
+    where, params = conditions(q, service_id)
+    if q.cursor:
+        after = decode_cursor(q.cursor)
+        if after is None:
+            return Refusal(422, "invalid query parameters", [{"field": "cursor", "reason": "not a cursor"}]).response()
+        where.append(sql.SQL("(l.time, l.id) < (%s, %s)"))
+        params.extend(after)
+    query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
+                    " {where} ORDER BY l.time DESC, l.id DESC LIMIT %s").format(
+        cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in LOG_COLUMNS),
+        where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, [*params, q.limit + 1])
+        rows = await cur.fetchall()
+    more = len(rows) > q.limit
+    items = rows[:q.limit]
+    cursor = encode_cursor(items[-1]["time"], items[-1]["id"]) if more else None
+    return reply({"items": items, "next_cursor": cursor})
+
+
+async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:
+    """One stored log with its service's name, base_url and allowed_hosts."""
+    query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
+                    " WHERE l.id = %s").format(
+        cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in (*LOG_COLUMNS, "service_id")))
+    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, (log_id,))
+        return await cur.fetchone()
+
+
+def log_id(request: web.Request) -> int | Refusal:
+    """The {id} of the URL, or 404 when it is not a number."""
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        return Refusal(404, "no such log")
+    return int(text)
+
+
+async def get_log(request: web.Request) -> web.Response:
+    """One log by id, if the caller may read its service."""
+    found = log_id(request)
+    if isinstance(found, Refusal):
+        return found.response()
+    service_id = await scope(request, None)
+    if isinstance(service_id, Refusal):
+        return service_id.response()
+    row = await fetch_log(request, found)
+    if row is None or (service_id is not None and row["service_id"] != service_id):
+        return Refusal(404, "no such log").response()
+    row.pop("service_id")
+    return reply(row)

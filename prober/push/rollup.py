@@ -1,0 +1,118 @@
+"""request_rollup_1m, kept up to date incrementally.
+
+Every few seconds: find the (service, minute) buckets touched by request_logs
+rows above the watermark id, recompute exactly those buckets from the raw
+rows, and move the watermark, all in one transaction. Recomputing (not
+adding) makes a repeated run harmless, and late rows simply touch an old
+bucket again. Plain SQL, so PostgreSQL and TimescaleDB behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from prober.push.keys import DB_TIMEOUT_S
+
+logger = logging.getLogger(__name__)
+
+WATERMARK = "request_rollup_1m"
+MAX_IDS_PER_RUN = 200_000
+
+_TOUCHED = "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE id > %s AND id <= %s"
+
+# Both statements take one contiguous time span and the exact (service, minute) pairs in it:
+# the span lets PostgreSQL use the time index, the pairs keep untouched minutes out.
+_PAIRS = "SELECT * FROM unnest(%(services)s::int[], %(buckets)s::timestamptz[])"
+
+_DELETE = f"""
+DELETE FROM request_rollup_1m r
+WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND (r.service_id, r.bucket) IN ({_PAIRS})
+"""
+
+_INSERT = f"""
+INSERT INTO request_rollup_1m (bucket, service_id, route, method, count, error_count, avg_latency_ms, min_latency_ms,
+                               p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms)
+SELECT date_trunc('minute', l.time), l.service_id, coalesce(l.route, ''), coalesce(l.method, ''), count(*),
+       count(*) FILTER (WHERE l.status_code >= 500 OR l.error IS NOT NULL),
+       avg(l.latency_ms), min(l.latency_ms),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY l.latency_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY l.latency_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY l.latency_ms),
+       max(l.latency_ms)
+FROM request_logs l
+WHERE l.time >= %(since)s AND l.time < %(until)s AND (l.service_id, date_trunc('minute', l.time)) IN ({_PAIRS})
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (service_id, route, method, bucket) DO UPDATE SET
+    count = excluded.count, error_count = excluded.error_count, avg_latency_ms = excluded.avg_latency_ms,
+    min_latency_ms = excluded.min_latency_ms,
+    p50_latency_ms = excluded.p50_latency_ms, p95_latency_ms = excluded.p95_latency_ms,
+    p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms
+"""
+SPAN_GAP = timedelta(hours=1)
+
+
+def spans(touched: list[tuple[int, datetime]]) -> list[list[tuple[int, datetime]]]:
+    """Touched buckets grouped into runs without gaps over SPAN_GAP, so a late row from last week
+    does not make one statement scan the whole week."""
+    runs: list[list[tuple[int, datetime]]] = []
+    for pair in sorted(touched, key=lambda p: p[1]):
+        if runs and pair[1] - runs[-1][-1][1] <= SPAN_GAP:
+            runs[-1].append(pair)
+        else:
+            runs.append([pair])
+    return runs
+
+
+async def recompute(conn: AsyncConnection, touched: list[tuple[int, datetime]]) -> None:
+    """Replace the rollup rows of these (service_id, minute) buckets with fresh aggregates."""
+    for run in spans(touched):
+        params = {"services": [t[0] for t in run], "buckets": [t[1] for t in run],
+                  "since": run[0][1], "until": run[-1][1] + timedelta(minutes=1)}
+        await conn.execute(_DELETE, params)
+        await conn.execute(_INSERT, params)
+
+
+async def _step(conn: AsyncConnection) -> int:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO rollup_watermarks (name) VALUES (%s) ON CONFLICT DO NOTHING", (WATERMARK,))
+        cur = await conn.execute("SELECT last_id FROM rollup_watermarks WHERE name = %s FOR UPDATE", (WATERMARK,))
+        low = (await cur.fetchone() or [0])[0]
+        cur = await conn.execute(
+            "SELECT max(id), count(*) FROM (SELECT id FROM request_logs WHERE id > %s ORDER BY id LIMIT %s) s",
+            (low, MAX_IDS_PER_RUN))
+        high, seen = await cur.fetchone() or (None, 0)
+        if high is None:
+            return 0
+        cur = await conn.execute(_TOUCHED, (low, high))
+        await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])
+        await conn.execute("UPDATE rollup_watermarks SET last_id = %s, updated_at = now() WHERE name = %s",
+                           (high, WATERMARK))
+        return int(seen)
+
+
+async def update(pool: AsyncConnectionPool) -> int:
+    """Bring the rollup up to date with the logs stored so far; return how many log rows were new."""
+    total = 0
+    async with pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        while True:
+            seen = await _step(conn)
+            total += seen
+            if seen < MAX_IDS_PER_RUN:
+                break
+    if total:
+        logger.debug("request rollup updated rows=%d", total)
+    return total
+
+
+async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -> None:
+    """Recompute every bucket in [since, until) from the raw logs (repair after manual changes)."""
+    async with pool.connection(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
+        await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
+        cur = await conn.execute(
+            "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",
+            (since, until))
+        await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])

@@ -1,0 +1,199 @@
+"""One APScheduler interval job per enabled endpoint of this prober's shard.
+
+Start phases are spread deterministically: an endpoint fires when
+`unix_time mod interval == hash(name) mod interval`, so 5,000 endpoints do not
+start in the same second and every restart (and every prober) keeps the same
+phase. A check still running when its next run is due is not started twice
+(max_instances=1); the skipped run is recorded as a row with error_kind
+"skipped". A global and a per-host semaphore cap concurrent checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from prober.checks import CHECKS
+from prober.writer import BatchWriter
+from upwatch.config.endpoints import Endpoint
+from upwatch.records import ProbeResult
+
+logger = logging.getLogger(__name__)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
+
+
+def stable_hash(name: str) -> int:
+    """The same number for a name in every process and on every machine."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based, as written on the command line: --shard 2/3
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'2/3' -> Shard(2, 3); raises ValueError otherwise."""
+        index, sep, count = text.partition("/")
+        if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
+            raise ValueError(f"shard {text!r} must be i/n with 1 <= i <= n, e.g. 2/3")
+        return cls(int(index), int(count))
+
+    def owns(self, name: str) -> bool:
+        return stable_hash(name) % self.count == self.index - 1
+
+
+def phase_s(endpoint: Endpoint) -> float:
+    """Offset of this endpoint's runs within its interval, in seconds (millisecond steps)."""
+    interval_ms = max(1, int(endpoint.interval.total_seconds() * 1000))
+    return (stable_hash(endpoint.name) % interval_ms) / 1000
+
+
+def host_of(endpoint: Endpoint) -> str:
+    """The host a check connects to, for the per-host cap."""
+    if endpoint.kind == "http":
+        return _url_host(endpoint.url or "")
+    return endpoint.host or ""
+
+
+@functools.lru_cache(maxsize=65536)
+def _url_host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+class Scheduler:
+    """Schedules checks and hands each result to the writer and to `observers`."""
+
+    def __init__(self, session: aiohttp.ClientSession, writer: BatchWriter, *, location: str, prober: str,
+                 max_concurrency: int = 512, per_host_concurrency: int = 32, shard: Shard | None = None):
+        self.session = session
+        self.writer = writer
+        self.location = location
+        self.prober = prober
+        self.shard = shard
+        self.observers: list[Observer] = []
+        self.endpoints: dict[str, Endpoint] = {}
+        self.ids: dict[str, int] = {}
+        self.skipped = 0
+        self._running: set[asyncio.Task[object]] = set()
+        self._global = asyncio.Semaphore(max_concurrency)
+        self._per_host_limit = per_host_concurrency
+        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._aps = AsyncIOScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": True})
+        self._aps.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._aps.running)
+
+    def start(self) -> None:
+        self._aps.start()
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for checks in flight (after shutdown); cancel those still running after `timeout_s`."""
+        pending = {t for t in self._running if not t.done()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    def wanted(self, endpoint: Endpoint) -> bool:
+        """Whether this prober runs the endpoint: enabled, an active kind, in its shard."""
+        return endpoint.enabled and endpoint.kind in CHECKS and (self.shard is None or self.shard.owns(endpoint.name))
+
+    def apply(self, endpoints: list[Endpoint], ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
+        """Make the jobs match `endpoints`: (added, changed, removed) names."""
+        self.ids = dict(ids)
+        new = {e.name: e for e in endpoints if self.wanted(e)}
+        removed = [n for n in self.endpoints if n not in new]
+        added = [n for n in new if n not in self.endpoints]
+        changed = [n for n in new if n in self.endpoints and new[n] != self.endpoints[n]]
+        for name in removed:
+            self._aps.remove_job(name)
+            del self.endpoints[name]
+        for name in added + changed:
+            endpoint, old = new[name], self.endpoints.get(name)
+            self.endpoints[name] = endpoint
+            if old is None:
+                self._aps.add_job(self._probe, self._trigger(endpoint), args=[name], id=name, name=name,
+                                  misfire_grace_time=max(1, int(endpoint.interval.total_seconds())))
+            elif old.interval != endpoint.interval:
+                self._aps.reschedule_job(name, trigger=self._trigger(endpoint))
+        return added, changed, removed
+
+    def _trigger(self, endpoint: Endpoint) -> IntervalTrigger:
+        start = EPOCH + dt.timedelta(seconds=phase_s(endpoint))
+        return IntervalTrigger(seconds=endpoint.interval.total_seconds(), start_date=start, timezone=dt.UTC)
+
+    def lateness_s(self, endpoint: Endpoint, now: float) -> float:
+        """How late a run starting at unix time `now` is against its schedule."""
+        interval, phase = endpoint.interval.total_seconds(), phase_s(endpoint)
+        return (now - phase) % interval
+
+    async def _probe(self, name: str) -> None:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        host = host_of(endpoint)
+        per_host = self._per_host.get(host)
+        if per_host is None:
+            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        try:
+            async with self._global, per_host:
+                lateness = self.lateness_s(endpoint, time.time())
+                result = await CHECKS[endpoint.kind](endpoint, self.session)
+        except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
+            logger.info("probe abandoned at shutdown endpoint=%s", name)
+            return
+        self._record(endpoint, result, lateness)
+
+    def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:
+        endpoint_id = self.ids.get(endpoint.name)
+        if endpoint_id is None:
+            logger.error("probe result for an endpoint without id name=%s", endpoint.name)
+            return
+        row = result.to_row(endpoint_id, location=self.location, prober=self.prober)
+        if not self.writer.offer("probe_results", [row]):
+            logger.error("writer queue full, result not stored endpoint=%s queue_rows=%d",
+                         endpoint.name, self.writer.queue_rows)
+        for observer in self.observers:
+            observer(endpoint, result, lateness)
+        if not result.ok:
+            logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
+                        endpoint.name, result.error_kind, result.error, result.latency_ms)
+
+    def _on_skip(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        endpoint = self.endpoints.get(event.job_id)
+        if endpoint is None:
+            return
+        self.skipped += 1
+        reason = "previous check still running" if event.code == EVENT_JOB_MAX_INSTANCES else "run missed"
+        logger.warning("probe skipped endpoint=%s reason=%r", endpoint.name, reason)
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        when = times[-1] or dt.datetime.now(dt.UTC)
+        self._record(endpoint, ProbeResult.failed(when, "skipped", reason), None)

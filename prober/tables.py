@@ -1,0 +1,62 @@
+"""The tables the writer fills: their columns, which hold JSON, and the key that makes a replay idempotent."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[str, ...]
+    json_columns: frozenset[str]
+    # Client-generated uuid column: set when a row is offered, so a batch
+    # replayed after an unacknowledged commit is recognised by ON CONFLICT.
+    idempotency_key: str
+
+    def prepare(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with its idempotency key filled in; raises ValueError on unknown columns."""
+        unknown = row.keys() - self._allowed
+        if unknown:
+            raise ValueError(f"{self.name} has no column(s) {', '.join(sorted(unknown))}")
+        if row.get(self.idempotency_key) is None:
+            return {**row, self.idempotency_key: uuid.uuid4()}
+        return row
+
+    def values(self, columns: tuple[str, ...], row: dict[str, Any]) -> tuple[Any, ...]:
+        """Values in `columns` order, JSON columns wrapped for psycopg."""
+        return tuple(Jsonb(row[c]) if c in self.json_columns and row[c] is not None else row[c] for c in columns)
+
+    def order(self, keys: Any) -> tuple[str, ...]:
+        """The given column names in table order (a stable COPY column list)."""
+        return tuple(c for c in self.columns if c in keys)
+
+    @property
+    def _allowed(self) -> frozenset[str]:
+        return frozenset(self.columns)
+
+
+PROBE_RESULTS = Table(
+    name="probe_results",
+    columns=("time", "endpoint_id", "id", "location", "prober", "source", "ok", "status_code", "latency_ms",
+             "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "response_bytes", "final_url",
+             "cert_not_after", "error_kind", "error", "assertions"),
+    json_columns=frozenset({"assertions"}),
+    idempotency_key="id",
+)
+
+# "id" is an identity column filled by the server, so it is not writable here.
+REQUEST_LOGS = Table(
+    name="request_logs",
+    columns=("time", "service_id", "ingest_id", "method", "url", "path", "route", "status_code", "latency_ms",
+             "query_params", "request_headers", "request_body", "response_headers", "response_body", "error",
+             "source_ip", "user_id", "user_agent", "tags"),
+    json_columns=frozenset({"query_params", "request_headers", "response_headers", "tags"}),
+    idempotency_key="ingest_id",
+)
+
+TABLES = {t.name: t for t in (PROBE_RESULTS, REQUEST_LOGS)}

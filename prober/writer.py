@@ -1,0 +1,278 @@
+"""BatchWriter: a bounded queue of rows -> COPY in batches; spool to disk while the database is away.
+
+Rows are offered without waiting (`offer` returns False when the queue is
+full, so a caller can answer 503). A flusher task writes them every
+`flush_interval_s` or as soon as `batch_rows` are waiting. When the database
+cannot be reached, batches are appended to an fsync'd spool file and, from
+then on, every new batch goes behind them, so the database receives rows in
+the order they were offered. The spool is replayed with INSERT ... ON CONFLICT
+DO NOTHING on each row's client-generated uuid, so a batch whose commit was
+never acknowledged is not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from prober.copy import batches, copy_rows, insert_idempotent
+from prober.spool import Batch, Spool, encode
+from prober.tables import TABLES, Table
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[Batch], None]  # called after a batch is committed; must not block
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass
+class WriterStats:
+    """Counters for /metrics; rows are counted once each."""
+
+    rows_written: int = 0
+    rows_spooled: int = 0
+    rows_replayed: int = 0
+    rows_dropped: int = 0
+    rows_rejected: int = 0
+    rows_refused: int = 0  # offers refused because the queue was full
+    database_ok: bool = True
+    last_error: str = ""
+    last_cycle_at: float = 0.0
+
+
+class BatchWriter:
+    """The one writer of measurements; see the module docstring for its guarantees."""
+
+    def __init__(self, pool: AsyncConnectionPool, spool_dir: Path | str, *, batch_rows: int = 500,
+                 flush_interval_s: float = 1.0, queue_size: int = 50_000, spool_max_bytes: int = 256 * 1024 * 1024,
+                 connect_timeout_s: float = 2.0, retry_max_s: float = 5.0):
+        self.pool = pool
+        self.spool = Spool(Path(spool_dir), spool_max_bytes)
+        self.batch_rows = batch_rows
+        self.flush_interval_s = flush_interval_s
+        self.queue_size = queue_size
+        self.connect_timeout_s = connect_timeout_s
+        self.retry_max_s = retry_max_s
+        self.stats = WriterStats()
+        self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
+        self._queue: deque[tuple[Table, list[dict[str, Any]]]] = deque()
+        self._pending = 0
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Event] = []
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._retry_s = 0.0
+        self._last_drop_log = 0.0
+
+    @property
+    def queue_rows(self) -> int:
+        return self._pending
+
+    @property
+    def spool_bytes(self) -> int:
+        return self.spool.pending_bytes if self.spool.is_open else 0
+
+    def offer(self, table: str, rows: list[dict[str, Any]]) -> bool:
+        """Queue all `rows` for `table` or none of them; False when the queue lacks room. Never blocks.
+
+        Call from the event loop's thread. Raises ValueError for an unknown table or column (a bug).
+        """
+        spec = TABLES.get(table)
+        if spec is None:
+            raise ValueError(f"the writer does not write table {table!r}")
+        if self._stopping or self._pending + len(rows) > self.queue_size:
+            self.stats.rows_refused += len(rows)
+            return False
+        prepared = [spec.prepare(row) for row in rows]
+        if prepared:
+            self._queue.append((spec, prepared))
+            self._pending += len(prepared)
+            if self._pending >= self.batch_rows:
+                self._wake.set()
+        return True
+
+    async def start(self) -> None:
+        """Open (and lock) the spool, then start flushing; a spool left by a killed process is replayed first."""
+        self.spool.open()
+        if self.spool.pending_bytes:
+            logger.warning("spool found, replaying path=%s bytes=%d", self.spool.path, self.spool.pending_bytes)
+        self.stats.last_cycle_at = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name="batch-writer")
+
+    async def stop(self) -> None:
+        """Write everything queued; what the database cannot take now is spooled for the next start."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await self._task
+        finally:
+            self._task = None
+            left = self.spool.pending_bytes
+            self.spool.close()
+        logger.info("writer stopped rows_written=%d spool_bytes=%d", self.stats.rows_written, left)
+
+    async def flush(self) -> None:
+        """Wait until everything offered before this call has been written or spooled."""
+        if self._task is None or self._task.done():
+            return
+        done = asyncio.Event()
+        self._waiters.append(done)
+        self._wake.set()
+        await done.wait()
+
+    def stuck(self, now: float | None = None) -> bool:
+        """True when the flusher died or has not completed a cycle for a long while."""
+        if self._task is None or self._task.done():
+            return True
+        now = time.monotonic() if now is None else now
+        return now - self.stats.last_cycle_at > max(30.0, 10 * self.flush_interval_s)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            waiters, self._waiters = self._waiters, []
+            await self._cycle()
+            self.stats.last_cycle_at = time.monotonic()
+            for waiter in waiters:
+                waiter.set()
+            if self._stopping and not self._pending:
+                return
+
+    async def _cycle(self) -> None:
+        if self.spool.pending_bytes and not self._stopping and time.monotonic() >= self._retry_at:
+            await self._replay(deadline=time.monotonic() + 2.0)
+        while self._pending:
+            for table, rows in self._take(self.batch_rows):
+                await self._write_or_spool(table, rows)
+
+    def _take(self, limit: int) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """Up to `limit` rows from the head of the queue, split into runs of one table and one column set."""
+        taken: list[tuple[Table, list[dict[str, Any]]]] = []
+        count = 0
+        while self._queue and count < limit:
+            table, rows = self._queue.popleft()
+            if count + len(rows) > limit:
+                self._queue.appendleft((table, rows[limit - count:]))
+                rows = rows[: limit - count]
+            count += len(rows)
+            if taken and taken[-1][0] is table:
+                taken[-1][1].extend(rows)
+            else:
+                taken.append((table, list(rows)))
+        self._pending -= count
+        return taken
+
+    async def _write_or_spool(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        for batch in batches(table, rows):
+            if self.spool.pending_bytes or time.monotonic() < self._retry_at:
+                self._to_spool(batch)
+                continue
+            try:
+                await self._write(batch, replay=False)
+            except _UNREACHABLE as e:
+                self._unreachable(e)
+                self._to_spool(batch)
+            else:
+                self._reachable()
+                self.stats.rows_written += len(batch.rows)
+
+    async def _write(self, batch: Batch, *, replay: bool) -> None:
+        """Write one batch in one transaction; bad rows are set aside one by one, never retried forever."""
+        table = TABLES[batch.table]
+        async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
+            try:
+                async with conn.transaction():
+                    await (insert_idempotent(conn, batch) if replay else copy_rows(conn, batch))
+            except _UNREACHABLE:
+                raise
+            except psycopg.Error as e:
+                logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
+                               batch.table, len(batch.rows), _first_line(e))
+                await self._write_one_by_one(conn, batch)
+                return
+        for hook in self.hooks[table.name]:
+            hook(batch)
+
+    async def _write_one_by_one(self, conn: psycopg.AsyncConnection, batch: Batch) -> None:
+        for row in batch.rows:
+            single = Batch(batch.table, batch.columns, [row])
+            try:
+                async with conn.transaction():
+                    await insert_idempotent(conn, single)
+            except _UNREACHABLE:
+                raise
+            except psycopg.Error as e:
+                self.stats.rows_rejected += 1
+                logger.error("row rejected by the database, kept in %s table=%s error=%r",
+                             self.spool.directory / "rejected.jsonl", batch.table, _first_line(e))
+                self.spool.reject(encode(single), _first_line(e))
+                continue
+            for hook in self.hooks[batch.table]:
+                hook(single)
+
+    def _to_spool(self, batch: Batch) -> None:
+        if self.spool.append(encode(batch)):
+            self.stats.rows_spooled += len(batch.rows)
+            return
+        self.stats.rows_dropped += len(batch.rows)
+        now = time.monotonic()
+        if now - self._last_drop_log >= 10.0:
+            self._last_drop_log = now
+            logger.error("SPOOL FULL: dropping newest rows table=%s rows=%d dropped_total=%d spool_bytes=%d "
+                         "spool_max_bytes=%d path=%s", batch.table, len(batch.rows), self.stats.rows_dropped,
+                         self.spool.size, self.spool.max_bytes, self.spool.path)
+
+    async def _replay(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            batch, length = self.spool.read_next()
+            if batch is None:
+                return
+            try:
+                await self._write(batch, replay=True)
+            except _UNREACHABLE as e:
+                self._unreachable(e)
+                return
+            self._reachable()
+            self.spool.consumed(length)
+            self.stats.rows_replayed += len(batch.rows)
+            self.stats.rows_written += len(batch.rows)
+            if not self.spool.pending_bytes:
+                logger.info("spool replayed, writing directly again rows_replayed=%d", self.stats.rows_replayed)
+
+    def _unreachable(self, error: Exception) -> None:
+        self._retry_s = min(self.retry_max_s, max(0.2, self._retry_s * 2))
+        self._retry_at = time.monotonic() + self._retry_s
+        message = _first_line(error)
+        if self.stats.database_ok or message != self.stats.last_error:
+            logger.error("database unreachable, spooling to %s retry_in_s=%.1f error=%r",
+                         self.spool.path, self._retry_s, message)
+        self.stats.database_ok = False
+        self.stats.last_error = message
+
+    def _reachable(self) -> None:
+        if not self.stats.database_ok:
+            logger.info("database reachable again")
+        self.stats.database_ok = True
+        self._retry_s = 0.0
+        self._retry_at = 0.0
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,120 @@
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from prober.checks import http
+from prober.scheduler import Scheduler, Shard, phase_s
+from prober.writer import BatchWriter
+from tests.prober import targets
+from tests.prober.conftest import fetch
+from upwatch.catalog import sync_endpoints
+from upwatch.config.endpoints import Endpoint
+
+
+def endpoint(name: str, url: str, **fields: Any) -> Endpoint:
+    return Endpoint.model_validate({"name": name, "url": url, "interval": "1s", "timeout": "2s", **fields})
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    s = http.new_session()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def writer(pool: AsyncConnectionPool, tmp_path: Path) -> AsyncIterator[BatchWriter]:
+    w = BatchWriter(pool, tmp_path / "spool", flush_interval_s=0.05)
+    await w.start()
+    yield w
+    await w.stop()
+
+
+async def start(scheduler: Scheduler, pool: AsyncConnectionPool, endpoints: list[Endpoint]) -> None:
+    async with pool.connection() as conn:
+        report = await sync_endpoints(conn, endpoints)
+    scheduler.apply(endpoints, report.ids)
+    scheduler.start()
+
+
+def test_phases_are_deterministic_and_spread() -> None:
+    endpoints = [endpoint(f"ep{i}", "http://x.test/", interval="15s") for i in range(5000)]
+    phases = [phase_s(e) for e in endpoints]
+    assert phases == [phase_s(e) for e in endpoints]
+    per_second = [0] * 15
+    for p in phases:
+        assert 0 <= p < 15
+        per_second[int(p)] += 1
+    assert max(per_second) < 5000 / 15 * 1.25  # no second carries much more than its share
+
+
+def test_shards_split_endpoints_exactly_once() -> None:
+    names = [f"ep{i}" for i in range(3000)]
+    shards = [Shard.parse(f"{i}/3") for i in (1, 2, 3)]
+    owners = [[s.owns(n) for s in shards].count(True) for n in names]
+    assert owners == [1] * 3000
+    assert all(800 < sum(s.owns(n) for n in names) < 1200 for s in shards)
+    with pytest.raises(ValueError, match="must be i/n"):
+        Shard.parse("4/3")
+
+
+async def test_checks_run_on_schedule_and_are_stored(session: aiohttp.ClientSession, writer: BatchWriter,
+                                                    pool: AsyncConnectionPool, database_url: str) -> None:
+    lateness: list[float] = []
+    async with targets.serve(targets.app()) as base:
+        scheduler = Scheduler(session, writer, location="test-loc", prober="p1")
+        scheduler.observers.append(lambda e, r, late: lateness.append(late or 0.0))
+        await start(scheduler, pool, [endpoint("a", f"{base}/ok"), endpoint("b", f"{base}/status/503")])
+        await asyncio.sleep(2.05)
+        scheduler.shutdown()
+    await writer.flush()
+    rows = fetch(database_url, "SELECT e.name, r.ok, r.status_code, r.location, r.prober FROM probe_results r"
+                               " JOIN endpoints e ON e.id = r.endpoint_id ORDER BY r.time")
+    assert {r[0] for r in rows} == {"a", "b"} and 4 <= len(rows) <= 6
+    assert all((r[1], r[2]) == ((True, 200) if r[0] == "a" else (False, 503)) for r in rows)
+    assert all(r[3:] == ("test-loc", "p1") for r in rows)
+    assert max(lateness) < 0.1
+
+
+async def test_run_still_going_when_next_is_due_is_recorded_as_skipped(
+        session: aiohttp.ClientSession, writer: BatchWriter, pool: AsyncConnectionPool, database_url: str) -> None:
+    async with targets.serve(targets.app()) as base:
+        scheduler = Scheduler(session, writer, location="l", prober="p")
+        await start(scheduler, pool, [endpoint("stuck", f"{base}/hang", timeout="1500ms")])
+        await asyncio.sleep(2.0)
+        scheduler.shutdown()
+    await writer.flush()
+    kinds = [r[0] for r in fetch(database_url, "SELECT error_kind FROM probe_results ORDER BY time")]
+    assert "skipped" in kinds and scheduler.skipped >= 1
+
+
+async def test_per_host_cap_limits_concurrent_checks(session: aiohttp.ClientSession, writer: BatchWriter,
+                                                     pool: AsyncConnectionPool) -> None:
+    application = targets.app()
+    async with targets.serve(application) as base:
+        scheduler = Scheduler(session, writer, location="l", prober="p", per_host_concurrency=2)
+        await start(scheduler, pool, [endpoint(f"s{i}", f"{base}/slow") for i in range(6)])
+        deadline = time.monotonic() + 3
+        while application[targets.STATS].get("peak", 0) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        scheduler.shutdown()
+    assert application[targets.STATS]["peak"] == 2
+
+
+async def test_apply_adds_changes_and_removes_jobs(session: aiohttp.ClientSession, writer: BatchWriter) -> None:
+    scheduler = Scheduler(session, writer, location="l", prober="p")
+    first = [endpoint("a", "http://a.test/"), endpoint("b", "http://b.test/"), endpoint("push", None, kind="push",
+                                                                                        period="1m")]
+    assert scheduler.apply(first, {"a": 1, "b": 2, "push": 3}) == (["a", "b"], [], [])
+    second = [endpoint("a", "http://a.test/", interval="5s"), endpoint("c", "http://c.test/"),
+              endpoint("b", "http://b.test/", enabled=False)]
+    assert scheduler.apply(second, {"a": 1, "c": 4}) == (["c"], ["a"], ["b"])
+    assert sorted(j.id for j in scheduler._aps.get_jobs()) == ["a", "c"]
+    assert scheduler._aps.get_job("a").trigger.interval.total_seconds() == 5

@@ -1,0 +1,113 @@
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from prober import service
+from tests.prober import targets
+from tests.prober.conftest import fetch
+from upwatch import config as configuration
+from upwatch.runtime import Runtime
+
+
+def write_config(path: Path, base: str, port: int, names: list[str]) -> None:
+    endpoints = "".join(f"  - name: {n}\n    url: {base}/{'status/500' if n == 'b' else 'ok'}\n    interval: 1s\n"
+                        for n in names)
+    path.write_text(f"endpoints:\n{endpoints}"
+                    f"prober:\n  location: lab\n  instance: p1\n  data_dir: {path.parent / 'data'}\n"
+                    f"  config_poll_interval: 100ms\n  flush_interval: 100ms\n"
+                    f"push:\n  listen: 127.0.0.1:{port}\n")
+
+
+async def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0) -> None:
+    """Poll a plain or async predicate until it is true."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_service_probes_serves_metrics_and_reloads(tmp_path: Path, database_url: str, pool: AsyncConnectionPool,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    port = targets.closed_port()
+    async with targets.serve(targets.app()) as base, aiohttp.ClientSession() as client:
+        path = tmp_path / "upwatch.yaml"
+        write_config(path, base, port, ["a", "b"])
+        runtime = Runtime(configuration.load(path), path, database_url, pool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(runtime, stop))
+
+        async def metrics() -> str:
+            try:
+                async with client.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    return await resp.text()
+            except aiohttp.ClientConnectionError:
+                return ""
+
+        async def both_probed() -> bool:
+            text = await metrics()
+            return 'probe_success{endpoint="a"' in text and 'probe_success{endpoint="b"' in text
+
+        await wait_for(both_probed)
+        text = await metrics()
+        assert 'probe_success{endpoint="a",kind="http",location="lab"} 1' in text
+        assert 'probe_success{endpoint="b",kind="http",location="lab"} 0' in text
+        assert 'probe_http_status_code{endpoint="b",kind="http",location="lab"} 500' in text
+        assert 'probe_http_duration_seconds{endpoint="a",kind="http",location="lab",phase="processing"}' in text
+        assert "upwatch_prober_start_lateness_seconds_count" in text
+        async with client.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 200 and (await resp.json())["endpoints"] == 2
+
+        write_config(path, base, port, ["a", "c"])  # c added, b removed
+        await wait_for(lambda: "config reloaded added=1 changed=0 removed=1" in caplog.text)
+
+        async def c_probed() -> bool:
+            text = await metrics()
+            return 'probe_success{endpoint="c"' in text and 'endpoint="b"' not in text
+
+        await wait_for(c_probed)
+
+        path.write_text("endpoints:\n  - name: a\n    interval: -1s\n")
+        await wait_for(lambda: "config reload rejected" in caplog.text)
+        assert "endpoints[0].interval" in caplog.text
+        async with client.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 200 and (await resp.json())["endpoints"] == 2  # the old config keeps running
+
+        write_config(path, base, port, ["a", "c"])
+        await wait_for(lambda: caplog.text.count("config reloaded") == 2)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await wait_for(lambda: caplog.text.count("config reloaded") == 3)
+
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    rows = fetch(database_url, "SELECT e.name, count(*) FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id"
+                               " GROUP BY e.name ORDER BY e.name")
+    assert [r[0] for r in rows] == ["a", "b", "c"]
+    assert fetch(database_url, "SELECT enabled FROM endpoints WHERE name = 'b'") == [(False,)]
+
+
+async def test_listener_address_in_use_is_a_startup_error(tmp_path: Path, database_url: str,
+                                                          pool: AsyncConnectionPool) -> None:
+    async with targets.serve(targets.app()) as base:
+        port = int(base.rsplit(":", 1)[1])
+        path = tmp_path / "upwatch.yaml"
+        write_config(path, base, port, ["a"])
+        runtime = Runtime(configuration.load(path), path, database_url, pool)
+        with pytest.raises(OSError):
+            await service.run(runtime, asyncio.Event())
+    assert not (tmp_path / "data" / "spool" / "spool.jsonl").exists() or \
+        (tmp_path / "data" / "spool" / "spool.jsonl").stat().st_size == 0
