@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector import evaluation, synthetic
 from detector.backtest import replay
+from detector.incidents import GAP
 from detector.models import MODELS, reference
 from upwatch.config.detector import Detector
 
@@ -35,7 +36,7 @@ def run_one(args: tuple[int, float, str, dict]) -> evaluation.Outcome:
     settings = Detector(**overrides)
     # The reference knows nothing of incidents, so it learns from every row.
     result = replay(labelled.frame, settings, METHODS[method], exclude_claimed=method == "ours")
-    return evaluation.evaluate(labelled, result, gap=settings.incident_gap)
+    return evaluation.evaluate(labelled, result, gap=GAP)
 
 
 def main() -> None:

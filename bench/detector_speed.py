@@ -28,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector import artifacts, synthetic, training
-from detector.models import MODELS
+from detector.models import MODEL, MODELS
 from detector.scoring import judge
 from detector.series import Series
 from upwatch.config.detector import Detector
@@ -77,8 +77,8 @@ def main() -> None:
     print(f"training: {args.series} series x {rows:,} rows on {args.workers} workers: {train_s:.1f} s wall "
           f"({train_s / args.series:.2f} s per series), worker peak RSS {workers_rss:.0f} MB")
 
-    module = MODELS[settings.model]
-    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), settings.model, tuple(module.FEATURES))
+    module = MODELS[MODEL]
+    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), MODEL, tuple(module.FEATURES))
               for a in trained]
     series = Series("bench", "latency", "latency", "ms")
     per_series = []

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from detector import features as feature_set
-from detector.incidents import quarantine
-from detector.models import MODELS
+from detector.incidents import GAP, quarantine
+from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from upwatch.config.detector import Detector
 
@@ -40,7 +40,7 @@ def replay(
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
     reference method, which knows nothing of incidents.
     """
-    module = model if model is not None else MODELS[settings.model]
+    module = model if model is not None else MODELS[MODEL]
     prepared = feature_set.prepare(frame)
     feats = feature_set.compute(prepared, module.FEATURES)
     usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
@@ -78,7 +78,7 @@ def _fit(
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
     first = int(np.searchsorted(stamps, trained_at - np.timedelta64(settings.training_window), side="right"))
-    claimed = quarantine(stamps[first:cut], flags[first:cut], settings.incident_gap)
+    claimed = quarantine(stamps[first:cut], flags[first:cut], GAP)
     try:
         return module.train(feats.iloc[first:cut][usable[first:cut] & ~claimed], settings)
     except NotEnoughData as e:

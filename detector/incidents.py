@@ -9,6 +9,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+# Anomalous points of one series no further apart than this form one incident.
+GAP = timedelta(minutes=2)
+
 
 @dataclass(frozen=True)
 class Incident:

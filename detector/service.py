@@ -19,7 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from detector import artifacts, store, training
 from detector import series as series_sql
-from detector.models import MODELS
+from detector.incidents import GAP
+from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from detector.scoring import judge
 from detector.series import Series
@@ -60,7 +61,7 @@ class LiveDetector:
         async with self.pool.connection() as conn:
             found = await series_sql.discover(conn, self.settings.training_window)
             known = await store.saved(conn)
-        module = MODELS[self.settings.model]
+        module = MODELS[MODEL]
         for s in found:
             if s.key in self.states:
                 continue
@@ -68,7 +69,7 @@ class LiveDetector:
             state = State(s, version=saved.version if saved else 0, watermark=saved.watermark if saved else None)
             try:
                 state.artifact = await asyncio.to_thread(
-                    artifacts.load, artifacts.path_for(self.settings.model_dir, s.key), self.settings.model,
+                    artifacts.load, artifacts.path_for(self.settings.model_dir, s.key), MODEL,
                     tuple(module.FEATURES))
             except FileNotFoundError:
                 pass
@@ -123,7 +124,7 @@ class LiveDetector:
             async with self.cpu:
                 verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
         async with self.pool.connection() as conn, conn.transaction():
-            written = await store.record(conn, state.series, verdicts, state.artifact, self.settings.incident_gap) \
+            written = await store.record(conn, state.series, verdicts, state.artifact, GAP) \
                 if state.artifact is not None else 0
             await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
         state.watermark = newest
@@ -138,7 +139,7 @@ class LiveDetector:
         try:
             async with self.pool.connection() as conn:
                 frame = await series_sql.fetch(conn, state.series, now - window - training.LOOKBACK.to_pytimedelta(), now)
-                claimed = await store.claimed(conn, state.series.key, now - window, self.settings.incident_gap)
+                claimed = await store.claimed(conn, state.series.key, now - window, GAP)
             loop = asyncio.get_running_loop()
             artifact = await loop.run_in_executor(
                 self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,
@@ -172,7 +173,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
-        logger.info("detector started model=%s score_interval=%s retrain_interval=%s", settings.model,
+        logger.info("detector started model=%s score_interval=%s retrain_interval=%s", MODEL,
                     durations.format(settings.score_interval), durations.format(settings.retrain_interval))
         while not stop.is_set():
             await detector.tick(datetime.now(UTC))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from detector import artifacts, features
-from detector.models import MODELS
+from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from upwatch.config.detector import Detector
 
@@ -38,7 +38,7 @@ def fit(
 
     Raises NotEnoughData when fewer than settings.min_training_rows usable rows remain.
     """
-    module = MODELS[settings.model]
+    module = MODELS[MODEL]
     prepared = features.prepare(frame)
     if prepared.empty:
         raise NotEnoughData(f"0 usable rows, need {settings.min_training_rows}")
@@ -51,7 +51,7 @@ def fit(
     usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
     model = module.train(feats[keep & usable], settings)
     artifact = artifacts.Artifact(
-        model=model, model_name=settings.model, series=series, version=version,
+        model=model, model_name=MODEL, series=series, version=version,
         trained_at=trained_at.floor("us").to_pydatetime(), rows=model.rows, features=tuple(module.FEATURES),
         threshold=model.threshold,
     )

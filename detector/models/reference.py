@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from detector.features import REFERENCE_FEATURES
-from detector.models.isolation_forest import NotEnoughData, _matrix
+from detector.models.isolation_forest import RANDOM_STATE, NotEnoughData, _matrix
 from upwatch.config.detector import Detector
 
 FEATURES: tuple[str, ...] = REFERENCE_FEATURES
@@ -33,7 +33,7 @@ def train(features: pd.DataFrame, settings: Detector) -> Fitted:
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
-    forest = IsolationForest(n_estimators=100, contamination=0.1, random_state=settings.random_state)
+    forest = IsolationForest(n_estimators=100, contamination=0.1, random_state=RANDOM_STATE)
     forest.fit(x.to_numpy())
     return Fitted(forest=forest, features=FEATURES, rows=len(x), threshold=float(-forest.offset_))
 

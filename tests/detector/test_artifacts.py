@@ -17,7 +17,7 @@ from upwatch.config.detector import Detector
 def trained() -> tuple[isolation_forest.Fitted, pd.DataFrame]:
     frame = synthetic.generate(21, days=0.5, incidents_per_day=0).frame
     feats = features.compute(features.prepare(frame))
-    return isolation_forest.train(feats.iloc[:2000], Detector(min_training_rows=500, n_estimators=20)), feats
+    return isolation_forest.train(feats.iloc[:2000], Detector(min_training_rows=500)), feats
 
 
 def _artifact(model: isolation_forest.Fitted) -> artifacts.Artifact:

@@ -6,6 +6,7 @@ import pytest
 
 from detector import evaluation, synthetic
 from detector.backtest import replay
+from detector.incidents import GAP
 from detector.models import isolation_forest, reference
 from upwatch.config.detector import Detector
 
@@ -22,7 +23,7 @@ def labelled() -> list[synthetic.LabelledSeries]:
 def _figures(labelled: list[synthetic.LabelledSeries], model: object) -> dict[str, object]:
     outcomes = [
         evaluation.evaluate(s, replay(s.frame, SETTINGS, model, exclude_claimed=model is isolation_forest),  # type: ignore[arg-type]
-                            gap=SETTINGS.incident_gap)
+                            gap=GAP)
         for s in labelled
     ]
     return evaluation.summarize(outcomes)

@@ -37,7 +37,7 @@ async def endpoint(pool: AsyncConnectionPool) -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Detector:
-    return Detector(min_training_rows=500, n_estimators=50, model_dir=tmp_path / "models")
+    return Detector(min_training_rows=500, model_dir=tmp_path / "models")
 
 
 async def _anomalies(pool: AsyncConnectionPool) -> list[tuple]:  # type: ignore[type-arg]
@@ -136,7 +136,7 @@ async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
     from upwatch.config import Config
     from upwatch.runtime import Runtime
 
-    settings = Detector(score_interval="1s", min_training_rows=500, n_estimators=50, max_workers=1,
+    settings = Detector(score_interval="1s", min_training_rows=500, max_workers=1,
                         model_dir=tmp_path / "models")
     rng = np.random.default_rng(1)
     start = datetime.now(UTC) - timedelta(hours=3)
