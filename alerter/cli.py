@@ -5,41 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from upwatch import durations
+from upwatch.cli import print_table, with_connection
 
 T = TypeVar("T")
 STATES = ("pending", "sent", "failed", "suppressed")
-
-
-def _with_db(args: argparse.Namespace, work: Callable[[Any, Any], Awaitable[T]]) -> T:
-    """Run `work(conn, config)` against the configured (or embedded) database, migrated."""
-    from upwatch import db
-    from upwatch.cli import load_config
-    from upwatch.migrate import migrate
-    from upwatch.runtime import database
-
-    config, _ = load_config(args)
-
-    async def main(url: str) -> T:
-        await migrate(url, timescaledb=config.storage.timescaledb)
-        conn = await db.connect(url)
-        try:
-            return await work(conn, config)
-        finally:
-            await conn.close()
-
-    with database(config) as url:
-        return asyncio.run(main(url))
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _when(value: datetime | None) -> str:
@@ -49,7 +22,7 @@ def _when(value: datetime | None) -> str:
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     from alerter import outbox
 
-    alerts = _with_db(args, lambda conn, _: outbox.recent(conn, args.state, args.limit))
+    alerts = with_connection(args, lambda conn, _: outbox.recent(conn, args.state, args.limit))
     if not alerts:
         print("no alerts" + (f" in state {args.state}" if args.state else ""))
         return 0
@@ -58,7 +31,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         channel = a["channel"] + (f" ({','.join(a['recipients'])})" if a["recipients"] else "")
         rows.append((str(a["id"]), _when(a["created_at"]), a["state"], str(a["attempts"]), channel,
                      a["subject"], a["last_error"] or ""))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -97,7 +70,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         return 2
     window = maintenance.Window(args.name or "", starts, ends, endpoints=tuple(args.endpoint or ()),
                                 tags=tuple(args.tag or ()), source="cli")
-    wid = _with_db(args, lambda conn, _: maintenance.add(conn, window))
+    wid = with_connection(args, lambda conn, _: maintenance.add(conn, window))
     print(f"silence {wid} added: {_when(starts)} to {_when(ends)} UTC")
     return 0
 
@@ -105,7 +78,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
 def cmd_silence_list(args: argparse.Namespace) -> int:
     from alerter import maintenance
 
-    windows = _with_db(args, lambda conn, _: maintenance.load(conn))
+    windows = with_connection(args, lambda conn, _: maintenance.load(conn))
     if not windows:
         print("no silences")
         return 0
@@ -113,14 +86,14 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
     for w in windows:
         rows.append((str(w.id), w.name, _when(w.starts_at), _when(w.ends_at), ",".join(w.endpoints) or "*",
                      ",".join(w.tags)))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
 def cmd_silence_remove(args: argparse.Namespace) -> int:
     from alerter import maintenance
 
-    removed = _with_db(args, lambda conn, _: maintenance.remove(conn, args.id))
+    removed = with_connection(args, lambda conn, _: maintenance.remove(conn, args.id))
     if not removed:
         print(f"upwatch: no silence with id {args.id}", file=sys.stderr)
         return 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
+
+from psycopg import AsyncConnection
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,25 +19,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         .set_defaults(handler=cmd_status)
 
 
+async def _render(conn: AsyncConnection) -> str:
+    from detector.status import render, status
+
+    return render(await status(conn, datetime.now(UTC)))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Print per-series detector state; exit 0."""
-    from detector.status import render, status
-    from upwatch import db
-    from upwatch.cli import load_config
-    from upwatch.migrate import migrate
-    from upwatch.runtime import database
+    from upwatch.cli import with_connection
 
-    config, _ = load_config(args)
-
-    async def show(url: str) -> str:
-        # Same as every service at start: a database nobody has run against yet gets its tables.
-        await migrate(url, timescaledb=config.storage.timescaledb)
-        conn = await db.connect(url)
-        try:
-            return render(await status(conn, datetime.now(UTC)))
-        finally:
-            await conn.close()
-
-    with database(config) as url:
-        print(asyncio.run(show(url)))
+    print(with_connection(args, lambda conn, _config: _render(conn)))
     return 0

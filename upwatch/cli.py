@@ -7,10 +7,12 @@ import asyncio
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import load_dotenv
+from psycopg import AsyncConnection
 
 from upwatch import __version__, config as configuration, db, durations, logs
 from upwatch.config import Config, ConfigError
@@ -22,12 +24,37 @@ from upwatch.runtime import Service, database, report_config_error, run
 COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def load_config(args: argparse.Namespace) -> tuple[Config, Path]:
     """The config named by --config / $UPWATCH_CONFIG / ./upwatch.yaml."""
     path = configuration.resolve_path(args.config, os.environ)
     return configuration.load(path), path
+
+
+def with_connection(args: argparse.Namespace, work: Callable[[AsyncConnection, Config], Awaitable[T]]) -> T:
+    """Run `work(conn, config)` on the configured (or embedded) database, migrated first,
+    as every daemon does at start: a command may be the first thing run against a database."""
+    config, _ = load_config(args)
+
+    async def main(url: str) -> T:
+        await migrate(url, timescaledb=config.storage.timescaledb)
+        conn = await db.connect(url)
+        try:
+            return await work(conn, config)
+        finally:
+            await conn.close()
+
+    with database(config) as url:
+        return asyncio.run(main(url))
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Rows as left-aligned columns; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def services(names: Sequence[str]) -> dict[str, Service]:
@@ -58,9 +85,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         interval = durations.format(e.period) if e.kind == "push" and e.period else durations.format(e.interval)
         rows.append((e.name, e.kind, e.target, interval, durations.format(e.timeout), ",".join(e.tags),
                      "yes" if e.enabled else "no"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     enabled = sum(e.enabled for e in config.endpoints)
     print(f"\n{path}: OK, {len(config.endpoints)} endpoints ({enabled} enabled)")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -12,43 +11,22 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from prober.push import keys
+from upwatch.cli import print_table, with_connection
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 def _with_db(action: Callable[[AsyncConnection, argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
     """A handler that runs `action` on a migrated database connection; PushError -> exit 1."""
 
     def handler(args: argparse.Namespace) -> int:
-        from upwatch import db
-        from upwatch.cli import load_config
-        from upwatch.migrate import migrate
-        from upwatch.runtime import database
-
-        config, _ = load_config(args)
-
-        async def main(url: str) -> int:
-            await migrate(url, timescaledb=config.storage.timescaledb)
-            conn = await db.connect(url)
-            try:
-                return await action(conn, args)
-            finally:
-                await conn.close()
-
-        with database(config) as url:
-            try:
-                return asyncio.run(main(url))
-            except keys.PushError as e:
-                print(f"upwatch: {e}", file=sys.stderr)
-                return 1
+        try:
+            return with_connection(args, lambda conn, _config: action(conn, args))
+        except keys.PushError as e:
+            print(f"upwatch: {e}", file=sys.stderr)
+            return 1
 
     return handler
 
@@ -68,7 +46,7 @@ async def service_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
     for s in await keys.list_services(conn):
         rows.append((s["name"], str(s["active_keys"]), str(s["privacy_level"]), f"{s['retention_days']}d",
                      s["base_url"] or "-", _when(s["created_at"])))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -94,7 +72,7 @@ async def key_list(conn: AsyncConnection, args: argparse.Namespace) -> int:
     for k in await keys.list_keys(conn, args.service):
         rows.append((k["prefix"], k["name"] or "-", _when(k["created_at"]), _when(k["last_used_at"]),
                      _when(k["revoked_at"])))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
