@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from detector import artifacts, store, training
 from detector import series as series_sql
@@ -55,6 +57,7 @@ class LiveDetector:
         self.states: dict[str, State] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.cpu = asyncio.Semaphore(1)
+        self.refreshed_at: datetime | None = None
 
     async def refresh(self) -> None:
         """Pick up new series; load their saved watermark, version and model file."""
@@ -79,7 +82,11 @@ class LiveDetector:
 
     async def tick(self, now: datetime) -> int:
         """One scoring pass over every series, then start due trainings; returns anomalies written."""
-        await self.refresh()
+        # Passes can come every second (woken by new rows); looking for new series costs a
+        # scan of a week of request rollups, so it is done once per score_interval.
+        if self.refreshed_at is None or now - self.refreshed_at >= self.settings.score_interval:
+            await self.refresh()
+            self.refreshed_at = now
         # Series are independent: their database reads overlap, while judging (CPU, in a
         # thread so the loop stays responsive) runs one at a time: two threads were slower
         # than one on bench/detector_speed.py because of the GIL.
@@ -134,27 +141,32 @@ class LiveDetector:
         return written
 
     async def train(self, state: State, now: datetime) -> None:
-        """Fit in the process pool with the window's rows, minus past incidents; never raises for data problems."""
+        """Fit in the process pool with the window's rows, minus past incidents; never raises for data
+        problems or database errors (a failed training is tried again at the next due time)."""
         window = self.settings.training_window
         try:
+            try:
+                async with self.pool.connection() as conn:
+                    frame = await series_sql.fetch(conn, state.series, now - window - training.LOOKBACK.to_pytimedelta(), now)
+                    claimed = await store.claimed(conn, state.series.key, now - window, GAP)
+                loop = asyncio.get_running_loop()
+                artifact = await loop.run_in_executor(
+                    self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,
+                    self.settings.model_dir)
+            except NotEnoughData as e:
+                logger.info("detector not enough data series=%s reason=%r", state.series.key, str(e))
+                async with self.pool.connection() as conn:
+                    await store.save_model(conn, state.series, state.artifact, "learning" if state.artifact is None
+                                           else "ready")
+                return
+            state.artifact, state.version = artifact, artifact.version
             async with self.pool.connection() as conn:
-                frame = await series_sql.fetch(conn, state.series, now - window - training.LOOKBACK.to_pytimedelta(), now)
-                claimed = await store.claimed(conn, state.series.key, now - window, GAP)
-            loop = asyncio.get_running_loop()
-            artifact = await loop.run_in_executor(
-                self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,
-                self.settings.model_dir)
-        except NotEnoughData as e:
-            logger.info("detector not enough data series=%s reason=%r", state.series.key, str(e))
-            async with self.pool.connection() as conn:
-                await store.save_model(conn, state.series, state.artifact, "learning" if state.artifact is None
-                                       else "ready")
+                await store.save_model(conn, state.series, artifact, "ready")
+        except (psycopg.Error, PoolTimeout) as e:
+            logger.warning("detector training failed series=%s error=%r", state.series.key, _first_line(e))
             return
         finally:
             state.training = False
-        state.artifact, state.version = artifact, artifact.version
-        async with self.pool.connection() as conn:
-            await store.save_model(conn, state.series, artifact, "ready")
         logger.info("detector trained series=%s version=%d rows=%d", state.series.key, artifact.version, artifact.rows)
 
     async def drain(self) -> None:
@@ -163,25 +175,68 @@ class LiveDetector:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
+ROWS_CHANNEL = "upwatch_rows"  # the prober's writer notifies here after each committed batch
+MIN_PASS_GAP_S = 0.5
+
+
+async def listen(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set `wake` whenever new probe results are committed; reconnect after database errors."""
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {ROWS_CHANNEL}")
+                wake.set()  # rows may have landed while we were not listening
+                while not stop.is_set():
+                    async for note in conn.notifies(timeout=1.0):
+                        if note.payload == "probe_results":
+                            wake.set()
+        except psycopg.Error as e:
+            logger.warning("detector listen failed, retrying error=%r", _first_line(e))
+            await _pause(stop, None, 2.0)
+
+
+async def _pause(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:
+    """Wait until `stop`, `wake` (if given) or `timeout_s`, whichever comes first."""
+    waiters = [asyncio.create_task(stop.wait())] + ([asyncio.create_task(wake.wait())] if wake else [])
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run until `stop` is set: score every score_interval, train off the event loop."""
+    """Run until `stop` is set: score when rows land (and every score_interval), train off the event loop."""
     settings = runtime.config.detector
     if not settings.enabled:
         logger.info("detector disabled")
         await stop.wait()
         return
     context = multiprocessing.get_context("spawn")
+    wake = asyncio.Event()
+    listener = asyncio.create_task(listen(runtime.database_url, wake, stop), name="detector-listen")
     with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
         logger.info("detector started model=%s score_interval=%s retrain_interval=%s", MODEL,
                     durations.format(settings.score_interval), durations.format(settings.retrain_interval))
         while not stop.is_set():
-            await detector.tick(datetime.now(UTC))
+            wake.clear()
+            started = time.monotonic()
             try:
-                await asyncio.wait_for(stop.wait(), settings.score_interval.total_seconds())
-            except TimeoutError:
-                pass
+                await detector.tick(datetime.now(UTC))
+            except (psycopg.Error, PoolTimeout) as e:
+                logger.warning("detector pass failed, retrying error=%r", _first_line(e))
+            # At most half the time in passes, however often rows land.
+            await _pause(stop, None, max(MIN_PASS_GAP_S, time.monotonic() - started))
+            await _pause(stop, wake, settings.score_interval.total_seconds())
         for task in detector.tasks:
             task.cancel()
         await asyncio.gather(*detector.tasks, return_exceptions=True)
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
     logger.info("detector stopped")

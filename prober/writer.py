@@ -49,6 +49,9 @@ class WriterStats:
     last_cycle_at: float = 0.0
 
 
+ROWS_CHANNEL = "upwatch_rows"  # NOTIFY channel; the payload is the table name
+
+
 class BatchWriter:
     """The one writer of measurements; see the module docstring for its guarantees."""
 
@@ -199,6 +202,8 @@ class BatchWriter:
             try:
                 async with conn.transaction():
                     await (insert_idempotent(conn, batch) if replay else copy_rows(conn, batch))
+                    # Delivered on commit: the detector scores new rows now, not at its next poll.
+                    await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:

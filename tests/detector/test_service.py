@@ -160,3 +160,99 @@ async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
     stop.set()
     await asyncio.wait_for(task, 10)
     assert (tmp_path / "models").is_dir() and any((tmp_path / "models").iterdir())
+
+
+async def _until(pool: AsyncConnectionPool, query: str, timeout_s: float) -> None:
+    import asyncio
+
+    for _ in range(int(timeout_s * 20)):
+        async with pool.connection() as conn:
+            if (await (await conn.execute(query)).fetchone() or [False])[0]:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {query}")
+
+
+@pytest.mark.timeout(60)
+async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
+    pool: AsyncConnectionPool, database_url: str, endpoint: int, tmp_path: Path
+) -> None:
+    """The writer notifies on commit, so the default 15 s score_interval is only a fallback."""
+    import asyncio
+    import time
+
+    from detector.service import run
+    from prober.writer import BatchWriter
+    from upwatch.config import Config
+    from upwatch.runtime import Runtime
+
+    settings = Detector(min_training_rows=500, max_workers=1, model_dir=tmp_path / "models")
+    assert settings.score_interval == timedelta(seconds=15)
+    rng = np.random.default_rng(2)
+    start = datetime.now(UTC) - timedelta(hours=3)
+    history = [start + timedelta(seconds=15 * i) for i in range(715)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    writer = BatchWriter(pool, tmp_path / "spool", flush_interval_s=0.2)
+    await writer.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool), stop))
+    try:
+        await _until(pool, f"SELECT status = 'ready' FROM detector_models WHERE series = '{SERIES}'", 40)
+        await asyncio.sleep(1.0)  # let the pass that follows training go by
+        landed = datetime.now(UTC)
+        offered = time.monotonic()
+        rows = [{"time": landed - timedelta(seconds=3 - 0.5 * i), "endpoint_id": endpoint, "id": uuid.uuid4(),
+                 "ok": True, "latency_ms": 1500.0} for i in range(6)]
+        assert writer.offer("probe_results", rows)
+        await _until(pool, f"SELECT count(*) > 0 FROM anomalies WHERE series = '{SERIES}'", 5)
+        assert time.monotonic() - offered < 2.0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await writer.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_detector_keeps_running_through_a_database_outage(
+    server_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from detector.service import run
+    from upwatch.config import Config
+    from upwatch.db import open_pool
+    from upwatch.embedded import EmbeddedPostgres
+    from upwatch.migrate import migrate
+    from upwatch.runtime import Runtime
+
+    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
+    url = server.start()
+    stop = asyncio.Event()
+    try:
+        await migrate(url)
+        pool = await open_pool(url, max_size=4)
+        pool.timeout = 1.0
+        async with pool.connection() as conn:
+            cur = await conn.execute("INSERT INTO endpoints (name, kind) VALUES ('api', 'http') RETURNING id")
+            endpoint = (await cur.fetchone())[0]  # type: ignore[index]
+        now = datetime.now(UTC)
+        await _add_checks(pool, endpoint, [now - timedelta(seconds=60 - i) for i in range(10)], [100.0] * 10)
+        settings = Detector(score_interval="1s", max_workers=1, model_dir=tmp_path / "models")
+        task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "u.yaml", url, pool), stop))
+        await _until(pool, f"SELECT watermark IS NOT NULL FROM detector_models WHERE series = '{SERIES}'", 20)
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="detector.service"):
+            await asyncio.sleep(3)
+        assert not task.done(), "the detector must outlive a database outage"
+        assert any("failed, retrying" in r.getMessage() for r in caplog.records)
+        server.start()
+        later = datetime.now(UTC)
+        await _add_checks(pool, endpoint, [later], [100.0])
+        await _until(pool, f"SELECT watermark >= '{later.isoformat()}' FROM detector_models WHERE series = '{SERIES}'", 20)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await pool.close()
+    finally:
+        stop.set()
+        server.stop()
