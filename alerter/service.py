@@ -14,29 +14,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerter import evaluate, outbox
 from upwatch.config.alerting import Alerting
-from upwatch.runtime import Runtime
+from upwatch.db import error_summary
+from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
 
 DB_RETRY_MAX_S = 10.0
-
-
-async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
-    """Sleep up to `seconds`, returning early on stop (or wake)."""
-    events = [stop] + ([wake] if wake is not None else [])
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    if wake is not None:
-        wake.clear()
-
-
-def _database_problem(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 async def evaluate_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asyncio.Event,
@@ -50,7 +33,7 @@ async def evaluate_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asy
             report = await evaluate.run_once(pool, alerting, rules_due)
         except (psycopg.Error, PoolTimeout) as e:
             delay = min(DB_RETRY_MAX_S, delay * 2)
-            logger.warning("alerter evaluation failed, retrying in %.1f s error=%r", delay, _database_problem(e))
+            logger.warning("alerter evaluation failed, retrying in %.1f s error=%r", delay, error_summary(e))
         else:
             delay = interval
             if rules_due and not report.skipped:
@@ -65,11 +48,12 @@ async def deliver_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asyn
     """Deliver due outbox rows one message at a time; sleep when nothing is due."""
     poll, delay = alerting.delivery.poll_interval.total_seconds(), 0.0
     while not stop.is_set():
+        wake.clear()
         try:
             carried = await outbox.deliver_next(pool, alerting)
         except (psycopg.Error, PoolTimeout) as e:
             delay = min(DB_RETRY_MAX_S, max(poll, delay * 2))
-            logger.warning("alerter delivery paused, retrying in %.1f s error=%r", delay, _database_problem(e))
+            logger.warning("alerter delivery paused, retrying in %.1f s error=%r", delay, error_summary(e))
             await pause(stop, delay)
             continue
         delay = 0.0

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from detector import artifacts, store, training
@@ -28,7 +29,8 @@ from detector.scoring import judge
 from detector.series import Series
 from upwatch import durations
 from upwatch.config.detector import Detector
-from upwatch.runtime import Runtime
+from upwatch.db import ROWS_CHANNEL, error_summary
+from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,7 @@ class LiveDetector:
             async with self.pool.connection() as conn:
                 await store.save_model(conn, state.series, artifact, "ready")
         except (psycopg.Error, PoolTimeout) as e:
-            logger.warning("detector training failed series=%s error=%r", state.series.key, _first_line(e))
+            logger.warning("detector training failed series=%s error=%r", state.series.key, error_summary(e))
             return
         finally:
             state.training = False
@@ -175,7 +177,6 @@ class LiveDetector:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
-ROWS_CHANNEL = "upwatch_rows"  # the prober's writer notifies here after each committed batch
 MIN_PASS_GAP_S = 0.5
 
 
@@ -184,30 +185,15 @@ async def listen(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f"LISTEN {ROWS_CHANNEL}")
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(ROWS_CHANNEL)))
                 wake.set()  # rows may have landed while we were not listening
                 while not stop.is_set():
                     async for note in conn.notifies(timeout=1.0):
                         if note.payload == "probe_results":
                             wake.set()
         except psycopg.Error as e:
-            logger.warning("detector listen failed, retrying error=%r", _first_line(e))
-            await _pause(stop, None, 2.0)
-
-
-async def _pause(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:
-    """Wait until `stop`, `wake` (if given) or `timeout_s`, whichever comes first."""
-    waiters = [asyncio.create_task(stop.wait())] + ([asyncio.create_task(wake.wait())] if wake else [])
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+            logger.warning("detector listen failed, retrying error=%r", error_summary(e))
+            await pause(stop, 2.0)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
@@ -230,10 +216,10 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
             try:
                 await detector.tick(datetime.now(UTC))
             except (psycopg.Error, PoolTimeout) as e:
-                logger.warning("detector pass failed, retrying error=%r", _first_line(e))
+                logger.warning("detector pass failed, retrying error=%r", error_summary(e))
             # At most half the time in passes, however often rows land.
-            await _pause(stop, None, max(MIN_PASS_GAP_S, time.monotonic() - started))
-            await _pause(stop, wake, settings.score_interval.total_seconds())
+            await pause(stop, max(MIN_PASS_GAP_S, time.monotonic() - started))
+            await pause(stop, settings.score_interval.total_seconds(), wake)
         for task in detector.tasks:
             task.cancel()
         await asyncio.gather(*detector.tasks, return_exceptions=True)

@@ -24,7 +24,8 @@ from prober.writer import BatchWriter
 from upwatch import config as configuration
 from upwatch.catalog import sync_endpoints
 from upwatch.config import Config, ConfigError
-from upwatch.runtime import Runtime
+from upwatch.db import error_summary
+from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,7 @@ class ProberService:
         next_heartbeat = next_rollup = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stop, self.reload_requested), p.config_poll_interval.total_seconds())
+            await pause(stop, p.config_poll_interval.total_seconds(), self.reload_requested)
             if stop.is_set():
                 return
             if self.reload_requested.is_set() or fingerprint(self.runtime.config_path) != self._fingerprint:
@@ -107,7 +107,7 @@ class ProberService:
         try:
             ids = await self._sync(new)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            logger.error("config reload deferred: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+            logger.error("config reload deferred: database unavailable error=%r", error_summary(e))
             self._fingerprint = ""  # try again at the next poll
             return False
         added, changed, removed = self._apply(new, ids)
@@ -142,23 +142,14 @@ class ProberService:
         try:
             await self.heartbeats.check(dt.datetime.now(dt.UTC))
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            logger.warning("heartbeat check skipped: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
+            logger.warning("heartbeat check skipped: database unavailable error=%r", error_summary(e))
 
 
     async def _roll_up(self) -> None:
         try:
             await self.rollups.tick(dt.datetime.now(dt.UTC))
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            logger.warning("rollup deferred: database unavailable error=%r", str(e).splitlines()[0] if str(e) else e)
-
-
-async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
-    tasks = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
+            logger.warning("rollup deferred: database unavailable error=%r", error_summary(e))
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:

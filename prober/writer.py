@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from prober.copy import batches, copy_rows, insert_idempotent
 from prober.spool import Batch, Spool, encode
 from prober.tables import TABLES, Table
+from upwatch.db import ROWS_CHANNEL, error_summary
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,6 @@ class WriterStats:
     database_ok: bool = True
     last_error: str = ""
     last_cycle_at: float = 0.0
-
-
-ROWS_CHANNEL = "upwatch_rows"  # NOTIFY channel; the payload is the table name
 
 
 class BatchWriter:
@@ -208,7 +206,7 @@ class BatchWriter:
                 raise
             except psycopg.Error as e:
                 logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
-                               batch.table, len(batch.rows), _first_line(e))
+                               batch.table, len(batch.rows), error_summary(e))
                 await self._write_one_by_one(conn, batch)
                 return
         for hook in self.hooks[table.name]:
@@ -225,8 +223,8 @@ class BatchWriter:
             except psycopg.Error as e:
                 self.stats.rows_rejected += 1
                 logger.error("row rejected by the database, kept in %s table=%s error=%r",
-                             self.spool.directory / "rejected.jsonl", batch.table, _first_line(e))
-                self.spool.reject(encode(single), _first_line(e))
+                             self.spool.directory / "rejected.jsonl", batch.table, error_summary(e))
+                self.spool.reject(encode(single), error_summary(e))
                 continue
             for hook in self.hooks[batch.table]:
                 hook(single)
@@ -263,7 +261,7 @@ class BatchWriter:
     def _unreachable(self, error: Exception) -> None:
         self._retry_s = min(self.retry_max_s, max(0.2, self._retry_s * 2))
         self._retry_at = time.monotonic() + self._retry_s
-        message = _first_line(error)
+        message = error_summary(error)
         if self.stats.database_ok or message != self.stats.last_error:
             logger.error("database unreachable, spooling to %s retry_in_s=%.1f error=%r",
                          self.spool.path, self._retry_s, message)
@@ -276,8 +274,3 @@ class BatchWriter:
         self.stats.database_ok = True
         self._retry_s = 0.0
         self._retry_at = 0.0
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -13,6 +13,17 @@ from psycopg_pool import AsyncConnectionPool
 logger = logging.getLogger(__name__)
 
 
+# NOTIFY channel the prober's writer signals after each committed batch (payload: the table
+# name); the detector listens to score new rows at once.
+ROWS_CHANNEL = "upwatch_rows"
+
+
+def error_summary(error: BaseException) -> str:
+    """The first line of a library error, for one-line log fields and messages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached; the message names where we tried."""
 
@@ -35,8 +46,7 @@ async def connect(url: str, *, autocommit: bool = True, timeout_s: float = 5.0) 
     try:
         return await psycopg.AsyncConnection.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout_s)))
     except psycopg.OperationalError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatabaseUnavailable(f"cannot connect to database at {describe(url)}: {first}") from None
+        raise DatabaseUnavailable(f"cannot connect to database at {describe(url)}: {error_summary(e)}") from None
 
 
 async def wait_until_reachable(url: str, *, attempts: int = 5, delay_s: float = 1.0) -> None:

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class EmbeddedPostgres:
             try:
                 with psycopg.connect(self.url_for("postgres"), autocommit=True, connect_timeout=5) as conn:
                     if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
-                        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
                     return
             except psycopg.errors.DuplicateDatabase:
                 return

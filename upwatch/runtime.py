@@ -108,6 +108,19 @@ def run(config: Config, config_path: Path, services: dict[str, Service]) -> int:
     return 0
 
 
+async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Sleep up to `seconds`, returning early when `stop` (or `wake`) is set. `wake` is left as it is:
+    the caller clears it where it starts looking for work, so a wake-up during that work is not lost."""
+    events = [stop] + ([wake] if wake is not None else [])
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 def report_config_error(error: ConfigError) -> int:
     print(error, file=sys.stderr)
     return 2

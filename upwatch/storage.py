@@ -12,7 +12,8 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from upwatch.config.storage import Retention
-from upwatch.db import timescaledb_active
+from upwatch.db import error_summary, timescaledb_active
+from upwatch.runtime import pause
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +86,8 @@ async def _repeat(name: str, job: Callable[[], Awaitable[object]], every: timede
         try:
             await job()
         except (psycopg.Error, PoolTimeout) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            logger.warning("%s failed, retrying in %s error=%r", name, every, first)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every.total_seconds())
-        except TimeoutError:
-            pass
+            logger.warning("%s failed, retrying in %s error=%r", name, every, error_summary(e))
+        await pause(stop, every.total_seconds())
 
 
 async def run_retention(pool: AsyncConnectionPool, retention: Retention, stop: asyncio.Event,

@@ -30,7 +30,7 @@ from prober.push.bodies import Refusal
 from prober.push.keys import Caller, KeyStore
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
-from upwatch.db import DatabaseUnavailable
+from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")})
     except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
         logger.warning("push request failed, database unavailable path=%s error=%r", request.path,
-                       str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+                       error_summary(e))
         return web.json_response({"error": "database unavailable; retry later"}, status=503,
                                  headers={"Retry-After": "5"})
 
@@ -183,7 +183,7 @@ async def _tick(context: Context, *, rollup_too: bool) -> None:
         if rollup_too:
             await rollup.update(context.runtime.pool)
     except (psycopg.Error, psycopg_pool.PoolTimeout, DatabaseUnavailable) as e:
-        logger.warning("push maintenance failed, will retry error=%r", str(e).splitlines()[0] if str(e) else e)
+        logger.warning("push maintenance failed, will retry error=%r", error_summary(e))
 
 
 def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = None,
