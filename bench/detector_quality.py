@@ -1,6 +1,6 @@
 """Quality benchmark: our detector vs the reference method on labelled synthetic series.
 
-    python bench/detector_quality.py                    # 16 series x 4 days, about 6 minutes on 2 cores
+    python bench/detector_quality.py                    # 16 series x 4 days, about 4 minutes on 2 cores
     python bench/detector_quality.py --series 6 --days 3 --workers 1
 
 Prints incident recall (overall and per kind), false alarms per series-day outside
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=16)
     parser.add_argument("--days", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=5000,
-                        help="first series seed; 1000-1011 were used to tune, so the default is held out")
+                        help="first series seed; 1000-1015 were used to tune, so the default (5000) is held out")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--methods", default="ours,reference")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -22,7 +22,7 @@ import sklearn
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: models carry a per-feature envelope
 
 
 class ArtifactError(Exception):

@@ -153,6 +153,12 @@ def _z_persist(w: Window) -> pd.Series:
     return _worse(w.robust_z.rolling(3, min_periods=1).median())
 
 
+def _z_run3(w: Window) -> pd.Series:
+    # The lowest of the last three z-scores: high only when three checks in a row are far out,
+    # so two benign stray points that happen to be adjacent never raise it.
+    return _worse(w.robust_z.rolling(3, min_periods=3).min().fillna(0.0))
+
+
 def _level_z_day(w: Window) -> pd.Series:
     baseline = w.season_median.fillna(w.long_median)
     return _worse(((w.recent_median - baseline) / w.base_scale).fillna(0.0))
@@ -176,6 +182,7 @@ FEATURES: dict[str, Feature] = {
         Feature("weekday", _weekday, "plain", "weekday"),
         # Robust additions that earned their place on bench/detector_quality.py.
         Feature("robust_z_persist", _z_persist, "value", "value vs last 60 points"),
+        Feature("robust_z_run3", _z_run3, "value", "three values in a row vs last 60 points"),
         Feature("level_z_day", _level_z_day, "level", "level vs same time yesterday"),
         Feature("spread_ratio", _spread_ratio, "spread", "spread vs last 6 h"),
     )

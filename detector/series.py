@@ -85,3 +85,13 @@ async def fetch(conn: AsyncConnection, series: Series, since: datetime, until: d
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     return frame
+
+
+async def endpoints_with_new_latency(conn: AsyncConnection, watermarks: dict[int, datetime]) -> list[int]:
+    """Endpoints with a latency row past their watermark: one query (an index probe per endpoint)."""
+    ids = sorted(watermarks)
+    cur = await conn.execute(
+        "SELECT e.id FROM unnest(%s::int[], %s::timestamptz[]) AS e(id, since) WHERE EXISTS ("
+        " SELECT 1 FROM probe_results p WHERE p.endpoint_id = e.id AND p.time > e.since AND p.ok"
+        " AND p.latency_ms IS NOT NULL)", (ids, [watermarks[i] for i in ids]))
+    return [int(row[0]) for row in await cur.fetchall()]

@@ -90,3 +90,22 @@ def test_reason_names_the_value_and_its_usual_range(planted: tuple[pd.DataFrame,
     assert text.startswith(f"latency {row['value']:,.0f} ms, usually ")
     low, high = text.split("usually ")[1].removesuffix(" ms").split("–")
     assert float(low.replace(",", "")) < float(high.replace(",", "")) < row["value"]
+
+
+@pytest.mark.parametrize("factor", [4.0, 20.0, 100.0], ids=["4x", "20x", "100x"])
+def test_a_short_spike_beyond_the_training_range_is_flagged_and_ranked_by_size(
+    planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted, factor: float
+) -> None:
+    """A forest alone scores every point beyond its training range alike; the envelope keeps growing."""
+    frame = synthetic.generate(11, days=2, incidents_per_day=0).frame
+    frame = frame.assign(value=frame["value"].astype(float))
+    spike = [9500, 9501, 9502]
+    smaller = frame.copy()
+    smaller.loc[spike, "value"] *= factor / 2
+    bigger = frame.copy()
+    bigger.loc[spike, "value"] *= factor
+    low, high = (isolation_forest.score(fitted, features.compute(features.prepare(f)).loc[spike])
+                 for f in (smaller, bigger))
+    assert high.iloc[-1] >= fitted.threshold
+    assert high.iloc[-1] > low.iloc[-1]
+    assert isolation_forest.beyond(fitted, features.compute(features.prepare(bigger)).loc[[9500]]).item() < 0.5

@@ -32,8 +32,12 @@ def _figures(labelled: list[synthetic.LabelledSeries], model: object) -> dict[st
 @pytest.mark.timeout(60)
 def test_detector_finds_incidents_without_crying_wolf(labelled: list[synthetic.LabelledSeries]) -> None:
     ours = _figures(labelled, isolation_forest)
-    assert ours["incidents"] >= 5
-    assert ours["recall"] >= 0.75
-    assert ours["false_alarms_per_series_day"] <= 0.6
+    # On these seeds: 12 of 12 incidents (3 spikes), no false alarm in 4.5 series-days.
+    assert ours["incidents"] >= 10
+    assert ours["recall"] >= 0.9
+    assert ours["false_alarms_per_series_day"] <= 0.25
+    # Short spikes were the weak kind before the envelope (a forest scores every point
+    # beyond its training range alike).
+    assert ours["by_kind"]["spike"]["recall"] >= 0.66
     reference_figures = _figures(labelled[:1], reference)
     assert reference_figures["false_alarms_per_series_day"] >= 20

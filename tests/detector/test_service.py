@@ -93,6 +93,47 @@ async def test_live_detector_trains_scores_and_survives_a_restart(
     executor.shutdown()
 
 
+@pytest.mark.timeout(60)
+async def test_a_pass_between_full_passes_judges_the_endpoints_that_got_rows(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    rng = np.random.default_rng(3)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)
+    await live.drain()
+    fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(8)]
+    await _add_checks(pool, endpoint, fresh, [100.0, 100.0] + [900.0] * 6)
+    # One second after a full pass, well inside score_interval: only rows found by the one query are read.
+    written = await live.tick(now + timedelta(seconds=1))
+    assert written == len(await _anomalies(pool)) >= 3
+    assert live.states[SERIES].watermark == fresh[-1]
+    assert live.states["endpoint:api:failure_rate"].watermark is None or \
+        live.states["endpoint:api:failure_rate"].watermark < fresh[0]
+    executor.shutdown()
+
+
+async def test_endpoints_with_new_latency_finds_successful_checks_past_each_watermark(
+    pool: AsyncConnectionPool, endpoint: int
+) -> None:
+    from detector.series import endpoints_with_new_latency
+
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES ('web', 'http', 'http://127.0.0.1/')"
+                                 " RETURNING id")
+        other = int((await cur.fetchone() or [0])[0])
+        now = datetime.now(UTC).replace(microsecond=0)
+        await _add_checks(pool, endpoint, [now - timedelta(seconds=30), now], [100.0, 110.0])
+        await conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok) VALUES (%s, %s, %s, false)",
+                           (now, other, uuid.uuid4()))
+        assert await endpoints_with_new_latency(conn, {endpoint: now - timedelta(seconds=15), other: now - timedelta(hours=1)}) \
+            == [endpoint]
+        assert await endpoints_with_new_latency(conn, {endpoint: now, other: now - timedelta(hours=1)}) == []
+
+
 async def test_corrupt_model_file_is_retrained_not_fatal(pool: AsyncConnectionPool, endpoint: int, settings: Detector) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     times = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(600)]
