@@ -68,7 +68,12 @@ class BatchWriter:
         self._queue: deque[Batch] = deque()
         self._pending = 0
         self._wake = asyncio.Event()
-        self._waiters: list[asyncio.Event] = []
+        self._waiters: list[asyncio.Event] = []  # released when the next whole cycle is done
+        # (rows, event): released as soon as that many rows, counted in queue order, are written or
+        # spooled, so a durable push is answered after its own commit rather than after the whole backlog.
+        self._row_waiters: deque[tuple[int, asyncio.Event]] = deque()
+        self._offered = 0
+        self._done = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
@@ -118,6 +123,7 @@ class BatchWriter:
         if batch.rows:
             self._queue.append(batch)
             self._pending += len(batch.rows)
+            self._offered += len(batch.rows)
             if self._pending >= self.batch_rows:
                 self._wake.set()
 
@@ -144,11 +150,15 @@ class BatchWriter:
         logger.info("writer stopped rows_written=%d spool_bytes=%d", self.stats.rows_written, left)
 
     async def flush(self) -> None:
-        """Wait until everything offered before this call has been written or spooled."""
+        """Wait until everything offered before this call has been written or spooled (with nothing
+        queued: until one more cycle, which also replays the spool if the database is back)."""
         if self._task is None or self._task.done():
             return
         done = asyncio.Event()
-        self._waiters.append(done)
+        if self._offered > self._done:
+            self._row_waiters.append((self._offered, done))
+        else:
+            self._waiters.append(done)
         self._wake.set()
         await done.wait()
 
@@ -204,15 +214,18 @@ class BatchWriter:
     async def _write_or_spool(self, batch: Batch) -> None:
         if self.spool.pending_bytes or time.monotonic() < self._retry_at:
             self._to_spool(batch)
-            return
-        try:
-            await self._write(batch, replay=False)
-        except _UNREACHABLE as e:
-            self._unreachable(e)
-            self._to_spool(batch)
         else:
-            self._reachable()
-            self.stats.rows_written += len(batch.rows)
+            try:
+                await self._write(batch, replay=False)
+            except _UNREACHABLE as e:
+                self._unreachable(e)
+                self._to_spool(batch)
+            else:
+                self._reachable()
+                self.stats.rows_written += len(batch.rows)
+        self._done += len(batch.rows)
+        while self._row_waiters and self._row_waiters[0][0] <= self._done:
+            self._row_waiters.popleft()[1].set()
 
     async def _write(self, batch: Batch, *, replay: bool) -> None:
         """Write one batch in one transaction; bad rows are set aside one by one, never retried forever."""

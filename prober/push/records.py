@@ -7,7 +7,6 @@ for PostgreSQL (no NUL characters, no lone surrogates).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, to_json
 
 from prober.spool import Batch
 from prober.tables import REQUEST_LOGS, JsonText, new_ids
@@ -95,6 +94,12 @@ class LogRecord(BaseModel):
     user_agent: Short | None = None
     tags: dict[StrictStr, StrictStr | StrictInt | StrictFloat | bool] | list[Short] | None = None
 
+
+class _CheckedLogRecord(LogRecord):
+    """LogRecord with its timestamp checked while validating (naive as UTC, not in the future): for
+    going through a refused batch record by record. A whole valid batch is checked in one Python loop
+    afterwards instead, which costs a fraction of a validator call per record."""
+
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -124,9 +129,16 @@ def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
         except ValidationError:
             pass
         else:
-            if not any(_too_old(r, oldest) or _deep(r) for r in valid):
+            newest = datetime.now(UTC) + FUTURE_TOLERANCE
+            if not any(_out_of_range(r.timestamp, oldest, newest) or _deep(r) for r in valid):
                 return valid, []
     return _validate_each(records, oldest, suspect)
+
+
+def _out_of_range(timestamp: datetime | None, oldest: datetime, newest: datetime) -> bool:
+    if timestamp is None:
+        return False
+    return not oldest <= (timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)) <= newest
 
 
 def _too_old(record: LogRecord, oldest: datetime) -> bool:
@@ -153,7 +165,7 @@ def _validate_each(records: list[Any], oldest: datetime,
                             for f in deep)
             continue
         try:
-            record = LogRecord.model_validate(clean(data) if suspect else data)
+            record = _CheckedLogRecord.model_validate(clean(data) if suspect else data)
         except ValidationError as e:
             problems.extend({"index": index, "field": _field(err["loc"]), "reason": err["msg"]}
                             for err in e.errors(include_url=False))
@@ -220,7 +232,10 @@ def sensitive_set(extra: Iterable[str]) -> frozenset[str]:
     return SENSITIVE_HEADERS | {h.lower() for h in extra}
 
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def _json(value: Any) -> str:
+    # pydantic-core's serialiser: compact UTF-8 like json.dumps(ensure_ascii=False, separators=(",", ":")),
+    # at a fifth of the cost for the small objects records hold.
+    return to_json(value).decode()
 
 
 def _json_text(value: Any) -> JsonText | None:
@@ -234,8 +249,13 @@ def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level:
     if user_agent is None and record.request_headers:
         found = next((v for k, v in record.request_headers.items() if k.lower() == "user-agent"), None)
         user_agent = found if isinstance(found, str) else None
+    timestamp = record.timestamp
+    if timestamp is None:
+        timestamp = now
+    elif timestamp.tzinfo is None:  # naive means UTC
+        timestamp = timestamp.replace(tzinfo=UTC)
     return (
-        record.timestamp or now, service_id, ingest_id, record.method.upper() if record.method else None,
+        timestamp, service_id, ingest_id, record.method.upper() if record.method else None,
         record.url, record.path, record.route, record.status_code, record.latency_ms,
         _json_text(record.query_params), _json_text(mask(record.request_headers, sensitive)),
         truncate(record.request_body, max_body_bytes), _json_text(mask(record.response_headers, sensitive)),
