@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[Batch], None]  # called after a batch is committed; must not block
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# A backlog is written in COPYs of up to this many times batch_rows: each transaction costs a few round
+# trips and a commit, and under sustained push load (batches of 500, durable_ack) fewer, larger
+# transactions raised durable throughput (bench/push_throughput.py, docs/push.md).
+BACKLOG_BATCHES = 4
 
 
 @dataclass
@@ -188,7 +192,7 @@ class BatchWriter:
         if self.spool.pending_bytes and not self._stopping and time.monotonic() >= self._retry_at:
             await self._replay(deadline=time.monotonic() + 2.0)
         while self._pending:
-            for batch in self._take(self.batch_rows):
+            for batch in self._take(BACKLOG_BATCHES * self.batch_rows):
                 await self._write_or_spool(batch)
 
     def _take(self, limit: int) -> list[Batch]:
