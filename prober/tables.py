@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 
@@ -16,7 +15,7 @@ class JsonText(str):
     __slots__ = ()
 
 
-_dumps = partial(json.dumps, separators=(",", ":"))
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def json_text(value: Any) -> JsonText | None:
