@@ -2,16 +2,22 @@
 
 Runs the real push app (real BatchWriter, real PostgreSQL: embedded, or
 $UPWATCH_DATABASE_URL) in this process and the load generator in a child
-process, so each gets a core. Prints records/s accepted, records/s durably
-stored (until every accepted row is committed), and p50/p99 response times.
+process. Prints records/s accepted, records/s durably stored (until every
+accepted row is committed), p50/p99 response times, and the CPU seconds used
+by the server process, the load generator and the embedded PostgreSQL. The
+load generator sends pre-encoded requests over raw keep-alive connections so
+that, on a 2-core machine, it takes little CPU away from the server.
 
-    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--analytics-rows 1000000]
+    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--phases batch,single]
+                                   [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -22,10 +28,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp  # noqa: E402
+import psutil  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from prober.push import create_app, keys  # noqa: E402
@@ -38,51 +46,90 @@ from upwatch.runtime import Runtime  # noqa: E402
 
 
 def record(i: int) -> dict[str, Any]:
-    return {"method": "GET", "path": f"/users/{i % 1000}", "route": "/users/{id}", "status_code": 200 if i % 50 else 500,
-            "latency_ms": float(i % 300), "source_ip": f"10.0.{i % 200}.{i % 250}", "user_agent": "bench/1.0",
+    """One request as upwatch_client sends it (it always adds a timestamp)."""
+    return {"timestamp": datetime.now(UTC).isoformat(), "method": "GET", "path": f"/users/{i % 1000}",
+            "route": "/users/{id}", "status_code": 200 if i % 50 else 500, "latency_ms": float(i % 300),
+            "source_ip": f"10.0.{i % 200}.{i % 250}", "user_agent": "bench/1.0",
             "request_headers": {"Authorization": "Bearer x", "Accept": "*/*"}, "tags": {"env": "bench"}}
 
 
-async def load(url: str, key: str, batch: int, seconds: float, concurrency: int) -> dict[str, Any]:
-    import json
+def requests(host: str, port: int, path: str, key: str, batch: int) -> list[bytes]:
+    """64 distinct POST requests, encoded once: the load generator must not be what limits the figure."""
+    out = []
+    for i in range(64):
+        body = json.dumps([record(i * batch + j) for j in range(batch)] if batch > 1 else record(i)).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        out.append(head.encode() + body)
+    return out
 
-    bodies = [json.dumps([record(i * batch + j) for j in range(batch)] if batch > 1 else record(i)).encode()
-              for i in range(64)]
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one keep-alive request and read its response; the status code."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def load(url: str, key: str, batch: int, seconds: float, concurrency: int) -> dict[str, Any]:
+    """`concurrency` keep-alive connections posting pre-encoded requests for `seconds`."""
+    parts = urlsplit(url)
+    assert parts.hostname and parts.port
+    bodies = requests(parts.hostname, parts.port, parts.path, key, batch)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     wall_start = time.time()
+    cpu_start = time.process_time()
     deadline = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
-    async def worker(n: int, session: aiohttp.ClientSession) -> None:
+    async def worker(n: int) -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         i = n
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as resp:
-                await resp.read()
+            status = await exchange(reader, writer, bodies[i % len(bodies)])
             latencies.append(time.perf_counter() - started)
-            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            statuses[status] = statuses.get(status, 0) + 1
             i += concurrency
+        writer.close()
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(n, session) for n in range(concurrency)))
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
     return {"elapsed": time.perf_counter() - started, "latencies": latencies, "statuses": statuses,
-            "wall_start": wall_start}
+            "wall_start": wall_start, "cpu_s": time.process_time() - cpu_start}
 
 
 def run_load(url: str, key: str, batch: int, seconds: float, concurrency: int, out: Any) -> None:
     out.send(asyncio.run(load(url, key, batch, seconds, concurrency)))
 
 
+def database_cpu_s(server: EmbeddedPostgres | None) -> float:
+    """CPU seconds used so far by the embedded PostgreSQL (postmaster and backends); 0 for an external one."""
+    if server is None:
+        return 0.0
+    pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for proc in (psutil.Process(pid), *psutil.Process(pid).children()):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namespace, writer: BatchWriter,
-                pool: Any) -> None:
+                pool: Any, server: EmbeddedPostgres | None) -> None:
     async with pool.connection() as conn:
         before = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
     receive, send = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.get_context("spawn").Process(
         target=run_load, args=(url, key, batch, args.seconds, args.concurrency, send))
+    cpu_before, db_before = time.process_time(), database_cpu_s(server)
     child.start()
     while not receive.poll():
         await asyncio.sleep(0.05)
@@ -90,6 +137,7 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
     child.join()
     await writer.flush()
     stored_after = time.time() - result["wall_start"]  # from the first request until every row is committed
+    cpu_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
     async with pool.connection() as conn:
         after = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
     accepted = result["statuses"].get(202, 0) * batch
@@ -100,6 +148,10 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
           f"stored={(after - before) / stored_after:,.0f} records/s ({after - before} rows) "
           f"requests/s={len(lat) / result['elapsed']:,.0f} p50={p(0.5):.1f}ms p99={p(0.99):.1f}ms "
           f"mean={statistics.fmean(lat) * 1000:.1f}ms")
+    rows = max(1, after - before)
+    print(f"  process CPU over {stored_after:.1f}s: server {cpu_s:.2f}s ({cpu_s / rows * 1e6:.0f} us/record), "
+          f"load generator {result['cpu_s']:.2f}s, database {db_cpu_s:.2f}s ({db_cpu_s / rows * 1e6:.0f} us/record)"
+          f"; load average {os.getloadavg()[0]:.2f}")
 
 
 async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
@@ -165,8 +217,11 @@ async def main(args: argparse.Namespace) -> None:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
-        await phase("batch-500", endpoint, key, 500, args, writer, pool)
-        await phase("single", endpoint, key, 1, args, writer, pool)
+        for _ in range(args.repeat):
+            if "batch" in args.phases:
+                await phase("batch-500", endpoint, key, 500, args, writer, pool, server)
+            if "single" in args.phases:
+                await phase("single", endpoint, key, 1, args, writer, pool, server)
         if args.analytics_rows:
             await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
         await runner.cleanup()
@@ -182,6 +237,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=1, help="run the load phases this many times")
+    parser.add_argument("--phases", default="batch,single", help="comma-separated: batch, single")
     parser.add_argument("--analytics-rows", type=int, default=0,
                         help="also insert this many logs over 30 days and time GET /analytics")
     asyncio.run(main(parser.parse_args()))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prober.tables import JsonText
+
 logger = logging.getLogger(__name__)
 
 SPOOL_NAME = "spool.jsonl"
@@ -45,9 +47,14 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot spool a {type(value).__name__}")
 
 
+def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(json.loads(v) if type(v) is JsonText else v for v in row)
+
+
 def encode(batch: Batch) -> bytes:
-    """The batch as one spool line. Values are kept in their text form, which COPY parses as before."""
-    record = {"table": batch.table, "columns": batch.columns, "rows": batch.rows}
+    """The batch as one spool line. Values are kept in their text form, which COPY parses as before;
+    JSON columns hold their JSON values (not text), as they always have."""
+    record = {"table": batch.table, "columns": batch.columns, "rows": [_plain(row) for row in batch.rows]}
     return (json.dumps(record, default=_encode, separators=(",", ":")) + "\n").encode()
 
 

@@ -26,13 +26,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import batches, copy_rows, insert_idempotent
 from prober.spool import Batch, Spool, encode
-from prober.tables import TABLES, Table
+from prober.tables import TABLES
 from upwatch.db import ROWS_CHANNEL, error_summary
 
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[Batch], None]  # called after a batch is committed; must not block
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# A backlog is written in COPYs of up to this many times batch_rows: each transaction costs a few round
+# trips and a commit, and under sustained push load (batches of 500, durable_ack) fewer, larger
+# transactions raised durable throughput (bench/push_throughput.py, docs/push.md).
+BACKLOG_BATCHES = 4
 
 
 @dataclass
@@ -65,10 +69,15 @@ class BatchWriter:
         self.retry_max_s = retry_max_s
         self.stats = WriterStats()
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
-        self._queue: deque[tuple[Table, list[dict[str, Any]]]] = deque()
+        self._queue: deque[Batch] = deque()
         self._pending = 0
         self._wake = asyncio.Event()
-        self._waiters: list[asyncio.Event] = []
+        self._waiters: list[asyncio.Event] = []  # released when the next whole cycle is done
+        # (rows, event): released as soon as that many rows, counted in queue order, are written or
+        # spooled, so a durable push is answered after its own commit rather than after the whole backlog.
+        self._row_waiters: deque[tuple[int, asyncio.Event]] = deque()
+        self._offered = 0
+        self._done = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
@@ -91,16 +100,36 @@ class BatchWriter:
         spec = TABLES.get(table)
         if spec is None:
             raise ValueError(f"the writer does not write table {table!r}")
-        if self._stopping or self._pending + len(rows) > self.queue_size:
-            self.stats.rows_refused += len(rows)
+        if not self._room(len(rows)):
             return False
-        prepared = [spec.prepare(row) for row in rows]
-        if prepared:
-            self._queue.append((spec, prepared))
-            self._pending += len(prepared)
+        for batch in batches(spec, rows):
+            self._enqueue(batch)
+        return True
+
+    def offer_batch(self, batch: Batch) -> bool:
+        """Like offer, for rows already laid out as `batch.columns` tuples (JSON columns as JsonText,
+        the table's idempotency key included): the cheap way in for bulk producers such as the push API."""
+        spec = TABLES.get(batch.table)
+        if spec is None or spec.idempotency_key not in batch.columns or set(batch.columns) - set(spec.columns):
+            raise ValueError(f"the writer cannot write columns {batch.columns} of table {batch.table!r}")
+        if not self._room(len(batch.rows)):
+            return False
+        self._enqueue(batch)
+        return True
+
+    def _room(self, count: int) -> bool:
+        if self._stopping or self._pending + count > self.queue_size:
+            self.stats.rows_refused += count
+            return False
+        return True
+
+    def _enqueue(self, batch: Batch) -> None:
+        if batch.rows:
+            self._queue.append(batch)
+            self._pending += len(batch.rows)
+            self._offered += len(batch.rows)
             if self._pending >= self.batch_rows:
                 self._wake.set()
-        return True
 
     async def start(self) -> None:
         """Open (and lock) the spool, then start flushing; a spool left by a killed process is replayed first."""
@@ -125,11 +154,15 @@ class BatchWriter:
         logger.info("writer stopped rows_written=%d spool_bytes=%d", self.stats.rows_written, left)
 
     async def flush(self) -> None:
-        """Wait until everything offered before this call has been written or spooled."""
+        """Wait until everything offered before this call has been written or spooled (with nothing
+        queued: until one more cycle, which also replays the spool if the database is back)."""
         if self._task is None or self._task.done():
             return
         done = asyncio.Event()
-        self._waiters.append(done)
+        if self._offered > self._done:
+            self._row_waiters.append((self._offered, done))
+        else:
+            self._waiters.append(done)
         self._wake.set()
         await done.wait()
 
@@ -159,31 +192,33 @@ class BatchWriter:
         if self.spool.pending_bytes and not self._stopping and time.monotonic() >= self._retry_at:
             await self._replay(deadline=time.monotonic() + 2.0)
         while self._pending:
-            for table, rows in self._take(self.batch_rows):
-                await self._write_or_spool(table, rows)
+            for batch in self._take(BACKLOG_BATCHES * self.batch_rows):
+                await self._write_or_spool(batch)
 
-    def _take(self, limit: int) -> list[tuple[Table, list[dict[str, Any]]]]:
-        """Up to `limit` rows from the head of the queue, split into runs of one table and one column set."""
-        taken: list[tuple[Table, list[dict[str, Any]]]] = []
+    def _take(self, limit: int) -> list[Batch]:
+        """Up to `limit` rows from the head of the queue; consecutive rows of one table and column list
+        form one batch."""
+        taken: list[Batch] = []
         count = 0
         while self._queue and count < limit:
-            table, rows = self._queue.popleft()
+            batch = self._queue.popleft()
+            rows = batch.rows
             if count + len(rows) > limit:
-                self._queue.appendleft((table, rows[limit - count:]))
+                self._queue.appendleft(Batch(batch.table, batch.columns, rows[limit - count:]))
                 rows = rows[: limit - count]
             count += len(rows)
-            if taken and taken[-1][0] is table:
-                taken[-1][1].extend(rows)
+            last = taken[-1] if taken else None
+            if last is not None and last.table == batch.table and last.columns == batch.columns:
+                last.rows.extend(rows)
             else:
-                taken.append((table, list(rows)))
+                taken.append(Batch(batch.table, batch.columns, list(rows)))
         self._pending -= count
         return taken
 
-    async def _write_or_spool(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        for batch in batches(table, rows):
-            if self.spool.pending_bytes or time.monotonic() < self._retry_at:
-                self._to_spool(batch)
-                continue
+    async def _write_or_spool(self, batch: Batch) -> None:
+        if self.spool.pending_bytes or time.monotonic() < self._retry_at:
+            self._to_spool(batch)
+        else:
             try:
                 await self._write(batch, replay=False)
             except _UNREACHABLE as e:
@@ -192,6 +227,9 @@ class BatchWriter:
             else:
                 self._reachable()
                 self.stats.rows_written += len(batch.rows)
+        self._done += len(batch.rows)
+        while self._row_waiters and self._row_waiters[0][0] <= self._done:
+            self._row_waiters.popleft()[1].set()
 
     async def _write(self, batch: Batch, *, replay: bool) -> None:
         """Write one batch in one transaction; bad rows are set aside one by one, never retried forever."""

@@ -30,6 +30,7 @@ from prober.push.bodies import Refusal
 from prober.push.keys import Caller, KeyStore
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
+from prober.spool import Batch
 from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
@@ -43,6 +44,8 @@ class Writer(Protocol):
     """The prober's batched writer: all-or-nothing, never blocks; False when its queue is full."""
 
     def offer(self, table: str, rows: list[dict[str, Any]]) -> bool: ...
+
+    def offer_batch(self, batch: Batch) -> bool: ...
 
     async def flush(self) -> None:
         """Return once everything offered so far is committed or spooled to disk."""
@@ -88,9 +91,11 @@ def reply(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
-async def store(context: Context, table: str, rows: list[dict[str, Any]]) -> bool:
-    """Offer rows to the writer; with push.durable_ack wait until they are durable. False: queue full."""
-    if not context.writer.offer(table, rows):
+async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]]) -> bool:
+    """Offer a batch, or (table, rows), to the writer; with push.durable_ack wait until they are durable.
+    False: queue full."""
+    offered = context.writer.offer_batch(rows) if isinstance(rows, Batch) else context.writer.offer(*rows)
+    if not offered:
         return False
     if context.runtime.config.push.durable_ack:
         await context.writer.flush()

@@ -39,10 +39,9 @@ async def post_logs(request: web.Request) -> web.Response:
         bad = len({p["index"] for p in problems})
         logger.info("push batch refused service=%s records=%d invalid=%d", caller.service, len(data), bad)
         return Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems).response()
-    rows = [records.to_row(r, service_id=caller.service_id, privacy_level=caller.privacy_level,
-                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
-            for r in valid]
-    if not await store(context, "request_logs", rows):
-        logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(rows))
+    batch = records.batch(valid, service_id=caller.service_id, privacy_level=caller.privacy_level,
+                          sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
+    if not await store(context, batch):
+        logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
         return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
-    return reply({"accepted": len(rows)}, status=202)
+    return reply({"accepted": len(valid)}, status=202)

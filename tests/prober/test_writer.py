@@ -227,3 +227,23 @@ async def test_writer_column_lists_match_the_schema(database_url: str) -> None:
                                    " AND is_identity = 'NO'", spec.name)
         assert set(spec.columns) == {c[0] for c in cols}
     _ = uuid, psycopg
+
+
+async def test_offered_batch_is_written_and_spools_json_as_values(pool: AsyncConnectionPool, database_url: str,
+                                                                  tmp_path: Path) -> None:
+    from prober.tables import json_text, new_ids
+
+    sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
+    columns = ("time", "service_id", "ingest_id", "tags")
+    rows = [(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), sid, i, json_text({"n": n})) for n, i in enumerate(new_ids(3))]
+    batch = Batch("request_logs", columns, rows)
+    assert b'"rows":[["2026-01-01T00:00:00+00:00",' in encode(batch) and b',{"n":0}]' in encode(batch)
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.05)
+    await writer.start()
+    with pytest.raises(ValueError, match="cannot write"):
+        writer.offer_batch(Batch("request_logs", ("time", "service_id", "tags"), rows))  # no idempotency key
+    assert writer.offer_batch(batch)
+    await writer.flush()
+    await writer.stop()
+    assert fetch(database_url, "SELECT tags FROM request_logs ORDER BY tags->>'n'") == [({"n": 0},), ({"n": 1},),
+                                                                                         ({"n": 2},)]
