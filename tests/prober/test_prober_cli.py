@@ -55,6 +55,7 @@ async def test_prober_daemon_runs_only_its_shard(tmp_path: Path, database_url: s
                                      env={"UPWATCH_DATABASE_URL": database_url}, until_killed=4.0)
         bad = await upwatch("--config", str(config), "prober", "--shard", "4/3")
     assert code == 0, err
+    assert "loop=uvloop" in err  # the daemon runs on uvloop, a dependency because it cuts CPU per check
     from prober.scheduler import Shard
 
     probed = {r[0] for r in fetch(database_url, "SELECT DISTINCT e.name FROM probe_results r"
