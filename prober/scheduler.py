@@ -60,8 +60,12 @@ class Shard:
 
 def phase_s(endpoint: Endpoint) -> float:
     """Offset of this endpoint's runs within its interval, in seconds (millisecond steps)."""
-    interval_ms = max(1, int(endpoint.interval.total_seconds() * 1000))
-    return (stable_hash(endpoint.name) % interval_ms) / 1000
+    return _phase_s(endpoint.name, max(1, int(endpoint.interval.total_seconds() * 1000)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _phase_s(name: str, interval_ms: int) -> float:
+    return (stable_hash(name) % interval_ms) / 1000  # cached: lateness needs it on every run
 
 
 def host_of(endpoint: Endpoint) -> str:
@@ -74,6 +78,25 @@ def host_of(endpoint: Endpoint) -> str:
 @functools.lru_cache(maxsize=65536)
 def _url_host(url: str) -> str:
     return urlsplit(url).hostname or ""
+
+
+class _LoopScheduler(AsyncIOScheduler):
+    """AsyncIOScheduler whose timer processes due jobs in the callback itself.
+
+    The stock timer callback is the thread-safe `wakeup`, which goes through
+    call_soon_threadsafe: a self-pipe write, a read and one more loop turn per
+    wake-up, i.e. per check when phases are spread over the interval. The timer
+    always fires on the loop's own thread, so that hop buys nothing here.
+    """
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._wake_on_loop)
+
+    def _wake_on_loop(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
 
 
 class Scheduler:
@@ -94,7 +117,7 @@ class Scheduler:
         self._global = asyncio.Semaphore(max_concurrency)
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
-        self._aps = AsyncIOScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": True})
+        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": True})
         self._aps.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     @property
