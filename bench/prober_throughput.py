@@ -20,8 +20,8 @@ import asyncio
 import cProfile
 import logging
 import os
-import shutil
 import pstats
+import shutil
 import socket
 import statistics
 import subprocess

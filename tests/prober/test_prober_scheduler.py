@@ -100,7 +100,7 @@ async def test_run_due_while_the_loop_was_stalled_past_an_interval_is_recorded_a
         scheduler = Scheduler(session, writer, location="l", prober="p")
         await start(scheduler, pool, [endpoint("a", f"{base}/ok")])
         await asyncio.sleep(1.1)
-        time.sleep(2.5)  # the whole process stalls (the loop is blocked) for more than the 1 s interval
+        time.sleep(2.5)  # noqa: ASYNC251 - the whole process stalls (the loop is blocked) for more than the 1 s interval
         await asyncio.sleep(1.1)
         scheduler.shutdown()
     await writer.flush()
