@@ -37,7 +37,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on the fastest available event loop."""
+    """asyncio.run, on uvloop when it is installed."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
 
