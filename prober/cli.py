@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import difflib
 import sys
@@ -44,7 +43,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     endpoint = _endpoint(args)
     if endpoint is None:
         return 2
-    result = asyncio.run(_probe(endpoint))
+    from upwatch.runtime import run_async
+
+    result = run_async(_probe(endpoint))
     print(render(endpoint, result))
     return 0 if result.ok else 1
 

@@ -94,7 +94,23 @@ def _url(text: str) -> yarl.URL:
     return yarl.URL(text)
 
 
+# Request options per endpoint, built on its first run. Keyed by id() and holding the endpoint itself,
+# so an id is never reused while its entry lives; a reload brings new Endpoint objects and new entries.
+_OPTIONS: dict[int, tuple[Endpoint, dict[str, Any]]] = {}
+
+
 def _options(endpoint: Endpoint) -> dict[str, Any]:
+    cached = _OPTIONS.get(id(endpoint))
+    if cached is not None and cached[0] is endpoint:
+        return cached[1]
+    if len(_OPTIONS) >= 65536:  # endpoints replaced by reloads: start over rather than grow
+        _OPTIONS.clear()
+    options = _build_options(endpoint)
+    _OPTIONS[id(endpoint)] = (endpoint, options)
+    return options
+
+
+def _build_options(endpoint: Endpoint) -> dict[str, Any]:
     headers = dict(endpoint.headers)
     options: dict[str, Any] = {"allow_redirects": endpoint.follow_redirects, "max_redirects": 10}
     if endpoint.auth is not None and endpoint.auth.bearer:
@@ -118,6 +134,9 @@ async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, boo
     if declared is not None and declared > cap:
         resp.close()
         return b"", 0, True
+    if declared is not None and "Content-Encoding" not in resp.headers:  # exactly `declared` bytes: one read
+        body = await resp.read()
+        return body, len(body), False
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(CHUNK):
         size += len(chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import ssl
@@ -68,6 +69,12 @@ async def cut(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def zipped(request: web.Request) -> web.Response:
+    """2 MiB of zeros sent gzip-compressed: a small Content-Length, a large body."""
+    body = gzip.compress(bytes(2 * 1024 * 1024))
+    return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+
+
 async def echo(request: web.Request) -> web.Response:
     body = await request.text()
     return web.json_response({"method": request.method, "headers": dict(request.headers), "body": body})
@@ -79,6 +86,7 @@ def app() -> web.Application:
     application.router.add_routes([
         web.get("/ok", ok), web.get("/status/{code}", status), web.get("/hang", hang), web.get("/slow", slow), web.get("/big", big),
         web.get("/loop", loop), web.get("/redirect", redirect), web.get("/cut", cut), web.route("*", "/echo", echo),
+        web.get("/zipped", zipped),
     ])
     return application
 

@@ -77,6 +77,22 @@ async def test_huge_body_read_stops_at_the_cap(session: aiohttp.ClientSession) -
     assert "big_sent" not in application[targets.STATS]  # the server never got to send all 50 MB
 
 
+@pytest.mark.parametrize(("path", "cap", "kind", "size"), [
+    ("/ok", 1024, None, 52),  # declared length within the cap: read whole
+    ("/ok", 10, "body_too_large", 0),  # declared length past the cap: not read at all
+    ("/zipped", 1024 * 1024, "body_too_large", None),  # small on the wire, 2 MiB decompressed
+    ("/zipped", 4 * 1024 * 1024, None, 2 * 1024 * 1024),
+], ids=["declared-within", "declared-over", "gzip-over", "gzip-within"])
+async def test_body_cap_counts_decompressed_bytes(session: aiohttp.ClientSession, base: str, path: str, cap: int,
+                                                  kind: str | None, size: int | None) -> None:
+    result = await http.run(endpoint(f"{base}{path}", max_body_bytes=cap), session)
+    assert result.error_kind == kind, result.error
+    if size is not None:
+        assert result.response_bytes == size
+    else:
+        assert result.response_bytes is not None and cap < result.response_bytes <= 2 * 1024 * 1024
+
+
 async def test_refused_connection(session: aiohttp.ClientSession) -> None:
     port = targets.closed_port()
     result = await http.run(endpoint(f"http://127.0.0.1:{port}/"), session)

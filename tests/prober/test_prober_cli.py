@@ -1,4 +1,5 @@
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
@@ -55,6 +56,7 @@ async def test_prober_daemon_runs_only_its_shard(tmp_path: Path, database_url: s
                                      env={"UPWATCH_DATABASE_URL": database_url}, until_killed=4.0)
         bad = await upwatch("--config", str(config), "prober", "--shard", "4/3")
     assert code == 0, err
+    assert f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}" in err  # uvloop when installed
     from prober.scheduler import Shard
 
     probed = {r[0] for r in fetch(database_url, "SELECT DISTINCT e.name FROM probe_results r"

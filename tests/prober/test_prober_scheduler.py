@@ -79,7 +79,7 @@ async def test_checks_run_on_schedule_and_are_stored(session: aiohttp.ClientSess
     assert {r[0] for r in rows} == {"a", "b"} and 4 <= len(rows) <= 6
     assert all((r[1], r[2]) == ((True, 200) if r[0] == "a" else (False, 503)) for r in rows)
     assert all(r[3:] == ("test-loc", "p1") for r in rows)
-    assert max(lateness) < 0.1
+    assert 0 <= min(lateness) and max(lateness) < 0.1
 
 
 async def test_run_still_going_when_next_is_due_is_recorded_as_skipped(
@@ -92,6 +92,21 @@ async def test_run_still_going_when_next_is_due_is_recorded_as_skipped(
     await writer.flush()
     kinds = [r[0] for r in fetch(database_url, "SELECT error_kind FROM probe_results ORDER BY time")]
     assert "skipped" in kinds and scheduler.skipped >= 1
+
+
+async def test_run_due_while_the_loop_was_stalled_past_an_interval_is_recorded_as_missed(
+        session: aiohttp.ClientSession, writer: BatchWriter, pool: AsyncConnectionPool, database_url: str) -> None:
+    async with targets.serve(targets.app()) as base:
+        scheduler = Scheduler(session, writer, location="l", prober="p")
+        await start(scheduler, pool, [endpoint("a", f"{base}/ok")])
+        await asyncio.sleep(1.1)
+        time.sleep(2.5)  # noqa: ASYNC251 - the whole process stalls (the loop is blocked) for more than the 1 s interval
+        await asyncio.sleep(1.1)
+        scheduler.shutdown()
+    await writer.flush()
+    rows = fetch(database_url, "SELECT error_kind, error FROM probe_results ORDER BY time")
+    assert ("skipped", "run missed") in rows and scheduler.skipped == 1
+    assert [r for r in rows if r[0] is None]  # and checks go on after it
 
 
 async def test_per_host_cap_limits_concurrent_checks(session: aiohttp.ClientSession, writer: BatchWriter,
@@ -116,5 +131,4 @@ async def test_apply_adds_changes_and_removes_jobs(session: aiohttp.ClientSessio
     second = [endpoint("a", "http://a.test/", interval="5s"), endpoint("c", "http://c.test/"),
               endpoint("b", "http://b.test/", enabled=False)]
     assert scheduler.apply(second, {"a": 1, "c": 4}) == (["c"], ["a"], ["b"])
-    assert sorted(j.id for j in scheduler._aps.get_jobs()) == ["a", "c"]
-    assert scheduler._aps.get_job("a").trigger.interval.total_seconds() == 5
+    assert scheduler.intervals() == {"a": 5.0, "c": 1.0}
