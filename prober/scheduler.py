@@ -1,4 +1,4 @@
-"""One timer per enabled endpoint of this prober's shard, on the event loop.
+"""One APScheduler interval job per enabled endpoint of this prober's shard.
 
 Start phases are spread deterministically: an endpoint fires when
 `unix_time mod interval == phase`, with the phase picked by hash(name) among
@@ -6,15 +6,11 @@ the interval's PHASE_STEP_MS steps, so 5,000 endpoints do not start in the same
 second and every restart (and every prober) keeps the same phase. The steps
 are coarse on purpose: the checks that share one start together in one turn of
 the event loop, which costs much less CPU per check than waking the process
-for each (measured: see docs/prober.md, Benchmark). A check still running when its next run is due is not started twice;
-the skipped run is recorded as a row with error_kind "skipped", and so is a
-run that fires more than one interval late (a stalled process). A global and a
-per-host semaphore cap concurrent checks.
-
-The timers are the event loop's own (call_later), not APScheduler jobs: those
-cost about 90-100 µs more CPU per run on this machine (trigger arithmetic on
-aware datetimes, executor and event bookkeeping, locks, a self-pipe wake-up),
-a fifth of a whole check.
+for each (measured: see docs/prober.md, Benchmark). A check still running when
+its next run is due is not started twice (max_instances=1), and a run that
+comes due more than one interval late (a stalled process) is not run; either
+is recorded as a row with error_kind "skipped". A global and a per-host
+semaphore cap concurrent checks.
 """
 
 from __future__ import annotations
@@ -24,13 +20,15 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from prober.checks import CHECKS
 from prober.writer import BatchWriter
@@ -39,6 +37,7 @@ from upwatch.records import ProbeResult
 
 logger = logging.getLogger(__name__)
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PHASE_STEP_MS = 100  # 150 start times in a 15 s interval
 Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
 
@@ -88,20 +87,23 @@ def _url_host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
-@dataclass(eq=False)
-class _Job:
-    """An endpoint's timer and its check in flight."""
+class _LoopScheduler(AsyncIOScheduler):
+    """AsyncIOScheduler whose timer processes due jobs in the callback itself.
 
-    endpoint: Endpoint
-    timer: asyncio.TimerHandle | None = None
-    task: asyncio.Task[None] | None = None
+    The stock timer callback is the thread-safe `wakeup`, which goes through
+    call_soon_threadsafe: a self-pipe write, a read and one more loop turn per
+    wake-up. The timer always fires on the loop's own thread, so that hop buys
+    nothing here.
+    """
 
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._wake_on_loop)
 
-def next_run_s(endpoint: Endpoint, now: float) -> float:
-    """The first scheduled unix time of `endpoint` after `now`."""
-    interval = endpoint.interval.total_seconds()
-    phase = phase_s(endpoint)
-    return phase + (math.floor((now - phase) / interval) + 1) * interval
+    def _wake_on_loop(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
 
 
 class Scheduler:
@@ -122,29 +124,26 @@ class Scheduler:
         self._global = asyncio.Semaphore(max_concurrency)
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
-        self._jobs: dict[str, _Job] = {}
-        self._started = False
+        # Without coalescing, every run time that came due more than misfire_grace_time
+        # (one interval) ago is reported as missed, and at most the latest one runs.
+        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False})
+        self._aps.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     @property
     def running(self) -> bool:
-        return self._started
+        return bool(self._aps.running)
 
     def start(self) -> None:
-        self._started = True
-        for job in self._jobs.values():
-            self._arm(job)
+        self._aps.start()
 
     def shutdown(self) -> None:
         """Stop starting checks; those in flight go on (see drain)."""
-        self._started = False
-        for job in self._jobs.values():
-            if job.timer is not None:
-                job.timer.cancel()
-                job.timer = None
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
 
     def intervals(self) -> dict[str, float]:
         """Seconds between runs, per scheduled endpoint."""
-        return {name: job.endpoint.interval.total_seconds() for name, job in self._jobs.items()}
+        return {job.id: job.trigger.interval.total_seconds() for job in self._aps.get_jobs()}
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for checks in flight (after shutdown); cancel those still running after `timeout_s`."""
@@ -168,45 +167,28 @@ class Scheduler:
         added = [n for n in new if n not in self.endpoints]
         changed = [n for n in new if n in self.endpoints and new[n] != self.endpoints[n]]
         for name in removed:
-            job = self._jobs.pop(name)
-            if job.timer is not None:
-                job.timer.cancel()
+            self._aps.remove_job(name)
             del self.endpoints[name]
         for name in added + changed:
             endpoint, old = new[name], self.endpoints.get(name)
             self.endpoints[name] = endpoint
-            job = self._jobs.get(name)
-            if job is None:
-                job = self._jobs[name] = _Job(endpoint)
-                if self._started:
-                    self._arm(job)
-                continue
-            job.endpoint = endpoint
-            if old is not None and old.interval != endpoint.interval and self._started:
-                if job.timer is not None:
-                    job.timer.cancel()
-                self._arm(job)
+            if old is None:
+                self._aps.add_job(self._probe, self._trigger(endpoint), args=[name], id=name, name=name,
+                                  misfire_grace_time=max(1, int(endpoint.interval.total_seconds())))
+            elif old.interval != endpoint.interval:
+                self._aps.reschedule_job(name, trigger=self._trigger(endpoint))
         return added, changed, removed
 
-    def _arm(self, job: _Job, after: float | None = None) -> None:
-        now = time.time()
-        due = next_run_s(job.endpoint, max(now, after or now))
-        job.timer = asyncio.get_running_loop().call_later(due - now, self._fire, job, due)
+    def _trigger(self, endpoint: Endpoint) -> IntervalTrigger:
+        start = EPOCH + dt.timedelta(seconds=phase_s(endpoint))
+        return IntervalTrigger(seconds=endpoint.interval.total_seconds(), start_date=start, timezone=dt.UTC)
 
-    def _fire(self, job: _Job, due: float) -> None:
-        now = time.time()
-        if now < due:  # timers may fire up to the clock's resolution early: wait for the scheduled time
-            job.timer = asyncio.get_running_loop().call_later(due - now, self._fire, job, due)
-            return
-        self._arm(job, after=due)
-        if now - due > job.endpoint.interval.total_seconds():
-            self._skip(job.endpoint, due, "run missed")
-        elif job.task is not None and not job.task.done():
-            self._skip(job.endpoint, due, "previous check still running")
-        else:
-            job.task = asyncio.get_running_loop().create_task(self._probe(job.endpoint.name, due))
+    def lateness_s(self, endpoint: Endpoint, now: float) -> float:
+        """How late a run starting at unix time `now` is against its schedule."""
+        interval = endpoint.interval.total_seconds()
+        return (now - phase_s(endpoint)) % interval
 
-    async def _probe(self, name: str, due: float) -> None:
+    async def _probe(self, name: str) -> None:
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return
@@ -220,7 +202,7 @@ class Scheduler:
             per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
         try:
             async with self._global, per_host:
-                lateness = time.time() - due
+                lateness = self.lateness_s(endpoint, time.time())
                 result = await CHECKS[endpoint.kind](endpoint, self.session)
         except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
             logger.info("probe abandoned at shutdown endpoint=%s", name)
@@ -242,7 +224,13 @@ class Scheduler:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
                         endpoint.name, result.error_kind, result.error, result.latency_ms)
 
-    def _skip(self, endpoint: Endpoint, due: float, reason: str) -> None:
+    def _on_skip(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        endpoint = self.endpoints.get(event.job_id)
+        if endpoint is None:
+            return
         self.skipped += 1
+        reason = "previous check still running" if event.code == EVENT_JOB_MAX_INSTANCES else "run missed"
         logger.warning("probe skipped endpoint=%s reason=%r", endpoint.name, reason)
-        self._record(endpoint, ProbeResult.failed(dt.datetime.fromtimestamp(due, dt.UTC), "skipped", reason), None)
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        when = times[-1] or dt.datetime.now(dt.UTC)
+        self._record(endpoint, ProbeResult.failed(when, "skipped", reason), None)

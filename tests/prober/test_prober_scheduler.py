@@ -105,7 +105,9 @@ async def test_run_due_while_the_loop_was_stalled_past_an_interval_is_recorded_a
         scheduler.shutdown()
     await writer.flush()
     rows = fetch(database_url, "SELECT error_kind, error FROM probe_results ORDER BY time")
-    assert ("skipped", "run missed") in rows and scheduler.skipped == 1
+    # 2.5 s of stall hold 2-3 run times; all but the latest are over one interval late: each is a row
+    missed = [r for r in rows if r == ("skipped", "run missed")]
+    assert 1 <= len(missed) == scheduler.skipped <= 2
     assert [r for r in rows if r[0] is None]  # and checks go on after it
 
 
