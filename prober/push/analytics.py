@@ -3,11 +3,11 @@
 Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
 ranges read request_rollup_1m for totals, latency, methods, routes and the
 series; there p50/p95/p99 are count-weighted means of per-minute percentiles
-(an approximation). Status codes always come from the raw logs. Client IPs
-come from the raw logs for short ranges; for longer ones from
-request_client_ips_1h for the whole UTC hours inside the range and from the raw
-logs for the partial hours at its edges, which keeps the unique count and the
-top IPs exact (distinct IPs of the union; per-IP sums of the hourly counts).
+(an approximation). Client IPs and status codes come from the raw logs for
+short ranges; for longer ones from request_client_ips_1h and request_status_1h
+for the whole UTC hours inside the range and from the raw logs for the partial
+hours at its edges, which keeps them exact (distinct IPs of the union; sums of
+the hourly counts per IP and per status code).
 """
 
 from __future__ import annotations
@@ -144,6 +144,22 @@ SELECT host(ip), n, count(*) OVER () FROM (
     ) u GROUP BY ip
 ) per_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
 
+_STATUSES_FROM_HOURS = f"""
+SELECT status_code, sum(n) FROM (
+    SELECT l.status_code, l.count AS n FROM request_status_1h l
+    WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s
+    UNION ALL
+    SELECT l.status_code, 1 FROM request_logs l
+    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(from)s AND l.time < %(hours_from)s
+    UNION ALL
+    SELECT l.status_code, 1 FROM request_logs l
+    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(hours_to)s AND l.time < %(to)s
+) u GROUP BY 1 ORDER BY 1"""
+
+_STATUSES_FROM_RAW = f"""
+SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}
+AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1"""
+
 _IPS_FROM_RAW = f"""
 SELECT host(source_ip), count(*), count(*) OVER () FROM request_logs l
 WHERE {_SCOPE} AND source_ip IS NOT NULL GROUP BY source_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
@@ -153,11 +169,11 @@ async def _clients(conn: AsyncConnection, p: dict[str, Any], *, hourly: bool) ->
     hours = {"hours_from": hour_ceil(p["from"]), "hours_to": hour_floor(p["to"])}
     if hourly and hours["hours_from"] < hours["hours_to"]:
         top = await _rows(conn, _IPS_FROM_HOURS, {**p, **hours})
+        statuses = await _rows(conn, _STATUSES_FROM_HOURS, {**p, **hours})
     else:
         top = await _rows(conn, _IPS_FROM_RAW, p)
+        statuses = await _rows(conn, _STATUSES_FROM_RAW, p)
     unique = top[0][2] if top else 0
-    statuses = await _rows(conn, f"SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}"
-                                 " AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1", p)
     return {"unique_client_ips": int(unique), "top_client_ips": [{"ip": ip, "requests": int(n)} for ip, n, _ in top],
             "status_codes": {str(s): int(n) for s, n in statuses}}
 

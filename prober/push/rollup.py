@@ -10,6 +10,7 @@ request_client_ips_1h (requests per service, hour and client IP) is kept in
 the same transaction by adding the counts of exactly the rows between the old
 and the new watermark: the watermark row is locked and moved with it, so each
 log row is counted once, and the cost follows the new rows, not the hour's.
+request_status_1h (requests per service, hour and status code) likewise.
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*)
 FROM request_logs WHERE id > %s AND id <= %s AND source_ip IS NOT NULL
 GROUP BY 1, 2, 3
 ON CONFLICT (service_id, bucket, source_ip) DO UPDATE SET count = r.count + excluded.count
+"""
+
+_ADD_STATUSES = """
+INSERT INTO request_status_1h AS r (bucket, service_id, status_code, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
+FROM request_logs WHERE id > %s AND id <= %s AND status_code IS NOT NULL
+GROUP BY 1, 2, 3
+ON CONFLICT (service_id, bucket, status_code) DO UPDATE SET count = r.count + excluded.count
+"""
+
+_REBUILD_STATUSES = """
+INSERT INTO request_status_1h (bucket, service_id, status_code, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
+FROM request_logs WHERE time >= %(since)s AND time < %(until)s AND status_code IS NOT NULL
+GROUP BY 1, 2, 3
 """
 
 _REBUILD_CLIENT_IPS = """
@@ -121,6 +137,7 @@ async def _step(conn: AsyncConnection) -> int:
         cur = await conn.execute(_TOUCHED, (low, high))
         await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])
         await conn.execute(_ADD_CLIENT_IPS, (low, high))
+        await conn.execute(_ADD_STATUSES, (low, high))
         await conn.execute("UPDATE rollup_watermarks SET last_id = %s, updated_at = now() WHERE name = %s",
                            (high, WATERMARK))
         return int(seen)
@@ -142,12 +159,14 @@ async def update(pool: AsyncConnectionPool) -> int:
 
 async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -> None:
     """Recompute every bucket in [since, until) from the raw logs (repair after manual changes); the
-    client-IP rows are recomputed for every hour that overlaps the range, whole hours being their unit."""
+    client-IP and status rows are recomputed for every hour that overlaps the range, whole hours being their unit."""
     hours = {"since": hour_floor(since), "until": hour_ceil(until)}
     async with pool.connection(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
         await conn.execute("DELETE FROM request_client_ips_1h WHERE bucket >= %(since)s AND bucket < %(until)s",
                            hours)
         await conn.execute(_REBUILD_CLIENT_IPS, hours)
+        await conn.execute("DELETE FROM request_status_1h WHERE bucket >= %(since)s AND bucket < %(until)s", hours)
+        await conn.execute(_REBUILD_STATUSES, hours)
         await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
         cur = await conn.execute(
             "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",

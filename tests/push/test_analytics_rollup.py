@@ -1,4 +1,4 @@
-"""Client IPs over long ranges: the hourly per-IP rollup plus raw edges equal the raw logs exactly."""
+"""Client IPs and status codes over long ranges: hourly counts plus raw edges equal the raw logs exactly."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def record(i: int, **extra: Any) -> dict[str, Any]:
     """One request every 7 minutes; IPs repeat within and across hours, some with much more traffic."""
     ip = f"10.0.{i % 2}.{i % 13}" if i % 5 else "192.0.2.7"
     return {"timestamp": (START + timedelta(minutes=7 * i)).isoformat(), "method": "GET", "path": "/a",
-            "status_code": 200, "latency_ms": 1.0, "source_ip": ip, **extra}
+            "status_code": 404 if i % 7 == 0 else 200 if i % 4 else 503, "latency_ms": 1.0, "source_ip": ip, **extra}
 
 
 async def post(api: Api, key: str, records: list[dict[str, Any]]) -> None:
@@ -28,7 +28,8 @@ async def post(api: Api, key: str, records: list[dict[str, Any]]) -> None:
     await api.writer.flush()
 
 
-async def raw_clients(api: Api, since: datetime, until: datetime, service: str | None) -> tuple[int, list[Any]]:
+async def raw_clients(api: Api, since: datetime, until: datetime,
+                      service: str | None) -> tuple[int, list[Any], dict[str, int]]:
     """The exact answer, straight from request_logs (independent of prober/push/analytics.py)."""
     scope = ("l.time >= %s AND l.time < %s AND (%s::text IS NULL OR"
              " l.service_id = (SELECT id FROM services WHERE name = %s))")
@@ -37,7 +38,9 @@ async def raw_clients(api: Api, since: datetime, until: datetime, service: str |
     top = await api.rows(f"SELECT host(source_ip), count(*) FROM request_logs l WHERE {scope}"
                          " AND source_ip IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
                          since, until, service, service)
-    return unique, [{"ip": ip, "requests": n} for ip, n in top]
+    statuses = await api.rows(f"SELECT status_code, count(*) FROM request_logs l WHERE {scope}"
+                              " AND status_code IS NOT NULL GROUP BY 1", since, until, service, service)
+    return unique, [{"ip": ip, "requests": n} for ip, n in top], {str(s): n for s, n in statuses}
 
 
 async def seed(api: Api) -> str:
@@ -64,15 +67,18 @@ async def test_hourly_client_ips_match_the_raw_logs(api: Api) -> None:
     hourly = await api.rows("SELECT count(*), sum(count) FROM request_client_ips_1h")
     with_ip = await api.rows("SELECT count(*) FROM request_logs WHERE source_ip IS NOT NULL")
     assert hourly[0][1] == with_ip[0][0] and hourly[0][0] < with_ip[0][0]
+    assert await api.rows("SELECT sum(count) FROM request_status_1h") == await api.rows(
+        "SELECT count(*) FROM request_logs")
     for low, high in RANGES:
         since, until = START + low, START + high
         for who, service in ((key, "shop"), (None, None)):  # a service's key, and the admin over all services
             status, body = await get(api, "/analytics", who, bucket="1h",
                                       **{"from": since.isoformat(), "to": until.isoformat()})
             assert status == 200 and body["source"] == "rollup", body
-            unique, top = await raw_clients(api, since, until, service)
-            assert unique > 0 and top
-            assert (body["unique_client_ips"], body["top_client_ips"]) == (unique, top), (low, high, service)
+            unique, top, statuses = await raw_clients(api, since, until, service)
+            assert unique > 0 and top and len(statuses) == 3
+            assert (body["unique_client_ips"], body["top_client_ips"], body["status_codes"]) == (
+                unique, top, statuses), (low, high, service)
 
 
 async def test_late_rows_are_added_once_and_rebuild_recomputes_hours(api: Api) -> None:
@@ -85,6 +91,10 @@ async def test_late_rows_are_added_once_and_rebuild_recomputes_hours(api: Api) -
     exact = ("SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*) FROM request_logs"
              " WHERE source_ip IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
     stored = "SELECT bucket, service_id, source_ip, count FROM request_client_ips_1h ORDER BY 1, 2, 3"
+    exact_statuses = ("SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*) FROM request_logs"
+                      " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    stored_statuses = "SELECT bucket, service_id, status_code, count FROM request_status_1h ORDER BY 1, 2, 3"
+    assert await api.rows(stored_statuses) == await api.rows(exact_statuses)
     assert await api.rows(stored) == await api.rows(exact)
     # A manual change to the raw logs, repaired by rebuild over a range with edges inside hours.
     async with api.pool.connection() as conn:
@@ -97,20 +107,26 @@ async def test_late_rows_are_added_once_and_rebuild_recomputes_hours(api: Api) -
     assert await api.rows(stored) != await api.rows(exact)  # hours 0 and 4 are outside the repaired range
     await rollup.rebuild(api.pool, START - timedelta(minutes=1), START + timedelta(hours=24))
     assert await api.rows(stored) == await api.rows(exact)
+    assert await api.rows(stored_statuses) == await api.rows(exact_statuses)
     status, body = await get(api, "/analytics", key, bucket="1h", **{
         "from": (START - timedelta(minutes=10)).isoformat(), "to": (START + timedelta(hours=9)).isoformat()})
     assert status == 200
-    unique, top = await raw_clients(api, START - timedelta(minutes=10), START + timedelta(hours=9), "shop")
-    assert (body["unique_client_ips"], body["top_client_ips"]) == (unique, top)
+    assert (body["unique_client_ips"], body["top_client_ips"], body["status_codes"]) == await raw_clients(
+        api, START - timedelta(minutes=10), START + timedelta(hours=9), "shop")
 
 
-async def test_retention_expires_old_client_ip_hours(api: Api) -> None:
+async def test_retention_expires_old_hourly_counts(api: Api) -> None:
     await api.service("shop")
     async with api.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO request_client_ips_1h (bucket, service_id, source_ip, count)"
             " SELECT date_trunc('hour', now() - d * interval '1 day'), id, '10.0.0.1', 1"
             " FROM services, unnest(ARRAY[1, 400]) d WHERE name = 'shop'")
+        await conn.execute(
+            "INSERT INTO request_status_1h (bucket, service_id, status_code, count)"
+            " SELECT date_trunc('hour', now() - d * interval '1 day'), id, 200, 1"
+            " FROM services, unnest(ARRAY[1, 400]) d WHERE name = 'shop'")
     deleted = await purge(api.pool, Retention(rollups="365d"), skip_hypertables=True)
-    assert deleted["request_client_ips_1h"] == 1
+    assert deleted["request_client_ips_1h"] == 1 and deleted["request_status_1h"] == 1
     assert len(await api.rows("SELECT * FROM request_client_ips_1h")) == 1
+    assert len(await api.rows("SELECT * FROM request_status_1h")) == 1

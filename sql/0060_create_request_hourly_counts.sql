@@ -17,12 +17,23 @@ CREATE TABLE request_client_ips_1h (
 );
 CREATE INDEX request_client_ips_1h_bucket_idx ON request_client_ips_1h (bucket DESC);
 
--- Like 0050's hourly tables: a plain table (the retention job deletes its old
+-- Requests per status code per hour, kept the same way, so the status counts
+-- of long ranges are exact sums too (rows without a status code are not counted).
+CREATE TABLE request_status_1h (
+    bucket       timestamptz NOT NULL,
+    service_id   integer NOT NULL REFERENCES services (id) ON DELETE CASCADE,
+    status_code  integer NOT NULL,
+    count        bigint NOT NULL,
+    PRIMARY KEY (service_id, bucket, status_code)
+);
+CREATE INDEX request_status_1h_bucket_idx ON request_status_1h (bucket DESC);
+
+-- Like 0050's hourly tables: plain tables (the retention job deletes their old
 -- rows on both PostgreSQL and TimescaleDB); explicit grant for the reader role.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'upwatch_reader') THEN
-        GRANT SELECT ON request_client_ips_1h TO upwatch_reader;
+        GRANT SELECT ON request_client_ips_1h, request_status_1h TO upwatch_reader;
     END IF;
 END
 $$;
