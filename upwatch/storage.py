@@ -25,6 +25,8 @@ RETAINED = {
     "request_rollup_1m": ("bucket", "rollups"),
     "probe_rollup_1h": ("bucket", "rollups"),
     "request_rollup_1h": ("bucket", "rollups"),
+    "request_client_ips_1h": ("bucket", "rollups"),
+    "request_status_1h": ("bucket", "rollups"),
     "anomalies": ("time", "anomalies"),
     "incidents": ("ended_at", "anomalies"),
     "alerts": ("created_at", "alerts"),

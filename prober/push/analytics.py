@@ -3,7 +3,11 @@
 Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
 ranges read request_rollup_1m for totals, latency, methods, routes and the
 series; there p50/p95/p99 are count-weighted means of per-minute percentiles
-(an approximation). Client IPs and status codes always come from the raw logs.
+(an approximation). Client IPs and status codes come from the raw logs for
+short ranges; for longer ones from request_client_ips_1h and request_status_1h
+for the whole UTC hours inside the range and from the raw logs for the partial
+hours at its edges, which keeps them exact (distinct IPs of the union; sums of
+the hourly counts per IP and per status code).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from prober.push.app import ctx, reply
 from prober.push.bodies import Refusal
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import ERROR_CONDITION, query_problems, scope
+from prober.push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
 RAW_MAX_RANGE = timedelta(hours=6)
@@ -121,13 +126,55 @@ def _shape(total: Any, errors: Any, latency: tuple[Any, ...], routes: list[tuple
     }
 
 
-async def _clients(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
-    (unique,), = await _rows(conn, f"SELECT count(DISTINCT source_ip) FROM request_logs l WHERE {_SCOPE}", p)
-    top = await _rows(conn, f"SELECT host(source_ip), count(*) FROM request_logs l WHERE {_SCOPE}"
-                            f" AND source_ip IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}", p)
-    statuses = await _rows(conn, f"SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}"
-                                 " AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1", p)
-    return {"unique_client_ips": int(unique), "top_client_ips": [{"ip": ip, "requests": int(n)} for ip, n in top],
+_SERVICE = "(%(service)s::int IS NULL OR l.service_id = %(service)s)"
+
+# Requests per client IP over the range: whole hours from the hourly rollup, the edges from the raw logs.
+# Each output row also carries the number of distinct IPs (all rows, before LIMIT).
+_IPS_FROM_HOURS = f"""
+SELECT host(ip), n, count(*) OVER () FROM (
+    SELECT ip, sum(n) AS n FROM (
+        SELECT l.source_ip AS ip, l.count AS n FROM request_client_ips_1h l
+        WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s
+        UNION ALL
+        SELECT l.source_ip, 1 FROM request_logs l
+        WHERE {_SERVICE} AND l.source_ip IS NOT NULL AND l.time >= %(from)s AND l.time < %(hours_from)s
+        UNION ALL
+        SELECT l.source_ip, 1 FROM request_logs l
+        WHERE {_SERVICE} AND l.source_ip IS NOT NULL AND l.time >= %(hours_to)s AND l.time < %(to)s
+    ) u GROUP BY ip
+) per_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
+
+_STATUSES_FROM_HOURS = f"""
+SELECT status_code, sum(n) FROM (
+    SELECT l.status_code, l.count AS n FROM request_status_1h l
+    WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s
+    UNION ALL
+    SELECT l.status_code, 1 FROM request_logs l
+    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(from)s AND l.time < %(hours_from)s
+    UNION ALL
+    SELECT l.status_code, 1 FROM request_logs l
+    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(hours_to)s AND l.time < %(to)s
+) u GROUP BY 1 ORDER BY 1"""
+
+_STATUSES_FROM_RAW = f"""
+SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}
+AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1"""
+
+_IPS_FROM_RAW = f"""
+SELECT host(source_ip), count(*), count(*) OVER () FROM request_logs l
+WHERE {_SCOPE} AND source_ip IS NOT NULL GROUP BY source_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
+
+
+async def _clients(conn: AsyncConnection, p: dict[str, Any], *, hourly: bool) -> dict[str, Any]:
+    hours = {"hours_from": hour_ceil(p["from"]), "hours_to": hour_floor(p["to"])}
+    if hourly and hours["hours_from"] < hours["hours_to"]:
+        top = await _rows(conn, _IPS_FROM_HOURS, {**p, **hours})
+        statuses = await _rows(conn, _STATUSES_FROM_HOURS, {**p, **hours})
+    else:
+        top = await _rows(conn, _IPS_FROM_RAW, p)
+        statuses = await _rows(conn, _STATUSES_FROM_RAW, p)
+    unique = top[0][2] if top else 0
+    return {"unique_client_ips": int(unique), "top_client_ips": [{"ip": ip, "requests": int(n)} for ip, n, _ in top],
             "status_codes": {str(s): int(n) for s, n in statuses}}
 
 
@@ -152,6 +199,6 @@ async def analytics(request: web.Request) -> web.Response:
     source = "raw" if to - since <= RAW_MAX_RANGE else "rollup"
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
-        clients = await _clients(conn, params)
+        clients = await _clients(conn, params, hourly=source == "rollup")
     return reply({"service": q.service, "from": since, "to": to, "bucket": durations.format(q.bucket),
                   "source": source, **stats, **clients})

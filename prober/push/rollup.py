@@ -5,12 +5,18 @@ rows above the watermark id, recompute exactly those buckets from the raw
 rows, and move the watermark, all in one transaction. Recomputing (not
 adding) makes a repeated run harmless, and late rows simply touch an old
 bucket again. Plain SQL, so PostgreSQL and TimescaleDB behave the same.
+
+request_client_ips_1h (requests per service, hour and client IP) is kept in
+the same transaction by adding the counts of exactly the rows between the old
+and the new watermark: the watermark row is locked and moved with it, so each
+log row is counted once, and the cost follows the new rows, not the hour's.
+request_status_1h (requests per service, hour and status code) likewise.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -52,7 +58,48 @@ ON CONFLICT (service_id, route, method, bucket) DO UPDATE SET
     p50_latency_ms = excluded.p50_latency_ms, p95_latency_ms = excluded.p95_latency_ms,
     p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms
 """
+
+_ADD_CLIENT_IPS = """
+INSERT INTO request_client_ips_1h AS r (bucket, service_id, source_ip, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*)
+FROM request_logs WHERE id > %s AND id <= %s AND source_ip IS NOT NULL
+GROUP BY 1, 2, 3
+ON CONFLICT (service_id, bucket, source_ip) DO UPDATE SET count = r.count + excluded.count
+"""
+
+_ADD_STATUSES = """
+INSERT INTO request_status_1h AS r (bucket, service_id, status_code, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
+FROM request_logs WHERE id > %s AND id <= %s AND status_code IS NOT NULL
+GROUP BY 1, 2, 3
+ON CONFLICT (service_id, bucket, status_code) DO UPDATE SET count = r.count + excluded.count
+"""
+
+_REBUILD_STATUSES = """
+INSERT INTO request_status_1h (bucket, service_id, status_code, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
+FROM request_logs WHERE time >= %(since)s AND time < %(until)s AND status_code IS NOT NULL
+GROUP BY 1, 2, 3
+"""
+
+_REBUILD_CLIENT_IPS = """
+INSERT INTO request_client_ips_1h (bucket, service_id, source_ip, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*)
+FROM request_logs WHERE time >= %(since)s AND time < %(until)s AND source_ip IS NOT NULL
+GROUP BY 1, 2, 3
+"""
 SPAN_GAP = timedelta(hours=1)
+
+
+def hour_floor(t: datetime) -> datetime:
+    """Start of t's hour in UTC (the client-IP rollup's buckets)."""
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ceil(t: datetime) -> datetime:
+    """Start of the first UTC hour at or after t."""
+    floor = hour_floor(t)
+    return floor if floor == t else floor + timedelta(hours=1)
 
 
 def spans(touched: list[tuple[int, datetime]]) -> list[list[tuple[int, datetime]]]:
@@ -89,6 +136,8 @@ async def _step(conn: AsyncConnection) -> int:
             return 0
         cur = await conn.execute(_TOUCHED, (low, high))
         await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])
+        await conn.execute(_ADD_CLIENT_IPS, (low, high))
+        await conn.execute(_ADD_STATUSES, (low, high))
         await conn.execute("UPDATE rollup_watermarks SET last_id = %s, updated_at = now() WHERE name = %s",
                            (high, WATERMARK))
         return int(seen)
@@ -109,8 +158,15 @@ async def update(pool: AsyncConnectionPool) -> int:
 
 
 async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -> None:
-    """Recompute every bucket in [since, until) from the raw logs (repair after manual changes)."""
+    """Recompute every bucket in [since, until) from the raw logs (repair after manual changes); the
+    client-IP and status rows are recomputed for every hour that overlaps the range, whole hours being their unit."""
+    hours = {"since": hour_floor(since), "until": hour_ceil(until)}
     async with pool.connection(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
+        await conn.execute("DELETE FROM request_client_ips_1h WHERE bucket >= %(since)s AND bucket < %(until)s",
+                           hours)
+        await conn.execute(_REBUILD_CLIENT_IPS, hours)
+        await conn.execute("DELETE FROM request_status_1h WHERE bucket >= %(since)s AND bucket < %(until)s", hours)
+        await conn.execute(_REBUILD_STATUSES, hours)
         await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
         cur = await conn.execute(
             "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",
