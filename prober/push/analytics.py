@@ -128,33 +128,27 @@ def _shape(total: Any, errors: Any, latency: tuple[Any, ...], routes: list[tuple
 
 _SERVICE = "(%(service)s::int IS NULL OR l.service_id = %(service)s)"
 
-# Requests per client IP over the range: whole hours from the hourly rollup, the edges from the raw logs.
-# Each output row also carries the number of distinct IPs (all rows, before LIMIT).
+
+
+def _hours_and_edges(table: str, key: str) -> str:
+    """(key, n) rows of the range: the hourly counts of its whole hours, one row per raw log at its edges."""
+    def raw(start: str, end: str) -> str:
+        return (f"SELECT l.{key}, 1 FROM request_logs l WHERE {_SERVICE} AND l.{key} IS NOT NULL"
+                f" AND l.time >= %({start})s AND l.time < %({end})s")
+    return (f"SELECT l.{key} AS key, l.count AS n FROM {table} l"
+            f" WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s"
+            f" UNION ALL {raw('from', 'hours_from')} UNION ALL {raw('hours_to', 'to')}")
+
+
+# Requests per client IP over the range; each output row also carries the number of distinct IPs
+# (all rows, before LIMIT).
 _IPS_FROM_HOURS = f"""
-SELECT host(ip), n, count(*) OVER () FROM (
-    SELECT ip, sum(n) AS n FROM (
-        SELECT l.source_ip AS ip, l.count AS n FROM request_client_ips_1h l
-        WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s
-        UNION ALL
-        SELECT l.source_ip, 1 FROM request_logs l
-        WHERE {_SERVICE} AND l.source_ip IS NOT NULL AND l.time >= %(from)s AND l.time < %(hours_from)s
-        UNION ALL
-        SELECT l.source_ip, 1 FROM request_logs l
-        WHERE {_SERVICE} AND l.source_ip IS NOT NULL AND l.time >= %(hours_to)s AND l.time < %(to)s
-    ) u GROUP BY ip
+SELECT host(key), n, count(*) OVER () FROM (
+    SELECT key, sum(n) AS n FROM ({_hours_and_edges("request_client_ips_1h", "source_ip")}) u GROUP BY key
 ) per_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
 
 _STATUSES_FROM_HOURS = f"""
-SELECT status_code, sum(n) FROM (
-    SELECT l.status_code, l.count AS n FROM request_status_1h l
-    WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s
-    UNION ALL
-    SELECT l.status_code, 1 FROM request_logs l
-    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(from)s AND l.time < %(hours_from)s
-    UNION ALL
-    SELECT l.status_code, 1 FROM request_logs l
-    WHERE {_SERVICE} AND l.status_code IS NOT NULL AND l.time >= %(hours_to)s AND l.time < %(to)s
-) u GROUP BY 1 ORDER BY 1"""
+SELECT key, sum(n) FROM ({_hours_and_edges("request_status_1h", "status_code")}) u GROUP BY 1 ORDER BY 1"""
 
 _STATUSES_FROM_RAW = f"""
 SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from prober.push.keys import DB_TIMEOUT_S
@@ -59,35 +59,23 @@ ON CONFLICT (service_id, route, method, bucket) DO UPDATE SET
     p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms
 """
 
-_ADD_CLIENT_IPS = """
-INSERT INTO request_client_ips_1h AS r (bucket, service_id, source_ip, count)
-SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*)
-FROM request_logs WHERE id > %s AND id <= %s AND source_ip IS NOT NULL
+# Hourly request counts per service and one more key: (table, key column). Each is added to by the rows
+# between the old and the new watermark, and recomputed by rebuild().
+HOURLY_COUNTS = (("request_client_ips_1h", "source_ip"), ("request_status_1h", "status_code"))
+
+_COUNT_HOURS = """
+INSERT INTO {table} AS r (bucket, service_id, {key}, count)
+SELECT date_trunc('hour', time, 'UTC'), service_id, {key}, count(*)
+FROM request_logs WHERE {rows} AND {key} IS NOT NULL
 GROUP BY 1, 2, 3
-ON CONFLICT (service_id, bucket, source_ip) DO UPDATE SET count = r.count + excluded.count
+ON CONFLICT (service_id, bucket, {key}) DO UPDATE SET count = r.count + excluded.count
 """
 
-_ADD_STATUSES = """
-INSERT INTO request_status_1h AS r (bucket, service_id, status_code, count)
-SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
-FROM request_logs WHERE id > %s AND id <= %s AND status_code IS NOT NULL
-GROUP BY 1, 2, 3
-ON CONFLICT (service_id, bucket, status_code) DO UPDATE SET count = r.count + excluded.count
-"""
 
-_REBUILD_STATUSES = """
-INSERT INTO request_status_1h (bucket, service_id, status_code, count)
-SELECT date_trunc('hour', time, 'UTC'), service_id, status_code, count(*)
-FROM request_logs WHERE time >= %(since)s AND time < %(until)s AND status_code IS NOT NULL
-GROUP BY 1, 2, 3
-"""
+def _count_hours(table: str, key: str, rows: str) -> sql.Composed:
+    return sql.SQL(_COUNT_HOURS).format(table=sql.Identifier(table), key=sql.Identifier(key), rows=sql.SQL(rows))
 
-_REBUILD_CLIENT_IPS = """
-INSERT INTO request_client_ips_1h (bucket, service_id, source_ip, count)
-SELECT date_trunc('hour', time, 'UTC'), service_id, source_ip, count(*)
-FROM request_logs WHERE time >= %(since)s AND time < %(until)s AND source_ip IS NOT NULL
-GROUP BY 1, 2, 3
-"""
+
 SPAN_GAP = timedelta(hours=1)
 
 
@@ -136,8 +124,8 @@ async def _step(conn: AsyncConnection) -> int:
             return 0
         cur = await conn.execute(_TOUCHED, (low, high))
         await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])
-        await conn.execute(_ADD_CLIENT_IPS, (low, high))
-        await conn.execute(_ADD_STATUSES, (low, high))
+        for table, key in HOURLY_COUNTS:
+            await conn.execute(_count_hours(table, key, "id > %s AND id <= %s"), (low, high))
         await conn.execute("UPDATE rollup_watermarks SET last_id = %s, updated_at = now() WHERE name = %s",
                            (high, WATERMARK))
         return int(seen)
@@ -162,11 +150,10 @@ async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -
     client-IP and status rows are recomputed for every hour that overlaps the range, whole hours being their unit."""
     hours = {"since": hour_floor(since), "until": hour_ceil(until)}
     async with pool.connection(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
-        await conn.execute("DELETE FROM request_client_ips_1h WHERE bucket >= %(since)s AND bucket < %(until)s",
-                           hours)
-        await conn.execute(_REBUILD_CLIENT_IPS, hours)
-        await conn.execute("DELETE FROM request_status_1h WHERE bucket >= %(since)s AND bucket < %(until)s", hours)
-        await conn.execute(_REBUILD_STATUSES, hours)
+        for table, key in HOURLY_COUNTS:
+            await conn.execute(sql.SQL("DELETE FROM {} WHERE bucket >= %(since)s AND bucket < %(until)s")
+                               .format(sql.Identifier(table)), hours)
+            await conn.execute(_count_hours(table, key, "time >= %(since)s AND time < %(until)s"), hours)
         await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
         cur = await conn.execute(
             "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",
