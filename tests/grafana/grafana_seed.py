@@ -43,7 +43,8 @@ def endpoint_names(scale: Scale) -> list[str]:
 
 
 # What every seeded http endpoint asserts; the stored results come from the prober's own evaluation.
-ASSERTIONS = ("[STATUS] == 200", "[BODY].status == UP", {"header": {"name": "Content-Type", "equals": "application/json"}})
+ASSERTIONS = ("[STATUS] == 200", "[BODY].status == UP",
+              {"header": {"name": "Content-Type", "equals": "application/json"}})
 
 
 def assertion_results(status_code: int, body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:

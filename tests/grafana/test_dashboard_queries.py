@@ -3,9 +3,10 @@ run as the read-only upwatch_reader role against seeded data, returns what its p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -113,6 +114,7 @@ def test_query_with_timescaledb_time_bucket(seeded: Seeded, query: grafana_dashb
     check_shape(query, columns, rows, time_range)
 
 
+Panel = dict[str, Any]
 TABLES = [(uid, panel) for uid, model in sorted(grafana_dashboards.load().items())
           for panel in grafana_dashboards.panels(model) if panel["type"] == "table"]
 
@@ -124,7 +126,7 @@ def _filled(value: object) -> bool:
 TABLE_IDS = [f"{uid.removeprefix('upwatch-')}/{p['title']}" for uid, p in TABLES]
 
 
-def _table_result(seeded: Seeded, uid: str, panel: dict, span: str) -> tuple[str, list[str], list[tuple]]:  # type: ignore[type-arg]
+def _table_result(seeded: Seeded, uid: str, panel: Panel, span: str) -> tuple[str, list[str], list[tuple[Any, ...]]]:
     (query,) = [q for q in QUERIES if q.dashboard == uid and q.where == panel["title"]]
     time_range = TimeRange.last(RANGES[span], seeded.now + timedelta(seconds=1))
     columns, rows = run_as_reader(seeded.url, expanded(query, time_range, timescaledb=False))
@@ -133,7 +135,7 @@ def _table_result(seeded: Seeded, uid: str, panel: dict, span: str) -> tuple[str
 
 @pytest.mark.parametrize("span", RANGES)
 @pytest.mark.parametrize(("uid", "panel"), TABLES, ids=TABLE_IDS)
-def test_table_panel_columns_are_returned(seeded: Seeded, uid: str, panel: dict, span: str) -> None:  # type: ignore[type-arg]
+def test_table_panel_columns_are_returned(seeded: Seeded, uid: str, panel: Panel, span: str) -> None:
     """Every column a table panel names (its column list, overrides, links, sorting) comes back from its query."""
     where, names, rows = _table_result(seeded, uid, panel, span)
     errors = grafana_dashboards.shown(panel, names).errors
@@ -142,7 +144,7 @@ def test_table_panel_columns_are_returned(seeded: Seeded, uid: str, panel: dict,
 
 
 @pytest.mark.parametrize(("uid", "panel"), TABLES, ids=TABLE_IDS)
-def test_table_panel_shows_no_empty_column(seeded: Seeded, uid: str, panel: dict) -> None:  # type: ignore[type-arg]
+def test_table_panel_shows_no_empty_column(seeded: Seeded, uid: str, panel: Panel) -> None:
     """On data shaped as the services store it, over 30 days, no column a table shows is empty in every row."""
     where, names, rows = _table_result(seeded, uid, panel, "30d")
     shown = grafana_dashboards.shown(panel, names).fields
@@ -162,8 +164,9 @@ def test_table_panel_shows_no_empty_column(seeded: Seeded, uid: str, panel: dict
     (lambda p: p.update(styles=[{"pattern": "name"}]), "column style for 'name'"),
     (lambda p: p.update(transformations=[{"id": "merge", "options": {}}]), "transformation 'merge' is not modelled"),
 ], ids=["override", "index", "undeclared", "link", "style", "unknown-transformation"])
-def test_a_panel_naming_a_column_its_query_does_not_return_is_caught(change, message: str) -> None:  # type: ignore[no-untyped-def]
-    panel = {"type": "table", "title": "t", "fieldConfig": {"defaults": {}, "overrides": []}, "options": {}}
+def test_a_panel_naming_a_column_its_query_does_not_return_is_caught(change: Callable[[Panel], None],
+                                                                     message: str) -> None:
+    panel: Panel = {"type": "table", "title": "t", "fieldConfig": {"defaults": {}, "overrides": []}, "options": {}}
     change(panel)
     errors = grafana_dashboards.shown(panel, ["time", "status"]).errors
     assert any(message in e for e in errors), errors
