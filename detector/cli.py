@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
+from upwatch.config import Config
+
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this package's subcommands to the upwatch CLI."""
@@ -19,15 +21,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         .set_defaults(handler=cmd_status)
 
 
-async def _render(conn: AsyncConnection) -> str:
+async def _render(conn: AsyncConnection, config: Config) -> str:
     from detector.status import render, status
 
-    return render(await status(conn, datetime.now(UTC)))
+    return render(await status(conn, datetime.now(UTC), config.detector))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print per-series detector state; exit 0."""
     from upwatch.cli import with_connection
 
-    print(with_connection(args, lambda conn, _config: _render(conn)))
+    print(with_connection(args, _render))
     return 0

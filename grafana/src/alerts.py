@@ -81,10 +81,13 @@ def build() -> Json:
         timeseries("Notifications over time", "Alerts created per interval, by state.", BY_STATE, stack=True,
                    bars=True, size=(14, 8)),
         table("Recent alerts", "Every notification in the range, newest first, with its delivery state and "
-              "attempts.", RECENT, size=(24, 10),
+              "attempts.", RECENT,
+              ("created", "endpoint", "kind", "event", "severity", "channel", "recipients", "state", "attempts", "sent",
+               "last_error", "subject"), size=(24, 10),
               overrides=[override("state", **state_cells), override("endpoint", links=ENDPOINT_LINK)]),
         table("Alert state now", "Per fingerprint (endpoint + kind): what is open and what was last told.",
-              STATE_NOW, size=(24, 8), overrides=[override("endpoint", links=ENDPOINT_LINK)]),
+              STATE_NOW, ("endpoint", "kind", "status", "since", "consecutive_failures", "consecutive_successes",
+                          "last_sent_at", "suppressed_count", "last_error", "fingerprint"), size=(24, 8), overrides=[override("endpoint", links=ENDPOINT_LINK)]),
     ]
     return dashboard("upwatch-alerts", "upwatch / Alerts",
                      "Notifications sent, suppressed and failed, and the alerter's current state.", panels,

@@ -83,9 +83,12 @@ def build() -> Json:
         heatmap("Anomaly score by target and hour", "Highest anomaly score per endpoint (or pushed service) and "
                 "hour; empty cells had no anomaly.", HEATMAP),
         table("Incidents", "Consecutive anomalous points of one series, with the detector's reason.", INCIDENTS,
+              ("started", "ended", "duration", "target", "series", "severity", "peak_score", "points", "reason"),
               size=(24, 9), overrides=[override("duration", unit="s"), override("severity", **severity_cells),
                                        override("peak_score", unit="percentunit", decimals=2)]),
-        table("Latest anomalies", "Every anomalous point in the range, newest first.", LATEST, size=(24, 9),
+        table("Latest anomalies", "Every anomalous point in the range, newest first.", LATEST,
+              ("time", "target", "series", "value", "score", "threshold", "severity", "model_version", "reason"),
+              size=(24, 9),
               overrides=[override("severity", **severity_cells), override("target", links=TARGET_LINK),
                          override("score", unit="percentunit", decimals=2)]),
     ]

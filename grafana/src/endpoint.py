@@ -128,20 +128,19 @@ GROUP BY t.time
 ORDER BY t.time
 """
 
-# Assertion results are stored as a JSON array of {"name", "ok", "expected", "actual", "message"}.
+# probe_results.assertions is what upwatch.assertions.evaluate returns: a JSON array of
+# {"assertion": the condition as configured, "ok", "actual": the value seen, "reason": why it failed}
+# ("reason" only on failed ones), e.g. "expected == UP, got DOWN". Shown in the configured order.
 FAILED_ASSERTIONS = f"""
-SELECT r.time,
-       coalesce(a.item->>'name', a.item->>'type', a.item->>'kind', '') AS assertion,
-       coalesce(a.item->>'expected', '') AS expected,
-       coalesce(a.item->>'actual', '') AS actual,
-       coalesce(a.item->>'message', a.item::text) AS message,
+SELECT r.time, a.item->>'assertion' AS assertion, a.item->>'actual' AS actual, a.item->>'reason' AS reason,
        r.status_code
 FROM probe_results r
 JOIN endpoints e ON e.id = r.endpoint_id
 CROSS JOIN LATERAL jsonb_array_elements(
-    CASE WHEN jsonb_typeof(r.assertions) = 'array' THEN r.assertions ELSE '[]'::jsonb END) AS a(item)
+    CASE WHEN jsonb_typeof(r.assertions) = 'array' THEN r.assertions ELSE '[]'::jsonb END)
+    WITH ORDINALITY AS a(item, n)
 WHERE {THIS} AND NOT r.ok AND $__timeFilter(r.time) AND a.item->'ok' = 'false'::jsonb
-ORDER BY r.time DESC
+ORDER BY r.time DESC, a.n
 LIMIT 200
 """
 
@@ -195,8 +194,12 @@ def build() -> Json:
                    + [override("model threshold", unit="percentunit", min=0, max=1,
                                **{"custom.axisPlacement": "right", "custom.lineStyle": {"fill": "dash",
                                                                                           "dash": [10, 10]}})]),
-        table("Failed assertions", "Assertions that failed, newest first.", FAILED_ASSERTIONS, size=(12, 8)),
-        table("Recent failures", "Failed checks in the range, newest first.", RECENT_FAILURES, size=(12, 8),
+        table("Failed assertions", "Assertions that failed, newest first: the condition as configured, the value "
+              "seen and why it failed.", FAILED_ASSERTIONS,
+              ("time", "assertion", "actual", "reason", "status_code"), size=(12, 8)),
+        table("Recent failures", "Failed checks in the range, newest first.", RECENT_FAILURES,
+              ("time", "status_code", "error_kind", "error", "latency_ms", "location", "prober", "final_url"),
+              size=(12, 8),
               overrides=[override("latency_ms", unit="ms")]),
     ]
     return dashboard(

@@ -64,13 +64,20 @@ def stat(title: str, description: str, sql: str, *, unit: str = "short", size: t
     return _panel("stat", title, description, [target(sql, "table")], size, defaults, options, overrides)
 
 
-def table(title: str, description: str, sql: str, *, size: tuple[int, int] = (24, 8),
+def table(title: str, description: str, sql: str, columns: tuple[str, ...], *, size: tuple[int, int] = (24, 8),
           overrides: list[Json] | None = None, mappings: list[Json] | None = None) -> Json:
-    """A table of whatever the query returns."""
+    """A table showing `columns` of what the query returns, in that order.
+
+    The list is stored as an organize transformation, so the panel states what it shows and the
+    dashboard tests can hold the query to it (tests/grafana: every column returned and filled).
+    """
     defaults = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True},
                 "mappings": mappings or []}
     options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}}
-    return _panel("table", title, description, [target(sql, "table")], size, defaults, options, overrides)
+    organize = {"id": "organize", "options": {"excludeByName": {}, "renameByName": {},
+                                              "indexByName": {name: i for i, name in enumerate(columns)}}}
+    return _panel("table", title, description, [target(sql, "table")], size, defaults, options, overrides,
+                  transformations=[organize])
 
 
 def bargauge(title: str, description: str, sql: str, *, unit: str = "short", size: tuple[int, int] = (12, 8),

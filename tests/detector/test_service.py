@@ -88,7 +88,7 @@ async def test_live_detector_trains_scores_and_survives_a_restart(
     assert again.states[SERIES].artifact is not None and again.states[SERIES].artifact.version == 1
 
     async with pool.connection() as conn:
-        table = render(await status(conn, now + timedelta(minutes=5)))
+        table = render(await status(conn, now + timedelta(minutes=5), settings))
     assert SERIES in table and "ready" in table and f" {len(rows)}" in table
     executor.shutdown()
 
@@ -163,7 +163,7 @@ async def test_series_shorter_than_the_minimum_is_learning_and_claims_nothing(
     assert live.states[SERIES].artifact is None
     assert await _anomalies(pool) == []
     async with pool.connection() as conn:
-        rows = await status(conn, now)
+        rows = await status(conn, now, settings)
     assert [(r.series, r.status) for r in rows if r.series == SERIES] == [(SERIES, "learning")]
 
 

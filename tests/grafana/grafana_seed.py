@@ -2,7 +2,8 @@
 
 Every table a panel reads gets rows shaped like the services write them:
 endpoints of each kind, probe results every `step_s` with phase timings,
-status codes, failures with assertion results and certificates; per-minute
+status codes, failures with assertion results (made by the prober's own
+evaluation code, so they have its shape) and certificates; per-minute
 rollups computed from those rows (and the hourly ones from those); pushed services with request logs and their
 rollups; detector models, anomalies and incidents; alert state and an outbox of
 alerts in every state. Planted facts the tests rely on: `api-001` is DOWN now
@@ -12,10 +13,16 @@ an hour ago, and one service's name contains a quote.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+from upwatch.assertions import Observed, evaluate
+from upwatch.conditions import parse
 
 SERVICES = ("shop-api", "o'brien-api", "billing")
 ROUTES = ("/api/v1/orders", "/api/v1/orders/{id}", "/api/v1/cart", "/healthz", "/api/v1/login")
@@ -33,6 +40,18 @@ class Scale:
 def endpoint_names(scale: Scale) -> list[str]:
     """The seeded endpoint names, in id order."""
     return [f"api-{i:03d}" for i in range(scale.endpoints)]
+
+
+# What every seeded http endpoint asserts; the stored results come from the prober's own evaluation.
+ASSERTIONS = ("[STATUS] == 200", "[BODY].status == UP",
+              {"header": {"name": "Content-Type", "equals": "application/json"}})
+
+
+def assertion_results(status_code: int, body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """probe_results.assertions exactly as an http check stores it for this response."""
+    observed = Observed(now=now, status_code=status_code, latency_ms=42.0, body=json.dumps(body).encode(),
+                        headers={"Content-Type": "application/json"})
+    return evaluate([parse(a) for a in ASSERTIONS], observed)[1]
 
 
 def seed(conn: psycopg.Connection, scale: Scale, now: datetime, *, refresh: bool = True) -> None:
@@ -81,14 +100,10 @@ def _probe_results(conn: psycopg.Connection, scale: Scale, now: datetime) -> Non
                CASE WHEN e.kind = 'http' THEN e.target END,
                CASE WHEN e.target LIKE 'https:%%' AND NOT timed_out
                     THEN %(now)s::timestamptz + make_interval(days => 5 + e.id * 7) END,
-               CASE WHEN timed_out THEN 'timeout' WHEN failed THEN 'assertion' END,
-               CASE WHEN timed_out THEN 'timeout after 10s' WHEN failed THEN 'status 503 not in expected 200-399' END,
-               CASE WHEN failed AND NOT timed_out THEN jsonb_build_array(
-                        jsonb_build_object('name', 'status', 'ok', false, 'expected', '200-399',
-                                           'actual', '503', 'message', 'unexpected status'),
-                        jsonb_build_object('name', 'body contains "ok"', 'ok', true))
-                    WHEN NOT failed AND e.kind = 'http' THEN
-                        jsonb_build_array(jsonb_build_object('name', 'status', 'ok', true)) END
+               CASE WHEN timed_out THEN 'timeout' WHEN failed THEN 'http_status' END,
+               CASE WHEN timed_out THEN 'timeout after 10s' WHEN failed THEN 'status 503 Service Unavailable' END,
+               -- a timed-out http check stores no assertion results, nor does a tcp check without assertions
+               CASE WHEN e.kind <> 'http' OR timed_out THEN NULL WHEN failed THEN %(failing)s ELSE %(passing)s END
         FROM endpoints e
         CROSS JOIN LATERAL generate_series(%(now)s::timestamptz - make_interval(secs => %(span)s),
                                            %(now)s::timestamptz - make_interval(secs => e.id %% %(step)s),
@@ -107,7 +122,9 @@ def _probe_results(conn: psycopg.Connection, scale: Scale, now: datetime) -> Non
                                          AND %(now)s::timestamptz - interval '60 minutes') AS failed
         ) m
         WHERE e.enabled OR t < %(now)s::timestamptz - interval '1 day'
-        """, {"now": now, "span": scale.days * 86400, "step": scale.step_s})
+        """, {"now": now, "span": scale.days * 86400, "step": scale.step_s,
+              "failing": Jsonb(assertion_results(503, {"status": "DOWN", "detail": "db unreachable"}, now)),
+              "passing": Jsonb(assertion_results(200, {"status": "UP"}, now))})
 
 
 def _probe_rollups(conn: psycopg.Connection) -> None:
@@ -236,7 +253,8 @@ def _alerts(conn: psycopg.Connection, now: datetime) -> None:
         SELECT e.name || ':down', 'down', e.id, CASE WHEN e.name = 'api-001' THEN 'firing' ELSE 'ok' END,
                CASE WHEN e.name = 'api-001' THEN 12 ELSE 0 END, CASE WHEN e.name = 'api-001' THEN 0 ELSE 40 END,
                %(now)s::timestamptz, %(now)s::timestamptz - interval '3 minutes',
-               %(now)s::timestamptz - interval '2 minutes', CASE WHEN e.name = 'api-001' THEN 4 ELSE 0 END, NULL
+               %(now)s::timestamptz - interval '2 minutes', CASE WHEN e.name = 'api-001' THEN 4 ELSE 0 END,
+               CASE WHEN e.name = 'api-001' THEN 'SMTP 451: try again later' END
         FROM endpoints e
         """, {"now": now})
     conn.execute(

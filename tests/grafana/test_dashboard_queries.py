@@ -3,15 +3,17 @@ run as the read-only upwatch_reader role against seeded data, returns what its p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
 import grafana_dashboards
 import grafana_seed
+from grafana_dashboards import run_as_reader
 from grafana_macros import Context, TimeRange, Variable, expand, interval_ms
 
 # PostgreSQL type OIDs
@@ -47,18 +49,6 @@ def empty(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     name, url = pg_server.create_database()
     yield url
     pg_server.drop_database(name)
-
-
-def run_as_reader(url: str, sql: str) -> tuple[list[tuple[str, int]], list[tuple]]:  # type: ignore[type-arg]
-    """Run one query the way Grafana's datasource does: as upwatch_reader, read-only; (columns, rows)."""
-    with psycopg.connect(url) as conn:
-        conn.read_only = True
-        conn.execute("SET ROLE upwatch_reader")
-        conn.execute("SET statement_timeout = '10s'")
-        cur = conn.execute(sql.encode())
-        assert cur.description is not None, "the query returned no result set"
-        columns = [(c.name, c.type_code) for c in cur.description]
-        return columns, cur.fetchall()
 
 
 def expanded(query: grafana_dashboards.Query, time_range: TimeRange, timescaledb: bool) -> str:
@@ -122,6 +112,64 @@ def test_query_with_timescaledb_time_bucket(seeded: Seeded, query: grafana_dashb
     sql = expanded(query, time_range, timescaledb=True)
     columns, rows = run_as_reader(seeded.url, sql)
     check_shape(query, columns, rows, time_range)
+
+
+Panel = dict[str, Any]
+TABLES = [(uid, panel) for uid, model in sorted(grafana_dashboards.load().items())
+          for panel in grafana_dashboards.panels(model) if panel["type"] == "table"]
+
+
+def _filled(value: object) -> bool:
+    return value is not None and str(value).strip() not in ("", "[]", "{}")
+
+
+TABLE_IDS = [f"{uid.removeprefix('upwatch-')}/{p['title']}" for uid, p in TABLES]
+
+
+def _table_result(seeded: Seeded, uid: str, panel: Panel, span: str) -> tuple[str, list[str], list[tuple[Any, ...]]]:
+    (query,) = [q for q in QUERIES if q.dashboard == uid and q.where == panel["title"]]
+    time_range = TimeRange.last(RANGES[span], seeded.now + timedelta(seconds=1))
+    columns, rows = run_as_reader(seeded.url, expanded(query, time_range, timescaledb=False))
+    return query.id, [name for name, _ in columns], rows
+
+
+@pytest.mark.parametrize("span", RANGES)
+@pytest.mark.parametrize(("uid", "panel"), TABLES, ids=TABLE_IDS)
+def test_table_panel_columns_are_returned(seeded: Seeded, uid: str, panel: Panel, span: str) -> None:
+    """Every column a table panel names (its column list, overrides, links, sorting) comes back from its query."""
+    where, names, rows = _table_result(seeded, uid, panel, span)
+    errors = grafana_dashboards.shown(panel, names).errors
+    assert not errors, f"{where}: " + "; ".join(errors)
+    assert rows, f"{where}: no rows on seeded data"
+
+
+@pytest.mark.parametrize(("uid", "panel"), TABLES, ids=TABLE_IDS)
+def test_table_panel_shows_no_empty_column(seeded: Seeded, uid: str, panel: Panel) -> None:
+    """On data shaped as the services store it, over 30 days, no column a table shows is empty in every row."""
+    where, names, rows = _table_result(seeded, uid, panel, "30d")
+    shown = grafana_dashboards.shown(panel, names).fields
+    empty = [name for name in names if name in shown and not any(_filled(r[names.index(name)]) for r in rows)]
+    assert rows and not empty, f"{where}: columns empty in all {len(rows)} rows: {empty}"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["fieldConfig"]["overrides"].append({"matcher": {"id": "byName", "options": "expected"},
+                                                     "properties": []}), "refers to column 'expected'"),
+    (lambda p: p.update(transformations=[{"id": "organize", "options": {"indexByName": {"time": 0, "message": 1}}}]),
+     "organize.indexByName names 'message'"),
+    (lambda p: p.update(transformations=[{"id": "organize", "options": {"indexByName": {"time": 0}}}]),
+     "returned column 'status' is not in the panel's indexByName"),
+    (lambda p: p["fieldConfig"]["defaults"].update(links=[{"url": "/d/x?var-e=${__data.fields.name}"}]),
+     "refers to column 'name'"),
+    (lambda p: p.update(styles=[{"pattern": "name"}]), "column style for 'name'"),
+    (lambda p: p.update(transformations=[{"id": "merge", "options": {}}]), "transformation 'merge' is not modelled"),
+], ids=["override", "index", "undeclared", "link", "style", "unknown-transformation"])
+def test_a_panel_naming_a_column_its_query_does_not_return_is_caught(change: Callable[[Panel], None],
+                                                                     message: str) -> None:
+    panel: Panel = {"type": "table", "title": "t", "fieldConfig": {"defaults": {}, "overrides": []}, "options": {}}
+    change(panel)
+    errors = grafana_dashboards.shown(panel, ["time", "status"]).errors
+    assert any(message in e for e in errors), errors
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
