@@ -1,5 +1,6 @@
-"""Per-recipient outcomes of one outbox message (table alert_recipients), so a retry goes only to
-the recipients still owed, and a restart still knows who already has the message.
+"""Per-recipient outcomes of one outbox message (table alert_recipients, keyed by the message's
+first alert), so a retry goes only to the recipients still owed, and a restart still knows who
+already has the message.
 
 A recipient is `pending` (owed: not tried yet, or refused with 4xx), `sent`, `failed` (5xx, or
 given up after delivery.max_age), `uncertain` (the message was sent but the server's final reply
@@ -29,12 +30,10 @@ class Standing:
     error: str | None = None
 
 
-async def load(conn: AsyncConnection, message_id: str | None) -> dict[str, Standing]:
-    """The recorded recipients of a message; empty before its first attempt."""
-    if message_id is None:
-        return {}
+async def load(conn: AsyncConnection, head: int) -> dict[str, Standing]:
+    """The recorded recipients of the message whose first alert is `head`; empty before its first attempt."""
     cur = await conn.execute("SELECT recipient, state, attempts, last_error FROM alert_recipients"
-                             " WHERE message_id = %s", (message_id,))
+                             " WHERE alert_id = %s", (head,))
     return {r[0]: Standing(r[1], r[2], r[3]) for r in await cur.fetchall()}
 
 
@@ -79,15 +78,15 @@ def verdict(recipients: Iterable[str], standing: Mapping[str, Standing]) -> tupl
     return ("sent" if any(s.state in RECEIVED for s in states.values()) else "failed"), problems or None
 
 
-async def save(conn: AsyncConnection, message_id: str, settled: Mapping[str, Standing]) -> None:
+async def save(conn: AsyncConnection, head: int, settled: Mapping[str, Standing]) -> None:
     """Record the recipients tried in this attempt."""
     if not settled:
         return
     async with conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO alert_recipients AS a (message_id, recipient, state, attempts, last_error, sent_at)"
+            "INSERT INTO alert_recipients AS a (alert_id, recipient, state, attempts, last_error, sent_at)"
             " VALUES (%s, %s, %s, %s, %s, CASE WHEN %s THEN clock_timestamp() END)"
-            " ON CONFLICT (message_id, recipient) DO UPDATE SET state = excluded.state,"
+            " ON CONFLICT (alert_id, recipient) DO UPDATE SET state = excluded.state,"
             " attempts = excluded.attempts, last_error = excluded.last_error,"
             " sent_at = coalesce(a.sent_at, excluded.sent_at), updated_at = clock_timestamp()",
-            [(message_id, r, s.state, s.attempts, s.error, s.state == "sent") for r, s in settled.items()])
+            [(head, r, s.state, s.attempts, s.error, s.state == "sent") for r, s in settled.items()])

@@ -94,8 +94,9 @@ async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
         " AND message_id IS NULL AND (next_attempt_at <= clock_timestamp() OR attempts = 0)"
         " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
         (first[5], first[6], first[0], batch - 1))
-    alerts = [_alert(first)] + [_alert(r) for r in await cur.fetchall()]
-    message_id = f"{first[0]}.{uuid.uuid4().hex[:16]}"
+    # Lowest id first: that alert heads the message on every retry (see the first query).
+    alerts = sorted([_alert(first)] + [_alert(r) for r in await cur.fetchall()], key=lambda a: a.id)
+    message_id = f"{alerts[0].id}.{uuid.uuid4().hex[:16]}"
     await conn.execute("UPDATE alerts SET message_id = %s WHERE id = ANY(%s)", (message_id, [a.id for a in alerts]))
     return [replace(a, message_id=message_id) for a in alerts]
 
@@ -115,9 +116,8 @@ async def _record(conn: AsyncConnection, alerts: Sequence[Alert], notice: Notice
     cur = await conn.execute("SELECT %s::timestamptz < clock_timestamp() - %s", (head.created_at, d.max_age))
     expired = bool((await cur.fetchone() or (False,))[0])
     if head.recipients:
-        assert head.message_id is not None
         settled = ledger.settle(standing, notice.owed, delivery, expired)
-        await ledger.save(conn, head.message_id, settled)
+        await ledger.save(conn, head.id, settled)
         state, problems = ledger.verdict(head.recipients, standing | settled)
         last_error = delivery.error or problems
     else:  # webhooks: the receiver's answer is the outcome
@@ -142,7 +142,7 @@ async def deliver_next(pool: AsyncConnectionPool, alerting: Alerting) -> int:
         alerts = await _claim(conn, alerting.delivery.batch_size)
         if not alerts:
             return 0
-        standing = await ledger.load(conn, alerts[0].message_id)
+        standing = await ledger.load(conn, alerts[0].id)
         notice = replace(render.notice(alerts, alerting.grafana_url), message_id=alerts[0].message_id or "",
                          envelope=ledger.owed(alerts[0].recipients, standing))
         if alerts[0].recipients and not notice.owed:
