@@ -4,8 +4,8 @@ already has the message.
 
 A recipient is `pending` (owed: not tried yet, or refused with 4xx), `sent`, `failed` (5xx, or
 given up after delivery.max_age), `uncertain` (the message was sent but the server's final reply
-never came: owed one more try under the same Message-ID) or `unconfirmed` (uncertain twice: not
-sent again, it has most likely arrived at least once).
+never came: it may have it, and is owed at most one more copy under the same Message-ID) or
+`unconfirmed` (uncertain, and not sent again: it has most likely arrived at least once).
 """
 
 from __future__ import annotations
@@ -59,10 +59,12 @@ def settle(standing: Mapping[str, Standing], tried: Iterable[str], delivery: Del
         before = standing.get(rcpt, Standing("pending"))
         o = _outcome(rcpt, delivery)
         state, error = o.state, o.error
-        if state == "uncertain" and before.state == "uncertain":
-            state = "unconfirmed"  # resending again risks one more copy per retry, for a message that arrived
-        elif state in OWED and expired:
-            state, error = "failed", f"gave up after delivery.max_age: {error}"
+        if before.state == "uncertain" and state in OWED:
+            # It may have the message already: one more resend at most, however the retries go.
+            state = "unconfirmed" if state == "uncertain" else "uncertain"
+        if state in OWED and expired:
+            state = "unconfirmed" if state == "uncertain" else "failed"
+            error = f"gave up after delivery.max_age: {error}"
         out[rcpt] = Standing(state, before.attempts + 1, error)
     return out
 
