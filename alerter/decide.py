@@ -61,11 +61,13 @@ class Cycle:
         d = should_send(t.state, Event(kind, at, window is not None, parent is not None), self.now, self.policy)
         t.state, t.ticked = d.state, True
         t.changed = t.changed or d.state != before
+        if d.state.firing and not before.firing:
+            t.details["cause"] = t.reason  # t.reason follows every later failure; the RESOLVED names this one
         if d.action in ("none", "cooldown") or d.message is None:
             return
-        payload: dict[str, Any] = dict(p, event=d.message, reason=t.reason, at=at.isoformat(),
-                                       since=(t.state.since or at).isoformat(), suppressed=d.suppressed,
-                                       last_results=t.details.get("recent", []))
+        payload: dict[str, Any] = dict(p, event=d.message, at=at.isoformat(), since=(t.state.since or at).isoformat(),
+                                       suppressed=d.suppressed, last_results=t.details.get("recent", []),
+                                       **explain(t, d.message))
         subject = "[upwatch] " + render.title(dict(payload, kind=t.kind))
         base = dict(fingerprint=t.fingerprint, kind=t.kind, event=d.message, endpoint_id=t.endpoint_id,
                     severity=severity, subject=subject, payload=payload)
@@ -158,6 +160,15 @@ class Cycle:
                 t.state, t.changed = replace(t.state, firing=False), True
                 continue
             self.decide(t, "tick", self.now)
+
+
+def explain(t: Tracked, message: str) -> dict[str, str | None]:
+    """`reason` (the headline), `cause` (what made it fire) and, for a recovered DOWN, the
+    `last_error` seen before it came back if that was something else."""
+    cause = t.details.get("cause") or t.reason
+    if message == "resolved" and t.kind == "down":
+        return {"reason": cause, "cause": cause, "last_error": t.reason if t.reason != cause else None}
+    return {"reason": t.reason, "cause": cause}
 
 
 def dependency_order(endpoints: dict[int, EndpointInfo], ids: list[int]) -> list[int]:

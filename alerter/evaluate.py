@@ -73,12 +73,13 @@ async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, 
 
 
 async def _fold(conn: AsyncConnection, folds: list[tuple[str, str]]) -> None:
-    """Name each folded child in its parent's DOWN message while that is still waiting to go out."""
+    """Name each folded child in its parent's DOWN message while that is still waiting to go out
+    (not once tried: a retry must be the same message, or dropping duplicates would drop news)."""
     for parent, child in folds:
         await conn.execute(
             "UPDATE alerts SET payload = jsonb_set(payload, '{folded}',"
             " coalesce(payload->'folded', '[]'::jsonb) || to_jsonb(%s::text))"
-            " WHERE fingerprint = %s AND event = 'firing' AND state = 'pending'"
+            " WHERE fingerprint = %s AND event = 'firing' AND state = 'pending' AND message_id IS NULL"
             " AND NOT coalesce(payload->'folded', '[]'::jsonb) ? %s", (child, f"down:{parent}", child))
 
 

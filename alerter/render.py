@@ -57,7 +57,8 @@ def _lines(p: dict[str, Any], grafana_url: str) -> list[tuple[str, str]]:
     since = _time(p.get("since"))
     if since:
         facts.append(("Since", since.strftime("%Y-%m-%d %H:%M:%S %Z")))
-    for label, key in (("Reason", "reason"), ("Severity", "severity"), ("Target", "target")):
+    facts += _why(p)
+    for label, key in (("Severity", "severity"), ("Target", "target")):
         if p.get(key):
             facts.append((label, str(p[key])))
     if p.get("score") is not None:
@@ -68,6 +69,23 @@ def _lines(p: dict[str, Any], grafana_url: str) -> list[tuple[str, str]]:
         facts.append(("Held back", f"{p['suppressed']} notifications during the cooldown"))
     if p.get("endpoint") and p.get("kind") != "test":
         facts.append(("Dashboard", dashboard_url(grafana_url, str(p["endpoint"]))))
+    return facts
+
+
+def _why(p: dict[str, Any]) -> list[tuple[str, str]]:
+    """A RESOLVED names the cause that made it fire; other messages the current reason, and the
+    cause too once it is something else."""
+    reason, cause = str(p.get("reason") or ""), str(p.get("cause") or "")
+    if p.get("event") == "resolved":
+        facts = [("Cause", cause or reason)] if cause or reason else []
+        if p.get("last_error"):
+            facts.append(("Last error", str(p["last_error"])))
+        elif p.get("kind") != "down" and reason and cause and reason != cause:
+            facts.append(("Now", reason))
+        return facts
+    facts = [("Reason", reason)] if reason else []
+    if cause and cause != reason:
+        facts.append(("Went down with" if p.get("kind") == "down" else "Fired with", cause))
     return facts
 
 

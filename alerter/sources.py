@@ -80,9 +80,19 @@ class Result:
 async def endpoints(conn: AsyncConnection) -> dict[int, EndpointInfo]:
     """Enabled endpoints with their tags and dependencies (from the synced config)."""
     cur = await conn.execute(
-        "SELECT id, name, kind, target, tags, coalesce(config->'depends_on', '[]'::jsonb) FROM endpoints"
-        " WHERE enabled")
-    return {r[0]: EndpointInfo(r[0], r[1], r[2], r[3], tuple(r[4]), tuple(r[5])) for r in await cur.fetchall()}
+        "SELECT id, name, kind, target, tags, coalesce(config->'depends_on', '[]'::jsonb),"
+        " config->>'period', config->>'grace' FROM endpoints WHERE enabled")
+    return {r[0]: EndpointInfo(r[0], r[1], r[2], shown_target(r[1], r[2], r[3], r[6], r[7]), tuple(r[4]),
+                               tuple(r[5])) for r in await cur.fetchall()}
+
+
+def shown_target(name: str, kind: str, target: str, period: str | None, grace: str | None) -> str:
+    """What an alert says the check points at. A push endpoint points nowhere (its stored target
+    is just "push"): say what it waits for instead."""
+    if kind != "push":
+        return target
+    return (f"check-ins to /api/v1/checks/{name}" + (f" every {period}" if period else "")
+            + (f" (grace {grace})" if grace else ""))
 
 
 async def new_results(conn: AsyncConnection) -> dict[int, list[Result]]:

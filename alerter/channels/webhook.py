@@ -39,6 +39,13 @@ def payload(notice: Notice, format: str) -> dict[str, Any]:
     return {"subject": notice.subject, "text": notice.text, "alerts": notice.facts}
 
 
+def headers(notice: Notice, options: Options) -> dict[str, str]:
+    """The configured headers plus an Idempotency-Key that stays the same on every retry of the
+    message, so a receiver can drop a repeat (a timeout does not tell whether it arrived)."""
+    key = {"Idempotency-Key": f"upwatch.{notice.message_id}"} if notice.message_id else {}
+    return key | options.headers
+
+
 async def send(notice: Notice, options: Options | None) -> Delivery:
     """POST the notice; 2xx is success, 4xx (except 408/429) is permanent. Never raises for network errors."""
     if options is None:
@@ -47,7 +54,7 @@ async def send(notice: Notice, options: Options | None) -> Delivery:
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             async with session.post(options.url, json=payload(notice, options.format),
-                                    headers=options.headers) as resp:
+                                    headers=headers(notice, options)) as resp:
                 if resp.status < 300:
                     return Delivery.sent()
                 body = (await resp.text())[:200]

@@ -34,22 +34,43 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse: dict[str, str] = {}  # address -> SMTP reply
+        self.refuse_once: dict[str, str] = {}  # address -> SMTP reply, for the next RCPT of it only
+        self.data_reply: str | None = None  # refuse every message with this reply instead of keeping it
+        self.slow_replies = 0  # how many of the next accepted messages get their 250 only after slow_s
+        self.slow_s = 0.0
+        self.data_attempts = 0
         self.on_message: Callable[[EmailMessage], None] | None = None
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           options: list[str]) -> str:
+        if address in self.refuse_once:
+            return self.refuse_once.pop(address)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.data_attempts += 1
+        if self.data_reply is not None:
+            return self.data_reply
         message = email.message_from_bytes(envelope.content, policy=default)  # type: ignore[arg-type]
         self.messages.append(message)  # type: ignore[arg-type]
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         if self.on_message is not None:
             self.on_message(message)  # type: ignore[arg-type]
+        if self.slow_replies > 0:  # kept, but the client hears so only later: it cannot know it arrived
+            self.slow_replies -= 1
+            await asyncio.sleep(self.slow_s)
         return "250 Message accepted for delivery"
+
+    def received(self) -> dict[str, int]:
+        """How many copies each address was given."""
+        counts: dict[str, int] = {}
+        for _, rcpts in self.envelopes:
+            for rcpt in rcpts:
+                counts[rcpt] = counts.get(rcpt, 0) + 1
+        return counts
 
     def subjects(self) -> list[str]:
         return [str(m["Subject"]) for m in self.messages]
@@ -149,3 +170,10 @@ async def wait_for(condition: Callable[[], Any], timeout_s: float = 10.0, step_s
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(step_s)
+
+
+async def recipients(pool: AsyncConnectionPool) -> dict[str, tuple[str, int]]:
+    """alert_recipients as {recipient: (state, attempts)}."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT recipient, state, attempts FROM alert_recipients ORDER BY recipient")
+        return {r[0]: (r[1], r[2]) for r in await cur.fetchall()}

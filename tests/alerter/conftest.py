@@ -26,10 +26,12 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.all_headers: list[dict[str, str]] = []  # of every request, refused ones too
         self.status = 200
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.all_headers.append(dict(request.headers))
         if self.status >= 300:
             return web.Response(status=self.status, text="receiver says no")
         self.bodies.append(await request.json())

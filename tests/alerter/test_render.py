@@ -44,6 +44,23 @@ def test_anomaly_body_has_reason_score_and_escaped_html() -> None:
     assert "http://g.test/d/upwatch-endpoint?var-endpoint=payments-api" in n.text
 
 
+@pytest.mark.parametrize(("a", "shown", "hidden"), [
+    (alert("down", "reminder", reason="disk full", cause="no heartbeat"),
+     ["Reason: disk full", "Went down with: no heartbeat"], ["Cause:"]),
+    (alert("down", "resolved", reason="no heartbeat", cause="no heartbeat", last_error="disk full"),
+     ["Cause: no heartbeat", "Last error: disk full"], ["Reason:"]),
+    (alert("rule", "resolved", reason="error_rate > 5% over 5m (now 0.5%)",
+           cause="error_rate > 5% over 5m (now 12.0%)"),
+     ["Cause: error_rate > 5% over 5m (now 12.0%)", "Now: error_rate > 5% over 5m (now 0.5%)"], ["Reason:"]),
+    (alert("down", "firing", reason="timeout after 10 s", cause="timeout after 10 s"),
+     ["Reason: timeout after 10 s"], ["Cause:", "Went down with"]),
+], ids=["reminder-new-error", "resolved-down", "resolved-rule", "firing"])
+def test_body_names_reason_and_cause(a: Alert, shown: list[str], hidden: list[str]) -> None:
+    lines = render.notice([a], "http://g.test").text.splitlines()
+    assert all(line in lines for line in shown), lines
+    assert not any(line.startswith(h) for line in lines for h in hidden), lines
+
+
 def test_routes_match_all_given_criteria_and_fall_back_to_defaults() -> None:
     cfg = alerting(webhooks=[{"name": "w", "url": "http://127.0.0.1:9/"}],
                    routes=[{"tags": ["db"], "severities": ["critical"], "recipients": ["dba@example.test"]}])
