@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from prober.push import origins
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +59,16 @@ def hash_key(raw: str) -> bytes:
 
 async def create_service(conn: AsyncConnection, name: str, *, description: str = "", base_url: str | None = None,
                          privacy_level: int = 0, retention_days: int = 30,
-                         allowed_hosts: list[str] | None = None) -> dict[str, Any]:
-    """Insert a service; PushError if the name is taken."""
+                         allowed_hosts: list[str] | None = None,
+                         replay_methods: list[str] | None = None) -> dict[str, Any]:
+    """Insert a service; PushError if the name is taken or a replay setting is invalid."""
+    methods = check_replay_settings(base_url, allowed_hosts or [], replay_methods or [])
     try:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "INSERT INTO services (name, description, base_url, privacy_level, retention_days, allowed_hosts)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING " + _SERVICE_COLUMNS,
-            (name, description, base_url, privacy_level, retention_days, allowed_hosts or []),
+            "INSERT INTO services (name, description, base_url, privacy_level, retention_days, allowed_hosts,"
+            " replay_methods) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING " + _SERVICE_COLUMNS,
+            (name, description, base_url, privacy_level, retention_days, allowed_hosts or [], methods),
         )
     except errors.UniqueViolation:
         raise PushError(f"service {name!r} already exists") from None
@@ -73,7 +78,24 @@ async def create_service(conn: AsyncConnection, name: str, *, description: str =
     return row
 
 
-_SERVICE_COLUMNS = "id, name, description, base_url, allowed_hosts, privacy_level, retention_days, created_at"
+_SERVICE_COLUMNS = ("id, name, description, base_url, allowed_hosts, replay_methods, privacy_level, retention_days,"
+                    " created_at")
+_METHOD = re.compile(r"[A-Za-z]{1,16}")
+
+
+def check_replay_settings(base_url: str | None, allowed_hosts: list[str], replay_methods: list[str]) -> list[str]:
+    """The replay methods upper-cased; PushError naming the bad base_url, allow-list entry or method."""
+    try:
+        if base_url is not None:
+            origins.origin_of(base_url)
+        for entry in allowed_hosts:
+            origins.allowed_entry(entry)
+    except origins.OriginError as e:
+        raise PushError(f"replay allow-list: {e}") from None
+    for method in replay_methods:
+        if not _METHOD.fullmatch(method):
+            raise PushError(f"replay method {method!r} is not an HTTP method name")
+    return sorted({m.upper() for m in replay_methods})
 
 
 async def list_services(conn: AsyncConnection) -> list[dict[str, Any]]:
