@@ -29,7 +29,7 @@ from prober.push.app import ctx, reply, require_admin
 from prober.push.bodies import Refusal
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import fetch_log, log_id
-from prober.push.records import clean, mask
+from prober.push.records import clean
 from upwatch.catalog import MASK
 
 logger = logging.getLogger(__name__)
@@ -185,17 +185,18 @@ async def replay(request: web.Request) -> web.Response:
 
 
 async def _store(context: Any, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
-    method, url, headers, body = plan.method, plan.url, plan.headers, plan.body
-    response_headers = mask(outcome["response_headers"], context.sensitive)
+    masking = context.sensitive
+    response_headers = masking.headers_of(outcome["response_headers"])
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
             " status_code, response_headers, response_body, latency_ms, error)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _REPLAY_COLUMNS,
-            (log["id"], log["service_id"], method, clean(url), Jsonb(clean(mask(headers, context.sensitive))),
-             clean(body), outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
-             clean(outcome["response_body"]), outcome["latency_ms"], clean(outcome["error"])))
+            (log["id"], log["service_id"], plan.method, clean(masking.url(plan.url)),
+             Jsonb(clean(masking.headers_of(plan.headers))), clean(masking.body(plan.body)),
+             outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
+             clean(masking.body(outcome["response_body"])), outcome["latency_ms"], clean(outcome["error"])))
         row = await cur.fetchone()
     assert row is not None
     return row

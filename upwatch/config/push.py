@@ -14,6 +14,9 @@ class Push(Section):
     max_stored_body_bytes: int = Field(default=16 * 1024, ge=0)
     rate_limit_per_key: float = Field(default=100.0, gt=0, description="requests per second")
     sensitive_headers: list[str] = []
+    # Names masked wherever they appear (headers, query parameters, JSON and form fields), in
+    # addition to the built-in secret words; matched by tokens (see prober/push/masking.py).
+    secret_names: list[str] = []
     # Answer 202 only once the rows are committed (or fsync'd to the writer's spool), so a
     # killed process cannot lose what it acknowledged. Off: answer as soon as they are queued.
     durable_ack: bool = True
