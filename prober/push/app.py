@@ -166,6 +166,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await context.keys.close()
     await _tick(context, rollup_too=True)
 
 
@@ -203,7 +204,9 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
         logger.warning("push admin API disabled: %s is not set", ADMIN_TOKEN_ENV)
     push = runtime.config.push
     app = web.Application(middlewares=[json_errors], client_max_size=push.max_body_bytes + 1024)
-    app[CONTEXT] = Context(runtime, writer, KeyStore(runtime.pool, ttl_s=key_cache_ttl_s),
+    key_store = KeyStore(runtime.pool, ttl_s=key_cache_ttl_s,
+                         outage_grace_s=push.key_outage_grace.total_seconds())
+    app[CONTEXT] = Context(runtime, writer, key_store,
                            RateLimiter(push.rate_limit_per_key), token,
                            sensitive_set(push.sensitive_headers, push.secret_names),
                            background_every_s=background_every_s, rollup_every_s=rollup_every_s)
