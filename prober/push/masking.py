@@ -65,6 +65,7 @@ class Masking:
     headers: frozenset[str] = SENSITIVE_HEADERS
     words: frozenset[str] = SECRET_WORDS
     _seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    _headers_seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def secret(self, name: str) -> bool:
         """Whether a field, parameter or header with this name holds a secret."""
@@ -88,15 +89,22 @@ class Masking:
 
     def header(self, name: str) -> bool:
         """Whether a header's value is masked: a listed name (any case or spacing) or a secret-looking one."""
-        return normalized(name) in self.headers or self.secret(name)
+        found = self._headers_seen.get(name)
+        if found is None:
+            found = normalized(name) in self.headers or self.secret(name)
+            if len(self._headers_seen) >= _CACHE_MAX:
+                self._headers_seen.clear()
+            self._headers_seen[name] = found
+        return found
 
     def headers_of(self, headers: dict[str, Any] | None) -> dict[str, Any] | None:
         """Headers with the values of sensitive ones masked."""
         if not headers:
             return headers
-        if not any(self.header(k) for k in headers):
+        hidden = [k for k in headers if self.header(k)]
+        if not hidden:
             return headers
-        return {k: (MASK if self.header(k) else v) for k, v in headers.items()}
+        return {**headers, **dict.fromkeys(hidden, MASK)}
 
     def url(self, url: str | None) -> str | None:
         """A URL (or path) with its user:password@ and secret query or fragment values masked."""
@@ -123,10 +131,20 @@ class Masking:
     def json(self, value: Any) -> Any:
         """A JSON value with the values of secret-named object members masked, at any depth."""
         if isinstance(value, dict):
-            out = {k: (MASK if _hides(v) and self.secret(k) else self.json(v)) for k, v in value.items()}
-            return value if all(out[k] is value[k] for k in value) else out
+            out: dict[str, Any] | None = None
+            for k, v in value.items():
+                if _hides(v) and self.secret(k):
+                    masked: Any = MASK
+                elif isinstance(v, dict | list):
+                    masked = self.json(v)
+                else:
+                    continue
+                if masked is not v:
+                    out = out if out is not None else dict(value)
+                    out[k] = masked
+            return value if out is None else out
         if isinstance(value, list):
-            items = [self.json(v) for v in value]
+            items = [self.json(v) if isinstance(v, dict | list) else v for v in value]
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 
