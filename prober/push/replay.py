@@ -11,6 +11,7 @@ are sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Plan:
     body: str | None
     host: str
     addresses: list[ResolveResult]
+    unresolved: str | None = None
 
 
 def _refuse(status: int, field: str, reason: str) -> Refusal:
@@ -104,14 +106,16 @@ async def plan(log: dict[str, Any], service: dict[str, Any], override: ReplayIn)
     headers = headers_to_send(log, override)
     if isinstance(headers, Refusal):
         return headers
+    body = override.body if override.body is not None else log["request_body"]
     try:
-        addresses = await origins.resolve(origin.host, origin.port)
-    except OSError as e:
-        return _refuse(422, "url", f"host {origin.host} does not resolve: {e}")
+        async with asyncio.timeout(TIMEOUT_S):
+            addresses = await origins.resolve(origin.host, origin.port)
+    except (OSError, TimeoutError) as e:
+        # Nothing to connect to, so nothing to check: recorded like any other network error.
+        return Plan(method, url, headers, body, origin.host, [], f"cannot resolve {origin.host}: {str(e) or 'timeout'}")
     reason = origins.check_addresses(origin.host, addresses, loopback_ok=_loopback_service(service))
     if reason:
         return _refuse(403, "url", reason)
-    body = override.body if override.body is not None else log["request_body"]
     return Plan(method, url, headers, body, origin.host, addresses)
 
 
@@ -134,6 +138,9 @@ async def call(plan: Plan, max_body: int) -> dict[str, Any]:
     """Issue the request to the checked addresses only; the outcome as replay columns (never raises for
     network errors). Redirects are not followed: the logged answer was the redirect itself."""
     started = time.perf_counter()
+    if plan.unresolved:
+        return {"status_code": None, "response_headers": None, "response_body": None, "latency_ms": 0.0,
+                "error": plan.unresolved}
     try:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
         connector = aiohttp.TCPConnector(resolver=origins.PinnedResolver(plan.host, plan.addresses),
