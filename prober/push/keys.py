@@ -205,10 +205,10 @@ class KeyStore:
     another process (the CLI) within `ttl_s`. While the database is
     unreachable, a key verified within the last `outage_grace_s` keeps being
     accepted without waiting for the database, and a background task retries
-    every `retry_s` on a connection of its own (the pool may still be backing
-    off): each retry that reaches the database re-checks every cached key, so
-    a revocation takes effect within about `retry_s` of the database being
-    back, and the outage ends once the pool answers too.
+    every `retry_s` (through the pool, else on a connection of its own while
+    the pool backs off): each retry that reaches the database re-checks every
+    cached key, so a revocation takes effect within about `retry_s` of the
+    database being back, and the outage ends once the pool answers.
     """
 
     def __init__(self, pool: AsyncConnectionPool, *, ttl_s: float = 5.0, outage_grace_s: float = 86_400.0,
@@ -306,35 +306,42 @@ class KeyStore:
             self._recovery = asyncio.create_task(self._recover(), name="push-key-recovery")
 
     async def _recover(self) -> None:
-        """Until the pool answers again: every retry_s, re-check every cached prefix on a connection of
-        our own, so revocations made once the database is back apply without waiting for the pool."""
+        """Until the pool answers again, every retry_s: re-check every cached prefix, through the pool if
+        it answers (the outage is over), else on a connection of our own (the pool may still be backing
+        off), so revocations made once the database is back apply at once either way."""
         while self._down_since is not None:
-            await asyncio.sleep(self.retry_s)
-            try:
-                conn = await connect(self.pool.conninfo, timeout_s=2.0)
-            except DatabaseUnavailable:
-                continue
-            try:
-                prefixes = list(self._cache)
-                found = await _lookup_many(conn, prefixes)
-            except psycopg.Error:
-                continue
-            finally:
-                await conn.close()
-            for prefix in prefixes:
-                self._remember(prefix, *found.get(prefix, (None, None)))
-            if await self._pool_answers():
-                down_s = time.monotonic() - self._down_since
+            prefixes = list(self._cache)
+            found, pool_ok = await self._recheck(prefixes)
+            if found is not None:
+                for prefix in prefixes:
+                    self._remember(prefix, *found.get(prefix, (None, None)))
+            if pool_ok:
+                logger.info("push keys checked in the database again keys=%d outage_s=%.1f",
+                            len(prefixes), time.monotonic() - self._down_since)
                 self._down_since = None
-                logger.info("push keys checked in the database again keys=%d outage_s=%.1f", len(prefixes), down_s)
+                return
+            await asyncio.sleep(self.retry_s)
 
-    async def _pool_answers(self) -> bool:
+    async def _recheck(self, prefixes: list[str]) -> tuple[dict[str, tuple[bytes, Caller]] | None, bool]:
+        """(what the database says about `prefixes` or None if unreachable, whether the pool answered)."""
         try:
             async with self.pool.connection(timeout=min(self.retry_s, DB_TIMEOUT_S)) as conn:
-                await conn.execute("SELECT 1")
+                return await _lookup_many(conn, prefixes), True
         except _UNAVAILABLE:
-            return False
-        return True
+            pass
+        conninfo = self.pool.conninfo
+        if not isinstance(conninfo, str):
+            return None, False
+        try:
+            conn = await connect(conninfo, timeout_s=2.0)
+        except DatabaseUnavailable:
+            return None, False
+        try:
+            return await _lookup_many(conn, prefixes), False
+        except psycopg.Error:
+            return None, False
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         """Stop the outage retries, if any."""

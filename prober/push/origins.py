@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
+
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 

@@ -112,7 +112,8 @@ async def plan(log: dict[str, Any], service: dict[str, Any], override: ReplayIn)
             addresses = await origins.resolve(origin.host, origin.port)
     except (OSError, TimeoutError) as e:
         # Nothing to connect to, so nothing to check: recorded like any other network error.
-        return Plan(method, url, headers, body, origin.host, [], f"cannot resolve {origin.host}: {str(e) or 'timeout'}")
+        error = f"cannot resolve {origin.host}: {str(e) or 'timeout'}"
+        return Plan(method, url, headers, body, origin.host, [], error)
     reason = origins.check_addresses(origin.host, addresses, loopback_ok=_loopback_service(service))
     if reason:
         return _refuse(403, "url", reason)
@@ -160,7 +161,7 @@ async def call(plan: Plan, max_body: int) -> dict[str, Any]:
             "latency_ms": (time.perf_counter() - started) * 1000, "error": error}
 
 
-_NO_SERVICE = {"name": "?", "base_url": None, "allowed_hosts": [], "replay_methods": []}
+_NO_SERVICE: dict[str, Any] = {"name": "?", "base_url": None, "allowed_hosts": [], "replay_methods": []}
 
 
 async def replay(request: web.Request) -> web.Response:

@@ -14,10 +14,10 @@ import pytest
 
 from prober.push import keys
 from prober.push.app import CONTEXT
+from tests.push.conftest import Api, start_api
 from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
-from tests.push.conftest import Api, start_api
 
 
 @pytest.fixture
