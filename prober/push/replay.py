@@ -91,9 +91,12 @@ async def plan(log: dict[str, Any], service: dict[str, Any], override: ReplayIn)
         return _refuse(422, "url", "the log has no url; give one in the request body")
     try:
         origin = origins.origin_of(url)
-        allowed = origins.allowed_origins(service)
     except origins.OriginError as e:
         return _refuse(422, "url", str(e))
+    try:
+        allowed = origins.allowed_origins(service)
+    except origins.OriginError as e:  # stored before entries were checked at creation
+        return _refuse(409, "allowed_hosts", f"service {service['name']!r} has an invalid entry: {e}")
     if origin not in allowed:
         listed = ", ".join(str(o) for o in allowed) or "none: the service has no base_url or allowed_hosts"
         return _refuse(403, "url", f"origin {origin} is not on service {service['name']!r}'s replay allow-list"
