@@ -32,10 +32,11 @@ SECRET_WORDS = frozenset({
     "jwt", "bearer", "otp", "csrf", "xsrf",
 })
 _SUFFIX_MIN = 5
-_MAX_TOKENS = 16
+_MAX_RUN = 6  # tokens joined at most: the longest configured name that can match
 _CACHE_MAX = 10_000
 _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+_PATH_PARAM = re.compile(r";([^;/?#=]+)=([^;/?#]*)")
 # A body that is a form (a=1&b=2): no white space, at least one name=value.
 _FORM = re.compile(r"[^\s=&]+=[^\s&]*(?:&[^\s&]*)*")
 # "name": value in JSON text that does not parse (cut short by the client, say).
@@ -44,7 +45,7 @@ _JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|
 
 def tokens(name: str) -> list[str]:
     """A field or header name as lower-case tokens (see the module docstring)."""
-    return [t.lower() for t in _TOKEN.findall(name)][:_MAX_TOKENS]
+    return [t.lower() for t in _TOKEN.findall(name)]
 
 
 def normalized(name: str) -> str:
@@ -81,7 +82,7 @@ class Masking:
         parts = tokens(name)
         for start in range(len(parts)):
             joined = ""
-            for part in parts[start:]:
+            for part in parts[start:start + _MAX_RUN]:
                 joined += part
                 if joined in self.words:
                     return True
@@ -107,15 +108,22 @@ class Masking:
         return {**headers, **dict.fromkeys(hidden, MASK)}
 
     def url(self, url: str | None) -> str | None:
-        """A URL (or path) with its user:password@ and secret query or fragment values masked."""
-        if not url or ("?" not in url and "#" not in url and "@" not in url):
+        """A URL (or path) with its user:password@ and the values of secret query, fragment and path
+        parameters (`/a;jsessionid=...`) masked."""
+        if not url or ("?" not in url and "#" not in url and "@" not in url and ";" not in url):
             return url
         head, hashmark, fragment = url.partition("#")
         base, qmark, query = head.partition("?")
         base = _USERINFO.sub(r"\1" + MASK + "@", base)
+        if ";" in base:
+            base = _PATH_PARAM.sub(self._path_param, base)
         if "=" in fragment:
             fragment = self.form(fragment)
         return base + qmark + self.form(query) + hashmark + fragment
+
+    def _path_param(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f";{name}={MASK}" if match.group(2) and self.secret(unquote_plus(name)) else match.group(0)
 
     def form(self, text: str) -> str:
         """name=value&... text with the values of secret names masked (other bytes kept as sent)."""

@@ -40,10 +40,12 @@ URLS = [
     ("/login?user=bob&Pass%77ord=p1&next=%2Fhome", "/login?user=bob&Pass%77ord=***&next=%2Fhome"),
     ("/plain?keyboard=qwerty&empty_token=", "/plain?keyboard=qwerty&empty_token="),
     ("/no/query", "/no/query"),
+    ("/cart;jsessionid=j1;v=2/items?x=1", "/cart;jsessionid=***;v=2/items?x=1"),
 ]
 
 
-@pytest.mark.parametrize(("url", "stored"), URLS, ids=["userinfo-query-fragment", "encoded-name", "kept", "plain"])
+@pytest.mark.parametrize(("url", "stored"), URLS, ids=["userinfo-query-fragment", "encoded-name", "kept", "plain",
+                                                      "path-parameter"])
 def test_urls_keep_everything_but_the_secrets_byte_for_byte(url: str, stored: str) -> None:
     assert MASKING.url(url) == stored
 
