@@ -170,9 +170,9 @@ class Masking:
     def _json_text(self, text: str) -> str:
         try:
             parsed = json.loads(text)
-        except ValueError:
+            masked = self.json(parsed)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to walk: go by the text
             return _JSON_PAIR.sub(self._pair, text)
-        masked = self.json(parsed)
         return text if masked is parsed else json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
 
     def _pair(self, match: re.Match[str]) -> str:

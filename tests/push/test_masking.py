@@ -59,11 +59,12 @@ BODIES = [
     ("hello token=x world", "hello token=x world"),  # prose, not a form
     ({"auth": {"user": "a", "pass": "b"}, "has_token": True, "session": None},
      {"auth": "***", "has_token": True, "session": None}),
+    ('[' * 5000 + '{"token": "t1"}' + ']' * 5000, '[' * 5000 + '{"token": "***"}' + ']' * 5000),
 ]
 
 
 @pytest.mark.parametrize(("body", "stored"), BODIES, ids=["json-text", "json-kept", "cut-json", "form", "prose",
-                                                          "json-value"])
+                                                          "json-value", "too-deep-to-parse"])
 def test_bodies_are_masked_by_field_name(body: Any, stored: Any) -> None:
     assert MASKING.body(body) == stored
 
