@@ -40,7 +40,7 @@ _PATH_PARAM = re.compile(r";([^;/?#=]+)=([^;/?#]*)")
 # A body that is a form (a=1&b=2): no white space, at least one name=value.
 _FORM = re.compile(r"[^\s=&]+=[^\s&]*(?:&[^\s&]*)*")
 # "name": value in JSON text that does not parse (cut short by the client, say).
-_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|-?[0-9][^,}\]\s]*)')
+_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("[^"\\]*(?:\\.[^"\\]*)*"?|-?[0-9][^,}\]\s]*)')
 
 
 def tokens(name: str) -> list[str]:
