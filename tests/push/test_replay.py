@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from prober.push import origins
 from tests.push.conftest import Api
 
 
@@ -169,6 +170,19 @@ async def test_loopback_link_local_and_metadata_addresses_are_refused(
         status, answer = await replay(api, log_id, url=url)
         assert status == 403 and refused_field(answer) == "url" and reason in answer["error"], (url, answer)
     assert own.seen == []
+
+
+ENTRIES = [
+    ("shop.internal", ["http://shop.internal:80", "https://shop.internal:443"]),
+    ("Shop.Internal.:8443", ["http://shop.internal:8443", "https://shop.internal:8443"]),
+    ("https://shop.internal", ["https://shop.internal:443"]),
+    ("http://[::1]:8080/", ["http://[::1]:8080"]),
+]
+
+
+@pytest.mark.parametrize(("entry", "allowed"), ENTRIES, ids=["bare-host", "host-port", "origin", "ipv6-origin"])
+def test_an_allow_list_entry_stands_for_exact_origins(entry: str, allowed: list[str]) -> None:
+    assert [str(o) for o in origins.allowed_entry(entry)] == allowed
 
 
 async def test_allow_list_entries_are_checked_when_the_service_is_created(api: Api) -> None:
