@@ -151,6 +151,16 @@ async def test_a_redirect_to_another_origin_is_not_followed(api: Api, targets: t
     assert [s["path"] for s in own.seen] == ["/redirect"] and other.seen == []
 
 
+async def test_a_host_name_is_connected_to_at_the_addresses_that_were_checked(
+        api: Api, targets: tuple[Target, Target]) -> None:
+    own, _ = targets
+    base = f"http://localhost:{own.server.port}"  # a loopback service, reached by name
+    log_id = await stored_log(api, base, method="GET", url=f"{base}/by-name")
+    status, replayed = await replay(api, log_id)
+    assert status == 201 and replayed["status_code"] == 418, replayed
+    assert [s["path"] for s in own.seen] == ["/by-name"] and own.seen[0]["headers"]["Host"] == base[7:]
+
+
 async def test_loopback_link_local_and_metadata_addresses_are_refused(
         api: Api, targets: tuple[Target, Target]) -> None:
     own, _ = targets
