@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from prober.push import keys
+from prober.push import keys, origins
 from prober.push.app import ctx, reply, require_admin
 from prober.push.bodies import Refusal, parse_json, read_limited
 from prober.push.keys import DB_TIMEOUT_S
@@ -31,6 +30,14 @@ class ServiceIn(BaseModel):
     privacy_level: Annotated[StrictInt, Field(ge=0, le=2)] = 0
     retention_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 30
     allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255)]] = []
+    replay_methods: list[Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{1,16}$")]] = []
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            origins.allowed_entry(entry)  # OriginError is a ValueError: 422 naming allowed_hosts
+        return value
 
     @field_validator("name")
     @classmethod
@@ -43,9 +50,7 @@ class ServiceIn(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an absolute http:// or https:// URL")
+            origins.origin_of(value)  # OriginError is a ValueError: 422 naming base_url
         return value
 
 

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from prober.push.bodies import Refusal
 from prober.push.keys import Caller, KeyStore
+from prober.push.masking import Masking
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
 from prober.spool import Batch
@@ -60,7 +61,7 @@ class Context:
     keys: KeyStore
     limiter: RateLimiter
     admin_token: str | None
-    sensitive: frozenset[str]
+    sensitive: Masking
     started: dict[str, datetime] = field(default_factory=dict)  # push endpoint -> last /start
     endpoint_ids: dict[str, int] = field(default_factory=dict)  # push endpoint name -> endpoints.id
     background_every_s: float = 5.0
@@ -165,6 +166,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await context.keys.close()
     await _tick(context, rollup_too=True)
 
 
@@ -202,8 +204,11 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
         logger.warning("push admin API disabled: %s is not set", ADMIN_TOKEN_ENV)
     push = runtime.config.push
     app = web.Application(middlewares=[json_errors], client_max_size=push.max_body_bytes + 1024)
-    app[CONTEXT] = Context(runtime, writer, KeyStore(runtime.pool, ttl_s=key_cache_ttl_s),
-                           RateLimiter(push.rate_limit_per_key), token, sensitive_set(push.sensitive_headers),
+    key_store = KeyStore(runtime.pool, ttl_s=key_cache_ttl_s,
+                         outage_grace_s=push.key_outage_grace.total_seconds())
+    app[CONTEXT] = Context(runtime, writer, key_store,
+                           RateLimiter(push.rate_limit_per_key), token,
+                           sensitive_set(push.sensitive_headers, push.secret_names),
                            background_every_s=background_every_s, rollup_every_s=rollup_every_s)
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)

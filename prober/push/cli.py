@@ -35,7 +35,7 @@ async def service_create(conn: AsyncConnection, args: argparse.Namespace) -> int
     """upwatch service create NAME."""
     row = await keys.create_service(conn, args.name, description=args.description, base_url=args.base_url,
                                     privacy_level=args.privacy_level, retention_days=args.retention_days,
-                                    allowed_hosts=args.allowed_host)
+                                    allowed_hosts=args.allowed_host, replay_methods=args.replay_method)
     print(f"created service {row['name']} (id {row['id']})")
     return 0
 
@@ -94,7 +94,10 @@ def register(commands: Any) -> None:
     create.add_argument("--privacy-level", type=int, choices=[0, 1, 2], default=0,
                         help="0 store client IPs, 1 drop them, 2 never read them")
     create.add_argument("--retention-days", type=int, default=30)
-    create.add_argument("--allowed-host", action="append", default=[], help="replay allow-list entry (repeatable)")
+    create.add_argument("--allowed-host", action="append", default=[],
+                        help="replay allow-list entry: host, host:port or scheme://host:port (repeatable)")
+    create.add_argument("--replay-method", action="append", default=[],
+                        help="also replay this method besides GET, HEAD, OPTIONS (repeatable)")
     create.set_defaults(handler=_with_db(service_create))
     actions.add_parser("list", help="list services").set_defaults(handler=_with_db(service_list))
     delete = actions.add_parser("delete", help="delete a service and its keys")

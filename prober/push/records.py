@@ -1,6 +1,7 @@
 """A pushed request log record: strict validation, then the row stored in request_logs.
 
-Before storage: sensitive headers are masked, bodies truncated, the client IP
+Before storage: secrets are masked (headers, URL credentials and query values,
+query_params, body and tag fields with secret-looking names), bodies truncated, the client IP
 kept or dropped by the service's privacy level, and every string made safe
 for PostgreSQL (no NUL characters, no lone surrogates).
 """
@@ -28,9 +29,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
+from prober.push.masking import Masking, masking
 from prober.spool import Batch
 from prober.tables import REQUEST_LOGS, JsonText, new_ids
-from upwatch.catalog import MASK, SENSITIVE_HEADERS
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -207,13 +208,6 @@ def clean(value: Any) -> Any:
     return value
 
 
-def mask(headers: dict[str, Any] | None, sensitive: frozenset[str]) -> dict[str, Any] | None:
-    """Headers with the values of sensitive ones replaced by ***."""
-    if headers is None:
-        return None
-    return {k: (MASK if k.lower() in sensitive else v) for k, v in headers.items()}
-
-
 def truncate(body: Any, max_bytes: int) -> str | None:
     """A body as stored text, cut to at most `max_bytes` UTF-8 bytes."""
     if body is None:
@@ -227,9 +221,9 @@ def truncate(body: Any, max_bytes: int) -> str | None:
     return raw[:max_bytes].decode("utf-8", "ignore")
 
 
-def sensitive_set(extra: Iterable[str]) -> frozenset[str]:
-    """The built-in sensitive header names plus the configured ones, lower-cased."""
-    return SENSITIVE_HEADERS | {h.lower() for h in extra}
+def sensitive_set(extra_headers: Iterable[str], secret_names: Iterable[str] = ()) -> Masking:
+    """What to mask: the built-in sensitive headers and secret words plus the configured ones."""
+    return masking(extra_headers, secret_names)
 
 
 def _json(value: Any) -> str:
@@ -242,9 +236,10 @@ def _json_text(value: Any) -> JsonText | None:
     return None if value is None else JsonText(_json(value))
 
 
-def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: frozenset[str],
+def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: Masking,
            max_body_bytes: int, now: datetime) -> tuple[Any, ...]:
-    """The request_logs row (REQUEST_LOGS.columns order) for a validated (and so already cleaned) record."""
+    """The request_logs row (REQUEST_LOGS.columns order) for a validated (and so already cleaned) record,
+    with every secret masked (see prober.push.masking) before bodies are cut, so a cut cannot expose one."""
     user_agent = record.user_agent
     if user_agent is None and record.request_headers:
         found = next((v for k, v in record.request_headers.items() if k.lower() == "user-agent"), None)
@@ -254,19 +249,22 @@ def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level:
         timestamp = now
     elif timestamp.tzinfo is None:  # naive means UTC
         timestamp = timestamp.replace(tzinfo=UTC)
+    m = sensitive  # the `x and m.f(x)` guards skip a call for absent fields, most of them in most records
     return (
         timestamp, service_id, ingest_id, record.method.upper() if record.method else None,
-        record.url, record.path, record.route, record.status_code, record.latency_ms,
-        _json_text(record.query_params), _json_text(mask(record.request_headers, sensitive)),
-        truncate(record.request_body, max_body_bytes), _json_text(mask(record.response_headers, sensitive)),
-        truncate(record.response_body, max_body_bytes), record.error,
+        record.url and m.url(record.url), record.path and m.url(record.path), record.route, record.status_code,
+        record.latency_ms, _json_text(record.query_params and m.json(record.query_params)),
+        _json_text(m.headers_of(record.request_headers)),
+        truncate(record.request_body and m.body(record.request_body), max_body_bytes),
+        _json_text(m.headers_of(record.response_headers)),
+        truncate(record.response_body and m.body(record.response_body), max_body_bytes), record.error,
         record.source_ip if privacy_level == 0 else None,
         str(record.user_id) if record.user_id is not None else None,
-        user_agent and user_agent[:1024], _json_text(record.tags),
+        user_agent and user_agent[:1024], _json_text(record.tags and m.json(record.tags)),
     )
 
 
-def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensitive: frozenset[str],
+def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensitive: Masking,
           max_body_bytes: int, now: datetime) -> Batch:
     """The request_logs rows of a validated batch, laid out for BatchWriter.offer_batch."""
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [

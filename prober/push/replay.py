@@ -1,29 +1,36 @@
 """Replaying a stored request (admin only) to compare today's answer with the logged one.
 
-Only hosts on the service's allow-list (its `allowed_hosts`, else the host of
-its `base_url`) may be called, redirects are not followed, and masked
-headers are not sent: upwatch must not become an open proxy.
+upwatch must not become a way into the network (SSRF): the URL's origin
+(scheme, host and port) must be on the service's allow-list, only safe
+methods are replayed unless the service opted in to more, the host's
+addresses are checked (never link-local or cloud metadata; loopback only for
+a service whose base_url is loopback) and connected to exactly as checked,
+redirects are not followed, and neither a Host header nor masked headers
+are sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import ResolveResult
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from prober.push import origins
 from prober.push.admin import read_model
 from prober.push.app import ctx, reply, require_admin
 from prober.push.bodies import Refusal
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import fetch_log, log_id
-from prober.push.records import clean, mask
+from prober.push.records import clean
 from upwatch.catalog import MASK
 
 logger = logging.getLogger(__name__)
@@ -46,59 +53,118 @@ class ReplayIn(BaseModel):
     body: Annotated[StrictStr, Field(max_length=1024 * 1024)] | None = None
 
 
-def allowed_hosts(service: dict[str, Any]) -> set[str]:
-    """Hosts a replay of this service's logs may call."""
-    hosts = {h.lower() for h in service["allowed_hosts"]}
-    if not hosts and service["base_url"]:
-        hosts.add((urlsplit(service["base_url"]).hostname or "").lower())
-    return hosts - {""}
+@dataclass(frozen=True)
+class Plan:
+    """A replay that passed every check, with the addresses it may connect to."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+    host: str
+    addresses: list[ResolveResult]
+    unresolved: str | None = None
 
 
-def target(log: dict[str, Any], service: dict[str, Any], override: ReplayIn) -> str | Refusal:
-    """The URL to call, or 403/422 if it is not allowed."""
+def _refuse(status: int, field: str, reason: str) -> Refusal:
+    return Refusal(status, f"{field}: {reason}", [{"field": field, "reason": reason}])
+
+
+def _url(log: dict[str, Any], service: dict[str, Any], override: ReplayIn) -> str | None:
     url = override.url or log["url"]
     if not url and service["base_url"] and log["path"]:
         url = service["base_url"].rstrip("/") + log["path"]
-    if not url:
-        return Refusal(422, "the log has no url; give one in the request body")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Refusal(422, "url must be an absolute http:// or https:// URL")
-    if parts.hostname.lower() not in allowed_hosts(service):
-        return Refusal(403, f"host {parts.hostname!r} is not on the service's replay allow-list")
-    return url
+    return url or None
 
 
-def headers_to_send(log: dict[str, Any], override: ReplayIn) -> dict[str, str]:
-    """The logged request headers without masked or hop-by-hop ones, then the overrides."""
+def _loopback_service(service: dict[str, Any]) -> bool:
+    try:
+        return bool(service["base_url"]) and origins.origin_of(service["base_url"]).loopback
+    except origins.OriginError:
+        return False
+
+
+async def plan(log: dict[str, Any], service: dict[str, Any], override: ReplayIn) -> Plan | Refusal:
+    """The checked replay, or the 4xx saying which field is not allowed and why."""
+    url = _url(log, service, override)
+    if url is None:
+        return _refuse(422, "url", "the log has no url; give one in the request body")
+    try:
+        origin = origins.origin_of(url)
+    except origins.OriginError as e:
+        return _refuse(422, "url", str(e))
+    try:
+        allowed = origins.allowed_origins(service)
+    except origins.OriginError as e:  # stored before entries were checked at creation
+        return _refuse(409, "allowed_hosts", f"service {service['name']!r} has an invalid entry: {e}")
+    if origin not in allowed:
+        listed = ", ".join(str(o) for o in allowed) or "none: the service has no base_url or allowed_hosts"
+        return _refuse(403, "url", f"origin {origin} is not on service {service['name']!r}'s replay allow-list"
+                                   f" (allowed: {listed})")
+    method = (override.method or log["method"] or "GET").upper()
+    methods = origins.allowed_methods(service)
+    if method not in methods:
+        return _refuse(403, "method", f"{method} is not replayed for service {service['name']!r} (allowed: "
+                                      f"{', '.join(sorted(methods))}; opt in with the service's replay_methods)")
+    headers = headers_to_send(log, override)
+    if isinstance(headers, Refusal):
+        return headers
+    body = override.body if override.body is not None else log["request_body"]
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            addresses = await origins.resolve(origin.host, origin.port)
+    except (OSError, TimeoutError) as e:
+        # Nothing to connect to, so nothing to check: recorded like any other network error.
+        error = f"cannot resolve {origin.host}: {str(e) or 'timeout'}"
+        return Plan(method, url, headers, body, origin.host, [], error)
+    reason = origins.check_addresses(origin.host, addresses, loopback_ok=_loopback_service(service))
+    if reason:
+        return _refuse(403, "url", reason)
+    return Plan(method, url, headers, body, origin.host, addresses)
+
+
+def headers_to_send(log: dict[str, Any], override: ReplayIn) -> dict[str, str] | Refusal:
+    """The logged request headers without masked, Host or hop-by-hop ones, then the overrides;
+    an override may not set Host (the URL decides where the request goes) or a hop-by-hop header."""
     sent: dict[str, str] = {}
     for name, value in (log["request_headers"] or {}).items():
-        if name.lower() in _HOP_BY_HOP or value == MASK or not isinstance(value, str):
+        if name.strip().lower() in _HOP_BY_HOP or value == MASK or not isinstance(value, str):
             continue
         sent[name] = value
+    for name in override.headers:
+        if name.strip().lower() in _HOP_BY_HOP:
+            return _refuse(422, f"headers.{name}", "set by upwatch from the url, not by a replay")
     sent.update(override.headers)
     return sent
 
 
-async def call(method: str, url: str, headers: dict[str, str], body: str | None,
-               max_body: int) -> dict[str, Any]:
-    """Issue the request; the outcome as replay columns (never raises for network errors)."""
+async def call(plan: Plan, max_body: int) -> dict[str, Any]:
+    """Issue the request to the checked addresses only; the outcome as replay columns (never raises for
+    network errors). Redirects are not followed: the logged answer was the redirect itself."""
     started = time.perf_counter()
+    if plan.unresolved:
+        return {"status_code": None, "response_headers": None, "response_body": None, "latency_ms": 0.0,
+                "error": plan.unresolved}
     try:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-                method, url, headers=headers, data=body.encode() if body is not None else None,
-                allow_redirects=False) as resp:
+        connector = aiohttp.TCPConnector(resolver=origins.PinnedResolver(plan.host, plan.addresses),
+                                         use_dns_cache=False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, session.request(
+                plan.method, plan.url, headers=plan.headers,
+                data=plan.body.encode() if plan.body is not None else None, allow_redirects=False) as resp:
             raw = await resp.content.read(max_body)
             return {"status_code": resp.status, "response_headers": dict(resp.headers),
                     "response_body": raw.decode("utf-8", "replace"),
                     "latency_ms": (time.perf_counter() - started) * 1000, "error": None}
     except TimeoutError:
         error = f"timeout after {TIMEOUT_S:.0f}s"
-    except (aiohttp.ClientError, ValueError) as e:
+    except (aiohttp.ClientError, OSError, ValueError) as e:
         error = f"{type(e).__name__}: {e}"
     return {"status_code": None, "response_headers": None, "response_body": None,
             "latency_ms": (time.perf_counter() - started) * 1000, "error": error}
+
+
+_NO_SERVICE: dict[str, Any] = {"name": "?", "base_url": None, "allowed_hosts": [], "replay_methods": []}
 
 
 async def replay(request: web.Request) -> web.Response:
@@ -117,31 +183,31 @@ async def replay(request: web.Request) -> web.Response:
     context = ctx(request)
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT base_url, allowed_hosts FROM services WHERE id = %s", (log["service_id"],))
+        await cur.execute("SELECT name, base_url, allowed_hosts, replay_methods FROM services WHERE id = %s",
+                          (log["service_id"],))
         service = await cur.fetchone()
-    url = target(log, service or {"base_url": None, "allowed_hosts": []}, override)
-    if isinstance(url, Refusal):
-        return url.response()
-    method = (override.method or log["method"] or "GET").upper()
-    headers = headers_to_send(log, override)
-    body = override.body if override.body is not None else log["request_body"]
-    outcome = await call(method, url, headers, body, context.runtime.config.push.max_stored_body_bytes)
+    checked = await plan(log, service or _NO_SERVICE, override)
+    if isinstance(checked, Refusal):
+        logger.info("replay refused log_id=%d reason=%r", found, checked.message)
+        return checked.response()
+    outcome = await call(checked, context.runtime.config.push.max_stored_body_bytes)
     logger.info("replay log_id=%d status=%s error=%s", found, outcome["status_code"], outcome["error"])
-    return reply(await _store(context, log, method, url, headers, body, outcome), status=201)
+    return reply(await _store(context, log, checked, outcome), status=201)
 
 
-async def _store(context: Any, log: dict[str, Any], method: str, url: str, headers: dict[str, str],
-                 body: str | None, outcome: dict[str, Any]) -> dict[str, Any]:
-    response_headers = mask(outcome["response_headers"], context.sensitive)
+async def _store(context: Any, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
+    masking = context.sensitive
+    response_headers = masking.headers_of(outcome["response_headers"])
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
             " status_code, response_headers, response_body, latency_ms, error)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _REPLAY_COLUMNS,
-            (log["id"], log["service_id"], method, clean(url), Jsonb(clean(mask(headers, context.sensitive))),
-             clean(body), outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
-             clean(outcome["response_body"]), outcome["latency_ms"], clean(outcome["error"])))
+            (log["id"], log["service_id"], plan.method, clean(masking.url(plan.url)),
+             Jsonb(clean(masking.headers_of(plan.headers))), clean(masking.body(plan.body)),
+             outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
+             clean(masking.body(outcome["response_body"])), outcome["latency_ms"], clean(outcome["error"])))
         row = await cur.fetchone()
     assert row is not None
     return row

@@ -45,7 +45,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/logs/{id}", query.get_log, "One log", "key_or_admin",
               {200: "the log", 401: _READ[401], 404: "no such log"}),
     Operation("POST", "/logs/{id}/replay", replay.replay, "Replay a logged request to an allowed host", "admin",
-              {201: "the replay's outcome", **_ADMIN, 400: "invalid JSON", 403: "host not on the allow-list",
+              {201: "the replay's outcome", **_ADMIN, 400: "invalid JSON", 403: "origin, method or address not allowed for replays",
                404: "no such log", 413: "body too large", 415: "unsupported content type", 422: "invalid overrides"},
               body=replay.ReplayIn),
     Operation("GET", "/logs/{id}/replays", replay.list_replays, "Replays of a log", "admin",

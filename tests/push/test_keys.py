@@ -105,3 +105,18 @@ def test_cli_manages_services_and_keys(database_url: str, tmp_path: Path, capsys
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM services").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+
+
+def test_cli_sets_and_checks_replay_settings(database_url: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "upwatch.yaml"
+    cfg.write_text(f"storage:\n  database_url: {database_url}\n")
+    assert run_cli(cfg, "service", "create", "shop", "--allowed-host", "shop.internal:8443",
+                   "--replay-method", "post", "--replay-method", "DELETE") == 0
+    assert run_cli(cfg, "service", "create", "bad", "--allowed-host", "shop.internal/path") == 1
+    assert "replay allow-list: 'shop.internal/path' is not host[:port]" in capsys.readouterr().err
+    assert run_cli(cfg, "service", "create", "bad", "--replay-method", "GET /x") == 1
+    assert "replay method 'GET /x'" in capsys.readouterr().err
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT name, allowed_hosts, replay_methods FROM services").fetchall()
+    assert rows == [("shop", ["shop.internal:8443"], ["DELETE", "POST"])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from upwatch.config.base import Section
+from upwatch.durations import PositiveDuration
 
 
 class Push(Section):
@@ -14,9 +15,15 @@ class Push(Section):
     max_stored_body_bytes: int = Field(default=16 * 1024, ge=0)
     rate_limit_per_key: float = Field(default=100.0, gt=0, description="requests per second")
     sensitive_headers: list[str] = []
+    # Names masked wherever they appear (headers, query parameters, JSON and form fields), in
+    # addition to the built-in secret words; matched by tokens (see prober/push/masking.py).
+    secret_names: list[str] = []
     # Answer 202 only once the rows are committed (or fsync'd to the writer's spool), so a
     # killed process cannot lose what it acknowledged. Off: answer as soon as they are queued.
     durable_ack: bool = True
+    # While the database is unreachable, a key verified within this long is still accepted
+    # (answers stay 202, rows are spooled); older or unseen keys get 503 until it is back.
+    key_outage_grace: PositiveDuration = Field(default="24h", validate_default=True)
 
     @field_validator("listen")
     @classmethod
