@@ -18,7 +18,6 @@ from typing import Any
 
 from upwatch import values
 
-
 ORDERING = ("<=", ">=", "<", ">")
 OPERATORS = ("==", "!=", *ORDERING, "contains", "not_contains", "matches", "exists")
 _text = values.text
@@ -83,6 +82,7 @@ class Observed:
     headers: Mapping[str, str] | None = None
     cert_not_after: dt.datetime | None = None
     connected: bool | None = None
+    ip: str | None = None
     _json: Any = field(default=_MISSING, repr=False)
 
     def value(self, subject: Subject) -> Any:
@@ -102,6 +102,8 @@ class Observed:
             return _MISSING if self.latency_ms is None else self.latency_ms
         if kind == "connected":
             return _MISSING if self.connected is None else self.connected
+        if kind == "ip":
+            return _MISSING if self.ip is None else self.ip
         if kind == "cert_expiration":  # milliseconds, as Gatus resolves it
             return _MISSING if self.cert_not_after is None else (self.cert_not_after - self.now).total_seconds() * 1000
         if kind == "header":

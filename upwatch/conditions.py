@@ -26,7 +26,10 @@ _OPERATOR_RUN = re.compile(r"[=!<>]+")
 _PLACEHOLDER = re.compile(r"^\[(?P<name>[A-Za-z_]+)\](?P<path>.*)$")
 _SEGMENT = re.compile(r"\.?([A-Za-z0-9_$@-]+)|\[(-?\d+)\]")
 _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "body",
-                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected"}
+                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected", "IP": "ip"}
+# Gatus placeholders we do not resolve: a clear error rather than Gatus's fallback to comparing the literal text.
+_UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "DNS_RCODE": "the dns check uses the system resolver",
+                "CONTEXT": "there are no suites"}
 _TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
                "cert_valid_days")
@@ -116,7 +119,10 @@ def _operand(text: str) -> Subject | None:
         if function:
             raise ValueError(f"{function}() takes a placeholder such as [BODY].items, not {inner!r}")
         return None
-    kind = _PLACEHOLDERS.get(m.group("name").upper())
+    name = m.group("name").upper()
+    kind = _PLACEHOLDERS.get(name)
+    if name in _UNSUPPORTED:
+        raise ValueError(f"[{name}] is not supported by upwatch ({_UNSUPPORTED[name]})")
     if kind is None:
         raise ValueError(f"unknown placeholder {inner!r} (use {', '.join('[' + p + ']' for p in _PLACEHOLDERS)})")
     path = json_path(m.group("path")) if m.group("path") else ()

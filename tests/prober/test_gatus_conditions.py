@@ -153,8 +153,11 @@ REJECTED = [
     ("len([BODY].name) == john", "'john' is not a number (e.g. 5, 2.5, 0x1F)"),
     ("[BODY] == a == b", "== appears more than once; a condition compares two values"),
     ("1 == 2", "neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes"),
-    ("[STAUTS] == 200", "unknown placeholder '[STAUTS]' (use [STATUS], [RESPONSE_TIME], [BODY], "
-                        "[CERTIFICATE_EXPIRATION], [CONNECTED])"),
+    ("[STAUTS] == 200", ("unknown placeholder '[STAUTS]' (use [STATUS], [RESPONSE_TIME], [BODY], "
+                         "[CERTIFICATE_EXPIRATION], [CONNECTED], [IP])")),
+    # README.md:490, 503: Gatus placeholders upwatch cannot resolve are named, not compared as text
+    ("[DOMAIN_EXPIRATION] > 720h", "[DOMAIN_EXPIRATION] is not supported by upwatch (needs a WHOIS lookup)"),
+    ("[DNS_RCODE] == NOERROR", "[DNS_RCODE] is not supported by upwatch (the dns check uses the system resolver)"),
     ("len(oops) == 1", "len() takes a placeholder such as [BODY].items, not 'oops'"),
     ("has([BODY].x) > 1", "has(...) is compared with == true or == false"),
     ("[STATUS] == OK", "'OK' is not a status code"),
