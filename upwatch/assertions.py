@@ -9,7 +9,6 @@ message names it (the config loader adds file, line and key).
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -154,7 +153,7 @@ def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, AnyOf):
         return any(_equal(actual, e) for e in expected.values)
     if isinstance(expected, Glob):
-        return fnmatch.fnmatchcase(_text(actual), expected.pattern)
+        return values.pattern(expected.pattern).fullmatch(_text(actual)) is not None
     if isinstance(expected, frozenset):
         return actual in expected
     return values.equal(actual, expected)

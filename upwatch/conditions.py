@@ -162,6 +162,7 @@ def _value(subject: Subject, op: str, right: str) -> Any:
             raise ValueError("any() needs values separated by commas")
         return AnyOf(tuple(_scalar(subject, op, p) for p in parts))
     if right.startswith("pat(") and right.endswith(")"):
+        values.pattern(right[4:-1])  # a malformed pattern is a config error, not a silent mismatch
         return Glob(right[4:-1])
     return _scalar(subject, op, right)
 

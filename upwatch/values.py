@@ -10,6 +10,7 @@ numerically when one side is a real number (a JSON number, a latency), so
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -89,3 +90,55 @@ def duration_text(ms: float) -> str:
     while parts[0][0] == 0:
         parts.pop(0)
     return sign + "".join(f"{n}{unit}" for n, unit in parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def pattern(text: str) -> re.Pattern[str]:
+    """A pat() pattern, in Go's filepath.Match syntax as Gatus uses it (* ? [a-z] [^a-z] \\x), matching whole values.
+
+    Raises ValueError for a malformed pattern, which Gatus would silently never match.
+    """
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "[":
+            cls, i = _char_class(text, i + 1)
+            out.append(cls)
+            continue
+        if c == "\\":
+            literal, i = _escaped(text, i)
+            out.append(re.escape(literal))
+            continue
+        out.append({"*": ".*", "?": "."}.get(c) or re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _char_class(text: str, i: int) -> tuple[str, int]:
+    negate = text[i:i + 1] == "^"
+    i += negate
+    parts: list[str] = []
+    while i >= len(text) or text[i] != "]" or not parts:
+        lo, i = _class_char(text, i)
+        if text[i:i + 1] != "-":
+            parts.append(re.escape(lo))
+            continue
+        hi, i = _class_char(text, i + 1)
+        if hi < lo:
+            raise ValueError(f"bad range {lo}-{hi} in pattern {text!r}")
+        parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+    return ("[^" if negate else "[") + "".join(parts) + "]", i + 1
+
+
+def _class_char(text: str, i: int) -> tuple[str, int]:
+    if i >= len(text):
+        raise ValueError(f"unclosed [ in pattern {text!r}")
+    if text[i] in "-]":
+        raise ValueError(f"bad character class in pattern {text!r} (escape - and ] with \\)")
+    return _escaped(text, i) if text[i] == "\\" else (text[i], i + 1)
+
+
+def _escaped(text: str, i: int) -> tuple[str, int]:
+    if i + 1 >= len(text):
+        raise ValueError(f"pattern {text!r} ends with a lone backslash")
+    return text[i + 1], i + 2

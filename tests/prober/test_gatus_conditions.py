@@ -137,6 +137,27 @@ def test_placeholders_and_literals_go_on_either_side(condition: str, body: Any, 
     assert result.get("reason") == reason
 
 
+PATTERNS = [
+    # README.md:487, 511 pat(); condition_test.go pat-body-*, pat-ip, pat-status. The syntax is Go's filepath.Match.
+    ("[BODY].name == pat(john*)", {"name": "john.doe"}, True),
+    ("[BODY].name == pat(bob*)", {"name": "john.doe"}, False),
+    ("[BODY] == pat(*<div id=\"user\">john.doe</div>*)", b'<html><div id="user">john.doe</div></html>', True),
+    ("[BODY].data == pat(*Whatever*)", {"data": ["hello", "world", "Whatever"]}, True),
+    ("[STATUS] == pat(2*)", None, True),
+    ("[STATUS] == pat(4*)", None, False),
+    ("[BODY].ip == pat(10.?.0.[0-9])", {"ip": "10.1.0.7"}, True),
+    ("[BODY].code == pat([^E]*)", {"code": "OK-1"}, True),  # Go negates a class with ^ (fnmatch would use !)
+    ("[BODY].code == pat([^E]*)", {"code": "E-1"}, False),
+    ("[BODY].note == pat(\\*)", {"note": "*"}, True),  # \ escapes
+    ("[BODY].note == pat(\\*)", {"note": "x"}, False),
+]
+
+
+@pytest.mark.parametrize(("condition", "body", "ok"), PATTERNS, ids=[f"{c[0]} on {str(c[1])[:30]}" for c in PATTERNS])
+def test_pat_uses_gatus_pattern_syntax(condition: str, body: Any, ok: bool) -> None:
+    assert run(condition, body)["ok"] is ok
+
+
 REJECTED = [
     # TestCondition_Validate: Gatus rejects these ("invalid condition: ...")
     ("[STATUS]==201", "put a space on each side of the operator, as in '[STATUS] == 201'"),
@@ -158,6 +179,7 @@ REJECTED = [
     # README.md:490, 503: Gatus placeholders upwatch cannot resolve are named, not compared as text
     ("[DOMAIN_EXPIRATION] > 720h", "[DOMAIN_EXPIRATION] is not supported by upwatch (needs a WHOIS lookup)"),
     ("[DNS_RCODE] == NOERROR", "[DNS_RCODE] is not supported by upwatch (the dns check uses the system resolver)"),
+    ("[BODY] == pat([abc)", "unclosed [ in pattern '[abc'"),  # Gatus: never matches, silently
     ("len(oops) == 1", "len() takes a placeholder such as [BODY].items, not 'oops'"),
     ("has([BODY].x) > 1", "has(...) is compared with == true or == false"),
     ("[STATUS] == OK", "'OK' is not a status code"),
