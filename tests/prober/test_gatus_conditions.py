@@ -51,6 +51,7 @@ NUMBERS = [
     ("[BODY].n != 0b11111", {"n": 31}, False),
     ("[STATUS] == 0xC8", None, True),
     ("[STATUS] <= 0o454", None, True),
+    ("[BODY].n == 1_000", {"n": 1000}, True),
     # text that is not an integer stays text in Gatus: version "1.10" is not 1.1
     ("[BODY].version == 1.1", {"version": "1.10"}, False),
     # ours: a JSON number compares as a number, 1.5 == 1.50 (Gatus compares the text "1.5" with "1.50")
@@ -125,6 +126,10 @@ EITHER_SIDE = [
     # placeholder.go: "All placeholder names are handled case-insensitively, but paths preserve original case"
     ("[status] == 200", None, True, None),
     ("[Body].user.firstName == john", USER, True, None),
+    # condition.go looks for " == " before the other operators, so the rest is the value's text
+    ("[BODY].expr == a > b", {"expr": "a > b"}, True, None),
+    # ours: JSON null is a value (Gatus treats the path as missing)
+    ("[BODY].data == null", {"data": None}, True, None),
     # README.md:479 "[BODY] == 1"; Gatus trims the body first, so a trailing newline does not matter
     ("[BODY] == 1", b"1\n", True, None),
 ]
