@@ -9,16 +9,17 @@ message names it (the config loader adds file, line and key).
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from upwatch import values
 
 ORDERING = ("<=", ">=", "<", ">")
 OPERATORS = ("==", "!=", *ORDERING, "contains", "not_contains", "matches", "exists")
+_text = values.text
 _MISSING: Any = type("Missing", (), {"__repr__": lambda self: "missing"})()
 
 
@@ -43,6 +44,14 @@ class Glob:
 
 
 @dataclass(frozen=True)
+class Placeholder:
+    """A placeholder on the right-hand side (`[BODY].a == [BODY].b`), resolved when the assertion runs."""
+
+    subject: Subject
+    text: str  # as written, shown next to its value in reasons
+
+
+@dataclass(frozen=True)
 class Assertion:
     subject: Subject
     op: str
@@ -52,10 +61,12 @@ class Assertion:
     def check(self, observed: Observed) -> dict[str, Any]:
         """{"assertion", "ok", "actual"} plus "reason" when it failed."""
         actual = observed.value(self.subject)
-        ok = _holds(actual, self.op, self.expected)
-        result: dict[str, Any] = {"assertion": self.text, "ok": ok, "actual": _show(actual)}
+        other = self.expected
+        expected = observed.value(other.subject) if isinstance(other, Placeholder) else other
+        ok = expected is not _MISSING and _holds(actual, self.op, expected)
+        result: dict[str, Any] = {"assertion": self.text, "ok": ok, "actual": _show(actual, self.subject)}
         if not ok:
-            result["reason"] = _reason(actual, self.op, self.expected)
+            result["reason"] = _reason(actual, self.op, expected, self)
         return result
 
 
@@ -70,13 +81,17 @@ class Observed:
     headers: Mapping[str, str] | None = None
     cert_not_after: dt.datetime | None = None
     connected: bool | None = None
+    ip: str | None = None
     _json: Any = field(default=_MISSING, repr=False)
 
     def value(self, subject: Subject) -> Any:
         raw = self._raw(subject)
-        if subject.length and raw is not _MISSING:
-            return len(raw) if isinstance(raw, list | dict | str) else _MISSING
-        return raw
+        if not subject.length or raw is _MISSING:
+            return raw
+        if subject.kind == "body" and not subject.path and isinstance(self._document(), list | dict):
+            raw = self._document()
+        # Gatus: an array counts its elements; anything else counts the characters of its (minified JSON) text.
+        return len(raw) if isinstance(raw, list) else len(_text(raw))
 
     def _raw(self, subject: Subject) -> Any:
         kind = subject.kind
@@ -86,15 +101,17 @@ class Observed:
             return _MISSING if self.latency_ms is None else self.latency_ms
         if kind == "connected":
             return _MISSING if self.connected is None else self.connected
-        if kind == "cert_expiration":
-            return _MISSING if self.cert_not_after is None else (self.cert_not_after - self.now).total_seconds()
+        if kind == "ip":
+            return _MISSING if self.ip is None else self.ip
+        if kind == "cert_expiration":  # milliseconds, as Gatus resolves it
+            return _MISSING if self.cert_not_after is None else (self.cert_not_after - self.now).total_seconds() * 1000
         if kind == "header":
             found = None if self.headers is None else _header(self.headers, subject.name)
             return _MISSING if found is None else found
         if self.body is None:
             return _MISSING
-        if not subject.path:
-            return self.body.decode("utf-8", "replace")
+        if not subject.path:  # trimmed like Gatus, so `[BODY] == 1` holds for "1\n"
+            return self.body.decode("utf-8", "replace").strip()
         return _walk(self._document(), subject.path)
 
     def _document(self) -> Any:
@@ -132,38 +149,14 @@ def _walk(document: Any, path: tuple[str | int, ...]) -> Any:
     return node
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, AnyOf):
         return any(_equal(actual, e) for e in expected.values)
     if isinstance(expected, Glob):
-        return fnmatch.fnmatchcase(_text(actual), expected.pattern)
+        return values.pattern(expected.pattern).fullmatch(_text(actual)) is not None
     if isinstance(expected, frozenset):
         return actual in expected
-    a, e = _number(actual), _number(expected)
-    if a is not None and e is not None:
-        return a == e
-    return _text(actual) == _text(expected)
+    return values.equal(actual, expected)
 
 
 def _holds(actual: Any, op: str, expected: Any) -> bool:
@@ -179,18 +172,22 @@ def _holds(actual: Any, op: str, expected: Any) -> bool:
         return str(expected) not in _text(actual)
     if op == "matches":
         return expected.search(_text(actual)) is not None
-    a, e = _number(actual), _number(expected)
+    a, e = values.number(actual), values.number(expected)
     if a is None or e is None:
         return False
     return {"<": a < e, "<=": a <= e, ">": a > e, ">=": a >= e}[op]
 
 
-def _show(value: Any) -> str:
-    text = "missing" if value is _MISSING else _text(value)
+def _show(value: Any, subject: Subject | None = None) -> str:
+    if value is _MISSING:
+        return "missing"
+    if subject is not None and subject.kind == "cert_expiration" and not subject.length and values.is_measured(value):
+        return values.duration_text(value)
+    text = _text(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _expected_text(expected: Any) -> str:
+def _expected_text(expected: Any, subject: Subject | None = None) -> str:
     if isinstance(expected, AnyOf):
         return "any(" + ", ".join(map(_text, expected.values)) + ")"
     if isinstance(expected, Glob):
@@ -199,7 +196,7 @@ def _expected_text(expected: Any) -> str:
         return _ranges(sorted(expected))
     if isinstance(expected, re.Pattern):
         return f"/{expected.pattern}/"
-    return _text(expected)
+    return _show(expected, subject)
 
 
 def _ranges(codes: list[int]) -> str:
@@ -211,12 +208,22 @@ def _ranges(codes: list[int]) -> str:
     return ",".join(parts)
 
 
-def _reason(actual: Any, op: str, expected: Any) -> str:
+def _reason(actual: Any, op: str, expected: Any, assertion: Assertion) -> str:
+    """Why it failed; a right-hand placeholder is named with its value, never passed off as a literal."""
+    subject, other = assertion.subject, assertion.expected
+    right = other.subject if isinstance(other, Placeholder) else subject
     if actual is _MISSING and op != "exists":
         return "value is missing"
+    if isinstance(other, Placeholder) and expected is _MISSING:
+        return f"{other.text} is missing"
     if op == "exists":
         return "value is missing" if expected else f"value exists: {_show(actual)}"
-    if op in ORDERING and (_number(actual) is None):
+    if op in ORDERING and values.number(actual) is None:
         return f"{_show(actual)} is not a number"
+    shown = _expected_text(expected, right)
+    if isinstance(other, Placeholder):
+        if op in ORDERING and values.number(expected) is None:
+            return f"{other.text} ({shown}) is not a number"
+        shown = f"{other.text} ({shown})"
     words = {"contains": "to contain", "not_contains": "not to contain", "matches": "to match"}
-    return f"expected {words.get(op, op)} {_expected_text(expected)}, got {_show(actual)}"
+    return f"expected {words.get(op, op)} {shown}, got {_show(actual, subject)}"

@@ -13,16 +13,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
-from upwatch import durations
-from upwatch.assertions import AnyOf, Assertion, Glob, Subject, _expected_text
+from upwatch import durations, values
+from upwatch.assertions import ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, _expected_text
 
-_CONDITION = re.compile(r"^(?P<left>.+?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<right>.*?)$")
-_PLACEHOLDER = re.compile(r"^\[(?P<name>[A-Z_]+)\](?P<path>.*)$")
+# Gatus looks for " == " first, then these in order; the first one found splits the condition.
+_OPERATORS = ("==", "!=", "<=", ">=", ">", "<")
+_FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
+_OPERATOR_RUN = re.compile(r"[=!<>]+")
+_PLACEHOLDER = re.compile(r"^\[(?P<name>[A-Za-z_]+)\](?P<path>.*)$")
 _SEGMENT = re.compile(r"\.?([A-Za-z0-9_$@-]+)|\[(-?\d+)\]")
 _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "body",
-                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected"}
+                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected", "IP": "ip"}
+# Gatus placeholders we do not resolve: a clear error rather than Gatus's fallback to comparing the literal text.
+_UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "DNS_RCODE": "the dns check uses the system resolver",
+                "CONTEXT": "there are no suites"}
+_TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
                "cert_valid_days")
 
@@ -43,42 +51,93 @@ def parse(item: Any) -> Assertion:
 
 
 def parse_condition(text: str) -> Assertion:
-    """A Gatus-style condition such as `[BODY].status == UP`."""
-    m = _CONDITION.match(text.strip())
-    if not m:
-        raise ValueError(f"condition {text!r}: expected '<placeholder> <operator> <value>' "
-                         "with an operator among ==, !=, <, <=, >, >=")
-    left, op, right = m.group("left").strip(), m.group("op"), m.group("right").strip()
-    written = re.search(r"[=!<>]+", text.strip()[len(m.group("left")) - 2:])
-    if left[-1:] in "=!<>" or right[:1] in "=!<>" and written:
-        raise ValueError(f"condition {text!r}: unknown operator {written.group(0) if written else op!r} "
-                         "(use ==, !=, <, <=, >, >=)")
+    """A Gatus-style condition such as `[BODY].status == UP` or `[BODY].age == [BODY].id`."""
+    text = text.strip()
     try:
-        if left.startswith("has(") and left.endswith(")"):
-            if op not in ("==", "!=") or right not in ("true", "false"):
-                raise ValueError("has(...) is compared with == true or == false")
-            return Assertion(_subject(left[4:-1].strip()), "exists", (right == "true") == (op == "=="), text.strip())
-        subject = _subject(left)
-        expected = _value(subject, right)
+        return _condition(text)
     except ValueError as e:
         raise ValueError(f"condition {text!r}: {e}") from None
-    if op in ("<", "<=", ">", ">=") and isinstance(expected, AnyOf | Glob):
-        raise ValueError(f"condition {text!r}: {op} needs a single number")
-    return Assertion(subject, op, expected, text.strip())
 
 
-def _subject(left: str) -> Subject:
-    length = left.startswith("len(") and left.endswith(")")
-    if length:
-        left = left[4:-1].strip()
-    m = _PLACEHOLDER.match(left)
-    if not m or m.group("name") not in _PLACEHOLDERS:
-        raise ValueError(f"unknown placeholder {left!r} (use {', '.join('[' + p + ']' for p in _PLACEHOLDERS)})")
-    kind = _PLACEHOLDERS[m.group("name")]
+def _condition(text: str) -> Assertion:
+    op, left, right = _split(text)
+    left_subject, right_subject = _operand(left), _operand(right)
+    if left_subject is None and right_subject is None:
+        raise ValueError("neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes")
+    if left_subject is None:  # `200 == [STATUS]`, `any(200, 204) == [STATUS]`: the placeholder leads
+        left, right, op = right, left, _FLIPPED[op]
+        left_subject, right_subject = right_subject, None
+    assert left_subject is not None
+    if _function(left) == "has" or _function(right) == "has":
+        return _has(left, op, right, right_subject, text)
+    if right_subject is not None:
+        return Assertion(left_subject, op, Placeholder(right_subject, right), text)
+    expected = _value(left_subject, op, right)
+    if op in ORDERING and isinstance(expected, AnyOf | Glob):
+        raise ValueError(f"{op} needs a single number")
+    return Assertion(left_subject, op, expected, text)
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    """(operator, left, right) the way Gatus splits: the operator needs a space on each side."""
+    op = next((o for o in _OPERATORS if f" {o} " in text), None)
+    if op is None:
+        raise ValueError(_no_operator(text))
+    parts = text.split(f" {op} ")
+    if len(parts) > 2:
+        raise ValueError(f"{op} appears more than once; a condition compares two values")
+    left, right = parts[0].strip(), parts[1].strip()
+    if not left or not right:
+        raise ValueError(f"missing value {'before' if not left else 'after'} the operator")
+    return op, left, right
+
+
+def _no_operator(text: str) -> str:
+    for run in _OPERATOR_RUN.finditer(text):
+        if run.group(0) not in _OPERATORS:
+            return f"unknown operator {run.group(0)!r} (use ==, !=, <, <=, >, >=)"
+        before, after = text[:run.start()].strip(), text[run.end():].strip()
+        if not before or not after:
+            return f"missing value {'before' if not before else 'after'} the operator"
+        return f"put a space on each side of the operator, as in '{before} {run.group(0)} {after}'"
+    return "expected '<value> <operator> <value>' with an operator among ==, !=, <, <=, >, >="
+
+
+def _function(operand: str) -> str:
+    for name in ("len", "has"):
+        if operand.startswith(f"{name}(") and operand.endswith(")"):
+            return name
+    return ""
+
+
+def _operand(text: str) -> Subject | None:
+    """The placeholder `text` names (inside len() or has() too); None for a literal."""
+    function = _function(text)
+    inner = text[4:-1].strip() if function else text
+    m = _PLACEHOLDER.match(inner)
+    if m is None:
+        if function:
+            raise ValueError(f"{function}() takes a placeholder such as [BODY].items, not {inner!r}")
+        return None
+    name = m.group("name").upper()
+    kind = _PLACEHOLDERS.get(name)
+    if name in _UNSUPPORTED:
+        raise ValueError(f"[{name}] is not supported by upwatch ({_UNSUPPORTED[name]})")
+    if kind is None:
+        raise ValueError(f"unknown placeholder {inner!r} (use {', '.join('[' + p + ']' for p in _PLACEHOLDERS)})")
     path = json_path(m.group("path")) if m.group("path") else ()
     if path and kind != "body":
-        raise ValueError(f"only [BODY] takes a path, not {left!r}")
-    return Subject(kind, path=path, length=length)
+        raise ValueError(f"only [BODY] takes a path, not {inner!r}")
+    return Subject(kind, path=path, length=function == "len")
+
+
+def _has(left: str, op: str, right: str, right_subject: Subject | None, text: str) -> Assertion:
+    if _function(left) != "has" or right_subject is not None or op not in ("==", "!=") \
+            or right not in ("true", "false"):
+        raise ValueError("has(...) is compared with == true or == false")
+    subject = _operand(left)
+    assert subject is not None
+    return Assertion(replace(subject, length=False), "exists", (right == "true") == (op == "=="), text)
 
 
 def json_path(text: str) -> tuple[str | int, ...]:
@@ -96,32 +155,42 @@ def json_path(text: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
-def _value(subject: Subject, right: str) -> Any:
+def _value(subject: Subject, op: str, right: str) -> Any:
     if right.startswith("any(") and right.endswith(")"):
         parts = [p.strip() for p in right[4:-1].split(",")]
         if not all(parts):
             raise ValueError("any() needs values separated by commas")
-        return AnyOf(tuple(_scalar(subject, p) for p in parts))
+        return AnyOf(tuple(_scalar(subject, op, p) for p in parts))
     if right.startswith("pat(") and right.endswith(")"):
+        values.pattern(right[4:-1])  # a malformed pattern is a config error, not a silent mismatch
         return Glob(right[4:-1])
-    if not right:
-        raise ValueError("missing value after the operator")
-    return _scalar(subject, right)
+    return _scalar(subject, op, right)
 
 
-def _scalar(subject: Subject, text: str) -> Any:
-    if subject.kind == "cert_expiration" and not subject.length:
-        return durations.parse(text).total_seconds()
-    if subject.kind == "response_time" and not subject.length:
-        try:
-            return float(text)
-        except ValueError:
-            return durations.parse(text).total_seconds() * 1000
-    if subject.kind == "status" and not text.isdigit():
+def _scalar(subject: Subject, op: str, text: str) -> Any:
+    """A literal, checked against what its placeholder can be; times become milliseconds."""
+    if subject.kind in _TIMES and not subject.length:
+        return _milliseconds(text)
+    if op in ORDERING or subject.length:
+        if values.number(text) is None:
+            raise ValueError(f"{text!r} is not a number (e.g. 5, 2.5, 0x1F)")
+        return text
+    if subject.kind == "status" and values.integer(text) is None:
         raise ValueError(f"{text!r} is not a status code")
     if subject.kind == "connected" and text not in ("true", "false"):
         raise ValueError(f"{text!r} must be true or false")
     return text
+
+
+def _milliseconds(text: str) -> float:
+    number = values.number(text)
+    if number is not None:
+        return number
+    try:
+        return durations.parse(text).total_seconds() * 1000
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)") \
+            from None
 
 
 def _structured(key: str, value: Any) -> Assertion:
@@ -136,7 +205,7 @@ def _structured(key: str, value: Any) -> Assertion:
     if key == "cert_valid_days":
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"cert_valid_days must be a number of days (got {value!r})")
-        return Assertion(Subject("cert_expiration"), ">", value * 86400.0, f"certificate valid > {value:g} days")
+        return Assertion(Subject("cert_expiration"), ">", value * 86_400_000.0, f"certificate valid > {value:g} days")
     if key in ("body_contains", "body_not_contains", "body_matches"):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{key} needs a non-empty string")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import datetime as dt
 import functools
 import ssl
@@ -15,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import yarl
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_config
 from upwatch.assertions import Observed, evaluate
@@ -26,9 +29,24 @@ CHUNK = 64 * 1024
 _CERTS: dict[tuple[str, int | None, bool], dt.datetime | None] = {}
 
 
+# The address the last connection of this task went to; a response's own connection is gone once its body is read.
+_PEER_IP: contextvars.ContextVar[str | None] = contextvars.ContextVar("upwatch_peer_ip", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
+                      timeout: aiohttp.ClientTimeout) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+        _PEER_IP.set(str(peer[0]) if peer else None)
+        return conn
+
+
 def new_session(limit: int = 512) -> aiohttp.ClientSession:
     """The one session every HTTP check shares; idle connections outlive a 15 s interval so they are reused."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
+    connector = _Connector(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
     return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()], cookie_jar=aiohttp.DummyCookieJar(),
                                  timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
 
@@ -54,6 +72,7 @@ async def run(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult
 
 async def _request(endpoint: Endpoint, session: aiohttp.ClientSession, started_at: dt.datetime,
                    timings: Timings) -> ProbeResult:
+    _PEER_IP.set(None)
     async with session.request(endpoint.method, _url(endpoint.url or ""), **_options(endpoint),
                                trace_request_ctx=timings) as resp:
         not_after = _certificate(resp, timings, endpoint.verify_tls)
@@ -63,7 +82,7 @@ async def _request(endpoint: Endpoint, session: aiohttp.ClientSession, started_a
         fields: dict[str, Any] = {**phases, "status_code": resp.status, "response_bytes": size,
                                   "final_url": str(resp.url), "cert_not_after": not_after}
         observed = Observed(now=started_at, status_code=resp.status, latency_ms=phases["latency_ms"], body=body,
-                            headers=resp.headers, cert_not_after=not_after)
+                            headers=resp.headers, cert_not_after=not_after, connected=True, ip=_PEER_IP.get())
     passed, results = evaluate(endpoint.assertions, observed)
     fields["assertions"] = results or None
     if too_large:

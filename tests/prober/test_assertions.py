@@ -88,5 +88,5 @@ def test_non_json_body_makes_paths_missing() -> None:
 
 
 def test_condition_text_is_kept_for_results_and_storage() -> None:
-    assert parse(" [STATUS]==200 ").text == "[STATUS]==200"
+    assert parse(" [STATUS] == 200 ").text == "[STATUS] == 200"
     assert parse({"status": "200-204,301"}).text == "status in 200-204,301"
