@@ -15,8 +15,8 @@ from tests.push.conftest import start_api
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
     server.start()
     yield server
     server.stop()

@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,7 +82,8 @@ def test_up_runs_on_the_embedded_database_and_stops_on_sigterm(tmp_path: Path) -
                 break
         assert any("upwatch started" in line for line in lines), "".join(lines)
         socket_dir = tmp_path / ".upwatch" / "pgdata"
-        with psycopg.connect(f"postgresql://postgres@/upwatch?host={socket_dir}") as conn:
+        with psycopg.connect(f"postgresql://postgres@/upwatch?host={socket_dir}"
+                             f"&passfile={socket_dir / 'upwatch.pgpass'}") as conn:
             deadline = time.monotonic() + 10
             while conn.execute("SELECT count(*) FROM endpoints").fetchone() != (4,) and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -96,3 +98,10 @@ def test_up_runs_on_the_embedded_database_and_stops_on_sigterm(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        remove_data(tmp_path / ".upwatch" / "pgdata")
+
+
+def remove_data(data_dir: Path) -> None:
+    """As root, a data dir under pytest's 0700 tmp dir lives in /var/lib/upwatch/embedded, linked from there."""
+    if data_dir.is_symlink():
+        shutil.rmtree(data_dir.resolve(), ignore_errors=True)
