@@ -145,9 +145,7 @@ def daemon(name: str) -> Handler:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upwatch", description="Self-hosted synthetic uptime monitor.")
     parser.add_argument("--version", action="version", version=f"upwatch {__version__}")
-    parser.add_argument("-c", "--config", help="config file (default: $UPWATCH_CONFIG or ./upwatch.yaml)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="override the config's log_level")
+    add_global_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser("up", help="run prober, detector and alerter in one process").set_defaults(handler=cmd_up)
@@ -160,7 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
         .set_defaults(handler=cmd_db_info)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
+    for sub in _subcommand_parsers(parser):
+        add_global_options(sub, default=argparse.SUPPRESS)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """--config and --log-level. Every subcommand takes them too (`upwatch prober --config F`); there
+    the default is SUPPRESS, so an option given before the subcommand is not reset by the subparser."""
+    if "--config" not in parser._option_string_actions:
+        parser.add_argument("-c", "--config", default=default,
+                            help="config file (default: $UPWATCH_CONFIG or ./upwatch.yaml)")
+    if "--log-level" not in parser._option_string_actions:
+        parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=default,
+                            help="override the config's log_level")
+
+
+def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below `parser`, at any depth (argparse has no public way to list them)."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += [sub, *_subcommand_parsers(sub)]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 REPO = Path(__file__).parents[2]
 EXAMPLE = REPO / "examples" / "upwatch.yaml"
@@ -36,6 +37,31 @@ def test_check_config_reports_problems_and_exits_one() -> None:
     result = upwatch("--config", str(CONFIG_DIR / "bad-unknown-key.yaml"), "check-config")
     assert result.returncode == 1
     assert "bad-unknown-key.yaml:4: endpoints[0].intervall: unknown key 'intervall'" in result.stderr
+
+
+BAD = str(CONFIG_DIR / "bad-unknown-key.yaml")
+BAD_MESSAGE = "bad-unknown-key.yaml:4: endpoints[0].intervall: unknown key 'intervall'"
+
+
+@pytest.mark.parametrize("argv", [
+    ["-m", "upwatch.cli", "--config", BAD, "prober"],
+    ["-m", "upwatch.cli", "prober", "--config", BAD],
+    ["-m", "upwatch.cli", "db", "migrate", "-c", BAD, "--log-level", "ERROR"],
+    ["-m", "prober", "--config", BAD],
+    ["-m", "detector", "--config", BAD],
+    ["-m", "alerter", "--config", BAD],
+    ["-m", "alerter", "--log-level", "INFO", "--config", BAD],
+], ids=["before", "after", "nested", "python-m-prober", "python-m-detector", "python-m-alerter", "two-options"])
+def test_global_options_work_before_or_after_the_subcommand(argv: list[str]) -> None:
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2
+    assert BAD_MESSAGE in result.stderr, result.stderr  # the config was read, not an argparse usage error
+
+
+def test_check_config_takes_config_after_the_subcommand() -> None:
+    result = upwatch("check-config", "--config", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert f"{EXAMPLE}: OK, 4 endpoints" in result.stdout
 
 
 def test_config_from_env_variable_and_dotenv(tmp_path: Path) -> None:
