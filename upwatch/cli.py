@@ -18,7 +18,8 @@ from upwatch import __version__, config as configuration, db, durations, logs
 from upwatch.config import Config, ConfigError
 from upwatch.embedded import EmbeddedError
 from upwatch.migrate import MigrationError, migrate
-from upwatch.runtime import Service, database, report_config_error, run
+from upwatch.runtime import (ListenError, Service, check_listen, database, embedded, psql_command, report_config_error,
+                             run)
 
 # Packages that add their own subcommands through `register(commands)`.
 COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")
@@ -69,9 +70,17 @@ def services(names: Sequence[str]) -> dict[str, Service]:
     return found
 
 
+def start(config: Config, path: Path, names: Sequence[str]) -> int:
+    """Run the named services; a taken listen address fails first, before the database starts and
+    before the services' (heavy) modules load, so it is reported within a second or two."""
+    if "prober" in names:
+        check_listen(config.push.host, config.push.port)
+    return run(config, path, services(names))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     config, path = load_config(args)
-    return run(config, path, services(["prober", "detector", "alerter"]))
+    return start(config, path, ["prober", "detector", "alerter"])
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -101,9 +110,15 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 def cmd_db_info(args: argparse.Namespace) -> int:
     config, _ = load_config(args)
-    with database(config) as url:
+    with embedded(config) as server:
+        url = server.url if server else str(config.storage.database_url)
         for line in asyncio.run(_db_info(url)):
             print(line)
+        if server is not None:
+            print(f"data dir:    {server.data_dir}")
+        print(f"psql:        {psql_command(url, server)}")
+        if server is not None and server.started_here:
+            print("             (works while upwatch runs: this command started the server and stops it now)")
     return 0
 
 
@@ -137,7 +152,7 @@ def daemon(name: str) -> Handler:
 
     def handler(args: argparse.Namespace) -> int:
         config, path = load_config(args)
-        return run(config, path, services([name]))
+        return start(config, path, [name])
 
     return handler
 
@@ -195,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as e:
         return report_config_error(e)
-    except (db.DatabaseUnavailable, EmbeddedError, MigrationError) as e:
+    except (db.DatabaseUnavailable, EmbeddedError, MigrationError, ListenError) as e:
         print(f"upwatch: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -87,9 +87,10 @@ class EmbeddedPostgres:
         return (f"postgresql://postgres@/{database}?host={self._socket_dir}&port={self._port_in_use}"
                 f"&passfile={self.passfile}")
 
-    def psql_command(self, database: str = DATABASE) -> str:
-        """A shell command line that opens `database` in psql (the wheel's own psql)."""
-        return f"{POSTGRES_BIN_PATH / 'psql'} '{self.url_for(database)}'"
+    @property
+    def psql(self) -> Path:
+        """The wheel's psql: the caller runs it, so the server user's copy is not needed."""
+        return POSTGRES_BIN_PATH / "psql"
 
     def running(self) -> bool:
         """Whether a server is running on this data directory (ours or another process's)."""
