@@ -58,14 +58,18 @@ class EmbeddedError(Exception):
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL server in `data_dir`, reached over a unix socket (and TCP on 127.0.0.1 if `port` is set)."""
+    """A PostgreSQL server in `data_dir`, reached over a unix socket (and TCP on 127.0.0.1 if `port` is set).
+
+    As root, a new `data_dir` the server's user cannot reach is an error, unless `relocate` allows keeping it
+    in /var/lib/upwatch/embedded (what `upwatch` does for its configured data dir)."""
 
     def __init__(self, data_dir: Path | str, *, port: int | None = None, settings: dict[str, str] | None = None,
-                 bin_dir: Path | None = None):
+                 bin_dir: Path | None = None, relocate: bool = False):
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
         self.settings = settings or {}
         self.bin_dir = bin_dir or POSTGRES_BIN_PATH
+        self.relocate = relocate  # may a new data dir the server's user cannot reach go to /var/lib/upwatch?
         self.started_here = False
         self._socket_dir: Path | None = None
         self._port_in_use = port or 5432
@@ -136,11 +140,11 @@ class EmbeddedPostgres:
         blocked = hostdirs.blocker(self.data_dir, self._user)
         if blocked is None:
             hostdirs.make_dirs(self.data_dir)
-        elif self.data_dir.exists():
+        elif self.data_dir.exists() or not self.relocate:
             raise EmbeddedError(
                 f"the embedded server runs as the {self._user} user, which cannot enter {blocked}, so it cannot"
-                f" reach {self.data_dir}: move the data dir to a place that user can reach (and set"
-                f" storage.embedded.data_dir), give it access (e.g. chmod o+x {blocked}), or run upwatch as a"
+                f" reach {self.data_dir}: use a data dir that user can reach (set storage.embedded.data_dir),"
+                f" give it access (e.g. chmod o+x {blocked}), or run upwatch as a"
                 " non-root user")
         else:
             self._relocate(blocked)

@@ -68,7 +68,7 @@ def embedded(config: Config) -> Iterator[EmbeddedPostgres | None]:
     if config.storage.database_url:
         yield None
         return
-    server = EmbeddedPostgres(config.storage.embedded.data_dir, port=config.storage.embedded.port)
+    server = EmbeddedPostgres(config.storage.embedded.data_dir, port=config.storage.embedded.port, relocate=True)
     server.start()
     logger.info("embedded postgres ready data_dir=%s reused=%s", server.data_dir, not server.started_here)
     try:

@@ -157,7 +157,8 @@ def test_binaries_and_data_in_a_private_directory(server_dir: Path) -> None:
         assert {p: p.stat().st_mode for p in before} == before
 
         # A new data dir there is kept where the server's user can reach it, linked from the configured path.
-        inside = EmbeddedPostgres(private / "project" / ".upwatch" / "pgdata", settings={"fsync": "off"})
+        inside = EmbeddedPostgres(private / "project" / ".upwatch" / "pgdata", settings={"fsync": "off"},
+                                  relocate=True)
         try:
             with psycopg.connect(inside.start()) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -169,9 +170,12 @@ def test_binaries_and_data_in_a_private_directory(server_dir: Path) -> None:
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
         shutil.rmtree(inside.data_dir)
 
-        # An existing one there cannot be moved silently: a clear error names the directory and the fixes.
+        # An existing one there cannot be moved silently, nor a new one without relocate=True (a caller's
+        # temporary dir): a clear error names the directory and the fixes.
         (private / "existing").mkdir()
         with pytest.raises(EmbeddedError, match=f"cannot enter {private}.*storage.embedded.data_dir"):
-            EmbeddedPostgres(private / "existing").start()
+            EmbeddedPostgres(private / "existing", relocate=True).start()
+        with pytest.raises(EmbeddedError, match=f"cannot enter {private}"):
+            EmbeddedPostgres(private / "new").start()
     finally:
         shutil.rmtree(private)
