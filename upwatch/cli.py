@@ -14,12 +14,21 @@ from typing import TypeVar
 from dotenv import load_dotenv
 from psycopg import AsyncConnection
 
-from upwatch import __version__, config as configuration, db, durations, logs
+from upwatch import __version__, db, durations, logs
+from upwatch import config as configuration
 from upwatch.config import Config, ConfigError
 from upwatch.embedded import EmbeddedError
 from upwatch.migrate import MigrationError, migrate
-from upwatch.runtime import (ListenError, Service, check_listen, database, embedded, psql_command, report_config_error,
-                             run)
+from upwatch.runtime import (
+    ListenError,
+    Service,
+    check_listen,
+    database,
+    embedded,
+    psql_command,
+    report_config_error,
+    run,
+)
 
 # Packages that add their own subcommands through `register(commands)`.
 COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")

@@ -121,7 +121,7 @@ def psql_command(url: str, server: EmbeddedPostgres | None) -> str:
     passfile; for others libpq's PGPASSWORD or ~/.pgpass)."""
     params = {k: v for k, v in conninfo_to_dict(url).items() if k != "password"}
     program = str(server.psql) if server is not None else "psql"
-    return f"{shlex.quote(program)} {shlex.quote(make_conninfo(**params))}"
+    return f"{shlex.quote(program)} {shlex.quote(make_conninfo('', **params))}"
 
 
 async def serve(config: Config, config_path: Path, url: str, services: dict[str, Service],

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from upwatch.hostdirs import copy_install, reachable_binaries
 from upwatch.embedded import POSTGRES_BIN_PATH, SERVER_USER, EmbeddedError, EmbeddedPostgres
+from upwatch.hostdirs import copy_install, reachable_binaries
 
 OTHER_USER = "upwatch_test_other"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates another OS user / runs the server"
@@ -47,7 +47,7 @@ def other_user() -> str:
 def psql_as(user: str, server: EmbeddedPostgres, *conninfo: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "5"}
     return subprocess.run([str(server.bin_dir / "psql"), "-w", "-X", "-c", "SELECT 1", *conninfo],
-                          capture_output=True, text=True, env=env, user=user, cwd="/", timeout=30)
+                          capture_output=True, text=True, env=env, user=user, cwd="/", timeout=30, check=False)
 
 
 def test_embedded_server_starts_is_reused_and_stops(server_dir: Path) -> None:
