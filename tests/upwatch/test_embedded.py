@@ -1,9 +1,11 @@
 import os
 import pwd
 import shutil
+import site
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +181,60 @@ def test_binaries_and_data_in_a_private_directory(server_dir: Path) -> None:
             EmbeddedPostgres(private / "new").start()
     finally:
         shutil.rmtree(private)
+
+
+NON_ROOT_SERVER = """
+import json, os, stat, sys
+from pathlib import Path
+from upwatch.embedded import EmbeddedPostgres
+server = EmbeddedPostgres(Path(sys.argv[1]), settings={"fsync": "off"})
+server.start()
+print(json.dumps({"url": server.url, "passfile": str(server.passfile)}), flush=True)
+sys.stdin.read()  # keep running until the test is done
+server.stop()
+"""
+
+
+@needs_root
+def test_a_non_root_user_runs_the_server_as_themselves(server_dir: Path, other_user: str) -> None:
+    """The server is theirs alone: socket dir and passfile are private, and even root (who can reach
+    the socket) is refused without the password."""
+    import json
+
+    entry = pwd.getpwnam(other_user)
+    os.chown(server_dir, entry.pw_uid, entry.pw_gid)
+    # This interpreter may live in root's private home (pyenv); the system one of the same version with
+    # our packages on its path is then the same code.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(server_dir),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), *site.getsitepackages()])}
+    python, problem = "", ""
+    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
+        try:
+            probe = subprocess.run([candidate, "-c", "import upwatch.embedded"], user=other_user, cwd="/", env=env,
+                                   capture_output=True, text=True, check=False)
+        except OSError as e:
+            problem = str(e)
+            continue
+        if probe.returncode == 0:
+            python = candidate
+            break
+        problem = probe.stderr[-200:]
+    if not python:
+        pytest.skip(f"{other_user} cannot run this checkout's Python (in a private directory): {problem}")
+    with subprocess.Popen([python, "-c", NON_ROOT_SERVER, str(server_dir / "pgdata")], user=other_user,
+                          cwd="/", env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            started = json.loads(proc.stdout.readline())
+            passfile = Path(started["passfile"])
+            socket_dir = Path(started["url"].split("host=")[1].split("&")[0])
+            for path, mode in ((passfile, 0o600), (socket_dir, 0o700)):
+                st = path.stat()
+                assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (entry.pw_uid, mode), path
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(started["url"].replace(str(passfile), "/nonexistent"))
+            with psycopg.connect(started["url"]) as conn:  # root may read their passfile, as root may anything
+                assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
