@@ -83,7 +83,7 @@ def test_deep_data_dir_gets_a_short_private_socket_dir(server_dir: Path) -> None
         assert socket_dir.parent == Path(tempfile.gettempdir()) and socket_dir.name.startswith("upwatch-pg-")
         st = socket_dir.stat()
         assert stat.S_IMODE(st.st_mode) == 0o700  # not 0777: nobody else may even reach the socket
-        assert st.st_uid == pwd.getpwnam(SERVER_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+        assert st.st_uid == (pwd.getpwnam(SERVER_USER).pw_uid if os.geteuid() == 0 else os.geteuid())
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
