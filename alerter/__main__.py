@@ -5,5 +5,4 @@ import sys
 from upwatch.cli import main
 
 if __name__ == "__main__":
-    # upwatch's global options (--config, --log-level) go before the subcommand.
-    sys.exit(main([*sys.argv[1:], "alerter"]))
+    sys.exit(main(["alerter", *sys.argv[1:]]))

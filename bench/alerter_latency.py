@@ -161,6 +161,7 @@ if __name__ == "__main__":
         asyncio.run(main(options, external))
     else:
         with tempfile.TemporaryDirectory() as tmp:
+            os.chmod(tmp, 0o755)  # the server's user (embedded_postgres, as root) must enter it
             server = EmbeddedPostgres(Path(tmp) / "pg", settings={"fsync": "off"})
             try:
                 asyncio.run(main(options, server.start()))

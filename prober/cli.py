@@ -23,8 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def cmd_prober(args: argparse.Namespace) -> int:
-    from upwatch.cli import load_config, services
-    from upwatch.runtime import run
+    from upwatch.cli import load_config, start
 
     config, path = load_config(args)
     if args.shard:
@@ -36,7 +35,7 @@ def cmd_prober(args: argparse.Namespace) -> int:
             print(f"upwatch: --shard: {e}", file=sys.stderr)
             return 2
         config = config.model_copy(update={"prober": config.prober.model_copy(update={"shard": args.shard})})
-    return run(config, path, services(["prober"]))
+    return start(config, path, ["prober"])
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

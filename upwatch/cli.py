@@ -14,11 +14,21 @@ from typing import TypeVar
 from dotenv import load_dotenv
 from psycopg import AsyncConnection
 
-from upwatch import __version__, config as configuration, db, durations, logs
+from upwatch import __version__, db, durations, logs
+from upwatch import config as configuration
 from upwatch.config import Config, ConfigError
 from upwatch.embedded import EmbeddedError
 from upwatch.migrate import MigrationError, migrate
-from upwatch.runtime import Service, database, report_config_error, run
+from upwatch.runtime import (
+    ListenError,
+    Service,
+    check_listen,
+    database,
+    embedded,
+    psql_command,
+    report_config_error,
+    run,
+)
 
 # Packages that add their own subcommands through `register(commands)`.
 COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")
@@ -69,9 +79,17 @@ def services(names: Sequence[str]) -> dict[str, Service]:
     return found
 
 
+def start(config: Config, path: Path, names: Sequence[str]) -> int:
+    """Run the named services; a taken listen address fails first, before the database starts and
+    before the services' (heavy) modules load, so it is reported within a second or two."""
+    if "prober" in names:
+        check_listen(config.push.host, config.push.port)
+    return run(config, path, services(names))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     config, path = load_config(args)
-    return run(config, path, services(["prober", "detector", "alerter"]))
+    return start(config, path, ["prober", "detector", "alerter"])
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -101,9 +119,15 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 def cmd_db_info(args: argparse.Namespace) -> int:
     config, _ = load_config(args)
-    with database(config) as url:
+    with embedded(config) as server:
+        url = server.url if server else str(config.storage.database_url)
         for line in asyncio.run(_db_info(url)):
             print(line)
+        if server is not None:
+            print(f"data dir:    {server.data_dir}")
+        print(f"psql:        {psql_command(url, server)}")
+        if server is not None and server.started_here:
+            print("             (works while upwatch runs: this command started the server and stops it now)")
     return 0
 
 
@@ -137,7 +161,7 @@ def daemon(name: str) -> Handler:
 
     def handler(args: argparse.Namespace) -> int:
         config, path = load_config(args)
-        return run(config, path, services([name]))
+        return start(config, path, [name])
 
     return handler
 
@@ -145,9 +169,7 @@ def daemon(name: str) -> Handler:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upwatch", description="Self-hosted synthetic uptime monitor.")
     parser.add_argument("--version", action="version", version=f"upwatch {__version__}")
-    parser.add_argument("-c", "--config", help="config file (default: $UPWATCH_CONFIG or ./upwatch.yaml)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="override the config's log_level")
+    add_global_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser("up", help="run prober, detector and alerter in one process").set_defaults(handler=cmd_up)
@@ -160,7 +182,30 @@ def build_parser() -> argparse.ArgumentParser:
         .set_defaults(handler=cmd_db_info)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
+    for sub in _subcommand_parsers(parser):
+        add_global_options(sub, default=argparse.SUPPRESS)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """--config and --log-level. Every subcommand takes them too (`upwatch prober --config F`); there
+    the default is SUPPRESS, so an option given before the subcommand is not reset by the subparser."""
+    if "--config" not in parser._option_string_actions:
+        parser.add_argument("-c", "--config", default=default,
+                            help="config file (default: $UPWATCH_CONFIG or ./upwatch.yaml)")
+    if "--log-level" not in parser._option_string_actions:
+        parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=default,
+                            help="override the config's log_level")
+
+
+def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below `parser`, at any depth (argparse has no public way to list them)."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += [sub, *_subcommand_parsers(sub)]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as e:
         return report_config_error(e)
-    except (db.DatabaseUnavailable, EmbeddedError, MigrationError) as e:
+    except (db.DatabaseUnavailable, EmbeddedError, MigrationError, ListenError) as e:
         print(f"upwatch: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from upwatch.db import connect, timescaledb_active
+from upwatch.db import connect, error_summary, timescaledb_active
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +57,20 @@ async def migrate(url: str, *, timescaledb: Literal["auto", "require", "off"] = 
     try:
         await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
         try:
-            return await _migrate_locked(conn, timescaledb, directory)
+            if timescaledb != "off":
+                await _enable_timescaledb(url, required=timescaledb == "require")
+            return await _migrate_locked(conn, directory)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
     finally:
         await conn.close()
 
 
-async def _migrate_locked(conn: psycopg.AsyncConnection, timescaledb: str, directory: Path) -> list[str]:
+async def _migrate_locked(conn: psycopg.AsyncConnection, directory: Path) -> list[str]:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
     )
-    if timescaledb != "off":
-        await _enable_timescaledb(conn, required=timescaledb == "require")
     cur = await conn.execute("SELECT version FROM schema_migrations")
     done = {row[0] for row in await cur.fetchall()}
     applied = []
@@ -90,23 +90,30 @@ async def _migrate_locked(conn: psycopg.AsyncConnection, timescaledb: str, direc
     return applied
 
 
-async def _enable_timescaledb(conn: psycopg.AsyncConnection, *, required: bool) -> None:
-    if await timescaledb_active(conn):
-        return
-    cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-    if await cur.fetchone() is None:
-        if required:
-            raise MigrationError("storage.timescaledb is 'require' but the server has no timescaledb extension")
-        logger.info("timescaledb not available; using plain PostgreSQL tables and upwatch's retention job")
-        return
+async def _enable_timescaledb(url: str, *, required: bool) -> None:
+    """Create the extension on a connection of its own (the caller holds the migration lock on another):
+    TimescaleDB that is installed but not in shared_preload_libraries fails with FATAL, which closes
+    the connection it was tried on."""
+    conn = await connect(url)
     try:
-        async with conn.transaction():
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error as e:
-        # Typically: not in shared_preload_libraries.
-        if required:
-            raise MigrationError(f"cannot create the timescaledb extension: {e}") from None
-        logger.warning("timescaledb is installed but cannot be enabled, using plain tables: %s", e)
+        if await timescaledb_active(conn):
+            return
+        cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+        if await cur.fetchone() is None:
+            if required:
+                raise MigrationError("storage.timescaledb is 'require' but the server has no timescaledb extension")
+            logger.info("timescaledb not available; using plain PostgreSQL tables and upwatch's retention job")
+            return
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as e:
+            if required:
+                raise MigrationError(f"cannot create the timescaledb extension: {error_summary(e)}") from None
+            logger.warning("timescaledb installed but cannot be enabled, using plain PostgreSQL tables"
+                           " (add it to shared_preload_libraries to use it) error=%r", error_summary(e))
+    finally:
+        await conn.close()
 
 
 async def _set_reader_password(conn: psycopg.AsyncConnection) -> None:

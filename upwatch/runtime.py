@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from upwatch import db, logs
@@ -55,25 +58,74 @@ class Runtime:
 Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 
+class ListenError(Exception):
+    """The listen address is taken or not ours to use; the message names the setting."""
+
+
 @contextlib.contextmanager
-def database(config: Config) -> Iterator[str]:
-    """The database URL: the configured one, or the embedded server (started here, stopped after)."""
+def embedded(config: Config) -> Iterator[EmbeddedPostgres | None]:
+    """The embedded server when no database URL is configured (started here, stopped after), else None."""
     if config.storage.database_url:
-        yield config.storage.database_url
+        yield None
         return
-    server = EmbeddedPostgres(config.storage.embedded.data_dir, port=config.storage.embedded.port)
-    url = server.start()
+    server = EmbeddedPostgres(config.storage.embedded.data_dir, port=config.storage.embedded.port, relocate=True)
+    server.start()
     logger.info("embedded postgres ready data_dir=%s reused=%s", server.data_dir, not server.started_here)
     try:
-        yield url
+        yield server
     finally:
         if server.started_here:
             server.stop()
             logger.info("embedded postgres stopped")
 
 
+@contextlib.contextmanager
+def database(config: Config) -> Iterator[str]:
+    """The database URL: the configured one, or the embedded server's."""
+    with embedded(config) as server:
+        yield server.url if server else str(config.storage.database_url)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind and release `host:port` the way the prober's listener will, so a taken port fails at once,
+    before the database is started and migrated (aiohttp also binds with SO_REUSEADDR)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind(address)
+    except OSError as e:
+        raise ListenError(f"push.listen {host}:{port}: {e.strerror or e}; another process (another upwatch?)"
+                          " is listening there: stop it or choose another push.listen") from None
+
+
+def where(config: Config, services: dict[str, Service], server: EmbeddedPostgres | None, url: str) -> str:
+    """Where to look once we run: the listener, the metrics, and how to open the database."""
+    lines = [f"upwatch running: {', '.join(services)} (Ctrl-C or SIGTERM stops it)"]
+    if "prober" in services:
+        base = f"http://{config.push.listen}"
+        lines.append(f"  listening  {base}  (push API /api/v1, metrics /metrics, health /healthz)")
+    if server is not None:
+        lines.append(f"  database   embedded PostgreSQL, data in {server.data_dir}")
+        lines.append(f"  psql       {psql_command(url, server)}")
+    else:
+        lines.append(f"  database   {db.describe(url)}")
+    return "\n".join(lines)
+
+
+def psql_command(url: str, server: EmbeddedPostgres | None) -> str:
+    """A shell command line opening `url` in psql, without any password (the embedded one comes from its
+    passfile; for others libpq's PGPASSWORD or ~/.pgpass)."""
+    params = {k: v for k, v in conninfo_to_dict(url).items() if k != "password"}
+    program = str(server.psql) if server is not None else "psql"
+    return f"{shlex.quote(program)} {shlex.quote(make_conninfo('', **params))}"
+
+
 async def serve(config: Config, config_path: Path, url: str, services: dict[str, Service],
-                stop: asyncio.Event) -> None:
+                stop: asyncio.Event, banner: str = "") -> None:
     """Migrate, open the pool and run `services` until `stop` is set or one of them fails."""
     await db.wait_until_reachable(url)
     await migrate(url, timescaledb=config.storage.timescaledb)
@@ -82,6 +134,8 @@ async def serve(config: Config, config_path: Path, url: str, services: dict[str,
     tasks = {asyncio.create_task(fn(runtime, stop), name=name): name for name, fn in services.items()}
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
     logger.info("upwatch started services=%s loop=%s", ",".join(services), loop)
+    if banner:
+        print(banner, file=sys.stderr, flush=True)
     try:
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -108,16 +162,17 @@ def run(config: Config, config_path: Path, services: dict[str, Service]) -> int:
     """Blocking entry point for daemons; returns the process exit code."""
     logs.setup(config.log_level)
 
-    async def main(url: str) -> None:
+    async def main(url: str, banner: str) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(config, config_path, url, services, stop)
+        await serve(config, config_path, url, services, stop, banner)
 
     try:
-        with database(config) as url:
-            run_async(main(url))
+        with embedded(config) as server:
+            url = server.url if server else str(config.storage.database_url)
+            run_async(main(url, where(config, services, server, url)))
     except (db.DatabaseUnavailable, EmbeddedError, MigrationError) as e:
         print(f"upwatch: {e}", file=sys.stderr)
         return 2

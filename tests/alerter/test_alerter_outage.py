@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,9 @@ from upwatch.runtime import Runtime
 
 
 @pytest.mark.timeout(60)
-async def test_alerter_survives_a_database_outage(smtp: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:
-    # Not under tmp_path: every new pytest session (other engineers' too) resets
-    # /tmp/pytest-of-<user> to 0700, which locks the server's system user out of its data.
-    data = Path(tempfile.mkdtemp(prefix="upwatch-alerter-pg-"))
+async def test_alerter_survives_a_database_outage(smtp: SmtpServer, caplog: pytest.LogCaptureFixture,
+                                                  server_dir: Path) -> None:
+    data = server_dir
     server = EmbeddedPostgres(data / "pg", settings={"fsync": "off"})
     url = server.start()
     pool: AsyncConnectionPool | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,27 +26,26 @@ def endpoint_ids(database_url: str) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def own_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def own_pg_template() -> Iterator[Path]:
     """An initdb'd data directory, copied for each test that owns a server (initdb is the slow part)."""
-    data = tmp_path_factory.mktemp("ownpg") / "data"
+    root = Path(tempfile.mkdtemp(prefix="upwatch-ownpg-"))
+    root.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it; mkdtemp makes 0700
+    data = root / "data"
     server = EmbeddedPostgres(data, settings={"fsync": "off"})
     server.start()
     server.stop()
     yield data
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def own_pg(own_pg_template: Path, tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_pg(own_pg_template: Path, server_dir: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL server owned by this test alone, so the test may stop and restart it."""
 
-    data = tmp_path / "pg"
+    data = server_dir / "pg"
     shutil.copytree(own_pg_template, data, symlinks=True)
     server = EmbeddedPostgres(data, settings={"fsync": "off"})
     _fix_owner(own_pg_template, data)
-    if os.geteuid() == 0:
-        from upwatch.embedded import ensure_prefix_permissions
-
-        ensure_prefix_permissions(data)
     server.start()
     yield server
     server.stop()

@@ -4,8 +4,6 @@ verified-key cache), reads say 503, nothing is lost, and revocations apply once 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +19,11 @@ from upwatch.migrate import migrate
 
 
 @pytest.fixture
-def own_server() -> Iterator[EmbeddedPostgres]:
-    # Not under pytest's tmp_path: a pytest run elsewhere on the machine resets /tmp/pytest-of-<user>
-    # to 0700, and the server (its own system user when we are root) could then not restart.
-    root = Path(tempfile.mkdtemp(prefix="upwatch-outage-"))
-    server = EmbeddedPostgres(root / "pg", settings={"fsync": "off"})
+def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
     server.start()
     yield server
     server.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 async def drained(api: Api) -> None:

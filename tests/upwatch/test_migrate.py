@@ -1,9 +1,13 @@
 import asyncio
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from upwatch.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
+from upwatch.hostdirs import copy_install
 from upwatch.migrate import MigrationError, applied_versions, discover, migrate
 
 EXPECTED_TABLES = {
@@ -99,3 +103,48 @@ def test_timescaledb_path_makes_hypertables_with_compression(database_url: str, 
         "anomalies": False,
     }
     assert {j[0] for j in jobs} == {"probe_results", "probe_rollup_1m", "request_logs", "request_rollup_1m"}
+
+
+# TimescaleDB loaded without shared_preload_libraries answers CREATE EXTENSION with FATAL
+# ("extension "timescaledb" must be preloaded"), which ends the session. This stand-in is an
+# installed extension whose script ends its own session the same way, on a real server.
+FATAL_CONTROL = """\
+comment = 'stands in for TimescaleDB installed but not preloaded'
+default_version = '0.0'
+relocatable = false
+superuser = true
+"""
+FATAL_SCRIPT = "SELECT pg_terminate_backend(pg_backend_pid());\n"
+
+
+@pytest.fixture
+def unpreloaded_timescaledb(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A server whose timescaledb extension closes the connection that creates it."""
+    bin_dir = copy_install(POSTGRES_BIN_PATH, server_dir / "site-packages")
+    extensions = bin_dir.parent / "share" / "extension"
+    (extensions / "timescaledb.control").write_text(FATAL_CONTROL)
+    (extensions / "timescaledb--0.0.sql").write_text(FATAL_SCRIPT)
+    server = EmbeddedPostgres(server_dir / "pg", bin_dir=bin_dir, settings={"fsync": "off"})
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_auto_falls_back_to_plain_tables_when_timescaledb_closes_the_connection(
+        unpreloaded_timescaledb: EmbeddedPostgres, caplog: pytest.LogCaptureFixture) -> None:
+    url = unpreloaded_timescaledb.url
+    with caplog.at_level(logging.WARNING, logger="upwatch.migrate"):
+        applied = await migrate(url, timescaledb="auto")
+    assert applied == [m.name for m in discover()]
+    assert EXPECTED_TABLES <= tables(url)
+    assert "timescaledb installed but cannot be enabled" in caplog.text
+    assert "terminating connection" in caplog.text
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
+    assert await migrate(url, timescaledb="auto") == []  # and again on the next start
+
+
+async def test_require_reports_a_timescaledb_that_closes_the_connection(
+        unpreloaded_timescaledb: EmbeddedPostgres) -> None:
+    with pytest.raises(MigrationError, match="cannot create the timescaledb extension: .*terminating connection"):
+        await migrate(unpreloaded_timescaledb.url, timescaledb="require")
