@@ -202,10 +202,14 @@ async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:
         return await cur.fetchone()
 
 
+_LOG_ID = re.compile(r"[0-9]{1,18}")
+
+
 def log_id(request: web.Request) -> int | Refusal:
-    """The {id} of the URL, or 404 when it is not a number."""
+    """The {id} of the URL, or 404 when it is not 1-18 ASCII digits (str.isdigit and int() also take
+    "²" or Arabic-Indic digits, which are no id of ours)."""
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not _LOG_ID.fullmatch(text):
         return Refusal(404, "no such log")
     return int(text)
 
