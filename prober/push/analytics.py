@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from prober.push.app import ctx, reply
-from prober.push.bodies import Refusal
+from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.query import ERROR_CONDITION, query_problems, scope
 from prober.push.rollup import hour_ceil, hour_floor
@@ -29,6 +29,11 @@ from upwatch import durations
 RAW_MAX_RANGE = timedelta(hours=6)
 MAX_BUCKETS = 5000
 TOP_IPS = 10
+_ISO_DURATION = TypeAdapter(timedelta)  # the document says format: duration, which is ISO 8601
+
+
+def _is_iso(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip("+-")[:1] in ("P", "p")
 
 
 class AnalyticsQuery(BaseModel):
@@ -37,17 +42,20 @@ class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: Annotated[str, Field(max_length=100, pattern=r"^[^\x00]*$")] | None = None
-    from_: datetime | None = Field(default=None, alias="from")
-    to: datetime | None = None
-    bucket: timedelta = timedelta(hours=1)
+    from_: Annotated[datetime, DATE_TIME_TEXT] | None = Field(default=None, alias="from")
+    to: Annotated[datetime, DATE_TIME_TEXT] | None = None
+    bucket: Annotated[timedelta, Field(description="1m to 31d: 15m, 1h, 1d or ISO 8601 (PT15M)")] = timedelta(
+        hours=1)
 
     @field_validator("bucket", mode="before")
     @classmethod
     def _bucket(cls, value: Any) -> timedelta:
         try:
-            parsed = durations.parse(value)
+            parsed = _ISO_DURATION.validate_python(value) if _is_iso(value) else durations.parse(value)
         except OverflowError:
             raise ValueError("is too large") from None
+        except ValidationError:
+            raise ValueError(f"{value!r} is not an ISO 8601 duration") from None
         if parsed < timedelta(minutes=1) or parsed > timedelta(days=31):
             raise ValueError("must be between 1m and 31d")
         return parsed
