@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from prober.push.app import ctx, reply
 from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import ERROR_CONDITION, query_problems, scope
+from prober.push.query import ERROR_CONDITION, named_scope, query_problems
 from prober.push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
@@ -96,17 +96,46 @@ async def _raw_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
 
 
+_WEIGHTED = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
+# The rows' latency sketches merged per key (sql/0090), optionally per route.
+_SKETCH = ("SELECT {group} u.k, sum(u.n) AS n FROM request_rollup_1m l,"
+           " unnest(l.latency_sketch_keys, l.latency_sketch_counts) AS u(k, n) WHERE {where} GROUP BY {group} u.k")
+
+_TOTALS = f"""
+WITH sketch AS ({_SKETCH.format(group="", where=_RSCOPE)})
+SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {_WEIGHTED.format('avg_latency_ms')},
+       min(min_latency_ms), max(max_latency_ms),
+       (SELECT latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.5, 0.95, 0.99]) FROM sketch),
+       ARRAY[{_WEIGHTED.format('p50_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')},
+             {_WEIGHTED.format('p99_latency_ms')}]
+FROM request_rollup_1m l WHERE {_RSCOPE}"""
+
+_ROUTES = f"""
+WITH r AS (
+    SELECT route, sum(count) AS n, {_WEIGHTED.format('avg_latency_ms')} AS avg,
+           {_WEIGHTED.format('p95_latency_ms')} AS p95, sum(error_count) AS errors
+    FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500
+), sketch AS ({_SKETCH.format(group="l.route,", where=_RSCOPE + " AND l.route IN (SELECT route FROM r)")})
+SELECT r.route, r.n, r.avg,
+       coalesce((SELECT (latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]))[1]
+                 FROM sketch WHERE sketch.route = r.route), r.p95),
+       r.errors
+FROM r ORDER BY 2 DESC, 1"""
+
+
+def _percentiles(sketched: list[float] | None, weighted: list[Any], low: Any, high: Any) -> list[Any]:
+    """p50/p95/p99 from the merged sketch, kept inside the exact [min, max]; the mean of per-minute
+    percentiles only when no minute in the range has a sketch (rolled up before sql/0090)."""
+    if sketched is None:
+        return weighted
+    return [min(max(v, low), high) if low is not None and high is not None else v for v in sketched]
+
+
 async def _rollup_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
-    weighted = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
-    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, f"""
-        SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {weighted.format('avg_latency_ms')},
-               min(min_latency_ms), max(max_latency_ms), {weighted.format('p50_latency_ms')},
-               {weighted.format('p95_latency_ms')}, {weighted.format('p99_latency_ms')}
-        FROM request_rollup_1m l WHERE {_RSCOPE}""", p)
-    routes = await _rows(conn, f"""
-        SELECT route, sum(count), {weighted.format('avg_latency_ms')}, {weighted.format('p95_latency_ms')},
-               sum(error_count)
-        FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""", p)
+    weighted = _WEIGHTED
+    (total, errors, avg, low, high, sketched, means), = await _rows(conn, _TOTALS, p)
+    p50, p95, p99 = _percentiles(sketched, means, low, high)
+    routes = await _rows(conn, _ROUTES, p)
     methods = await _rows(conn, f"SELECT method, sum(count) FROM request_rollup_1m l WHERE {_RSCOPE}"
                                 " GROUP BY 1 ORDER BY 2 DESC", p)
     series = await _rows(conn, f"""
@@ -186,9 +215,10 @@ async def analytics(request: web.Request) -> web.Response:
         q = AnalyticsQuery.model_validate(dict(request.query))
     except ValidationError as e:
         return query_problems(e).response()
-    service_id = await scope(request, q.service)
-    if isinstance(service_id, Refusal):
-        return service_id.response()
+    service = await named_scope(request, q.service)
+    if isinstance(service, Refusal):
+        return service.response()
+    service_id, name = service if service is not None else (None, None)
     to = q.to or datetime.now(UTC)
     since = q.from_ or to - timedelta(hours=24)
     if since >= to:
@@ -202,5 +232,5 @@ async def analytics(request: web.Request) -> web.Response:
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
         clients = await _clients(conn, params, hourly=source == "rollup")
-    return reply({"service": q.service, "from": since, "to": to, "bucket": durations.format(q.bucket),
+    return reply({"service": name, "from": since, "to": to, "bucket": durations.format(q.bucket),
                   "source": source, **stats, **clients})

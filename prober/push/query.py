@@ -97,21 +97,27 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), number
 
 
-async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
-    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
+async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | None | Refusal:
+    """The service (id, name) the caller may read: its key's service, or (admin) the named one or all (None)."""
     caller = await authenticate(request)
     if isinstance(caller, Refusal):
         return caller
     if isinstance(caller, Caller):
         if service is not None and service != caller.service:
             return Refusal(403, "this key may only read its own service")
-        return caller.service_id
+        return caller.service_id, caller.service
     if service is None:
         return None
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
         row = await cur.fetchone()
-    return int(row[0]) if row else Refusal(404, f"no service named {service!r}")
+    return (int(row[0]), service) if row else Refusal(404, f"no service named {service!r}")
+
+
+async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
+    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
+    found = await named_scope(request, service)
+    return found[0] if isinstance(found, tuple) else found
 
 
 def _like(text: str) -> str:
