@@ -2,8 +2,8 @@
 
 Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
 ranges read request_rollup_1m for totals, latency, methods, routes and the
-series; there p50/p95/p99 are count-weighted means of per-minute percentiles
-(an approximation). Client IPs and status codes come from the raw logs for
+series; there p50/p95/p99 come from the rows' latency sketches merged
+(sql/0090), within 1% of the exact percentiles of the raw logs. Client IPs and status codes come from the raw logs for
 short ranges; for longer ones from request_client_ips_1h and request_status_1h
 for the whole UTC hours inside the range and from the raw logs for the partial
 hours at its edges, which keeps them exact (distinct IPs of the union; sums of
@@ -97,49 +97,50 @@ async def _raw_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]
 
 
 _WEIGHTED = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
-# The rows' latency sketches merged per key (sql/0090), optionally per route.
-_SKETCH = ("SELECT {group} u.k, sum(u.n) AS n FROM request_rollup_1m l,"
-           " unnest(l.latency_sketch_keys, l.latency_sketch_counts) AS u(k, n) WHERE {where} GROUP BY {group} u.k")
 
 _TOTALS = f"""
-WITH sketch AS ({_SKETCH.format(group="", where=_RSCOPE)})
 SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {_WEIGHTED.format('avg_latency_ms')},
        min(min_latency_ms), max(max_latency_ms),
-       (SELECT latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.5, 0.95, 0.99]) FROM sketch),
        ARRAY[{_WEIGHTED.format('p50_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')},
              {_WEIGHTED.format('p99_latency_ms')}]
 FROM request_rollup_1m l WHERE {_RSCOPE}"""
 
 _ROUTES = f"""
-WITH r AS (
-    SELECT route, sum(count) AS n, {_WEIGHTED.format('avg_latency_ms')} AS avg,
-           {_WEIGHTED.format('p95_latency_ms')} AS p95, sum(error_count) AS errors
-    FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500
-), sketch AS ({_SKETCH.format(group="l.route,", where=_RSCOPE + " AND l.route IN (SELECT route FROM r)")})
-SELECT r.route, r.n, r.avg,
-       coalesce((SELECT (latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]))[1]
-                 FROM sketch WHERE sketch.route = r.route), r.p95),
-       r.errors
-FROM r ORDER BY 2 DESC, 1"""
+SELECT route, sum(count), {_WEIGHTED.format('avg_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')}, sum(error_count)
+FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500"""
+
+# The rows' latency sketches (sql/0090) merged per route in one pass, then over all routes: a row with
+# overall = true and p50/p95/p99, and one per route with its p95.
+_SKETCH_QUANTILES = f"""
+WITH per_route AS MATERIALIZED (
+    SELECT l.route, u.k, sum(u.n) AS n
+    FROM request_rollup_1m l, unnest(l.latency_sketch_keys, l.latency_sketch_counts) AS u(k, n)
+    WHERE {_RSCOPE} GROUP BY 1, 2
+)
+SELECT true, NULL, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.5, 0.95, 0.99])
+FROM (SELECT k, sum(n)::bigint AS n FROM per_route GROUP BY k) overall
+UNION ALL
+SELECT false, route, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]) FROM per_route GROUP BY route"""
 
 
-def _percentiles(sketched: list[float] | None, weighted: list[Any], low: Any, high: Any) -> list[Any]:
-    """p50/p95/p99 from the merged sketch, kept inside the exact [min, max]; the mean of per-minute
-    percentiles only when no minute in the range has a sketch (rolled up before sql/0090)."""
-    if sketched is None:
-        return weighted
-    return [min(max(v, low), high) if low is not None and high is not None else v for v in sketched]
+def _clamped(value: float, low: Any, high: Any) -> float:
+    return value if low is None or high is None else min(max(value, low), high)
 
 
 async def _rollup_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
-    weighted = _WEIGHTED
-    (total, errors, avg, low, high, sketched, means), = await _rows(conn, _TOTALS, p)
-    p50, p95, p99 = _percentiles(sketched, means, low, high)
-    routes = await _rows(conn, _ROUTES, p)
+    """Totals, routes, methods and series from request_rollup_1m; percentiles from the merged sketches,
+    kept inside the exact [min, max], or the mean of per-minute percentiles where no minute has a sketch
+    (rolled up before sql/0090 from logs since expired)."""
+    (total, errors, avg, low, high, means), = await _rows(conn, _TOTALS, p)
+    sketched = {(overall, route): q for overall, route, q in await _rows(conn, _SKETCH_QUANTILES, p)}
+    overall = sketched.get((True, None))
+    p50, p95, p99 = means if overall is None else [_clamped(v, low, high) for v in overall]
+    routes = [(r, n, a, (sketched.get((False, r)) or [p95_mean])[0], e)
+              for r, n, a, p95_mean, e in await _rows(conn, _ROUTES, p)]
     methods = await _rows(conn, f"SELECT method, sum(count) FROM request_rollup_1m l WHERE {_RSCOPE}"
                                 " GROUP BY 1 ORDER BY 2 DESC", p)
     series = await _rows(conn, f"""
-        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {weighted.format('avg_latency_ms')},
+        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {_WEIGHTED.format('avg_latency_ms')},
                sum(error_count)::float / nullif(sum(count), 0)
         FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 1""", p)
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)

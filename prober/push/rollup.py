@@ -5,6 +5,7 @@ rows above the watermark id, recompute exactly those buckets from the raw
 rows, and move the watermark, all in one transaction. Recomputing (not
 adding) makes a repeated run harmless, and late rows simply touch an old
 bucket again. Plain SQL, so PostgreSQL and TimescaleDB behave the same.
+Each row carries its latency sketch (sql/0090), which long ranges merge.
 
 request_client_ips_1h (requests per service, hour and client IP) is kept in
 the same transaction by adding the counts of exactly the rows between the old

@@ -141,7 +141,8 @@ SKETCH_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - ti
 ALPHA = 0.01  # the relative error bound stated in sql/0090 and docs/push.md
 EXACT = """
 SELECT {group} percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
 FROM request_logs WHERE time >= %s AND time < %s {where} {group_by}
 """
 
@@ -187,7 +188,8 @@ async def test_long_range_percentiles_are_within_the_sketch_bound(api: Api) -> N
     # The data makes the old answer, the count-weighted mean of per-minute p99, far off.
     (mean_p99,), = await api.rows("SELECT sum(p99_latency_ms * count) / sum(count) FROM request_rollup_1m")
     assert not within(mean_p99, p99) and p99 > 1.5 * mean_p99
-    by_route = await api.rows(EXACT.format(group="route,", where="", group_by="GROUP BY route ORDER BY route"), since, until)
+    by_route = await api.rows(EXACT.format(group="route,", where="", group_by="GROUP BY route ORDER BY route"),
+                              since, until)
     assert {r["route"]: r["p95_latency_ms"] for r in body["routes"]}.keys() == {"/fast", "/mixed"}
     for route, _, exact_p95, _ in by_route:
         got = next(r["p95_latency_ms"] for r in body["routes"] if r["route"] == route)
