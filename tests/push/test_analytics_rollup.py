@@ -4,15 +4,20 @@ latency percentiles within the sketches' 1% bound (sql/0090), against the raw lo
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from prober.push import rollup
 from tests.push.conftest import Api
 from tests.push.test_query import get
 from upwatch.config.storage import Retention
+from upwatch.migrate import discover, migrate
 from upwatch.storage import purge
 
 # Ten whole UTC hours of traffic ending two hours ago, so that ranges have edges inside hours.
@@ -217,3 +222,33 @@ async def test_hourly_rollups_merge_the_sketches(api: Api) -> None:
                                bucket, bucket + timedelta(hours=1), route)
         assert all(within(got, want) for got, want in zip(percentiles, exact[0], strict=True)), (
             bucket, route, percentiles, exact)
+
+
+async def test_migration_backfills_sketches_of_minutes_rolled_up_before_it(empty_database_url: str,
+                                                                           tmp_path: Path) -> None:
+    before = tmp_path / "sql"
+    before.mkdir()
+    for migration in discover():
+        if migration.version < 90:
+            shutil.copy(migration.path, before)
+    await migrate(empty_database_url, directory=before)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO services (name) VALUES ('shop')")
+        conn.execute("INSERT INTO request_logs (time, service_id, method, route, latency_ms)"
+                     " SELECT now() - i * interval '7 seconds', 1, 'GET', '/r' || i % 3, (i * 37 % 1000) / 10.0"
+                     " FROM generate_series(1, 3000) i")
+        # What rollup.py wrote before sql/0090 (no sketch columns yet).
+        conn.execute("INSERT INTO request_rollup_1m (bucket, service_id, route, method, count, error_count)"
+                     " SELECT date_trunc('minute', time), service_id, route, method, count(*), 0"
+                     " FROM request_logs GROUP BY 1, 2, 3, 4")
+    assert [m for m in await migrate(empty_database_url) if m.startswith("0090")]
+    stored = ("SELECT bucket, route, latency_sketch_keys, latency_sketch_counts FROM request_rollup_1m"
+              " ORDER BY 1, 2")
+    with psycopg.connect(empty_database_url) as conn:
+        backfilled = conn.execute(stored).fetchall()
+    assert len(backfilled) > 100 and all(row[2] for row in backfilled)
+    async with AsyncConnectionPool(empty_database_url, open=False) as pool:
+        await pool.open()
+        await rollup.rebuild(pool, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(minutes=1))
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute(stored).fetchall() == backfilled  # the sketches rollup.py itself computes
