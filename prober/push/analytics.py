@@ -3,11 +3,12 @@
 Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
 ranges read request_rollup_1m for totals, latency, methods, routes and the
 series; there p50/p95/p99 come from the rows' latency sketches merged
-(sql/0090), within 1% of the exact percentiles of the raw logs. Client IPs and status codes come from the raw logs for
-short ranges; for longer ones from request_client_ips_1h and request_status_1h
-for the whole UTC hours inside the range and from the raw logs for the partial
-hours at its edges, which keeps them exact (distinct IPs of the union; sums of
-the hourly counts per IP and per status code).
+(sql/0090), within 1% of the exact percentiles of the raw logs. Client IPs
+and status codes come from the raw logs for short ranges; for longer ones
+from request_client_ips_1h and request_status_1h for the whole UTC hours
+inside the range and from the raw logs for the partial hours at its edges,
+which keeps them exact (distinct IPs of the union; sums of the hourly counts
+per IP and per status code).
 """
 
 from __future__ import annotations
