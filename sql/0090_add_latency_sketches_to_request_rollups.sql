@@ -49,8 +49,11 @@ RETURNS double precision[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Same columns, same order, on both tables: request_rollup() returns the hourly rows as request_rollup_1m.
-ALTER TABLE request_rollup_1m ADD COLUMN latency_sketch_keys smallint[], ADD COLUMN latency_sketch_counts integer[];
-ALTER TABLE request_rollup_1h ADD COLUMN latency_sketch_keys smallint[], ADD COLUMN latency_sketch_counts integer[];
+-- One nullable column per statement, the plain form TimescaleDB allows on a compressed hypertable.
+ALTER TABLE request_rollup_1m ADD COLUMN latency_sketch_keys smallint[];
+ALTER TABLE request_rollup_1m ADD COLUMN latency_sketch_counts integer[];
+ALTER TABLE request_rollup_1h ADD COLUMN latency_sketch_keys smallint[];
+ALTER TABLE request_rollup_1h ADD COLUMN latency_sketch_counts integer[];
 
 -- Sketches for the minutes already rolled up whose raw logs are still kept. On TimescaleDB versions that
 -- cannot update compressed chunks this is skipped; rollup.rebuild() fills in any range later.
