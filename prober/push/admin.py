@@ -11,12 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from prober.push import keys, origins
 from prober.push.app import ctx, reply, require_admin
-from prober.push.bodies import Refusal, parse_json, read_limited
+from prober.push.bodies import INTEGRAL, Refusal, parse_json, read_limited
 from prober.push.keys import DB_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: "shop\n" is no name
+BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+# An absolute http(s) URL with a host name or IPv4 address, as documented; bracketed IPv6 hosts are accepted
+# too (checked by urlsplit), though the document's pattern leaves them out as it cannot tell valid ones.
+_URL = r"[Hh][Tt][Tt][Pp][Ss]?://(?:[^/?#@\x00]*@)?(?:[A-Za-z0-9._~-]+{})(?::[0-9]*)?(?:[/?#][^\x00]*)?"
+BASE_URL, DOCUMENTED_BASE_URL = re.compile(_URL.format(r"|\[[0-9A-Fa-f:.]+\]")), "^" + _URL.format("") + "$"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 
 class ServiceIn(BaseModel):
@@ -24,12 +30,12 @@ class ServiceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr
-    description: Annotated[StrictStr, Field(max_length=1000)] = ""
-    base_url: StrictStr | None = None
-    privacy_level: Annotated[StrictInt, Field(ge=0, le=2)] = 0
-    retention_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 30
-    allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255)]] = []
+    name: Annotated[StrictStr, Field(json_schema_extra={"pattern": f"^{SERVICE_NAME.pattern}$"})]
+    description: Annotated[StrictStr, Field(max_length=1000, pattern=NO_NUL)] = ""
+    base_url: Annotated[StrictStr, Field(json_schema_extra={"pattern": DOCUMENTED_BASE_URL})] | None = None
+    privacy_level: Annotated[StrictInt, Field(ge=0, le=2), INTEGRAL] = 0
+    retention_days: Annotated[StrictInt, Field(ge=1, le=3650), INTEGRAL] = 30
+    allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=NO_NUL)]] = []
     replay_methods: list[Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{1,16}$")]] = []
 
     @field_validator("allowed_hosts")
@@ -42,7 +48,7 @@ class ServiceIn(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not SERVICE_NAME.match(value):
+        if not SERVICE_NAME.fullmatch(value):
             raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
         return value
 
@@ -50,6 +56,9 @@ class ServiceIn(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
+            parts = urlsplit(value)
+            if not BASE_URL.fullmatch(value) or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http:// or https:// URL")
             origins.origin_of(value)  # OriginError is a ValueError: 422 naming base_url
         return value
 
@@ -59,7 +68,7 @@ class KeyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[StrictStr, Field(max_length=200)] = ""
+    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] = ""
 
 
 def problems(e: ValidationError) -> Refusal:
@@ -123,7 +132,10 @@ async def delete_service(request: web.Request) -> web.Response:
     """DELETE /services/{name}[?purge=true]: 409 while logs remain without purge."""
     if refused := await require_admin(request):
         return refused.response()
-    purge = request.query.get("purge", "false").lower() in ("1", "true", "yes")
+    purge = BOOLEANS.get(request.query.get("purge", "false").lower())
+    if purge is None:
+        return Refusal(422, "invalid query parameters", [{"field": "purge", "reason": "must be true or false"}]
+                       ).response()
     name = request.match_info["name"]
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         if await keys.get_service(conn, name) is None:

@@ -2,12 +2,13 @@
 
 Ranges up to RAW_MAX_RANGE are computed from the raw logs (exact). Longer
 ranges read request_rollup_1m for totals, latency, methods, routes and the
-series; there p50/p95/p99 are count-weighted means of per-minute percentiles
-(an approximation). Client IPs and status codes come from the raw logs for
-short ranges; for longer ones from request_client_ips_1h and request_status_1h
-for the whole UTC hours inside the range and from the raw logs for the partial
-hours at its edges, which keeps them exact (distinct IPs of the union; sums of
-the hourly counts per IP and per status code).
+series; there p50/p95/p99 come from the rows' latency sketches merged
+(sql/0090), within 1% of the exact percentiles of the raw logs. Client IPs
+and status codes come from the raw logs for short ranges; for longer ones
+from request_client_ips_1h and request_status_1h for the whole UTC hours
+inside the range and from the raw logs for the partial hours at its edges,
+which keeps them exact (distinct IPs of the union; sums of the hourly counts
+per IP and per status code).
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from prober.push.app import ctx, reply
-from prober.push.bodies import Refusal
+from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import ERROR_CONDITION, query_problems, scope
+from prober.push.query import ERROR_CONDITION, named_scope, query_problems
 from prober.push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
 RAW_MAX_RANGE = timedelta(hours=6)
 MAX_BUCKETS = 5000
 TOP_IPS = 10
+_ISO_DURATION = TypeAdapter(timedelta)  # the document says format: duration, which is ISO 8601
+
+
+def _is_iso(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip("+-")[:1] in ("P", "p")
 
 
 class AnalyticsQuery(BaseModel):
@@ -37,17 +43,20 @@ class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: Annotated[str, Field(max_length=100, pattern=r"^[^\x00]*$")] | None = None
-    from_: datetime | None = Field(default=None, alias="from")
-    to: datetime | None = None
-    bucket: timedelta = timedelta(hours=1)
+    from_: Annotated[datetime, DATE_TIME_TEXT] | None = Field(default=None, alias="from")
+    to: Annotated[datetime, DATE_TIME_TEXT] | None = None
+    bucket: Annotated[timedelta, Field(description="1m to 31d: 15m, 1h, 1d or ISO 8601 (PT15M)")] = timedelta(
+        hours=1)
 
     @field_validator("bucket", mode="before")
     @classmethod
     def _bucket(cls, value: Any) -> timedelta:
         try:
-            parsed = durations.parse(value)
+            parsed = _ISO_DURATION.validate_python(value) if _is_iso(value) else durations.parse(value)
         except OverflowError:
             raise ValueError("is too large") from None
+        except ValidationError:
+            raise ValueError(f"{value!r} is not an ISO 8601 duration") from None
         if parsed < timedelta(minutes=1) or parsed > timedelta(days=31):
             raise ValueError("must be between 1m and 31d")
         return parsed
@@ -88,21 +97,51 @@ async def _raw_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
 
 
+_WEIGHTED = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
+
+_TOTALS = f"""
+SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {_WEIGHTED.format('avg_latency_ms')},
+       min(min_latency_ms), max(max_latency_ms),
+       ARRAY[{_WEIGHTED.format('p50_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')},
+             {_WEIGHTED.format('p99_latency_ms')}]
+FROM request_rollup_1m l WHERE {_RSCOPE}"""
+
+_ROUTES = f"""
+SELECT route, sum(count), {_WEIGHTED.format('avg_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')}, sum(error_count)
+FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500"""
+
+# The rows' latency sketches (sql/0090) merged per route in one pass, then over all routes: a row with
+# overall = true and p50/p95/p99, and one per route with its p95.
+_SKETCH_QUANTILES = f"""
+WITH per_route AS MATERIALIZED (
+    SELECT l.route, u.k, sum(u.n) AS n
+    FROM request_rollup_1m l, unnest(l.latency_sketch_keys, l.latency_sketch_counts) AS u(k, n)
+    WHERE {_RSCOPE} GROUP BY 1, 2
+)
+SELECT true, NULL, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.5, 0.95, 0.99])
+FROM (SELECT k, sum(n)::bigint AS n FROM per_route GROUP BY k) overall
+UNION ALL
+SELECT false, route, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]) FROM per_route GROUP BY route"""
+
+
+def _clamped(value: float, low: Any, high: Any) -> float:
+    return value if low is None or high is None else min(max(value, low), high)
+
+
 async def _rollup_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
-    weighted = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
-    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, f"""
-        SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {weighted.format('avg_latency_ms')},
-               min(min_latency_ms), max(max_latency_ms), {weighted.format('p50_latency_ms')},
-               {weighted.format('p95_latency_ms')}, {weighted.format('p99_latency_ms')}
-        FROM request_rollup_1m l WHERE {_RSCOPE}""", p)
-    routes = await _rows(conn, f"""
-        SELECT route, sum(count), {weighted.format('avg_latency_ms')}, {weighted.format('p95_latency_ms')},
-               sum(error_count)
-        FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""", p)
+    """Totals, routes, methods and series from request_rollup_1m; percentiles from the merged sketches,
+    kept inside the exact [min, max], or the mean of per-minute percentiles where no minute has a sketch
+    (rolled up before sql/0090 from logs since expired)."""
+    (total, errors, avg, low, high, means), = await _rows(conn, _TOTALS, p)
+    sketched = {(overall, route): q for overall, route, q in await _rows(conn, _SKETCH_QUANTILES, p)}
+    overall = sketched.get((True, None))
+    p50, p95, p99 = means if overall is None else [_clamped(v, low, high) for v in overall]
+    routes = [(r, n, a, (sketched.get((False, r)) or [p95_mean])[0], e)
+              for r, n, a, p95_mean, e in await _rows(conn, _ROUTES, p)]
     methods = await _rows(conn, f"SELECT method, sum(count) FROM request_rollup_1m l WHERE {_RSCOPE}"
                                 " GROUP BY 1 ORDER BY 2 DESC", p)
     series = await _rows(conn, f"""
-        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {weighted.format('avg_latency_ms')},
+        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {_WEIGHTED.format('avg_latency_ms')},
                sum(error_count)::float / nullif(sum(count), 0)
         FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 1""", p)
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
@@ -178,9 +217,10 @@ async def analytics(request: web.Request) -> web.Response:
         q = AnalyticsQuery.model_validate(dict(request.query))
     except ValidationError as e:
         return query_problems(e).response()
-    service_id = await scope(request, q.service)
-    if isinstance(service_id, Refusal):
-        return service_id.response()
+    service = await named_scope(request, q.service)
+    if isinstance(service, Refusal):
+        return service.response()
+    service_id, name = service if service is not None else (None, None)
     to = q.to or datetime.now(UTC)
     since = q.from_ or to - timedelta(hours=24)
     if since >= to:
@@ -194,5 +234,5 @@ async def analytics(request: web.Request) -> web.Response:
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
         clients = await _clients(conn, params, hourly=source == "rollup")
-    return reply({"service": q.service, "from": since, "to": to, "bucket": durations.format(q.bucket),
+    return reply({"service": name, "from": since, "to": to, "bucket": durations.format(q.bucket),
                   "source": source, **stats, **clients})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BeforeValidator
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -32,6 +33,28 @@ class Refusal:
         if self.details:
             body["details"] = self.details
         return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# JSON Schema's "integer" includes 100.0 (a number with no fractional part); bools and strings stay refused.
+# Last in Annotated[StrictInt, Field(...), INTEGRAL]: placed before Field, it hides minimum/maximum from the schema.
+INTEGRAL = BeforeValidator(_integral)
+
+
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def _date_time_text(value: Any) -> Any:
+    if isinstance(value, str) and not _DATE_TIME.match(value):
+        raise ValueError("must be a date-time like 2026-01-31T12:00:00Z")
+    return value
+
+
+# For query parameters documented as format: date-time; pydantic alone also reads "0.5" as a Unix time.
+DATE_TIME_TEXT = BeforeValidator(_date_time_text)
 
 
 # JSON can only smuggle a NUL or a lone surrogate into a string through a \u escape.

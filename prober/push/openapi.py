@@ -16,6 +16,8 @@ _SECURITY = {
     "key_or_admin": [{"apiKey": []}, {"apiKeyHeader": []}, {"adminToken": []}],
     "none": [],
 }
+# aiohttp's HTTP parser answers these itself, before any route or middleware, in text/plain.
+MALFORMED = "malformed HTTP request (a request line or header over 8190 bytes, a control character in a header)"
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"},
     "details": {"type": "array", "items": {"type": "object", "properties": {
@@ -46,15 +48,19 @@ def _body(op: Any) -> dict[str, Any] | None:
             "application/json": {"schema": {"oneOf": [record, {"type": "array", "items": record,
                                                                 "minItems": 1}]}},
             "application/x-ndjson": {"schema": {"type": "string", "description": "one LogRecord per line"}}}}
-    return {"required": False, "content": {"application/json": {"schema": {"$ref": _REF.format(
+    required = any(f.is_required() for f in op.body.model_fields.values())  # else an empty body is {}
+    return {"required": required, "content": {"application/json": {"schema": {"$ref": _REF.format(
         model=op.body.__name__)}}}}
 
 
 def _operation(op: Any) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status, description in sorted(op.responses.items()):
-        content = {"application/json": {"schema": {"$ref": _REF.format(model="Error")} if status >= 400
-                                         else {"type": "object"}}}
+    for status, description in sorted({400: MALFORMED, **op.responses}.items()):
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}
+                                                        if status >= 400 else {"type": "object"}}}
+        if status == 400:
+            content["text/plain"] = {"schema": {"type": "string"}}
+            description = description if description == MALFORMED else f"{description}; or {MALFORMED}"
         responses[str(status)] = {"description": description, "content": content}
     spec: dict[str, Any] = {
         "operationId": (op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")),

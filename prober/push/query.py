@@ -20,13 +20,13 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prober.push.app import authenticate, ctx, reply
-from prober.push.bodies import Refusal
+from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S, Caller
 
 LOG_COLUMNS = ("id", "time", "method", "url", "path", "route", "status_code", "latency_ms", "query_params",
                "request_headers", "request_body", "response_headers", "response_body", "error", "source_ip",
                "user_id", "user_agent", "tags")
-_STATUS = re.compile(r"^([1-5])xx$|^([1-5]\d\d)$")
+_STATUS = re.compile(r"([1-5])[xX][xX]|([1-5][0-9][0-9])")  # fullmatch; [0-9]: \d takes any Unicode digit
 ERROR_CONDITION = "(l.status_code >= 500 OR l.error IS NOT NULL)"
 
 
@@ -39,14 +39,14 @@ class LogQuery(BaseModel):
     method: Annotated[str, Field(max_length=16)] | None = None
     path: Annotated[str, Field(max_length=1024)] | None = None
     route: Annotated[str, Field(max_length=1024)] | None = None
-    status: str | None = None
+    status: Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{_STATUS.pattern})?$"})] | None = None
     min_latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     max_latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     has_error: bool | None = None
     tag: Annotated[str, Field(max_length=512)] | None = None
     user_id: Annotated[str, Field(max_length=1024)] | None = None
-    from_: datetime | None = Field(default=None, alias="from")
-    to: datetime | None = None
+    from_: Annotated[datetime, DATE_TIME_TEXT] | None = Field(default=None, alias="from")
+    to: Annotated[datetime, DATE_TIME_TEXT] | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 50
     cursor: str | None = None
 
@@ -60,9 +60,11 @@ class LogQuery(BaseModel):
     @field_validator("status")
     @classmethod
     def _status(cls, value: str | None) -> str | None:
-        if value is not None and not _STATUS.match(value.lower()):
+        if not value:
+            return None  # status= filters nothing, like the other text filters
+        if not _STATUS.fullmatch(value):
             raise ValueError("must be a status code like 404 or a class like 5xx")
-        return value.lower() if value else value
+        return value.lower()
 
     @field_validator("from_", "to")
     @classmethod
@@ -95,21 +97,27 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), number
 
 
-async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
-    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
+async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | None | Refusal:
+    """The service (id, name) the caller may read: its key's service, or (admin) the named one or all (None)."""
     caller = await authenticate(request)
     if isinstance(caller, Refusal):
         return caller
     if isinstance(caller, Caller):
         if service is not None and service != caller.service:
             return Refusal(403, "this key may only read its own service")
-        return caller.service_id
+        return caller.service_id, caller.service
     if service is None:
         return None
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
         row = await cur.fetchone()
-    return int(row[0]) if row else Refusal(404, f"no service named {service!r}")
+    return (int(row[0]), service) if row else Refusal(404, f"no service named {service!r}")
+
+
+async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
+    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
+    found = await named_scope(request, service)
+    return found[0] if isinstance(found, tuple) else found
 
 
 def _like(text: str) -> str:
@@ -134,7 +142,7 @@ def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable
     if q.route:
         add("l.route = %s", q.route)
     if q.status:
-        m = _STATUS.match(q.status)
+        m = _STATUS.fullmatch(q.status)
         assert m is not None
         if m.group(1):
             add("l.status_code >= %s AND l.status_code < %s", int(m.group(1)) * 100, int(m.group(1)) * 100 + 100)
@@ -202,10 +210,14 @@ async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:
         return await cur.fetchone()
 
 
+_LOG_ID = re.compile(r"[0-9]{1,18}")
+
+
 def log_id(request: web.Request) -> int | Refusal:
-    """The {id} of the URL, or 404 when it is not a number."""
+    """The {id} of the URL, or 404 when it is not 1-18 ASCII digits (str.isdigit and int() also take
+    "²" or Arabic-Indic digits, which are no id of ours)."""
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not _LOG_ID.fullmatch(text):
         return Refusal(404, "no such log")
     return int(text)
 

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
+from prober.push.bodies import INTEGRAL
 from prober.push.masking import Masking, masking
 from prober.spool import Batch
 from prober.tables import REQUEST_LOGS, JsonText, new_ids
@@ -82,7 +83,7 @@ class LogRecord(BaseModel):
     url: Long | None = None
     path: Long | None = None
     route: Short | None = None
-    status_code: Annotated[StrictInt, Field(ge=100, le=599)] | None = None
+    status_code: Annotated[StrictInt, Field(ge=100, le=599), INTEGRAL] | None = None
     latency_ms: Annotated[StrictFloat, Field(ge=0, le=86_400_000)] | None = None
     query_params: dict[StrictStr, Any] | None = None
     request_headers: Headers | None = None
@@ -91,7 +92,7 @@ class LogRecord(BaseModel):
     response_body: Body | None = None
     error: Long | None = None
     source_ip: Address | None = None
-    user_id: Short | StrictInt | None = None
+    user_id: Short | Annotated[StrictInt, INTEGRAL] | None = None
     user_agent: Short | None = None
     tags: dict[StrictStr, StrictStr | StrictInt | StrictFloat | bool] | list[Short] | None = None
 

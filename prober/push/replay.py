@@ -220,6 +220,8 @@ async def list_replays(request: web.Request) -> web.Response:
     found = log_id(request)
     if isinstance(found, Refusal):
         return found.response()
+    if await fetch_log(request, found) is None:
+        return Refusal(404, "no such log").response()
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT " + _REPLAY_COLUMNS + " FROM request_replays WHERE log_id = %s ORDER BY id",

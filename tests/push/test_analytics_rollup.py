@@ -1,14 +1,23 @@
-"""Client IPs and status codes over long ranges: hourly counts plus raw edges equal the raw logs exactly."""
+"""Long ranges from the rollups: client IPs and status codes exact (hourly counts plus raw edges),
+latency percentiles within the sketches' 1% bound (sql/0090), against the raw logs."""
 
 from __future__ import annotations
 
+import random
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from prober.push import rollup
 from tests.push.conftest import Api
 from tests.push.test_query import get
 from upwatch.config.storage import Retention
+from upwatch.migrate import discover, migrate
 from upwatch.storage import purge
 
 # Ten whole UTC hours of traffic ending two hours ago, so that ranges have edges inside hours.
@@ -130,3 +139,116 @@ async def test_retention_expires_old_hourly_counts(api: Api) -> None:
     assert deleted["request_client_ips_1h"] == 1 and deleted["request_status_1h"] == 1
     assert len(await api.rows("SELECT * FROM request_client_ips_1h")) == 1
     assert len(await api.rows("SELECT * FROM request_status_1h")) == 1
+
+
+# Latency percentiles over long ranges: merged sketches against percentile_cont of the raw logs.
+SKETCH_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=21)
+ALPHA = 0.01  # the relative error bound stated in sql/0090 and docs/push.md
+EXACT = """
+SELECT {group} percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
+FROM request_logs WHERE time >= %s AND time < %s {where} {group_by}
+"""
+
+
+def skewed(rng: random.Random, minute: int) -> list[dict[str, Any]]:
+    """Five requests a minute for 20 hours: mostly 5-80 ms on /fast, a heavy tail on /mixed, and one
+    minute in 30 where everything is slow (what averaging per-minute percentiles hides)."""
+    at = SKETCH_START + timedelta(minutes=minute)
+    slow = minute % 30 == 7
+    records = []
+    for i in range(5):
+        if slow:
+            latency = rng.uniform(300, 3000)
+        elif i == 4:
+            latency = rng.lognormvariate(4, 1.5)  # median 55 ms, long tail
+        else:
+            latency = rng.choice([0.0, 0.0004, rng.uniform(0.3, 2)]) if rng.random() < 0.05 else rng.uniform(5, 80)
+        records.append({"timestamp": (at + timedelta(seconds=11 * i)).isoformat(), "method": "GET",
+                        "route": "/mixed" if i == 4 or slow else "/fast", "latency_ms": round(latency, 4),
+                        "status_code": 200})
+    return records
+
+
+def within(estimate: float, exact: float) -> bool:
+    return abs(estimate - exact) <= ALPHA * exact + 1e-9
+
+
+async def test_long_range_percentiles_are_within_the_sketch_bound(api: Api) -> None:
+    rng = random.Random(20261201)
+    key = await api.service("shop")
+    records = [r for minute in range(20 * 60) for r in skewed(rng, minute)]
+    for i in range(0, len(records), 100):
+        await post(api, key, records[i:i + 100])
+    await rollup.update(api.pool)
+    status, body = await get(api, "/analytics", key)  # the default range: the last 24 h
+    assert status == 200 and body["source"] == "rollup" and body["total_requests"] == 6000, body
+    assert body["service"] == "shop"  # was null for a key's call
+    since, until = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])
+    (p50, p95, p99), = await api.rows(EXACT.format(group="", where="", group_by=""), since, until)
+    latency = body["latency_ms"]
+    for name, exact in (("p50", p50), ("p95", p95), ("p99", p99)):
+        assert within(latency[name], exact), (name, latency[name], exact)
+    # The data makes the old answer, the count-weighted mean of per-minute p99, far off.
+    (mean_p99,), = await api.rows("SELECT sum(p99_latency_ms * count) / sum(count) FROM request_rollup_1m")
+    assert not within(mean_p99, p99) and p99 > 1.5 * mean_p99
+    by_route = await api.rows(EXACT.format(group="route,", where="", group_by="GROUP BY route ORDER BY route"),
+                              since, until)
+    assert {r["route"]: r["p95_latency_ms"] for r in body["routes"]}.keys() == {"/fast", "/mixed"}
+    for route, _, exact_p95, _ in by_route:
+        got = next(r["p95_latency_ms"] for r in body["routes"] if r["route"] == route)
+        assert within(got, exact_p95), (route, got, exact_p95)
+    status, everyone = await get(api, "/analytics", None, **{"from": body["from"], "to": body["to"]})
+    assert status == 200 and everyone["service"] is None
+    assert everyone["latency_ms"] == pytest.approx(latency)  # one service: the same answer
+
+
+async def test_hourly_rollups_merge_the_sketches(api: Api) -> None:
+    rng = random.Random(7)
+    key = await api.service("shop")
+    records = [r for minute in range(3 * 60) for r in skewed(rng, minute)]
+    for i in range(0, len(records), 100):
+        await post(api, key, records[i:i + 100])
+    await rollup.update(api.pool)
+    assert await api.rows("SELECT refresh_hourly_rollups()") != [(0,)]
+    hours = await api.rows("SELECT bucket, route, count, p50_latency_ms, p95_latency_ms, p99_latency_ms,"
+                           " (SELECT sum(n) FROM unnest(latency_sketch_counts) n)"
+                           " FROM request_rollup_1h ORDER BY 1, 2")
+    assert len(hours) == 6  # three hours, two routes
+    for bucket, route, count, *percentiles, sketched in hours:
+        assert sketched == count  # every log of the hour is in its sketch
+        exact = await api.rows(EXACT.format(group="", where="AND route = %s", group_by=""),
+                               bucket, bucket + timedelta(hours=1), route)
+        assert all(within(got, want) for got, want in zip(percentiles, exact[0], strict=True)), (
+            bucket, route, percentiles, exact)
+
+
+async def test_migration_backfills_sketches_of_minutes_rolled_up_before_it(empty_database_url: str,
+                                                                           tmp_path: Path) -> None:
+    before = tmp_path / "sql"
+    before.mkdir()
+    for migration in discover():
+        if migration.version < 90:
+            shutil.copy(migration.path, before)
+    await migrate(empty_database_url, directory=before)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO services (name) VALUES ('shop')")
+        conn.execute("INSERT INTO request_logs (time, service_id, method, route, latency_ms)"
+                     " SELECT now() - i * interval '7 seconds', 1, 'GET', '/r' || i % 3, (i * 37 % 1000) / 10.0"
+                     " FROM generate_series(1, 3000) i")
+        # What rollup.py wrote before sql/0090 (no sketch columns yet).
+        conn.execute("INSERT INTO request_rollup_1m (bucket, service_id, route, method, count, error_count)"
+                     " SELECT date_trunc('minute', time), service_id, route, method, count(*), 0"
+                     " FROM request_logs GROUP BY 1, 2, 3, 4")
+    assert [m for m in await migrate(empty_database_url) if m.startswith("0090")]
+    stored = ("SELECT bucket, route, latency_sketch_keys, latency_sketch_counts FROM request_rollup_1m"
+              " ORDER BY 1, 2")
+    with psycopg.connect(empty_database_url) as conn:
+        backfilled = conn.execute(stored).fetchall()
+    assert len(backfilled) > 100 and all(row[2] for row in backfilled)
+    async with AsyncConnectionPool(empty_database_url, open=False) as pool:
+        await pool.open()
+        await rollup.rebuild(pool, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(minutes=1))
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute(stored).fetchall() == backfilled  # the sketches rollup.py itself computes

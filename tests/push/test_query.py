@@ -91,6 +91,25 @@ async def test_one_log_and_access_rules(api: Api) -> None:
     assert (await get(api, "/logs/abc", key))[0] == 404
 
 
+# "²" made int() raise (500); other Unicode digits were read as the log with that number.
+NOT_IDS = ["%C2%B2", "%D9%A1", "%EF%BC%91", "%E0%A5%A7", "+1", "%201", "1%20", "0x1", "1_0", "9" * 19]
+
+
+async def test_only_ascii_digits_are_log_ids(api: Api) -> None:
+    key = await seed(api, 3)
+    ids = [row[0] for row in await api.rows("SELECT id FROM request_logs ORDER BY id")]
+    assert 1 in ids  # "%D9%A1" (Arabic-Indic one) and "%EF%BC%91" (fullwidth one) would have read log 1
+    for text in NOT_IDS:
+        for who in (key, None):
+            status, body = await get(api, f"/logs/{text}", who)
+            assert (status, body) == (404, {"error": "no such log"}), (text, who)
+        for method in ("GET", "POST"):
+            suffix = "/replays" if method == "GET" else "/replay"
+            resp = await api.client.request(method, f"/logs/{text}{suffix}", headers=api.admin)
+            assert resp.status == 404, (text, method, await resp.text())
+    assert (await get(api, f"/logs/{ids[0]}", key))[0] == 200
+
+
 BAD_QUERIES = [{"limit": 0}, {"limit": 501}, {"status": "6xx"}, {"min_latency_ms": "x"}, {"cursor": "!!"},
                {"cursor": encode_cursor(BASE, 10**20)}, {"from": "yesterday"}, {"bogus": 1}]
 
