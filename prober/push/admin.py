@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
@@ -21,7 +22,12 @@ BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 # An absolute http(s) URL with a host name or IPv4 address, as documented; bracketed IPv6 hosts are accepted
 # too (checked by urlsplit), though the document's pattern leaves them out as it cannot tell valid ones.
 _URL = r"[Hh][Tt][Tt][Pp][Ss]?://(?:[^/?#@\x00]*@)?(?:[A-Za-z0-9._~-]+{})(?::[0-9]*)?(?:[/?#][^\x00]*)?"
-BASE_URL, DOCUMENTED_BASE_URL = re.compile(_URL.format(r"|\[[0-9A-Fa-f:.]+\]")), "^" + _URL.format("") + "$"
+BASE_URL = re.compile(_URL.format(r"|\[[0-9A-Fa-f:.]+\]"))
+# What the OpenAPI document promises is accepted: no credentials (replay refuses them), ports 0-65535.
+_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_HOST = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+DOCUMENTED_BASE_URL = rf"^[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::{_PORT})?(?:[/?#][^\x00]*)?$"
+DOCUMENTED_ALLOWED_HOST = rf"^(?:[Hh][Tt][Tt][Pp][Ss]?://)?{_HOST}(?::{_PORT})?$"
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 
@@ -35,7 +41,8 @@ class ServiceIn(BaseModel):
     base_url: Annotated[StrictStr, Field(json_schema_extra={"pattern": DOCUMENTED_BASE_URL})] | None = None
     privacy_level: Annotated[StrictInt, Field(ge=0, le=2), INTEGRAL] = 0
     retention_days: Annotated[StrictInt, Field(ge=1, le=3650), INTEGRAL] = 30
-    allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=NO_NUL)]] = []
+    allowed_hosts: list[Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=NO_NUL,
+                                                   json_schema_extra={"pattern": DOCUMENTED_ALLOWED_HOST})]] = []
     replay_methods: list[Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{1,16}$")]] = []
 
     @field_validator("allowed_hosts")
