@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +22,17 @@ _STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 
 def parse_status_set(value: Any) -> frozenset[int]:
     """'200-299', '200,204', 200 or [200, '300-399'] -> a set of status codes."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _status_set(value)
+    return _parse_status_set(value)
+
+
+@functools.lru_cache(maxsize=256)  # thousands of endpoints share one spelling, and so one frozenset
+def _status_set(value: str | int) -> frozenset[int]:
+    return _parse_status_set(value)
+
+
+def _parse_status_set(value: Any) -> frozenset[int]:
     parts: list[Any] = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
     codes: set[int] = set()
     for part in parts:
@@ -56,14 +68,14 @@ class Endpoint(Section):
     kind: Literal["http", "tcp", "dns", "push"] = "http"
     url: str | None = None
     method: str = "GET"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     json_body: Any = Field(default=None, alias="json")
     auth: Auth | None = None
     interval: Interval = Field(default="15s", validate_default=True)
     timeout: PositiveDuration = Field(default="10s", validate_default=True)
     expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
-    assertions: list[AssertionSpec] = []
+    assertions: list[AssertionSpec] = Field(default_factory=list)
     follow_redirects: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None
@@ -75,8 +87,8 @@ class Endpoint(Section):
     # push (heartbeat) endpoints: a result is expected every period, late after grace
     period: Interval | None = None
     grace: Interval = Field(default="1m", validate_default=True)
-    tags: list[str] = []
-    depends_on: list[str] = []
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
     enabled: bool = True
 
     @field_validator("name")
