@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,17 +88,17 @@ async def time_reload(path: Path, count: int, url: str) -> tuple[float, float]:
         await pool.close()
 
 
-async def fresh_database(admin_url: str, name: str) -> str:
+async def fresh_database(server: Any, name: str) -> str:
     from upwatch.db import connect
     from upwatch.migrate import migrate
 
-    conn = await connect(admin_url)
+    conn = await connect(server.url_for("postgres"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    url: str = server.url_for(name)
     await migrate(url)
     return url
 
@@ -126,7 +127,7 @@ def main() -> None:
             lines = path.read_text().count("\n")
             first_s = reload_s = float("nan")
             if server is not None:
-                url = asyncio.run(fresh_database(server.url_for("postgres"), f"bench_{count}"))
+                url = asyncio.run(fresh_database(server, f"bench_{count}"))
                 first_s, reload_s = asyncio.run(time_reload(path, count, url))
             print(f"{count:>10,} {lines:>8,} {load_s:>8.2f} {first_s:>13.2f} {reload_s:>13.2f}", flush=True)
     finally:

@@ -22,7 +22,7 @@ from prober.rollups import Rollups
 from prober.scheduler import Scheduler, Shard
 from prober.writer import BatchWriter
 from upwatch import config as configuration
-from upwatch.catalog import sync_endpoints
+from upwatch.catalog import SyncReport, sync_endpoints
 from upwatch.config import Config, ConfigError
 from upwatch.db import error_summary
 from upwatch.runtime import Runtime, pause
@@ -62,6 +62,7 @@ class ProberService:
         self.reload_requested = asyncio.Event()
         self._fingerprint = fingerprint(runtime.config_path)
         self._runner: web.AppRunner | None = None
+        self._synced: SyncReport | None = None
 
     async def start(self) -> None:
         await self.writer.start()
@@ -127,7 +128,8 @@ class ProberService:
 
     async def _sync(self, cfg: Config) -> dict[str, int]:
         async with self.runtime.pool.connection(timeout=5.0) as conn:
-            return (await sync_endpoints(conn, cfg.endpoints)).ids
+            self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
+        return self._synced.ids
 
     def _apply(self, cfg: Config, ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
         added, changed, removed = self.scheduler.apply(cfg.endpoints, ids)
