@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PlainSerializer, PlainValidator, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from upwatch import conditions
 from upwatch.assertions import Assertion
@@ -126,25 +136,37 @@ class Endpoint(Section):
     def _status(cls, value: Any) -> frozenset[int]:
         return parse_status_set(value)
 
-    @model_validator(mode="after")
-    def _kind_fields(self) -> Endpoint:
-        if self.kind == "http":
-            if not self.url:
-                raise ValueError("url is required for kind http")
-            parts = urlsplit(self.url)
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field check, not part of _kind_fields: those run only once every field is valid, so a
+        # URL without a scheme was reported only after every other problem had been fixed.
+        if value and info.data.get("kind") == "http":
+            parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"url {self.url!r} must be an absolute http:// or https:// URL")
-            if self.body is not None and self.json_body is not None:
-                raise ValueError("set body or json, not both")
-        elif self.kind == "tcp":
-            if not self.host or not self.port:
-                raise ValueError("host and port are required for kind tcp")
-        elif self.kind == "dns":
-            if not self.host:
-                raise ValueError("host (the name to resolve) is required for kind dns")
-        elif self.kind == "push" and self.period is None:
-            raise ValueError("period is required for kind push (how often a result is expected)")
-        return self
+                raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Endpoint]) -> Endpoint:
+        """Fields a kind requires. Checked on the input too when other fields are invalid, so that
+        every problem is reported at once."""
+        try:
+            endpoint = handler(data)
+        except ValidationError as e:
+            problem = _kind_problem(data) if isinstance(data, dict) else None
+            if problem is None:
+                raise
+            extra = InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}", {"error": problem}),
+                                     loc=(), input=data)
+            raise ValidationError.from_exception_data(e.title, [*e.errors(), extra]) from None
+        problem = _kind_problem({"kind": endpoint.kind, "url": endpoint.url, "host": endpoint.host,
+                                 "port": endpoint.port, "period": endpoint.period, "body": endpoint.body,
+                                 "json": endpoint.json_body})
+        if problem is not None:
+            raise ValueError(problem)
+        return endpoint
 
     @property
     def target(self) -> str:
@@ -156,3 +178,22 @@ class Endpoint(Section):
         if self.kind == "dns":
             return f"{self.host} {self.record_type}"
         return "push"
+
+
+def _kind_problem(data: dict[str, Any]) -> str | None:
+    """What `data` (an endpoint's input or its validated fields) lacks for its kind, if anything."""
+    kind = data.get("kind", "http")
+    if kind == "http":
+        if not data.get("url"):
+            return "url is required for kind http"
+        if data.get("body") is not None and data.get("json") is not None:
+            return "set body or json, not both"
+    elif kind == "tcp":
+        if not data.get("host") or not data.get("port"):
+            return "host and port are required for kind tcp"
+    elif kind == "dns":
+        if not data.get("host"):
+            return "host (the name to resolve) is required for kind dns"
+    elif kind == "push" and data.get("period") is None:
+        return "period is required for kind push (how often a result is expected)"
+    return None
