@@ -115,6 +115,10 @@ class ProberService:
         if new.model_dump(exclude={"endpoints"}) != self.config.model_dump(exclude={"endpoints"}):
             logger.warning("config reload: settings outside endpoints take effect after a restart")
         self.config = new
+        # The push API reads endpoints from the shared runtime config: without this, a push endpoint
+        # added by a reload answered 404 until a restart while its missing heartbeats were recorded.
+        # Other settings there stay as started (see the warning above).
+        self.runtime.config = self.runtime.config.model_copy(update={"endpoints": new.endpoints})
         logger.info("config reloaded added=%d changed=%d removed=%d", len(added), len(changed), len(removed))
         return True
 

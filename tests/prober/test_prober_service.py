@@ -111,3 +111,37 @@ async def test_listener_address_in_use_is_a_startup_error(tmp_path: Path, databa
             await service.run(runtime, asyncio.Event())
     assert not (tmp_path / "data" / "spool" / "spool.jsonl").exists() or \
         (tmp_path / "data" / "spool" / "spool.jsonl").stat().st_size == 0
+
+
+async def test_push_endpoint_added_by_reload_accepts_check_ins(tmp_path: Path, database_url: str,
+                                                                pool: AsyncConnectionPool,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    port = targets.closed_port()
+    async with targets.serve(targets.app()) as base, aiohttp.ClientSession() as client:
+        path = tmp_path / "upwatch.yaml"
+        write_config(path, base, port, ["a"])
+        runtime = Runtime(configuration.load(path), path, database_url, pool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(runtime, stop))
+        await wait_for(lambda: "prober started" in caplog.text)
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly") as resp:
+            assert resp.status == 404  # not configured yet
+
+        text = path.read_text().replace("prober:\n", "  - name: nightly\n    kind: push\n    period: 1h\nprober:\n")
+        path.write_text(text)
+        await wait_for(lambda: "config reloaded" in caplog.text)  # push endpoints are not scheduled: added=0
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly", json={"latency_ms": 12.5}) as resp:
+            assert resp.status == 202, await resp.text()
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly/fail") as resp:
+            assert resp.status == 202, await resp.text()
+
+        path.write_text(text.replace("  - name: nightly\n    kind: push\n    period: 1h\n", ""))
+        await wait_for(lambda: caplog.text.count("config reloaded") == 2)
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly") as resp:
+            assert resp.status == 404  # removed again
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    rows = fetch(database_url, "SELECT r.ok, r.latency_ms, r.source FROM probe_results r"
+                               " JOIN endpoints e ON e.id = r.endpoint_id WHERE e.name = 'nightly' ORDER BY r.time")
+    assert rows == [(True, 12.5, "push"), (False, None, "push")]
