@@ -40,6 +40,23 @@ def fingerprint(path: Path) -> str:
         return ""
 
 
+class ConfigFile:
+    """Notices edits of the config file, and holds one back while it is still being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.loaded = fingerprint(path)  # the content last loaded (or rejected)
+        self._seen = self.loaded  # the content at the previous poll
+
+    def settled_change(self) -> bool:
+        """Whether the file differs from the content last loaded and read the same at the previous
+        poll: an editor that rewrites the file in place is not caught half-way through."""
+        now = fingerprint(self.path)
+        ready = now != self.loaded and now == self._seen
+        self._seen = now
+        return ready
+
+
 class ProberService:
     """Everything the prober runs, started and stopped in order."""
 
@@ -60,7 +77,7 @@ class ProberService:
         self.scheduler.observers.append(self.metrics.observe)
         self.heartbeats = HeartbeatWatcher(runtime.pool, self.writer, location=p.location, prober=p.instance)
         self.reload_requested = asyncio.Event()
-        self._fingerprint = fingerprint(runtime.config_path)
+        self.config_file = ConfigFile(runtime.config_path)
         self._runner: web.AppRunner | None = None
         self._synced: SyncReport | None = None
 
@@ -87,7 +104,7 @@ class ProberService:
             await pause(stop, p.config_poll_interval.total_seconds(), self.reload_requested)
             if stop.is_set():
                 return
-            if self.reload_requested.is_set() or fingerprint(self.runtime.config_path) != self._fingerprint:
+            if self.config_file.settled_change() or self.reload_requested.is_set():
                 await self.reload()
             if loop.time() >= next_heartbeat:
                 next_heartbeat = loop.time() + p.heartbeat_check_interval.total_seconds()
@@ -99,17 +116,24 @@ class ProberService:
     async def reload(self) -> bool:
         """Load the config file again; an invalid one is logged and the running config kept."""
         self.reload_requested.clear()
-        self._fingerprint = fingerprint(self.runtime.config_path)
+        path = self.runtime.config_path
+        self.config_file.loaded = fingerprint(path)
         try:
-            new = configuration.load(self.runtime.config_path)
+            new = configuration.load(path)
         except ConfigError as e:
-            logger.error("config reload rejected, keeping the running config path=%s\n%s", self.runtime.config_path, e)
+            logger.error("config reload rejected, keeping the running config path=%s\n%s", path, e)
+            return False
+        if "endpoints" not in new.model_fields_set and self.config.endpoints:
+            # What an emptied or cut-short file (a non-atomic write, a full disk) looks like.
+            logger.error("config reload rejected, keeping the running config path=%s\n%s: no endpoints key while "
+                         "%d endpoints run; to remove them all, write `endpoints: []`",
+                         path, path, len(self.config.endpoints))
             return False
         try:
             ids = await self._sync(new)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             logger.error("config reload deferred: database unavailable error=%r", error_summary(e))
-            self._fingerprint = ""  # try again at the next poll
+            self.config_file.loaded = ""  # try again at the next poll
             return False
         added, changed, removed = self._apply(new, ids)
         if new.model_dump(exclude={"endpoints"}) != self.config.model_dump(exclude={"endpoints"}):
