@@ -20,11 +20,12 @@ from prober.heartbeats import HeartbeatWatcher
 from prober.metrics import Metrics
 from prober.rollups import Rollups
 from prober.scheduler import Scheduler, Shard
+from prober.snapshot import Snapshot
 from prober.writer import BatchWriter
 from upwatch import config as configuration
 from upwatch.catalog import SyncReport, sync_endpoints
 from upwatch.config import Config, ConfigError
-from upwatch.db import error_summary
+from upwatch.db import describe, error_summary
 from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,19 @@ class ProberService:
         self.config_file = ConfigFile(runtime.config_path)
         self._runner: web.AppRunner | None = None
         self._synced: SyncReport | None = None
+        self.snapshot = Snapshot(p.data_dir, describe(runtime.database_url))
+        self.ids: dict[str, int] = {}  # endpoint name -> endpoints.id, from the last sync or the snapshot
+        self.synced = False  # whether the running config is in the endpoints table
 
     async def start(self) -> None:
         await self.writer.start()
-        ids = await self._sync(self.config)
-        self._apply(self.config, ids)
+        if not await self._try_sync(self.config):
+            # A restart during an outage still probes: ids from the snapshot, results spooled.
+            saved = self.snapshot.load()
+            self.ids = {e.name: saved[e.name] for e in self.config.endpoints if e.name in saved}
+            logger.warning("database unavailable at start, probing the endpoints of the snapshot known=%d "
+                           "configured=%d path=%s", len(self.ids), len(self.config.endpoints), self.snapshot.path)
+        self._apply(self.config, self.ids)
         app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
         self._runner = await serve(app, self.config.push.host, self.config.push.port)
         self.scheduler.start()
@@ -106,6 +115,10 @@ class ProberService:
                 return
             if self.config_file.settled_change() or self.reload_requested.is_set():
                 await self.reload()
+            elif not self.synced and await self._try_sync(self.config):
+                added, _, _ = self._apply(self.config, self.ids)
+                logger.info("database back, endpoints synced endpoints=%d newly_probed=%d",
+                            len(self.config.endpoints), len(added))
             if loop.time() >= next_heartbeat:
                 next_heartbeat = loop.time() + p.heartbeat_check_interval.total_seconds()
                 await self._check_heartbeats()
@@ -129,13 +142,11 @@ class ProberService:
                          "%d endpoints run; to remove them all, write `endpoints: []`",
                          path, path, len(self.config.endpoints))
             return False
-        try:
-            ids = await self._sync(new)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            logger.error("config reload deferred: database unavailable error=%r", error_summary(e))
-            self.config_file.loaded = ""  # try again at the next poll
-            return False
-        added, changed, removed = self._apply(new, ids)
+        if not await self._try_sync(new):
+            waiting = sum(e.name not in self.ids for e in new.endpoints)
+            logger.warning("config reload applied without the database: endpoints new to it wait for their ids "
+                           "waiting=%d", waiting)
+        added, changed, removed = self._apply(new, self.ids)
         if new.model_dump(exclude={"endpoints"}) != self.config.model_dump(exclude={"endpoints"}):
             logger.warning("config reload: settings outside endpoints take effect after a restart")
         self.config = new
@@ -154,15 +165,30 @@ class ProberService:
         await self.writer.stop()
         await self.session.close()
 
-    async def _sync(self, cfg: Config) -> dict[str, int]:
-        async with self.runtime.pool.connection(timeout=5.0) as conn:
-            self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
-        return self._synced.ids
+    async def _try_sync(self, cfg: Config) -> bool:
+        """Sync `cfg`'s endpoints to the table and keep their ids (in memory and in the snapshot);
+        False, with the ids kept as they were, while the database is unavailable."""
+        try:
+            async with self.runtime.pool.connection(timeout=5.0) as conn:
+                self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            if self.synced or not self.ids:
+                logger.warning("endpoint sync deferred: database unavailable error=%r", error_summary(e))
+            self.synced = False
+            return False
+        self.ids, self.synced = dict(self._synced.ids), True
+        try:
+            self.snapshot.save(self.ids)
+        except OSError as e:
+            logger.error("endpoint snapshot not saved path=%s error=%r", self.snapshot.path, str(e))
+        return True
 
     def _apply(self, cfg: Config, ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
-        added, changed, removed = self.scheduler.apply(cfg.endpoints, ids)
+        # An endpoint without an id (new while the database is away) has nowhere to put its results.
+        known = [e for e in cfg.endpoints if e.name in ids]
+        added, changed, removed = self.scheduler.apply(known, ids)
         shard = self.scheduler.shard
-        self.heartbeats.apply([e for e in cfg.endpoints if shard is None or shard.owns(e.name)], ids)
+        self.heartbeats.apply([e for e in known if shard is None or shard.owns(e.name)], ids)
         self.metrics.forget(removed + changed)
         return added, changed, removed
 
