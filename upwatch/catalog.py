@@ -68,7 +68,7 @@ async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
         if since is None:
             todo, gone = await _differences(conn, endpoints, report)
         else:
-            todo = [_row(e) for e in endpoints if since.endpoints.get(e.name) != e or e.name not in since.ids]
+            todo = [_row(e) for e in endpoints if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
             report.ids = {e.name: since.ids[e.name] for e in endpoints if e.name in since.ids}
             gone = [n for n, e in since.endpoints.items() if n not in report.endpoints and e.enabled]
         if todo:
@@ -84,6 +84,10 @@ async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
     logger.info("endpoints synced added=%d changed=%d disabled=%d total=%d",
                 len(report.added), len(report.changed), len(report.disabled), len(endpoints))
     return report
+
+
+def _same(old: Endpoint | None, new: Endpoint) -> bool:
+    return old is new or old == new  # `is`: a reload reuses unchanged Endpoints (EndpointCache)
 
 
 async def _differences(conn: AsyncConnection, endpoints: list[Endpoint],

@@ -67,3 +67,27 @@ def test_inherited_values_keep_the_defaults_line_at_scale() -> None:
         ]
     else:
         raise AssertionError("the config should have been refused")
+
+
+def test_a_reload_cache_validates_only_changed_endpoints_and_keeps_their_errors_exact() -> None:
+    cache = config.EndpointCache()
+    text = many_endpoints(200)
+    first = config.parse(text, "big.yaml", {}, cache=cache)
+    edited = text.replace("http://127.0.0.1:9/item/7\n", "http://127.0.0.1:9/item/7b\n")
+    second = config.parse(edited, "big.yaml", {}, cache=cache)
+    assert second.endpoints[7].url == "http://127.0.0.1:9/item/7b" and second.endpoints[7] is not first.endpoints[7]
+    assert all(new is old for i, (new, old) in enumerate(zip(second.endpoints, first.endpoints)) if i != 7)
+    assert second == config.parse(edited, "big.yaml", {})  # the same result as a load without the cache
+
+    broken = edited.replace("http://127.0.0.1:9/item/150\n", "127.0.0.1:9/item/150\n")
+    try:
+        config.parse(broken, "big.yaml", {}, cache=cache)
+    except config.ConfigError as e:
+        line = broken.splitlines().index("    url: 127.0.0.1:9/item/150") + 1
+        assert str(e) == f"big.yaml:{line}: endpoints[150].url: '127.0.0.1:9/item/150' must be an absolute" \
+                         " http:// or https:// URL"
+    else:
+        raise AssertionError("the config should have been refused")
+    # a refused load leaves the cache as it was: defaults changed, every endpoint is validated again
+    third = config.parse(edited.replace("timeout: 5s", "timeout: 6s"), "big.yaml", {}, cache=cache)
+    assert all(e.timeout.total_seconds() == 6 for e in third.endpoints)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from upwatch.config.cache import EndpointCache
 from upwatch.config.endpoints import Endpoint
 from upwatch.config.schema import Config
 
@@ -69,8 +70,10 @@ def resolve_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]
     return Path(environ.get("UPWATCH_CONFIG") or DEFAULT_PATH)
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate a config file; raise ConfigError listing every problem."""
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None, *,
+         cache: EndpointCache | None = None) -> Config:
+    """Load and validate a config file; raise ConfigError listing every problem. `cache`: the same
+    for every load of one file, to skip validating endpoints whose input did not change."""
     env = os.environ if environ is None else environ
     file = resolve_path(path, env)
     try:
@@ -79,13 +82,13 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         raise ConfigError([Problem(str(file), "", f"cannot read config file: {e.strerror or e}")]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([Problem(str(file), "", f"not UTF-8 text: {e.reason}")]) from None
-    return parse(text, str(file), env)
+    return parse(text, str(file), env, cache=cache)
 
 
-def parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
+def parse(text: str, filename: str, environ: Mapping[str, str], *, cache: EndpointCache | None = None) -> Config:
     """Validate config text; `filename` is only used in messages."""
     with _collector_paused():
-        return _parse(text, filename, environ)
+        return _parse(text, filename, environ, cache)
 
 
 @contextlib.contextmanager
@@ -101,7 +104,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
+def _parse(text: str, filename: str, environ: Mapping[str, str], cache: EndpointCache | None) -> Config:
     reader = _Reader(filename, environ)
     try:
         root = _compose(text)
@@ -118,6 +121,9 @@ def _parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
     reader.apply_defaults(data)
     reader.apply_env_overrides(data)
     reader.check_references(data)
+    inputs = data.get("endpoints")
+    if cache is not None and isinstance(inputs, list):
+        data["endpoints"] = cache.substitute(inputs)
     config = None
     try:
         config = Config.model_validate(data)
@@ -126,6 +132,8 @@ def _parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=_file_order))
     assert config is not None
+    if cache is not None:
+        cache.remember(inputs if isinstance(inputs, list) else [], config.endpoints)
     return config
 
 
