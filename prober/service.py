@@ -85,6 +85,7 @@ class ProberService:
         self.snapshot = Snapshot(p.data_dir, describe(runtime.database_url))
         self.ids: dict[str, int] = {}  # endpoint name -> endpoints.id, from the last sync or the snapshot
         self.synced = False  # whether the running config is in the endpoints table
+        self._sync_failing = False
 
     async def start(self) -> None:
         self._prime_endpoint_cache()
@@ -183,11 +184,15 @@ class ProberService:
             async with self.runtime.pool.connection(timeout=5.0) as conn:
                 self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            if self.synced or not self.ids:
+            if not self._sync_failing:
                 logger.warning("endpoint sync deferred: database unavailable error=%r", error_summary(e))
-            self.synced = False
+            self._sync_failing, self.synced = True, False
             return False
-        self.ids, self.synced = dict(self._synced.ids), True
+        moved = sorted(n for n, i in self._synced.ids.items() if self.ids.get(n, i) != i)
+        if moved:  # the database came back as another one (restored, recreated): say so loudly
+            logger.error("endpoint ids changed while the database was away: results recorded under the old ids "
+                         "may be stored against other endpoints count=%d first=%s", len(moved), moved[0])
+        self.ids, self.synced, self._sync_failing = dict(self._synced.ids), True, False
         try:
             self.snapshot.save(self.ids)
         except OSError as e:
