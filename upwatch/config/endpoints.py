@@ -18,12 +18,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from upwatch import conditions
 from upwatch.assertions import Assertion
 from upwatch.durations import Interval, PositiveDuration
-from upwatch.config.base import Section
+from upwatch.config.base import Section, with_problem
 
 KINDS = ("http", "tcp", "dns", "push")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -155,12 +154,7 @@ class Endpoint(Section):
         try:
             endpoint = handler(data)
         except ValidationError as e:
-            problem = _kind_problem(data) if isinstance(data, dict) else None
-            if problem is None:
-                raise
-            extra = InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}", {"error": problem}),
-                                     loc=(), input=data)
-            raise ValidationError.from_exception_data(e.title, [*e.errors(), extra]) from None
+            raise with_problem(e, data, _kind_problem(data) if isinstance(data, dict) else None) from None
         problem = _kind_problem({"kind": endpoint.kind, "url": endpoint.url, "host": endpoint.host,
                                  "port": endpoint.port, "period": endpoint.period, "body": endpoint.body,
                                  "json": endpoint.json_body})
