@@ -79,8 +79,13 @@ async def test_prober_starts_during_an_outage_and_stores_results_when_the_databa
         assert "database unavailable at start, probing the endpoints of the snapshot known=2 configured=3" \
             in caplog.text
 
+        # A reload during the outage: b removed, d added (no id yet either), a goes on.
+        write_config(path, base, port, ["a", "c", "d"])
+        await wait_for(lambda: "config reload applied without the database" in caplog.text)
+        assert (await health(client, port))["endpoints"] == 1
+
         await asyncio.to_thread(own_pg.start)
-        await wait_for(lambda: _names_stored(url) == {"a", "b", "c"}, timeout_s=30)
+        await wait_for(lambda: _names_stored(url) == {"a", "b", "c", "d"}, timeout_s=30)
         await wait_for(lambda: _drained(health(client, port)), timeout_s=10)
         stop.set()
         await asyncio.wait_for(second, 10)
@@ -89,7 +94,8 @@ async def test_prober_starts_during_an_outage_and_stores_results_when_the_databa
     assert {n: i for i, n in by_id.items() if n in ids} == ids  # a and b kept their ids
     rows = fetch(url, "SELECT e.name, count(*) FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id"
                       " GROUP BY e.name ORDER BY e.name")
-    assert [r[0] for r in rows] == ["a", "b", "c"]
+    assert [r[0] for r in rows] == ["a", "b", "c", "d"]
+    assert fetch(url, "SELECT name FROM endpoints WHERE NOT enabled") == [("b",)]
     assert sum(r[1] for r in rows) > stored_before
     outage = fetch(url, "SELECT count(*) FROM probe_results WHERE endpoint_id = ANY(%s) AND time < ("
                         "SELECT min(time) FROM probe_results WHERE endpoint_id = %s)",
