@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from upwatch import config as configuration  # noqa: E402
+from upwatch import config as configuration
 
 
 def write_config(path: Path, count: int, *, port: int = 9, changed: int | None = None) -> None:

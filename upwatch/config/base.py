@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -20,4 +21,6 @@ def with_problem(error: ValidationError, data: Any, problem: str | None) -> Vali
         return error
     extra = InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}", {"error": problem}),
                              loc=(), input=data)
-    return ValidationError.from_exception_data(error.title, [*error.errors(), extra])
+    # errors() gives back what from_exception_data takes (type, loc, input, ctx), as pydantic documents
+    found = typing.cast(list[InitErrorDetails], error.errors())
+    return ValidationError.from_exception_data(error.title, [*found, extra])

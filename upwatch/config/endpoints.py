@@ -21,8 +21,8 @@ from pydantic import (
 
 from upwatch import conditions
 from upwatch.assertions import Assertion
-from upwatch.durations import Interval, PositiveDuration
 from upwatch.config.base import Section, with_problem
+from upwatch.durations import Interval, PositiveDuration
 
 KINDS = ("http", "tcp", "dns", "push")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

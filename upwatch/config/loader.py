@@ -141,11 +141,11 @@ def _compose(text: str) -> yaml.Node | None:
     """The YAML node tree, composed by libyaml; invalid YAML is parsed again by PyYAML's own parser,
     whose messages are the clearer ones ("expected ',' or ']', but got '<stream end>'")."""
     try:
-        return yaml.compose(text, Loader=_YAML_LOADER)  # type: ignore[no-any-return]
+        return yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError:
         if _YAML_LOADER is yaml.SafeLoader:
             raise
-    return yaml.compose(text, Loader=yaml.SafeLoader)  # type: ignore[no-any-return]
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
@@ -175,22 +175,34 @@ class _Reader:
         self.problems.append(Problem(self.where(path), _dotted(path), message))
 
     def value(self, node: yaml.Node, path: Path_) -> Any:
+        """The plain value of `node`, recording the line of every key and list item below `path`."""
         self.lines.setdefault(path, node.start_mark.line + 1)
+        return self._value(node, path)
+
+    def _value(self, node: yaml.Node, path: Path_) -> Any:
+        # Called once per node of the file (hundreds of thousands for a large one): each child's line
+        # is recorded here, where it is known, rather than by a setdefault in the child.
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node)
+                sub = path + (key,)
                 if key == "<<":
                     raise ConfigError([Problem(f"{self.filename}:{key_node.start_mark.line + 1}", _dotted(path), "merge keys (<<) are not supported")])
                 if key in out:
-                    self.problem(path + (key,), f"duplicate key (first at line {self.lines[path + (key,)]})")
+                    self.problem(sub, f"duplicate key (first at line {self.lines[sub]})")
                     continue
-                self.lines[path + (key,)] = key_node.start_mark.line + 1
-                out[key] = self.value(value_node, path + (key,))
+                self.lines[sub] = key_node.start_mark.line + 1
+                out[key] = self._value(value_node, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
-        value = self._scalar(node)
+            items = []
+            for i, item in enumerate(node.value):
+                sub = path + (i,)
+                self.lines[sub] = item.start_mark.line + 1
+                items.append(self._value(item, sub))
+            return items
+        value = node.value if node.tag == _STR_TAG else self._scalar(node)
         if isinstance(value, str) and "$" in value:
             return self.expand(value, path)
         return value
