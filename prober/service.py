@@ -174,8 +174,10 @@ class ProberService:
         try:
             configuration.load(self.runtime.config_path, cache=self._endpoint_cache)
         except ConfigError:
-            return  # edited since the process read it: the next reload reports the problems
-        self._endpoint_cache.adopt(self.config.endpoints)
+            self.reload_requested.set()  # edited since the process read it: report it at the first poll
+            return
+        if not self._endpoint_cache.adopt(self.config.endpoints):
+            self.reload_requested.set()  # edited since the process read it
 
     async def _try_sync(self, cfg: Config) -> bool:
         """Sync `cfg`'s endpoints to the table and keep their ids (in memory and in the snapshot);

@@ -78,7 +78,9 @@ def database(config: Config) -> Iterator[str]:
 
 async def serve(config: Config, config_path: Path, url: str, services: dict[str, Service],
                 stop: asyncio.Event) -> None:
-    """Migrate, open the pool and run `services` until `stop` is set or one of them fails."""
+    """Migrate, open the pool and run `services` until `stop` is set or one of them fails. With the
+    database unreachable, services that can do without it (STARTS_WITHOUT_DATABASE) start on a pool
+    that opens, after the migrations, once the database answers."""
     pool = db.new_pool(url, max_size=config.storage.pool_size)
     connecting: asyncio.Task[None] | None = None
     try:

@@ -91,3 +91,14 @@ def test_a_reload_cache_validates_only_changed_endpoints_and_keeps_their_errors_
     # a refused load leaves the cache as it was: defaults changed, every endpoint is validated again
     third = config.parse(edited.replace("timeout: 5s", "timeout: 6s"), "big.yaml", {}, cache=cache)
     assert all(e.timeout.total_seconds() == 6 for e in third.endpoints)
+
+
+def test_a_cache_adopts_the_running_endpoints_only_when_the_file_matches_them() -> None:
+    text = many_endpoints(20)
+    running = config.parse(text, "big.yaml", {}).endpoints
+    cache = config.EndpointCache()
+    config.parse(text, "big.yaml", {}, cache=cache)
+    assert cache.adopt(running)
+    again = config.parse(text.replace("/item/3\n", "/item/3b\n"), "big.yaml", {}, cache=cache)
+    assert [i for i, (a, b) in enumerate(zip(again.endpoints, running)) if a is not b] == [3]
+    assert not cache.adopt(running)  # the file no longer says what runs

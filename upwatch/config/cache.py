@@ -33,14 +33,18 @@ class EndpointCache:
         self._known = {e.name: (raw, e) for raw, e in zip(inputs, endpoints, strict=True)
                        if isinstance(raw, dict) and e.ca_file is None}
 
-    def adopt(self, running: list[Endpoint]) -> None:
+    def adopt(self, running: list[Endpoint]) -> bool:
         """Hand out the `running` Endpoint objects for entries equal to them, so that the caller's
-        next comparisons of old and new endpoints are identity checks."""
+        next comparisons of old and new endpoints are identity checks. True when every running
+        endpoint was found equal (the file says what runs)."""
         by_name = {e.name: e for e in running}
+        matched = 0
         for name, (raw, endpoint) in self._known.items():
             same = by_name.get(name)
-            if same is not None and same is not endpoint and same == endpoint:
+            if same is not None and (same is endpoint or same == endpoint):
                 self._known[name] = (raw, same)
+                matched += 1
+        return matched == len(self._known) == sum(e.ca_file is None for e in running)
 
     def __len__(self) -> int:
         return len(self._known)
