@@ -170,7 +170,9 @@ class Scheduler:
         new = {e.name: e for e in endpoints if self.wanted(e)}
         removed = [n for n in self.endpoints if n not in new]
         added = [n for n in new if n not in self.endpoints]
-        changed = [n for n in new if n in self.endpoints and new[n] != self.endpoints[n]]
+        # `is` first: a reload hands back the same Endpoint for every unchanged entry (EndpointCache).
+        changed = [n for n in new if n in self.endpoints and new[n] is not self.endpoints[n]
+                   and new[n] != self.endpoints[n]]
         for name in removed:
             self._aps.remove_job(name)
             del self.endpoints[name]

@@ -20,11 +20,12 @@ from prober.heartbeats import HeartbeatWatcher
 from prober.metrics import Metrics
 from prober.rollups import Rollups
 from prober.scheduler import Scheduler, Shard
+from prober.snapshot import Snapshot
 from prober.writer import BatchWriter
 from upwatch import config as configuration
-from upwatch.catalog import sync_endpoints
+from upwatch.catalog import SyncReport, sync_endpoints
 from upwatch.config import Config, ConfigError
-from upwatch.db import error_summary
+from upwatch.db import describe, error_summary
 from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,23 @@ def fingerprint(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+class ConfigFile:
+    """Notices edits of the config file, and holds one back while it is still being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.loaded = fingerprint(path)  # the content last loaded (or rejected)
+        self._seen = self.loaded  # the content at the previous poll
+
+    def settled_change(self) -> bool:
+        """Whether the file differs from the content last loaded and read the same at the previous
+        poll: an editor that rewrites the file in place is not caught half-way through."""
+        now = fingerprint(self.path)
+        ready = now != self.loaded and now == self._seen
+        self._seen = now
+        return ready
 
 
 class ProberService:
@@ -60,13 +78,25 @@ class ProberService:
         self.scheduler.observers.append(self.metrics.observe)
         self.heartbeats = HeartbeatWatcher(runtime.pool, self.writer, location=p.location, prober=p.instance)
         self.reload_requested = asyncio.Event()
-        self._fingerprint = fingerprint(runtime.config_path)
+        self.config_file = ConfigFile(runtime.config_path)
+        self._endpoint_cache = configuration.EndpointCache()
         self._runner: web.AppRunner | None = None
+        self._synced: SyncReport | None = None
+        self.snapshot = Snapshot(p.data_dir, describe(runtime.database_url))
+        self.ids: dict[str, int] = {}  # endpoint name -> endpoints.id, from the last sync or the snapshot
+        self.synced = False  # whether the running config is in the endpoints table
+        self._sync_failing = False
 
     async def start(self) -> None:
+        self._prime_endpoint_cache()
         await self.writer.start()
-        ids = await self._sync(self.config)
-        self._apply(self.config, ids)
+        if not await self._try_sync(self.config):
+            # A restart during an outage still probes: ids from the snapshot, results spooled.
+            saved = self.snapshot.load()
+            self.ids = {e.name: saved[e.name] for e in self.config.endpoints if e.name in saved}
+            logger.warning("database unavailable at start, probing the endpoints of the snapshot known=%d "
+                           "configured=%d path=%s", len(self.ids), len(self.config.endpoints), self.snapshot.path)
+        self._apply(self.config, self.ids)
         app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
         self._runner = await serve(app, self.config.push.host, self.config.push.port)
         self.scheduler.start()
@@ -86,8 +116,12 @@ class ProberService:
             await pause(stop, p.config_poll_interval.total_seconds(), self.reload_requested)
             if stop.is_set():
                 return
-            if self.reload_requested.is_set() or fingerprint(self.runtime.config_path) != self._fingerprint:
+            if self.config_file.settled_change() or self.reload_requested.is_set():
                 await self.reload()
+            elif not self.synced and await self._try_sync(self.config):
+                added, _, _ = self._apply(self.config, self.ids)
+                logger.info("database back, endpoints synced endpoints=%d newly_probed=%d",
+                            len(self.config.endpoints), len(added))
             if loop.time() >= next_heartbeat:
                 next_heartbeat = loop.time() + p.heartbeat_check_interval.total_seconds()
                 await self._check_heartbeats()
@@ -98,22 +132,31 @@ class ProberService:
     async def reload(self) -> bool:
         """Load the config file again; an invalid one is logged and the running config kept."""
         self.reload_requested.clear()
-        self._fingerprint = fingerprint(self.runtime.config_path)
+        path = self.runtime.config_path
+        self.config_file.loaded = fingerprint(path)
         try:
-            new = configuration.load(self.runtime.config_path)
+            new = configuration.load(path, cache=self._endpoint_cache)
         except ConfigError as e:
-            logger.error("config reload rejected, keeping the running config path=%s\n%s", self.runtime.config_path, e)
+            logger.error("config reload rejected, keeping the running config path=%s\n%s", path, e)
             return False
-        try:
-            ids = await self._sync(new)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            logger.error("config reload deferred: database unavailable error=%r", error_summary(e))
-            self._fingerprint = ""  # try again at the next poll
+        if "endpoints" not in new.model_fields_set and self.config.endpoints:
+            # What an emptied or cut-short file (a non-atomic write, a full disk) looks like.
+            logger.error("config reload rejected, keeping the running config path=%s\n%s: no endpoints key while "
+                         "%d endpoints run; to remove them all, write `endpoints: []`",
+                         path, path, len(self.config.endpoints))
             return False
-        added, changed, removed = self._apply(new, ids)
+        if not await self._try_sync(new):
+            waiting = sum(e.name not in self.ids for e in new.endpoints)
+            logger.warning("config reload applied without the database: endpoints new to it wait for their ids "
+                           "waiting=%d", waiting)
+        added, changed, removed = self._apply(new, self.ids)
         if new.model_dump(exclude={"endpoints"}) != self.config.model_dump(exclude={"endpoints"}):
             logger.warning("config reload: settings outside endpoints take effect after a restart")
         self.config = new
+        # The push API reads endpoints from the shared runtime config: without this, a push endpoint
+        # added by a reload answered 404 until a restart while its missing heartbeats were recorded.
+        # Other settings there stay as started (see the warning above).
+        self.runtime.config = self.runtime.config.model_copy(update={"endpoints": new.endpoints})
         logger.info("config reloaded added=%d changed=%d removed=%d", len(added), len(changed), len(removed))
         return True
 
@@ -125,14 +168,45 @@ class ProberService:
         await self.writer.stop()
         await self.session.close()
 
-    async def _sync(self, cfg: Config) -> dict[str, int]:
-        async with self.runtime.pool.connection(timeout=5.0) as conn:
-            return (await sync_endpoints(conn, cfg.endpoints)).ids
+    def _prime_endpoint_cache(self) -> None:
+        """Validate the file once more, keeping each endpoint's input, so that the first reload too
+        validates only the endpoints that changed (seconds, with tens of thousands of them)."""
+        try:
+            configuration.load(self.runtime.config_path, cache=self._endpoint_cache)
+        except ConfigError:
+            self.reload_requested.set()  # edited since the process read it: report it at the first poll
+            return
+        if not self._endpoint_cache.adopt(self.config.endpoints):
+            self.reload_requested.set()  # edited since the process read it
+
+    async def _try_sync(self, cfg: Config) -> bool:
+        """Sync `cfg`'s endpoints to the table and keep their ids (in memory and in the snapshot);
+        False, with the ids kept as they were, while the database is unavailable."""
+        try:
+            async with self.runtime.pool.connection(timeout=5.0) as conn:
+                self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            if not self._sync_failing:
+                logger.warning("endpoint sync deferred: database unavailable error=%r", error_summary(e))
+            self._sync_failing, self.synced = True, False
+            return False
+        moved = sorted(n for n, i in self._synced.ids.items() if self.ids.get(n, i) != i)
+        if moved:  # the database came back as another one (restored, recreated): say so loudly
+            logger.error("endpoint ids changed while the database was away: results recorded under the old ids "
+                         "may be stored against other endpoints count=%d first=%s", len(moved), moved[0])
+        self.ids, self.synced, self._sync_failing = dict(self._synced.ids), True, False
+        try:
+            self.snapshot.save(self.ids)
+        except OSError as e:
+            logger.error("endpoint snapshot not saved path=%s error=%r", self.snapshot.path, str(e))
+        return True
 
     def _apply(self, cfg: Config, ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
-        added, changed, removed = self.scheduler.apply(cfg.endpoints, ids)
+        # An endpoint without an id (new while the database is away) has nowhere to put its results.
+        known = [e for e in cfg.endpoints if e.name in ids]
+        added, changed, removed = self.scheduler.apply(known, ids)
         shard = self.scheduler.shard
-        self.heartbeats.apply([e for e in cfg.endpoints if shard is None or shard.owns(e.name)], ids)
+        self.heartbeats.apply([e for e in known if shard is None or shard.owns(e.name)], ids)
         self.metrics.forget(removed + changed)
         return added, changed, removed
 

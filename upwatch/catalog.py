@@ -1,4 +1,10 @@
-"""The endpoints table mirrors the config: upserted by name, removed ones disabled (history stays)."""
+"""The endpoints table mirrors the config: upserted by name, removed ones disabled (history stays).
+
+A sync writes only what differs, in one COPY and one upsert, so its cost follows
+the number of changed endpoints rather than the size of the file: the first
+sync compares the config with the table, later ones (given the previous
+report) compare it with what that sync wrote.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,18 @@ logger = logging.getLogger(__name__)
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"})
 MASK = "***"
 
+_INCOMING = "endpoints_incoming"
+_UPSERT = f"""
+    INSERT INTO endpoints AS e (name, kind, target, config, tags, enabled)
+    SELECT name, kind, target, config, tags, enabled FROM {_INCOMING}
+    ON CONFLICT (name) DO UPDATE
+        SET kind = excluded.kind, target = excluded.target, config = excluded.config,
+            tags = excluded.tags, enabled = excluded.enabled, updated_at = now()
+        WHERE (e.kind, e.target, e.config, e.tags, e.enabled)
+              IS DISTINCT FROM (excluded.kind, excluded.target, excluded.config, excluded.tags, excluded.enabled)
+    RETURNING name, id, (xmax = 0) AS inserted
+"""
+
 
 @dataclass
 class SyncReport:
@@ -23,6 +41,7 @@ class SyncReport:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # as written by this sync
 
 
 def stored_config(endpoint: Endpoint) -> dict[str, Any]:
@@ -34,40 +53,70 @@ def stored_config(endpoint: Endpoint) -> dict[str, Any]:
     return data
 
 
-async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint]) -> SyncReport:
-    """Upsert every configured endpoint by name and disable the ones no longer configured."""
-    report = SyncReport()
+def _row(endpoint: Endpoint) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
+    return (endpoint.name, endpoint.kind, endpoint.target, stored_config(endpoint), list(endpoint.tags),
+            endpoint.enabled)
+
+
+async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
+                         since: SyncReport | None = None) -> SyncReport:
+    """Upsert the configured endpoints that differ from the table and disable the ones no longer
+    configured. `since`: the report of this process's previous sync, so unchanged endpoints are
+    not even compared with the table."""
+    report = SyncReport(endpoints={e.name: e for e in endpoints})
     async with conn.transaction():
-        for endpoint in endpoints:
-            cur = await conn.execute(
-                """
-                INSERT INTO endpoints AS e (name, kind, target, config, tags, enabled)
-                VALUES (%s, %s, %s, %s, %s, %s)
-                ON CONFLICT (name) DO UPDATE
-                    SET kind = excluded.kind, target = excluded.target, config = excluded.config,
-                        tags = excluded.tags, enabled = excluded.enabled, updated_at = now()
-                    WHERE (e.kind, e.target, e.config, e.tags, e.enabled)
-                          IS DISTINCT FROM (excluded.kind, excluded.target, excluded.config, excluded.tags, excluded.enabled)
-                RETURNING id, (xmax = 0) AS inserted
-                """,
-                (endpoint.name, endpoint.kind, endpoint.target, Jsonb(stored_config(endpoint)),
-                 list(endpoint.tags), endpoint.enabled),
-            )
-            row = await cur.fetchone()
-            if row is None:  # unchanged: the conditional update touched nothing
-                cur = await conn.execute("SELECT id FROM endpoints WHERE name = %s", (endpoint.name,))
-                found = await cur.fetchone()
-                assert found is not None
-                report.ids[endpoint.name] = found[0]
-                continue
-            report.ids[endpoint.name] = row[0]
-            (report.added if row[1] else report.changed).append(endpoint.name)
-        cur = await conn.execute(
-            "UPDATE endpoints SET enabled = false, updated_at = now()"
-            " WHERE enabled AND NOT (name = ANY(%s)) RETURNING name",
-            ([e.name for e in endpoints],),
-        )
-        report.disabled = [r[0] for r in await cur.fetchall()]
+        if since is None:
+            todo, gone = await _differences(conn, endpoints, report)
+        else:
+            todo = [_row(e) for e in endpoints if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
+            report.ids = {e.name: since.ids[e.name] for e in endpoints if e.name in since.ids}
+            gone = [n for n, e in since.endpoints.items() if n not in report.endpoints and e.enabled]
+        if todo:
+            await _upsert(conn, todo, report)
+        if gone:
+            cur = await conn.execute("UPDATE endpoints SET enabled = false, updated_at = now()"
+                                     " WHERE enabled AND name = ANY(%s) RETURNING name", (gone,))
+            found = {r[0] for r in await cur.fetchall()}
+            report.disabled = [n for n in gone if n in found]
+    order = {e.name: i for i, e in enumerate(endpoints)}
+    report.added.sort(key=order.__getitem__)
+    report.changed.sort(key=order.__getitem__)
     logger.info("endpoints synced added=%d changed=%d disabled=%d total=%d",
                 len(report.added), len(report.changed), len(report.disabled), len(endpoints))
     return report
+
+
+def _same(old: Endpoint | None, new: Endpoint) -> bool:
+    return old is new or old == new  # `is`: a reload reuses unchanged Endpoints (EndpointCache)
+
+
+async def _differences(conn: AsyncConnection, endpoints: list[Endpoint],
+                       report: SyncReport) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """(rows to upsert, enabled names to disable), from the whole table; fills report.ids."""
+    cur = await conn.execute("SELECT name, id, kind, target, config, tags, enabled FROM endpoints")
+    stored = {r[0]: r for r in await cur.fetchall()}
+    todo = []
+    for endpoint in endpoints:
+        row, old = _row(endpoint), stored.get(endpoint.name)
+        if old is not None:
+            report.ids[endpoint.name] = old[1]
+        if old is None or (old[2], old[3], old[4], old[5], old[6]) != row[1:]:
+            todo.append(row)
+    gone = [name for name, r in stored.items() if r[6] and name not in report.endpoints]
+    return todo, gone
+
+
+async def _upsert(conn: AsyncConnection, rows: list[tuple[Any, ...]], report: SyncReport) -> None:
+    await conn.execute(f"CREATE TEMP TABLE {_INCOMING} (name text, kind text, target text, config jsonb,"
+                       " tags text[], enabled boolean) ON COMMIT DROP")
+    async with conn.cursor().copy(f"COPY {_INCOMING} FROM STDIN") as copy:
+        for name, kind, target, config, tags, enabled in rows:
+            await copy.write_row((name, kind, target, Jsonb(config), tags, enabled))
+    cur = await conn.execute(_UPSERT)
+    for name, endpoint_id, inserted in await cur.fetchall():
+        report.ids[name] = endpoint_id
+        (report.added if inserted else report.changed).append(name)
+    missing = [r[0] for r in rows if r[0] not in report.ids]  # unchanged after all, or added meanwhile
+    if missing:
+        cur = await conn.execute("SELECT name, id FROM endpoints WHERE name = ANY(%s)", (missing,))
+        report.ids.update({name: endpoint_id for name, endpoint_id in await cur.fetchall()})

@@ -66,14 +66,19 @@ async def wait_until_reachable(url: str, *, attempts: int = 5, delay_s: float = 
 
 async def open_pool(url: str, *, max_size: int = 10, name: str = "upwatch") -> AsyncConnectionPool:
     """An opened pool whose connections autocommit unless a transaction is opened."""
+    pool = new_pool(url, max_size=max_size, name=name)
+    await pool.open(wait=True, timeout=10.0)
+    return pool
+
+
+def new_pool(url: str, *, max_size: int = 10, name: str = "upwatch") -> AsyncConnectionPool:
+    """Such a pool, not opened yet: until it is, taking a connection raises PoolClosed (an OperationalError)."""
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.set_autocommit(True)
 
-    pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, name=name, open=False,
+    return AsyncConnectionPool(url, min_size=1, max_size=max_size, name=name, open=False,
                                configure=configure, timeout=30.0)
-    await pool.open(wait=True, timeout=10.0)
-    return pool
 
 
 async def timescaledb_active(conn: psycopg.AsyncConnection) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,7 +21,12 @@ def parse(text: str | int | float | timedelta) -> timedelta:
         raise ValueError(f"{text!r} is not a duration (use e.g. 15s, 5m, 1h, 7d)")
     if isinstance(text, int | float):
         return timedelta(seconds=text)
-    s = str(text).strip().replace(" ", "")
+    return _parse_text(str(text))
+
+
+@functools.lru_cache(maxsize=1024)  # a config repeats a few spellings (15s, 10s) for thousands of endpoints
+def _parse_text(text: str) -> timedelta:
+    s = text.strip().replace(" ", "")
     if not s:
         raise ValueError("empty duration (use e.g. 15s, 5m, 1h, 7d)")
     pos, total = 0, 0.0

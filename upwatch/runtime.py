@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -26,6 +27,9 @@ from upwatch.migrate import MigrationError, migrate
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+# Services that can start while the database is unreachable: the prober probes the endpoints of its
+# snapshot and spools the results (docs/prober.md); retention just waits. Others need the database.
+STARTS_WITHOUT_DATABASE = frozenset({"prober", "retention"})
 T = TypeVar("T")
 
 
@@ -126,36 +130,72 @@ def psql_command(url: str, server: EmbeddedPostgres | None) -> str:
 
 async def serve(config: Config, config_path: Path, url: str, services: dict[str, Service],
                 stop: asyncio.Event, banner: str = "") -> None:
-    """Migrate, open the pool and run `services` until `stop` is set or one of them fails."""
-    await db.wait_until_reachable(url)
-    await migrate(url, timescaledb=config.storage.timescaledb)
-    pool = await db.open_pool(url, max_size=config.storage.pool_size)
-    runtime = Runtime(config, config_path, url, pool)
+    """Migrate, open the pool and run `services` until `stop` is set or one of them fails. With the
+    database unreachable, services that can do without it (STARTS_WITHOUT_DATABASE) start on a pool
+    that opens, after the migrations, once the database answers."""
+    pool = db.new_pool(url, max_size=config.storage.pool_size)
+    connecting: asyncio.Task[None] | None = None
+    try:
+        await db.wait_until_reachable(url)
+    except db.DatabaseUnavailable as e:
+        if not set(services) <= STARTS_WITHOUT_DATABASE:
+            raise
+        logger.warning("database unavailable, starting without it; migrations run when it is back error=%s", e)
+        connecting = asyncio.create_task(_connect_when_back(config, url, pool, stop), name="connect")
+    else:
+        await migrate(url, timescaledb=config.storage.timescaledb)
+        await pool.open(wait=True, timeout=10.0)
+    try:
+        await _run_services(Runtime(config, config_path, url, pool), services, stop, banner)
+    finally:
+        if connecting is not None:
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+        await pool.close()
+        logger.info("upwatch stopped")
+
+
+async def _connect_when_back(config: Config, url: str, pool: AsyncConnectionPool, stop: asyncio.Event) -> None:
+    """Migrate, then open `pool`, once the database answers; until then the services see a closed pool."""
+    delay_s = 1.0
+    while not stop.is_set():
+        try:
+            await migrate(url, timescaledb=config.storage.timescaledb)
+        except (db.DatabaseUnavailable, psycopg.OperationalError) as e:
+            logger.debug("database still unavailable error=%s", db.error_summary(e))
+        except MigrationError as e:
+            logger.error("migrations failed, the database stays unused, retrying error=%s", e)
+            delay_s = 30.0
+        else:
+            await pool.open(wait=False)
+            logger.info("database reachable, migrations applied, pool open")
+            return
+        await pause(stop, delay_s)
+        delay_s = min(delay_s * 2, 30.0)
+
+
+async def _run_services(runtime: Runtime, services: dict[str, Service], stop: asyncio.Event, banner: str) -> None:
     tasks = {asyncio.create_task(fn(runtime, stop), name=name): name for name, fn in services.items()}
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
     logger.info("upwatch started services=%s loop=%s", ",".join(services), loop)
     if banner:
         print(banner, file=sys.stderr, flush=True)
-    try:
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in done if t is not stopper and t.exception() is not None]
-        for task in failed:
-            logger.error("service failed name=%s error=%r", tasks[task], task.exception())
-        stop.set()
-        pending = [t for t in tasks if not t.done()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
-            for task in late:
-                logger.warning("service did not stop in %.0f s, cancelling name=%s", STOP_TIMEOUT_S, tasks[task])
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        stopper.cancel()
-        if failed:
-            raise RuntimeError(f"service {tasks[failed[0]]} failed: {failed[0].exception()}")
-    finally:
-        await pool.close()
-        logger.info("upwatch stopped")
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stopper and t.exception() is not None]
+    for task in failed:
+        logger.error("service failed name=%s error=%r", tasks[task], task.exception())
+    stop.set()
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+        for task in late:
+            logger.warning("service did not stop in %.0f s, cancelling name=%s", STOP_TIMEOUT_S, tasks[task])
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    stopper.cancel()
+    if failed:
+        raise RuntimeError(f"service {tasks[failed[0]]} failed: {failed[0].exception()}")
 
 
 def run(config: Config, config_path: Path, services: dict[str, Service]) -> int:

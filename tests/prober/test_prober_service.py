@@ -111,3 +111,87 @@ async def test_listener_address_in_use_is_a_startup_error(tmp_path: Path, databa
             await service.run(runtime, asyncio.Event())
     assert not (tmp_path / "data" / "spool" / "spool.jsonl").exists() or \
         (tmp_path / "data" / "spool" / "spool.jsonl").stat().st_size == 0
+
+
+async def test_push_endpoint_added_by_reload_accepts_check_ins(tmp_path: Path, database_url: str,
+                                                                pool: AsyncConnectionPool,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    port = targets.closed_port()
+    async with targets.serve(targets.app()) as base, aiohttp.ClientSession() as client:
+        path = tmp_path / "upwatch.yaml"
+        write_config(path, base, port, ["a"])
+        runtime = Runtime(configuration.load(path), path, database_url, pool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(runtime, stop))
+        await wait_for(lambda: "prober started" in caplog.text)
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly") as resp:
+            assert resp.status == 404  # not configured yet
+
+        text = path.read_text().replace("prober:\n", "  - name: nightly\n    kind: push\n    period: 1h\nprober:\n")
+        path.write_text(text)
+        await wait_for(lambda: "config reloaded" in caplog.text)  # push endpoints are not scheduled: added=0
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly", json={"latency_ms": 12.5}) as resp:
+            assert resp.status == 202, await resp.text()
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly/fail") as resp:
+            assert resp.status == 202, await resp.text()
+
+        path.write_text(text.replace("  - name: nightly\n    kind: push\n    period: 1h\n", ""))
+        await wait_for(lambda: caplog.text.count("config reloaded") == 2)
+        async with client.post(f"http://127.0.0.1:{port}/api/v1/checks/nightly") as resp:
+            assert resp.status == 404  # removed again
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    rows = fetch(database_url, "SELECT r.ok, r.latency_ms, r.source FROM probe_results r"
+                               " JOIN endpoints e ON e.id = r.endpoint_id WHERE e.name = 'nightly' ORDER BY r.time")
+    assert rows == [(True, 12.5, "push"), (False, None, "push")]
+
+
+async def test_reload_keeps_the_running_config_when_the_file_is_emptied_or_cut_short(
+        tmp_path: Path, database_url: str, pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    port = targets.closed_port()
+    async with targets.serve(targets.app()) as base, aiohttp.ClientSession() as client:
+        path = tmp_path / "upwatch.yaml"
+        write_config(path, base, port, ["a", "b"])
+        full = path.read_text()
+        settings = full[full.index("prober:"):]
+        runtime = Runtime(configuration.load(path), path, database_url, pool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(runtime, stop))
+        await wait_for(lambda: "prober started" in caplog.text)
+
+        async def running() -> int:
+            async with client.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                return int((await resp.json())["endpoints"])
+
+        bad = [("", "no endpoints key while 2 endpoints run"),  # emptied: an editor's write in progress
+               ("# upwatch\n\n" + settings, "no endpoints key while 2 endpoints run"),  # endpoints lost
+               (f"endpoints: [{{name: a, url: '{base}/ok'}}, {{name: b, url", "invalid YAML")]  # cut mid-list
+        for rejected, (text, reason) in enumerate(bad, start=1):
+            path.write_text(text)
+            await wait_for(lambda: caplog.text.count("config reload rejected") == rejected)
+            assert caplog.text.count(reason) >= 1
+            assert await running() == 2
+        assert fetch(database_url, "SELECT name, enabled FROM endpoints ORDER BY name") == [("a", True), ("b", True)]
+
+        path.write_text("endpoints: []\n" + settings)  # deliberate: stop probing everything
+        await wait_for(lambda: "config reloaded added=0 changed=0 removed=2" in caplog.text)
+        assert await running() == 0
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert fetch(database_url, "SELECT name, enabled FROM endpoints ORDER BY name") == [("a", False), ("b", False)]
+
+
+def test_a_config_file_change_is_applied_once_it_reads_the_same_twice(tmp_path: Path) -> None:
+    path = tmp_path / "upwatch.yaml"
+    path.write_text("endpoints: []\n")
+    watch = service.ConfigFile(path)
+    assert not watch.settled_change()  # unchanged
+    path.write_text("endpoints:\n  - name: a\n")  # a write seen half-way...
+    assert not watch.settled_change()
+    path.write_text("endpoints:\n  - name: a\n    url: http://a.test/\n")  # ...then finished
+    assert not watch.settled_change()
+    assert watch.settled_change()  # the same on two polls in a row: apply it
+    watch.loaded = service.fingerprint(path)  # what reload() records
+    assert not watch.settled_change()

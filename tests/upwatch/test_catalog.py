@@ -61,3 +61,26 @@ async def test_stored_config_masks_secrets(pool, database_url: str) -> None:  # 
     assert stored["headers"] == {"Authorization": "***", "X-Trace": "1"}
     assert stored["auth"] == "***"
     assert "very-secret" not in json.dumps(stored) and "tok123" not in json.dumps(stored)
+
+
+async def test_sync_since_a_report_writes_only_what_changed(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    many = "endpoints:\n" + "".join(f"  - {{name: ep{i}, url: 'http://127.0.0.1:9/{i}'}}\n" for i in range(300))
+    async with pool.connection() as conn:
+        first = await sync_endpoints(conn, config.parse(many, "a.yaml", {}).endpoints)
+    assert len(first.added) == 300
+    with psycopg.connect(database_url) as conn:
+        stamps = dict(conn.execute("SELECT name, updated_at FROM endpoints").fetchall())
+
+    edited = many.replace("/7'", "/7b'").replace("  - {name: ep9, url: 'http://127.0.0.1:9/9'}\n", "")
+    async with pool.connection() as conn:
+        second = await sync_endpoints(conn, config.parse(edited, "b.yaml", {}).endpoints, since=first)
+    assert (second.added, second.changed, second.disabled) == ([], ["ep7"], ["ep9"])
+    assert second.ids == {n: i for n, i in first.ids.items() if n != "ep9"}
+    with psycopg.connect(database_url) as conn:
+        after = dict(conn.execute("SELECT name, updated_at FROM endpoints").fetchall())
+    assert sorted(n for n in after if after[n] != stamps[n]) == ["ep7", "ep9"]
+
+    async with pool.connection() as conn:  # a fresh process compares with the table instead
+        third = await sync_endpoints(conn, config.parse(many, "a.yaml", {}).endpoints)
+    assert (third.added, third.changed, third.disabled) == ([], ["ep7", "ep9"], [])
+    assert third.ids == first.ids

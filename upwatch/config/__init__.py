@@ -4,7 +4,15 @@
 file, line and key.
 """
 
-from upwatch.config.loader import ENV_OVERRIDES, ConfigError, Problem, load, parse, resolve_path
+from upwatch.config.cache import EndpointCache
+from upwatch.config.loader import (
+    ENV_OVERRIDES,
+    ConfigError,
+    Problem,
+    load,
+    parse,
+    resolve_path,
+)
 from upwatch.config.schema import Config
 
-__all__ = ["ENV_OVERRIDES", "Config", "ConfigError", "Problem", "load", "parse", "resolve_path"]
+__all__ = ["ENV_OVERRIDES", "Config", "ConfigError", "EndpointCache", "Problem", "load", "parse", "resolve_path"]

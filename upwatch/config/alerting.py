@@ -10,14 +10,23 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from upwatch import durations
-from upwatch.config.base import Section
+from upwatch.config.base import Section, with_problem
 from upwatch.durations import Duration, Interval, PositiveDuration
 
 SEVERITIES = ("medium", "high", "critical")
@@ -115,15 +124,20 @@ class Maintenance(Section):
             raise ValueError(f"{value!r} is not a time zone like UTC or Europe/Berlin") from None
         return value
 
-    @model_validator(mode="after")
-    def _shape(self) -> Maintenance:
-        one_off = self.start is not None or self.end is not None
-        if one_off and self.weekly is not None:
-            raise ValueError("set start/end or weekly, not both")
-        if not one_off and self.weekly is None:
-            raise ValueError("set start and end (a one-off window) or weekly (a recurring one)")
-        if one_off and (self.start is None or self.end is None):
-            raise ValueError("a one-off window needs both start and end")
+    @model_validator(mode="wrap")
+    @classmethod
+    def _shape(cls, data: Any, handler: ModelWrapValidatorHandler[Maintenance]) -> Maintenance:
+        try:
+            window = handler(data)
+        except ValidationError as e:  # the kind of window is known from the input alone
+            raise with_problem(e, data, _window_problem(data) if isinstance(data, dict) else None) from None
+        problem = _window_problem({"start": window.start, "end": window.end, "weekly": window.weekly})
+        if problem is not None:
+            raise ValueError(problem)
+        return window._check_times()
+
+    def _check_times(self) -> Maintenance:
+        """Raise ValueError for a window whose times do not make sense."""
         if self.start is not None and self.end is not None and self.localize(self.end) <= self.localize(self.start):
             raise ValueError("end must be after start")
         if self.weekly is not None and self.weekly.start == self.weekly.end:
@@ -133,6 +147,18 @@ class Maintenance(Section):
     def localize(self, moment: datetime) -> datetime:
         """A naive time from the file is read in the window's timezone."""
         return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(self.timezone))
+
+
+def _window_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the kind of window `data` (a maintenance window's input or fields) describes."""
+    one_off = data.get("start") is not None or data.get("end") is not None
+    if one_off and data.get("weekly") is not None:
+        return "set start/end or weekly, not both"
+    if not one_off and data.get("weekly") is None:
+        return "set start and end (a one-off window) or weekly (a recurring one)"
+    if one_off and (data.get("start") is None or data.get("end") is None):
+        return "a one-off window needs both start and end"
+    return None
 
 
 @dataclass(frozen=True)
@@ -198,15 +224,27 @@ class Rule(Section):
         parse_condition(value)
         return value
 
-    @model_validator(mode="after")
-    def _subject(self) -> Rule:
-        if (self.endpoint is None) == (self.service is None):
-            raise ValueError("set endpoint (probe results) or service (pushed request logs), exactly one")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _subject(cls, data: Any, handler: ModelWrapValidatorHandler[Rule]) -> Rule:
+        try:
+            rule = handler(data)
+        except ValidationError as e:
+            raise with_problem(e, data, _subject_problem(data) if isinstance(data, dict) else None) from None
+        problem = _subject_problem({"endpoint": rule.endpoint, "service": rule.service})
+        if problem is not None:
+            raise ValueError(problem)
+        return rule
 
     @property
     def condition(self) -> Condition:
         return parse_condition(self.rule)
+
+
+def _subject_problem(data: dict[str, Any]) -> str | None:
+    if (data.get("endpoint") is None) == (data.get("service") is None):
+        return "set endpoint (probe results) or service (pushed request logs), exactly one"
+    return None
 
 
 class Delivery(Section):

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PlainSerializer, PlainValidator, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from upwatch import conditions
 from upwatch.assertions import Assertion
+from upwatch.config.base import Section, with_problem
 from upwatch.durations import Interval, PositiveDuration
-from upwatch.config.base import Section
 
 KINDS = ("http", "tcp", "dns", "push")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -21,6 +31,17 @@ _STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 
 def parse_status_set(value: Any) -> frozenset[int]:
     """'200-299', '200,204', 200 or [200, '300-399'] -> a set of status codes."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _status_set(value)
+    return _parse_status_set(value)
+
+
+@functools.lru_cache(maxsize=256)  # thousands of endpoints share one spelling, and so one frozenset
+def _status_set(value: str | int) -> frozenset[int]:
+    return _parse_status_set(value)
+
+
+def _parse_status_set(value: Any) -> frozenset[int]:
     parts: list[Any] = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
     codes: set[int] = set()
     for part in parts:
@@ -56,14 +77,14 @@ class Endpoint(Section):
     kind: Literal["http", "tcp", "dns", "push"] = "http"
     url: str | None = None
     method: str = "GET"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     json_body: Any = Field(default=None, alias="json")
     auth: Auth | None = None
     interval: Interval = Field(default="15s", validate_default=True)
     timeout: PositiveDuration = Field(default="10s", validate_default=True)
     expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
-    assertions: list[AssertionSpec] = []
+    assertions: list[AssertionSpec] = Field(default_factory=list)
     follow_redirects: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None
@@ -75,8 +96,8 @@ class Endpoint(Section):
     # push (heartbeat) endpoints: a result is expected every period, late after grace
     period: Interval | None = None
     grace: Interval = Field(default="1m", validate_default=True)
-    tags: list[str] = []
-    depends_on: list[str] = []
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
     enabled: bool = True
 
     @field_validator("name")
@@ -114,25 +135,32 @@ class Endpoint(Section):
     def _status(cls, value: Any) -> frozenset[int]:
         return parse_status_set(value)
 
-    @model_validator(mode="after")
-    def _kind_fields(self) -> Endpoint:
-        if self.kind == "http":
-            if not self.url:
-                raise ValueError("url is required for kind http")
-            parts = urlsplit(self.url)
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field check, not part of _kind_fields: those run only once every field is valid, so a
+        # URL without a scheme was reported only after every other problem had been fixed.
+        if value and info.data.get("kind") == "http":
+            parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"url {self.url!r} must be an absolute http:// or https:// URL")
-            if self.body is not None and self.json_body is not None:
-                raise ValueError("set body or json, not both")
-        elif self.kind == "tcp":
-            if not self.host or not self.port:
-                raise ValueError("host and port are required for kind tcp")
-        elif self.kind == "dns":
-            if not self.host:
-                raise ValueError("host (the name to resolve) is required for kind dns")
-        elif self.kind == "push" and self.period is None:
-            raise ValueError("period is required for kind push (how often a result is expected)")
-        return self
+                raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Endpoint]) -> Endpoint:
+        """Fields a kind requires. Checked on the input too when other fields are invalid, so that
+        every problem is reported at once."""
+        try:
+            endpoint = handler(data)
+        except ValidationError as e:
+            raise with_problem(e, data, _kind_problem(data) if isinstance(data, dict) else None) from None
+        problem = _kind_problem({"kind": endpoint.kind, "url": endpoint.url, "host": endpoint.host,
+                                 "port": endpoint.port, "period": endpoint.period, "body": endpoint.body,
+                                 "json": endpoint.json_body})
+        if problem is not None:
+            raise ValueError(problem)
+        return endpoint
 
     @property
     def target(self) -> str:
@@ -144,3 +172,22 @@ class Endpoint(Section):
         if self.kind == "dns":
             return f"{self.host} {self.record_type}"
         return "push"
+
+
+def _kind_problem(data: dict[str, Any]) -> str | None:
+    """What `data` (an endpoint's input or its validated fields) lacks for its kind, if anything."""
+    kind = data.get("kind", "http")
+    if kind == "http":
+        if not data.get("url"):
+            return "url is required for kind http"
+        if data.get("body") is not None and data.get("json") is not None:
+            return "set body or json, not both"
+    elif kind == "tcp":
+        if not data.get("host") or not data.get("port"):
+            return "host and port are required for kind tcp"
+    elif kind == "dns":
+        if not data.get("host"):
+            return "host (the name to resolve) is required for kind dns"
+    elif kind == "push" and data.get("period") is None:
+        return "period is required for kind push (how often a result is expected)"
+    return None

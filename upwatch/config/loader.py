@@ -3,12 +3,14 @@ and report every problem at once with the file, line and key it concerns."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from upwatch.config.cache import EndpointCache
 from upwatch.config.endpoints import Endpoint
 from upwatch.config.schema import Config
 
 Path_ = tuple[str | int, ...]
 
 DEFAULT_PATH = Path("upwatch.yaml")
+# libyaml's parser (in PyYAML's wheels) composes the same nodes, marks included, about 10x faster
+# than the pure-Python one, which alone took ~30 s for a 50,000-endpoint file.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # Environment variables that override a setting, whatever the file says.
@@ -63,8 +70,10 @@ def resolve_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]
     return Path(environ.get("UPWATCH_CONFIG") or DEFAULT_PATH)
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate a config file; raise ConfigError listing every problem."""
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None, *,
+         cache: EndpointCache | None = None) -> Config:
+    """Load and validate a config file; raise ConfigError listing every problem. `cache`: the same
+    for every load of one file, to skip validating endpoints whose input did not change."""
     env = os.environ if environ is None else environ
     file = resolve_path(path, env)
     try:
@@ -73,14 +82,32 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         raise ConfigError([Problem(str(file), "", f"cannot read config file: {e.strerror or e}")]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([Problem(str(file), "", f"not UTF-8 text: {e.reason}")]) from None
-    return parse(text, str(file), env)
+    return parse(text, str(file), env, cache=cache)
 
 
-def parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
+def parse(text: str, filename: str, environ: Mapping[str, str], *, cache: EndpointCache | None = None) -> Config:
     """Validate config text; `filename` is only used in messages."""
+    with _collector_paused():
+        return _parse(text, filename, environ, cache)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Loading allocates a few objects per line, all alive until it ends: with the cyclic collector
+    on, each of its full passes walks them all again, and a 50,000-endpoint file took twice as long."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse(text: str, filename: str, environ: Mapping[str, str], cache: EndpointCache | None) -> Config:
     reader = _Reader(filename, environ)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{filename}:{mark.line + 1}" if mark else filename
@@ -94,6 +121,9 @@ def parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
     reader.apply_defaults(data)
     reader.apply_env_overrides(data)
     reader.check_references(data)
+    inputs = data.get("endpoints")
+    if cache is not None and isinstance(inputs, list):
+        data["endpoints"] = cache.substitute(inputs)
     config = None
     try:
         config = Config.model_validate(data)
@@ -102,7 +132,20 @@ def parse(text: str, filename: str, environ: Mapping[str, str]) -> Config:
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=_file_order))
     assert config is not None
+    if cache is not None:
+        cache.remember(inputs if isinstance(inputs, list) else [], config.endpoints)
     return config
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The YAML node tree, composed by libyaml; invalid YAML is parsed again by PyYAML's own parser,
+    whose messages are the clearer ones ("expected ',' or ']', but got '<stream end>'")."""
+    try:
+        return yaml.compose(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError:
+        if _YAML_LOADER is yaml.SafeLoader:
+            raise
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
@@ -132,25 +175,42 @@ class _Reader:
         self.problems.append(Problem(self.where(path), _dotted(path), message))
 
     def value(self, node: yaml.Node, path: Path_) -> Any:
+        """The plain value of `node`, recording the line of every key and list item below `path`."""
         self.lines.setdefault(path, node.start_mark.line + 1)
+        return self._value(node, path)
+
+    def _value(self, node: yaml.Node, path: Path_) -> Any:
+        # Called once per node of the file (hundreds of thousands for a large one): each child's line
+        # is recorded here, where it is known, rather than by a setdefault in the child.
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self._scalar(key_node)
+                sub = path + (key,)
                 if key == "<<":
                     raise ConfigError([Problem(f"{self.filename}:{key_node.start_mark.line + 1}", _dotted(path), "merge keys (<<) are not supported")])
                 if key in out:
-                    self.problem(path + (key,), f"duplicate key (first at line {self.lines[path + (key,)]})")
+                    self.problem(sub, f"duplicate key (first at line {self.lines[sub]})")
                     continue
-                self.lines[path + (key,)] = key_node.start_mark.line + 1
-                out[key] = self.value(value_node, path + (key,))
+                self.lines[sub] = key_node.start_mark.line + 1
+                out[key] = self._value(value_node, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
-        value = self._constructor.construct_object(node, deep=True)
+            items = []
+            for i, item in enumerate(node.value):
+                sub = path + (i,)
+                self.lines[sub] = item.start_mark.line + 1
+                items.append(self._value(item, sub))
+            return items
+        value = node.value if node.tag == _STR_TAG else self._scalar(node)
         if isinstance(value, str) and "$" in value:
             return self.expand(value, path)
         return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag == _STR_TAG:  # most scalars: no need for the constructor's bookkeeping
+            return node.value
+        return self._constructor.construct_object(node, deep=True)
 
     def expand(self, text: str, path: Path_) -> str:
         def substitute(m: re.Match[str]) -> str:
@@ -182,18 +242,37 @@ class _Reader:
         endpoints = data.get("endpoints")
         if not isinstance(endpoints, list):
             return
+        # Lines of every node under each default, collected once and copied to each endpoint that
+        # inherits it: scanning all lines per endpoint made loading quadratic (issue #17).
+        lines_under: dict[Any, list[tuple[Path_, int]]] = {key: [] for key in defaults}
+        for sub, line in self.lines.items():
+            if len(sub) >= 2 and sub[0] == "defaults" and sub[1] in lines_under:
+                lines_under[sub[1]].append((sub[1:], line))
         for i, endpoint in enumerate(endpoints):
-            if not isinstance(endpoint, dict):
-                continue
-            for key, value in defaults.items():
-                if key == "headers" and isinstance(value, dict) and isinstance(endpoint.get(key), dict):
-                    endpoint[key] = {**value, **endpoint[key]}
-                elif key not in endpoint:
-                    endpoint[key] = value
-                    self.display[("endpoints", i, key)] = ("defaults", key)
-                    for sub, line in list(self.lines.items()):
-                        if sub[:2] == ("defaults", key):
-                            self.lines[("endpoints", i) + sub[1:]] = line
+            if isinstance(endpoint, dict):
+                self._inherit(i, endpoint, defaults, lines_under)
+
+    def _inherit(self, i: int, endpoint: dict[str, Any], defaults: dict[str, Any],
+                 lines_under: dict[Any, list[tuple[Path_, int]]]) -> None:
+        """Give endpoint `i` every default it does not set, with the defaults' lines for its messages."""
+        at: Path_ = ("endpoints", i)
+        for key, value in defaults.items():
+            own = endpoint.get(key)
+            if key == "headers" and isinstance(value, dict) and isinstance(own, dict):
+                endpoint[key] = {**value, **own}
+                for name in value.keys() - own.keys():
+                    self._point_at_default(at, ("headers", name))
+            elif key not in endpoint:
+                endpoint[key] = value
+                self.display[at + (key,)] = ("defaults", key)
+                for suffix, line in lines_under[key]:
+                    self.lines[at + suffix] = line
+
+    def _point_at_default(self, at: Path_, suffix: Path_) -> None:
+        self.display[at + suffix] = ("defaults",) + suffix
+        line = self.lines.get(("defaults",) + suffix)
+        if line is not None:
+            self.lines[at + suffix] = line
 
     def apply_env_overrides(self, data: dict[str, Any]) -> None:
         for name, path in ENV_OVERRIDES.items():
