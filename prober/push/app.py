@@ -41,11 +41,17 @@ UNAUTHORIZED = Refusal(401, "missing or invalid credentials", headers={"WWW-Auth
 
 
 class Writer(Protocol):
-    """The prober's batched writer: all-or-nothing, never blocks; False when its queue is full."""
+    """The prober's batched writer: all-or-nothing, never blocks; False when its queue is full.
+    Push rows are offered as `external`: they may fill only `external_limit` rows of the queue."""
 
-    def offer(self, table: str, rows: list[dict[str, Any]]) -> bool: ...
+    external_limit: int
 
-    def offer_batch(self, batch: Batch) -> bool: ...
+    def offer(self, table: str, rows: list[dict[str, Any]], *, external: bool = False) -> bool: ...
+
+    def offer_batch(self, batch: Batch, *, external: bool = False) -> bool: ...
+
+    def has_room(self, count: int, *, external: bool = True) -> bool:
+        """Whether `count` rows would be taken now (a False is counted as a request refused unread)."""
 
     async def flush(self) -> None:
         """Return once everything offered so far is committed or spooled to disk."""
@@ -92,14 +98,19 @@ def reply(body: Any, status: int = 200) -> web.Response:
 
 
 async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]]) -> bool:
-    """Offer a batch, or (table, rows), to the writer; with push.durable_ack wait until they are durable.
-    False: queue full."""
-    offered = context.writer.offer_batch(rows) if isinstance(rows, Batch) else context.writer.offer(*rows)
+    """Offer a batch, or (table, rows), to the writer as external rows; with push.durable_ack wait until
+    they are durable. False: the push share of the queue is full."""
+    writer = context.writer
+    offered = (writer.offer_batch(rows, external=True) if isinstance(rows, Batch)
+               else writer.offer(*rows, external=True))
     if not offered:
         return False
     if context.runtime.config.push.durable_ack:
         await context.writer.flush()
     return True
+
+
+QUEUE_FULL = Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"})
 
 
 def ctx(request: web.Request) -> Context:

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from prober.push import records
-from prober.push.app import authenticate, ctx, reply, store
+from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_records
 from prober.push.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
+
+
+_last_refusal_log = 0.0
+
+
+def _log_refusal(service: str) -> None:
+    """One line per 10 s: under overload thousands of requests a second are refused."""
+    global _last_refusal_log
+    now = time.monotonic()
+    if now - _last_refusal_log >= 10.0:
+        _last_refusal_log = now
+        logger.warning("push requests refused unread, writer queue full service=%s", service)
 
 
 async def post_logs(request: web.Request) -> web.Response:
@@ -27,6 +40,12 @@ async def post_logs(request: web.Request) -> web.Response:
         return Refusal(429, "rate limit exceeded for this key",
                        headers={"Retry-After": RateLimiter.retry_after(wait_s)}).response()
     push = context.runtime.config.push
+    # Refuse before reading: under overload, parsing and validating bodies only to refuse them
+    # took the CPU the writer needed. A largest allowed batch must fit (or the whole push share).
+    writer = context.writer
+    if not writer.has_room(min(push.max_batch_records, writer.external_limit)):
+        _log_refusal(caller.service)
+        return QUEUE_FULL.response()
     parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
     if isinstance(parsed, Refusal):
         return parsed.response()
@@ -43,5 +62,5 @@ async def post_logs(request: web.Request) -> web.Response:
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
     if not await store(context, batch):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
-        return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
+        return QUEUE_FULL.response()
     return reply({"accepted": len(valid)}, status=202)
