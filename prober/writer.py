@@ -127,11 +127,13 @@ class BatchWriter:
 
     def offer_batch(self, batch: Batch, *, external: bool = False) -> bool:
         """Like offer, for rows already laid out as `batch.columns` tuples (JSON columns as JsonText,
-        the table's idempotency key included): the cheap way in for bulk producers such as the push API."""
-        spec = TABLES.get(batch.table)
-        if spec is None or spec.idempotency_key not in batch.columns or set(batch.columns) - set(spec.columns):
-            raise ValueError(f"the writer cannot write columns {batch.columns} of table {batch.table!r}")
-        if not self._room(len(batch.rows), external):
+        the table's idempotency key included): the cheap way in for bulk producers such as the push API.
+        `batch.companions` are written in the same transaction, right after it."""
+        for part in batch.parts:
+            spec = TABLES.get(part.table)
+            if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
+                raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+        if not self._room(batch.size, external):
             return False
         self._enqueue(batch)
         return True
@@ -159,8 +161,8 @@ class BatchWriter:
     def _enqueue(self, batch: Batch) -> None:
         if batch.rows:
             self._queue.append(batch)
-            self._pending += len(batch.rows)
-            self._offered += len(batch.rows)
+            self._pending += batch.size
+            self._offered += batch.size
             if self._pending >= self.batch_rows:
                 self._wake.set()
 
@@ -243,21 +245,26 @@ class BatchWriter:
 
     def _take(self, limit: int) -> list[Batch]:
         """Up to `limit` rows from the head of the queue; consecutive rows of one table and column list
-        form one batch."""
+        form one batch. A batch with companions is never split (it may exceed `limit` when taken first)."""
         taken: list[Batch] = []
         count = 0
         while self._queue and count < limit:
             batch = self._queue.popleft()
-            rows = batch.rows
-            if count + len(rows) > limit:
-                self._queue.appendleft(Batch(batch.table, batch.columns, rows[limit - count:]))
-                rows = rows[: limit - count]
-            count += len(rows)
+            rows, companions = batch.rows, batch.companions
+            if count + batch.size > limit:
+                if companions and count:
+                    self._queue.appendleft(batch)
+                    break
+                if not companions:
+                    self._queue.appendleft(Batch(batch.table, batch.columns, rows[limit - count:]))
+                    rows = rows[: limit - count]
+            count += len(rows) + sum(len(c.rows) for c in companions)
             last = taken[-1] if taken else None
             if last is not None and last.table == batch.table and last.columns == batch.columns:
                 last.rows.extend(rows)
+                last.companions += companions
             else:
-                taken.append(Batch(batch.table, batch.columns, list(rows)))
+                taken.append(Batch(batch.table, batch.columns, list(rows), companions))
         self._pending -= count
         return taken
 
@@ -272,8 +279,8 @@ class BatchWriter:
                 await self._to_spool(batch)
             else:
                 self._reachable()
-                self.stats.rows_written += len(batch.rows)
-        self._done += len(batch.rows)
+                self.stats.rows_written += batch.size
+        self._done += batch.size
         while self._row_waiters and self._row_waiters[0][0] <= self._done:
             self._row_waiters.popleft()[1].set()
 
@@ -285,12 +292,13 @@ class BatchWriter:
             del self._writing_since[writer]
 
     async def _write(self, batch: Batch, *, replay: bool) -> None:
-        """Write one batch in one transaction; bad rows are set aside one by one, never retried forever."""
-        table = TABLES[batch.table]
+        """Write one batch (and its companions) in one transaction; bad rows are set aside one by one,
+        never retried forever."""
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
             try:
                 async with conn.transaction():
-                    await (insert_idempotent(conn, batch) if replay else copy_rows(conn, batch))
+                    for part in batch.parts:
+                        await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
                     # Delivered on commit: the detector scores new rows now, not at its next poll.
                     await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
             except _UNREACHABLE:
@@ -298,10 +306,12 @@ class BatchWriter:
             except psycopg.Error as e:
                 logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
                                batch.table, len(batch.rows), error_summary(e))
-                await self._write_one_by_one(conn, batch)
+                for part in batch.parts:
+                    await self._write_one_by_one(conn, part)
                 return
-        for hook in self.hooks[table.name]:
-            hook(batch)
+        for part in batch.parts:
+            for hook in self.hooks[part.table]:
+                hook(part)
 
     async def _write_one_by_one(self, conn: psycopg.AsyncConnection, batch: Batch) -> None:
         for row in batch.rows:
@@ -321,13 +331,13 @@ class BatchWriter:
                 hook(single)
 
     async def _to_spool(self, batch: Batch) -> None:
-        line = encode(batch)
+        lines = b"".join(encode(part) for part in batch.parts)  # one append: companions stay with the batch
         async with self._spool_lock:
-            appended = await asyncio.to_thread(self.spool.append, line)
+            appended = await asyncio.to_thread(self.spool.append, lines)
         if appended:
-            self.stats.rows_spooled += len(batch.rows)
+            self.stats.rows_spooled += batch.size
             return
-        self.stats.rows_dropped += len(batch.rows)
+        self.stats.rows_dropped += batch.size
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now

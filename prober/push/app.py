@@ -27,6 +27,7 @@ import psycopg_pool
 from aiohttp import web
 
 from prober.push.bodies import Refusal
+from prober.push.idempotency import IdempotencyKeys
 from prober.push.keys import Caller, KeyStore
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
@@ -67,6 +68,7 @@ class Context:
     limiter: RateLimiter
     admin_token: str | None
     sensitive: frozenset[str]
+    idempotency: IdempotencyKeys
     started: dict[str, datetime] = field(default_factory=dict)  # push endpoint -> last /start
     endpoint_ids: dict[str, int] = field(default_factory=dict)  # push endpoint name -> endpoints.id
     background_every_s: float = 5.0
@@ -198,6 +200,8 @@ async def _tick(context: Context, *, rollup_too: bool) -> None:
         await context.keys.flush_usage()
         if rollup_too:
             await rollup.update(context.runtime.pool)
+            async with context.runtime.pool.connection(timeout=5.0) as conn:
+                await context.idempotency.prune(conn)
     except (psycopg.Error, psycopg_pool.PoolTimeout, DatabaseUnavailable) as e:
         logger.warning("push maintenance failed, will retry error=%r", error_summary(e))
 
@@ -215,7 +219,7 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app = web.Application(middlewares=[json_errors], client_max_size=push.max_body_bytes + 1024)
     app[CONTEXT] = Context(runtime, writer, KeyStore(runtime.pool, ttl_s=key_cache_ttl_s),
                            RateLimiter(push.rate_limit_per_key), token, sensitive_set(push.sensitive_headers),
-                           background_every_s=background_every_s, rollup_every_s=rollup_every_s)
+                           IdempotencyKeys(runtime.pool), background_every_s=background_every_s, rollup_every_s=rollup_every_s)
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
     return app

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from prober.push import records
+from prober.push import idempotency, records
 from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_records
+from prober.push.keys import Caller
 from prober.push.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def _log_refusal(service: str) -> None:
 
 
 async def post_logs(request: web.Request) -> web.Response:
-    """Accept 1..max_batch_records records (202) or refuse the whole batch."""
+    """Accept 1..max_batch_records records (202) or refuse the whole batch. With an Idempotency-Key,
+    a repeat of an accepted batch gets the first 202 again and stores nothing."""
     context = ctx(request)
     caller = await authenticate(request, admin_allowed=False)
     if isinstance(caller, Refusal):
@@ -39,16 +41,36 @@ async def post_logs(request: web.Request) -> web.Response:
     if wait_s:
         return Refusal(429, "rate limit exceeded for this key",
                        headers={"Retry-After": RateLimiter.retry_after(wait_s)}).response()
-    push = context.runtime.config.push
+    key = idempotency.parse(request.headers.get(idempotency.HEADER))
+    if isinstance(key, Refusal):
+        return key.response()
     # Refuse before reading: under overload, parsing and validating bodies only to refuse them
     # took the CPU the writer needed. A largest allowed batch must fit (or the whole push share).
     writer = context.writer
-    if not writer.has_room(min(push.max_batch_records, writer.external_limit)):
+    if not writer.has_room(min(context.runtime.config.push.max_batch_records, writer.external_limit)):
         _log_refusal(caller.service)
         return QUEUE_FULL.response()
+    if key is None:
+        return (await _ingest(request, caller, None))[0]
+    hashed = idempotency.key_hash(key)
+    async with context.idempotency.claim(caller.service_id, hashed) as claim:
+        if claim.accepted is not None:
+            logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
+                        claim.accepted)
+            response = reply({"accepted": claim.accepted}, status=202)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        response, claim.accepted = await _ingest(request, caller, hashed)
+        return response
+
+
+async def _ingest(request: web.Request, caller: Caller, key_hash: str | None) -> tuple[web.Response, int | None]:
+    """Read, validate and store a batch: the answer, and the number of records if they were accepted."""
+    context = ctx(request)
+    push = context.runtime.config.push
     parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
     if isinstance(parsed, Refusal):
-        return parsed.response()
+        return parsed.response(), None
     data = parsed.records
     now = datetime.now(UTC)
     oldest = now - context.runtime.config.storage.retention.request_logs
@@ -57,10 +79,13 @@ async def post_logs(request: web.Request) -> web.Response:
     if problems:
         bad = len({p["index"] for p in problems})
         logger.info("push batch refused service=%s records=%d invalid=%d", caller.service, len(data), bad)
-        return Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems).response()
+        refusal = Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems)
+        return refusal.response(), None
     batch = records.batch(valid, service_id=caller.service_id, privacy_level=caller.privacy_level,
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
+    if key_hash is not None:  # stored with the records, in the same transaction
+        batch.companions = (idempotency.companion(caller.service_id, key_hash, len(valid)),)
     if not await store(context, batch):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
-        return QUEUE_FULL.response()
-    return reply({"accepted": len(valid)}, status=202)
+        return QUEUE_FULL.response(), None
+    return reply({"accepted": len(valid)}, status=202), len(valid)
