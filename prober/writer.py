@@ -97,7 +97,7 @@ class BatchWriter:
         self._replayer: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()  # appends and truncation of the spool file, which run in threads
         self._progress_at = 0.0  # the flusher last finished a batch or found nothing to do
-        self._writing_since: dict[str, float] = {}  # "flusher"/"replay" -> when its database write began
+        self._writing_since: dict[str, float] = {}  # "flusher" / "replay" -> when its database write began
         self._retry_at = 0.0
         self._retry_s = 0.0
         self._last_drop_log = 0.0
