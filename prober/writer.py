@@ -64,6 +64,21 @@ class WriterStats:
     last_error: str = ""
 
 
+@dataclass
+class Reservation:
+    """Room held in a writer's queue for external rows (BatchWriter.reserve)."""
+
+    writer: BatchWriter
+    count: int
+    released: bool = False
+
+    def release(self) -> None:
+        """Give the room back (again: nothing)."""
+        if not self.released:
+            self.released = True
+            self.writer._reserved -= self.count
+
+
 class BatchWriter:
     """The one writer of measurements; see the module docstring for its guarantees."""
 
@@ -85,6 +100,7 @@ class BatchWriter:
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[Batch] = deque()
         self._pending = 0
+        self._reserved = 0  # external rows of room held by requests being read (reserve / release)
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Event] = []  # released when the next whole cycle is done
         # (rows, event): released as soon as that many rows, counted in queue order, are written or
@@ -107,6 +123,11 @@ class BatchWriter:
         return self._pending
 
     @property
+    def reserved_rows(self) -> int:
+        """Room held for push requests being read (reserve)."""
+        return self._reserved
+
+    @property
     def spool_bytes(self) -> int:
         return self.spool.pending_bytes if self.spool.is_open else 0
 
@@ -125,33 +146,42 @@ class BatchWriter:
             self._enqueue(batch)
         return True
 
-    def offer_batch(self, batch: Batch, *, external: bool = False) -> bool:
+    def offer_batch(self, batch: Batch, *, external: bool = False, room: Reservation | None = None) -> bool:
         """Like offer, for rows already laid out as `batch.columns` tuples (JSON columns as JsonText,
         the table's idempotency key included): the cheap way in for bulk producers such as the push API.
-        `batch.companions` are written in the same transaction, right after it."""
+        `batch.companions` are written in the same transaction, right after it. `room`: a reservation
+        (see reserve) counted as free for this offer, and released by it."""
         for part in batch.parts:
             spec = TABLES.get(part.table)
             if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
                 raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
-        if not self._room(batch.size, external):
+        held = room.count if room is not None and not room.released else 0
+        if room is not None:
+            room.release()
+        if not self._room(batch.size, external, held):
             return False
         self._enqueue(batch)
         return True
 
-    def has_room(self, count: int, *, external: bool = True) -> bool:
-        """Whether `count` rows would be taken now; for refusing a request before reading its body.
-        A False is counted as a request refused unread."""
-        if self._fits(count, external):
-            return True
-        self.stats.requests_refused_unread += 1
-        return False
+    def reserve(self, count: int) -> Reservation | None:
+        """Hold room for `count` external rows while a push request's body is read and checked, so that
+        what is admitted fits and what would not is refused before it is read. None (counted as a
+        request refused unread) when there is no such room. Release it, or offer with it."""
+        if not self._fits(count, True):
+            self.stats.requests_refused_unread += 1
+            return None
+        self._reserved += count
+        return Reservation(self, count)
 
-    def _fits(self, count: int, external: bool) -> bool:
-        limit = self.external_limit if external else self.queue_size
-        return not self._stopping and self._pending + count <= limit
+    def _fits(self, count: int, external: bool, held: int = 0) -> bool:
+        if self._stopping:
+            return False
+        if not external:  # the prober's own rows are not kept out by push reservations
+            return self._pending + count <= self.queue_size
+        return self._pending + self._reserved - held + count <= self.external_limit
 
-    def _room(self, count: int, external: bool) -> bool:
-        if self._fits(count, external):
+    def _room(self, count: int, external: bool, held: int = 0) -> bool:
+        if self._fits(count, external, held):
             return True
         self.stats.rows_refused += count
         if external:

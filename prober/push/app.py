@@ -32,6 +32,7 @@ from prober.push.keys import Caller, KeyStore
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
 from prober.spool import Batch
+from prober.writer import Reservation
 from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
@@ -49,10 +50,10 @@ class Writer(Protocol):
 
     def offer(self, table: str, rows: list[dict[str, Any]], *, external: bool = False) -> bool: ...
 
-    def offer_batch(self, batch: Batch, *, external: bool = False) -> bool: ...
+    def offer_batch(self, batch: Batch, *, external: bool = False, room: Reservation | None = None) -> bool: ...
 
-    def has_room(self, count: int, *, external: bool = True) -> bool:
-        """Whether `count` rows would be taken now (a False is counted as a request refused unread)."""
+    def reserve(self, count: int) -> Reservation | None:
+        """Hold room for `count` external rows (None: no room, counted as a request refused unread)."""
 
     async def flush(self) -> None:
         """Return once everything offered so far is committed or spooled to disk."""
@@ -99,11 +100,13 @@ def reply(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
-async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]]) -> bool:
-    """Offer a batch, or (table, rows), to the writer as external rows; with push.durable_ack wait until
-    they are durable. False: the push share of the queue is full."""
+async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]],
+                room: Reservation | None = None) -> bool:
+    """Offer a batch, or (table, rows), to the writer as external rows (with the room the caller
+    reserved, see Writer.reserve); with push.durable_ack wait until they are durable. False: the push
+    share of the queue is full."""
     writer = context.writer
-    offered = (writer.offer_batch(rows, external=True) if isinstance(rows, Batch)
+    offered = (writer.offer_batch(rows, external=True, room=room) if isinstance(rows, Batch)
                else writer.offer(*rows, external=True))
     if not offered:
         return False

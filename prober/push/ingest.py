@@ -12,6 +12,7 @@ from prober.push import idempotency, records
 from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_records
 from prober.push.keys import Caller
+from prober.writer import Reservation
 from prober.push.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -44,28 +45,35 @@ async def post_logs(request: web.Request) -> web.Response:
     key = idempotency.parse(request.headers.get(idempotency.HEADER))
     if isinstance(key, Refusal):
         return key.response()
-    # Refuse before reading: under overload, parsing and validating bodies only to refuse them
-    # took the CPU the writer needed. A largest allowed batch must fit (or the whole push share).
+    # Refuse before reading: under overload, parsing and validating bodies only to refuse them took
+    # the CPU the writer needed. Room for a largest allowed batch is held while this one is read, so
+    # what is read fits.
     writer = context.writer
-    if not writer.has_room(min(context.runtime.config.push.max_batch_records, writer.external_limit)):
+    room = writer.reserve(min(context.runtime.config.push.max_batch_records, writer.external_limit))
+    if room is None:
         _log_refusal(caller.service)
         return QUEUE_FULL.response()
-    if key is None:
-        return (await _ingest(request, caller, None))[0]
-    hashed = idempotency.key_hash(key)
-    async with context.idempotency.claim(caller.service_id, hashed) as claim:
-        if claim.accepted is not None:
-            logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
-                        claim.accepted)
-            response = reply({"accepted": claim.accepted}, status=202)
-            response.headers["Idempotent-Replayed"] = "true"
+    try:
+        if key is None:
+            return (await _ingest(request, caller, None, room))[0]
+        hashed = idempotency.key_hash(key)
+        async with context.idempotency.claim(caller.service_id, hashed) as claim:
+            if claim.accepted is not None:
+                logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
+                            claim.accepted)
+                response = reply({"accepted": claim.accepted}, status=202)
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            response, claim.accepted = await _ingest(request, caller, hashed, room)
             return response
-        response, claim.accepted = await _ingest(request, caller, hashed)
-        return response
+    finally:
+        room.release()  # if the batch was not offered with it
 
 
-async def _ingest(request: web.Request, caller: Caller, key_hash: str | None) -> tuple[web.Response, int | None]:
-    """Read, validate and store a batch: the answer, and the number of records if they were accepted."""
+async def _ingest(request: web.Request, caller: Caller, key_hash: str | None,
+                  room: Reservation) -> tuple[web.Response, int | None]:
+    """Read, validate and store a batch (with the room held for it): the answer, and the number of
+    records if they were accepted."""
     context = ctx(request)
     push = context.runtime.config.push
     parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
@@ -85,7 +93,7 @@ async def _ingest(request: web.Request, caller: Caller, key_hash: str | None) ->
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
     if key_hash is not None:  # stored with the records, in the same transaction
         batch.companions = (idempotency.companion(caller.service_id, key_hash, len(valid)),)
-    if not await store(context, batch):
+    if not await store(context, batch, room):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
         return QUEUE_FULL.response(), None
     return reply({"accepted": len(valid)}, status=202), len(valid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -165,9 +166,10 @@ async def test_stopping_writer_answers_503_and_stores_nothing(database_url: str,
         await api.client.close()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
     for _ in range(400):  # bounded: about 20 s
-        if await condition():
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
@@ -226,3 +228,32 @@ async def test_push_overload_is_refused_unread_and_probe_results_still_fit(
     assert await api.rows("SELECT count(*) FROM probe_results") == [(150,)]
     await api.client.close()
     await api.writer.stop()
+
+
+async def test_room_is_held_while_a_body_is_read_so_what_is_read_fits(database_url: str, pool: AsyncConnectionPool,
+                                                                     tmp_path: Path) -> None:
+    # Push's share is 200 rows and a batch may hold 100: two requests being read hold all of it.
+    api, _ = await start_api(database_url, pool, tmp_path, queue_size=400)
+    try:
+        key = await api.service("shop")
+        go = asyncio.Event()
+
+        async def slow_body() -> Any:
+            yield b"["
+            await go.wait()
+            yield ",".join(['{"path": "/slow"}'] * 100).encode() + b"]"
+
+        slow = [asyncio.create_task(api.client.post("/logs", data=slow_body(), headers={
+            **auth(key), "Content-Type": "application/json"})) for _ in range(2)]
+        await until(lambda: api.writer.reserved_rows == 200, "both requests to hold their room")
+        refused = await asyncio.wait_for(api.client.post("/logs", json=[{"path": "/x"}], headers=auth(key)), 10)
+        assert refused.status == 503 and api.writer.stats.requests_refused_unread == 1
+        go.set()
+        assert [(await task).status for task in slow] == [202, 202]
+        assert api.writer.reserved_rows == 0 and api.writer.stats.external_rows_refused == 0
+        assert (await api.client.post("/logs", json=[{"path": "/x"}], headers=auth(key))).status == 202
+        assert await api.rows("SELECT path, count(*) FROM request_logs GROUP BY path ORDER BY path") == [
+            ("/slow", 200), ("/x", 1)]
+    finally:
+        await api.client.close()
+        await api.writer.stop()
