@@ -16,7 +16,9 @@ the event loop (and the checks it times) never waits for the disk.
 
 External rows (the push API: `external=True`) may fill only `external_share` of
 the queue; the rest is kept for the prober's own results, so push load is
-refused (503) before a probe result ever is.
+refused (503) before a probe result ever is. A push request reserves room for
+its largest possible batch before its body is read (`reserve`), so under
+overload it is refused unread, and what was read fits.
 """
 
 from __future__ import annotations
@@ -378,6 +380,13 @@ class BatchWriter:
     async def _replay(self) -> None:
         """Replay the spool until it is empty, the database is unreachable again, or the writer stops.
         Runs beside the flusher, which meanwhile appends new batches behind the ones replayed here."""
+        try:
+            await self._replay_batches()
+        except Exception:  # e.g. the spool's disk failing: the flusher goes on, the replay is tried again
+            logger.exception("spool replay failed, will retry path=%s", self.spool.path)
+            self._retry_at = time.monotonic() + self.retry_max_s
+
+    async def _replay_batches(self) -> None:
         while not self._stopping:
             batch, length = self.spool.read_next()
             if batch is None:

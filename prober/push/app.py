@@ -222,7 +222,8 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app = web.Application(middlewares=[json_errors], client_max_size=push.max_body_bytes + 1024)
     app[CONTEXT] = Context(runtime, writer, KeyStore(runtime.pool, ttl_s=key_cache_ttl_s),
                            RateLimiter(push.rate_limit_per_key), token, sensitive_set(push.sensitive_headers),
-                           IdempotencyKeys(runtime.pool), background_every_s=background_every_s, rollup_every_s=rollup_every_s)
+                           IdempotencyKeys(runtime.pool), background_every_s=background_every_s,
+                           rollup_every_s=rollup_every_s)
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
     return app
