@@ -101,17 +101,19 @@ def reply(body: Any, status: int = 200) -> web.Response:
 
 
 async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]],
-                room: Reservation | None = None) -> bool:
+                room: Reservation | None = None, queued: Callable[[], None] | None = None) -> bool:
     """Offer a batch, or (table, rows), to the writer as external rows (with the room the caller
-    reserved, see Writer.reserve); with push.durable_ack wait until they are durable. False: the push
-    share of the queue is full."""
+    reserved, see Writer.reserve; `queued` is called once they are offered); with push.durable_ack wait
+    until they are durable. False: the push share of the queue is full."""
     writer = context.writer
     offered = (writer.offer_batch(rows, external=True, room=room) if isinstance(rows, Batch)
                else writer.offer(*rows, external=True))
     if not offered:
         return False
+    if queued is not None:
+        queued()
     if context.runtime.config.push.durable_ack:
-        await context.writer.flush()
+        await writer.flush()
     return True
 
 

@@ -64,10 +64,18 @@ def companion(service_id: int, hashed: str, accepted: int) -> Batch:
 
 @dataclass
 class Claim:
-    """A key held by one request: `accepted` is set when the batch was accepted before (the answer to
-    repeat), and by the holder when it accepts the batch now."""
+    """A key held by one request. `accepted`: the number of records of the batch accepted with this key
+    before (the answer to repeat), or None."""
 
+    keys: IdempotencyKeys
+    name: tuple[int, str]
     accepted: int | None = None
+
+    def accept(self, records: int) -> None:
+        """The batch is queued with its key: from now on a repeat gets this answer (even if this request
+        is cancelled before it answers, its rows and key are on their way to the database)."""
+        self.accepted = records
+        self.keys.remember(self.name, records)
 
 
 class IdempotencyKeys:
@@ -86,11 +94,7 @@ class IdempotencyKeys:
         self._locks[name] = (lock, users + 1)
         try:
             async with lock:
-                claim = Claim(await self._seen(name))
-                before = claim.accepted
-                yield claim
-                if before is None and claim.accepted is not None:
-                    self._remember(name, claim.accepted)
+                yield Claim(self, name, await self._seen(name))
         finally:
             lock, users = self._locks[name]
             if users == 1:
@@ -98,7 +102,7 @@ class IdempotencyKeys:
             else:
                 self._locks[name] = (lock, users - 1)
 
-    def _remember(self, name: tuple[int, str], accepted: int) -> None:
+    def remember(self, name: tuple[int, str], accepted: int) -> None:
         self._accepted[name] = (time.monotonic(), accepted)
         self._accepted.move_to_end(name)
         while len(self._accepted) > _REMEMBERED:

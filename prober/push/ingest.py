@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -55,7 +56,7 @@ async def post_logs(request: web.Request) -> web.Response:
         return QUEUE_FULL.response()
     try:
         if key is None:
-            return (await _ingest(request, caller, None, room))[0]
+            return await _ingest(request, caller, None, room)
         hashed = idempotency.key_hash(key)
         async with context.idempotency.claim(caller.service_id, hashed) as claim:
             if claim.accepted is not None:
@@ -64,21 +65,19 @@ async def post_logs(request: web.Request) -> web.Response:
                 response = reply({"accepted": claim.accepted}, status=202)
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
-            response, claim.accepted = await _ingest(request, caller, hashed, room)
-            return response
+            return await _ingest(request, caller, claim, room)
     finally:
         room.release()  # if the batch was not offered with it
 
 
-async def _ingest(request: web.Request, caller: Caller, key_hash: str | None,
-                  room: Reservation) -> tuple[web.Response, int | None]:
-    """Read, validate and store a batch (with the room held for it): the answer, and the number of
-    records if they were accepted."""
+async def _ingest(request: web.Request, caller: Caller, claim: idempotency.Claim | None,
+                  room: Reservation) -> web.Response:
+    """Read, validate and store a batch (with the room held for it, and its idempotency key if any)."""
     context = ctx(request)
     push = context.runtime.config.push
     parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
     if isinstance(parsed, Refusal):
-        return parsed.response(), None
+        return parsed.response()
     data = parsed.records
     now = datetime.now(UTC)
     oldest = now - context.runtime.config.storage.retention.request_logs
@@ -87,13 +86,14 @@ async def _ingest(request: web.Request, caller: Caller, key_hash: str | None,
     if problems:
         bad = len({p["index"] for p in problems})
         logger.info("push batch refused service=%s records=%d invalid=%d", caller.service, len(data), bad)
-        refusal = Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems)
-        return refusal.response(), None
+        return Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems).response()
     batch = records.batch(valid, service_id=caller.service_id, privacy_level=caller.privacy_level,
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
-    if key_hash is not None:  # stored with the records, in the same transaction
-        batch.companions = (idempotency.companion(caller.service_id, key_hash, len(valid)),)
-    if not await store(context, batch, room):
+    queued = None
+    if claim is not None:  # the key is stored with the records, in the same transaction
+        batch.companions = (idempotency.companion(*claim.name, len(valid)),)
+        queued = partial(claim.accept, len(valid))
+    if not await store(context, batch, room, queued):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
-        return QUEUE_FULL.response(), None
-    return reply({"accepted": len(valid)}, status=202), len(valid)
+        return QUEUE_FULL.response()
+    return reply({"accepted": len(valid)}, status=202)

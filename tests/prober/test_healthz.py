@@ -23,7 +23,7 @@ from tests.prober.conftest import fetch, result_row
 from upwatch import config as configuration
 from upwatch.runtime import Runtime
 
-STUCK_AFTER_S = 0.3
+STUCK_AFTER_S = 2.0  # short for a test, long enough that a stall of the shared machine is not "stuck"
 
 
 @asynccontextmanager
@@ -62,7 +62,7 @@ async def test_a_writer_busy_with_steady_inflow_is_healthy(pool: AsyncConnection
     async with prober_listener(pool, database_url, tmp_path, writer) as healthz:
         answers: list[tuple[int, Any]] = []
         started = time.monotonic()
-        while time.monotonic() - started < 8 * STUCK_AFTER_S or len(answers) < 10:
+        while time.monotonic() - started < 3 * STUCK_AFTER_S or len(answers) < 10:
             if writer.queue_rows < 200:
                 assert writer.offer("probe_results", [result_row(endpoint_ids[0], offered + i) for i in range(50)])
                 offered += 50
