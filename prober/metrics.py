@@ -81,6 +81,10 @@ class Metrics:
             ("upwatch_writer_rows_dropped_total", "counter", "rows dropped: spool full", stats.rows_dropped),
             ("upwatch_writer_rows_rejected_total", "counter", "rows the database refused", stats.rows_rejected),
             ("upwatch_writer_rows_refused_total", "counter", "rows refused: queue full", stats.rows_refused),
+            ("upwatch_writer_external_rows_refused_total", "counter",
+             "pushed rows refused: the push share of the queue is full", stats.external_rows_refused),
+            ("upwatch_push_requests_refused_unread_total", "counter",
+             "push requests refused (503) before their body was read: queue full", stats.requests_refused_unread),
             ("upwatch_writer_database_up", "gauge", "1 while the database takes writes", int(stats.database_ok)),
         ]
         for name, kind, help_text, value in health:

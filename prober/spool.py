@@ -35,6 +35,18 @@ class Batch:
     table: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    # Written in the same transaction right after these rows (and spooled in the same append), e.g.
+    # the idempotency key of a pushed batch, which must not be stored without the batch or after it.
+    companions: tuple[Batch, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Rows, companions' included."""
+        return len(self.rows) + sum(len(c.rows) for c in self.companions)
+
+    @property
+    def parts(self) -> tuple[Batch, ...]:
+        return (self, *self.companions)
 
 
 def _encode(value: Any) -> Any:

@@ -84,4 +84,12 @@ REQUEST_LOGS = Table(
     idempotency_key="ingest_id",
 )
 
-TABLES = {t.name: t for t in (PROBE_RESULTS, REQUEST_LOGS)}
+# The Idempotency-Key of an accepted push batch, written as a companion of the batch's request_logs rows.
+PUSH_IDEMPOTENCY_KEYS = Table(
+    name="push_idempotency_keys",
+    columns=("service_id", "key_hash", "accepted", "created_at"),
+    json_columns=frozenset(),
+    idempotency_key="key_hash",
+)
+
+TABLES = {t.name: t for t in (PROBE_RESULTS, REQUEST_LOGS, PUSH_IDEMPOTENCY_KEYS)}

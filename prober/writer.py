@@ -8,6 +8,17 @@ then on, every new batch goes behind them, so the database receives rows in
 the order they were offered. The spool is replayed with INSERT ... ON CONFLICT
 DO NOTHING on each row's client-generated uuid, so a batch whose commit was
 never acknowledged is not stored twice.
+
+While the spool holds rows, the flusher never waits for the database: a
+separate replay task reconnects and replays, and the flusher keeps appending
+new batches to the spool every cycle, with each fsync run in a worker thread so
+the event loop (and the checks it times) never waits for the disk.
+
+External rows (the push API: `external=True`) may fill only `external_share` of
+the queue; the rest is kept for the prober's own results, so push load is
+refused (503) before a probe result ever is. A push request reserves room for
+its largest possible batch before its body is read (`reserve`), so under
+overload it is refused unread, and what was read fits.
 """
 
 from __future__ import annotations
@@ -49,9 +60,25 @@ class WriterStats:
     rows_dropped: int = 0
     rows_rejected: int = 0
     rows_refused: int = 0  # offers refused because the queue was full
+    external_rows_refused: int = 0  # of those, external (push) rows
+    requests_refused_unread: int = 0  # push requests refused before their body was read
     database_ok: bool = True
     last_error: str = ""
-    last_cycle_at: float = 0.0
+
+
+@dataclass
+class Reservation:
+    """Room held in a writer's queue for external rows (BatchWriter.reserve)."""
+
+    writer: BatchWriter
+    count: int
+    released: bool = False
+
+    def release(self) -> None:
+        """Give the room back (again: nothing)."""
+        if not self.released:
+            self.released = True
+            self.writer._reserved -= self.count
 
 
 class BatchWriter:
@@ -59,18 +86,23 @@ class BatchWriter:
 
     def __init__(self, pool: AsyncConnectionPool, spool_dir: Path | str, *, batch_rows: int = 500,
                  flush_interval_s: float = 1.0, queue_size: int = 50_000, spool_max_bytes: int = 256 * 1024 * 1024,
-                 connect_timeout_s: float = 2.0, retry_max_s: float = 5.0):
+                 connect_timeout_s: float = 2.0, retry_max_s: float = 5.0, external_share: float = 0.5,
+                 stuck_after_s: float | None = None):
         self.pool = pool
         self.spool = Spool(Path(spool_dir), spool_max_bytes)
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
         self.queue_size = queue_size
+        # Push rows stop here; the rows above it are for the prober's own results.
+        self.external_limit = max(1, int(queue_size * external_share))
+        self.stuck_after_s = max(30.0, 10 * flush_interval_s) if stuck_after_s is None else stuck_after_s
         self.connect_timeout_s = connect_timeout_s
         self.retry_max_s = retry_max_s
         self.stats = WriterStats()
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[Batch] = deque()
         self._pending = 0
+        self._reserved = 0  # external rows of room held by requests being read (reserve / release)
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Event] = []  # released when the next whole cycle is done
         # (rows, event): released as soon as that many rows, counted in queue order, are written or
@@ -80,6 +112,10 @@ class BatchWriter:
         self._done = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._spool_lock = asyncio.Lock()  # appends and truncation of the spool file, which run in threads
+        self._progress_at = 0.0  # the flusher last finished a batch or found nothing to do
+        self._writing_since: dict[str, float] = {}  # "flusher" / "replay" -> when its database write began
         self._retry_at = 0.0
         self._retry_s = 0.0
         self._last_drop_log = 0.0
@@ -89,45 +125,76 @@ class BatchWriter:
         return self._pending
 
     @property
+    def reserved_rows(self) -> int:
+        """Room held for push requests being read (reserve)."""
+        return self._reserved
+
+    @property
     def spool_bytes(self) -> int:
         return self.spool.pending_bytes if self.spool.is_open else 0
 
-    def offer(self, table: str, rows: list[dict[str, Any]]) -> bool:
+    def offer(self, table: str, rows: list[dict[str, Any]], *, external: bool = False) -> bool:
         """Queue all `rows` for `table` or none of them; False when the queue lacks room. Never blocks.
 
+        `external`: rows from the push API, which may use only `external_limit` rows of the queue.
         Call from the event loop's thread. Raises ValueError for an unknown table or column (a bug).
         """
         spec = TABLES.get(table)
         if spec is None:
             raise ValueError(f"the writer does not write table {table!r}")
-        if not self._room(len(rows)):
+        if not self._room(len(rows), external):
             return False
         for batch in batches(spec, rows):
             self._enqueue(batch)
         return True
 
-    def offer_batch(self, batch: Batch) -> bool:
+    def offer_batch(self, batch: Batch, *, external: bool = False, room: Reservation | None = None) -> bool:
         """Like offer, for rows already laid out as `batch.columns` tuples (JSON columns as JsonText,
-        the table's idempotency key included): the cheap way in for bulk producers such as the push API."""
-        spec = TABLES.get(batch.table)
-        if spec is None or spec.idempotency_key not in batch.columns or set(batch.columns) - set(spec.columns):
-            raise ValueError(f"the writer cannot write columns {batch.columns} of table {batch.table!r}")
-        if not self._room(len(batch.rows)):
+        the table's idempotency key included): the cheap way in for bulk producers such as the push API.
+        `batch.companions` are written in the same transaction, right after it. `room`: a reservation
+        (see reserve) counted as free for this offer, and released by it."""
+        for part in batch.parts:
+            spec = TABLES.get(part.table)
+            if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
+                raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+        held = room.count if room is not None and not room.released else 0
+        if room is not None:
+            room.release()
+        if not self._room(batch.size, external, held):
             return False
         self._enqueue(batch)
         return True
 
-    def _room(self, count: int) -> bool:
-        if self._stopping or self._pending + count > self.queue_size:
-            self.stats.rows_refused += count
+    def reserve(self, count: int) -> Reservation | None:
+        """Hold room for `count` external rows while a push request's body is read and checked, so that
+        what is admitted fits and what would not is refused before it is read. None (counted as a
+        request refused unread) when there is no such room. Release it, or offer with it."""
+        if not self._fits(count, True):
+            self.stats.requests_refused_unread += 1
+            return None
+        self._reserved += count
+        return Reservation(self, count)
+
+    def _fits(self, count: int, external: bool, held: int = 0) -> bool:
+        if self._stopping:
             return False
-        return True
+        if not external:  # the prober's own rows are not kept out by push reservations
+            return self._pending + count <= self.queue_size
+        return self._pending + self._reserved - held + count <= self.external_limit
+
+    def _room(self, count: int, external: bool, held: int = 0) -> bool:
+        if self._fits(count, external, held):
+            return True
+        self.stats.rows_refused += count
+        if external:
+            self.stats.external_rows_refused += count
+        return False
 
     def _enqueue(self, batch: Batch) -> None:
         if batch.rows:
             self._queue.append(batch)
-            self._pending += len(batch.rows)
-            self._offered += len(batch.rows)
+            self._pending += batch.size
+            self._offered += batch.size
             if self._pending >= self.batch_rows:
                 self._wake.set()
 
@@ -136,7 +203,7 @@ class BatchWriter:
         self.spool.open()
         if self.spool.pending_bytes:
             logger.warning("spool found, replaying path=%s bytes=%d", self.spool.path, self.spool.pending_bytes)
-        self.stats.last_cycle_at = time.monotonic()
+        self._progress_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="batch-writer")
 
     async def stop(self) -> None:
@@ -147,8 +214,11 @@ class BatchWriter:
         self._wake.set()
         try:
             await self._task
+            if self._replayer is not None:
+                await self._replayer  # it stops after the batch it is replaying
         finally:
             self._task = None
+            self._replayer = None
             left = self.spool.pending_bytes
             self.spool.close()
         logger.info("writer stopped rows_written=%d spool_bytes=%d", self.stats.rows_written, left)
@@ -167,11 +237,15 @@ class BatchWriter:
         await done.wait()
 
     def stuck(self, now: float | None = None) -> bool:
-        """True when the flusher died or has not completed a cycle for a long while."""
+        """True when the writer makes no progress: the flusher died, a database write (or replay) has
+        been going for more than `stuck_after_s`, or rows wait and no batch was finished in that time.
+        Being busy is not stuck: under steady inflow every finished batch counts as progress."""
         if self._task is None or self._task.done():
             return True
         now = time.monotonic() if now is None else now
-        return now - self.stats.last_cycle_at > max(30.0, 10 * self.flush_interval_s)
+        if any(now - since > self.stuck_after_s for since in self._writing_since.values()):
+            return True
+        return bool(self._pending) and now - self._progress_at > self.stuck_after_s
 
     async def _run(self) -> None:
         while True:
@@ -182,62 +256,81 @@ class BatchWriter:
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
             await self._cycle()
-            self.stats.last_cycle_at = time.monotonic()
-            for waiter in waiters:
-                waiter.set()
+            self._progress_at = time.monotonic()
+            replayer = self._replayer
+            for waiter in waiters:  # "one more cycle" includes the replay it started
+                if replayer is None or replayer.done():
+                    waiter.set()
+                else:
+                    replayer.add_done_callback(lambda _, w=waiter: w.set())
             if self._stopping and not self._pending:
                 return
 
     async def _cycle(self) -> None:
-        if self.spool.pending_bytes and not self._stopping and time.monotonic() >= self._retry_at:
-            await self._replay(deadline=time.monotonic() + 2.0)
+        idle = self._replayer is None or self._replayer.done()
+        if idle and self.spool.pending_bytes and not self._stopping and time.monotonic() >= self._retry_at:
+            self._replayer = asyncio.create_task(self._replay(), name="batch-writer-replay")
         while self._pending:
             for batch in self._take(BACKLOG_BATCHES * self.batch_rows):
                 await self._write_or_spool(batch)
+                self._progress_at = time.monotonic()
 
     def _take(self, limit: int) -> list[Batch]:
         """Up to `limit` rows from the head of the queue; consecutive rows of one table and column list
-        form one batch."""
+        form one batch. A batch with companions is never split (it may exceed `limit` when taken first)."""
         taken: list[Batch] = []
         count = 0
         while self._queue and count < limit:
             batch = self._queue.popleft()
-            rows = batch.rows
-            if count + len(rows) > limit:
-                self._queue.appendleft(Batch(batch.table, batch.columns, rows[limit - count:]))
-                rows = rows[: limit - count]
-            count += len(rows)
+            rows, companions = batch.rows, batch.companions
+            if count + batch.size > limit:
+                if companions and count:
+                    self._queue.appendleft(batch)
+                    break
+                if not companions:
+                    self._queue.appendleft(Batch(batch.table, batch.columns, rows[limit - count:]))
+                    rows = rows[: limit - count]
+            count += len(rows) + sum(len(c.rows) for c in companions)
             last = taken[-1] if taken else None
             if last is not None and last.table == batch.table and last.columns == batch.columns:
                 last.rows.extend(rows)
+                last.companions += companions
             else:
-                taken.append(Batch(batch.table, batch.columns, list(rows)))
+                taken.append(Batch(batch.table, batch.columns, list(rows), companions))
         self._pending -= count
         return taken
 
     async def _write_or_spool(self, batch: Batch) -> None:
         if self.spool.pending_bytes or time.monotonic() < self._retry_at:
-            self._to_spool(batch)
+            await self._to_spool(batch)
         else:
             try:
-                await self._write(batch, replay=False)
+                await self._timed_write("flusher", batch, replay=False)
             except _UNREACHABLE as e:
                 self._unreachable(e)
-                self._to_spool(batch)
+                await self._to_spool(batch)
             else:
                 self._reachable()
-                self.stats.rows_written += len(batch.rows)
-        self._done += len(batch.rows)
+                self.stats.rows_written += batch.size
+        self._done += batch.size
         while self._row_waiters and self._row_waiters[0][0] <= self._done:
             self._row_waiters.popleft()[1].set()
 
+    async def _timed_write(self, writer: str, batch: Batch, *, replay: bool) -> None:
+        self._writing_since[writer] = time.monotonic()
+        try:
+            await self._write(batch, replay=replay)
+        finally:
+            del self._writing_since[writer]
+
     async def _write(self, batch: Batch, *, replay: bool) -> None:
-        """Write one batch in one transaction; bad rows are set aside one by one, never retried forever."""
-        table = TABLES[batch.table]
+        """Write one batch (and its companions) in one transaction; bad rows are set aside one by one,
+        never retried forever."""
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
             try:
                 async with conn.transaction():
-                    await (insert_idempotent(conn, batch) if replay else copy_rows(conn, batch))
+                    for part in batch.parts:
+                        await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
                     # Delivered on commit: the detector scores new rows now, not at its next poll.
                     await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
             except _UNREACHABLE:
@@ -245,10 +338,12 @@ class BatchWriter:
             except psycopg.Error as e:
                 logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
                                batch.table, len(batch.rows), error_summary(e))
-                await self._write_one_by_one(conn, batch)
+                for part in batch.parts:
+                    await self._write_one_by_one(conn, part)
                 return
-        for hook in self.hooks[table.name]:
-            hook(batch)
+        for part in batch.parts:
+            for hook in self.hooks[part.table]:
+                hook(part)
 
     async def _write_one_by_one(self, conn: psycopg.AsyncConnection, batch: Batch) -> None:
         for row in batch.rows:
@@ -267,11 +362,14 @@ class BatchWriter:
             for hook in self.hooks[batch.table]:
                 hook(single)
 
-    def _to_spool(self, batch: Batch) -> None:
-        if self.spool.append(encode(batch)):
-            self.stats.rows_spooled += len(batch.rows)
+    async def _to_spool(self, batch: Batch) -> None:
+        lines = b"".join(encode(part) for part in batch.parts)  # one append: companions stay with the batch
+        async with self._spool_lock:
+            appended = await asyncio.to_thread(self.spool.append, lines)
+        if appended:
+            self.stats.rows_spooled += batch.size
             return
-        self.stats.rows_dropped += len(batch.rows)
+        self.stats.rows_dropped += batch.size
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now
@@ -279,18 +377,28 @@ class BatchWriter:
                          "spool_max_bytes=%d path=%s", batch.table, len(batch.rows), self.stats.rows_dropped,
                          self.spool.size, self.spool.max_bytes, self.spool.path)
 
-    async def _replay(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
+    async def _replay(self) -> None:
+        """Replay the spool until it is empty, the database is unreachable again, or the writer stops.
+        Runs beside the flusher, which meanwhile appends new batches behind the ones replayed here."""
+        try:
+            await self._replay_batches()
+        except Exception:  # e.g. the spool's disk failing: the flusher goes on, the replay is tried again
+            logger.exception("spool replay failed, will retry path=%s", self.spool.path)
+            self._retry_at = time.monotonic() + self.retry_max_s
+
+    async def _replay_batches(self) -> None:
+        while not self._stopping:
             batch, length = self.spool.read_next()
             if batch is None:
                 return
             try:
-                await self._write(batch, replay=True)
+                await self._timed_write("replay", batch, replay=True)
             except _UNREACHABLE as e:
                 self._unreachable(e)
                 return
             self._reachable()
-            self.spool.consumed(length)
+            async with self._spool_lock:
+                await asyncio.to_thread(self.spool.consumed, length)
             self.stats.rows_replayed += len(batch.rows)
             self.stats.rows_written += len(batch.rows)
             if not self.spool.pending_bytes:

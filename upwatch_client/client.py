@@ -4,6 +4,10 @@
 full), so the host app is never slowed or broken. A daemon thread sends
 batches every `flush_interval_s` or as soon as `batch_size` records wait,
 backing off exponentially while the server is unreachable or busy.
+
+Each batch carries its own `Idempotency-Key` and is retried as it was, with
+the same key: when an answer is lost after the server stored the batch (a
+dropped connection, a timeout), the retry is recognised and not stored again.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +50,7 @@ class Client:
         self._stop = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._retry: tuple[str, list[dict[str, Any]]] | None = None  # (key, batch) to send again as it was
         self._closed = False
         self._thread: threading.Thread | None = None
         self._backoff_s = 0.0
@@ -73,9 +79,9 @@ class Client:
         deadline = time.monotonic() + timeout_s
         self._wake.set()
         with self._idle:
-            while self._buffer or self._in_flight:
+            while self._buffer or self._in_flight or self._retry:
                 if self._thread is None or not self._thread.is_alive():
-                    return not self._buffer
+                    return not self._buffer and not self._retry
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._idle.wait(min(left, 0.1)):
                     if time.monotonic() >= deadline:
@@ -102,20 +108,25 @@ class Client:
                 self._wake.wait(timeout=self.flush_interval_s)
             self._wake.clear()
             with self._lock:
-                batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                if self._retry is not None:
+                    key, batch = self._retry
+                    self._retry = None
+                else:
+                    key = uuid.uuid4().hex
+                    batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
                 self._in_flight = len(batch)
                 if not batch and self._closed:
                     return
             if batch:
-                self._deliver(batch)
+                self._deliver(key, batch)
             with self._idle:
                 self._in_flight = 0
                 self._idle.notify_all()
-                if len(self._buffer) >= self.batch_size or (self._closed and self._buffer):
+                if len(self._buffer) >= self.batch_size or (self._closed and (self._buffer or self._retry)):
                     self._wake.set()
 
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        status = self._post(batch)
+    def _deliver(self, key: str, batch: list[dict[str, Any]]) -> None:
+        status = self._post(key, batch)
         if status == 202:
             self.sent += len(batch)
             self._backoff_s = 0.0
@@ -126,16 +137,14 @@ class Client:
             self.rejected += len(batch)  # shutting down and the server is away: give up, counted
         else:
             self._backoff_s = min(self.max_backoff_s, max(0.5, self._backoff_s * 2))
-            with self._lock:  # put it back in front; what no longer fits is dropped and counted
-                room = max(0, self.max_buffer - len(self._buffer))
-                self._buffer.extendleft(reversed(batch[:room]))
-                self.dropped += len(batch) - min(room, len(batch))
+            with self._lock:  # sent next, whole and with the same key, so a repeat is recognised
+                self._retry = (key, batch)
             self._wake.set()
 
-    def _post(self, batch: list[dict[str, Any]]) -> int | None:
+    def _post(self, key: str, batch: list[dict[str, Any]]) -> int | None:
         body = json.dumps(batch, default=str).encode()
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
+            "Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                 return int(resp.status)

@@ -27,11 +27,13 @@ import psycopg_pool
 from aiohttp import web
 
 from prober.push.bodies import Refusal
+from prober.push.idempotency import IdempotencyKeys
 from prober.push.keys import Caller, KeyStore
 from prober.push.masking import Masking
 from prober.push.ratelimit import RateLimiter
 from prober.push.records import sensitive_set
 from prober.spool import Batch
+from prober.writer import Reservation
 from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
@@ -42,11 +44,17 @@ UNAUTHORIZED = Refusal(401, "missing or invalid credentials", headers={"WWW-Auth
 
 
 class Writer(Protocol):
-    """The prober's batched writer: all-or-nothing, never blocks; False when its queue is full."""
+    """The prober's batched writer: all-or-nothing, never blocks; False when its queue is full.
+    Push rows are offered as `external`: they may fill only `external_limit` rows of the queue."""
 
-    def offer(self, table: str, rows: list[dict[str, Any]]) -> bool: ...
+    external_limit: int
 
-    def offer_batch(self, batch: Batch) -> bool: ...
+    def offer(self, table: str, rows: list[dict[str, Any]], *, external: bool = False) -> bool: ...
+
+    def offer_batch(self, batch: Batch, *, external: bool = False, room: Reservation | None = None) -> bool: ...
+
+    def reserve(self, count: int) -> Reservation | None:
+        """Hold room for `count` external rows (None: no room, counted as a request refused unread)."""
 
     async def flush(self) -> None:
         """Return once everything offered so far is committed or spooled to disk."""
@@ -62,6 +70,7 @@ class Context:
     limiter: RateLimiter
     admin_token: str | None
     sensitive: Masking
+    idempotency: IdempotencyKeys
     started: dict[str, datetime] = field(default_factory=dict)  # push endpoint -> last /start
     endpoint_ids: dict[str, int] = field(default_factory=dict)  # push endpoint name -> endpoints.id
     background_every_s: float = 5.0
@@ -92,15 +101,24 @@ def reply(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
-async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]]) -> bool:
-    """Offer a batch, or (table, rows), to the writer; with push.durable_ack wait until they are durable.
-    False: queue full."""
-    offered = context.writer.offer_batch(rows) if isinstance(rows, Batch) else context.writer.offer(*rows)
+async def store(context: Context, rows: Batch | tuple[str, list[dict[str, Any]]],
+                room: Reservation | None = None, queued: Callable[[], None] | None = None) -> bool:
+    """Offer a batch, or (table, rows), to the writer as external rows (with the room the caller
+    reserved, see Writer.reserve; `queued` is called once they are offered); with push.durable_ack wait
+    until they are durable. False: the push share of the queue is full."""
+    writer = context.writer
+    offered = (writer.offer_batch(rows, external=True, room=room) if isinstance(rows, Batch)
+               else writer.offer(*rows, external=True))
     if not offered:
         return False
+    if queued is not None:
+        queued()
     if context.runtime.config.push.durable_ack:
-        await context.writer.flush()
+        await writer.flush()
     return True
+
+
+QUEUE_FULL = Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"})
 
 
 def ctx(request: web.Request) -> Context:
@@ -189,6 +207,8 @@ async def _tick(context: Context, *, rollup_too: bool) -> None:
         await context.keys.flush_usage()
         if rollup_too:
             await rollup.update(context.runtime.pool)
+            async with context.runtime.pool.connection(timeout=5.0) as conn:
+                await context.idempotency.prune(conn)
     except (psycopg.Error, psycopg_pool.PoolTimeout, DatabaseUnavailable) as e:
         logger.warning("push maintenance failed, will retry error=%r", error_summary(e))
 
@@ -209,6 +229,7 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app[CONTEXT] = Context(runtime, writer, key_store,
                            RateLimiter(push.rate_limit_per_key), token,
                            sensitive_set(push.sensitive_headers, push.secret_names),
+                           IdempotencyKeys(runtime.pool),
                            background_every_s=background_every_s, rollup_every_s=rollup_every_s)
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import logging
+import time
+from functools import partial
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from prober.push import records
-from prober.push.app import authenticate, ctx, reply, store
+from prober.push import idempotency, records
+from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_records
+from prober.push.keys import Caller
+from prober.writer import Reservation
 from prober.push.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
 
+_last_refusal_log = 0.0
+
+
+def _log_refusal(service: str) -> None:
+    """One line per 10 s: under overload thousands of requests a second are refused."""
+    global _last_refusal_log
+    now = time.monotonic()
+    if now - _last_refusal_log >= 10.0:
+        _last_refusal_log = now
+        logger.warning("push requests refused unread, writer queue full service=%s", service)
+
+
 async def post_logs(request: web.Request) -> web.Response:
-    """Accept 1..max_batch_records records (202) or refuse the whole batch."""
+    """Accept 1..max_batch_records records (202) or refuse the whole batch. With an Idempotency-Key,
+    a repeat of an accepted batch gets the first 202 again and stores nothing."""
     context = ctx(request)
     caller = await authenticate(request, admin_allowed=False)
     if isinstance(caller, Refusal):
@@ -26,6 +43,37 @@ async def post_logs(request: web.Request) -> web.Response:
     if wait_s:
         return Refusal(429, "rate limit exceeded for this key",
                        headers={"Retry-After": RateLimiter.retry_after(wait_s)}).response()
+    key = idempotency.parse(request.headers.get(idempotency.HEADER))
+    if isinstance(key, Refusal):
+        return key.response()
+    # Refuse before reading: under overload, parsing and validating bodies only to refuse them took
+    # the CPU the writer needed. Room for a largest allowed batch is held while this one is read, so
+    # what is read fits.
+    writer = context.writer
+    room = writer.reserve(min(context.runtime.config.push.max_batch_records, writer.external_limit))
+    if room is None:
+        _log_refusal(caller.service)
+        return QUEUE_FULL.response()
+    try:
+        if key is None:
+            return await _ingest(request, caller, None, room)
+        hashed = idempotency.key_hash(key)
+        async with context.idempotency.claim(caller.service_id, hashed) as claim:
+            if claim.accepted is not None:
+                logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
+                            claim.accepted)
+                response = reply({"accepted": claim.accepted}, status=202)
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            return await _ingest(request, caller, claim, room)
+    finally:
+        room.release()  # if the batch was not offered with it
+
+
+async def _ingest(request: web.Request, caller: Caller, claim: idempotency.Claim | None,
+                  room: Reservation) -> web.Response:
+    """Read, validate and store a batch (with the room held for it, and its idempotency key if any)."""
+    context = ctx(request)
     push = context.runtime.config.push
     parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
     if isinstance(parsed, Refusal):
@@ -41,7 +89,11 @@ async def post_logs(request: web.Request) -> web.Response:
         return Refusal(422, f"{bad} of {len(data)} records are invalid; nothing was stored", problems).response()
     batch = records.batch(valid, service_id=caller.service_id, privacy_level=caller.privacy_level,
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
-    if not await store(context, batch):
+    queued = None
+    if claim is not None:  # the key is stored with the records, in the same transaction
+        batch.companions = (idempotency.companion(*claim.name, len(valid)),)
+        queued = partial(claim.accept, len(valid))
+    if not await store(context, batch, room, queued):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
-        return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
+        return QUEUE_FULL.response()
     return reply({"accepted": len(valid)}, status=202)

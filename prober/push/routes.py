@@ -36,10 +36,15 @@ _PURGE = ({"name": "purge", "in": "query", "required": False, "schema": {"type":
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/logs", ingest.post_logs, "Push request logs (one object, an array or NDJSON)", "key",
-              {202: "accepted, with the count", 400: "invalid JSON (with position)",
+              {202: "accepted, with the count (a repeated Idempotency-Key: the first answer again, with"
+                    " Idempotent-Replayed: true, nothing stored)", 400: "invalid JSON (with position)",
                401: "missing, invalid or revoked key", 413: "body or batch too large",
-               415: "unsupported content type", 422: "invalid records (index, field, reason); nothing stored",
-               429: "rate limit exceeded (Retry-After)", 503: "write queue full (Retry-After)"}, body="logs"),
+               415: "unsupported content type",
+               422: "invalid records (index, field, reason) or Idempotency-Key header; nothing stored",
+               429: "rate limit exceeded (Retry-After)", 503: "write queue full (Retry-After)"}, body="logs",
+              extra_params=({"name": "Idempotency-Key", "in": "header", "required": False,
+                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                             "description": "one per batch; a repeat within 24 h is not stored again"},)),
     Operation("GET", "/logs", query.list_logs, "Search logs, newest first, keyset-paginated", "key_or_admin",
               {200: "a page of logs", **_READ}, query=query.LogQuery),
     Operation("GET", "/logs/{id}", query.get_log, "One log", "key_or_admin",

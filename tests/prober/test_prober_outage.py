@@ -1,10 +1,17 @@
 """The whole prober through a database outage: probing goes on, results are spooled, then replayed."""
 
 import asyncio
+import json
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
+from aiohttp import web
+
 from prober.service import ProberService
+from prober.spool import SPOOL_NAME
 from tests.prober import targets
 from tests.prober.conftest import fetch
 from upwatch import config as configuration
@@ -12,6 +19,8 @@ from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
 from upwatch.runtime import Runtime
+
+REPO = Path(__file__).parents[2]
 
 
 async def test_results_of_an_outage_are_all_stored_once(own_pg: EmbeddedPostgres, tmp_path: Path) -> None:
@@ -52,3 +61,84 @@ async def test_results_of_an_outage_are_all_stored_once(own_pg: EmbeddedPostgres
         times = [r[1] for r in rows if r[0] == name]
         gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
         assert len(times) >= 5 and max(gaps) < 1.5  # one result every second, outage included
+
+
+SPOOL_BOUND_S = 1.0  # ten flush intervals of 100 ms: results older than this are on disk
+
+
+def spooled_rows(path: Path) -> int:
+    """probe_results rows in the spool's complete lines (a line being appended is not counted)."""
+    if not path.exists():
+        return 0
+    lines = path.read_bytes().split(b"\n")[:-1]
+    return sum(len(record["rows"]) for record in map(json.loads, lines) if record["table"] == "probe_results")
+
+
+async def test_sigkill_during_an_outage_loses_no_result_older_than_a_flush_bound(
+        own_pg: EmbeddedPostgres, tmp_path: Path) -> None:
+    url = own_pg.url
+    await migrate(url)
+    hits: list[float] = []  # wall-clock time of every check the target answered
+
+    async def ok(request: web.Request) -> web.Response:
+        hits.append(time.time())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/ok/{n}", ok)
+    names = [f"e{i}" for i in range(20)]
+    data = tmp_path / "data"
+    spool = data / "spool" / SPOOL_NAME
+    async with targets.serve(app) as base:
+        path = tmp_path / "upwatch.yaml"
+        port = targets.closed_port()
+        path.write_text("endpoints:\n" + "".join(f"  - {{name: {n}, url: '{base}/ok/{n}', interval: 1s}}\n"
+                                                 for n in names)
+                        + f"prober: {{data_dir: '{data}', flush_interval: 100ms}}\n"
+                          f"push: {{listen: '127.0.0.1:{port}'}}\n")
+
+        async def daemon() -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "upwatch.cli", "--config", str(path), "prober", cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_DATABASE_URL": url},
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+        first = await daemon()
+        samples: list[tuple[float, int]] = []  # (when, rows on disk): what a SIGKILL then would leave
+        try:
+            for _ in range(300):  # bounded: until the first results are in the database
+                if len(await asyncio.to_thread(fetch, url, "SELECT id FROM probe_results")) >= len(names):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(own_pg.stop)
+            for _ in range(80):  # probing goes on while the database is away (about 4 s)
+                samples.append((time.time(), spooled_rows(spool)))
+                await asyncio.sleep(0.05)
+        finally:
+            first.kill()
+            killed_at = time.time()
+            _, err = await first.communicate()
+        answered = list(hits)
+        assert first.returncode == -signal.SIGKILL, err.decode()
+        on_disk = spooled_rows(spool)
+
+        await asyncio.to_thread(own_pg.start)
+        before_outage = len(fetch(url, "SELECT id FROM probe_results"))
+        second = await daemon()  # replays the spool on start
+        try:
+            for _ in range(300):
+                if spool.stat().st_size == 0:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            _, err2 = await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 0, err2.decode()
+    # At every moment of the outage, every result older than the bound was in the database or on disk.
+    late = [(when, before_outage + rows, sum(1 for t in answered if t < when - SPOOL_BOUND_S))
+            for when, rows in samples]
+    assert on_disk > 0 and all(kept >= due for _, kept, due in late), [x for x in late if x[1] < x[2]]
+    rows = fetch(url, "SELECT id FROM probe_results WHERE time < to_timestamp(%s)", killed_at)
+    must_have = sum(1 for t in answered if t < killed_at - SPOOL_BOUND_S)
+    assert len({r[0] for r in rows}) == len(rows)  # stored once each
+    assert must_have <= before_outage + on_disk == len(rows) <= len(answered)

@@ -247,3 +247,35 @@ async def test_offered_batch_is_written_and_spools_json_as_values(pool: AsyncCon
     await writer.stop()
     assert fetch(database_url, "SELECT tags FROM request_logs ORDER BY tags->>'n'") == [({"n": 0},), ({"n": 1},),
                                                                                          ({"n": 2},)]
+
+
+async def test_spool_fsync_runs_while_the_event_loop_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk whose fsync only returns once the event loop has done something: with the fsync on the
+    # loop's thread the loop could not, and the fsync would give up waiting.
+    import threading
+
+    entered, released, waited = threading.Event(), threading.Event(), []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        entered.set()
+        waited.append(released.wait(timeout=10))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    pool = await unreachable_pool()
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.01, connect_timeout_s=0.05)
+    await writer.start()
+    try:
+        assert writer.offer("probe_results", [result_row(1, i) for i in range(3)])
+        for _ in range(1000):  # bounded: the loop runs this while the spool is being fsync'd
+            if entered.is_set():
+                break
+            await asyncio.sleep(0.01)
+        released.set()
+        await writer.flush()
+    finally:
+        released.set()
+        await writer.stop()
+        await pool.close()
+    assert waited and all(waited) and writer.stats.rows_spooled == 3

@@ -170,3 +170,63 @@ async def test_refused_batches_are_not_retried_forever(api: Api) -> None:
     assert await asyncio.to_thread(client.flush, 5.0)
     assert client.rejected == 1 and client.sent == 0
     await asyncio.to_thread(client.close)
+
+
+class AnswerLosingProxy:
+    """A TCP proxy on 127.0.0.1 that, on its first connection, lets the request through, waits for the
+    server's answer and then cuts the connection instead of passing the answer on."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.connections = 0
+        self.answers_lost = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        lose = self.connections == 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        forward = asyncio.create_task(self._pump(reader, up_writer))
+        try:
+            if lose:
+                answer = await up_reader.read(65536)  # the server has answered: it stored the batch
+                assert answer.startswith(b"HTTP/1.1 202"), answer
+                self.answers_lost += 1
+            else:
+                await self._pump(up_reader, writer)
+        finally:
+            forward.cancel()
+            up_writer.close()
+            writer.close()
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+
+
+async def test_a_batch_retried_after_its_answer_was_lost_is_stored_once(api: Api) -> None:
+    key = await api.service("shop")
+    assert api.client.port is not None
+    proxy = AnswerLosingProxy(api.client.port)
+    async with proxy as port:
+        client = Client(f"http://127.0.0.1:{port}", key, flush_interval_s=0.05, max_backoff_s=0.5)
+        for i in range(5):
+            assert client.record({"path": f"/p/{i}"})
+        assert await asyncio.to_thread(client.flush, 20.0)
+        assert await asyncio.to_thread(client.close)
+    assert proxy.answers_lost == 1 and proxy.connections == 2  # sent, answer lost, sent again
+    rows = await api.rows("SELECT path, count(*) FROM request_logs GROUP BY path ORDER BY path")
+    assert rows == [(f"/p/{i}", 1) for i in range(5)]
+    assert client.sent == 5 and client.rejected == 0 and client.dropped == 0
+    assert await api.rows("SELECT accepted FROM push_idempotency_keys") == [(5,)]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from tests.prober.conftest import result_row
 from tests.push.conftest import Api, start_api
 
 
@@ -143,9 +149,9 @@ async def test_rate_limit_answers_429_with_retry_after(database_url: str, pool: 
         await api.writer.stop()
 
 
-async def test_full_writer_queue_answers_503_and_stores_nothing(database_url: str, pool: AsyncConnectionPool,
-                                                                tmp_path: Path) -> None:
-    api, _ = await start_api(database_url, pool, tmp_path, queue_size=100)
+async def test_stopping_writer_answers_503_and_stores_nothing(database_url: str, pool: AsyncConnectionPool,
+                                                              tmp_path: Path) -> None:
+    api, _ = await start_api(database_url, pool, tmp_path, queue_size=400)
     try:
         key = await api.service("shop")
         resp = await api.client.post("/logs", json=[{"path": "/x"}] * 60, headers=auth(key))
@@ -153,7 +159,101 @@ async def test_full_writer_queue_answers_503_and_stores_nothing(database_url: st
         await api.writer.stop()  # a stopping writer refuses everything, like a full one
         resp = await api.client.post("/logs", json=[{"path": "/y"}] * 60, headers=auth(key))
         assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert await resp.json() == {"error": "write queue is full; retry later"}
         async with pool.connection() as conn:
             assert await (await conn.execute("SELECT count(*) FROM request_logs")).fetchall() == [(60,)]
     finally:
         await api.client.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    for _ in range(400):  # bounded: about 20 s
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_push_overload_is_refused_unread_and_probe_results_still_fit(
+        database_url: str, pool: AsyncConnectionPool, tmp_path: Path) -> None:
+    # A session holds a lock on request_logs, so the writer's COPY of pushed rows hangs and push load
+    # piles up in the queue: push may fill only half of it (200 of 400), the rest is the prober's.
+    api, _ = await start_api(database_url, pool, tmp_path, queue_size=400)
+    lock = await psycopg.AsyncConnection.connect(database_url)
+    pending: list[asyncio.Task[Any]] = []
+    try:
+        key = await api.service("shop")
+        endpoint_id = (await api.rows("SELECT id FROM endpoints WHERE name = 'web'"))[0][0]
+        await lock.execute("LOCK TABLE request_logs IN ACCESS EXCLUSIVE MODE")
+        batch = [{"path": "/p"}] * 100
+
+        async def post() -> tuple[int, Any]:
+            resp = await api.client.post("/logs", json=batch, headers=auth(key))
+            return resp.status, await resp.json()
+
+        async def copy_waits() -> bool:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                         " AND query LIKE 'COPY%%request_logs%%'")
+                return (await cur.fetchone())[0] == 1
+
+        pending.append(asyncio.create_task(post()))
+        await until(copy_waits, "the writer's COPY to wait for the lock")
+        for queued in (100, 200):  # durable pushes wait for their commit; their rows wait in the queue
+            pending.append(asyncio.create_task(post()))
+
+            async def queued_rows(n: int = queued) -> bool:
+                return api.writer.queue_rows == n
+
+            await until(queued_rows, f"{queued} queued rows")
+        status, body = await asyncio.wait_for(post(), 10)  # bounded: an accepted push would wait for the lock
+        assert (status, body) == (503, {"error": "write queue is full; retry later"})
+        malformed = await api.client.post("/logs", data="{not json", headers={
+            **auth(key), "Content-Type": "application/json"})
+        assert malformed.status == 503 and malformed.headers["Retry-After"] == "1"  # refused before parsing
+        assert (await malformed.json())["error"] == "write queue is full; retry later"
+        assert api.writer.stats.requests_refused_unread == 2
+        # The prober's own results still find room, while push is refused.
+        assert api.writer.offer("probe_results", [result_row(endpoint_id, i) for i in range(150)])
+        assert (await asyncio.wait_for(post(), 10))[0] == 503
+        metrics = api.writer.stats
+        assert metrics.rows_refused == metrics.external_rows_refused == 0  # refused before offering
+    finally:
+        await lock.rollback()
+        await lock.close()
+        statuses = [await task for task in pending]
+    assert [s for s, _ in statuses] == [202, 202, 202]
+    assert await api.rows("SELECT count(*) FROM request_logs") == [(300,)]
+    assert await api.rows("SELECT count(*) FROM probe_results") == [(150,)]
+    await api.client.close()
+    await api.writer.stop()
+
+
+async def test_room_is_held_while_a_body_is_read_so_what_is_read_fits(database_url: str, pool: AsyncConnectionPool,
+                                                                     tmp_path: Path) -> None:
+    # Push's share is 200 rows and a batch may hold 100: two requests being read hold all of it.
+    api, _ = await start_api(database_url, pool, tmp_path, queue_size=400)
+    try:
+        key = await api.service("shop")
+        go = asyncio.Event()
+
+        async def slow_body() -> Any:
+            yield b"["
+            await go.wait()
+            yield ",".join(['{"path": "/slow"}'] * 100).encode() + b"]"
+
+        slow = [asyncio.create_task(api.client.post("/logs", data=slow_body(), headers={
+            **auth(key), "Content-Type": "application/json"})) for _ in range(2)]
+        await until(lambda: api.writer.reserved_rows == 200, "both requests to hold their room")
+        refused = await asyncio.wait_for(api.client.post("/logs", json=[{"path": "/x"}], headers=auth(key)), 10)
+        assert refused.status == 503 and api.writer.stats.requests_refused_unread == 1
+        go.set()
+        assert [(await task).status for task in slow] == [202, 202]
+        assert api.writer.reserved_rows == 0 and api.writer.stats.external_rows_refused == 0
+        assert (await api.client.post("/logs", json=[{"path": "/x"}], headers=auth(key))).status == 202
+        assert await api.rows("SELECT path, count(*) FROM request_logs GROUP BY path ORDER BY path") == [
+            ("/slow", 200), ("/x", 1)]
+    finally:
+        await api.client.close()
+        await api.writer.stop()

@@ -1,0 +1,132 @@
+"""Idempotency-Key for POST /logs: a repeat of an accepted batch is answered, not stored again.
+
+The key of an accepted batch is stored (as its SHA-256) in push_idempotency_keys
+by the writer, in the same transaction as the batch's records or in the same
+spool append, so it survives restarts and outages exactly as the records do.
+This process also remembers the keys it accepted (the rows may still be queued
+or spooled), and runs one request per key at a time, so a retry that arrives
+while the first attempt is still waiting for its commit waits for its answer.
+Keys are kept for WINDOW; after that a repeat is a new batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+import psycopg_pool
+from psycopg_pool import AsyncConnectionPool
+
+from prober.push.bodies import Refusal
+from prober.spool import Batch
+from prober.tables import PUSH_IDEMPOTENCY_KEYS
+from upwatch.db import error_summary
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+WINDOW = timedelta(hours=24)
+MAX_LENGTH = 255
+LOOKUP_TIMEOUT_S = 1.0
+_REMEMBERED = 100_000  # keys this process accepted, newest kept
+
+
+def parse(value: str | None) -> str | None | Refusal:
+    """The key of an `Idempotency-Key` header (a bare token or a quoted string), None without one,
+    or 422 naming the header."""
+    if value is None:
+        return None
+    key = value.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= MAX_LENGTH or not all(" " <= c <= "~" for c in key):
+        return Refusal(422, f"invalid {HEADER} header", [{
+            "field": HEADER, "reason": f"must be 1 to {MAX_LENGTH} printable ASCII characters"}])
+    return key
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def companion(service_id: int, hashed: str, accepted: int) -> Batch:
+    """The key's row, to be written with the batch it belongs to."""
+    return Batch(PUSH_IDEMPOTENCY_KEYS.name, ("service_id", "key_hash", "accepted"), [(service_id, hashed, accepted)])
+
+
+@dataclass
+class Claim:
+    """A key held by one request. `accepted`: the number of records of the batch accepted with this key
+    before (the answer to repeat), or None."""
+
+    keys: IdempotencyKeys
+    name: tuple[int, str]
+    accepted: int | None = None
+
+    def accept(self, records: int) -> None:
+        """The batch is queued with its key: from now on a repeat gets this answer (even if this request
+        is cancelled before it answers, its rows and key are on their way to the database)."""
+        self.accepted = records
+        self.keys.remember(self.name, records)
+
+
+class IdempotencyKeys:
+    """Keys accepted within WINDOW: remembered here, and looked up in the database."""
+
+    def __init__(self, pool: AsyncConnectionPool):
+        self.pool = pool
+        self._accepted: OrderedDict[tuple[int, str], tuple[float, int]] = OrderedDict()
+        self._locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}  # lock, requests holding or waiting
+
+    @contextlib.asynccontextmanager
+    async def claim(self, service_id: int, hashed: str) -> AsyncIterator[Claim]:
+        """Hold the key for one request; a concurrent request with the same key waits for it."""
+        name = (service_id, hashed)
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield Claim(self, name, await self._seen(name))
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+    def remember(self, name: tuple[int, str], accepted: int) -> None:
+        self._accepted[name] = (time.monotonic(), accepted)
+        self._accepted.move_to_end(name)
+        while len(self._accepted) > _REMEMBERED:
+            self._accepted.popitem(last=False)
+
+    async def _seen(self, name: tuple[int, str]) -> int | None:
+        remembered = self._accepted.get(name)
+        if remembered is not None:
+            if time.monotonic() - remembered[0] <= WINDOW.total_seconds():
+                return remembered[1]
+            del self._accepted[name]
+        try:
+            async with self.pool.connection(timeout=LOOKUP_TIMEOUT_S) as conn:
+                cur = await conn.execute("SELECT accepted FROM push_idempotency_keys WHERE service_id = %s"
+                                         " AND key_hash = %s AND created_at > now() - %s", (*name, WINDOW))
+                row = await cur.fetchone()
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
+            # Ingest goes on through the writer's spool during an outage; only the keys this
+            # process accepted can be checked then (docs/push.md, "Retries and idempotency").
+            logger.warning("idempotency key not checked, database unavailable error=%r", error_summary(e))
+            return None
+        return None if row is None else int(row[0])
+
+    async def prune(self, conn: psycopg.AsyncConnection) -> int:
+        """Delete keys older than WINDOW; the number deleted."""
+        cur = await conn.execute("DELETE FROM push_idempotency_keys WHERE created_at < now() - %s", (WINDOW,))
+        return cur.rowcount

@@ -1,0 +1,152 @@
+"""Idempotency-Key on POST /logs over real HTTP: a repeat is answered like the first and stored once,
+across a restart, across the spool path of a database outage, and while the first is still in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tests.push.conftest import Api, start_api
+from upwatch.db import open_pool
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+
+BATCH = [{"path": "/a", "timestamp": "2026-11-22T10:00:00Z"}, {"path": "/b"}]
+
+
+def headers(key: str, idempotency_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
+
+
+async def stored(api: Api) -> list[tuple[str, int]]:
+    return await api.rows("SELECT path, count(*)::int FROM request_logs GROUP BY path ORDER BY path")
+
+
+async def test_a_repeated_key_gets_the_same_answer_and_stores_nothing_twice(api: Api) -> None:
+    shop, other = await api.service("shop"), await api.service("other")
+    first = await api.client.post("/logs", json=BATCH, headers=headers(shop, "batch-1"))
+    assert first.status == 202 and await first.json() == {"accepted": 2}
+    assert "Idempotent-Replayed" not in first.headers
+    again = await api.client.post("/logs", json=BATCH, headers=headers(shop, '"batch-1"'))  # quoted form
+    assert again.status == 202 and await again.json() == {"accepted": 2}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await stored(api) == [("/a", 1), ("/b", 1)]
+    # Another key, or the same key of another service, is another batch.
+    assert (await api.client.post("/logs", json=BATCH, headers=headers(shop, "batch-2"))).status == 202
+    assert (await api.client.post("/logs", json=BATCH, headers=headers(other, "batch-1"))).status == 202
+    assert await stored(api) == [("/a", 3), ("/b", 3)]
+
+
+async def test_a_refused_batch_does_not_use_up_its_key(api: Api) -> None:
+    shop = await api.service("shop")
+    bad = await api.client.post("/logs", json=[{"status_code": 700}], headers=headers(shop, "k"))
+    assert bad.status == 422
+    good = await api.client.post("/logs", json=BATCH, headers=headers(shop, "k"))
+    assert good.status == 202 and "Idempotent-Replayed" not in good.headers
+    assert await stored(api) == [("/a", 1), ("/b", 1)]
+
+
+async def test_an_invalid_key_is_422_naming_the_header(api: Api) -> None:
+    shop = await api.service("shop")
+    for value in ("", '""', "x" * 256, "caf\u00e9"):
+        resp = await api.client.post("/logs", json=BATCH, headers={
+            "Authorization": f"Bearer {shop}", "Idempotency-Key": value.encode().decode("latin-1")})
+        assert resp.status == 422, value
+        body = await resp.json()
+        assert body["error"] == "invalid Idempotency-Key header"
+        assert body["details"][0]["field"] == "Idempotency-Key"
+    assert await stored(api) == []
+
+
+async def test_keys_survive_a_restart(database_url: str, pool: AsyncConnectionPool, tmp_path: Path) -> None:
+    first, _ = await start_api(database_url, pool, tmp_path / "first")
+    shop = await first.service("shop")
+    assert (await first.client.post("/logs", json=BATCH, headers=headers(shop, "k1"))).status == 202
+    await first.client.close()
+    await first.writer.stop()
+    second, _ = await start_api(database_url, pool, tmp_path / "second")  # remembers nothing itself
+    try:
+        again = await second.client.post("/logs", json=BATCH, headers=headers(shop, "k1"))
+        assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+        assert await stored(second) == [("/a", 1), ("/b", 1)]
+    finally:
+        await second.client.close()
+        await second.writer.stop()
+
+
+async def test_a_retry_while_the_first_waits_for_its_commit_waits_for_its_answer(
+        database_url: str, pool: AsyncConnectionPool, tmp_path: Path) -> None:
+    api, _ = await start_api(database_url, pool, tmp_path)
+    lock = await psycopg.AsyncConnection.connect(database_url)
+    try:
+        shop = await api.service("shop")
+        await lock.execute("LOCK TABLE request_logs IN ACCESS EXCLUSIVE MODE")  # the first COPY waits
+        first = asyncio.create_task(api.client.post("/logs", json=BATCH, headers=headers(shop, "k")))
+        for _ in range(400):  # bounded: until the first batch is being written
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                         " AND query LIKE 'COPY%%request_logs%%'")
+                if (await cur.fetchone())[0]:
+                    break
+            await asyncio.sleep(0.05)
+        retry = asyncio.create_task(api.client.post("/logs", json=BATCH, headers=headers(shop, "k")))
+        # Most likely the retry now waits for the first attempt's key; if it only arrives after the
+        # first was answered it finds the key remembered. Either way: one answer, stored once.
+        await asyncio.sleep(0.2)
+        await lock.rollback()
+        answers = [await first, await retry]
+        assert [a.status for a in answers] == [202, 202]
+        assert [await a.json() for a in answers] == [{"accepted": 2}, {"accepted": 2}]
+        assert answers[1].headers["Idempotent-Replayed"] == "true"
+        assert await stored(api) == [("/a", 1), ("/b", 1)]
+    finally:
+        await lock.close()
+        await api.client.close()
+        await api.writer.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_keys_go_through_the_spool_with_their_records(own_server: EmbeddedPostgres, tmp_path: Path) -> None:
+    url = own_server.url
+    await migrate(url)
+    pool = await open_pool(url, max_size=4, name="idempotency-outage")
+    api, _ = await start_api(url, pool, tmp_path / "first")
+    try:
+        shop = await api.service("shop")
+        assert (await api.client.post("/logs", json=[{"path": "/warm"}], headers=headers(shop, "w"))).status == 202
+        await asyncio.to_thread(own_server.stop)
+        during = await api.client.post("/logs", json=BATCH, headers=headers(shop, "outage-1"))
+        assert during.status == 202  # spooled: records and key in one append
+        assert api.writer.stats.rows_spooled == 3
+        again = await api.client.post("/logs", json=BATCH, headers=headers(shop, "outage-1"))
+        assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    finally:
+        await api.client.close()
+        await api.writer.stop()  # the spool stays for the next start
+    await asyncio.to_thread(own_server.start)
+    second, _ = await start_api(url, pool, tmp_path / "first")  # the same spool: replayed on start
+    try:
+        for _ in range(100):  # bounded: until the spool is replayed
+            await second.writer.flush()
+            if second.writer.spool_bytes == 0 and second.writer.stats.rows_replayed:
+                break
+            await asyncio.sleep(0.1)
+        retry = await second.client.post("/logs", json=BATCH, headers=headers(shop, "outage-1"))
+        assert retry.status == 202 and retry.headers["Idempotent-Replayed"] == "true"
+        assert await stored(second) == [("/a", 1), ("/b", 1), ("/warm", 1)]
+    finally:
+        await second.client.close()
+        await second.writer.stop()
+        await pool.close()
