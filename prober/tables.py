@@ -87,7 +87,7 @@ REQUEST_LOGS = Table(
 # The Idempotency-Key of an accepted push batch, written as a companion of the batch's request_logs rows.
 PUSH_IDEMPOTENCY_KEYS = Table(
     name="push_idempotency_keys",
-    columns=("service_id", "key_hash", "accepted", "created_at"),
+    columns=("service_id", "key_hash", "accepted", "body_hash", "created_at"),
     json_columns=frozenset(),
     idempotency_key="key_hash",
 )

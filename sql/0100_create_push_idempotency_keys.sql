@@ -3,11 +3,13 @@
 -- retries after losing the answer gets the first answer again instead of storing
 -- the batch twice. The prober's writer stores a key in the same transaction as
 -- the batch's records (or in the same spool append), so a key is never stored
--- without its records. Only the key's SHA-256 is kept.
+-- without its records. Only the key's SHA-256 is kept, with the SHA-256 of the
+-- request body: a key reused for another body is refused (422), not answered as a repeat.
 CREATE TABLE push_idempotency_keys (
     service_id  integer NOT NULL REFERENCES services (id) ON DELETE CASCADE,
     key_hash    text NOT NULL,
     accepted    integer NOT NULL,
+    body_hash   text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (service_id, key_hash)
 );

@@ -140,12 +140,15 @@ def parse_ndjson(raw: bytes) -> list[Any] | Refusal:
     return values
 
 
-async def read_records(request: web.Request, max_bytes: int, max_records: int) -> Parsed | Refusal:
-    """The records of an ingest body: one object, an array, or NDJSON lines."""
+async def read_records(request: web.Request, max_bytes: int, max_records: int,
+                       raw: bytes | Refusal | None = None) -> Parsed | Refusal:
+    """The records of an ingest body (read here, or `raw` when the caller has read it): one object,
+    an array, or NDJSON lines."""
     ctype = request.content_type.lower()
     if ctype not in JSON_TYPES and ctype not in NDJSON_TYPES:
         return Refusal(415, "Content-Type must be application/json or application/x-ndjson")
-    raw = await read_limited(request, max_bytes)
+    if raw is None:
+        raw = await read_limited(request, max_bytes)
     if isinstance(raw, Refusal):
         return raw
     if ctype in NDJSON_TYPES:

@@ -57,25 +57,44 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def companion(service_id: int, hashed: str, accepted: int) -> Batch:
-    """The key's row, to be written with the batch it belongs to."""
-    return Batch(PUSH_IDEMPOTENCY_KEYS.name, ("service_id", "key_hash", "accepted"), [(service_id, hashed, accepted)])
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def reused() -> Refusal:
+    """422 for a key that was accepted with another body (a client bug: two batches under one key)."""
+    return Refusal(422, f"{HEADER} was used for a different request body within {WINDOW.days * 24} h", [{
+        "field": HEADER, "reason": "already used for another batch; send a new key for a new batch"}])
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A key accepted before: how many records its batch had (the answer to repeat) and its body's hash."""
+
+    accepted: int
+    body_hash: str
 
 
 @dataclass
 class Claim:
-    """A key held by one request. `accepted`: the number of records of the batch accepted with this key
-    before (the answer to repeat), or None."""
+    """A key held by one request for a body with hash `body_hash`; `seen`: the batch accepted with this
+    key before, or None."""
 
     keys: IdempotencyKeys
     name: tuple[int, str]
-    accepted: int | None = None
+    body_hash: str
+    seen: Seen | None = None
+
+    def companion(self, accepted: int) -> Batch:
+        """The key's row, to be written with the batch it belongs to."""
+        return Batch(PUSH_IDEMPOTENCY_KEYS.name, ("service_id", "key_hash", "accepted", "body_hash"),
+                     [(*self.name, accepted, self.body_hash)])
 
     def accept(self, records: int) -> None:
         """The batch is queued with its key: from now on a repeat gets this answer (even if this request
         is cancelled before it answers, its rows and key are on their way to the database)."""
-        self.accepted = records
-        self.keys.remember(self.name, records)
+        self.seen = Seen(records, self.body_hash)
+        self.keys.remember(self.name, self.seen)
 
 
 class IdempotencyKeys:
@@ -83,18 +102,18 @@ class IdempotencyKeys:
 
     def __init__(self, pool: AsyncConnectionPool):
         self.pool = pool
-        self._accepted: OrderedDict[tuple[int, str], tuple[float, int]] = OrderedDict()
+        self._accepted: OrderedDict[tuple[int, str], tuple[float, Seen]] = OrderedDict()
         self._locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}  # lock, requests holding or waiting
 
     @contextlib.asynccontextmanager
-    async def claim(self, service_id: int, hashed: str) -> AsyncIterator[Claim]:
+    async def claim(self, service_id: int, hashed: str, body: str) -> AsyncIterator[Claim]:
         """Hold the key for one request; a concurrent request with the same key waits for it."""
         name = (service_id, hashed)
         lock, users = self._locks.get(name, (asyncio.Lock(), 0))
         self._locks[name] = (lock, users + 1)
         try:
             async with lock:
-                yield Claim(self, name, await self._seen(name))
+                yield Claim(self, name, body, await self._seen(name))
         finally:
             lock, users = self._locks[name]
             if users == 1:
@@ -102,13 +121,13 @@ class IdempotencyKeys:
             else:
                 self._locks[name] = (lock, users - 1)
 
-    def remember(self, name: tuple[int, str], accepted: int) -> None:
-        self._accepted[name] = (time.monotonic(), accepted)
+    def remember(self, name: tuple[int, str], seen: Seen) -> None:
+        self._accepted[name] = (time.monotonic(), seen)
         self._accepted.move_to_end(name)
         while len(self._accepted) > _REMEMBERED:
             self._accepted.popitem(last=False)
 
-    async def _seen(self, name: tuple[int, str]) -> int | None:
+    async def _seen(self, name: tuple[int, str]) -> Seen | None:
         remembered = self._accepted.get(name)
         if remembered is not None:
             if time.monotonic() - remembered[0] <= WINDOW.total_seconds():
@@ -116,7 +135,7 @@ class IdempotencyKeys:
             del self._accepted[name]
         try:
             async with self.pool.connection(timeout=LOOKUP_TIMEOUT_S) as conn:
-                cur = await conn.execute("SELECT accepted FROM push_idempotency_keys WHERE service_id = %s"
+                cur = await conn.execute("SELECT accepted, body_hash FROM push_idempotency_keys WHERE service_id = %s"
                                          " AND key_hash = %s AND created_at > now() - %s", (*name, WINDOW))
                 row = await cur.fetchone()
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
@@ -124,7 +143,7 @@ class IdempotencyKeys:
             # process accepted can be checked then (docs/push.md, "Retries and idempotency").
             logger.warning("idempotency key not checked, database unavailable error=%r", error_summary(e))
             return None
-        return None if row is None else int(row[0])
+        return None if row is None else Seen(int(row[0]), str(row[1]))
 
     async def prune(self, conn: psycopg.AsyncConnection) -> int:
         """Delete keys older than WINDOW; the number deleted."""

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from prober.push import idempotency, records
 from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
-from prober.push.bodies import Refusal, read_records
+from prober.push.bodies import Refusal, read_limited, read_records
 from prober.push.keys import Caller
 from prober.writer import Reservation
 from prober.push.ratelimit import RateLimiter
@@ -57,25 +57,30 @@ async def post_logs(request: web.Request) -> web.Response:
     try:
         if key is None:
             return await _ingest(request, caller, None, room)
-        hashed = idempotency.key_hash(key)
-        async with context.idempotency.claim(caller.service_id, hashed) as claim:
-            if claim.accepted is not None:
+        raw = await read_limited(request, context.runtime.config.push.max_body_bytes)
+        if isinstance(raw, Refusal):
+            return raw.response()
+        hashed, body = idempotency.key_hash(key), idempotency.body_hash(raw)
+        async with context.idempotency.claim(caller.service_id, hashed, body) as claim:
+            if claim.seen is not None:
+                if claim.seen.body_hash != body:
+                    return idempotency.reused().response()
                 logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
-                            claim.accepted)
-                response = reply({"accepted": claim.accepted}, status=202)
+                            claim.seen.accepted)
+                response = reply({"accepted": claim.seen.accepted}, status=202)
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
-            return await _ingest(request, caller, claim, room)
+            return await _ingest(request, caller, claim, room, raw)
     finally:
         room.release()  # if the batch was not offered with it
 
 
 async def _ingest(request: web.Request, caller: Caller, claim: idempotency.Claim | None,
-                  room: Reservation) -> web.Response:
+                  room: Reservation, raw: bytes | None = None) -> web.Response:
     """Read, validate and store a batch (with the room held for it, and its idempotency key if any)."""
     context = ctx(request)
     push = context.runtime.config.push
-    parsed = await read_records(request, push.max_body_bytes, push.max_batch_records)
+    parsed = await read_records(request, push.max_body_bytes, push.max_batch_records, raw)
     if isinstance(parsed, Refusal):
         return parsed.response()
     data = parsed.records
@@ -91,7 +96,7 @@ async def _ingest(request: web.Request, caller: Caller, claim: idempotency.Claim
                           sensitive=context.sensitive, max_body_bytes=push.max_stored_body_bytes, now=now)
     queued = None
     if claim is not None:  # the key is stored with the records, in the same transaction
-        batch.companions = (idempotency.companion(*claim.name, len(valid)),)
+        batch.companions = (claim.companion(len(valid)),)
         queued = partial(claim.accept, len(valid))
     if not await store(context, batch, room, queued):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))

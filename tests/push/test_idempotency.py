@@ -42,6 +42,22 @@ async def test_a_repeated_key_gets_the_same_answer_and_stores_nothing_twice(api:
     assert await stored(api) == [("/a", 3), ("/b", 3)]
 
 
+async def test_a_key_reused_for_another_body_is_422_and_stores_nothing(api: Api) -> None:
+    # draft-ietf-httpapi-idempotency-key-header: a key reused with a different payload is a client error,
+    # not a repeat (a repeat's answer would claim records that were never sent).
+    shop = await api.service("shop")
+    assert (await api.client.post("/logs", json=BATCH, headers=headers(shop, "k"))).status == 202
+    for body in ([{"path": "/c"}], None):
+        resp = await api.client.post("/logs", json=body, headers=headers(shop, "k"))
+        assert resp.status == 422, body
+        error = await resp.json()
+        assert error["details"][0]["field"] == "Idempotency-Key"
+        assert "different request body" in error["error"]
+    again = await api.client.post("/logs", json=BATCH, headers=headers(shop, "k"))
+    assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert await stored(api) == [("/a", 1), ("/b", 1)]
+
+
 async def test_a_refused_batch_does_not_use_up_its_key(api: Api) -> None:
     shop = await api.service("shop")
     bad = await api.client.post("/logs", json=[{"status_code": 700}], headers=headers(shop, "k"))
@@ -111,8 +127,9 @@ async def test_a_retry_while_the_first_waits_for_its_commit_waits_for_its_answer
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    # server_dir, not tmp_path: as root the server runs as its own user, which cannot enter pytest's 0700 tmp.
+    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
     server.start()
     yield server
     server.stop()
