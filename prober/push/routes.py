@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from prober.push import admin, analytics, checks, deletion, ingest, query, replay
+from prober.push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay
 from prober.push.app import Handler
 from prober.push.records import LogRecord
 
@@ -96,4 +96,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 ROUTES = [*(web.route(op.method, op.path, op.handler) for op in OPERATIONS),
-          web.get("/openapi.json", openapi_json, allow_head=False)]
+          web.get("/openapi.json", openapi_json, allow_head=False), *docs_ui.ROUTES]
