@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+
+import pytest
 
 from prober.push.docs_ui import CSP, static_dir
 from tests.push.conftest import Api
@@ -64,3 +70,24 @@ def test_the_packaged_swagger_ui_renders_openapi_3_1() -> None:
     bundle = (static_dir() / "swagger-ui-bundle.js").read_text(errors="replace")
     assert re.search(r'"5\.[0-9]+\.[0-9]+"', bundle)
     assert "isOAS31" in bundle
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
+async def test_a_browser_renders_every_operation_under_the_csp(api: Api, tmp_path: Path) -> None:
+    # A real headless browser, kept off every host but 127.0.0.1, renders the page: its DOM then holds
+    # the operations, which only happens if the CSP let the packaged scripts run and fetch the document.
+    assert CHROMIUM is not None
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--disable-extensions", "--disable-background-networking",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000", "--dump-dom", str(api.client.make_url("/docs"))]
+    done = await asyncio.to_thread(subprocess.run, args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   timeout=50)
+    dom = done.stdout.decode(errors="replace")
+    assert "upwatch push API" in dom and "opblock-summary-path" in dom, done.stderr.decode(errors="replace")[-2000:]
+    doc = await (await api.client.get("/openapi.json")).json()
+    for path in doc["paths"]:
+        assert f'data-path="{path}"' in dom, path
