@@ -92,7 +92,8 @@ def _address(value: Any) -> str:
 
 # `upwatch logs search` flags -> GET /logs query parameters (validated by the same LogQuery).
 SEARCH_FLAGS = ("service", "method", "path", "route", "status", "min_latency_ms", "max_latency_ms", "has_error",
-                "tag", "user_id", "client_ip", "hostname", "user_agent", "from", "to", "order", "limit", "cursor")
+                "tag", "user_id", "client_ip", "hostname", "user_agent", "browser", "os", "device", "from", "to",
+                "order", "limit", "cursor")
 
 
 async def logs_search(conn: AsyncConnection, args: argparse.Namespace) -> int:
@@ -143,6 +144,8 @@ def _register_logs(commands: Any) -> None:
                        ("client-ip", "client address or network (10.0.0.0/8, 2001:db8::/32)"),
                        ("hostname", "host of the logged URL (case-insensitive)"),
                        ("user-agent", "user agent substring (case-insensitive)"),
+                       ("browser", "browser family parsed from the user agent (Firefox, Mobile Safari)"),
+                       ("os", "OS family (Linux, iOS, Windows)"), ("device", "device family (iPhone, Spider)"),
                        ("from", "ISO 8601 start (inclusive)"), ("to", "ISO 8601 end (exclusive)"),
                        ("cursor", "next_cursor of the previous page")):
         search.add_argument(f"--{flag}", help=text, dest=flag.replace("-", "_"))

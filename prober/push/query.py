@@ -28,7 +28,7 @@ __all__ = ["BadCursor", "LogQuery", "conditions", "decode_cursor", "encode_curso
 
 LOG_COLUMNS = ("id", "time", "method", "url", "path", "route", "status_code", "latency_ms", "query_params",
                "request_headers", "request_body", "response_headers", "response_body", "error", "source_ip",
-               "user_id", "user_agent", "tags")
+               "user_id", "user_agent", "tags", "ua_browser", "ua_os", "ua_device")
 _STATUS = re.compile(r"([1-5])[xX][xX]|([1-5][0-9][0-9])")  # fullmatch; [0-9]: \d takes any Unicode digit
 ERROR_CONDITION = "(l.status_code >= 500 OR l.error IS NOT NULL)"
 # An address or network as ipaddress reads it, in prefix notation only: "10.0.0.0/255.0.0.0" and scoped
@@ -58,6 +58,9 @@ class LogQuery(BaseModel):
     client_ip: Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{CLIENT_IP.pattern})?$"})] | None = None
     hostname: Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{HOSTNAME.pattern})?$"})] | None = None
     user_agent: Annotated[str, Field(max_length=1024)] | None = None
+    browser: Annotated[str, Field(max_length=200)] | None = None
+    os: Annotated[str, Field(max_length=200)] | None = None
+    device: Annotated[str, Field(max_length=200)] | None = None
     order: Order = DEFAULT_ORDER
     from_: Annotated[datetime, DATE_TIME_TEXT] | None = Field(default=None, alias="from")
     to: Annotated[datetime, DATE_TIME_TEXT] | None = None
@@ -185,6 +188,9 @@ def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable
         add(f"{URL_HOST} = %s", q.hostname)
     if q.user_agent:
         add("l.user_agent ILIKE %s", _like(q.user_agent))
+    for family, column in ((q.browser, "ua_browser"), (q.os, "ua_os"), (q.device, "ua_device")):
+        if family:
+            add(f"lower(l.{column}) = lower(%s)", family)
     if q.from_:
         add("l.time >= %s", q.from_)
     if q.to:

@@ -11,3 +11,10 @@ CREATE TABLE audit_events (
     details     jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX audit_events_service_idx ON audit_events (service_id, at DESC);
+
+-- Browser, OS and device family of each log's user agent, parsed at ingest (prober/push/useragents.py),
+-- so analytics can group by them. Rows stored before stay NULL (no backfill). One ADD COLUMN per
+-- statement: TimescaleDB refuses several at once on a compressed hypertable.
+ALTER TABLE request_logs ADD COLUMN ua_browser text;
+ALTER TABLE request_logs ADD COLUMN ua_os text;
+ALTER TABLE request_logs ADD COLUMN ua_device text;
