@@ -1,7 +1,7 @@
 """DELETE /logs: a key holder deletes their own service's logs (a range, or all), and what was built from them.
 
 One transaction, holding the rollup watermark row (rollup._step locks it too), so the incremental
-rollup neither counts a row deleted here nor misses a subtraction:
+rollup neither counts a row deleted here nor misses a subtraction, and refresh_hourly_rollups' lock:
 
 - request_logs rows of the service with from <= time < to, and the replays of those rows;
 - request_rollup_1m: the service's minutes wholly inside the range are dropped (also those whose raw
@@ -149,7 +149,7 @@ async def _hourly(conn: AsyncConnection, p: dict[str, Any]) -> None:
 
 
 async def _rollups(conn: AsyncConnection, span: Span, p: dict[str, Any]) -> None:
-    minutes, hours = timedelta(minutes=1), timedelta(hours=1)
+    minutes = timedelta(minutes=1)
     await conn.execute("DELETE FROM request_rollup_1m WHERE " + _WHOLE, {**p, **span.whole(minutes)})
     await rollup.recompute(conn, [(p["service"], m) for m in span.cut(minutes)])
     await _hourly(conn, p)
@@ -168,6 +168,9 @@ async def delete_logs(conn: AsyncConnection, caller: Caller, q: DeleteQuery) -> 
                          "cut_hours": span.cut(hours), **span.whole(hours)}
     async with conn.transaction():
         p["watermark"] = await _watermark(conn)
+        # refresh_hourly_rollups' own lock: a refresh running meanwhile could otherwise write hours from
+        # minutes read before this commits, and then move rollup_progress past the hours cut here.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('refresh_hourly_rollups'))")
         await conn.execute("CREATE TEMPORARY TABLE deleted_logs (time timestamptz, id bigint, source_ip inet,"
                            " status_code integer) ON COMMIT DROP")
         replays = (await conn.execute(_DELETE_REPLAYS, p)).rowcount

@@ -10,7 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _REF = "#/components/schemas/{model}"
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"apiKey": []}, {"apiKeyHeader": []}],
     "admin": [{"adminToken": []}],
     "key_or_admin": [{"apiKey": []}, {"apiKeyHeader": []}, {"adminToken": []}],
