@@ -79,7 +79,7 @@ REQUEST_LOGS = Table(
     name="request_logs",
     columns=("time", "service_id", "ingest_id", "method", "url", "path", "route", "status_code", "latency_ms",
              "query_params", "request_headers", "request_body", "response_headers", "response_body", "error",
-             "source_ip", "user_id", "user_agent", "tags"),
+             "source_ip", "user_id", "user_agent", "tags", "ua_browser", "ua_os", "ua_device"),
     json_columns=frozenset({"query_params", "request_headers", "response_headers", "tags"}),
     idempotency_key="ingest_id",
 )

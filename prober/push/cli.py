@@ -1,4 +1,4 @@
-"""`upwatch service ...` and `upwatch key ...`: manage push clients from the shell."""
+"""`upwatch service ...`, `upwatch key ...` and `upwatch logs ...`: manage push clients and their logs from the shell."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from pydantic import ValidationError
 
-from prober.push import keys
+from prober.push import keys, query
+from prober.push.app import dumps
 from upwatch.cli import print_table, with_connection
 
 
@@ -83,6 +85,77 @@ async def key_revoke(conn: AsyncConnection, args: argparse.Namespace) -> int:
     return 0
 
 
+def _address(value: Any) -> str:
+    """An inet value (an address, or an interface when stored with a prefix) as its address."""
+    return "-" if value is None else str(getattr(value, "ip", value))
+
+
+# `upwatch logs search` flags -> GET /logs query parameters (validated by the same LogQuery).
+SEARCH_FLAGS = ("service", "method", "path", "route", "status", "min_latency_ms", "max_latency_ms", "has_error",
+                "tag", "user_id", "client_ip", "hostname", "user_agent", "browser", "os", "device", "from", "to",
+                "order", "limit", "cursor")
+
+
+async def logs_search(conn: AsyncConnection, args: argparse.Namespace) -> int:
+    """upwatch logs search [filters]: one page as a table (or JSON), the next cursor on stderr."""
+    given = {name: str(getattr(args, name)) for name in SEARCH_FLAGS
+             if getattr(args, name, None) is not None}
+    try:
+        q = query.LogQuery.model_validate(given)
+    except ValidationError as e:
+        for problem in query.query_problems(e).details or []:
+            print(f"upwatch: logs search: --{problem['field'].replace('_', '-')}: {problem['reason']}",
+                  file=sys.stderr)
+        return 2
+    service_id = None
+    if q.service is not None:
+        found = await keys.get_service(conn, q.service)
+        if found is None:
+            raise keys.PushError(f"no service named {q.service!r}")
+        service_id = int(found["id"])
+    try:
+        page = await query.search(conn, q, service_id)
+    except query.BadCursor as e:
+        print(f"upwatch: logs search: --cursor: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(dumps(page))
+    else:
+        rows: list[tuple[str, ...]] = [("ID", "TIME", "SERVICE", "METHOD", "STATUS", "LATENCY MS", "CLIENT IP", "URL")]
+        for log in page["items"]:
+            rows.append((str(log["id"]), _when(log["time"]), log["service"], log["method"] or "-",
+                         str(log["status_code"] or "-"), "-" if log["latency_ms"] is None else f"{log['latency_ms']:g}",
+                         _address(log["source_ip"]), log["url"] or log["path"] or "-"))
+        print_table(rows)
+    if page["next_cursor"]:
+        print(f"next page: --cursor {page['next_cursor']}", file=sys.stderr)
+    return 0
+
+
+def _register_logs(commands: Any) -> None:
+    logs = commands.add_parser("logs", help="pushed request logs: search")
+    actions = logs.add_subparsers(dest="logs_command", metavar="ACTION", required=True)
+    search = actions.add_parser("search", help="search logs like GET /api/v1/logs (same filters and order)")
+    search.add_argument("--service", help="only this service's logs (default: all)")
+    for flag, text in (("method", "HTTP method"), ("path", "path substring"), ("route", "exact route"),
+                       ("status", "status code (404) or class (5xx)"), ("min-latency-ms", "at least this latency"),
+                       ("max-latency-ms", "at most this latency"), ("has-error", "true or false"),
+                       ("tag", "tag name, or name=value"), ("user-id", "exact user id"),
+                       ("client-ip", "client address or network (10.0.0.0/8, 2001:db8::/32)"),
+                       ("hostname", "host of the logged URL (case-insensitive)"),
+                       ("user-agent", "user agent substring (case-insensitive)"),
+                       ("browser", "browser family parsed from the user agent (Firefox, Mobile Safari)"),
+                       ("os", "OS family (Linux, iOS, Windows)"), ("device", "device family (iPhone, Spider)"),
+                       ("from", "ISO 8601 start (inclusive)"), ("to", "ISO 8601 end (exclusive)"),
+                       ("cursor", "next_cursor of the previous page")):
+        search.add_argument(f"--{flag}", help=text, dest=flag.replace("-", "_"))
+    search.add_argument("--order", choices=["-time", "time", "-latency", "latency"], default=None,
+                        help="sort order (default -time: newest first)")
+    search.add_argument("--limit", type=int, default=None, help="rows per page, 1-500 (default 50)")
+    search.add_argument("--json", action="store_true", help="print the page as JSON, as the API returns it")
+    search.set_defaults(handler=_with_db(logs_search))
+
+
 def register(commands: Any) -> None:
     """Add `service` and `key` subcommands to the upwatch CLI."""
     service = commands.add_parser("service", help="push API clients: create, list, delete")
@@ -117,3 +190,4 @@ def register(commands: Any) -> None:
     kr = key_actions.add_parser("revoke", help="revoke a key by its prefix")
     kr.add_argument("prefix")
     kr.set_defaults(handler=_with_db(key_revoke))
+    _register_logs(commands)

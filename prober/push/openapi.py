@@ -10,7 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _REF = "#/components/schemas/{model}"
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"apiKey": []}, {"apiKeyHeader": []}],
     "admin": [{"adminToken": []}],
     "key_or_admin": [{"apiKey": []}, {"apiKeyHeader": []}, {"adminToken": []}],
@@ -74,6 +74,30 @@ def _operation(op: Any) -> dict[str, Any]:
     return spec
 
 
+def _docs_paths() -> dict[str, Any]:
+    """The Swagger UI page and its files (docs_ui.py), which are routes like any other."""
+    from prober.push.docs_ui import STATIC
+
+    def get(op_id: str, summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
+            missing: bool = False) -> dict[str, Any]:
+        responses: dict[str, Any] = {"200": {"description": summary, "content": ok},
+                                     "400": {"description": MALFORMED, "content": {"text/plain": {"schema": {
+                                         "type": "string"}}}}}
+        if missing:
+            responses["404"] = {"description": "not one of the page's files",
+                                "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}}
+        return {"get": {"operationId": op_id, "summary": summary, "security": [], "parameters": params or [],
+                        "responses": responses}}
+
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(STATIC)}}
+    return {
+        "/docs": get("get_docs", "Interactive docs (Swagger UI) for this document", {"text/html": {}}),
+        "/docs/init.js": get("get_docs_init", "The docs page's initializer", {"text/javascript": {}}),
+        "/docs/static/{name}": get("get_docs_static", "A Swagger UI file, from the installed package",
+                                   {t: {} for t in sorted(set(STATIC.values()))}, params=[name], missing=True),
+    }
+
+
 def document(operations: tuple[Any, ...], record: type[BaseModel]) -> dict[str, Any]:
     """The whole document for `operations`."""
     models = {record} | {op.body for op in operations if isinstance(op.body, type)}
@@ -86,6 +110,7 @@ def document(operations: tuple[Any, ...], record: type[BaseModel]) -> dict[str, 
     paths["/openapi.json"] = {"get": {"operationId": "get_openapi", "summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1 document",
                                                             "content": {"application/json": {}}}}}}
+    paths.update(_docs_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "upwatch push API", "version": "1",

@@ -1,20 +1,20 @@
 """GET /logs (filters + keyset pagination) and GET /logs/{id}.
 
-Pages are ordered newest first by (time, id); the cursor is the last row's
-(time, id), so rows inserted while a client pages never shift what it sees
-next (new rows land before its first page).
+Pages are ordered newest first by (time, id) unless `order` says otherwise
+(pages.py); the cursor is the last row's (key, id), so rows inserted while a
+client pages never shift what it sees next (in the default order new rows
+land before its first page).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aiohttp import web
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,12 +22,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from prober.push.app import authenticate, ctx, reply
 from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S, Caller
+from prober.push.pages import DEFAULT_ORDER, KEYSETS, Order, decode_cursor, encode_cursor, sort_value
+
+__all__ = ["BadCursor", "LogQuery", "conditions", "decode_cursor", "encode_cursor", "get_log", "list_logs", "search"]
 
 LOG_COLUMNS = ("id", "time", "method", "url", "path", "route", "status_code", "latency_ms", "query_params",
                "request_headers", "request_body", "response_headers", "response_body", "error", "source_ip",
-               "user_id", "user_agent", "tags")
+               "user_id", "user_agent", "tags", "ua_browser", "ua_os", "ua_device")
 _STATUS = re.compile(r"([1-5])[xX][xX]|([1-5][0-9][0-9])")  # fullmatch; [0-9]: \d takes any Unicode digit
 ERROR_CONDITION = "(l.status_code >= 500 OR l.error IS NOT NULL)"
+# An address or network as ipaddress reads it, in prefix notation only: "10.0.0.0/255.0.0.0" and scoped
+# IPv6 ("fe80::1%eth0") are refused. The pattern lets through more than valid addresses (":::"), which the
+# validator then refuses with 422; everything it refuses is outside the pattern.
+CLIENT_IP = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/[0-9]{1,3})?")
+# The host of `url`: after the scheme and any (masked) user info, up to a port, path, query or fragment.
+URL_HOST = r"lower(substring(l.url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\[[^]/?#]*\]|[^/?#:]*)'))"
+HOSTNAME = re.compile(r"[A-Za-z0-9._~%\[\]:-]{1,255}")
 
 
 class LogQuery(BaseModel):
@@ -45,6 +55,13 @@ class LogQuery(BaseModel):
     has_error: bool | None = None
     tag: Annotated[str, Field(max_length=512)] | None = None
     user_id: Annotated[str, Field(max_length=1024)] | None = None
+    client_ip: Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{CLIENT_IP.pattern})?$"})] | None = None
+    hostname: Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{HOSTNAME.pattern})?$"})] | None = None
+    user_agent: Annotated[str, Field(max_length=1024)] | None = None
+    browser: Annotated[str, Field(max_length=200)] | None = None
+    os: Annotated[str, Field(max_length=200)] | None = None
+    device: Annotated[str, Field(max_length=200)] | None = None
+    order: Order = DEFAULT_ORDER
     from_: Annotated[datetime, DATE_TIME_TEXT] | None = Field(default=None, alias="from")
     to: Annotated[datetime, DATE_TIME_TEXT] | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 50
@@ -66,6 +83,27 @@ class LogQuery(BaseModel):
             raise ValueError("must be a status code like 404 or a class like 5xx")
         return value.lower()
 
+    @field_validator("client_ip")
+    @classmethod
+    def _client_ip(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            if not CLIENT_IP.fullmatch(value):
+                raise ValueError
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError("must be an IP address or a network in prefix notation like 10.0.0.0/8") from None
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not HOSTNAME.fullmatch(value):
+            raise ValueError("must be a host name or address as it appears in a URL")
+        return value.lower()
+
     @field_validator("from_", "to")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -77,24 +115,6 @@ def query_problems(e: ValidationError) -> Refusal:
     details = [{"field": str(err["loc"][0]).rstrip("_") if err["loc"] else "(query)", "reason": err["msg"]}
                for err in e.errors(include_url=False)]
     return Refusal(422, "invalid query parameters", details)
-
-
-def encode_cursor(time: datetime, row_id: int) -> str:
-    """An opaque cursor for the row after which the next page starts."""
-    return base64.urlsafe_b64encode(f"{time.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
-    """(time, id) of a cursor, or None if it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, row_id = text.partition("|")
-        parsed, number = datetime.fromisoformat(when), int(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    if not 0 <= number < 2**63:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), number
 
 
 async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | None | Refusal:
@@ -162,6 +182,15 @@ def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable
             add("l.tags ? %s", key)
     if q.user_id:
         add("l.user_id = %s", q.user_id)
+    if q.client_ip:
+        add("l.source_ip <<= %s::cidr", q.client_ip)
+    if q.hostname:
+        add(f"{URL_HOST} = %s", q.hostname)
+    if q.user_agent:
+        add("l.user_agent ILIKE %s", _like(q.user_agent))
+    for family, column in ((q.browser, "ua_browser"), (q.os, "ua_os"), (q.device, "ua_device")):
+        if family:
+            add(f"lower(l.{column}) = lower(%s)", family)
     if q.from_:
         add("l.time >= %s", q.from_)
     if q.to:
@@ -169,8 +198,36 @@ def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable
     return where, params
 
 
+class BadCursor(ValueError):
+    """The cursor is not one this API issued for the query's order."""
+
+
+async def search(conn: AsyncConnection, q: LogQuery, service_id: int | None) -> dict[str, Any]:
+    """One page {"items", "next_cursor"} of logs matching `q`; BadCursor for a foreign cursor."""
+    where, params = conditions(q, service_id)
+    keyset = KEYSETS[q.order]
+    if q.cursor:
+        after = decode_cursor(q.cursor, q.order)
+        if after is None:
+            raise BadCursor(f"not a cursor of order {q.order}")
+        where.append(keyset.after())
+        params.extend(after)
+    query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
+                    " {where} ORDER BY {order} LIMIT %s").format(
+        cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in LOG_COLUMNS),
+        where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
+        order=keyset.order_by())
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(query, [*params, q.limit + 1])
+    rows = await cur.fetchall()
+    items = rows[:q.limit]
+    more = len(rows) > q.limit
+    return {"items": items,
+            "next_cursor": encode_cursor(sort_value(q.order, items[-1]), items[-1]["id"], q.order) if more else None}
+
+
 async def list_logs(request: web.Request) -> web.Response:
-    """One page of logs matching the filters, newest first."""
+    """One page of logs matching the filters, in `order` (newest first by default)."""
     try:
         q = LogQuery.model_validate(dict(request.query))
     except ValidationError as e:
@@ -178,25 +235,12 @@ async def list_logs(request: web.Request) -> web.Response:
     service_id = await scope(request, q.service)
     if isinstance(service_id, Refusal):
         return service_id.response()
-    where, params = conditions(q, service_id)
-    if q.cursor:
-        after = decode_cursor(q.cursor)
-        if after is None:
-            return Refusal(422, "invalid query parameters", [{"field": "cursor", "reason": "not a cursor"}]).response()
-        where.append(sql.SQL("(l.time, l.id) < (%s, %s)"))
-        params.extend(after)
-    query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
-                    " {where} ORDER BY l.time DESC, l.id DESC LIMIT %s").format(
-        cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in LOG_COLUMNS),
-        where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
     async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(query, [*params, q.limit + 1])
-        rows = await cur.fetchall()
-    more = len(rows) > q.limit
-    items = rows[:q.limit]
-    cursor = encode_cursor(items[-1]["time"], items[-1]["id"]) if more else None
-    return reply({"items": items, "next_cursor": cursor})
+        try:
+            page = await search(conn, q, service_id)
+        except BadCursor as e:
+            return Refusal(422, "invalid query parameters", [{"field": "cursor", "reason": str(e)}]).response()
+    return reply(page)
 
 
 async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
+from prober.push import useragents
 from prober.push.bodies import INTEGRAL
 from prober.push.masking import Masking, masking
 from prober.spool import Batch
@@ -262,6 +263,7 @@ def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level:
         record.source_ip if privacy_level == 0 else None,
         str(record.user_id) if record.user_id is not None else None,
         user_agent and user_agent[:1024], _json_text(record.tags and m.json(record.tags)),
+        *useragents.families(user_agent and user_agent[:1024]),
     )
 
 

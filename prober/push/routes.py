@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from prober.push import admin, analytics, checks, ingest, query, replay
+from prober.push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay
 from prober.push.app import Handler
 from prober.push.records import LogRecord
 
@@ -47,6 +47,11 @@ OPERATIONS: tuple[Operation, ...] = (
                              "description": "one per batch; a repeat within 24 h is not stored again"},)),
     Operation("GET", "/logs", query.list_logs, "Search logs, newest first, keyset-paginated", "key_or_admin",
               {200: "a page of logs", **_READ}, query=query.LogQuery),
+    Operation("DELETE", "/logs", deletion.delete_own_logs, "Delete this key's service's logs in [from, to), or all",
+              "key", {200: "deleted, with counts", 401: "missing, invalid or revoked key",
+                      403: "the admin token (it purges whole services instead)",
+                      422: "invalid range: neither from/to nor all=true, both, or from not before to"},
+              query=deletion.DeleteQuery),
     Operation("GET", "/logs/{id}", query.get_log, "One log", "key_or_admin",
               {200: "the log", 401: _READ[401], 404: "no such log"}),
     Operation("POST", "/logs/{id}/replay", replay.replay, "Replay a logged request to an allowed host", "admin",
@@ -96,4 +101,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 ROUTES = [*(web.route(op.method, op.path, op.handler) for op in OPERATIONS),
-          web.get("/openapi.json", openapi_json, allow_head=False)]
+          web.get("/openapi.json", openapi_json, allow_head=False), *docs_ui.ROUTES]
