@@ -1,5 +1,6 @@
 """Secrets in an endpoint's config reach the probed server, and nothing Grafana's read-only role can read
-or the logs: the endpoints table, probe results (final URL, errors) and every log line of a real run."""
+or the logs: the endpoints table, probe results (final URL, errors, pushed check-ins) and every log line
+of a real run, check-ins with ?token= included."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
@@ -93,14 +95,23 @@ async def test_no_endpoint_secret_is_stored_or_logged(tmp_path: Path, database_u
     caplog.set_level(logging.DEBUG)
     async with recording_target() as (host, seen):
         path = tmp_path / "upwatch.yaml"
-        write_config(path, host, targets.closed_port())
+        listen = targets.closed_port()
+        write_config(path, host, listen)
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(Runtime(configuration.load(path), path, database_url, pool), stop))
+        await wait_for(lambda: "prober listening" in caplog.text)
+        checks = f"http://127.0.0.1:{listen}/api/v1/checks/cron"
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"{checks}?token={MARK}wrong") as resp:
+                assert resp.status == 401
+            async with client.post(f"{checks}/fail?token={MARK}b1", data=f"GET https://x.test/?token={MARK}job failed",
+                                   headers={"Content-Type": "text/plain"}) as resp:
+                assert resp.status == 202, await resp.text()
 
         def failures() -> list[str]:
             return [r for r in reader_rows(database_url, "probe_results") if '"ok":false' in r]
 
-        await wait_for(lambda: len({r.split('"endpoint_id":')[1].split(",")[0] for r in failures()}) == 2)
+        await wait_for(lambda: len({r.split('"endpoint_id":')[1].split(",")[0] for r in failures()}) == 3)
         stop.set()
         await asyncio.wait_for(task, 5)
 
@@ -118,4 +129,5 @@ async def test_no_endpoint_secret_is_stored_or_logged(tmp_path: Path, database_u
     assert any('"X-Trace" : "keep-me"' in r or '"X-Trace": "keep-me"' in r for r in endpoints)
     assert any("?token=***&page=1" in r and "invalid_request" in r for r in results)  # the error quoted the URL
     assert any("/down?api_key=***&page=2" in r for r in results)  # final_url
+    assert any("GET https://x.test/?token=*** failed" in r and '"source":"push"' in r for r in results)
     assert MARK not in caplog.text and "probe failed endpoint=userinfo" in caplog.text
