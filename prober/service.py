@@ -68,7 +68,8 @@ class ProberService:
         p = self.config.prober
         self.writer = BatchWriter(runtime.pool, p.data_dir / "spool", batch_rows=p.batch_rows,
                                   flush_interval_s=p.flush_interval.total_seconds(), queue_size=p.queue_size,
-                                  spool_max_bytes=p.spool_max_bytes)
+                                  spool_max_bytes=p.spool_max_bytes, external_share=p.push_queue_share,
+                                  stuck_after_s=p.writer_stuck_after_s())
         # Stored endpoints and probe results are masked like push records (Grafana reads them all).
         self.masks = masking(self.config.push.sensitive_headers, self.config.push.secret_names)
         self.rollups = Rollups(runtime.pool)
