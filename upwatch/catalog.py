@@ -66,8 +66,9 @@ def stored_target(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> str:
 
 
 def _row(endpoint: Endpoint, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
-    return (endpoint.name, endpoint.kind, stored_target(endpoint, masks), stored_config(endpoint, masks),
-            list(endpoint.tags), endpoint.enabled)
+    config = stored_config(endpoint, masks)
+    target = config["url"] or "" if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
+    return endpoint.name, endpoint.kind, target, config, list(endpoint.tags), endpoint.enabled
 
 
 async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],

@@ -134,7 +134,7 @@ class Masking:
 
     def _path_param(self, match: re.Match[str]) -> str:
         name = match.group(1)
-        return f";{name}={MASK}" if match.group(2) and self.secret(unquote_plus(name)) else match.group(0)
+        return f";{name}={MASK}" if match.group(2) and self.secret(_unquoted(name)) else match.group(0)
 
     def form(self, text: str) -> str:
         """name=value&... text with the values of secret names masked (other bytes kept as sent)."""
@@ -142,7 +142,7 @@ class Masking:
         changed = False
         for i, part in enumerate(parts):
             name, eq, value = part.partition("=")
-            if eq and value and value != MASK and self.secret(unquote_plus(name)):
+            if eq and value and value != MASK and self.secret(_unquoted(name)):
                 parts[i] = name + "=" + MASK
                 changed = True
         return "&".join(parts) if changed else text
@@ -191,6 +191,11 @@ class Masking:
         if value in ('""', "null") or not self.secret(name):
             return match.group(0)
         return f'"{name}"{colon}"{MASK}"'
+
+
+def _unquoted(name: str) -> str:
+    # Most names have nothing to decode: skip the call, which a sync of 50k endpoints makes twice each.
+    return unquote_plus(name) if "%" in name or "+" in name else name
 
 
 def _hides(value: Any) -> bool:
