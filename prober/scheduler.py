@@ -224,10 +224,9 @@ class Scheduler:
         if endpoint_id is None:
             logger.error("probe result for an endpoint without id name=%s", endpoint.name)
             return
-        row = result.to_row(endpoint_id, location=self.location, prober=self.prober)
-        # Grafana reads probe_results: a final URL or an error quoting one keeps no query secret.
-        error = row["error"] = self.masks.text(result.error)
-        row["final_url"] = self.masks.url(result.final_url)
+        # Grafana reads probe_results: no query secret in a final URL or an error, no secret field's value.
+        row = self.masks.probe_row(result.to_row(endpoint_id, location=self.location, prober=self.prober))
+        error = row["error"]
         if not self.writer.offer("probe_results", [row]):
             logger.error("writer queue full, result not stored endpoint=%s queue_rows=%d",
                          endpoint.name, self.writer.queue_rows)

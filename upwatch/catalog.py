@@ -55,6 +55,7 @@ def stored_config(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> dict[str, A
     data["headers"] = masks.headers_of(data["headers"])
     data["body"] = masks.body(endpoint.body)
     data["json"] = masks.json(data["json"])
+    data["assertions"] = [masks.assertion(a) for a in data["assertions"]]
     if endpoint.auth is not None:
         data["auth"] = MASK
     return data

@@ -41,6 +41,9 @@ _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 # A URL inside free text (an error message): up to white space, a quote or a closing bracket.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+")
+# An assertion's text: `json data.token == 'x'`, `[BODY].api_key == x`, `header X-Api-Key matches '^k'`.
+_ASSERTION = re.compile(r"^(json |header |\[BODY\]\.?)(\S*?)(\s+\S+\s+)(.*)$", re.S)
+_PATH_PART = re.compile(r"[.\[\]]+")
 _PATH_PARAM = re.compile(r";([^;/?#=]+)=([^;/?#]*)")
 # A body that is a form (a=1&b=2): no white space, at least one name=value.
 _FORM = re.compile(r"[^\s=&]+=[^\s&]*(?:&[^\s&]*)*")
@@ -131,6 +134,41 @@ class Masking:
         if not text or "://" not in text:
             return text
         return _URL_IN_TEXT.sub(lambda m: self.url(m.group(0)) or "", text)
+
+    def assertion(self, text: str) -> str:
+        """An assertion's text with the value compared with a secret-looking JSON field or header masked."""
+        m = _ASSERTION.match(text)
+        if m is None or not m.group(4) or not self._secret_subject(m.group(1), m.group(2)):
+            return text
+        return m.group(1) + m.group(2) + m.group(3) + MASK
+
+    def _secret_subject(self, kind: str, name: str) -> bool:
+        if kind == "header ":
+            return self.header(name)
+        return any(self.secret(part) for part in _PATH_PART.split(name) if part and not part.isdigit())
+
+    def probe_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A probe_results row with its final URL, URLs quoted in its error and what its assertions on
+        secret-looking fields saw (actual value, reason, expected value) masked; changed in place."""
+        row["final_url"] = self.url(row.get("final_url"))
+        results = row.get("assertions")
+        masked = [self._result(r) for r in results] if results else results
+        if masked is not None and any(a is not b for a, b in zip(masked, results or [], strict=True)):
+            row["assertions"] = masked
+            if row.get("error_kind") == "assertion":  # the checks' message: "<assertion>: <reason>; ..."
+                row["error"] = "; ".join(f"{r['assertion']}: {r.get('reason', '')}" for r in masked
+                                         if not r["ok"])[:500]
+        row["error"] = self.text(row.get("error"))
+        return row
+
+    def _result(self, result: dict[str, Any]) -> dict[str, Any]:
+        text = result.get("assertion")
+        if not isinstance(text, str) or self.assertion(text) is text:
+            return result
+        out = {**result, "assertion": self.assertion(text), "actual": MASK}
+        if "reason" in out:
+            out["reason"] = "the value did not match"
+        return out
 
     def _path_param(self, match: re.Match[str]) -> str:
         name = match.group(1)

@@ -31,6 +31,8 @@ async def record(request: web.Request) -> web.Response:
     request.app[SEEN].append({"path": request.path_qs, "headers": dict(request.headers), "body": await request.text()})
     if request.path == "/away":  # a redirect the client refuses, quoting the URL in its error
         raise web.HTTPFound(f"ftp://127.0.0.1/x?token={MARK}redirect&page=1")
+    if request.path == "/session":
+        return web.json_response({"status": "UP", "session": {"token": f"{MARK}resp"}})
     return web.Response(status=500, text="down")
 
 
@@ -66,6 +68,12 @@ endpoints:
     url: "http://bob:{MARK}u@{host}/away?access_token={MARK}q2"
     body: "user=bob&client_secret={MARK}f1"
     interval: 1s
+  - name: asserts
+    url: "http://{host}/session"
+    interval: 1s
+    assertions:
+      - json: {{path: session.token, equals: "{MARK}expected"}}
+      - "[BODY].status == DOWN"
   - name: cron
     kind: push
     period: 1m
@@ -111,7 +119,7 @@ async def test_no_endpoint_secret_is_stored_or_logged(tmp_path: Path, database_u
         def failures() -> list[str]:
             return [r for r in reader_rows(database_url, "probe_results") if '"ok":false' in r]
 
-        await wait_for(lambda: len({r.split('"endpoint_id":')[1].split(",")[0] for r in failures()}) == 3)
+        await wait_for(lambda: len({r.split('"endpoint_id":')[1].split(",")[0] for r in failures()}) == 4)
         stop.set()
         await asyncio.wait_for(task, 5)
 
@@ -123,11 +131,14 @@ async def test_no_endpoint_secret_is_stored_or_logged(tmp_path: Path, database_u
     assert away["body"] == f"user=bob&client_secret={MARK}f1" and away["headers"]["Authorization"].startswith("Basic")
 
     endpoints, results = reader_rows(database_url, "endpoints"), reader_rows(database_url, "probe_results")
-    assert len(endpoints) == 3 and results
+    assert len(endpoints) == 4 and results
     assert [r for r in endpoints + results if MARK in r] == []
     assert any("api_key=***&page=2&internal_id=***#access_token=***" in r for r in endpoints)
     assert any('"X-Trace" : "keep-me"' in r or '"X-Trace": "keep-me"' in r for r in endpoints)
     assert any("?token=***&page=1" in r and "invalid_request" in r for r in results)  # the error quoted the URL
     assert any("/down?api_key=***&page=2" in r for r in results)  # final_url
     assert any("GET https://x.test/?token=*** failed" in r and '"source":"push"' in r for r in results)
+    assert any("json session.token == ***: the value did not match; [BODY].status == DOWN: expected == DOWN, got UP"
+               in r for r in results)  # what the assertion on a secret field saw and expected is masked
+    assert any("json session.token == ***" in r for r in endpoints)
     assert MARK not in caplog.text and "probe failed endpoint=userinfo" in caplog.text
