@@ -68,7 +68,7 @@ def stored_target(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> str:
 
 def _row(endpoint: Endpoint, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
     config = stored_config(endpoint, masks)
-    target = config["url"] or "" if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
+    target = (config["url"] or "") if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
     return endpoint.name, endpoint.kind, target, config, list(endpoint.tags), endpoint.enabled
 
 
@@ -83,7 +83,8 @@ async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
         if since is None:
             todo, gone = await _differences(conn, endpoints, report, masks)
         else:
-            todo = [_row(e, masks) for e in endpoints if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
+            todo = [_row(e, masks) for e in endpoints
+                    if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
             report.ids = {e.name: since.ids[e.name] for e in endpoints if e.name in since.ids}
             gone = [n for n, e in since.endpoints.items() if n not in report.endpoints and e.enabled]
         if todo:

@@ -310,7 +310,8 @@ class _Reader:
             given = err.get("input")
             if self._secret(loc):
                 message = _hidden(message, given)
-            elif err["type"] != "value_error" and isinstance(given, str | int | float | bool) and "missing" not in err["type"]:
+            elif (err["type"] != "value_error" and isinstance(given, str | int | float | bool)
+                  and "missing" not in err["type"]):
                 message += f" (got {given!r})"
         return Problem(self.where(loc), _dotted(shown), _MASKS.text(message) or message)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
 
