@@ -38,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prober.checks import CHECKS
 from prober.writer import BatchWriter
 from upwatch.config.endpoints import Endpoint
+from upwatch.masking import Masking, masking
 from upwatch.records import ProbeResult
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,10 @@ class Scheduler:
     """Schedules checks and hands each result to the writer and to `observers`."""
 
     def __init__(self, session: aiohttp.ClientSession, writer: BatchWriter, *, location: str, prober: str,
-                 max_concurrency: int = 512, per_host_concurrency: int = 32, shard: Shard | None = None):
+                 max_concurrency: int = 512, per_host_concurrency: int = 32, shard: Shard | None = None,
+                 masks: Masking | None = None):
         self.session = session
+        self.masks = masks if masks is not None else masking()  # for what is stored and logged of a result
         self.writer = writer
         self.location = location
         self.prober = prober
@@ -221,7 +224,9 @@ class Scheduler:
         if endpoint_id is None:
             logger.error("probe result for an endpoint without id name=%s", endpoint.name)
             return
-        row = result.to_row(endpoint_id, location=self.location, prober=self.prober)
+        # Grafana reads probe_results: no query secret in a final URL or an error, no secret field's value.
+        row = self.masks.probe_row(result.to_row(endpoint_id, location=self.location, prober=self.prober))
+        error = row["error"]
         if not self.writer.offer("probe_results", [row]):
             logger.error("writer queue full, result not stored endpoint=%s queue_rows=%d",
                          endpoint.name, self.writer.queue_rows)
@@ -229,7 +234,7 @@ class Scheduler:
             observer(endpoint, result, lateness)
         if not result.ok:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
-                        endpoint.name, result.error_kind, result.error, result.latency_ms)
+                        endpoint.name, result.error_kind, error, result.latency_ms)
 
     def _on_skip(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
         endpoint = self.endpoints.get(event.job_id)

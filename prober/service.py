@@ -26,6 +26,7 @@ from upwatch import config as configuration
 from upwatch.catalog import SyncReport, sync_endpoints
 from upwatch.config import Config, ConfigError
 from upwatch.db import describe, error_summary
+from upwatch.masking import masking
 from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
@@ -67,13 +68,16 @@ class ProberService:
         p = self.config.prober
         self.writer = BatchWriter(runtime.pool, p.data_dir / "spool", batch_rows=p.batch_rows,
                                   flush_interval_s=p.flush_interval.total_seconds(), queue_size=p.queue_size,
-                                  spool_max_bytes=p.spool_max_bytes)
+                                  spool_max_bytes=p.spool_max_bytes, external_share=p.push_queue_share,
+                                  stuck_after_s=p.writer_stuck_after_s())
+        # Stored endpoints and probe results are masked like push records (Grafana reads them all).
+        self.masks = masking(self.config.push.sensitive_headers, self.config.push.secret_names)
         self.rollups = Rollups(runtime.pool)
         self.writer.hooks["probe_results"].append(self.rollups.note)
         self.session = new_session(p.max_concurrency)
         self.scheduler = Scheduler(self.session, self.writer, location=p.location, prober=p.instance,
                                    max_concurrency=p.max_concurrency, per_host_concurrency=p.per_host_concurrency,
-                                   shard=Shard.parse(p.shard) if p.shard else None)
+                                   shard=Shard.parse(p.shard) if p.shard else None, masks=self.masks)
         self.metrics = Metrics(p.location)
         self.scheduler.observers.append(self.metrics.observe)
         self.heartbeats = HeartbeatWatcher(runtime.pool, self.writer, location=p.location, prober=p.instance)
@@ -184,7 +188,7 @@ class ProberService:
         False, with the ids kept as they were, while the database is unavailable."""
         try:
             async with self.runtime.pool.connection(timeout=5.0) as conn:
-                self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced)
+                self._synced = await sync_endpoints(conn, cfg.endpoints, since=self._synced, masks=self.masks)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             if not self._sync_failing:
                 logger.warning("endpoint sync deferred: database unavailable error=%r", error_summary(e))

@@ -16,11 +16,13 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from upwatch.config.endpoints import Endpoint
+from upwatch.masking import MASK, SENSITIVE_HEADERS, Masking, masking
+
+__all__ = ["MASK", "SENSITIVE_HEADERS", "SyncReport", "stored_config", "stored_target", "sync_endpoints"]
 
 logger = logging.getLogger(__name__)
 
-SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"})
-MASK = "***"
+_BUILT_IN = masking()
 
 _INCOMING = "endpoints_incoming"
 _UPSERT = f"""
@@ -44,31 +46,45 @@ class SyncReport:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # as written by this sync
 
 
-def stored_config(endpoint: Endpoint) -> dict[str, Any]:
-    """The endpoint's settings as stored in the database: secrets masked, since Grafana can read it."""
+def stored_config(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> dict[str, Any]:
+    """The endpoint's settings as stored in the database: secrets masked by the push API's rules
+    (upwatch.masking), since Grafana's read-only role can read them. Deterministic, so an unchanged
+    endpoint compares equal to its row and is not rewritten."""
     data = endpoint.model_dump(mode="json", by_alias=True, exclude={"name", "kind", "tags", "enabled"})
-    data["headers"] = {k: (MASK if k.lower() in SENSITIVE_HEADERS else v) for k, v in endpoint.headers.items()}
+    data["url"] = masks.url(endpoint.url)
+    data["headers"] = masks.headers_of(data["headers"])
+    data["body"] = masks.body(endpoint.body)
+    data["json"] = masks.json(data["json"])
+    data["assertions"] = [masks.assertion(a) for a in data["assertions"]]
     if endpoint.auth is not None:
         data["auth"] = MASK
     return data
 
 
-def _row(endpoint: Endpoint) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
-    return (endpoint.name, endpoint.kind, endpoint.target, stored_config(endpoint), list(endpoint.tags),
-            endpoint.enabled)
+def stored_target(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> str:
+    """endpoints.target: what the check points at, with a URL's secrets masked."""
+    return masks.url(endpoint.target) or ""
+
+
+def _row(endpoint: Endpoint, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
+    config = stored_config(endpoint, masks)
+    target = (config["url"] or "") if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
+    return endpoint.name, endpoint.kind, target, config, list(endpoint.tags), endpoint.enabled
 
 
 async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
-                         since: SyncReport | None = None) -> SyncReport:
+                         since: SyncReport | None = None, masks: Masking = _BUILT_IN) -> SyncReport:
     """Upsert the configured endpoints that differ from the table and disable the ones no longer
     configured. `since`: the report of this process's previous sync, so unchanged endpoints are
-    not even compared with the table."""
+    not even compared with the table. `masks`: what is masked in the stored rows (the built-in
+    rules plus push.sensitive_headers / push.secret_names)."""
     report = SyncReport(endpoints={e.name: e for e in endpoints})
     async with conn.transaction():
         if since is None:
-            todo, gone = await _differences(conn, endpoints, report)
+            todo, gone = await _differences(conn, endpoints, report, masks)
         else:
-            todo = [_row(e) for e in endpoints if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
+            todo = [_row(e, masks) for e in endpoints
+                    if e.name not in since.ids or not _same(since.endpoints.get(e.name), e)]
             report.ids = {e.name: since.ids[e.name] for e in endpoints if e.name in since.ids}
             gone = [n for n, e in since.endpoints.items() if n not in report.endpoints and e.enabled]
         if todo:
@@ -91,13 +107,13 @@ def _same(old: Endpoint | None, new: Endpoint) -> bool:
 
 
 async def _differences(conn: AsyncConnection, endpoints: list[Endpoint],
-                       report: SyncReport) -> tuple[list[tuple[Any, ...]], list[str]]:
+                       report: SyncReport, masks: Masking) -> tuple[list[tuple[Any, ...]], list[str]]:
     """(rows to upsert, enabled names to disable), from the whole table; fills report.ids."""
     cur = await conn.execute("SELECT name, id, kind, target, config, tags, enabled FROM endpoints")
     stored = {r[0]: r for r in await cur.fetchall()}
     todo = []
     for endpoint in endpoints:
-        row, old = _row(endpoint), stored.get(endpoint.name)
+        row, old = _row(endpoint, masks), stored.get(endpoint.name)
         if old is not None:
             report.ids[endpoint.name] = old[1]
         if old is None or (old[2], old[3], old[4], old[5], old[6]) != row[1:]:

@@ -16,8 +16,10 @@ from psycopg import AsyncConnection
 
 from upwatch import __version__, db, durations, logs
 from upwatch import config as configuration
+from upwatch.catalog import stored_target
 from upwatch.config import Config, ConfigError
 from upwatch.embedded import EmbeddedError
+from upwatch.masking import masking
 from upwatch.migrate import MigrationError, migrate
 from upwatch.runtime import (
     ListenError,
@@ -99,9 +101,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return 1
     rows = [("NAME", "KIND", "TARGET", "INTERVAL", "TIMEOUT", "TAGS", "ENABLED")]
+    masks = masking(config.push.sensitive_headers, config.push.secret_names)  # the listing may end up in CI logs
     for e in config.endpoints:
         interval = durations.format(e.period) if e.kind == "push" and e.period else durations.format(e.interval)
-        rows.append((e.name, e.kind, e.target, interval, durations.format(e.timeout), ",".join(e.tags),
+        rows.append((e.name, e.kind, stored_target(e, masks), interval, durations.format(e.timeout), ",".join(e.tags),
                      "yes" if e.enabled else "no"))
     print_table(rows)
     enabled = sum(e.enabled for e in config.endpoints)

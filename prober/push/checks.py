@@ -141,6 +141,7 @@ async def report(request: web.Request, action: str) -> web.Response:
     if latency_ms is None and started is not None:
         latency_ms = (now - started).total_seconds() * 1000
     row = _row(context.runtime.config, endpoint_id, body, ok=ok, latency_ms=latency_ms, now=now)
+    row["error"] = context.sensitive.text(row["error"])  # a job's own error may quote a URL with its token
     if not await store(context, ("probe_results", [row])):
         return Refusal(503, "write queue is full; retry later", headers={"Retry-After": "1"}).response()
     logger.debug("push check endpoint=%s ok=%s", name, ok)

@@ -191,6 +191,8 @@ async def replay(request: web.Request) -> web.Response:
         logger.info("replay refused log_id=%d reason=%r", found, checked.message)
         return checked.response()
     outcome = await call(checked, context.runtime.config.push.max_stored_body_bytes)
+    # aiohttp quotes the URL in some errors, and an override's query holds real secrets.
+    outcome["error"] = context.sensitive.text(outcome["error"])
     logger.info("replay log_id=%d status=%s error=%s", found, outcome["status_code"], outcome["error"])
     return reply(await _store(context, log, checked, outcome), status=201)
 

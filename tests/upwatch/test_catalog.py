@@ -4,6 +4,7 @@ import psycopg
 
 from upwatch import config
 from upwatch.catalog import sync_endpoints
+from upwatch.masking import masking
 
 BASE = """
 endpoints:
@@ -84,3 +85,41 @@ async def test_sync_since_a_report_writes_only_what_changed(pool, database_url: 
         third = await sync_endpoints(conn, config.parse(many, "a.yaml", {}).endpoints)
     assert (third.added, third.changed, third.disabled) == ([], ["ep7", "ep9"], [])
     assert third.ids == first.ids
+
+
+SECRETS = """
+endpoints:
+  - name: api
+    url: "https://bob:pw-1@api.test/x?api_key=key-2&page=2&dbPassword=pw-3#id_token=tok-4"
+    headers: {" Authorization ": "Bearer tok-5", "X-AUTH-token": "tok-6", X-Trace: "1"}
+    json: {user: bob, nested: {client_secret: sec-7}, list: [{apiKey: key-8}]}
+  - name: form
+    method: POST
+    url: "https://api.test/login"
+    body: "user=bob&password=pw-9&x_internal_id=id-10"
+"""
+
+
+async def test_every_stored_field_is_masked_and_an_unchanged_sync_writes_nothing(
+        pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    endpoints = config.parse(SECRETS, "a.yaml", {}).endpoints
+    masks = masking(names=["x-internal-id"])
+    async with pool.connection() as conn:
+        await sync_endpoints(conn, endpoints, masks=masks)
+    stored = rows(database_url)
+    text = json.dumps({name: list(row[2:4]) for name, row in stored.items()})
+    assert [s for s in ("pw-1", "key-2", "pw-3", "tok-4", "tok-5", "tok-6", "sec-7", "key-8", "pw-9", "id-10")
+            if s in text] == []
+    api = stored["api"]
+    assert api[2] == api[3]["url"] == "https://***@api.test/x?api_key=***&page=2&dbPassword=***#id_token=***"
+    assert api[3]["headers"] == {" Authorization ": "***", "X-AUTH-token": "***", "X-Trace": "1"}
+    assert api[3]["json"] == {"user": "bob", "nested": {"client_secret": "***"}, "list": [{"apiKey": "***"}]}
+    assert stored["form"][3]["body"] == "user=bob&password=***&x_internal_id=***"
+    with psycopg.connect(database_url) as conn:
+        stamps = conn.execute("SELECT name, updated_at FROM endpoints ORDER BY name").fetchall()
+
+    async with pool.connection() as conn:  # compared with the table, as at a restart
+        again = await sync_endpoints(conn, config.parse(SECRETS, "a.yaml", {}).endpoints, masks=masks)
+    assert again.added == again.changed == []
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT name, updated_at FROM endpoints ORDER BY name").fetchall() == stamps

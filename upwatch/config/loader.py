@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from upwatch.config.cache import EndpointCache
 from upwatch.config.endpoints import Endpoint
 from upwatch.config.schema import Config
+from upwatch.masking import MASK, masking
 
 Path_ = tuple[str | int, ...]
 
@@ -29,6 +30,10 @@ DEFAULT_PATH = Path("upwatch.yaml")
 # than the pure-Python one, which alone took ~30 s for a 50,000-endpoint file.
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+_MASKS = masking()  # error messages are logged and printed: they quote no secret
+# Settings whose names look secret by the masking rules but whose values are not (a new such
+# setting merely gets its value left out of its error messages).
+_NOT_SECRETS = frozenset({"rate_limit_per_key", "key_outage_grace", "secret_names"})
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # Environment variables that override a setting, whatever the file says.
@@ -159,6 +164,7 @@ class _Reader:
         self.environ = environ
         self.lines: dict[Path_, int] = {}
         self.sources: dict[Path_, str] = {}  # path -> "$VAR" for env overrides
+        self.expanded: set[Path_] = set()  # values with a ${VAR} in them: the environment holds the secrets
         self.display: dict[Path_, Path_] = {}  # endpoint key inherited from defaults -> defaults key
         self.problems: list[Problem] = []
         self._constructor = yaml.constructor.SafeConstructor()
@@ -217,6 +223,7 @@ class _Reader:
             if m.group(0) == "$$":
                 return "$"
             name, default = m.group(1), m.group(2)
+            self.expanded.add(path)
             value = self.environ.get(name)
             if value is None or (value == "" and default is not None):
                 if default is not None:
@@ -301,9 +308,19 @@ class _Reader:
         else:
             message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
             given = err.get("input")
-            if err["type"] != "value_error" and isinstance(given, str | int | float | bool) and "missing" not in err["type"]:
+            if self._secret(loc):
+                message = _hidden(message, given)
+            elif (err["type"] != "value_error" and isinstance(given, str | int | float | bool)
+                  and "missing" not in err["type"]):
                 message += f" (got {given!r})"
-        return Problem(self.where(loc), _dotted(shown), message)
+        return Problem(self.where(loc), _dotted(shown), _MASKS.text(message) or message)
+
+    def _secret(self, loc: Path_) -> bool:
+        """Whether the value at `loc` may be a secret: a secret-looking key on its path (auth, password,
+        Authorization, api_key ...) or a value with a ${VAR} in it (secrets come from the environment;
+        the UPWATCH_* overrides are named settings, judged by their keys)."""
+        return (any(isinstance(part, str) and part not in _NOT_SECRETS and _MASKS.header(part) for part in loc)
+                or any(loc[:i] in self.expanded for i in range(1, len(loc) + 1)))
 
     def check_references(self, data: dict[str, Any]) -> None:
         """Duplicate endpoint names and unknown depends_on targets, checked on the raw data
@@ -326,6 +343,13 @@ class _Reader:
                     self.problem(("endpoints", i, "depends_on", j), "an endpoint cannot depend on itself")
                 elif parent not in seen:
                     self.problem(("endpoints", i, "depends_on", j), f"unknown endpoint {parent!r}{_suggest(str(parent), seen)}")
+
+
+def _hidden(message: str, given: Any) -> str:
+    """`message` without the value it is about: what is wrong is said, the secret is not repeated."""
+    if isinstance(given, str) and given:
+        return message.replace(repr(given), MASK).replace(given, MASK)
+    return message
 
 
 def _dotted(path: Path_) -> str:
