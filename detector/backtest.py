@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from detector import features as feature_set
+from detector import training
 from detector.incidents import GAP, quarantine
 from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
@@ -37,23 +38,32 @@ def replay(
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
+    Causal: a model is trained on rows before a cut (training.select, as live) and judges
+    rows from the cut until its next due time in data time (training.due_after). Features
+    are computed once per step the models see (features of a row read only earlier rows).
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
     reference method, which knows nothing of incidents.
     """
     module = model if model is not None else MODELS[MODEL]
     prepared = feature_set.prepare(frame)
-    feats = feature_set.compute(prepared, module.FEATURES)
-    usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
+    finite = prepared["value"].notna().to_numpy()
     stamps = pd.DatetimeIndex(prepared["timestamp"]).tz_convert(None).to_numpy()
+    by_step: dict[pd.Timedelta, tuple[pd.DataFrame, np.ndarray]] = {}
     scores = np.full(len(prepared), np.nan)
     flags = np.zeros(len(prepared), dtype=bool)
-    ready = np.flatnonzero(np.cumsum(usable) >= settings.min_training_rows)
-    cut = int(ready[0]) + 1 if len(ready) else len(stamps)  # train on rows before cut, judge from cut on
+    cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
-        stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(settings.retrain_interval))), cut + 1)
+        step = feature_set.cadence(stamps[:cut][finite[:cut]])
+        if step not in by_step:
+            feats = feature_set.compute(prepared, module.FEATURES, step)
+            by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
+        feats, usable = by_step[step]
         claimed = flags if exclude_claimed else np.zeros_like(flags)
-        fitted = _fit(module, feats, stamps, usable, claimed, cut, settings)
+        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings)
+        wait = training.due_after(fitted.rows, step, settings) if fitted is not None \
+            else pd.Timedelta(settings.retrain_interval)
+        stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
         if fitted is not None:
             scores[cut:stop] = module.score(fitted, feats.iloc[cut:stop]).to_numpy()
             flags[cut:stop] = scores[cut:stop] >= fitted.threshold
@@ -73,14 +83,17 @@ def _fit(
     usable: np.ndarray,
     flags: np.ndarray,
     cut: int,
+    step: pd.Timedelta,
     settings: Detector,
 ) -> Any:  # the module's Fitted, or None
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
-    first = int(np.searchsorted(stamps, trained_at - np.timedelta64(settings.training_window), side="right"))
+    first = int(np.searchsorted(stamps, trained_at - np.timedelta64(training.window_for(step, settings)),
+                                side="right"))
     claimed = quarantine(stamps[first:cut], flags[first:cut], GAP)
     try:
-        return module.train(feats.iloc[first:cut][usable[first:cut] & ~claimed], settings)
+        keep = training.select(stamps[first:cut], usable[first:cut], claimed, step, settings)
+        return module.train(feats.iloc[first:cut][keep], settings, step)
     except NotEnoughData as e:
         logger.info("backtest no model trained_at=%s reason=%r", trained_at, str(e))
         return None

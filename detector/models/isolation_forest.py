@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
+from detector.features import DEFAULT_STEP
 from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Fitted:
     raw_threshold: float  # calibrated to the target false-alarm rate: maps to 0.5
     raw_extreme: float  # a point far outside training on every feature: maps to 1
     threshold: float = THRESHOLD
+    step: pd.Timedelta = DEFAULT_STEP  # the cadence features were scaled to; scoring uses the same
     center: dict[str, float] = field(default_factory=dict)
     usual: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Per feature (tail start, envelope): a row at the envelope scores 0.5 whatever the forest says.
@@ -78,8 +80,9 @@ def _matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return x[np.isfinite(x.to_numpy()).all(axis=1)]
 
 
-def train(features: pd.DataFrame, settings: Detector) -> Fitted:
-    """Fit one series' forest on its training rows; raise NotEnoughData below settings.min_training_rows."""
+def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP) -> Fitted:
+    """Fit one series' forest on its training rows (features computed at `step`);
+    raise NotEnoughData below settings.min_training_rows."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
@@ -102,6 +105,7 @@ def train(features: pd.DataFrame, settings: Detector) -> Fitted:
         raw_typical=typical,
         raw_threshold=threshold,
         raw_extreme=extreme,
+        step=step,
         center={n: float(x[n].median()) for n in FEATURES},
         usual={n: (float(low[n]), float(high[n])) for n in FEATURES},
         envelope={n: _envelope(x[n].to_numpy(), rate) for n in ENVELOPE_FEATURES},

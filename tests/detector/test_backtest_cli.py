@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = """\
 detector:
   min_training_rows: 2000
+  min_training_span: 8h
   retrain_interval: 3h
 """
 
@@ -54,7 +55,7 @@ def test_backtest_writes_the_same_rows_in_the_same_order(tmp_path: Path, series:
 
 
 def test_backtest_is_causal_future_rows_do_not_change_past_verdicts(series: pd.DataFrame) -> None:
-    settings = Detector(min_training_rows=2000, retrain_interval="3h")
+    settings = Detector(min_training_rows=2000, min_training_span="8h", retrain_interval="3h")
     whole = replay(series, settings)
     changed = series.copy()
     changed.loc[4000:, "value"] = changed.loc[4000:, "value"] * 9

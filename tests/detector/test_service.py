@@ -37,7 +37,7 @@ async def endpoint(pool: AsyncConnectionPool) -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Detector:
-    return Detector(min_training_rows=500, model_dir=tmp_path / "models")
+    return Detector(min_training_rows=500, min_training_span="1h", model_dir=tmp_path / "models")
 
 
 async def _anomalies(pool: AsyncConnectionPool) -> list[tuple]:  # type: ignore[type-arg]
@@ -177,7 +177,7 @@ async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
     from upwatch.config import Config
     from upwatch.runtime import Runtime
 
-    settings = Detector(score_interval="1s", min_training_rows=500, max_workers=1,
+    settings = Detector(score_interval="1s", min_training_rows=500, min_training_span="1h", max_workers=1,
                         model_dir=tmp_path / "models")
     rng = np.random.default_rng(1)
     start = datetime.now(UTC) - timedelta(hours=3)
@@ -227,7 +227,7 @@ async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
     from upwatch.config import Config
     from upwatch.runtime import Runtime
 
-    settings = Detector(min_training_rows=500, max_workers=1, model_dir=tmp_path / "models")
+    settings = Detector(min_training_rows=500, min_training_span="1h", max_workers=1, model_dir=tmp_path / "models")
     assert settings.score_interval == timedelta(seconds=15)
     rng = np.random.default_rng(2)
     start = datetime.now(UTC) - timedelta(hours=3)
@@ -279,7 +279,7 @@ async def test_detector_keeps_running_through_a_database_outage(
             endpoint = (await cur.fetchone())[0]  # type: ignore[index]
         now = datetime.now(UTC)
         await _add_checks(pool, endpoint, [now - timedelta(seconds=60 - i) for i in range(10)], [100.0] * 10)
-        settings = Detector(score_interval="1s", max_workers=1, model_dir=tmp_path / "models")
+        settings = Detector(score_interval="1s", min_training_span="1h", max_workers=1, model_dir=tmp_path / "models")
         task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "u.yaml", url, pool), stop))
         await _until(pool, f"SELECT watermark IS NOT NULL FROM detector_models WHERE series = '{SERIES}'", 20)
         server.stop()
