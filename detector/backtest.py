@@ -18,7 +18,7 @@ import pandas as pd
 
 from detector import features as feature_set
 from detector import training
-from detector.incidents import GAP, quarantine
+from detector.incidents import gap_for, quarantine
 from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from upwatch.config.detector import Detector
@@ -34,7 +34,8 @@ class BadInput(ValueError):
 
 
 def replay(
-    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True
+    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True,
+    higher_is_worse: bool = False,
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
@@ -42,7 +43,9 @@ def replay(
     rows from the cut until its next due time in data time (training.due_after). Features
     are computed once per step the models see (features of a row read only earlier rows).
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
-    reference method, which knows nothing of incidents.
+    reference method, which knows nothing of incidents. higher_is_worse: only rises are
+    anomalies, as for the live series (latency, error rates); by default a CSV's values are
+    of unknown meaning and deviations either way count.
     """
     module = model if model is not None else MODELS[MODEL]
     prepared = feature_set.prepare(frame)
@@ -56,11 +59,11 @@ def replay(
         trained_at = stamps[cut - 1]
         step = feature_set.cadence(stamps[:cut][finite[:cut]])
         if step not in by_step:
-            feats = feature_set.compute(prepared, module.FEATURES, step)
+            feats = feature_set.compute(prepared, module.FEATURES, step, not higher_is_worse)
             by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
         feats, usable = by_step[step]
         claimed = flags if exclude_claimed else np.zeros_like(flags)
-        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings)
+        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings, not higher_is_worse)
         wait = training.due_after(fitted.rows, step, settings) if fitted is not None \
             else pd.Timedelta(settings.retrain_interval)
         stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
@@ -85,15 +88,16 @@ def _fit(
     cut: int,
     step: pd.Timedelta,
     settings: Detector,
+    two_sided: bool,
 ) -> Any:  # the module's Fitted, or None
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
     first = int(np.searchsorted(stamps, trained_at - np.timedelta64(training.window_for(step, settings)),
                                 side="right"))
-    claimed = quarantine(stamps[first:cut], flags[first:cut], GAP)
+    claimed = quarantine(stamps[first:cut], flags[first:cut], gap_for(step))
     try:
         keep = training.select(stamps[first:cut], usable[first:cut], claimed, step, settings)
-        return module.train(feats.iloc[first:cut][keep], settings, step)
+        return module.train(feats.iloc[first:cut][keep], settings, step, two_sided)
     except NotEnoughData as e:
         logger.info("backtest no model trained_at=%s reason=%r", trained_at, str(e))
         return None

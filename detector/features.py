@@ -34,6 +34,10 @@ SCALE_FLOOR = 0.01
 # Rolling windows: short noise baseline, persistence, spread, long baseline.
 BASE_POINTS = 60
 SPREAD_POINTS = 20
+# ...but no longer than this in time (and never fewer than the floor): at 5 min, 60 points are
+# 5 h, across which a daily cycle moves the median and widens the spread more than noise does.
+BASE_SPAN, BASE_FLOOR = pd.Timedelta(hours=1), 12
+SPREAD_SPAN, SPREAD_FLOOR = pd.Timedelta(minutes=30), 10
 LONG_WINDOW = pd.Timedelta(hours=6)
 LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
@@ -68,6 +72,14 @@ class Scale:
     """The time-denominated windows of one step (see the module docstring)."""
 
     step: pd.Timedelta
+
+    @property
+    def base(self) -> int:
+        return int(np.clip(round(BASE_SPAN / self.step), BASE_FLOOR, BASE_POINTS))
+
+    @property
+    def spread(self) -> int:
+        return int(np.clip(round(SPREAD_SPAN / self.step), SPREAD_FLOOR, SPREAD_POINTS))
 
     @property
     def persist(self) -> int:
@@ -108,8 +120,10 @@ def symlog(x: np.ndarray | pd.Series) -> np.ndarray:
 class Window:
     """Finite observations of one sorted series with their shared rolling statistics."""
 
-    def __init__(self, timestamps: pd.Series, values: pd.Series, step: pd.Timedelta = DEFAULT_STEP) -> None:
+    def __init__(self, timestamps: pd.Series, values: pd.Series, step: pd.Timedelta = DEFAULT_STEP,
+                 two_sided: bool = False) -> None:
         self.scale = Scale(step)
+        self.two_sided = two_sided
         # In ns whatever the input's unit (the database gives us): the seasonal lookup and the
         # rate of change do arithmetic on asi8.
         index = pd.DatetimeIndex(timestamps.to_numpy()).as_unit("ns")
@@ -118,11 +132,11 @@ class Window:
 
     @cached_property
     def base_median(self) -> pd.Series:
-        return self.y.shift(1).rolling(BASE_POINTS, min_periods=10).median()
+        return self.y.shift(1).rolling(self.scale.base, min_periods=10).median()
 
     @cached_property
     def base_scale(self) -> pd.Series:
-        return _iqr_scale(self.y.shift(1), BASE_POINTS, min_periods=10)
+        return _iqr_scale(self.y.shift(1), self.scale.base, min_periods=10)
 
     @cached_property
     def robust_z(self) -> pd.Series:
@@ -139,7 +153,7 @@ class Window:
 
     @cached_property
     def spread(self) -> pd.Series:
-        return _iqr_scale(self.y, SPREAD_POINTS, min_periods=5)
+        return _iqr_scale(self.y, self.scale.spread, min_periods=5)
 
     @cached_property
     def season_median(self) -> pd.Series:
@@ -213,27 +227,41 @@ def _worse(v: pd.Series) -> pd.Series:
     return v.where(v >= 0, v / BETTER_SIDE_SHRINK)
 
 
+def _away(w: Window, v: pd.Series) -> pd.Series:
+    """How far from usual: the worse side only for a metric where higher is worse, else either side."""
+    return v.abs() if w.two_sided else _worse(v)
+
+
 def _z_persist(w: Window) -> pd.Series:
     # The middle of the z-scores of the last PERSIST (three at 15 s): one stray check never
     # moves it, two in a row do. At a minute or more one row is already PERSIST of data.
-    return _worse(w.robust_z.rolling(w.scale.persist, min_periods=1).median())
+    return _away(w, w.robust_z.rolling(w.scale.persist, min_periods=1).median())
 
 
 def _z_run3(w: Window) -> pd.Series:
     # The lowest of the z-scores of the last PERSIST: high only when every check in it is far
     # out, so two benign stray 15 s checks that happen to be adjacent never raise it.
     points = w.scale.persist
-    return _worse(w.robust_z.rolling(points, min_periods=points).min().fillna(0.0))
+    rolling = w.robust_z.rolling(points, min_periods=points)
+    high = rolling.min().fillna(0.0)
+    if not w.two_sided:
+        return _worse(high)
+    return np.maximum(high, -rolling.max().fillna(0.0))  # every check in it far out on the same side
 
 
 def _level_z_day(w: Window) -> pd.Series:
-    baseline = w.season_median.fillna(w.long_median)
-    return _worse(((w.recent_median - baseline) / w.base_scale).fillna(0.0))
+    # Away from both same time yesterday and the long baseline, by the nearer of the two: a day
+    # unlike yesterday (a weekend, a first Monday) stops counting once the last hours agree with it.
+    day = (w.recent_median - w.season_median) / w.base_scale
+    long = (w.recent_median - w.long_median) / w.base_scale
+    both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
+    level = pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
+    return _away(w, level.fillna(0.0))
 
 
 def _spread_ratio(w: Window) -> pd.Series:
-    usual = w.spread.shift(SPREAD_POINTS).rolling(w.scale.long, min_periods=10).median()
-    return _worse(np.log(w.spread / usual).fillna(0.0))
+    usual = w.spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median()
+    return _away(w, np.log(w.spread / usual).fillna(0.0))
 
 
 FEATURES: dict[str, Feature] = {
@@ -274,9 +302,9 @@ CONTEXT = (
 
 
 def _context(w: Window) -> dict[str, pd.Series]:
-    usual = w.x.shift(1).rolling(BASE_POINTS, min_periods=10)
+    usual = w.x.shift(1).rolling(w.scale.base, min_periods=10)
     baseline = w.season_median.fillna(w.long_median)
-    rolling = w.x.rolling(SPREAD_POINTS, min_periods=5)
+    rolling = w.x.rolling(w.scale.spread, min_periods=5)
     spread = rolling.quantile(0.75) - rolling.quantile(0.25)
     return {
         "value": w.x,
@@ -286,7 +314,7 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "level_low": _unsymlog(baseline - 2 * w.base_scale),
         "level_high": _unsymlog(baseline + 2 * w.base_scale),
         "spread": spread,
-        "usual_spread": spread.shift(SPREAD_POINTS).rolling(w.scale.long, min_periods=10).median(),
+        "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
     }
 
 
@@ -315,11 +343,14 @@ def needed(prepared: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta = DEF
 
 
 def compute(
-    frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None, step: pd.Timedelta | None = None
+    frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None, step: pd.Timedelta | None = None,
+    two_sided: bool = False,
 ) -> pd.DataFrame:
     """Features (all, or `names`) for a prepared frame, indexed like it; rows without a finite value get NaN.
 
     `step` is the cadence the windows are scaled to (a model's own); None estimates it from the frame.
+    two_sided: deviations either way count (a metric of unknown meaning, as in a backtest CSV);
+    otherwise only higher than usual does (latency, error rates: the live series).
     """
     wanted = list(FEATURES) if names is None else list(names)
     unknown = [n for n in wanted if n not in FEATURES]
@@ -329,7 +360,8 @@ def compute(
     observed = frame.loc[finite]
     columns: dict[str, pd.Series] = {}
     if len(observed):
-        window = Window(observed["timestamp"], observed["value"], step or cadence(observed["timestamp"]))
+        window = Window(observed["timestamp"], observed["value"], step or cadence(observed["timestamp"]),
+                        two_sided)
         for name in wanted:
             columns[name] = pd.Series(FEATURES[name].compute(window).to_numpy(), index=observed.index)
         for name, series in _context(window).items():

@@ -42,7 +42,7 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
     step = artifact.model.step
     if new_since is not None:
         prepared = prepared[features.needed(prepared, pd.Timestamp(new_since), step)]
-    feats = features.compute(prepared, artifact.features, step)
+    feats = features.compute(prepared, artifact.features, step, artifact.model.two_sided)
     fresh = prepared["timestamp"] > new_since if new_since is not None else prepared["timestamp"].notna()
     rows = feats[fresh.to_numpy()]
     if rows.empty:

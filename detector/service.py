@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from detector import artifacts, features, store, training
 from detector import series as series_sql
-from detector.incidents import GAP
+from detector.incidents import gap_for
 from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from detector.scoring import judge
@@ -158,7 +158,7 @@ class LiveDetector:
             async with self.cpu:
                 verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
         async with self.pool.connection() as conn, conn.transaction():
-            written = await store.record(conn, state.series, verdicts, state.artifact, GAP) \
+            written = await store.record(conn, state.series, verdicts, state.artifact, gap_for(step)) \
                 if state.artifact is not None else 0
             await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
         state.watermark = newest
@@ -198,7 +198,7 @@ class LiveDetector:
         since = now - max(window + training.LOOKBACK, training.history_for(step, self.settings)).to_pytimedelta()
         async with self.pool.connection() as conn:
             frame = await series_sql.fetch(conn, state.series, since, now)
-            claimed = await store.claimed(conn, state.series.key, since, GAP)
+            claimed = await store.claimed(conn, state.series.key, since, gap_for(step))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,

@@ -98,14 +98,15 @@ def fit(
     if not finite.any():
         raise NotEnoughData(f"0 usable rows, need {settings.min_training_rows}")
     step = features.cadence(prepared["timestamp"][finite])
-    feats = features.compute(prepared, module.FEATURES, step)
+    # Every live series (latency, failure and error rates) is one where only higher is worse.
+    feats = features.compute(prepared, module.FEATURES, step, two_sided=False)
     stamps = pd.DatetimeIndex(prepared["timestamp"]).tz_convert(None).to_numpy()
     excluded = np.zeros(len(stamps), dtype=bool)
     for start, end in claimed:
         excluded |= ((prepared["timestamp"] >= start) & (prepared["timestamp"] <= end)).to_numpy()
     usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
     keep = select(stamps, usable, excluded, step, settings)
-    model = module.train(feats[keep], settings, step)
+    model = module.train(feats[keep], settings, step, two_sided=False)
     trained_at = prepared["timestamp"].iloc[-1]
     artifact = artifacts.Artifact(
         model=model, model_name=MODEL, series=series, version=version,

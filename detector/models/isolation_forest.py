@@ -66,6 +66,7 @@ class Fitted:
     raw_extreme: float  # a point far outside training on every feature: maps to 1
     threshold: float = THRESHOLD
     step: pd.Timedelta = DEFAULT_STEP  # the cadence features were scaled to; scoring uses the same
+    two_sided: bool = False  # features counted deviations either way (features.compute); scoring does the same
     center: dict[str, float] = field(default_factory=dict)
     usual: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Per feature (tail start, envelope): a row at the envelope scores 0.5 whatever the forest says.
@@ -80,7 +81,8 @@ def _matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return x[np.isfinite(x.to_numpy()).all(axis=1)]
 
 
-def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP) -> Fitted:
+def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP,
+          two_sided: bool = False) -> Fitted:
     """Fit one series' forest on its training rows (features computed at `step`);
     raise NotEnoughData below settings.min_training_rows."""
     x = _matrix(features, FEATURES)
@@ -106,6 +108,7 @@ def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAU
         raw_threshold=threshold,
         raw_extreme=extreme,
         step=step,
+        two_sided=two_sided,
         center={n: float(x[n].median()) for n in FEATURES},
         usual={n: (float(low[n]), float(high[n])) for n in FEATURES},
         envelope={n: _envelope(x[n].to_numpy(), rate) for n in ENVELOPE_FEATURES},

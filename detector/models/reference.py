@@ -27,9 +27,11 @@ class Fitted:
     rows: int
     threshold: float
     step: pd.Timedelta = DEFAULT_STEP
+    two_sided: bool = False
 
 
-def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP) -> Fitted:
+def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP,
+          two_sided: bool = False) -> Fitted:
     """Fit with contamination=0.1; the threshold is the forest's own offset."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
@@ -37,7 +39,7 @@ def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAU
     forest = IsolationForest(n_estimators=100, contamination=0.1, random_state=RANDOM_STATE)
     forest.fit(x.to_numpy())
     return Fitted(forest=forest, features=FEATURES, rows=len(x), threshold=float(-forest.offset_),
-                  step=step)
+                  step=step, two_sided=two_sided)
 
 
 def score(model: Fitted, features: pd.DataFrame) -> pd.Series:
