@@ -124,8 +124,8 @@ class Window:
                  two_sided: bool = False) -> None:
         self.scale = Scale(step)
         self.two_sided = two_sided
-        # In ns whatever the input's unit (the database gives us): the seasonal lookup and the
-        # rate of change do arithmetic on asi8.
+        # In ns whatever the input's unit (the database gives us): the seasonal lookup, the rate
+        # of change and cadence do arithmetic on asi8.
         index = pd.DatetimeIndex(timestamps.to_numpy()).as_unit("ns")
         self.x = pd.Series(values.to_numpy(dtype="float64"), index=index)
         self.y = pd.Series(symlog(self.x.to_numpy()), index=index)
