@@ -129,8 +129,8 @@ def test_cadence_is_the_median_spacing_snapped_to_a_round_step() -> None:
 
 
 def test_features_do_not_depend_on_the_timestamp_unit() -> None:
-    # The database hands timestamps over in microseconds, CSVs in nanoseconds: the seasonal lookup
-    # once compared microseconds with a nanosecond width, so live and backtest features differed.
+    # The database hands timestamps over in microseconds, CSVs in nanoseconds, and cadence and the
+    # step-scaled windows do arithmetic on integer timestamps: live and backtest must still agree.
     frame, _ = _series(pd.Timedelta(minutes=5), days=2.5, seed=4)
     ns = features.compute(features.prepare(frame), step=pd.Timedelta(minutes=5))
     us = features.compute(features.prepare(frame.assign(timestamp=frame["timestamp"].dt.as_unit("us"))),
