@@ -48,6 +48,8 @@ ENVELOPE_SHARE = 0.01
 # Smallest tail scale (feature units: z-scores or log ratios), so a flat training tail
 # does not put the envelope on top of the bulk.
 TAIL_SCALE_FLOOR = 0.1
+# Below this spread between typical and extreme raw scores the forest could not split (constant features).
+DEGENERATE = 1e-6
 
 
 class NotEnoughData(ValueError):
@@ -169,7 +171,14 @@ def beyond(model: Fitted, x: pd.DataFrame) -> np.ndarray:
 
 
 def calibrate(model: Fitted, raw: np.ndarray) -> np.ndarray:
-    """Map raw forest scores piecewise-linearly: typical -> 0, threshold -> 0.5, extreme -> 1."""
+    """Map raw forest scores piecewise-linearly: typical -> 0, threshold -> 0.5, extreme -> 1.
+
+    A forest trained on constant features (a failure rate that was always 0) isolates nothing:
+    its extreme is no higher than its typical score and every row would map to 1. It then says
+    0 and the envelope alone judges.
+    """
+    if model.raw_extreme - model.raw_typical <= DEGENERATE:
+        return np.zeros(len(raw))
     below = 0.5 * (raw - model.raw_typical) / (model.raw_threshold - model.raw_typical)
     above = 0.5 + 0.5 * (raw - model.raw_threshold) / (model.raw_extreme - model.raw_threshold)
     return np.clip(np.where(raw < model.raw_threshold, below, above), 0.0, 1.0)

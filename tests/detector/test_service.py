@@ -297,3 +297,39 @@ async def test_detector_keeps_running_through_a_database_outage(
     finally:
         stop.set()
         server.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_its_spike_is_claimed(
+    pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    # Before #13 min_training_rows was 5,760 (a day at 15 s): at 5 min a week is 2,016 rows, so never.
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
+                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
+        endpoint = int((await cur.fetchone() or [0])[0])
+    rng = np.random.default_rng(8)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(days=1, hours=12) + timedelta(minutes=5 * i) for i in range(432)]
+    hours = np.arange(len(history)) / 12
+    await _add_checks(pool, endpoint, history,
+                      list(100 * (1 + 0.2 * np.sin(2 * np.pi * hours / 24)) * np.exp(rng.normal(0, 0.05, len(history)))))
+    settings = Detector(model_dir=tmp_path / "models")
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)
+    await live.drain()
+    artifact = live.states[SERIES].artifact
+    assert artifact is not None and artifact.model.step == timedelta(minutes=5) and artifact.rows >= 288
+
+    fresh = [history[-1] + timedelta(minutes=5 * (i + 1)) for i in range(3)]
+    await _add_checks(pool, endpoint, fresh, [100.0, 900.0, 100.0])  # one check at 9x: 5 minutes of it
+    written = await live.tick(now + timedelta(minutes=16))
+    rows = await _anomalies(pool)
+    # Only the latency spike: the failure rate, 0 throughout, also got a model and claims nothing.
+    assert written == len(rows) >= 1 and {r[0] for r in rows} == {fresh[1]}
+    async with pool.connection() as conn:
+        table = render(await status(conn, now + timedelta(minutes=16), settings))
+    line = next(t for t in table.splitlines() if t.startswith(SERIES))
+    assert line.split()[1] == "ready"
+    executor.shutdown()
