@@ -8,13 +8,16 @@ judged (before the first model, non-finite values) get score 0 and is_anomaly 0.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from detector import features as feature_set
 from detector import training
@@ -35,7 +38,7 @@ class BadInput(ValueError):
 
 def replay(
     frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True,
-    higher_is_worse: bool = False,
+    higher_is_worse: bool = False, early: bool = False,
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
@@ -45,7 +48,9 @@ def replay(
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
     reference method, which knows nothing of incidents. higher_is_worse: only rises are
     anomalies, as for the live series (latency, error rates); by default a CSV's values are
-    of unknown meaning and deviations either way count.
+    of unknown meaning and deviations either way count. early: before the first model, flag
+    rows by the simple rule in `early_flags` instead of staying silent (measured, not the
+    default: docs/detector.md).
     """
     module = model if model is not None else MODELS[MODEL]
     prepared = feature_set.prepare(frame)
@@ -55,6 +60,8 @@ def replay(
     scores = np.full(len(prepared), np.nan)
     flags = np.zeros(len(prepared), dtype=bool)
     cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
+    if early:
+        scores[:cut], flags[:cut] = early_flags(prepared.iloc[:cut], not higher_is_worse)
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
         step = feature_set.cadence(stamps[:cut][finite[:cut]])
@@ -77,6 +84,22 @@ def replay(
     out["is_anomaly"] = flags.astype("int64")
     out["judged"] = judged
     return out.reindex(frame.index)
+
+
+# The simple rule for a series without a model: the 45 s-persistent robust z-score against the
+# previous 60 points beyond this, once EARLY_ROWS rows have been seen.
+EARLY_Z = 12.0
+EARLY_ROWS = 30
+
+
+def early_flags(prepared: pd.DataFrame, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(score, flag) per row of a series' first rows by the simple rule, at the step of its first EARLY_ROWS rows."""
+    finite = prepared["value"].notna().to_numpy()
+    step = feature_set.cadence(prepared["timestamp"][finite].iloc[:EARLY_ROWS])
+    z = feature_set.compute(prepared, ("robust_z_run3",), step, two_sided)["robust_z_run3"].to_numpy()
+    seen = np.cumsum(finite) > EARLY_ROWS
+    z = np.where(seen & np.isfinite(z), z, np.nan)
+    return np.clip(0.5 * z / EARLY_Z, 0.0, 1.0), np.nan_to_num(z) >= EARLY_Z
 
 
 def _fit(
@@ -156,16 +179,28 @@ def run_file(source: Path, target: Path, settings: Detector) -> int:
     return int(out["is_anomaly"].sum())
 
 
-def run_dir(source: Path, target: Path, settings: Detector, progress: TextIO = sys.stderr) -> int:
-    """Backtest every *.csv in a directory, printing a progress bar; returns total rows flagged."""
+def run_dir(source: Path, target: Path, settings: Detector, workers: int = 1, progress: TextIO = sys.stderr) -> int:
+    """Backtest every *.csv in a directory, `workers` files at a time, with a progress bar; returns total rows flagged.
+
+    Files are independent, so they spread over processes (spawned: no inherited locks or threads).
+    A bad file stops the run with BadInput naming it, as in single-file mode.
+    """
     files = sorted(source.glob("*.csv"))
     if not files:
         raise BadInput(f"{source}: no *.csv files")
     flagged = 0
-    for done, path in enumerate(files, start=1):
-        flagged += run_file(path, target / path.name, settings)
-        bar = "#" * (30 * done // len(files))
-        progress.write(f"\r[{bar:<30}] {done}/{len(files)} {path.name}")
-        progress.flush()
-    progress.write("\n")
+    with tqdm(total=len(files), desc="backtest", unit="file", file=progress, mininterval=1.0) as bar:
+        if workers <= 1 or len(files) == 1:
+            for path in files:
+                flagged += run_file(path, target / path.name, settings)
+                bar.set_postfix_str(path.name, refresh=False)
+                bar.update()
+            return flagged
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+            pending = {pool.submit(run_file, path, target / path.name, settings): path for path in files}
+            for done in as_completed(pending):
+                flagged += done.result()
+                bar.set_postfix_str(pending[done].name, refresh=False)
+                bar.update()
     return flagged

@@ -114,4 +114,4 @@ def test_directory_mode_writes_one_output_per_input_with_progress(tmp_path: Path
     done = _backtest("--input-dir", "in", "--output-dir", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.csv"]
-    assert "2/2 b.csv" in done.stderr
+    assert "2/2" in done.stderr and "b.csv" in done.stderr  # tqdm's bar names the last file done
