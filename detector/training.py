@@ -56,11 +56,11 @@ def select(stamps: np.ndarray, usable: np.ndarray, excluded: np.ndarray, step: p
         raise NotEnoughData(f"{rows} usable rows, need {settings.min_training_rows}")
     span = pd.Timedelta(trained_at - stamps[keep][0])
     if span < pd.Timedelta(settings.min_training_span):
-        raise NotEnoughData(f"{_days(span)} of history, need {_days(pd.Timedelta(settings.min_training_span))}")
+        raise NotEnoughData(f"{_hours(span)} of history, need {_hours(pd.Timedelta(settings.min_training_span))}")
     return keep
 
 
-def _days(span: pd.Timedelta) -> str:
+def _hours(span: pd.Timedelta) -> str:
     return f"{span.total_seconds() / 3600:.1f} h"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from detector import synthetic
 from detector.__main__ import main
-from detector.backtest import replay
+from detector.backtest import read_csv, replay
 from upwatch.config.detector import Detector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,3 +115,13 @@ def test_directory_mode_writes_one_output_per_input_with_progress(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.csv"]
     assert "2/2" in done.stderr and "b.csv" in done.stderr  # tqdm's bar names the last file done
+
+
+def test_unix_second_timestamps_are_read_as_times(tmp_path: Path) -> None:
+    # Some public benchmarks write Unix seconds; they used to be refused as "not an ISO timestamp".
+    lines = [f"{1416726000 + 3600 * i},{100 + (i % 24)}" for i in range(30)]
+    (tmp_path / "in.csv").write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
+    assert out["timestamp"].tolist() == [line.split(",")[0] for line in lines]
+    assert read_csv(tmp_path / "in.csv")["timestamp"].iloc[1] == pd.Timestamp("2014-11-23T08:00:00Z")
