@@ -3,6 +3,7 @@
     python bench/detector_speed.py                       # both parts, 100 series x 40,320 rows, 2 workers
     python bench/detector_speed.py --part offline        # 1-3 only (about a minute)
     python bench/detector_speed.py --part live           # 4 only (about 4 minutes)
+    python bench/detector_speed.py --part backtest       # 5 only: 60 series x 6,048 rows at 5 min
     python bench/detector_speed.py --series 10 --workers 1 --live-rounds 10
 
 Offline (in this process, no database):
@@ -27,6 +28,12 @@ Live, end to end (4), with the real components against a real PostgreSQL
   writer's commit of that check (its after-commit hook) to the anomaly row being visible
   to a reader (polled every 50 ms, so figures include up to 50 ms of polling);
 - detector RSS: the detector process' peak (VmHWM) and its training workers' peak.
+
+Backtest (5): `python -m detector backtest --input-dir --output-dir` at its defaults
+(--workers = the CPUs it may use) on 60 CSVs of 21 days at 5 min (6,048 rows each, the
+size of a public benchmark series; detector.synthetic.shapes), as a subprocess; wall time
+and the CPU seconds of it and its workers (getrusage of children), since on a shared
+machine wall time is noisy.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -371,9 +379,35 @@ def live(args: argparse.Namespace) -> None:
             server.stop()
 
 
+def backtest_dir(files: int, days: float, step_s: float) -> None:
+    """Part 5: the backtest CLI over a directory of CSVs, wall and CPU time."""
+    with tempfile.TemporaryDirectory(prefix="upwatch-backtest-") as tmp:
+        source = Path(tmp) / "in"
+        source.mkdir()
+        rows = 0
+        for i in range(files):
+            frame = synthetic.shapes(9000 + i, step_s=step_s, days=days).frame
+            frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
+                source / f"series-{i:03d}.csv", index=False)
+            rows += len(frame)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "detector", "backtest", "--input-dir", str(source),
+                        "--output-dir", str(Path(tmp) / "out")], env=env, check=True)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        print(f"5. backtest --input-dir: {files} series x {rows // files:,} rows at {step_s:g} s "
+              f"({rows:,} rows): wall {wall:.1f} s, CPU {cpu:.1f} s ({cpu / files:.2f} s per series), "
+              f"on {len(os.sched_getaffinity(0))} CPUs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "offline", "live"), default="all")
+    parser.add_argument("--part", choices=("all", "offline", "live", "backtest"), default="all")
+    parser.add_argument("--backtest-series", type=int, default=60)
+    parser.add_argument("--backtest-days", type=float, default=21.0)
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--workers", type=int, default=2)
@@ -383,6 +417,8 @@ def main() -> None:
         offline(args)
     if args.part in ("all", "live"):
         live(args)
+    if args.part in ("all", "backtest"):
+        backtest_dir(args.backtest_series, args.backtest_days, 300.0)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m detector [upwatch detector options]
     python -m detector backtest --input IN.csv --output OUT.csv [--config upwatch.yaml]
-    python -m detector backtest --input-dir IN/ --output-dir OUT/ [--config upwatch.yaml]
+    python -m detector backtest --input-dir IN/ --output-dir OUT/ [--config upwatch.yaml] [--workers N]
 
 Exit status: 0 done, 2 bad input or configuration (the message names the file and column).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--input-dir", type=Path, help="directory of such CSVs")
     replay.add_argument("--output", type=Path, help="CSV to write (with --input)")
     replay.add_argument("--output-dir", type=Path, help="directory to write (with --input-dir)")
+    replay.add_argument("--workers", type=int, default=None,
+                        help="files backtested at once with --input-dir (default: the CPUs this process may use)")
     return parser
 
 
@@ -54,7 +57,8 @@ def run_backtest(args: argparse.Namespace) -> int:
             flagged = backtest.run_file(args.input, args.output, settings)
             print(f"backtest done input={args.input} output={args.output} anomalies={flagged}", file=sys.stderr)
         else:
-            flagged = backtest.run_dir(args.input_dir, args.output_dir, settings)
+            workers = args.workers or len(os.sched_getaffinity(0))
+            flagged = backtest.run_dir(args.input_dir, args.output_dir, settings, workers)
             print(f"backtest done input_dir={args.input_dir} output_dir={args.output_dir} anomalies={flagged}",
                   file=sys.stderr)
     except (backtest.BadInput, ConfigError) as e:

@@ -22,7 +22,7 @@ import sklearn
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2  # 2: models carry a per-feature envelope
+FORMAT = 3  # 2: models carry a per-feature envelope; 3: and the step their features were scaled to
 
 
 class ArtifactError(Exception):

@@ -8,16 +8,20 @@ judged (before the first model, non-finite values) get score 0 and is_anomaly 0.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from detector import features as feature_set
-from detector.incidents import GAP, quarantine
+from detector import training
+from detector.incidents import gap_for, quarantine
 from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from upwatch.config.detector import Detector
@@ -33,27 +37,43 @@ class BadInput(ValueError):
 
 
 def replay(
-    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True
+    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True,
+    higher_is_worse: bool = False, early: bool = False,
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
+    Causal: a model is trained on rows before a cut (training.select, as live) and judges
+    rows from the cut until its next due time in data time (training.due_after). Features
+    are computed once per step the models see (features of a row read only earlier rows).
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
-    reference method, which knows nothing of incidents.
+    reference method, which knows nothing of incidents. higher_is_worse: only rises are
+    anomalies, as for the live series (latency, error rates); by default a CSV's values are
+    of unknown meaning and deviations either way count. early: before the first model, flag
+    rows by the simple rule in `early_flags` instead of staying silent (measured, not the
+    default: docs/detector.md).
     """
     module = model if model is not None else MODELS[MODEL]
     prepared = feature_set.prepare(frame)
-    feats = feature_set.compute(prepared, module.FEATURES)
-    usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
+    finite = prepared["value"].notna().to_numpy()
     stamps = pd.DatetimeIndex(prepared["timestamp"]).tz_convert(None).to_numpy()
+    by_step: dict[pd.Timedelta, tuple[pd.DataFrame, np.ndarray]] = {}
     scores = np.full(len(prepared), np.nan)
     flags = np.zeros(len(prepared), dtype=bool)
-    ready = np.flatnonzero(np.cumsum(usable) >= settings.min_training_rows)
-    cut = int(ready[0]) + 1 if len(ready) else len(stamps)  # train on rows before cut, judge from cut on
+    cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
+    if early:
+        scores[:cut], flags[:cut] = early_flags(prepared.iloc[:cut], not higher_is_worse)
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
-        stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(settings.retrain_interval))), cut + 1)
+        step = feature_set.cadence(stamps[:cut][finite[:cut]])
+        if step not in by_step:
+            feats = feature_set.compute(prepared, module.FEATURES, step, not higher_is_worse)
+            by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
+        feats, usable = by_step[step]
         claimed = flags if exclude_claimed else np.zeros_like(flags)
-        fitted = _fit(module, feats, stamps, usable, claimed, cut, settings)
+        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings, not higher_is_worse)
+        wait = training.due_after(fitted.rows, step, settings) if fitted is not None \
+            else pd.Timedelta(settings.retrain_interval)
+        stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
         if fitted is not None:
             scores[cut:stop] = module.score(fitted, feats.iloc[cut:stop]).to_numpy()
             flags[cut:stop] = scores[cut:stop] >= fitted.threshold
@@ -66,6 +86,22 @@ def replay(
     return out.reindex(frame.index)
 
 
+# The simple rule for a series without a model: the 45 s-persistent robust z-score against the
+# previous 60 points beyond this, once EARLY_ROWS rows have been seen.
+EARLY_Z = 12.0
+EARLY_ROWS = 30
+
+
+def early_flags(prepared: pd.DataFrame, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(score, flag) per row of a series' first rows by the simple rule, at the step of its first EARLY_ROWS rows."""
+    finite = prepared["value"].notna().to_numpy()
+    step = feature_set.cadence(prepared["timestamp"][finite].iloc[:EARLY_ROWS])
+    z = feature_set.compute(prepared, ("robust_z_run3",), step, two_sided)["robust_z_run3"].to_numpy()
+    seen = np.cumsum(finite) > EARLY_ROWS
+    z = np.where(seen & np.isfinite(z), z, np.nan)
+    return np.clip(0.5 * z / EARLY_Z, 0.0, 1.0), np.nan_to_num(z) >= EARLY_Z
+
+
 def _fit(
     module: ModuleType,
     feats: pd.DataFrame,
@@ -73,14 +109,18 @@ def _fit(
     usable: np.ndarray,
     flags: np.ndarray,
     cut: int,
+    step: pd.Timedelta,
     settings: Detector,
+    two_sided: bool,
 ) -> Any:  # the module's Fitted, or None
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
-    first = int(np.searchsorted(stamps, trained_at - np.timedelta64(settings.training_window), side="right"))
-    claimed = quarantine(stamps[first:cut], flags[first:cut], GAP)
+    first = int(np.searchsorted(stamps, trained_at - np.timedelta64(training.window_for(step, settings)),
+                                side="right"))
+    claimed = quarantine(stamps[first:cut], flags[first:cut], gap_for(step))
     try:
-        return module.train(feats.iloc[first:cut][usable[first:cut] & ~claimed], settings)
+        keep = training.select(stamps[first:cut], usable[first:cut], claimed, step, settings)
+        return module.train(feats.iloc[first:cut][keep], settings, step, two_sided)
     except NotEnoughData as e:
         logger.info("backtest no model trained_at=%s reason=%r", trained_at, str(e))
         return None
@@ -100,7 +140,7 @@ def read_csv(path: Path) -> pd.DataFrame:
                 f"{path}: missing column {column!r} (found: {', '.join(present) or 'none'}; "
                 f"expected: {','.join(INPUT_COLUMNS)})"
             )
-    stamps = pd.to_datetime(frame["timestamp"].str.strip(), utc=True, errors="coerce", format="ISO8601")
+    stamps = _timestamps(frame["timestamp"].str.strip())
     _refuse(path, "timestamp", stamps.isna(), frame["timestamp"], "not an ISO timestamp")
     text = frame["value"].str.strip()
     blank = text.str.lower().isin(("", "nan", "null", "none"))
@@ -110,6 +150,19 @@ def read_csv(path: Path) -> pd.DataFrame:
         {"timestamp": stamps, "value": values.astype("float64"),
          "raw_timestamp": frame["timestamp"], "raw_value": frame["value"]}
     )
+
+
+# Unix seconds (as some public benchmarks write them) from this on; smaller numbers are more
+# likely row numbers than times, and a row number says nothing about cadence.
+EPOCH_FLOOR_S = 1e8  # 1973-03-03
+
+
+def _timestamps(text: pd.Series) -> pd.Series:
+    """ISO timestamps, or a column of Unix seconds; NaT where neither parses."""
+    seconds = pd.to_numeric(text, errors="coerce")
+    if len(text) and seconds.notna().all() and (seconds >= EPOCH_FLOOR_S).all():
+        return pd.to_datetime(seconds, unit="s", utc=True)
+    return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
 
 
 def _refuse(path: Path, column: str, bad: pd.Series, raw: pd.Series, what: str) -> None:
@@ -139,16 +192,28 @@ def run_file(source: Path, target: Path, settings: Detector) -> int:
     return int(out["is_anomaly"].sum())
 
 
-def run_dir(source: Path, target: Path, settings: Detector, progress: TextIO = sys.stderr) -> int:
-    """Backtest every *.csv in a directory, printing a progress bar; returns total rows flagged."""
+def run_dir(source: Path, target: Path, settings: Detector, workers: int = 1, progress: TextIO = sys.stderr) -> int:
+    """Backtest every *.csv in a directory, `workers` files at a time, with a progress bar; returns total rows flagged.
+
+    Files are independent, so they spread over processes (spawned: no inherited locks or threads).
+    A bad file stops the run with BadInput naming it, as in single-file mode.
+    """
     files = sorted(source.glob("*.csv"))
     if not files:
         raise BadInput(f"{source}: no *.csv files")
     flagged = 0
-    for done, path in enumerate(files, start=1):
-        flagged += run_file(path, target / path.name, settings)
-        bar = "#" * (30 * done // len(files))
-        progress.write(f"\r[{bar:<30}] {done}/{len(files)} {path.name}")
-        progress.flush()
-    progress.write("\n")
+    with tqdm(total=len(files), desc="backtest", unit="file", file=progress, mininterval=1.0) as bar:
+        if workers <= 1 or len(files) == 1:
+            for path in files:
+                flagged += run_file(path, target / path.name, settings)
+                bar.set_postfix_str(path.name, refresh=False)
+                bar.update()
+            return flagged
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+            pending = {pool.submit(run_file, path, target / path.name, settings): path for path in files}
+            for done in as_completed(pending):
+                flagged += done.result()
+                bar.set_postfix_str(pending[done].name, refresh=False)
+                bar.update()
     return flagged

@@ -4,6 +4,16 @@ A frame is (timestamp, value[, extra columns]). Every feature of row t reads onl
 rows at or before t, so scoring a row live and replaying it in a backtest give the
 same numbers. Baselines (medians, spreads, usual ranges) come from rows strictly
 before t, so an outlier never dilutes its own yardstick.
+
+Any cadence: windows that are about sample size (the 60-point baseline, the 20-point
+spread) count observations, so they mean "the last 60 checks" whether checks come
+every 15 s or every 5 min, and a gap simply means the window reaches further back.
+Windows that are about time are in time, with a floor in observations of the series'
+step (`Scale`): persistence is 45 s of data (three checks at 15 s, one at 1 min or
+more), the long baseline 6 h (at least 72 steps), "same time yesterday" +-15 min (at
+least +-3 steps). The step is the series' observed cadence (median spacing, snapped
+to a round value by `cadence`); a model stores the step it was trained with and its
+rows are scored with the same one.
 """
 
 from __future__ import annotations
@@ -24,9 +34,70 @@ SCALE_FLOOR = 0.01
 # Rolling windows: short noise baseline, persistence, spread, long baseline.
 BASE_POINTS = 60
 SPREAD_POINTS = 20
-LONG_WINDOW = "6h"
+# ...but no longer than this in time (and never fewer than the floor): at 5 min, 60 points are
+# 5 h, across which a daily cycle moves the median and widens the spread more than noise does.
+BASE_SPAN, BASE_FLOOR = pd.Timedelta(hours=1), 12
+SPREAD_SPAN, SPREAD_FLOOR = pd.Timedelta(minutes=30), 10
+LONG_WINDOW = pd.Timedelta(hours=6)
+LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
 SEASON_HALF_WIDTH = pd.Timedelta(minutes=15)
+SEASON_POINTS = 3
+# How long a deviation must last before the point features call it persistent: three checks at 15 s.
+PERSIST = pd.Timedelta(seconds=45)
+DEFAULT_STEP = pd.Timedelta(seconds=15)
+# Observed cadences are snapped to one of these, so a model's features do not depend on jitter.
+STEPS = tuple(pd.Timedelta(s) for s in (
+    "1s", "2s", "5s", "10s", "15s", "20s", "30s", "1min", "2min", "3min", "5min", "10min", "15min", "20min",
+    "30min", "1h", "2h", "3h", "6h", "12h", "1D"))
+
+
+def cadence(stamps: pd.Series | pd.DatetimeIndex | np.ndarray, recent: int = 2000) -> pd.Timedelta:
+    """The series' step: median spacing of its last `recent` distinct timestamps, snapped to STEPS.
+
+    The median ignores gaps (outages, quiet minutes) and bursts; DEFAULT_STEP when fewer than two rows.
+    """
+    ns = pd.DatetimeIndex(np.asarray(stamps)[-recent - 1:]).as_unit("ns").asi8
+    diffs = np.diff(ns)
+    diffs = diffs[diffs > 0]
+    if not len(diffs):
+        return DEFAULT_STEP
+    median = float(np.median(diffs))
+    grid = np.array([t.value for t in STEPS], dtype="float64")
+    return STEPS[int(np.argmin(np.abs(np.log(grid / median))))]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The time-denominated windows of one step (see the module docstring)."""
+
+    step: pd.Timedelta
+
+    @property
+    def base(self) -> int:
+        return int(np.clip(round(BASE_SPAN / self.step), BASE_FLOOR, BASE_POINTS))
+
+    @property
+    def spread(self) -> int:
+        return int(np.clip(round(SPREAD_SPAN / self.step), SPREAD_FLOOR, SPREAD_POINTS))
+
+    @property
+    def persist(self) -> int:
+        return max(1, round(PERSIST / self.step))
+
+    @property
+    def long(self) -> pd.Timedelta:
+        return max(LONG_WINDOW, LONG_POINTS * self.step)
+
+    @property
+    def season_half(self) -> pd.Timedelta:
+        return max(SEASON_HALF_WIDTH, SEASON_POINTS * self.step)
+
+    @property
+    def lookback(self) -> pd.Timedelta:
+        """History a row's features read: a day plus the seasonal window, or the long baseline and point windows."""
+        return max(SEASON_LAG + 2 * self.season_half, self.long + (2 * BASE_POINTS + 2 * SPREAD_POINTS) * self.step) \
+            + pd.Timedelta(minutes=90)
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
@@ -49,18 +120,23 @@ def symlog(x: np.ndarray | pd.Series) -> np.ndarray:
 class Window:
     """Finite observations of one sorted series with their shared rolling statistics."""
 
-    def __init__(self, timestamps: pd.Series, values: pd.Series) -> None:
-        index = pd.DatetimeIndex(timestamps.to_numpy())
+    def __init__(self, timestamps: pd.Series, values: pd.Series, step: pd.Timedelta = DEFAULT_STEP,
+                 two_sided: bool = False) -> None:
+        self.scale = Scale(step)
+        self.two_sided = two_sided
+        # In ns whatever the input's unit (the database gives us): the seasonal lookup, the rate
+        # of change and cadence do arithmetic on asi8.
+        index = pd.DatetimeIndex(timestamps.to_numpy()).as_unit("ns")
         self.x = pd.Series(values.to_numpy(dtype="float64"), index=index)
         self.y = pd.Series(symlog(self.x.to_numpy()), index=index)
 
     @cached_property
     def base_median(self) -> pd.Series:
-        return self.y.shift(1).rolling(BASE_POINTS, min_periods=10).median()
+        return self.y.shift(1).rolling(self.scale.base, min_periods=10).median()
 
     @cached_property
     def base_scale(self) -> pd.Series:
-        return _iqr_scale(self.y.shift(1), BASE_POINTS, min_periods=10)
+        return _iqr_scale(self.y.shift(1), self.scale.base, min_periods=10)
 
     @cached_property
     def robust_z(self) -> pd.Series:
@@ -73,21 +149,22 @@ class Window:
     @cached_property
     def long_median(self) -> pd.Series:
         # The 6 h baseline ends 10 points back, so a fresh shift is compared with what came before it.
-        return self.y.rolling(LONG_WINDOW, min_periods=10).median().shift(10)
+        return self.y.rolling(self.scale.long, min_periods=10).median().shift(10)
 
     @cached_property
     def spread(self) -> pd.Series:
-        return _iqr_scale(self.y, SPREAD_POINTS, min_periods=5)
+        return _iqr_scale(self.y, self.scale.spread, min_periods=5)
 
     @cached_property
     def season_median(self) -> pd.Series:
-        """Median of the 30 minutes around the same time one day earlier, NaN when that day is missing."""
-        windowed = self.y.rolling(2 * SEASON_HALF_WIDTH, min_periods=5).median()
+        """Median of the 30 minutes (at least 7 steps) around the same time one day earlier, NaN when that day is missing."""
+        half = self.scale.season_half
+        windowed = self.y.rolling(2 * half, min_periods=min(5, 2 * SEASON_POINTS)).median()
         stamps = self.y.index.asi8
-        wanted = (self.y.index - SEASON_LAG + SEASON_HALF_WIDTH).asi8
+        wanted = (self.y.index - SEASON_LAG + half).asi8
         pos = np.searchsorted(stamps, wanted, side="right") - 1
         found = windowed.to_numpy()[np.clip(pos, 0, None)]
-        too_old = (pos < 0) | (wanted - stamps[np.clip(pos, 0, None)] > SEASON_HALF_WIDTH.value)
+        too_old = (pos < 0) | (wanted - stamps[np.clip(pos, 0, None)] > half.value)
         return pd.Series(np.where(too_old, np.nan, found), index=self.y.index)
 
 
@@ -135,7 +212,9 @@ def _pct_dev10(w: Window) -> pd.Series:
 
 
 def _rate_of_change(w: Window) -> pd.Series:
-    return w.x.diff().fillna(0.0)
+    # Per minute of elapsed time, so the same slope reads the same at any cadence and across a gap.
+    minutes = pd.Series(w.x.index.asi8, index=w.x.index).diff() / 60e9
+    return (w.x.diff() / minutes.where(minutes > 0)).fillna(0.0)
 
 
 # For latency and error rates only "worse than usual" is an incident. The robust features
@@ -148,25 +227,41 @@ def _worse(v: pd.Series) -> pd.Series:
     return v.where(v >= 0, v / BETTER_SIDE_SHRINK)
 
 
+def _away(w: Window, v: pd.Series) -> pd.Series:
+    """How far from usual: the worse side only for a metric where higher is worse, else either side."""
+    return v.abs() if w.two_sided else _worse(v)
+
+
 def _z_persist(w: Window) -> pd.Series:
-    # The middle of the last three z-scores: one stray point never moves it, two in a row do.
-    return _worse(w.robust_z.rolling(3, min_periods=1).median())
+    # The middle of the z-scores of the last PERSIST (three at 15 s): one stray check never
+    # moves it, two in a row do. At a minute or more one row is already PERSIST of data.
+    return _away(w, w.robust_z.rolling(w.scale.persist, min_periods=1).median())
 
 
 def _z_run3(w: Window) -> pd.Series:
-    # The lowest of the last three z-scores: high only when three checks in a row are far out,
-    # so two benign stray points that happen to be adjacent never raise it.
-    return _worse(w.robust_z.rolling(3, min_periods=3).min().fillna(0.0))
+    # The lowest of the z-scores of the last PERSIST: high only when every check in it is far
+    # out, so two benign stray 15 s checks that happen to be adjacent never raise it.
+    points = w.scale.persist
+    rolling = w.robust_z.rolling(points, min_periods=points)
+    high = rolling.min().fillna(0.0)
+    if not w.two_sided:
+        return _worse(high)
+    return np.maximum(high, -rolling.max().fillna(0.0))  # every check in it far out on the same side
 
 
 def _level_z_day(w: Window) -> pd.Series:
-    baseline = w.season_median.fillna(w.long_median)
-    return _worse(((w.recent_median - baseline) / w.base_scale).fillna(0.0))
+    # Away from both same time yesterday and the long baseline, by the nearer of the two: a day
+    # unlike yesterday (a weekend, a first Monday) stops counting once the last hours agree with it.
+    day = (w.recent_median - w.season_median) / w.base_scale
+    long = (w.recent_median - w.long_median) / w.base_scale
+    both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
+    level = pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
+    return _away(w, level.fillna(0.0))
 
 
 def _spread_ratio(w: Window) -> pd.Series:
-    usual = w.spread.shift(SPREAD_POINTS).rolling(LONG_WINDOW, min_periods=10).median()
-    return _worse(np.log(w.spread / usual).fillna(0.0))
+    usual = w.spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median()
+    return _away(w, np.log(w.spread / usual).fillna(0.0))
 
 
 FEATURES: dict[str, Feature] = {
@@ -177,12 +272,12 @@ FEATURES: dict[str, Feature] = {
         Feature("rolling_std_10", _std10, "plain", "rolling std of 10"),
         Feature("zscore_60", _zscore60, "plain", "z-score vs 60 points"),
         Feature("pct_deviation_10", _pct_dev10, "plain", "% deviation from rolling mean"),
-        Feature("rate_of_change", _rate_of_change, "plain", "change vs previous point"),
+        Feature("rate_of_change", _rate_of_change, "plain", "change per minute vs previous point"),
         Feature("hour_of_day", _hour, "plain", "hour of day"),
         Feature("weekday", _weekday, "plain", "weekday"),
         # Robust additions that earned their place on bench/detector_quality.py.
         Feature("robust_z_persist", _z_persist, "value", "value vs last 60 points"),
-        Feature("robust_z_run3", _z_run3, "value", "three values in a row vs last 60 points"),
+        Feature("robust_z_run3", _z_run3, "value", "values for 45 s in a row vs last 60 points"),
         Feature("level_z_day", _level_z_day, "level", "level vs same time yesterday"),
         Feature("spread_ratio", _spread_ratio, "spread", "spread vs last 6 h"),
     )
@@ -207,9 +302,9 @@ CONTEXT = (
 
 
 def _context(w: Window) -> dict[str, pd.Series]:
-    usual = w.x.shift(1).rolling(BASE_POINTS, min_periods=10)
+    usual = w.x.shift(1).rolling(w.scale.base, min_periods=10)
     baseline = w.season_median.fillna(w.long_median)
-    rolling = w.x.rolling(SPREAD_POINTS, min_periods=5)
+    rolling = w.x.rolling(w.scale.spread, min_periods=5)
     spread = rolling.quantile(0.75) - rolling.quantile(0.25)
     return {
         "value": w.x,
@@ -219,7 +314,7 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "level_low": _unsymlog(baseline - 2 * w.base_scale),
         "level_high": _unsymlog(baseline + 2 * w.base_scale),
         "spread": spread,
-        "usual_spread": spread.shift(SPREAD_POINTS).rolling(LONG_WINDOW, min_periods=10).median(),
+        "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
     }
 
 
@@ -227,27 +322,36 @@ def _unsymlog(y: pd.Series) -> pd.Series:
     return np.sign(y) * np.expm1(y.abs())
 
 
-def needed(prepared: pd.DataFrame, since: pd.Timestamp) -> np.ndarray:
+def needed(prepared: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta = DEFAULT_STEP) -> np.ndarray:
     """Rows of a prepared frame that the features of rows after `since` read.
 
-    The last 6 h (plus 100 rows for the point-count windows) and the half hour around
+    The long baseline (plus 100 rows for the point-count windows) and the half hour around
     the same time yesterday; live scoring computes on just these, which gives the same
     numbers as the full history at a quarter of the cost.
     """
+    scale = Scale(step)
     stamps = prepared["timestamp"]
     fresh = (stamps > since).to_numpy()
     if not fresh.any():
         return fresh
     first, last = stamps[fresh].iloc[0], stamps.iloc[-1]
-    start = max(int(np.searchsorted(stamps, first - pd.Timedelta(LONG_WINDOW))) - 2 * BASE_POINTS - SPREAD_POINTS, 0)
+    start = max(int(np.searchsorted(stamps, first - scale.long)) - 2 * BASE_POINTS - SPREAD_POINTS, 0)
     recent = np.arange(len(stamps)) >= start
-    yesterday = ((stamps > first - SEASON_LAG - 2 * SEASON_HALF_WIDTH)
-                 & (stamps <= last - SEASON_LAG + SEASON_HALF_WIDTH)).to_numpy()
+    yesterday = ((stamps > first - SEASON_LAG - 2 * scale.season_half)
+                 & (stamps <= last - SEASON_LAG + scale.season_half)).to_numpy()
     return recent | yesterday
 
 
-def compute(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
-    """Features (all, or `names`) for a prepared frame, indexed like it; rows without a finite value get NaN."""
+def compute(
+    frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None, step: pd.Timedelta | None = None,
+    two_sided: bool = False,
+) -> pd.DataFrame:
+    """Features (all, or `names`) for a prepared frame, indexed like it; rows without a finite value get NaN.
+
+    `step` is the cadence the windows are scaled to (a model's own); None estimates it from the frame.
+    two_sided: deviations either way count (a metric of unknown meaning, as in a backtest CSV);
+    otherwise only higher than usual does (latency, error rates: the live series).
+    """
     wanted = list(FEATURES) if names is None else list(names)
     unknown = [n for n in wanted if n not in FEATURES]
     if unknown:
@@ -256,7 +360,8 @@ def compute(frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = Non
     observed = frame.loc[finite]
     columns: dict[str, pd.Series] = {}
     if len(observed):
-        window = Window(observed["timestamp"], observed["value"])
+        window = Window(observed["timestamp"], observed["value"], step or cadence(observed["timestamp"]),
+                        two_sided)
         for name in wanted:
             columns[name] = pd.Series(FEATURES[name].compute(window).to_numpy(), index=observed.index)
         for name, series in _context(window).items():

@@ -13,6 +13,11 @@ import pandas as pd
 GAP = timedelta(minutes=2)
 
 
+def gap_for(step: timedelta) -> timedelta:
+    """GAP, or two steps of a sparser series: consecutive flagged 5-minute rows are one incident."""
+    return max(GAP, 2 * step)
+
+
 @dataclass(frozen=True)
 class Incident:
     """Consecutive anomalous points of one series, no two more than `gap` apart."""

@@ -1,7 +1,7 @@
 """Judge a series' new rows with its model: score, verdict, severity, reason, feature values.
 
 The same features.compute / model.score / threshold the backtest replays; the caller
-passes enough history before the new rows (training.LOOKBACK) for features to match.
+passes enough history before the new rows (features.Scale(step).lookback) for features to match.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
     """Verdicts for rows of `history` (timestamp, value) newer than `new_since`, oldest first."""
     module = MODELS[artifact.model_name]
     prepared = features.prepare(history)
+    step = artifact.model.step
     if new_since is not None:
-        prepared = prepared[features.needed(prepared, pd.Timestamp(new_since))]
-    feats = features.compute(prepared, artifact.features)
+        prepared = prepared[features.needed(prepared, pd.Timestamp(new_since), step)]
+    feats = features.compute(prepared, artifact.features, step, artifact.model.two_sided)
     fresh = prepared["timestamp"] > new_since if new_since is not None else prepared["timestamp"].notna()
     rows = feats[fresh.to_numpy()]
     if rows.empty:

@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from detector import artifacts, store, training
+from detector import artifacts, features, store, training
 from detector import series as series_sql
-from detector.incidents import GAP
+from detector.incidents import gap_for
 from detector.models import MODEL, MODELS
 from detector.models.isolation_forest import NotEnoughData
 from detector.scoring import judge
@@ -135,11 +135,13 @@ class LiveDetector:
         if state.artifact is None:
             return state.tried_at is None or now - state.tried_at >= min(RETRY_UNTRAINED, self.settings.retrain_interval)
         last = state.tried_at or state.artifact.trained_at
-        return now - last >= self.settings.retrain_interval
+        model = state.artifact.model
+        return now - last >= training.due_after(state.artifact.rows, model.step, self.settings).to_pytimedelta()
 
     async def score(self, state: State, now: datetime) -> int:
         """Judge rows past the watermark; write anomalies, incidents and the new watermark together."""
-        lookback = training.LOOKBACK.to_pytimedelta()
+        step = state.artifact.model.step if state.artifact is not None else features.DEFAULT_STEP
+        lookback = max(features.Scale(step).lookback, training.LOOKBACK).to_pytimedelta()
         if state.history.empty and state.watermark is not None:
             async with self.pool.connection() as conn:
                 state.history = await series_sql.fetch(conn, state.series, state.watermark - lookback, state.watermark)
@@ -156,7 +158,7 @@ class LiveDetector:
             async with self.cpu:
                 verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
         async with self.pool.connection() as conn, conn.transaction():
-            written = await store.record(conn, state.series, verdicts, state.artifact, GAP) \
+            written = await store.record(conn, state.series, verdicts, state.artifact, gap_for(step)) \
                 if state.artifact is not None else 0
             await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
         state.watermark = newest
@@ -190,9 +192,13 @@ class LiveDetector:
         logger.info("detector trained series=%s version=%d rows=%d", state.series.key, artifact.version, artifact.rows)
 
     async def _fit(self, state: State, now: datetime, window: timedelta) -> artifacts.Artifact:
+        # The step from the rows scoring holds decides how far back training reads (a sparse series
+        # trains on a longer window); training.fit then measures it again on what it reads.
+        step = features.cadence(state.history["timestamp"]) if len(state.history) > 1 else features.DEFAULT_STEP
+        since = now - max(window + training.LOOKBACK, training.history_for(step, self.settings)).to_pytimedelta()
         async with self.pool.connection() as conn:
-            frame = await series_sql.fetch(conn, state.series, now - window - training.LOOKBACK.to_pytimedelta(), now)
-            claimed = await store.claimed(conn, state.series.key, now - window, GAP)
+            frame = await series_sql.fetch(conn, state.series, since, now)
+            claimed = await store.claimed(conn, state.series.key, since, gap_for(step))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.executor, training.fit, state.series.key, frame, claimed, self.settings, state.version + 1,

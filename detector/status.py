@@ -3,14 +3,18 @@ last score, anomalies in 24 h, and what a series without a model still needs."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import pandas as pd
 
 from psycopg import AsyncConnection, sql
 
 from detector import series as series_sql
 from detector.series import Series
 from detector.service import RETRY_UNTRAINED
+from detector.training import window_for
 from upwatch import durations
 from upwatch.config.detector import Detector
 
@@ -54,7 +58,8 @@ async def status(conn: AsyncConnection, now: datetime, settings: Detector) -> li
     out = []
     for key in sorted(known):
         k = known[key]
-        rows = await count(conn, k.series, now - settings.training_window, now)
+        # A sparse series trains on a longer window than training_window (training.window_for).
+        rows = await count(conn, k.series, now - window_for(pd.Timedelta(k.step), settings).to_pytimedelta(), now)
         out.append(SeriesStatus(key, k.status, rows, now - k.trained_at if k.trained_at else None, k.threshold,
                                 k.last_score, k.anomalies_24h, k.watermark, needs(k.status, rows, k.step, settings)))
     return out
@@ -114,14 +119,11 @@ async def count(conn: AsyncConnection, s: Series, since: datetime, until: dateti
 
 
 def needs(state: str, rows: int, step: timedelta, settings: Detector) -> str:
-    """What a series without a model still needs, in rows and (at its pace) time."""
+    """What a series without a model still needs, in rows and (at its pace) time: min_training_rows
+    usable rows spanning min_training_span (training.select), whichever takes more rows at `step`."""
     if state not in ("new", "learning"):
         return ""
-    wanted = settings.min_training_rows
-    fits = int(settings.training_window / step)
-    if fits < wanted:
-        return (f"never: {durations.format(settings.training_window)} of rows at {durations.format(step)} is "
-                f"{fits:,} rows, min_training_rows is {wanted:,}")
+    wanted = max(settings.min_training_rows, math.ceil(settings.min_training_span / step))
     if rows >= wanted:
         return f"has enough rows; training is retried every {durations.format(RETRY_UNTRAINED)}"
     missing = wanted - rows

@@ -129,3 +129,99 @@ def _gaps(rng: np.random.Generator, n: int, incidents_at: list, seconds: np.ndar
             continue
         keep[first:first + length] = False
     return keep
+
+
+# Real-world shapes at other cadences (bench/detector_quality.py --suite shapes): what public
+# benchmarks of 1- and 5-minute metrics look like, not only probe latency.
+SHAPE_KINDS = ("spike", "dip", "level_shift", "transient_shift", "variance_regime", "variance_burst")
+# Permanent changes are labelled from their start for this long (in steps, at least an hour):
+# the time in which a detector should say "this changed".
+PERMANENT_LABEL_STEPS = 12
+
+
+def shapes(seed: int, step_s: float = 300.0, days: float = 21.0, incidents_per_day: float = 0.5,
+           irregular: bool = False, name: str = "") -> LabelledSeries:
+    """A labelled series at `step_s` with daily and weekly seasonality, trend, AR noise and incidents.
+
+    Incidents: spikes and dips of 1-3 steps (at least 1-3 minutes), level shifts that stay,
+    transient shifts of 30 min-3 h, a noise regime that stays, noise bursts of 30 min-2 h.
+    irregular=True drops ~15 % of rows at random and 0-2 stretches of 1-6 h, with +-20 % jitter.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 / step_s)
+    jitter = 0.2 if irregular else 0.02
+    seconds = np.arange(n) * step_s + rng.uniform(-jitter, jitter, n) * step_s
+    day = 2 * np.pi * seconds / 86400.0
+    daily = 1.0 + rng.uniform(0.0, 0.5) * np.sin(day + rng.uniform(0, 2 * np.pi)) \
+        + rng.uniform(0.0, 0.15) * np.sin(2 * day + rng.uniform(0, 2 * np.pi))
+    weekday = ((seconds // 86400 + rng.integers(7)) % 7) >= 5
+    weekend = np.where(weekday, rng.uniform(0.5, 1.0), 1.0)
+    # Weekends ease in and out over ~6 h, as traffic does, rather than stepping at midnight.
+    weekly = pd.Series(weekend).rolling(max(1, int(6 * 3600 / step_s)), min_periods=1, center=True).mean().to_numpy()
+    trend = np.exp(rng.uniform(-0.3, 0.3) * seconds / seconds[-1])
+    base = rng.uniform(5.0, 500.0)
+    sigma = np.full(n, rng.uniform(0.03, 0.15))
+    factor = np.ones(n)
+    incidents = []
+    permanent = False
+    for kind, first, last in _place_shapes(rng, n, step_s, days, incidents_per_day):
+        if kind in ("level_shift", "variance_regime"):
+            if permanent:
+                continue
+            permanent = True
+        span = slice(first, last + 1)
+        if kind == "spike":
+            factor[span] *= rng.uniform(2.5, 6.0)
+        elif kind == "dip":
+            factor[span] *= rng.uniform(0.15, 0.45)
+        elif kind == "level_shift":
+            factor[first:] *= rng.choice([rng.uniform(1.6, 2.5), 1 / rng.uniform(1.6, 2.5)])
+        elif kind == "transient_shift":
+            factor[span] *= rng.choice([rng.uniform(1.6, 2.5), 1 / rng.uniform(1.6, 2.5)])
+        elif kind == "variance_regime":
+            sigma[first:] *= rng.uniform(3.0, 5.0)
+        else:
+            sigma[span] *= rng.uniform(4.0, 8.0)
+        incidents.append(Incident(kind, _at(seconds[first]), _at(seconds[last])))
+    noise = _ar_noise(rng, n, sigma, phi=rng.uniform(0.0, 0.8))
+    value = base * daily * weekly * trend * factor * np.exp(noise)
+    keep = np.ones(n, dtype=bool)
+    if irregular:
+        keep &= rng.random(n) >= 0.15
+        for _ in range(int(rng.integers(0, 3))):
+            length = int(rng.uniform(1, 6) * 3600 / step_s)
+            first = int(rng.integers(0, n - length))
+            lo, hi = _at(seconds[first]), _at(seconds[first + length - 1])
+            if not any(not (hi < i.start or lo > i.end) for i in incidents):
+                keep[first:first + length] = False
+    for i in incidents:  # an incident's first and last rows are observed, as the label says
+        keep[np.flatnonzero(np.isin(_at(seconds), [i.start, i.end]))] = True
+    frame = pd.DataFrame({"timestamp": _at(seconds[keep]), "value": np.round(value[keep], 3)})
+    return LabelledSeries(name or f"shapes-{int(step_s)}s-{seed}", frame.reset_index(drop=True), tuple(incidents))
+
+
+def _place_shapes(rng: np.random.Generator, n: int, step_s: float, days: float,
+                  per_day: float) -> list[tuple[str, int, int]]:
+    """Incidents after the first 1.5 days (a first model needs a day), at least 6 h apart, kinds drawn evenly."""
+    wanted = max(1, rng.poisson(per_day * days))
+    placed: list[tuple[str, int, int]] = []
+    start, apart = int(1.5 * 86400 / step_s), int(6 * 3600 / step_s)
+    for _ in range(wanted * 20):
+        if len(placed) >= wanted:
+            break
+        kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
+        length = _shape_length(rng, kind, step_s)
+        first = int(rng.integers(start, n - length - apart))
+        last = first + length - 1
+        if all(last + apart < a or first > b + apart for _, a, b in placed):
+            placed.append((kind, first, last))
+    return sorted(placed, key=lambda p: p[1])
+
+
+def _shape_length(rng: np.random.Generator, kind: str, step_s: float) -> int:
+    if kind in ("spike", "dip"):
+        return int(rng.integers(1, 4)) * max(1, int(60 / step_s))
+    if kind in ("level_shift", "variance_regime"):
+        return max(PERMANENT_LABEL_STEPS, int(3600 / step_s))
+    minutes = {"transient_shift": (30.0, 180.0), "variance_burst": (30.0, 120.0)}[kind]
+    return max(3, int(rng.uniform(*minutes) * 60 / step_s))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
+from detector.features import DEFAULT_STEP
 from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ ENVELOPE_SHARE = 0.01
 # Smallest tail scale (feature units: z-scores or log ratios), so a flat training tail
 # does not put the envelope on top of the bulk.
 TAIL_SCALE_FLOOR = 0.1
+# Below this spread between typical and extreme raw scores the forest could not split (constant features).
+DEGENERATE = 1e-6
 
 
 class NotEnoughData(ValueError):
@@ -64,6 +67,8 @@ class Fitted:
     raw_threshold: float  # calibrated to the target false-alarm rate: maps to 0.5
     raw_extreme: float  # a point far outside training on every feature: maps to 1
     threshold: float = THRESHOLD
+    step: pd.Timedelta = DEFAULT_STEP  # the cadence features were scaled to; scoring uses the same
+    two_sided: bool = False  # features counted deviations either way (features.compute); scoring does the same
     center: dict[str, float] = field(default_factory=dict)
     usual: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Per feature (tail start, envelope): a row at the envelope scores 0.5 whatever the forest says.
@@ -78,8 +83,10 @@ def _matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return x[np.isfinite(x.to_numpy()).all(axis=1)]
 
 
-def train(features: pd.DataFrame, settings: Detector) -> Fitted:
-    """Fit one series' forest on its training rows; raise NotEnoughData below settings.min_training_rows."""
+def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP,
+          two_sided: bool = False) -> Fitted:
+    """Fit one series' forest on its training rows (features computed at `step`);
+    raise NotEnoughData below settings.min_training_rows."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
@@ -102,6 +109,8 @@ def train(features: pd.DataFrame, settings: Detector) -> Fitted:
         raw_typical=typical,
         raw_threshold=threshold,
         raw_extreme=extreme,
+        step=step,
+        two_sided=two_sided,
         center={n: float(x[n].median()) for n in FEATURES},
         usual={n: (float(low[n]), float(high[n])) for n in FEATURES},
         envelope={n: _envelope(x[n].to_numpy(), rate) for n in ENVELOPE_FEATURES},
@@ -162,7 +171,14 @@ def beyond(model: Fitted, x: pd.DataFrame) -> np.ndarray:
 
 
 def calibrate(model: Fitted, raw: np.ndarray) -> np.ndarray:
-    """Map raw forest scores piecewise-linearly: typical -> 0, threshold -> 0.5, extreme -> 1."""
+    """Map raw forest scores piecewise-linearly: typical -> 0, threshold -> 0.5, extreme -> 1.
+
+    A forest trained on constant features (a failure rate that was always 0) isolates nothing:
+    its extreme is no higher than its typical score and every row would map to 1. It then says
+    0 and the envelope alone judges.
+    """
+    if model.raw_extreme - model.raw_typical <= DEGENERATE:
+        return np.zeros(len(raw))
     below = 0.5 * (raw - model.raw_typical) / (model.raw_threshold - model.raw_typical)
     above = 0.5 + 0.5 * (raw - model.raw_threshold) / (model.raw_extreme - model.raw_threshold)
     return np.clip(np.where(raw < model.raw_threshold, below, above), 0.0, 1.0)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from detector.features import REFERENCE_FEATURES
+from detector.features import DEFAULT_STEP, REFERENCE_FEATURES
 from detector.models.isolation_forest import RANDOM_STATE, NotEnoughData, _matrix
 from upwatch.config.detector import Detector
 
@@ -26,16 +26,20 @@ class Fitted:
     features: tuple[str, ...]
     rows: int
     threshold: float
+    step: pd.Timedelta = DEFAULT_STEP
+    two_sided: bool = False
 
 
-def train(features: pd.DataFrame, settings: Detector) -> Fitted:
+def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP,
+          two_sided: bool = False) -> Fitted:
     """Fit with contamination=0.1; the threshold is the forest's own offset."""
     x = _matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
     forest = IsolationForest(n_estimators=100, contamination=0.1, random_state=RANDOM_STATE)
     forest.fit(x.to_numpy())
-    return Fitted(forest=forest, features=FEATURES, rows=len(x), threshold=float(-forest.offset_))
+    return Fitted(forest=forest, features=FEATURES, rows=len(x), threshold=float(-forest.offset_),
+                  step=step, two_sided=two_sided)
 
 
 def score(model: Fitted, features: pd.DataFrame) -> pd.Series:

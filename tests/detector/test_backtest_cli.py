@@ -12,13 +12,14 @@ import pytest
 
 from detector import synthetic
 from detector.__main__ import main
-from detector.backtest import replay
+from detector.backtest import read_csv, replay
 from upwatch.config.detector import Detector
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """\
 detector:
   min_training_rows: 2000
+  min_training_span: 8h
   retrain_interval: 3h
 """
 
@@ -54,7 +55,7 @@ def test_backtest_writes_the_same_rows_in_the_same_order(tmp_path: Path, series:
 
 
 def test_backtest_is_causal_future_rows_do_not_change_past_verdicts(series: pd.DataFrame) -> None:
-    settings = Detector(min_training_rows=2000, retrain_interval="3h")
+    settings = Detector(min_training_rows=2000, min_training_span="8h", retrain_interval="3h")
     whole = replay(series, settings)
     changed = series.copy()
     changed.loc[4000:, "value"] = changed.loc[4000:, "value"] * 9
@@ -113,4 +114,14 @@ def test_directory_mode_writes_one_output_per_input_with_progress(tmp_path: Path
     done = _backtest("--input-dir", "in", "--output-dir", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.csv"]
-    assert "2/2 b.csv" in done.stderr
+    assert "2/2" in done.stderr and "b.csv" in done.stderr  # tqdm's bar names the last file done
+
+
+def test_unix_second_timestamps_are_read_as_times(tmp_path: Path) -> None:
+    # Some public benchmarks write Unix seconds; they used to be refused as "not an ISO timestamp".
+    lines = [f"{1416726000 + 3600 * i},{100 + (i % 24)}" for i in range(30)]
+    (tmp_path / "in.csv").write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
+    assert out["timestamp"].tolist() == [line.split(",")[0] for line in lines]
+    assert read_csv(tmp_path / "in.csv")["timestamp"].iloc[1] == pd.Timestamp("2014-11-23T08:00:00Z")

@@ -109,3 +109,17 @@ def test_a_short_spike_beyond_the_training_range_is_flagged_and_ranked_by_size(
     assert high.iloc[-1] >= fitted.threshold
     assert high.iloc[-1] > low.iloc[-1]
     assert isolation_forest.beyond(fitted, features.compute(features.prepare(bigger)).loc[[9500]]).item() < 0.5
+
+
+def test_a_series_that_was_always_0_claims_nothing_until_it_moves() -> None:
+    # A failure rate of 0 for days: the forest cannot split constant features and used to score
+    # every later row 1.0 ("failure rate 0.000, usually 0.000-0.000").
+    stamps = pd.Timestamp("2026-03-02T00:00:00Z") + pd.to_timedelta(np.arange(600) * 60, unit="s")
+    values = np.zeros(600)
+    values[-3:] = 0.5
+    prepared = features.prepare(pd.DataFrame({"timestamp": stamps, "value": values}))
+    feats = features.compute(prepared, isolation_forest.FEATURES, pd.Timedelta(minutes=1))
+    model = isolation_forest.train(feats.iloc[:500], Detector(min_training_rows=300), pd.Timedelta(minutes=1))
+    scores = isolation_forest.score(model, feats.iloc[500:])
+    assert (scores.iloc[:-3] < model.threshold).all()
+    assert (scores.iloc[-3:] >= model.threshold).all()

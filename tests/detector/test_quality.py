@@ -22,7 +22,8 @@ def labelled() -> list[synthetic.LabelledSeries]:
 
 def _figures(labelled: list[synthetic.LabelledSeries], model: object) -> dict[str, object]:
     outcomes = [
-        evaluation.evaluate(s, replay(s.frame, SETTINGS, model, exclude_claimed=model is isolation_forest),  # type: ignore[arg-type]
+        evaluation.evaluate(s, replay(s.frame, SETTINGS, model, exclude_claimed=model is isolation_forest,
+                                                higher_is_worse=True),  # type: ignore[arg-type]
                             gap=GAP)
         for s in labelled
     ]

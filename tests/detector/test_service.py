@@ -37,7 +37,7 @@ async def endpoint(pool: AsyncConnectionPool) -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Detector:
-    return Detector(min_training_rows=500, model_dir=tmp_path / "models")
+    return Detector(min_training_rows=500, min_training_span="1h", model_dir=tmp_path / "models")
 
 
 async def _anomalies(pool: AsyncConnectionPool) -> list[tuple]:  # type: ignore[type-arg]
@@ -177,7 +177,7 @@ async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
     from upwatch.config import Config
     from upwatch.runtime import Runtime
 
-    settings = Detector(score_interval="1s", min_training_rows=500, max_workers=1,
+    settings = Detector(score_interval="1s", min_training_rows=500, min_training_span="1h", max_workers=1,
                         model_dir=tmp_path / "models")
     rng = np.random.default_rng(1)
     start = datetime.now(UTC) - timedelta(hours=3)
@@ -227,7 +227,7 @@ async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
     from upwatch.config import Config
     from upwatch.runtime import Runtime
 
-    settings = Detector(min_training_rows=500, max_workers=1, model_dir=tmp_path / "models")
+    settings = Detector(min_training_rows=500, min_training_span="1h", max_workers=1, model_dir=tmp_path / "models")
     assert settings.score_interval == timedelta(seconds=15)
     rng = np.random.default_rng(2)
     start = datetime.now(UTC) - timedelta(hours=3)
@@ -279,7 +279,7 @@ async def test_detector_keeps_running_through_a_database_outage(
             endpoint = (await cur.fetchone())[0]  # type: ignore[index]
         now = datetime.now(UTC)
         await _add_checks(pool, endpoint, [now - timedelta(seconds=60 - i) for i in range(10)], [100.0] * 10)
-        settings = Detector(score_interval="1s", max_workers=1, model_dir=tmp_path / "models")
+        settings = Detector(score_interval="1s", min_training_span="1h", max_workers=1, model_dir=tmp_path / "models")
         task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "u.yaml", url, pool), stop))
         await _until(pool, f"SELECT watermark IS NOT NULL FROM detector_models WHERE series = '{SERIES}'", 20)
         server.stop()
@@ -297,3 +297,39 @@ async def test_detector_keeps_running_through_a_database_outage(
     finally:
         stop.set()
         server.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_its_spike_is_claimed(
+    pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    # Before #13 min_training_rows was 5,760 (a day at 15 s): at 5 min a week is 2,016 rows, so never.
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
+                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
+        endpoint = int((await cur.fetchone() or [0])[0])
+    rng = np.random.default_rng(8)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(days=1, hours=12) + timedelta(minutes=5 * i) for i in range(432)]
+    hours = np.arange(len(history)) / 12
+    await _add_checks(pool, endpoint, history,
+                      list(100 * (1 + 0.2 * np.sin(2 * np.pi * hours / 24)) * np.exp(rng.normal(0, 0.05, len(history)))))
+    settings = Detector(model_dir=tmp_path / "models")
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)
+    await live.drain()
+    artifact = live.states[SERIES].artifact
+    assert artifact is not None and artifact.model.step == timedelta(minutes=5) and artifact.rows >= 288
+
+    fresh = [history[-1] + timedelta(minutes=5 * (i + 1)) for i in range(3)]
+    await _add_checks(pool, endpoint, fresh, [100.0, 900.0, 100.0])  # one check at 9x: 5 minutes of it
+    written = await live.tick(now + timedelta(minutes=16))
+    rows = await _anomalies(pool)
+    # Only the latency spike: the failure rate, 0 throughout, also got a model and claims nothing.
+    assert written == len(rows) >= 1 and {r[0] for r in rows} == {fresh[1]}
+    async with pool.connection() as conn:
+        table = render(await status(conn, now + timedelta(minutes=16), settings))
+    line = next(t for t in table.splitlines() if t.startswith(SERIES))
+    assert line.split()[1] == "ready"
+    executor.shutdown()

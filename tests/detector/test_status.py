@@ -33,6 +33,7 @@ endpoints:
   - {{name: slow, url: "http://127.0.0.1:9/slow", interval: 30m}}
 detector:
   min_training_rows: {MIN_ROWS}
+  min_training_span: 1h
 """
 
 
@@ -83,7 +84,7 @@ async def planted(pool: AsyncConnectionPool, tmp_path: Path) -> AsyncIterator[Pl
     await _add_checks(pool, ids["old"], [start + timedelta(minutes=i) for i in range(100)], [True] * 100)
     async with pool.connection() as conn:
         await _add_service(conn, now)
-    settings = Detector(min_training_rows=MIN_ROWS, model_dir=tmp_path / "models")
+    settings = Detector(min_training_rows=MIN_ROWS, min_training_span="1h", model_dir=tmp_path / "models")
     with ThreadPoolExecutor(max_workers=1) as executor:
         live = LiveDetector(pool, settings, executor)
         await live.tick(now)
@@ -95,7 +96,7 @@ async def planted(pool: AsyncConnectionPool, tmp_path: Path) -> AsyncIterator[Pl
 
 async def test_status_counts_window_rows_marks_disabled_and_says_what_is_missing(
         pool: AsyncConnectionPool, planted: Planted) -> None:
-    settings = Detector(min_training_rows=MIN_ROWS)
+    settings = Detector(min_training_rows=MIN_ROWS, min_training_span="1h")
     async with pool.connection() as conn:
         rows = {r.series: r for r in await status(conn, planted.now, settings)}
         cur = await conn.execute("SELECT count(*) FROM probe_results WHERE endpoint_id = %s AND ok"
@@ -108,8 +109,9 @@ async def test_status_counts_window_rows_marks_disabled_and_says_what_is_missing
     assert (failures.status, failures.needs) == ("learning", "needs 420 more rows (about 7 h at 1m)")
     old = rows["endpoint:old:latency"]
     assert (old.status, old.rows, old.needs) == ("disabled", 100, "")
-    never = "never: 7d of rows at 30m is 336 rows, min_training_rows is 500"
-    assert rows["endpoint:slow:latency"].needs == rows["endpoint:slow:failure_rate"].needs == never
+    # Before #13 this said "never": a sparse series now trains on as long a window as its rows take.
+    sparse = "needs 500 more rows (about 10 d at 30m)"
+    assert rows["endpoint:slow:latency"].needs == rows["endpoint:slow:failure_rate"].needs == sparse
     # One row per minute at least 2 minutes old (a minute is judged once settled): 39 of the 40 logged.
     shop = rows["service:shop:/a:p95_latency_ms"]
     assert (shop.status, shop.rows, shop.needs) == ("learning", 39, "needs 461 more rows (about 8 h at 1m)")
@@ -138,12 +140,14 @@ def test_cli_prints_rows_and_needs(planted: Planted, database_url: str, tmp_path
     ("ready", 10, timedelta(seconds=15), ""),
     ("disabled", 0, timedelta(seconds=15), ""),
     ("new", 0, timedelta(seconds=15), "needs 5,760 more rows (about 24 h at 15s)"),
-    ("learning", 1000, timedelta(minutes=1), "needs 4,760 more rows (about 3 d at 1m)"),
+    ("learning", 1000, timedelta(minutes=1), "needs 440 more rows (about 7 h at 1m)"),
     ("learning", 5760, timedelta(seconds=15), "has enough rows; training is retried every 5m"),
     ("learning", 5700, timedelta(seconds=15), "needs 60 more rows (about 15 min at 15s)"),
-    ("learning", 0, timedelta(seconds=90), "needs 5,760 more rows (about 6 d at 1m30s)"),
-    ("learning", 0, timedelta(minutes=2), "never: 7d of rows at 2m is 5,040 rows, min_training_rows is 5,760"),
-    ("learning", 0, timedelta(minutes=5), "never: 7d of rows at 5m is 2,016 rows, min_training_rows is 5,760"),
-], ids=["ready", "disabled", "new", "per-minute", "enough", "almost", "90s", "2m", "5m"])
+    ("learning", 0, timedelta(seconds=90), "needs 960 more rows (about 24 h at 1m30s)"),
+    ("learning", 0, timedelta(minutes=2), "needs 720 more rows (about 24 h at 2m)"),
+    # A day at 5 min is min_training_rows itself; hourly checks need 12 days for 288 rows.
+    ("learning", 0, timedelta(minutes=5), "needs 288 more rows (about 24 h at 5m)"),
+    ("learning", 100, timedelta(hours=1), "needs 188 more rows (about 8 d at 1h)"),
+], ids=["ready", "disabled", "new", "per-minute", "enough", "almost", "90s", "2m", "5m", "1h"])
 def test_needs_says_what_a_series_lacks_at_its_pace(state: str, rows: int, step: timedelta, expected: str) -> None:
     assert needs(state, rows, step, Detector()) == expected

@@ -17,8 +17,14 @@ class Detector(Section):
     score_interval: Interval = Field(default="15s", validate_default=True)
     retrain_interval: Interval = Field(default="1h", validate_default=True)
     training_window: Interval = Field(default="7d", validate_default=True)
-    # A day at 15 s: models that have not seen a daily cycle cried wolf on bench/detector_quality.py.
-    min_training_rows: int = Field(default=5760, ge=10)
+    # Also retrain once data time since the last training passes this share of the model's training span:
+    # young models adapt within hours, a model on a full week is refitted about twice a day.
+    retrain_fraction: float = Field(default=0.1, ge=0, le=10)
+    # A model needs a day of history (models that had not seen a daily cycle cried wolf on
+    # bench/detector_quality.py) and at least min_training_rows usable rows (a day at 5 min).
+    # A sparser series trains on as long a window as those rows take (see docs/detector.md).
+    min_training_span: Interval = Field(default="1d", validate_default=True)
+    min_training_rows: int = Field(default=288, ge=10)
     # Share of normal points above the threshold, extrapolated from the bulk of the training scores.
     target_false_alarm_rate: float = Field(default=0.0001, gt=0, lt=0.5)
     model_dir: Path = Path(".upwatch/models")
