@@ -1,0 +1,176 @@
+"""What a status page shows, read from the database: one PageData per request, the same for HTML and JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from psycopg import AsyncConnection
+
+from alerter import maintenance
+from prober.pages import uptime
+from prober.pages.uptime import DAY, HOUR, Figures, Query
+from upwatch.config import Config
+from upwatch.config.pages import StatusPage
+
+WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30),
+           "90d": dt.timedelta(days=90)}
+HISTORY_DAYS = 90
+SPARK_HOURS = 24
+RECENT = dt.timedelta(days=7)
+# A detector incident whose last anomalous point is this recent is still going on.
+ACTIVE_FOR = dt.timedelta(minutes=5)
+STATES = ("up", "degraded", "down", "maintenance", "unknown")
+
+
+@dataclass(frozen=True)
+class Incident:
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    severity: str
+    reason: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    active: bool
+
+
+@dataclass
+class EndpointData:
+    name: str
+    id: int | None
+    state: str = "unknown"
+    last_at: dt.datetime | None = None
+    last_error: str | None = None
+    uptime: dict[str, Figures] = field(default_factory=dict)
+    days: list[tuple[dt.date, Figures]] = field(default_factory=list)
+    hours: list[tuple[dt.datetime, Figures]] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    maintenance: list[Window] = field(default_factory=list)
+
+    @property
+    def unusual(self) -> Incident | None:
+        """The detector's active incident, if it says this endpoint behaves unusually for it right now."""
+        return next((i for i in self.incidents if i.active), None)
+
+
+@dataclass
+class GroupData:
+    name: str
+    endpoints: list[EndpointData]
+
+
+@dataclass
+class PageData:
+    page: StatusPage
+    now: dt.datetime
+    groups: list[GroupData]
+
+    @property
+    def endpoints(self) -> list[EndpointData]:
+        return [e for g in self.groups for e in g.endpoints]
+
+    @property
+    def state(self) -> str:
+        """The worst state on the page (unknown counts as neither good nor bad)."""
+        states = {e.state for e in self.endpoints}
+        return next((s for s in ("down", "degraded", "maintenance", "up") if s in states), "unknown")
+
+
+def layout(page: StatusPage, config: Config) -> list[tuple[str, list[str]]]:
+    """The page's groups as (heading, endpoint names): its own endpoints/tags first, then each group.
+    A name not in the config still shows (as unknown), so a typo is visible rather than silent."""
+    def pick(names: Sequence[str], tags: Sequence[str]) -> list[str]:
+        chosen = list(dict.fromkeys(names))
+        chosen += [e.name for e in config.endpoints if set(tags) & set(e.tags) and e.name not in chosen]
+        return chosen
+
+    groups = [(page.title, pick(page.endpoints, page.tags))] if page.endpoints or page.tags else []
+    groups += [(g.name, pick(g.endpoints, g.tags)) for g in page.groups]
+    return groups
+
+
+async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.datetime) -> PageData:
+    """Everything the page shows, as of `now`."""
+    groups = layout(page, config)
+    names = list(dict.fromkeys(n for _, members in groups for n in members))
+    endpoints = await load_endpoints(conn, names, config, now)
+    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups])
+
+
+async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config,
+                         now: dt.datetime) -> dict[str, EndpointData]:
+    """State, uptime windows, 90 days of history, 24 h of latency, incidents and maintenance per endpoint."""
+    cur = await conn.execute("SELECT name, id FROM endpoints WHERE name = ANY(%s)", (list(names),))
+    ids = dict(await cur.fetchall())
+    out = {n: EndpointData(n, ids.get(n)) for n in names}
+    by_id = {i: out[n] for n, i in ids.items()}
+    today = uptime.floor(now, DAY)
+    queries = [Query(label, now - span, now) for label, span in WINDOWS.items()]
+    queries += [Query("days", today - (HISTORY_DAYS - 1) * DAY, now, "day"),
+                Query("hours", uptime.floor(now, HOUR) - (SPARK_HOURS - 1) * HOUR, now, "hour")]
+    result = await uptime.figures(conn, list(by_id), queries, now)
+    for i, e in by_id.items():
+        e.uptime = {label: result.totals.get((label, i), Figures()) for label in WINDOWS}
+        days = result.buckets.get(("days", i), {})
+        e.days = [(d.date(), days.get(d, Figures())) for d in _steps(today, HISTORY_DAYS, DAY)]
+        hours = result.buckets.get(("hours", i), {})
+        e.hours = [(h, hours.get(h, Figures())) for h in _steps(uptime.floor(now, HOUR), SPARK_HOURS, HOUR)]
+    await _latest(conn, by_id)
+    await _incidents(conn, by_id, now)
+    await _maintenance(conn, out, config, now)
+    for e in out.values():
+        e.state = _state(e)
+    return out
+
+
+def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:
+    return [last - (n - 1 - k) * step for k in range(n)]
+
+
+def _state(e: EndpointData) -> str:
+    if any(w.active for w in e.maintenance):
+        return "maintenance"
+    if e.last_at is None:
+        return "unknown"
+    if e.last_error is not None:
+        return "down"
+    return "degraded" if e.unusual else "up"
+
+
+async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData]) -> None:
+    """The newest check per endpoint (one index probe each, newest first on the primary key)."""
+    cur = await conn.execute(
+        """SELECT e.id, r.time, r.ok, r.error FROM unnest(%s::integer[]) AS e(id)
+           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error FROM probe_results p
+                               WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
+                               ORDER BY p.time DESC LIMIT 1) r""", (list(by_id),))
+    for i, at, ok, error in await cur.fetchall():
+        by_id[i].last_at, by_id[i].last_error = at, None if ok else error
+
+
+async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:
+    cur = await conn.execute(
+        "SELECT endpoint_id, started_at, ended_at, severity, reason FROM incidents"
+        " WHERE endpoint_id = ANY(%s) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
+    for i, started, ended, severity, reason in await cur.fetchall():
+        by_id[i].incidents.append(Incident(started, ended, severity, reason, active=ended >= now - ACTIVE_FOR))
+
+
+async def _maintenance(conn: AsyncConnection, out: dict[str, EndpointData], config: Config, now: dt.datetime) -> None:
+    """Active and upcoming windows (next 7 days) from the config and from silences added at run time."""
+    windows = [maintenance.from_config(m) for m in config.alerting.maintenance] + await maintenance.load(conn)
+    tags = {e.name: e.tags for e in config.endpoints}
+    for name, e in out.items():
+        for w in windows:
+            if not w.applies(name, tags.get(name, ())):
+                continue
+            upcoming = w.starts_at is not None and now < w.starts_at < now + RECENT
+            if w.active(now) or upcoming:
+                e.maintenance.append(Window(w.name, w.starts_at, w.ends_at, w.active(now)))

@@ -1,0 +1,56 @@
+"""HTML for a status page: Jinja2 with autoescaping on, so names and descriptions are always text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jinja2
+
+from prober.pages.badges import percent
+from prober.pages.data import EndpointData, PageData
+from prober.pages.uptime import Figures
+
+ENV = jinja2.Environment(loader=jinja2.PackageLoader("prober.pages", "templates"), autoescape=True,
+                         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+LABELS = {"up": "Operational", "degraded": "Degraded", "down": "Down", "maintenance": "Maintenance",
+          "unknown": "No data"}
+
+
+def pct(share: float | None) -> str:
+    return "no data" if share is None else percent(share)
+
+
+def ms(latency: float | None) -> str:
+    return "no data" if latency is None else f"{latency:.0f} ms"
+
+
+def bar(share: float | None) -> str:
+    """Colour class of a day: none, ≥ 99.9 %, ≥ 99 %, ≥ 95 %, below."""
+    if share is None:
+        return "u-none"
+    return "u-ok" if share >= 0.999 else "u-minor" if share >= 0.99 else "u-major" if share >= 0.95 else "u-bad"
+
+
+def day_text(f: Figures) -> str:
+    if not f.count:
+        return "no checks"
+    return f"{pct(f.uptime)} up, {f.count - f.ok} of {f.count} checks failed"
+
+
+def spark(e: EndpointData) -> str:
+    """Polyline points (100 × 20 box) of the hourly mean response time; empty with under two points."""
+    points = [(k, f.latency_ms) for k, (_, f) in enumerate(e.hours) if f.latency_ms is not None]
+    if len(points) < 2:
+        return ""
+    top = max(v for _, v in points) or 1.0
+    n = max(len(e.hours) - 1, 1)
+    return " ".join(f"{k * 100 / n:.1f},{20 - 18 * v / top:.1f}" for k, v in points)
+
+
+def when(t: dt.datetime | None) -> str:
+    return "open-ended" if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def page(data: PageData) -> str:
+    return ENV.get_template("page.html.j2").render(
+        data=data, label=LABELS.__getitem__, pct=pct, ms=ms, bar=bar, day_text=day_text, spark=spark, when=when)
