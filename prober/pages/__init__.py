@@ -18,7 +18,7 @@ import psycopg
 from aiohttp import web
 from markupsafe import escape
 
-from prober.pages import api, auth, badges, data, render
+from prober.pages import api, auth, badges, data, render, uptime
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 from upwatch.runtime import Runtime
@@ -28,6 +28,7 @@ __all__ = ["setup"]
 logger = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("pages_runtime", Runtime)
+DAYS = web.AppKey("pages_days", uptime.DayCache)
 DAILY_REFRESH_S = 60.0
 BADGE_MAX_AGE_S = 60
 _HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -37,6 +38,7 @@ _HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-ref
 def setup(app: web.Application, runtime: Runtime, writer: Any) -> None:
     """Add /status/{slug}, /badge/... and /api/read/v1/... to the listener (an Extension for prober.app)."""
     app[RUNTIME] = runtime
+    app[DAYS] = uptime.DayCache()
     app.router.add_get("/status", index)
     app.router.add_get("/status/{slug}", status_page)
     app.router.add_get("/badge/{endpoint}/status.svg", badge)
@@ -70,7 +72,7 @@ async def _page(request: web.Request) -> data.PageData:
     if not auth.allowed(page, auth.presented(request)):
         raise auth.challenge(page)
     async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
-        return await data.load(conn, page, cfg, _now())
+        return await data.load(conn, page, cfg, _now(), request.app[DAYS])
 
 
 def _readable(request: web.Request) -> list[str]:
@@ -82,7 +84,7 @@ def _readable(request: web.Request) -> list[str]:
 
 async def _endpoints(request: web.Request, names: list[str]) -> dict[str, data.EndpointData]:
     async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
-        return await data.load_endpoints(conn, names, _config(request), _now())
+        return await data.load_endpoints(conn, names, _config(request), _now(), request.app[DAYS])
 
 
 def _one(request: web.Request, key: str) -> str:

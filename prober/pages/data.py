@@ -96,38 +96,72 @@ def layout(page: StatusPage, config: Config) -> list[tuple[str, list[str]]]:
     return groups
 
 
-async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.datetime) -> PageData:
+async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.datetime,
+               cache: uptime.DayCache | None = None) -> PageData:
     """Everything the page shows, as of `now`."""
     groups = layout(page, config)
     names = list(dict.fromkeys(n for _, members in groups for n in members))
-    endpoints = await load_endpoints(conn, names, config, now)
+    endpoints = await load_endpoints(conn, names, config, now, cache)
     return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups])
 
 
-async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config,
-                         now: dt.datetime) -> dict[str, EndpointData]:
+async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config, now: dt.datetime,
+                         cache: uptime.DayCache | None = None) -> dict[str, EndpointData]:
     """State, uptime windows, 90 days of history, 24 h of latency, incidents and maintenance per endpoint."""
     cur = await conn.execute("SELECT name, id FROM endpoints WHERE name = ANY(%s)", (list(names),))
     ids = dict(await cur.fetchall())
     out = {n: EndpointData(n, ids.get(n)) for n in names}
     by_id = {i: out[n] for n, i in ids.items()}
-    today = uptime.floor(now, DAY)
-    queries = [Query(label, now - span, now) for label, span in WINDOWS.items()]
-    queries += [Query("days", today - (HISTORY_DAYS - 1) * DAY, now, "day"),
-                Query("hours", uptime.floor(now, HOUR) - (SPARK_HOURS - 1) * HOUR, now, "hour")]
-    result = await uptime.figures(conn, list(by_id), queries, now)
-    for i, e in by_id.items():
-        e.uptime = {label: result.totals.get((label, i), Figures()) for label in WINDOWS}
-        days = result.buckets.get(("days", i), {})
-        e.days = [(d.date(), days.get(d, Figures())) for d in _steps(today, HISTORY_DAYS, DAY)]
-        hours = result.buckets.get(("hours", i), {})
-        e.hours = [(h, hours.get(h, Figures())) for h in _steps(uptime.floor(now, HOUR), SPARK_HOURS, HOUR)]
+    await _figures(conn, by_id, now, cache or uptime.DayCache())
     await _latest(conn, by_id)
     await _incidents(conn, by_id, now)
     await _maintenance(conn, out, config, now)
     for e in out.values():
         e.state = _state(e)
     return out
+
+
+async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime,
+                   cache: uptime.DayCache) -> None:
+    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days from the
+    cache, the other whole days from the rollups, the last 24 hours as hourly buckets (which also make up
+    today's bar and the 24 h window), and for each window only its leading partial day or hour besides."""
+    today, hour = uptime.floor(now, DAY), uptime.floor(now, HOUR)
+    first_day, first_hour = today - (HISTORY_DAYS - 1) * DAY, hour - (SPARK_HOURS - 1) * HOUR
+    starts = {label: now - span for label, span in WINDOWS.items()}
+    joins = {label: first_hour if label == "24h" else min(max(uptime.ceil(lo, DAY), first_day), today)
+             for label, lo in starts.items()}
+    lim = await uptime.limits(conn, now)
+    final = cache.final_until(lim, first_day, today)
+    queries = [Query(f"edge:{label}", starts[label], joins[label]) for label in WINDOWS]
+    queries += [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
+    ids = list(by_id)
+    result = await uptime.figures(conn, ids, queries, now, lim)
+    kept = await cache.load(conn, ids, first_day, final, now, lim)
+    day_keys = [uptime.epoch(d) for d in _steps(today, HISTORY_DAYS, DAY)]
+    hour_starts = _steps(hour, SPARK_HOURS, HOUR)
+    hour_keys = [uptime.epoch(h) for h in hour_starts]
+    dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
+    joins_at = {label: day_keys.index(uptime.epoch(t)) for label, t in joins.items() if label != "24h"}
+    today_from = hour_keys.index(uptime.epoch(max(today, first_hour)))
+    none = Figures()
+    for i, e in by_id.items():
+        hours = result.buckets.get(("hours", i), {})
+        hour_cells = [hours.get(k, none) for k in hour_keys]
+        days = kept[i] | result.buckets.get(("days", i), {})
+        cells = [days.get(k, none) for k in day_keys[:-1]] + [_sum(hour_cells[today_from:])]
+        e.days = list(zip(dates, cells, strict=True))
+        e.hours = list(zip(hour_starts, hour_cells, strict=True))
+        edge = {label: result.totals.get((f"edge:{label}", i), none) for label in WINDOWS}
+        e.uptime = {label: _sum([edge[label], *(hour_cells if label == "24h" else cells[joins_at[label]:])])
+                    for label in WINDOWS}
+
+
+def _sum(parts: Sequence[Figures]) -> Figures:
+    total = Figures()
+    for f in parts:
+        total.add(f.count, f.ok, f.latency_sum, f.latency_n)
+    return total
 
 
 def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:

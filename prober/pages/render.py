@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import jinja2
+from markupsafe import Markup
 
 from prober.pages.badges import percent
 from prober.pages.data import EndpointData, PageData
@@ -37,6 +38,15 @@ def day_text(f: Figures) -> str:
     return f"{pct(f.uptime)} up, {f.count - f.ok} of {f.count} checks failed"
 
 
+def history(e: EndpointData) -> Markup:
+    """The day-by-day bar as SVG, built here rather than in the template: a 500-endpoint page has 45,000
+    of these and the template loop was most of its render time. Only dates and numbers go in."""
+    rects = "".join(f'<rect x="{k * 4}" width="3" height="28" class="{bar(f.uptime)}">'
+                    f"<title>{day.isoformat()}: {day_text(f)}</title></rect>" for k, (day, f) in enumerate(e.days))
+    return Markup(f'<svg class="history" viewBox="0 0 {len(e.days) * 4} 28" preserveAspectRatio="none" role="img"'
+                  f' aria-label="Uptime per day, last {len(e.days)} days">{rects}</svg>')
+
+
 def spark(e: EndpointData) -> str:
     """Polyline points (100 × 20 box) of the hourly mean response time; empty with under two points."""
     points = [(k, f.latency_ms) for k, (_, f) in enumerate(e.hours) if f.latency_ms is not None]
@@ -53,4 +63,4 @@ def when(t: dt.datetime | None) -> str:
 
 def page(data: PageData) -> str:
     return ENV.get_template("page.html.j2").render(
-        data=data, label=LABELS.__getitem__, pct=pct, ms=ms, bar=bar, day_text=day_text, spark=spark, when=when)
+        data=data, label=LABELS.__getitem__, pct=pct, ms=ms, history=history, spark=spark, when=when)
