@@ -116,7 +116,7 @@ async def measure(url: str, endpoints: int) -> None:
                     t0 = time.perf_counter()
                     page_data = await data.load(conn, cfg.status_pages[0], cfg, datetime.now(UTC), app[pages.DAYS])
                     t1 = time.perf_counter()
-                render.page(page_data)
+                render.page(page_data, app[pages.DAYS])
                 t2 = time.perf_counter()
                 c1 = time.process_time()
                 if k >= 3:  # warm

@@ -50,6 +50,7 @@ class EndpointData:
     last_error: str | None = None
     uptime: dict[str, Figures] = field(default_factory=dict)
     days: list[tuple[dt.date, Figures]] = field(default_factory=list)
+    final_days: int = 0  # the first this many of `days` are final (no refresh rewrites them)
     hours: list[tuple[dt.datetime, Figures]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     maintenance: list[Window] = field(default_factory=list)
@@ -143,6 +144,7 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     hour_keys = [uptime.epoch(h) for h in hour_starts]
     dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
     joins_at = {label: day_keys.index(uptime.epoch(t)) for label, t in joins.items() if label != "24h"}
+    final_at = day_keys.index(uptime.epoch(final))
     today_from = hour_keys.index(uptime.epoch(max(today, first_hour)))
     none = Figures()
     for i, e in by_id.items():
@@ -151,6 +153,7 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
         days = kept[i] | result.buckets.get(("days", i), {})
         cells = [days.get(k, none) for k in day_keys[:-1]] + [_sum(hour_cells[today_from:])]
         e.days = list(zip(dates, cells, strict=True))
+        e.final_days = final_at
         e.hours = list(zip(hour_starts, hour_cells, strict=True))
         edge = {label: result.totals.get((f"edge:{label}", i), none) for label in WINDOWS}
         e.uptime = {label: _sum([edge[label], *(hour_cells if label == "24h" else cells[joins_at[label]:])])

@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from prober.pages.badges import percent
 from prober.pages.data import EndpointData, PageData
-from prober.pages.uptime import Figures
+from prober.pages.uptime import DayCache, Figures
 
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("prober.pages", "templates"), autoescape=True,
                          trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
@@ -38,11 +38,22 @@ def day_text(f: Figures) -> str:
     return f"{pct(f.uptime)} up, {f.count - f.ok} of {f.count} checks failed"
 
 
-def history(e: EndpointData) -> Markup:
+def _rects(e: EndpointData, start: int, stop: int) -> str:
+    return "".join(f'<rect x="{k * 4}" width="3" height="28" class="{bar(f.uptime)}">'
+                   f"<title>{day.isoformat()}: {day_text(f)}</title></rect>"
+                   for k, (day, f) in enumerate(e.days[start:stop], start))
+
+
+def history(e: EndpointData, cache: DayCache | None = None) -> Markup:
     """The day-by-day bar as SVG, built here rather than in the template: a 500-endpoint page has 45,000
-    of these and the template loop was most of its render time. Only dates and numbers go in."""
-    rects = "".join(f'<rect x="{k * 4}" width="3" height="28" class="{bar(f.uptime)}">'
-                    f"<title>{day.isoformat()}: {day_text(f)}</title></rect>" for k, (day, f) in enumerate(e.days))
+    of these. The final days' bars never change, so with a cache they are rendered once a day. Only dates
+    and numbers go in."""
+    if cache is None or e.id is None:
+        rects = _rects(e, 0, len(e.days))
+    else:
+        if e.id not in cache.markup:
+            cache.markup[e.id] = _rects(e, 0, e.final_days)
+        rects = cache.markup[e.id] + _rects(e, e.final_days, len(e.days))
     return Markup(f'<svg class="history" viewBox="0 0 {len(e.days) * 4} 28" preserveAspectRatio="none" role="img"'
                   f' aria-label="Uptime per day, last {len(e.days)} days">{rects}</svg>')
 
@@ -61,6 +72,7 @@ def when(t: dt.datetime | None) -> str:
     return "open-ended" if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def page(data: PageData) -> str:
+def page(data: PageData, cache: DayCache | None = None) -> str:
+    """The page; `cache` (the one data.load used) keeps the final days' bars between requests."""
     return ENV.get_template("page.html.j2").render(
-        data=data, label=LABELS.__getitem__, pct=pct, ms=ms, history=history, spark=spark, when=when)
+        data=data, label=LABELS.__getitem__, pct=pct, ms=ms, history=lambda e: history(e, cache), spark=spark, when=when)

@@ -197,6 +197,7 @@ class DayCache:
     def __init__(self) -> None:
         self.span: tuple[dt.datetime, dt.datetime] | None = None
         self.days: dict[int, dict[int, Figures]] = {}
+        self.markup: dict[int, str] = {}  # per endpoint, the rendered bars of the final days (prober/pages/render.py)
 
     def final_until(self, lim: Limits, first: dt.datetime, last: dt.datetime) -> dt.datetime:
         """Days in [first, this) are final (and may come from the cache)."""
@@ -208,7 +209,7 @@ class DayCache:
                    now: dt.datetime, lim: Limits) -> dict[int, dict[int, Figures]]:
         """Figures of the final days [first, until) per endpoint, from the database only for those not kept yet."""
         if self.span != (first, until):
-            self.span, self.days = (first, until), {}
+            self.span, self.days, self.markup = (first, until), {}, {}
         missing = [i for i in ids if i not in self.days]
         if missing and first < until:
             result = await figures(conn, missing, [Query("days", first, until, "day")], now, lim)

@@ -84,3 +84,16 @@ async def test_read_api_shows_only_what_the_caller_may_read(runtime: Runtime, cl
     assert [i["endpoint"] for i in incidents] == ["api"]
     spec = await (await client.get("/api/read/v1/openapi.json")).json()
     assert "/endpoints/{name}/results" in spec["paths"]
+
+
+def test_example_config_has_a_status_page_of_its_endpoints() -> None:
+    from pathlib import Path
+
+    from prober.pages.data import layout
+    from upwatch import config
+
+    path = Path(__file__).parents[2] / "examples" / "upwatch.yaml"
+    cfg = config.parse(path.read_text(), str(path), {})
+    page = cfg.status_pages[0]
+    names = [n for _, members in layout(page, cfg) for n in members]
+    assert page.public and names and set(names) <= {e.name for e in cfg.endpoints}

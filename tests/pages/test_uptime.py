@@ -85,3 +85,25 @@ A = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 def test_split_reads_the_coarsest_materialized_rollup(lo: dt.datetime, hi: dt.datetime, limits: Limits,
                                                        expected: list[tuple[str, dt.datetime, dt.datetime]]) -> None:
     assert uptime.split(lo, hi, limits) == expected
+
+
+async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runtime, pool: AsyncConnectionPool) -> None:
+    from prober.pages import render
+
+    url = runtime.database_url
+    now = dt.datetime.now(dt.UTC)
+    seed(url, "web", days=30, every=dt.timedelta(minutes=17), now=now, fail_every=3)
+    roll_up(url, now)
+    cache = uptime.DayCache()
+    page = runtime.config.status_pages[0]
+    async with pool.connection() as conn:
+        first = await data.load(conn, page, runtime.config, now, cache)
+        first_html = render.page(first, cache)
+        assert cache.days and cache.markup  # something was kept
+        again = await data.load(conn, page, runtime.config, now, cache)
+        fresh = await data.load(conn, page, runtime.config, now)
+    web = [e for e in fresh.endpoints if e.name == "web"][0]
+    assert 0 < web.final_days < 90
+    assert [e.days for e in again.endpoints] == [e.days for e in fresh.endpoints]
+    assert [e.uptime for e in again.endpoints] == [e.uptime for e in fresh.endpoints]
+    assert render.page(again, cache) == first_html == render.page(fresh)
