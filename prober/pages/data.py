@@ -145,6 +145,7 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
     joins_at = {label: day_keys.index(uptime.epoch(t)) for label, t in joins.items() if label != "24h"}
     final_at = day_keys.index(uptime.epoch(final))
+    by_length = sorted(joins_at.items(), key=lambda item: -item[1])
     today_from = hour_keys.index(uptime.epoch(max(today, first_hour)))
     none = Figures()
     for i, e in by_id.items():
@@ -155,9 +156,12 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
         e.days = list(zip(dates, cells, strict=True))
         e.final_days = final_at
         e.hours = list(zip(hour_starts, hour_cells, strict=True))
-        edge = {label: result.totals.get((f"edge:{label}", i), none) for label in WINDOWS}
-        e.uptime = {label: _sum([edge[label], *(hour_cells if label == "24h" else cells[joins_at[label]:])])
-                    for label in WINDOWS}
+        e.uptime = {"24h": _sum([result.totals.get(("edge:24h", i), none), *hour_cells])}
+        tail, upto = Figures(), len(cells)
+        for label, at in by_length:  # each window's days extend the shorter one's: add each day once
+            tail = _sum([tail, *cells[at:upto]])
+            upto = at
+            e.uptime[label] = _sum([tail, result.totals.get((f"edge:{label}", i), none)])
 
 
 def _sum(parts: Sequence[Figures]) -> Figures:

@@ -97,3 +97,13 @@ def test_example_config_has_a_status_page_of_its_endpoints() -> None:
     page = cfg.status_pages[0]
     names = [n for _, members in layout(page, cfg) for n in members]
     assert page.public and names and set(names) <= {e.name for e in cfg.endpoints}
+
+
+async def test_index_lists_the_pages_the_caller_may_read(client: TestClient) -> None:
+    anonymous = await (await client.get("/status")).text()
+    assert 'href="/status/public"' in anonymous and "/status/internal" not in anonymous
+    assert "Example &lt;b&gt;status&lt;/b&gt;" in anonymous
+    with_token = await (await client.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})).text()
+    assert 'href="/status/internal"' in with_token
+    listed = await (await client.get("/api/read/v1/pages")).json()
+    assert [p["slug"] for p in listed] == ["public"]
