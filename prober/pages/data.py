@@ -48,6 +48,7 @@ class EndpointData:
     state: str = "unknown"
     last_at: dt.datetime | None = None
     last_error: str | None = None
+    failing: bool = False  # the last failure_threshold checks all failed
     uptime: dict[str, Figures] = field(default_factory=dict)
     days: list[tuple[dt.date, Figures]] = field(default_factory=list)
     final_days: int = 0  # the first this many of `days` are final (no refresh rewrites them)
@@ -114,7 +115,7 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
     out = {n: EndpointData(n, ids.get(n)) for n in names}
     by_id = {i: out[n] for n, i in ids.items()}
     await _figures(conn, by_id, now, cache or uptime.DayCache())
-    await _latest(conn, by_id)
+    await _latest(conn, by_id, config.alerting.failure_threshold)
     await _incidents(conn, by_id, now)
     await _maintenance(conn, out, config, now)
     for e in out.values():
@@ -176,24 +177,31 @@ def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:
 
 
 def _state(e: EndpointData) -> str:
+    """Down takes as many failed checks in a row as the alerter's failure_threshold, so the page and
+    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is behaviour
+    the detector finds unusual for this endpoint."""
     if any(w.active for w in e.maintenance):
         return "maintenance"
     if e.last_at is None:
         return "unknown"
     if e.last_error is not None:
-        return "down"
+        return "down" if e.failing else "degraded"
     return "degraded" if e.unusual else "up"
 
 
-async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData]) -> None:
-    """The newest check per endpoint (one index probe each, newest first on the primary key)."""
+async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int) -> None:
+    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key)."""
     cur = await conn.execute(
-        """SELECT e.id, r.time, r.ok, r.error FROM unnest(%s::integer[]) AS e(id)
+        """SELECT e.id, max(r.time), (array_agg(r.ok ORDER BY r.time DESC))[1],
+                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok)
+           FROM unnest(%s::integer[]) AS e(id)
            CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error FROM probe_results p
                                WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
-                               ORDER BY p.time DESC LIMIT 1) r""", (list(by_id),))
-    for i, at, ok, error in await cur.fetchall():
-        by_id[i].last_at, by_id[i].last_error = at, None if ok else error
+                               ORDER BY p.time DESC LIMIT %s) r
+           GROUP BY e.id""", (list(by_id), threshold))
+    for i, at, ok, error, failed in await cur.fetchall():
+        e = by_id[i]
+        e.last_at, e.last_error, e.failing = at, None if ok else error, failed >= threshold
 
 
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:

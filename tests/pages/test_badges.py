@@ -18,9 +18,10 @@ def seeded(runtime: Runtime) -> None:
     seed(runtime.database_url, "api", days=8, every=dt.timedelta(minutes=20), now=now, fail_every=4)
     seed(runtime.database_url, "secret-db", days=1, every=dt.timedelta(minutes=20), now=now)
     roll_up(runtime.database_url, now)
-    with psycopg.connect(runtime.database_url, autocommit=True) as conn:  # api's newest check failed
-        conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, error_kind, error) SELECT now(), id,"
-                     " gen_random_uuid(), false, 'http', 'HTTP 503' FROM endpoints WHERE name = 'api'")
+    with psycopg.connect(runtime.database_url, autocommit=True) as conn:  # api's newest 3 checks failed: down
+        conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, error_kind, error)"
+                     " SELECT now() - k * interval '1 s', id, gen_random_uuid(), false, 'http', 'HTTP 503'"
+                     " FROM endpoints, generate_series(0, 2) k WHERE name = 'api'")
 
 
 async def test_uptime_badge_shows_the_read_api_figure(seeded: None, client: TestClient) -> None:

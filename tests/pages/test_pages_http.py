@@ -107,3 +107,18 @@ async def test_index_lists_the_pages_the_caller_may_read(client: TestClient) -> 
     assert 'href="/status/internal"' in with_token
     listed = await (await client.get("/api/read/v1/pages")).json()
     assert [p["slug"] for p in listed] == ["public"]
+
+
+async def test_down_takes_the_alerters_failure_threshold_in_a_row(runtime: Runtime, client: TestClient) -> None:
+    async def state_after(failures: int) -> str:
+        with psycopg.connect(runtime.database_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok) SELECT now() - interval '1 min', id,"
+                         " gen_random_uuid(), true FROM endpoints WHERE name = 'web'")
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, error_kind, error)"
+                         " SELECT now() - interval '30 s' + k * interval '1 s', id, gen_random_uuid(), false, 'http',"
+                         " 'HTTP 503' FROM endpoints, generate_series(1, %s) k WHERE name = 'web'", (failures,))
+        return str((await (await client.get("/api/read/v1/endpoints/web")).json())["state"])
+
+    assert runtime.config.alerting.failure_threshold == 3
+    assert await state_after(1) == "degraded"  # a blip, or a failure not confirmed yet
+    assert await state_after(2) == "down"  # 1 + 2 newest: three in a row
