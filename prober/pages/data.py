@@ -111,7 +111,7 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
                          cache: uptime.DayCache | None = None) -> dict[str, EndpointData]:
     """State, uptime windows, 90 days of history, 24 h of latency, incidents and maintenance per endpoint."""
     cur = await conn.execute("SELECT name, id FROM endpoints WHERE name = ANY(%s)", (list(names),))
-    ids = dict(await cur.fetchall())
+    ids: dict[str, int] = dict(await cur.fetchall())
     out = {n: EndpointData(n, ids.get(n)) for n in names}
     by_id = {i: out[n] for n, i in ids.items()}
     await _figures(conn, by_id, now, cache or uptime.DayCache())

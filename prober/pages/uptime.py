@@ -128,7 +128,7 @@ async def limits(conn: AsyncConnection, now: dt.datetime) -> Limits:
     """What is materialized now: rollup_progress for the days and hours, RAW_TAIL before now for minutes."""
     cur = await conn.execute("SELECT name, complete_until FROM rollup_progress"
                              " WHERE name IN ('probe_rollup_1d', 'probe_rollup_1h')")
-    progress = dict(await cur.fetchall())
+    progress: dict[str, dt.datetime] = dict(await cur.fetchall())
     tail = floor(now - RAW_TAIL, MINUTE)
     hour = progress.get("probe_rollup_1h")
     hour = min(hour, tail) if hour is not None else None
@@ -150,7 +150,8 @@ def _bucket(table: str, unit: str) -> str:
 
 def statement(queries: Iterable[Query], ids: Sequence[int], lim: Limits) -> tuple[str, dict[str, Any]]:
     """One UNION ALL statement summing every piece of every query (parameters numbered per piece)."""
-    parts, params = [], {"ids": list(ids)}
+    parts: list[str] = []
+    params: dict[str, Any] = {"ids": list(ids)}
     for q in queries:
         # An hourly series never reads days (a day row cannot be cut into hours).
         for table, lo, hi in split(q.lo, q.hi, replace(lim, day=None) if q.unit == "hour" else lim):

@@ -102,7 +102,7 @@ async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runti
         assert cache.days and cache.markup  # something was kept
         again = await data.load(conn, page, runtime.config, now, cache)
         fresh = await data.load(conn, page, runtime.config, now)
-    web = [e for e in fresh.endpoints if e.name == "web"][0]
+    web = next(e for e in fresh.endpoints if e.name == "web")
     assert 0 < web.final_days < 90
     assert [e.days for e in again.endpoints] == [e.days for e in fresh.endpoints]
     assert [e.uptime for e in again.endpoints] == [e.uptime for e in fresh.endpoints]
