@@ -14,6 +14,8 @@ from prober.pages.uptime import DAY, HOUR, Figures, Query
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 
+# Uptime windows end now and start at an hour (24h) or a UTC midnight (the others), so each is a sum of
+# the page's own hourly points or day bars: 24h = the 24 hourly points, 7d = the last 7 day bars, ...
 WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30),
            "90d": dt.timedelta(days=90)}
 HISTORY_DAYS = 90
@@ -126,17 +128,13 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
 async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime,
                    cache: uptime.DayCache) -> None:
     """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days from the
-    cache, the other whole days from the rollups, the last 24 hours as hourly buckets (which also make up
-    today's bar and the 24 h window), and for each window only its leading partial day or hour besides."""
+    cache, the other whole days before today from the rollups, and the last 24 hours as hourly points
+    (which also make up today's bar). The windows are sums of these (see WINDOWS)."""
     today, hour = uptime.floor(now, DAY), uptime.floor(now, HOUR)
     first_day, first_hour = today - (HISTORY_DAYS - 1) * DAY, hour - (SPARK_HOURS - 1) * HOUR
-    starts = {label: now - span for label, span in WINDOWS.items()}
-    joins = {label: first_hour if label == "24h" else min(max(uptime.ceil(lo, DAY), first_day), today)
-             for label, lo in starts.items()}
     lim = await uptime.limits(conn, now)
     final = cache.final_until(lim, first_day, today)
-    queries = [Query(f"edge:{label}", starts[label], joins[label]) for label in WINDOWS]
-    queries += [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
+    queries = [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
     ids = list(by_id)
     result = await uptime.figures(conn, ids, queries, now, lim)
     kept = await cache.load(conn, ids, first_day, final, now, lim)
@@ -144,10 +142,11 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     hour_starts = _steps(hour, SPARK_HOURS, HOUR)
     hour_keys = [uptime.epoch(h) for h in hour_starts]
     dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
-    joins_at = {label: day_keys.index(uptime.epoch(t)) for label, t in joins.items() if label != "24h"}
+    # Shortest window first: each longer one adds only the days before the previous one's start.
+    starts = sorted(((label, day_keys.index(uptime.epoch(window_start(label, now)))) for label in WINDOWS
+                     if label != "24h"), key=lambda item: -item[1])
     final_at = day_keys.index(uptime.epoch(final))
-    by_length = sorted(joins_at.items(), key=lambda item: -item[1])
-    today_from = hour_keys.index(uptime.epoch(max(today, first_hour)))
+    today_from = hour_keys.index(uptime.epoch(today)) if today >= first_hour else 0
     none = Figures()
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
@@ -157,12 +156,12 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
         e.days = list(zip(dates, cells, strict=True))
         e.final_days = final_at
         e.hours = list(zip(hour_starts, hour_cells, strict=True))
-        e.uptime = {"24h": _sum([result.totals.get(("edge:24h", i), none), *hour_cells])}
+        e.uptime = {"24h": _sum(hour_cells)}
         tail, upto = Figures(), len(cells)
-        for label, at in by_length:  # each window's days extend the shorter one's: add each day once
+        for label, at in starts:
             tail = _sum([tail, *cells[at:upto]])
             upto = at
-            e.uptime[label] = _sum([tail, result.totals.get((f"edge:{label}", i), none)])
+            e.uptime[label] = tail
 
 
 def _sum(parts: Sequence[Figures]) -> Figures:
@@ -174,6 +173,14 @@ def _sum(parts: Sequence[Figures]) -> Figures:
 
 def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:
     return [last - (n - 1 - k) * step for k in range(n)]
+
+
+def window_start(label: str, now: dt.datetime) -> dt.datetime:
+    """Where a window starts: the hour 23 hours before this one for 24h, else the midnight (UTC) N-1 days ago."""
+    span = WINDOWS[label]
+    if span < DAY * 2:
+        return uptime.floor(now, HOUR) - span + HOUR
+    return uptime.floor(now, DAY) - span + DAY
 
 
 def _state(e: EndpointData) -> str:
