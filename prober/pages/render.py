@@ -41,7 +41,7 @@ def day_text(f: Figures) -> str:
 def _rects(e: EndpointData, start: int, stop: int) -> str:
     return "".join(f'<rect x="{k * 4}" width="3" height="28" class="{bar(f.uptime)}">'
                    f"<title>{day.isoformat()}: {day_text(f)}</title></rect>"
-                   for k, (day, f) in enumerate(e.days[start:stop], start))
+                   for k, day, f in zip(range(start, stop), e.dates[start:stop], e.day_cells[start:stop], strict=True))
 
 
 def history(e: EndpointData, cache: DayCache | None = None) -> Markup:
@@ -49,22 +49,22 @@ def history(e: EndpointData, cache: DayCache | None = None) -> Markup:
     of these. The final days' bars never change, so with a cache they are rendered once a day. Only dates
     and numbers go in."""
     if cache is None or e.id is None:
-        rects = _rects(e, 0, len(e.days))
+        rects = _rects(e, 0, len(e.dates))
     else:
         if e.id not in cache.markup:
             cache.markup[e.id] = _rects(e, 0, e.final_days)
-        rects = cache.markup[e.id] + _rects(e, e.final_days, len(e.days))
-    return Markup(f'<svg class="history" viewBox="0 0 {len(e.days) * 4} 28" preserveAspectRatio="none" role="img"'
-                  f' aria-label="Uptime per day, last {len(e.days)} days">{rects}</svg>')
+        rects = cache.markup[e.id] + _rects(e, e.final_days, len(e.dates))
+    return Markup(f'<svg class="history" viewBox="0 0 {len(e.dates) * 4} 28" preserveAspectRatio="none" role="img"'
+                  f' aria-label="Uptime per day, last {len(e.dates)} days">{rects}</svg>')
 
 
 def spark(e: EndpointData) -> str:
     """Polyline points (100 × 20 box) of the hourly mean response time; empty with under two points."""
-    points = [(k, f.latency_ms) for k, (_, f) in enumerate(e.hours) if f.latency_ms is not None]
+    points = [(k, f.latency_ms) for k, f in enumerate(e.hour_cells) if f.latency_ms is not None]
     if len(points) < 2:
         return ""
     top = max(v for _, v in points) or 1.0
-    n = max(len(e.hours) - 1, 1)
+    n = max(len(e.hour_cells) - 1, 1)
     return " ".join(f"{k * 100 / n:.1f},{20 - 18 * v / top:.1f}" for k, v in points)
 
 
