@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prober import push
+from prober import pages, push
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
@@ -23,7 +23,7 @@ from upwatch.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 Extension = Callable[[web.Application, Runtime, BatchWriter], None]
-EXTENSIONS: list[Extension] = [push.setup]
+EXTENSIONS: list[Extension] = [push.setup, pages.setup]
 
 
 @dataclass

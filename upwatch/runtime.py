@@ -117,6 +117,8 @@ def where(config: Config, services: dict[str, Service], server: EmbeddedPostgres
         lines.append(f"  psql       {psql_command(url, server)}")
     else:
         lines.append(f"  database   {db.describe(url)}")
+    if "prober" in services:
+        lines += [f"  status     http://{config.push.listen}/status/{p.slug}" for p in config.status_pages]
     return "\n".join(lines)
 
 

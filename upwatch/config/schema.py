@@ -10,6 +10,7 @@ from upwatch.config.alerting import Alerting
 from upwatch.config.base import Section
 from upwatch.config.detector import Detector
 from upwatch.config.endpoints import Endpoint
+from upwatch.config.pages import StatusPages
 from upwatch.config.prober import Prober
 from upwatch.config.push import Push
 from upwatch.config.storage import Storage
@@ -22,6 +23,7 @@ class Config(Section):
     detector: Detector = Detector()
     alerting: Alerting = Alerting()
     storage: Storage = Storage()
+    status_pages: StatusPages = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

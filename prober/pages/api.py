@@ -1,0 +1,103 @@
+"""The read API (/api/read/v1): what the status pages show, as JSON, for the endpoints a caller may read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from prober.pages.data import EndpointData, PageData
+from prober.pages.uptime import Figures
+
+PREFIX = "/api/read/v1"
+MAX_RESULTS = 1000
+
+
+def figures(f: Figures) -> dict[str, Any]:
+    return {"uptime": f.uptime, "checks": f.count, "ok": f.ok, "response_ms": f.latency_ms}
+
+
+def _time(t: dt.datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
+    """An endpoint as the read API shows it; `history` adds the 90 days and the 24 hourly points."""
+    body: dict[str, Any] = {
+        "name": e.name, "state": e.state, "last_check_at": _time(e.last_at), "last_error": e.last_error,
+        "windows": {w: figures(f) for w, f in e.uptime.items()},
+        "unusual": e.unusual.reason if e.unusual else None,
+        "incidents": [{"started_at": _time(i.started_at), "ended_at": _time(i.ended_at), "severity": i.severity,
+                       "reason": i.reason, "active": i.active} for i in e.incidents],
+        "maintenance": [{"name": w.name, "starts_at": _time(w.starts_at), "ends_at": _time(w.ends_at),
+                         "active": w.active} for w in e.maintenance],
+    }
+    if history:
+        body["days"] = [{"date": d.isoformat(), **figures(f)} for d, f in e.days]
+        body["hours"] = [{"hour": _time(h), **figures(f)} for h, f in e.hours]
+    return body
+
+
+def page(data: PageData) -> dict[str, Any]:
+    return {"slug": data.page.slug, "title": data.page.title, "description": data.page.description,
+            "public": data.page.public, "state": data.state, "generated_at": data.now.isoformat(),
+            "groups": [{"name": g.name, "endpoints": [endpoint(e, history=True) for e in g.endpoints]}
+                       for g in data.groups]}
+
+
+def error(status: type[web.HTTPError], message: str) -> web.HTTPError:
+    return status(text=web.json_response({"error": message}).text, content_type="application/json")
+
+
+def limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RESULTS:
+        raise error(web.HTTPBadRequest, f"limit: must be an integer from 1 to {MAX_RESULTS} (got {raw!r})")
+    return int(raw)
+
+
+_FIG = {"type": "object", "properties": {"uptime": {"type": ["number", "null"]}, "checks": {"type": "integer"},
+                                         "ok": {"type": "integer"}, "response_ms": {"type": ["number", "null"]}}}
+_ENDPOINT = {"type": "object", "required": ["name", "state", "windows"], "properties": {
+    "name": {"type": "string"}, "state": {"enum": ["up", "degraded", "down", "maintenance", "unknown"]},
+    "last_check_at": {"type": ["string", "null"], "format": "date-time"}, "last_error": {"type": ["string", "null"]},
+    "windows": {"type": "object", "additionalProperties": _FIG}, "unusual": {"type": ["string", "null"]},
+    "incidents": {"type": "array", "items": {"type": "object"}},
+    "maintenance": {"type": "array", "items": {"type": "object"}},
+    "days": {"type": "array", "items": _FIG}, "hours": {"type": "array", "items": _FIG}}}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}}}}}
+
+
+def _op(summary: str, schema: dict[str, Any], params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"get": {"summary": summary, "parameters": params or [], "security": [{}, {"bearer": []}, {"basic": []}],
+                    "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": schema}}},
+                                  "400": _ERROR, "401": _ERROR, "404": _ERROR}}}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "upwatch read API", "version": "1",
+             "description": "Endpoints on public status pages are readable by anyone; those on private pages with "
+                            "that page's token (bearer, or the password of basic auth)."},
+    "servers": [{"url": PREFIX}],
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                       "basic": {"type": "http", "scheme": "basic"}}},
+    "paths": {
+        "/pages": _op("Status pages you may read", {"type": "array", "items": {"type": "object"}}),
+        "/pages/{slug}": _op("A status page's data", {"type": "object"}, [_path("slug")]),
+        "/endpoints": _op("Endpoints you may read, with state and uptime per window",
+                          {"type": "array", "items": _ENDPOINT}),
+        "/endpoints/{name}": _op("One endpoint, with 90 days of history", _ENDPOINT, [_path("name")]),
+        "/endpoints/{name}/results": _op(
+            "Recent checks, newest first", {"type": "array", "items": {"type": "object"}},
+            [_path("name"), {"name": "limit", "in": "query", "schema": {
+                "type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 100}}]),
+        "/incidents": _op("Detector incidents of the last 7 days", {"type": "array", "items": {"type": "object"}}),
+    },
+}

@@ -1,0 +1,243 @@
+"""What a status page shows, read from the database: one PageData per request, the same for HTML and JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from psycopg import AsyncConnection
+
+from alerter import maintenance
+from prober.pages import uptime
+from prober.pages.uptime import DAY, HOUR, Figures, Query
+from upwatch.config import Config
+from upwatch.config.pages import StatusPage
+
+# Uptime windows end now and start at an hour (24h) or a UTC midnight (the others), so each is a sum of
+# the page's own hourly points or day bars: 24h = the 24 hourly points, 7d = the last 7 day bars, ...
+WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30),
+           "90d": dt.timedelta(days=90)}
+HISTORY_DAYS = 90
+SPARK_HOURS = 24
+RECENT = dt.timedelta(days=7)
+# A detector incident whose last anomalous point is this recent is still going on.
+ACTIVE_FOR = dt.timedelta(minutes=5)
+STATES = ("up", "degraded", "down", "maintenance", "unknown")
+
+
+@dataclass(frozen=True)
+class Incident:
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    severity: str
+    reason: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    active: bool
+
+
+@dataclass
+class EndpointData:
+    name: str
+    id: int | None
+    state: str = "unknown"
+    last_at: dt.datetime | None = None
+    last_error: str | None = None
+    failing: bool = False  # the last failure_threshold checks all failed
+    uptime: dict[str, Figures] = field(default_factory=dict)
+    # Dates and hours are one list shared by every endpoint of a load; a 500-endpoint page would
+    # otherwise make 45,000 pairs per request, and the garbage collector's time grows with them.
+    dates: list[dt.date] = field(default_factory=list)
+    day_cells: list[Figures] = field(default_factory=list)
+    final_days: int = 0  # the first this many days are final (no refresh rewrites them)
+    hour_starts: list[dt.datetime] = field(default_factory=list)
+    hour_cells: list[Figures] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    maintenance: list[Window] = field(default_factory=list)
+
+    @property
+    def days(self) -> list[tuple[dt.date, Figures]]:
+        return list(zip(self.dates, self.day_cells, strict=True))
+
+    @property
+    def hours(self) -> list[tuple[dt.datetime, Figures]]:
+        return list(zip(self.hour_starts, self.hour_cells, strict=True))
+
+    @property
+    def unusual(self) -> Incident | None:
+        """The detector's active incident, if it says this endpoint behaves unusually for it right now."""
+        return next((i for i in self.incidents if i.active), None)
+
+
+@dataclass
+class GroupData:
+    name: str
+    endpoints: list[EndpointData]
+
+
+@dataclass
+class PageData:
+    page: StatusPage
+    now: dt.datetime
+    groups: list[GroupData]
+
+    @property
+    def endpoints(self) -> list[EndpointData]:
+        return [e for g in self.groups for e in g.endpoints]
+
+    @property
+    def state(self) -> str:
+        """The worst state on the page (unknown counts as neither good nor bad)."""
+        states = {e.state for e in self.endpoints}
+        return next((s for s in ("down", "degraded", "maintenance", "up") if s in states), "unknown")
+
+
+def layout(page: StatusPage, config: Config) -> list[tuple[str, list[str]]]:
+    """The page's groups as (heading, endpoint names): its own endpoints/tags first, then each group.
+    A name not in the config still shows (as unknown), so a typo is visible rather than silent."""
+    def pick(names: Sequence[str], tags: Sequence[str]) -> list[str]:
+        chosen = list(dict.fromkeys(names))
+        chosen += [e.name for e in config.endpoints if set(tags) & set(e.tags) and e.name not in chosen]
+        return chosen
+
+    groups = [(page.title, pick(page.endpoints, page.tags))] if page.endpoints or page.tags else []
+    groups += [(g.name, pick(g.endpoints, g.tags)) for g in page.groups]
+    return groups
+
+
+async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.datetime,
+               cache: uptime.DayCache | None = None) -> PageData:
+    """Everything the page shows, as of `now`."""
+    groups = layout(page, config)
+    names = list(dict.fromkeys(n for _, members in groups for n in members))
+    endpoints = await load_endpoints(conn, names, config, now, cache)
+    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups])
+
+
+async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config, now: dt.datetime,
+                         cache: uptime.DayCache | None = None) -> dict[str, EndpointData]:
+    """State, uptime windows, 90 days of history, 24 h of latency, incidents and maintenance per endpoint."""
+    cur = await conn.execute("SELECT name, id FROM endpoints WHERE name = ANY(%s)", (list(names),))
+    ids: dict[str, int] = dict(await cur.fetchall())
+    out = {n: EndpointData(n, ids.get(n)) for n in names}
+    by_id = {i: out[n] for n, i in ids.items()}
+    await _figures(conn, by_id, now, cache or uptime.DayCache())
+    await _latest(conn, by_id, config.alerting.failure_threshold)
+    await _incidents(conn, by_id, now)
+    await _maintenance(conn, out, config, now)
+    for e in out.values():
+        e.state = _state(e)
+    return out
+
+
+async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime,
+                   cache: uptime.DayCache) -> None:
+    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days from the
+    cache, the other whole days before today from the rollups, and the last 24 hours as hourly points
+    (which also make up today's bar). The windows are sums of these (see WINDOWS)."""
+    today, hour = uptime.floor(now, DAY), uptime.floor(now, HOUR)
+    first_day, first_hour = today - (HISTORY_DAYS - 1) * DAY, hour - (SPARK_HOURS - 1) * HOUR
+    lim = await uptime.limits(conn, now)
+    final = cache.final_until(lim, first_day, today)
+    queries = [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
+    ids = list(by_id)
+    result = await uptime.figures(conn, ids, queries, now, lim)
+    kept = await cache.load(conn, ids, first_day, final, now, lim)
+    day_keys = [uptime.epoch(d) for d in _steps(today, HISTORY_DAYS, DAY)]
+    hour_starts = _steps(hour, SPARK_HOURS, HOUR)
+    hour_keys = [uptime.epoch(h) for h in hour_starts]
+    dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
+    # Shortest window first: each longer one adds only the days before the previous one's start.
+    starts = sorted(((label, day_keys.index(uptime.epoch(window_start(label, now)))) for label in WINDOWS
+                     if label != "24h"), key=lambda item: -item[1])
+    final_at = day_keys.index(uptime.epoch(final))
+    today_from = hour_keys.index(uptime.epoch(today)) if today >= first_hour else 0
+    none = Figures()
+    for i, e in by_id.items():
+        hours = result.buckets.get(("hours", i), {})
+        hour_cells = [hours.get(k, none) for k in hour_keys]
+        days = kept[i] | result.buckets.get(("days", i), {})
+        cells = [days.get(k, none) for k in day_keys[:-1]] + [_sum(hour_cells[today_from:])]
+        e.dates, e.day_cells, e.final_days = dates, cells, final_at
+        e.hour_starts, e.hour_cells = hour_starts, hour_cells
+        e.uptime = {"24h": _sum(hour_cells)}
+        tail, upto = Figures(), len(cells)
+        for label, at in starts:
+            tail = _sum([tail, *cells[at:upto]])
+            upto = at
+            e.uptime[label] = tail
+
+
+def _sum(parts: Sequence[Figures]) -> Figures:
+    total = Figures()
+    for f in parts:
+        total.add(f.count, f.ok, f.latency_sum, f.latency_n)
+    return total
+
+
+def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:
+    return [last - (n - 1 - k) * step for k in range(n)]
+
+
+def window_start(label: str, now: dt.datetime) -> dt.datetime:
+    """Where a window starts: the hour 23 hours before this one for 24h, else the midnight (UTC) N-1 days ago."""
+    span = WINDOWS[label]
+    if span < DAY * 2:
+        return uptime.floor(now, HOUR) - span + HOUR
+    return uptime.floor(now, DAY) - span + DAY
+
+
+def _state(e: EndpointData) -> str:
+    """Down takes as many failed checks in a row as the alerter's failure_threshold, so the page and
+    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is behaviour
+    the detector finds unusual for this endpoint."""
+    if any(w.active for w in e.maintenance):
+        return "maintenance"
+    if e.last_at is None:
+        return "unknown"
+    if e.last_error is not None:
+        return "down" if e.failing else "degraded"
+    return "degraded" if e.unusual else "up"
+
+
+async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int) -> None:
+    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key)."""
+    cur = await conn.execute(
+        """SELECT e.id, max(r.time), (array_agg(r.ok ORDER BY r.time DESC))[1],
+                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok)
+           FROM unnest(%s::integer[]) AS e(id)
+           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error FROM probe_results p
+                               WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
+                               ORDER BY p.time DESC LIMIT %s) r
+           GROUP BY e.id""", (list(by_id), threshold))
+    for i, at, ok, error, failed in await cur.fetchall():
+        e = by_id[i]
+        e.last_at, e.last_error, e.failing = at, None if ok else error, failed >= threshold
+
+
+async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:
+    cur = await conn.execute(
+        "SELECT endpoint_id, started_at, ended_at, severity, reason FROM incidents"
+        " WHERE endpoint_id = ANY(%s) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
+    for i, started, ended, severity, reason in await cur.fetchall():
+        by_id[i].incidents.append(Incident(started, ended, severity, reason, active=ended >= now - ACTIVE_FOR))
+
+
+async def _maintenance(conn: AsyncConnection, out: dict[str, EndpointData], config: Config, now: dt.datetime) -> None:
+    """Active and upcoming windows (next 7 days) from the config and from silences added at run time."""
+    windows = [maintenance.from_config(m) for m in config.alerting.maintenance] + await maintenance.load(conn)
+    tags = {e.name: e.tags for e in config.endpoints}
+    for name, e in out.items():
+        for w in windows:
+            if not w.applies(name, tags.get(name, ())):
+                continue
+            upcoming = w.starts_at is not None and now < w.starts_at < now + RECENT
+            if w.active(now) or upcoming:
+                e.maintenance.append(Window(w.name, w.starts_at, w.ends_at, w.active(now)))

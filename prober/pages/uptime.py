@@ -1,0 +1,219 @@
+"""Exact uptime and latency figures from the rollups, with raw rows only where no rollup covers a range.
+
+Uptime is successful checks / all checks in the range; skipped runs are not
+checks (the rollups leave them out, and so does the raw part here). A range
+is cut into the coarsest pieces that are materialized: whole UTC days from
+probe_rollup_1d, whole hours from probe_rollup_1h, whole minutes from
+probe_rollup_1m, and probe_results itself for the partial minutes at the
+edges and for the last RAW_TAIL, which the prober may not have rolled up yet.
+Every piece is a sum of counts, so the result equals a direct count over
+probe_results (tests/pages/test_uptime.py checks it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from psycopg import AsyncConnection
+
+# The prober rolls a minute up 15 s after it closes (prober/rollups.py), every few seconds; anything
+# newer than this is read raw so a figure never misses checks that are written but not rolled up.
+RAW_TAIL = dt.timedelta(minutes=3)
+MINUTE, HOUR, DAY = dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+_ROLLUP = """SELECT %(label)s::text, endpoint_id, {bucket}, sum(count), sum(ok_count),
+       sum(avg_latency_ms * count) FILTER (WHERE avg_latency_ms IS NOT NULL),
+       sum(count) FILTER (WHERE avg_latency_ms IS NOT NULL)
+FROM {table} WHERE endpoint_id = ANY(%(ids)s) AND bucket >= %(lo)s AND bucket < %(hi)s GROUP BY 2, 3"""
+_RAW = """SELECT %(label)s::text, endpoint_id, {bucket}, count(*), count(*) FILTER (WHERE ok),
+       sum(latency_ms), count(latency_ms)
+FROM probe_results WHERE endpoint_id = ANY(%(ids)s) AND time >= %(lo)s AND time < %(hi)s
+  AND error_kind IS DISTINCT FROM 'skipped' GROUP BY 2, 3"""
+_TABLES = {DAY: "probe_rollup_1d", HOUR: "probe_rollup_1h", MINUTE: "probe_rollup_1m"}
+_UNITS = {"": None, "day": DAY, "hour": HOUR}
+
+
+@dataclass(slots=True)
+class Figures:
+    """Checks, successes and latency over a range (or one bucket of it)."""
+
+    count: int = 0
+    ok: int = 0
+    latency_sum: float = 0.0
+    latency_n: int = 0
+
+    @property
+    def uptime(self) -> float | None:
+        """Fraction of checks that succeeded; None with no checks."""
+        return self.ok / self.count if self.count else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.latency_sum / self.latency_n if self.latency_n else None
+
+    def add(self, count: int, ok: int, latency_sum: float | None, latency_n: int | None) -> None:
+        self.count += count
+        self.ok += ok
+        self.latency_sum += latency_sum or 0.0
+        self.latency_n += latency_n or 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far each rollup table is materialized: buckets before these instants are complete."""
+
+    day: dt.datetime | None
+    hour: dt.datetime | None
+    minute: dt.datetime
+
+
+@dataclass(frozen=True)
+class Query:
+    """A range to sum, labelled, bucketed by `unit` ('day', 'hour') or not at all ('' )."""
+
+    label: str
+    lo: dt.datetime
+    hi: dt.datetime
+    unit: str = ""
+
+
+@dataclass
+class Result:
+    """Totals of the queries without a unit; per-bucket figures (keyed by the bucket's epoch second) of the rest."""
+
+    totals: dict[tuple[str, int], Figures] = field(default_factory=dict)
+    buckets: dict[tuple[str, int], dict[int, Figures]] = field(default_factory=lambda: defaultdict(dict))
+
+
+def epoch(t: dt.datetime) -> int:
+    """A bucket's key in Result.buckets (ints hash far faster than aware datetimes, 45,000 cells a page)."""
+    return int((t - _EPOCH).total_seconds())
+
+
+def floor(t: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    return t - (t - _EPOCH) % step
+
+
+def ceil(t: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    down = floor(t, step)
+    return down if down == t else down + step
+
+
+def split(lo: dt.datetime, hi: dt.datetime, limits: Limits) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """[lo, hi) as (table, from, to) pieces: coarsest materialized buckets inside, finer ones at the edges."""
+    levels = [(DAY, limits.day), (HOUR, limits.hour), (MINUTE, limits.minute)]
+
+    def cut(a: dt.datetime, b: dt.datetime, level: int) -> list[tuple[str, dt.datetime, dt.datetime]]:
+        if a >= b:
+            return []
+        if level == len(levels):
+            return [("probe_results", a, b)]
+        step, limit = levels[level]
+        inner_lo, inner_hi = ceil(a, step), floor(b, step)
+        if limit is not None:
+            inner_hi = min(inner_hi, floor(limit, step))
+        if limit is None or inner_lo >= inner_hi:
+            return cut(a, b, level + 1)
+        return [*cut(a, inner_lo, level + 1), (_TABLES[step], inner_lo, inner_hi), *cut(inner_hi, b, level + 1)]
+
+    return cut(lo, hi, 0)
+
+
+async def limits(conn: AsyncConnection, now: dt.datetime) -> Limits:
+    """What is materialized now: rollup_progress for the days and hours, RAW_TAIL before now for minutes."""
+    cur = await conn.execute("SELECT name, complete_until FROM rollup_progress"
+                             " WHERE name IN ('probe_rollup_1d', 'probe_rollup_1h')")
+    progress: dict[str, dt.datetime] = dict(await cur.fetchall())
+    tail = floor(now - RAW_TAIL, MINUTE)
+    hour = progress.get("probe_rollup_1h")
+    hour = min(hour, tail) if hour is not None else None
+    day = progress.get("probe_rollup_1d")
+    day = min(day, hour) if day is not None and hour is not None else None
+    return Limits(day=day, hour=hour, minute=tail)
+
+
+def _bucket(table: str, unit: str) -> str:
+    """The bucket column of a piece: none for totals, the table's own where its buckets are the unit."""
+    step = _UNITS[unit]  # a KeyError, not SQL, for anything else
+    if step is None:
+        return "NULL::timestamptz"
+    column = "time" if table == "probe_results" else "bucket"
+    if _TABLES.get(step) == table:
+        return column
+    return f"date_trunc('{unit}', {column}, 'UTC')"
+
+
+def statement(queries: Iterable[Query], ids: Sequence[int], lim: Limits) -> tuple[str, dict[str, Any]]:
+    """One UNION ALL statement summing every piece of every query (parameters numbered per piece)."""
+    parts: list[str] = []
+    params: dict[str, Any] = {"ids": list(ids)}
+    for q in queries:
+        # An hourly series never reads days (a day row cannot be cut into hours).
+        for table, lo, hi in split(q.lo, q.hi, replace(lim, day=None) if q.unit == "hour" else lim):
+            i = len(parts)
+            template = _RAW if table == "probe_results" else _ROLLUP.replace("{table}", table)
+            template = template.replace("{bucket}", _bucket(table, q.unit))
+            for name in ("label", "lo", "hi"):
+                template = template.replace(f"%({name})s", f"%({name}_{i})s")
+            parts.append(template)
+            params |= {f"label_{i}": q.label, f"lo_{i}": lo, f"hi_{i}": hi}
+    # Summed across pieces and locations here, so Python gets one row per cell.
+    return ("SELECT label, endpoint_id, extract(epoch FROM b)::bigint, sum(n)::bigint, sum(ok)::bigint, sum(ls),"
+            " sum(ln)::bigint FROM (" + "\nUNION ALL\n".join(parts) + ") u(label, endpoint_id, b, n, ok, ls, ln)"
+            " GROUP BY 1, 2, 3"), params
+
+
+async def figures(conn: AsyncConnection, ids: Sequence[int], queries: Sequence[Query], now: dt.datetime,
+                  lim: Limits | None = None) -> Result:
+    """Sum every query for every endpoint in `ids`: totals per (label, endpoint), buckets where a unit is set."""
+    result = Result()
+    if not ids or not queries:
+        return result
+    text, params = statement(queries, ids, lim or await limits(conn, now))
+    cur = await conn.execute(text, params)
+    for label, endpoint_id, bucket, count, ok, lat_sum, lat_n in await cur.fetchall():
+        f = Figures(count, ok, lat_sum or 0.0, lat_n or 0)
+        if bucket is None:
+            result.totals[label, endpoint_id] = f
+        else:
+            result.buckets[label, endpoint_id][bucket] = f
+    return result
+
+
+class DayCache:
+    """Whole days no refresh rewrites any more, per endpoint, so a page reads only its newest days.
+
+    refresh_daily_rollups() recomputes the days from its complete_until minus its lookback (one day) on;
+    days before that are final, so keeping them is exact. The cache holds one span of days (the
+    history bar's) and starts over when the span moves, once a day.
+    """
+
+    LOOKBACK = DAY  # refresh_daily_rollups' default lookback (sql/0120)
+
+    def __init__(self) -> None:
+        self.span: tuple[dt.datetime, dt.datetime] | None = None
+        self.days: dict[int, dict[int, Figures]] = {}
+        self.markup: dict[int, str] = {}  # per endpoint, the rendered bars of the final days (prober/pages/render.py)
+
+    def final_until(self, lim: Limits, first: dt.datetime, last: dt.datetime) -> dt.datetime:
+        """Days in [first, this) are final (and may come from the cache)."""
+        if lim.day is None:
+            return first
+        return min(max(first, floor(lim.day, DAY) - self.LOOKBACK), last)
+
+    async def load(self, conn: AsyncConnection, ids: Sequence[int], first: dt.datetime, until: dt.datetime,
+                   now: dt.datetime, lim: Limits) -> dict[int, dict[int, Figures]]:
+        """Figures of the final days [first, until) per endpoint, from the database only for those not kept yet."""
+        if self.span != (first, until):
+            self.span, self.days, self.markup = (first, until), {}, {}
+        missing = [i for i in ids if i not in self.days]
+        if missing and first < until:
+            result = await figures(conn, missing, [Query("days", first, until, "day")], now, lim)
+            for i in missing:
+                self.days[i] = result.buckets.get(("days", i), {})
+        return {i: self.days.get(i, {}) for i in ids}

@@ -1,0 +1,69 @@
+"""`status_pages:` status pages served by the prober's listener (prober/pages)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from upwatch.config.base import Section
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+class Group(Section):
+    """A heading on the page and the endpoints under it: named ones, then those with any of the tags."""
+
+    name: str = Field(min_length=1, max_length=200)
+    endpoints: list[str] = []
+    tags: list[str] = []
+
+    @model_validator(mode="after")
+    def _selects(self) -> Group:
+        if not self.endpoints and not self.tags:
+            raise ValueError("a group selects endpoints, tags or both")
+        return self
+
+
+class StatusPage(Section):
+    slug: str
+    title: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    # Endpoints outside any group, shown first under the page title.
+    endpoints: list[str] = []
+    tags: list[str] = []
+    groups: list[Group] = []
+    public: bool = True
+    # A private page (and its badges and read API data) needs this token, as a bearer token or as the
+    # password of HTTP basic auth (any user name). Put it in the environment: token: ${STATUS_TOKEN}.
+    token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"{value!r} must be 1-64 lower-case letters, digits or '-', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> StatusPage:
+        if not self.endpoints and not self.tags and not self.groups:
+            raise ValueError("a status page selects endpoints, tags or groups")
+        if not self.public and not self.token:
+            raise ValueError("a private page (public: false) needs a token")
+        if self.public and self.token:
+            raise ValueError("token is only for private pages (public: false)")
+        return self
+
+
+def _unique_slugs(pages: list[StatusPage]) -> list[StatusPage]:
+    seen: set[str] = set()
+    for page in pages:
+        if page.slug in seen:
+            raise ValueError(f"slug {page.slug!r} is used by more than one page")
+        seen.add(page.slug)
+    return pages
+
+
+StatusPages = Annotated[list[StatusPage], AfterValidator(_unique_slugs)]
