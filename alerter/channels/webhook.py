@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -63,5 +64,18 @@ async def send(notice: Notice, options: Options | None) -> Delivery:
     except TimeoutError:
         return Delivery.failed(f"webhook {options.name}: timeout after {options.timeout_s:g} s")
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as e:
-        logger.warning("webhook failed name=%s error=%r", options.name, str(e))
-        return Delivery.failed(f"webhook {options.name}: {type(e).__name__}: {e}")
+        error = scrubbed(str(e), options.url)
+        logger.warning("webhook failed name=%s error=%r", options.name, error)
+        return Delivery.failed(f"webhook {options.name}: {type(e).__name__}: {error}")
+
+
+def scrubbed(text: str, url: str) -> str:
+    """`text` with `url` cut to its scheme, host and port: aiohttp's errors may quote the request URL,
+    and Slack-, Teams- and Discord-style webhook URLs carry their secret in the path."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    secret_part = url[len(f"{parts.scheme}://{parts.netloc}"):]
+    text = text.replace(url, f"{origin}/…")
+    if parts.netloc != parts.netloc.rsplit("@", 1)[-1]:  # user:password@ as well
+        text = text.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1])
+    return text.replace(secret_part, "/…") if len(secret_part) > 1 else text

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
@@ -80,6 +84,38 @@ async def test_webhook_client_error_is_permanent_and_visible(pool: AsyncConnecti
     await drain(pool, cfg)
     [alert] = await rows(pool)
     assert alert["state"] == "failed" and alert["last_error"] == "webhook ops answered 404: receiver says no"
+
+
+async def test_a_failed_webhook_keeps_the_secret_in_its_url_out_of_errors_and_logs(
+        pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture) -> None:
+    # Slack-, Teams- and Discord-style webhooks carry their secret in the path; aiohttp's
+    # TooManyRedirects (a redirect loop here) quotes the whole URL in its message.
+    secret = "XyZsecret0123456789"
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(request.rel_url))
+
+    app = web.Application()
+    app.router.add_post("/services/T000/B000/{token}", loop)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    port = server.port
+    try:
+        url = f"http://127.0.0.1:{port}/services/T000/B000/{secret}?token={secret}"
+        cfg = alerting(smtp={"recipients": []}, webhooks=[{"name": "slack", "url": url, "format": "slack"}])
+        api = await add_endpoint(pool, "api")
+        await add_results(pool, api, "fff")
+        await evaluate.run_once(pool, cfg)
+        with caplog.at_level(logging.DEBUG):
+            await drain(pool, cfg)
+    finally:
+        await server.close()
+    [alert] = await rows(pool)
+    assert alert["state"] in ("pending", "failed") and "TooManyRedirects" in alert["last_error"]
+    assert f"127.0.0.1:{port}" in alert["last_error"]  # where it went stays visible
+    assert secret not in alert["last_error"]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("alerter", "upwatch"))]
+    assert ours and not any(secret in line for line in ours)  # (the receiver's own access log has it)
 
 
 async def test_smtp_outage_then_every_pending_alert_is_delivered_exactly_once(pool: AsyncConnectionPool,
