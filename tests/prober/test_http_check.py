@@ -1,5 +1,4 @@
 import datetime as dt
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,12 +59,11 @@ async def test_failures_are_typed(session: aiohttp.ClientSession, base: str, pat
     assert result.error is not None and result.error.startswith(message)
 
 
-async def test_hanging_target_times_out_within_100ms_of_the_timeout(session: aiohttp.ClientSession, base: str) -> None:
-    started = time.perf_counter()
+async def test_hanging_target_times_out_with_the_configured_timeout(session: aiohttp.ClientSession, base: str) -> None:
+    # Behaviour only: how close to 300 ms it fires depends on the machine's load (no clock bounds in tests).
     result = await http.run(endpoint(f"{base}/hang", timeout="300ms"), session)
-    elapsed = time.perf_counter() - started
+    assert not result.ok
     assert result.error_kind == "timeout" and result.error == "timeout after 0.3s waiting for the response"
-    assert 0.3 <= elapsed < 0.4
 
 
 async def test_huge_body_read_stops_at_the_cap(session: aiohttp.ClientSession) -> None:
