@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from prober.push.app import ctx, reply
 from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import ERROR_CONDITION, named_scope, query_problems
+from prober.push.query import ERROR_CONDITION, as_utc, named_scope, query_problems
 from prober.push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
@@ -64,7 +64,7 @@ class AnalyticsQuery(BaseModel):
     @field_validator("from_", "to")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        return as_utc(value)
 
 
 async def _rows(conn: AsyncConnection, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -31,7 +31,7 @@ from prober.push import rollup
 from prober.push.app import authenticate, ctx, reply
 from prober.push.bodies import DATE_TIME_TEXT, Refusal
 from prober.push.keys import DB_TIMEOUT_S, Caller
-from prober.push.query import query_problems
+from prober.push.query import as_utc, query_problems
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class DeleteQuery(BaseModel):
     @field_validator("from_", "to")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        return as_utc(value)
 
 
 def refusal(q: DeleteQuery) -> Refusal | None:

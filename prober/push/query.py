@@ -40,6 +40,11 @@ URL_HOST = r"lower(substring(l.url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@
 HOSTNAME = re.compile(r"[A-Za-z0-9._~%\[\]:-]{1,255}")
 
 
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time without a zone read as UTC (the API's documented default); aware times as they are."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 class LogQuery(BaseModel):
     """Filters of GET /logs, from the query string."""
 
@@ -107,7 +112,7 @@ class LogQuery(BaseModel):
     @field_validator("from_", "to")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        return as_utc(value)
 
 
 def query_problems(e: ValidationError) -> Refusal:

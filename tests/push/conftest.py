@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from prober.push import create_app, keys
 from prober.writer import BatchWriter
 from upwatch import config
 from upwatch.catalog import sync_endpoints
+from upwatch.embedded import EmbeddedPostgres
 from upwatch.runtime import Runtime
 
 ADMIN_TOKEN = "admin-secret-for-tests"
@@ -93,3 +94,13 @@ async def api(database_url: str, pool: AsyncConnectionPool, tmp_path: Path) -> A
     yield running
     await running.client.close()
     await running.writer.stop()
+
+
+@pytest.fixture
+def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server of the test's own, to stop and start. In server_dir, not tmp_path: as root the
+    server runs as its own user, which cannot enter pytest's 0700 tmp."""
+    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
+    server.start()
+    yield server
+    server.stop()

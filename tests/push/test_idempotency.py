@@ -4,11 +4,9 @@ across a restart, across the spool path of a database outage, and while the firs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.push.conftest import Api, start_api
@@ -124,15 +122,6 @@ async def test_a_retry_while_the_first_waits_for_its_commit_waits_for_its_answer
         await lock.close()
         await api.client.close()
         await api.writer.stop()
-
-
-@pytest.fixture
-def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
-    # server_dir, not tmp_path: as root the server runs as its own user, which cannot enter pytest's 0700 tmp.
-    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_keys_go_through_the_spool_with_their_records(own_server: EmbeddedPostgres, tmp_path: Path) -> None:

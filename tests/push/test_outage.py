@@ -4,11 +4,9 @@ verified-key cache), reads say 503, nothing is lost, and revocations apply once 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from prober.push import keys
 from prober.push.app import CONTEXT
@@ -16,14 +14,6 @@ from tests.push.conftest import Api, start_api
 from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
-
-
-@pytest.fixture
-def own_server(server_dir: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(server_dir / "pg", settings={"fsync": "off"})
-    server.start()
-    yield server
-    server.stop()
 
 
 async def drained(api: Api) -> None:
