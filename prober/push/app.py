@@ -26,6 +26,7 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 
+from prober.push import useragents
 from prober.push.bodies import Refusal
 from prober.push.idempotency import IdempotencyKeys
 from prober.push.keys import Caller, KeyStore
@@ -179,8 +180,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     context = app[CONTEXT]
+    # ua-parser loads its rules on the first parse (~0.4 s): in a thread at start, not in the first
+    # ingest request on the event loop.
+    warming = asyncio.create_task(asyncio.to_thread(useragents.warm), name="push-ua-rules")
     task = asyncio.create_task(_maintain(context), name="push-maintenance")
     yield
+    await warming
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
