@@ -29,18 +29,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import os  # noqa: E402
+import os
 
-from aiosmtpd.controller import Controller  # noqa: E402
-from psycopg_pool import AsyncConnectionPool  # noqa: E402
+from aiosmtpd.controller import Controller
+from psycopg_pool import AsyncConnectionPool
 
-from alerter import service  # noqa: E402
-from upwatch import db  # noqa: E402
-from upwatch.config import Config  # noqa: E402
-from upwatch.config.alerting import Alerting  # noqa: E402
-from upwatch.embedded import EmbeddedPostgres  # noqa: E402
-from upwatch.migrate import migrate  # noqa: E402
-from upwatch.runtime import Runtime  # noqa: E402
+from alerter import service
+from upwatch import db
+from upwatch.config import Config
+from upwatch.config.alerting import Alerting
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+from upwatch.runtime import Runtime
 
 _DOWN = re.compile(r"DOWN (ep-\w+)")
 

@@ -34,11 +34,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prober.service import ProberService  # noqa: E402
-from upwatch import config as configuration, db  # noqa: E402
-from upwatch.embedded import EmbeddedPostgres  # noqa: E402
-from upwatch.migrate import migrate  # noqa: E402
-from upwatch.runtime import Runtime, loop_factory  # noqa: E402
+from prober.service import ProberService
+from upwatch import config as configuration
+from upwatch import db
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+from upwatch.runtime import Runtime, loop_factory
 
 TARGET = """
 import sys

@@ -29,16 +29,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiohttp import web  # noqa: E402
-from psycopg_pool import AsyncConnectionPool  # noqa: E402
-from push_throughput import _autocommit, exchange, requests, run_load  # noqa: E402
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+from push_throughput import _autocommit, exchange, requests, run_load
 
-from prober.push import create_app, keys  # noqa: E402
-from prober.writer import BatchWriter  # noqa: E402
-from upwatch import config  # noqa: E402
-from upwatch.embedded import EmbeddedPostgres  # noqa: E402
-from upwatch.migrate import migrate  # noqa: E402
-from upwatch.runtime import Runtime  # noqa: E402
+from prober.push import create_app, keys
+from prober.writer import BatchWriter
+from upwatch import config
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+from upwatch.runtime import Runtime
 
 
 async def probe(writer: BatchWriter, endpoint_id: int, rate: float, stop: asyncio.Event) -> tuple[int, int]:

@@ -32,17 +32,17 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
-import psutil  # noqa: E402
-from aiohttp import web  # noqa: E402
+import aiohttp
+import psutil
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
-from prober.push import create_app, keys  # noqa: E402
-from prober.writer import BatchWriter  # noqa: E402
-from upwatch import config  # noqa: E402
-from psycopg_pool import AsyncConnectionPool  # noqa: E402
-from upwatch.embedded import EmbeddedPostgres  # noqa: E402
-from upwatch.migrate import migrate  # noqa: E402
-from upwatch.runtime import Runtime  # noqa: E402
+from prober.push import create_app, keys
+from prober.writer import BatchWriter
+from upwatch import config
+from upwatch.embedded import EmbeddedPostgres
+from upwatch.migrate import migrate
+from upwatch.runtime import Runtime
 
 
 def record(i: int) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
-
 from psycopg import AsyncConnection, sql
 
 from detector import series as series_sql

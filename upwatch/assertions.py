@@ -140,9 +140,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _walk(document: Any, path: tuple[str | int, ...]) -> Any:
     node = document
     for step in path:
-        if isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node):
-            node = node[step]
-        elif isinstance(step, str) and isinstance(node, dict) and step in node:
+        if (isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node)) or (isinstance(step, str) and isinstance(node, dict) and step in node):
             node = node[step]
         else:
             return _MISSING

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Client:
 
     def record(self, entry: dict[str, Any]) -> bool:
         """Queue one record (timestamp added if missing); False if the buffer is full. Never blocks on I/O."""
-        entry.setdefault("timestamp", datetime.now(timezone.utc).isoformat())
+        entry.setdefault("timestamp", datetime.now(UTC).isoformat())
         with self._lock:
             if self._closed or len(self._buffer) >= self.max_buffer:
                 self.dropped += 1

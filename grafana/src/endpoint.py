@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from panels import (PROBE_ROLLUP, RAW, ROLLUP, Json, annotation, dashboard, override, query_variable, stat, steps, table,
-                    timeseries)
+from panels import (
+    PROBE_ROLLUP,
+    RAW,
+    ROLLUP,
+    Json,
+    annotation,
+    dashboard,
+    override,
+    query_variable,
+    stat,
+    steps,
+    table,
+    timeseries,
+)
 
 # The endpoint's rows come from the primary key index (endpoint_id, time).
 THIS = "e.name = '$endpoint'"

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from panels import RAW, REQUEST_ROLLUP, ROLLUP, Json, dashboard, override, piechart, query_variable, stat, table, timeseries
+from panels import (
+    RAW,
+    REQUEST_ROLLUP,
+    ROLLUP,
+    Json,
+    dashboard,
+    override,
+    piechart,
+    query_variable,
+    stat,
+    table,
+    timeseries,
+)
 
 THIS = "s.name = '$service'"
 # A request failed when the service answered 5xx or reported an error (no response).

@@ -39,7 +39,7 @@ LOOKUP_TIMEOUT_S = 1.0
 _REMEMBERED = 100_000  # keys this process accepted, newest kept
 
 
-def parse(value: str | None) -> str | None | Refusal:
+def parse(value: str | None) -> str | Refusal | None:
     """The key of an `Idempotency-Key` header (a bare token or a quoted string), None without one,
     or 422 naming the header."""
     if value is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import web
 
@@ -13,8 +13,8 @@ from prober.push import idempotency, records
 from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
 from prober.push.bodies import Refusal, read_limited, read_records
 from prober.push.keys import Caller
-from prober.writer import Reservation
 from prober.push.ratelimit import RateLimiter
+from prober.writer import Reservation
 
 logger = logging.getLogger(__name__)
 

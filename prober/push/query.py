@@ -122,7 +122,7 @@ def query_problems(e: ValidationError) -> Refusal:
     return Refusal(422, "invalid query parameters", details)
 
 
-async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | None | Refusal:
+async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | Refusal | None:
     """The service (id, name) the caller may read: its key's service, or (admin) the named one or all (None)."""
     caller = await authenticate(request)
     if isinstance(caller, Refusal):
@@ -139,7 +139,7 @@ async def named_scope(request: web.Request, service: str | None) -> tuple[int, s
     return (int(row[0]), service) if row else Refusal(404, f"no service named {service!r}")
 
 
-async def scope(request: web.Request, service: str | None) -> int | None | Refusal:
+async def scope(request: web.Request, service: str | None) -> int | Refusal | None:
     """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
     found = await named_scope(request, service)
     return found[0] if isinstance(found, tuple) else found

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
 from alerting_support import Mailbox, SmtpServer, free_port
 
 

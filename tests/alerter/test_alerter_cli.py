@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from alerting_support import Mailbox, SmtpServer, add_endpoint, add_results, alerting, free_port
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
-from alerting_support import Mailbox, SmtpServer, add_endpoint, add_results, alerting, free_port
 
 REPO = Path(__file__).parents[2]
 

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from alerting_support import SmtpServer, add_endpoint, add_results, alerting, wait_for
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import service
-from alerting_support import SmtpServer, add_endpoint, add_results, alerting, wait_for
 from upwatch.config import Config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate

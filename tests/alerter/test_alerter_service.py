@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from alerting_support import SmtpServer, add_endpoint, add_results, alerting, rows, wait_for
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import service
-from alerting_support import SmtpServer, add_endpoint, add_results, alerting, rows, wait_for
 from upwatch.config import Config
 from upwatch.runtime import Runtime
 

@@ -8,10 +8,10 @@ import logging
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from alerting_support import SmtpServer, add_endpoint, add_results, alerting, rows, wait_for
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
-from alerting_support import SmtpServer, add_endpoint, add_results, alerting, rows, wait_for
 from upwatch.db import open_pool
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from alerting_support import Mailbox, alerting, free_port
 
 from alerter import render
 from alerter.channels import email
 from alerter.records import Alert
-from alerting_support import Mailbox, alerting, free_port
 
 TLS = Path(__file__).parent / "tls"
 

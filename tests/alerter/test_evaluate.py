@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from alerting_support import add_endpoint, add_results, alerting, rows
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate
-from alerting_support import add_endpoint, add_results, alerting, rows
 from upwatch.db import open_pool
 
 

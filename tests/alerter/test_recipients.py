@@ -7,10 +7,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from alerting_support import SmtpServer, add_endpoint, add_results, alerting, recipients, rows, wait_for
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
-from alerting_support import SmtpServer, add_endpoint, add_results, alerting, recipients, rows, wait_for
 from upwatch.db import open_pool
 
 A, B = "a@example.test", "b@example.test"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 
 import pytest
+from alerting_support import alerting
 
 from alerter import render, routes
 from alerter.maintenance import Window
 from alerter.records import Alert
-from alerting_support import alerting
 
 T = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from alerting_support import SmtpServer, add_results, alerting, rows
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import evaluate, outbox
-from alerting_support import SmtpServer, add_results, alerting, rows
 from upwatch.catalog import sync_endpoints
 from upwatch.config.endpoints import Endpoint
 

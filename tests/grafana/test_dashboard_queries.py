@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-import pytest
-
 import grafana_dashboards
 import grafana_seed
+import psycopg
+import pytest
 from grafana_dashboards import run_as_reader
 from grafana_macros import Context, TimeRange, Variable, expand, interval_ms
 

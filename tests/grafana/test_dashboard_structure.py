@@ -8,11 +8,10 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-import yaml
-
 import grafana_dashboards
 import grafana_seed
+import pytest
+import yaml
 from grafana_dashboards import ROOT
 
 DASHBOARDS = grafana_dashboards.load()

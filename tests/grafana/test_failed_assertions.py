@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grafana_dashboards
 import psycopg
+from grafana_macros import Context, TimeRange, Variable, expand
 from psycopg_pool import AsyncConnectionPool
 
-import grafana_dashboards
-from grafana_macros import Context, TimeRange, Variable, expand
 from prober.checks import http
 from prober.writer import BatchWriter
 from tests.prober import targets

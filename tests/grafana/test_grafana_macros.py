@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from grafana_macros import (Context, MacroError, TimeRange, Variable, expand, interpolate_macros, interval_ms,
-                            interval_text)
+from grafana_macros import (
+    Context,
+    MacroError,
+    TimeRange,
+    Variable,
+    expand,
+    interpolate_macros,
+    interval_ms,
+    interval_text,
+)
 
 RANGE = TimeRange(datetime(2017, 4, 21, 5, 1, 17, tzinfo=UTC), datetime(2017, 4, 21, 5, 6, 17, tzinfo=UTC))
 

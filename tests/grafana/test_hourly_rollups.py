@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import grafana_seed
 import psycopg
 import pytest
-
-import grafana_seed
 
 HOURLY_MS, MINUTE_MS = 3_600_000, 60_000
 TOTALS = """

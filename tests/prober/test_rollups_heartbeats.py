@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from prober.rollups import Rollups
 from prober.heartbeats import HeartbeatWatcher, missing_due
+from prober.rollups import Rollups
 from prober.spool import SPOOL_NAME, Batch, encode
 from prober.tables import PROBE_RESULTS
 from prober.writer import BatchWriter

@@ -15,8 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.push.conftest import Api
-from upwatch_client import ASGIMiddleware, Client, WSGIMiddleware
-from upwatch_client import aio
+from upwatch_client import ASGIMiddleware, Client, WSGIMiddleware, aio
 
 ROWS = "SELECT method, path, route, status_code, host(source_ip), user_agent, user_id, error IS NOT NULL FROM request_logs"
 

@@ -25,7 +25,7 @@ def tables(url: str) -> set[str]:
 async def test_migrations_create_the_schema_on_an_empty_database(empty_database_url: str) -> None:
     applied = await migrate(empty_database_url)
     assert applied == [m.name for m in discover()]
-    assert EXPECTED_TABLES <= tables(empty_database_url)
+    assert tables(empty_database_url) >= EXPECTED_TABLES
     assert await applied_versions(empty_database_url) == [m.version for m in discover()]
 
 
@@ -136,7 +136,7 @@ async def test_auto_falls_back_to_plain_tables_when_timescaledb_closes_the_conne
     with caplog.at_level(logging.WARNING, logger="upwatch.migrate"):
         applied = await migrate(url, timescaledb="auto")
     assert applied == [m.name for m in discover()]
-    assert EXPECTED_TABLES <= tables(url)
+    assert tables(url) >= EXPECTED_TABLES
     assert "timescaledb installed but cannot be enabled" in caplog.text
     assert "terminating connection" in caplog.text
     with psycopg.connect(url) as conn:

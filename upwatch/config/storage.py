@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from upwatch.durations import Interval
 from upwatch.config.base import Section
+from upwatch.durations import Interval
 
 
 class Retention(Section):
