@@ -92,7 +92,7 @@ async def fetch(conn: AsyncConnection, series: Series, since: datetime, until: d
               "since": since, "until": until, "settle": SETTLE}
     # As Python tuples and datetimes a week's window cost ~0.2 s of the event loop's CPU per
     # series; packed and read into numpy, a few ms (bench/detector_speed.py).
-    statement = sql.SQL(_PACKED).format(sql.SQL(_QUERIES[series.metric]))  # type: ignore[arg-type]
+    statement = sql.SQL(_PACKED).format(sql.SQL(_QUERIES[series.metric]))
     async with conn.cursor(binary=True) as cur:
         await cur.execute(statement, params)
         row = await cur.fetchone()

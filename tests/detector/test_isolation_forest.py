@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detector import features, reasons, synthetic
-from detector.models import MODELS, isolation_forest
+from detector import features, models, reasons, synthetic
+from detector.models import isolation_forest
 from upwatch.config.detector import Detector
 
 SETTINGS = Detector(min_training_rows=1000)
@@ -30,7 +30,7 @@ def fitted(planted: tuple[pd.DataFrame, list[int]]) -> isolation_forest.Fitted:
 
 
 def test_isolation_forest_is_registered() -> None:
-    assert MODELS["isolation_forest"] is isolation_forest
+    assert models.get("isolation_forest") is isolation_forest
 
 
 def test_planted_outliers_score_highest(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
@@ -63,7 +63,7 @@ def test_threshold_is_not_a_fixed_contamination(planted: tuple[pd.DataFrame, lis
 
 
 def test_too_few_rows_is_refused(planted: tuple[pd.DataFrame, list[int]]) -> None:
-    with pytest.raises(isolation_forest.NotEnoughData, match="need 1000"):
+    with pytest.raises(models.NotEnoughData, match="need 1000"):
         isolation_forest.train(planted[0].iloc[:999], SETTINGS)
 
 
@@ -86,7 +86,7 @@ def test_severity_is_ordered_by_score(score: float, expected: str) -> None:
 def test_reason_names_the_value_and_its_usual_range(planted: tuple[pd.DataFrame, list[int]], fitted: isolation_forest.Fitted) -> None:
     row = planted[0].loc[7302]
     assert row["value"] > 2 * row["usual_high"]
-    text = reasons.explain(fitted, row.to_dict(), label="latency", unit="ms")
+    text = reasons.explain(isolation_forest.explain(fitted, row.to_dict()), row.to_dict(), label="latency", unit="ms")
     assert text.startswith(f"latency {row['value']:,.0f} ms, usually ")
     low, high = text.split("usually ")[1].removesuffix(" ms").split("–")
     assert float(low.replace(",", "")) < float(high.replace(",", "")) < row["value"]
@@ -119,7 +119,7 @@ def test_a_series_that_was_always_0_claims_nothing_until_it_moves() -> None:
     values[-3:] = 0.5
     prepared = features.prepare(pd.DataFrame({"timestamp": stamps, "value": values}))
     feats = features.compute(prepared, isolation_forest.FEATURES, pd.Timedelta(minutes=1))
-    model = isolation_forest.train(feats.iloc[:500], Detector(min_training_rows=300), pd.Timedelta(minutes=1))
+    model = isolation_forest.train(feats.iloc[:500], Detector(min_training_rows=300))
     scores = isolation_forest.score(model, feats.iloc[500:])
     assert (scores.iloc[:-3] < model.threshold).all()
     assert (scores.iloc[-3:] >= model.threshold).all()

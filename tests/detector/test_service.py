@@ -12,6 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from detector import artifacts
+from detector.models import isolation_forest
 from detector.service import LiveDetector
 from detector.status import render, status
 from upwatch.config.detector import Detector
@@ -147,7 +148,7 @@ async def test_corrupt_model_file_is_retrained_not_fatal(pool: AsyncConnectionPo
         assert live.states[SERIES].training
         await live.drain()
     assert live.states[SERIES].artifact is not None
-    assert artifacts.load(path, "isolation_forest", live.states[SERIES].artifact.features).version == 1
+    assert artifacts.load(path, "isolation_forest", isolation_forest).version == 1
 
 
 async def test_series_shorter_than_the_minimum_is_learning_and_claims_nothing(
@@ -318,7 +319,7 @@ async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_
     await live.tick(now)
     await live.drain()
     artifact = live.states[SERIES].artifact
-    assert artifact is not None and artifact.model.step == timedelta(minutes=5) and artifact.rows >= 288
+    assert artifact is not None and artifact.step == timedelta(minutes=5) and artifact.rows >= 288
 
     fresh = [history[-1] + timedelta(minutes=5 * (i + 1)) for i in range(3)]
     await _add_checks(pool, endpoint, fresh, [100.0, 900.0, 100.0])  # one check at 9x: 5 minutes of it
