@@ -102,7 +102,8 @@ def main() -> None:
               f"{f['flagged_points_outside_per_day']:.1f}/day | delay median {f['delay_median_s']:.0f} s, "
               f"p90 {f['delay_p90_s']:.0f} s | {f['wall_s']:.0f} s")
         for kind, k in f["by_kind"].items():
-            print(f"  {kind:<16} recall {k['recall']:.2f} ({k['incidents']:>3})  delay median {k['delay_median_s']:.0f} s")
+            print(f"  {kind:<16} recall {k['recall']:.2f} ({k['incidents']:>3})"
+                  f"  delay median {k['delay_median_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class Scale:
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return the frame sorted by time (stable, duplicates kept) with UTC timestamps and float values; non-finite values become NaN."""
+    """The frame sorted by time (stable, duplicates kept), UTC timestamps, float values; non-finite values as NaN."""
     for column in ("timestamp", "value"):
         if column not in frame.columns:
             raise KeyError(f"missing column {column!r}")
@@ -158,7 +158,7 @@ class Window:
 
     @cached_property
     def season_median(self) -> pd.Series:
-        """Median of the 30 minutes (at least 7 steps) around the same time one day earlier, NaN when that day is missing."""
+        """Median of the 30 min (at least 7 steps) around the same time a day earlier; NaN when that day is missing."""
         half = self.scale.season_half
         windowed = self.y.rolling(2 * half, min_periods=min(5, 2 * SEASON_POINTS)).median()
         stamps = self.index.asi8

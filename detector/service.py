@@ -131,7 +131,8 @@ class LiveDetector:
         if state.training:
             return False
         if state.artifact is None:
-            return state.tried_at is None or now - state.tried_at >= min(RETRY_UNTRAINED, self.settings.retrain_interval)
+            retry = min(RETRY_UNTRAINED, self.settings.retrain_interval)
+            return state.tried_at is None or now - state.tried_at >= retry
         last = state.tried_at or state.artifact.trained_at
         return now - last >= training.due_after(state.artifact.rows, state.artifact.step,
                                                 self.settings).to_pytimedelta()

@@ -79,7 +79,7 @@ def _place(rng: np.random.Generator, n: int, days: float, per_day: float) -> lis
     wanted = rng.poisson(per_day * days)
     placed: list[tuple[str, int, int]] = []
     hour = int(3600 / STEP_S)
-    for attempt in range(wanted * 20):
+    for _ in range(wanted * 20):
         if len(placed) >= wanted:
             break
         kind = KINDS[int(rng.integers(len(KINDS)))]
@@ -122,7 +122,8 @@ def _inject(
         failed[span] |= hits
 
 
-def _gaps(rng: np.random.Generator, n: int, incidents_at: list[tuple[pd.Timestamp, pd.Timestamp]], seconds: np.ndarray) -> np.ndarray:
+def _gaps(rng: np.random.Generator, n: int, incidents_at: list[tuple[pd.Timestamp, pd.Timestamp]],
+          seconds: np.ndarray) -> np.ndarray:
     """Drop 0-2 stretches of 5-90 minutes (prober restarts), never inside an incident."""
     keep = np.ones(n, dtype=bool)
     stamps = _stamps(seconds)

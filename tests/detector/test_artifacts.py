@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def _artifact(model: isolation_forest.Fitted) -> artifacts.Artifact:
     )
 
 
-def test_artifact_round_trip_scores_the_same(tmp_path: Path, trained: tuple[isolation_forest.Fitted, pd.DataFrame]) -> None:
+Trained = tuple[isolation_forest.Fitted, pd.DataFrame]
+
+
+def test_artifact_round_trip_scores_the_same(tmp_path: Path, trained: Trained) -> None:
     model, feats = trained
     path = artifacts.path_for(tmp_path, "endpoint:api/v1 latency")
     artifacts.save(_artifact(model), path)
@@ -47,11 +51,11 @@ def test_artifact_round_trip_scores_the_same(tmp_path: Path, trained: tuple[isol
         pytest.param(lambda b: b"", id="empty"),
     ],
 )
-def test_corrupt_artifact_is_refused(tmp_path: Path, trained: tuple[isolation_forest.Fitted, pd.DataFrame], damage) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_artifact_is_refused(tmp_path: Path, trained: Trained, damage: Callable[[bytes], bytes]) -> None:
     path = tmp_path / "m.joblib"
     artifacts.save(_artifact(trained[0]), path)
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.raises(artifacts.ArtifactError, match="m.joblib"):
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.joblib"):
         artifacts.load(path, "isolation_forest", isolation_forest)
 
 
@@ -66,7 +70,7 @@ def test_corrupt_artifact_is_refused(tmp_path: Path, trained: tuple[isolation_fo
     ids=["other-sklearn", "other-features", "other-model", "other-format"],
 )
 def test_incompatible_artifact_is_refused(
-    tmp_path: Path, trained: tuple[isolation_forest.Fitted, pd.DataFrame], field: str, value: object, message: str
+    tmp_path: Path, trained: Trained, field: str, value: object, message: str
 ) -> None:
     path = tmp_path / "m.joblib"
     fields = _artifact(trained[0]).__dict__ | {field: value}

@@ -57,7 +57,7 @@ def test_a_registered_model_is_valid_config(tmp_path: Path, registered: None) ->
 
 def test_a_module_that_breaks_the_contract_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(models.MODELS, "broken", "detector.incidents")
-    with pytest.raises(TypeError, match="'broken' \\(detector.incidents\\) lacks FEATURES, train, score, explain"):
+    with pytest.raises(TypeError, match=r"'broken' \(detector\.incidents\) lacks FEATURES, train, score, explain"):
         models.get("broken")
 
 
@@ -99,14 +99,15 @@ async def test_the_configured_model_trains_scores_and_its_artifact_is_refused_by
         await live.tick(now)
         await live.drain()
         artifact = live.states[SERIES].artifact
-        assert artifact is not None and artifact.model_name == "robust_z" and isinstance(artifact.model, robust_z.Fitted)
+        assert artifact is not None and artifact.model_name == "robust_z"
+        assert isinstance(artifact.model, robust_z.Fitted)
 
         fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(12)]
         await _add_checks(pool, endpoint, fresh, [100.0] * 4 + [900.0] * 8)
         written = await live.tick(now + timedelta(minutes=4))
         async with pool.connection() as conn:
-            cur = await conn.execute("SELECT time, score, reason, features FROM anomalies WHERE series = %s ORDER BY time",
-                                     (SERIES,))
+            cur = await conn.execute(
+                "SELECT time, score, reason, features FROM anomalies WHERE series = %s ORDER BY time", (SERIES,))
             rows = await cur.fetchall()
         assert written == len(rows) >= 3 and {r[0] for r in rows} <= set(fresh[4:])
         for _, score, reason, feats in rows:
@@ -152,8 +153,8 @@ def test_python_m_detector_backtest_uses_the_configured_model(tmp_path: Path, re
 
 def test_a_format_3_artifact_still_loads(tmp_path: Path) -> None:
     """Format 3 (before the contract) kept step and sidedness on the forest's Fitted and a sklearn_version."""
-    frame = pd.DataFrame({"timestamp": pd.Timestamp("2026-03-02T00:00:00Z") + pd.to_timedelta(np.arange(700) * 60, unit="s"),
-                          "value": 100 * np.exp(np.random.default_rng(1).normal(0, 0.1, 700))})
+    stamps = pd.Timestamp("2026-03-02T00:00:00Z") + pd.to_timedelta(np.arange(700) * 60, unit="s")
+    frame = pd.DataFrame({"timestamp": stamps, "value": 100 * np.exp(np.random.default_rng(1).normal(0, 0.1, 700))})
     feats = features.compute(features.prepare(frame), isolation_forest.FEATURES, pd.Timedelta(minutes=1))
     model = isolation_forest.train(feats, Detector(min_training_rows=300))
     model.step, model.two_sided = pd.Timedelta(minutes=1), False  # type: ignore[attr-defined]  # format 3's fields
@@ -166,5 +167,6 @@ def test_a_format_3_artifact_still_loads(tmp_path: Path) -> None:
     loaded = artifacts.load(path, "isolation_forest", isolation_forest)
     assert (loaded.version, loaded.step, loaded.two_sided, loaded.format) == (7, pd.Timedelta(minutes=1), False, 4)
     assert loaded.versions == isolation_forest.versions()
-    with pytest.raises(artifacts.ArtifactError, match="saved by model 'isolation_forest', the config selects 'robust_z'"):
+    refused = "saved by model 'isolation_forest', the config selects 'robust_z'"
+    with pytest.raises(artifacts.ArtifactError, match=refused):
         artifacts.load(path, "robust_z", robust_z)

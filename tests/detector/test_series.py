@@ -1,4 +1,4 @@
-"""series.fetch reads each kind of series from a real PostgreSQL: the rows a plain query returns, as floats and UTC times."""
+"""series.fetch reads each kind of series from a real PostgreSQL: what a plain query returns, as floats, UTC times."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ async def _ids(pool: AsyncConnectionPool) -> tuple[int, int]:
         checks = [(NOW - timedelta(minutes=30) + timedelta(seconds=15 * i, microseconds=i * 7), i % 9 != 0,
                    None if i % 13 == 0 else 100.0 + i * 0.123456789) for i in range(120)]
         for at, ok, ms in checks:
-            await conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms) VALUES (%s, %s, %s, %s, %s)",
+            await conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms)"
+                               " VALUES (%s, %s, %s, %s, %s)",
                                (at, endpoint_id, uuid.uuid4(), ok, ms))
         for i in range(20):
             bucket = NOW - timedelta(minutes=25 - i)
@@ -36,7 +37,8 @@ async def _ids(pool: AsyncConnectionPool) -> tuple[int, int]:
                 (bucket, service_id, 0 if i == 11 else 10 + i, 0 if i == 11 else i % 4, None if i == 13 else 80.0 + i))
             if i % 2 == 0:
                 await conn.execute(
-                    "INSERT INTO request_rollup_1m (bucket, service_id, route, method, count, error_count, p95_latency_ms)"
+                    "INSERT INTO request_rollup_1m"
+                    " (bucket, service_id, route, method, count, error_count, p95_latency_ms)"
                     " VALUES (%s, %s, '/cart', 'POST', 1, 1, 40.5)", (bucket, service_id))
     return endpoint_id, service_id
 
