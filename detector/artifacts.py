@@ -14,7 +14,7 @@ import os
 import pickle
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ class Artifact:
     step: pd.Timedelta  # the cadence features were scaled to; scoring uses the same
     two_sided: bool  # features counted deviations either way (features.compute); scoring does the same
     versions: dict[str, str]  # the model's versions() when it was trained
+    # Usual (median, spread) of the total and each check phase on the training rows (detector.phases).
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
     joblib_version: str = joblib.__version__
     format: int = FORMAT
 

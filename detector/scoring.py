@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from detector import features, models, reasons
+from detector import features, models, phases, reasons
 from detector.artifacts import Artifact
 from detector.series import Series
 
@@ -47,8 +47,9 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
         return []
     scores = module.score(artifact.model, rows).to_numpy(dtype="float64")
     stamps = prepared.loc[rows.index, "timestamp"]
+    timings = prepared.loc[rows.index, [c for c in phases.PHASES if c in prepared.columns]].to_dict("records")
     out = []
-    for record, score, at in zip(rows.to_dict("records"), scores, stamps, strict=True):
+    for record, timing, score, at in zip(rows.to_dict("records"), timings, scores, stamps, strict=True):
         if math.isnan(score):
             continue
         row = {str(k): float(v) for k, v in record.items()}
@@ -59,14 +60,18 @@ def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact,
             score=float(score),
             anomalous=anomalous,
             severity=reasons.severity(score) if anomalous else "",
-            reason=_reason(module, artifact, row, series) if anomalous else "",
+            reason=_reason(module, artifact, row, {str(k): float(v) for k, v in timing.items()}, series)
+            if anomalous else "",
             features={k: _finite(v) for k, v in row.items()},
         ))
     return out
 
 
-def _reason(module: models.Model, artifact: Artifact, row: dict[str, float], series: Series) -> str:
-    return reasons.explain(module.explain(artifact.model, row), row, series.label, series.unit)
+def _reason(module: models.Model, artifact: Artifact, row: dict[str, float], timing: dict[str, float],
+            series: Series) -> str:
+    """The phase that moved, where the series has phases and one stands out; else the model's feature."""
+    return phases.reason(row | timing, artifact.phases) \
+        or reasons.explain(module.explain(artifact.model, row), row, series.label, series.unit)
 
 
 def _finite(value: float) -> float | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detector import artifacts, features, models
+from detector import artifacts, features, models, phases
 from detector.models import NotEnoughData
 from upwatch.config.detector import Detector
 
@@ -111,6 +111,7 @@ def fit(
         model=model, model_name=settings.model, series=series, version=version,
         trained_at=trained_at.floor("us").to_pydatetime(), rows=model.rows, features=tuple(module.FEATURES),
         threshold=model.threshold, step=step, two_sided=False, versions=module.versions(),
+        phases=phases.baselines(prepared[keep]),
     )
     artifacts.save(artifact, artifacts.path_for(model_dir, series))
     return artifact
