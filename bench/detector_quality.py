@@ -32,13 +32,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import evaluation, synthetic
+from detector import evaluation, models, synthetic
 from detector.backtest import replay
 from detector.incidents import gap_for
-from detector.models import MODELS, reference
+from detector.models import reference
 from upwatch.config.detector import Detector
 
-METHODS = {"ours": MODELS["isolation_forest"], "reference": reference}
+METHODS: dict[str, models.Model] = {"ours": models.get("isolation_forest"), "reference": reference}
 # (name, step in seconds, days, irregular) per cadence of the shapes suite.
 CADENCES = {"1m": (60.0, 7.0, False), "5m": (300.0, 21.0, False), "5m-irregular": (300.0, 21.0, True)}
 TUNING_SEED, REPORT_SEED = 1000, 5000
@@ -102,7 +102,8 @@ def main() -> None:
               f"{f['flagged_points_outside_per_day']:.1f}/day | delay median {f['delay_median_s']:.0f} s, "
               f"p90 {f['delay_p90_s']:.0f} s | {f['wall_s']:.0f} s")
         for kind, k in f["by_kind"].items():
-            print(f"  {kind:<16} recall {k['recall']:.2f} ({k['incidents']:>3})  delay median {k['delay_median_s']:.0f} s")
+            print(f"  {kind:<16} recall {k['recall']:.2f} ({k['incidents']:>3})"
+                  f"  delay median {k['delay_median_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from psycopg_pool import AsyncConnectionPool
 
-from detector import artifacts, synthetic, training
-from detector.models import MODEL, MODELS
+from detector import artifacts, models, synthetic, training
 from detector.scoring import judge
 from detector.series import Series
 from prober.spool import Batch
@@ -121,8 +120,8 @@ def _offline(args: argparse.Namespace, settings: Detector, model_dir: Path) -> N
     print(f"training: {args.series} series x {rows:,} rows on {args.workers} workers: {train_s:.1f} s wall "
           f"({train_s / args.series:.2f} s per series), worker peak RSS {workers_rss:.0f} MB")
 
-    module = MODELS[MODEL]
-    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), MODEL, tuple(module.FEATURES))
+    module = models.get(settings.model)
+    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), settings.model, module)
               for a in trained]
     series = Series("bench", "latency", "latency", "ms")
     per_series = []

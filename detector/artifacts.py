@@ -2,7 +2,9 @@
 
 A file is written to a temporary name and moved into place with os.replace, so a
 reader never sees half a file. Loading raises ArtifactError for anything unusable
-(truncated, not ours, other library versions, other features); the caller retrains.
+(truncated, not ours, saved by another model than the config selects, other library
+versions, other features); the caller retrains. Format 3 files (before models had a
+contract) still load.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ import os
 import pickle
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import joblib
-import sklearn
+import pandas as pd
+
+from detector.models import Model
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 3  # 2: models carry a per-feature envelope; 3: and the step their features were scaled to
+# 2: models carry a per-feature envelope; 3: and the step their features were scaled to;
+# 4: step, sidedness and the model's library versions are the artifact's, not the model's.
+FORMAT = 4
+READABLE = (3, FORMAT)
 
 
 class ArtifactError(Exception):
@@ -41,7 +48,11 @@ class Artifact:
     rows: int
     features: tuple[str, ...]
     threshold: float
-    sklearn_version: str = sklearn.__version__
+    step: pd.Timedelta  # the cadence features were scaled to; scoring uses the same
+    two_sided: bool  # features counted deviations either way (features.compute); scoring does the same
+    versions: dict[str, str]  # the model's versions() when it was trained
+    # Usual (median, spread) of the total and each check phase on the training rows (detector.phases).
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
     joblib_version: str = joblib.__version__
     format: int = FORMAT
 
@@ -65,8 +76,9 @@ def save(artifact: Artifact, path: Path) -> None:
         raise
 
 
-def load(path: Path, model_name: str, features: tuple[str, ...]) -> Artifact:
-    """Read an artifact written by save(); raise ArtifactError if it is unreadable or does not match."""
+def load(path: Path, model_name: str, model: Model) -> Artifact:
+    """Read an artifact written by save() for `model_name` (the `model` the config selects);
+    raise ArtifactError if it is unreadable or does not match."""
     try:
         fields = joblib.load(path)
     except FileNotFoundError:
@@ -74,15 +86,15 @@ def load(path: Path, model_name: str, features: tuple[str, ...]) -> Artifact:
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, ImportError,
             IndexError, pickle.UnpicklingError, zlib.error) as e:
         raise ArtifactError(f"{path}: unreadable ({type(e).__name__}: {e})") from e
-    if not isinstance(fields, dict) or fields.get("format") != FORMAT:
+    if not isinstance(fields, dict) or fields.get("format") not in READABLE:
         raise ArtifactError(f"{path}: not an upwatch detector artifact of format {FORMAT}")
+    if fields["format"] == 3:
+        fields = _from_format_3(path, fields)
+    if fields.get("model_name") != model_name:
+        raise ArtifactError(f"{path}: saved by model {fields.get('model_name')!r}, the config selects {model_name!r}")
     problems = [
         f"{key} {fields.get(key)!r} != {want!r}"
-        for key, want in (
-            ("model_name", model_name),
-            ("features", tuple(features)),
-            ("sklearn_version", sklearn.__version__),
-        )
+        for key, want in (("features", tuple(model.FEATURES)), ("versions", model.versions()))
         if fields.get(key) != want
     ]
     if problems:
@@ -91,3 +103,18 @@ def load(path: Path, model_name: str, features: tuple[str, ...]) -> Artifact:
         return Artifact(**fields)
     except TypeError as e:
         raise ArtifactError(f"{path}: unexpected fields ({e})") from e
+
+
+def _from_format_3(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 was written by the one model there was, the Isolation Forest, which kept step and sidedness."""
+    out = {k: v for k, v in fields.items() if k != "sklearn_version"}
+    model = fields.get("model")
+    step = getattr(model, "step", None)
+    if not isinstance(step, pd.Timedelta):
+        raise ArtifactError(f"{path}: format 3 artifact without the step its model was trained at")
+    return out | {
+        "format": FORMAT,
+        "step": step,
+        "two_sided": getattr(model, "two_sided", False),
+        "versions": {"scikit-learn": fields.get("sklearn_version")},
+    }

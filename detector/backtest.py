@@ -12,18 +12,16 @@ import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from types import ModuleType
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from detector import features as feature_set
-from detector import training
+from detector import models, training
 from detector.incidents import gap_for, quarantine
-from detector.models import MODEL, MODELS
-from detector.models.isolation_forest import NotEnoughData
+from detector.models import Fitted, Model, NotEnoughData
 from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
@@ -37,11 +35,12 @@ class BadInput(ValueError):
 
 
 def replay(
-    frame: pd.DataFrame, settings: Detector, model: ModuleType | None = None, *, exclude_claimed: bool = True,
+    frame: pd.DataFrame, settings: Detector, model: Model | None = None, *, exclude_claimed: bool = True,
     higher_is_worse: bool = False, early: bool = False,
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
+    `model` replaces the configured one (settings.model), for the benchmark's reference method.
     Causal: a model is trained on rows before a cut (training.select, as live) and judges
     rows from the cut until its next due time in data time (training.due_after). Features
     are computed once per step the models see (features of a row read only earlier rows).
@@ -52,7 +51,7 @@ def replay(
     rows by the simple rule in `early_flags` instead of staying silent (measured, not the
     default: docs/detector.md).
     """
-    module = model if model is not None else MODELS[MODEL]
+    module = model if model is not None else models.get(settings.model)
     prepared = feature_set.prepare(frame)
     finite = prepared["value"].notna().to_numpy()
     stamps = pd.DatetimeIndex(prepared["timestamp"]).tz_convert(None).to_numpy()
@@ -70,7 +69,7 @@ def replay(
             by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
         feats, usable = by_step[step]
         claimed = flags if exclude_claimed else np.zeros_like(flags)
-        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings, not higher_is_worse)
+        fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings)
         wait = training.due_after(fitted.rows, step, settings) if fitted is not None \
             else pd.Timedelta(settings.retrain_interval)
         stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
@@ -103,7 +102,7 @@ def early_flags(prepared: pd.DataFrame, two_sided: bool) -> tuple[np.ndarray, np
 
 
 def _fit(
-    module: ModuleType,
+    module: Model,
     feats: pd.DataFrame,
     stamps: np.ndarray,
     usable: np.ndarray,
@@ -111,8 +110,7 @@ def _fit(
     cut: int,
     step: pd.Timedelta,
     settings: Detector,
-    two_sided: bool,
-) -> Any:  # the module's Fitted, or None
+) -> Fitted | None:
     """Train on the window before row `cut`, leaving out rows inside incidents already claimed."""
     trained_at = stamps[cut - 1]
     first = int(np.searchsorted(stamps, trained_at - np.timedelta64(training.window_for(step, settings)),
@@ -120,7 +118,7 @@ def _fit(
     claimed = quarantine(stamps[first:cut], flags[first:cut], gap_for(step))
     try:
         keep = training.select(stamps[first:cut], usable[first:cut], claimed, step, settings)
-        return module.train(feats.iloc[first:cut][keep], settings, step, two_sided)
+        return module.train(feats.iloc[first:cut][keep], settings)
     except NotEnoughData as e:
         logger.info("backtest no model trained_at=%s reason=%r", trained_at, str(e))
         return None

@@ -76,26 +76,32 @@ def summarize(outcomes: list[Outcome]) -> dict[str, object]:
     found = [f for o in outcomes for f in o.found]
     days = sum(o.days for o in outcomes)
     delays = [f.delay_s for f in found if f.delay_s is not None]
-    kinds = sorted({f.kind for f in found})
+    false_alarms = sum(o.false_alarms for o in outcomes)
     return {
         "series": len(outcomes),
         "series_days": days,
         "incidents": len(found),
         "recall": _share(found),
-        "false_alarms": sum(o.false_alarms for o in outcomes),
-        "false_alarms_per_series_day": sum(o.false_alarms for o in outcomes) / days if days else float("nan"),
-        "flagged_points_outside_per_day": sum(o.flagged_outside for o in outcomes) / days if days else float("nan"),
-        "delay_median_s": float(np.median(delays)) if delays else float("nan"),
+        "false_alarms": false_alarms,
+        "false_alarms_per_series_day": _per_day(false_alarms, days),
+        "flagged_points_outside_per_day": _per_day(sum(o.flagged_outside for o in outcomes), days),
+        "delay_median_s": _median(delays),
         "delay_p90_s": float(np.quantile(delays, 0.9)) if delays else float("nan"),
-        "by_kind": {
-            k: {
-                "incidents": sum(1 for f in found if f.kind == k),
-                "recall": _share([f for f in found if f.kind == k]),
-                "delay_median_s": _median([f.delay_s for f in found if f.kind == k and f.delay_s is not None]),
-            }
-            for k in kinds
-        },
+        "by_kind": {k: _kind(found, k) for k in sorted({f.kind for f in found})},
     }
+
+
+def _kind(found: list[Found], kind: str) -> dict[str, float]:
+    mine = [f for f in found if f.kind == kind]
+    return {
+        "incidents": len(mine),
+        "recall": _share(mine),
+        "delay_median_s": _median([f.delay_s for f in mine if f.delay_s is not None]),
+    }
+
+
+def _per_day(count: int, days: float) -> float:
+    return count / days if days else float("nan")
 
 
 def _share(found: list[Found]) -> float:

@@ -101,7 +101,7 @@ class Scale:
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return the frame sorted by time (stable, duplicates kept) with UTC timestamps and float values; non-finite values become NaN."""
+    """The frame sorted by time (stable, duplicates kept), UTC timestamps, float values; non-finite values as NaN."""
     for column in ("timestamp", "value"):
         if column not in frame.columns:
             raise KeyError(f"missing column {column!r}")
@@ -114,7 +114,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
 
 def symlog(x: np.ndarray | pd.Series) -> np.ndarray:
     """Log scale that keeps sign and zero: latency noise is multiplicative, error rates sit near 0."""
-    return np.sign(x) * np.log1p(np.abs(x))
+    return np.asarray(np.sign(x) * np.log1p(np.abs(x)), dtype="float64")
 
 
 class Window:
@@ -127,6 +127,7 @@ class Window:
         # In ns whatever the input's unit (the database gives us): the seasonal lookup, the rate
         # of change and cadence do arithmetic on asi8.
         index = pd.DatetimeIndex(timestamps.to_numpy()).as_unit("ns")
+        self.index = index
         self.x = pd.Series(values.to_numpy(dtype="float64"), index=index)
         self.y = pd.Series(symlog(self.x.to_numpy()), index=index)
 
@@ -157,11 +158,11 @@ class Window:
 
     @cached_property
     def season_median(self) -> pd.Series:
-        """Median of the 30 minutes (at least 7 steps) around the same time one day earlier, NaN when that day is missing."""
+        """Median of the 30 min (at least 7 steps) around the same time a day earlier; NaN when that day is missing."""
         half = self.scale.season_half
         windowed = self.y.rolling(2 * half, min_periods=min(5, 2 * SEASON_POINTS)).median()
-        stamps = self.y.index.asi8
-        wanted = (self.y.index - SEASON_LAG + half).asi8
+        stamps = self.index.asi8
+        wanted = (self.index - SEASON_LAG + half).asi8
         pos = np.searchsorted(stamps, wanted, side="right") - 1
         found = windowed.to_numpy()[np.clip(pos, 0, None)]
         too_old = (pos < 0) | (wanted - stamps[np.clip(pos, 0, None)] > half.value)
@@ -185,11 +186,11 @@ class Feature:
 
 
 def _hour(w: Window) -> pd.Series:
-    return pd.Series(w.x.index.hour + w.x.index.minute / 60.0, index=w.x.index, dtype="float64")
+    return pd.Series(w.index.hour + w.index.minute / 60.0, index=w.index, dtype="float64")
 
 
 def _weekday(w: Window) -> pd.Series:
-    return pd.Series(w.x.index.day_of_week, index=w.x.index, dtype="float64")
+    return pd.Series(w.index.day_of_week, index=w.index, dtype="float64")
 
 
 def _mean10(w: Window) -> pd.Series:
@@ -213,7 +214,7 @@ def _pct_dev10(w: Window) -> pd.Series:
 
 def _rate_of_change(w: Window) -> pd.Series:
     # Per minute of elapsed time, so the same slope reads the same at any cadence and across a gap.
-    minutes = pd.Series(w.x.index.asi8, index=w.x.index).diff() / 60e9
+    minutes = pd.Series(w.index.asi8, index=w.index).diff() / 60e9
     return (w.x.diff() / minutes.where(minutes > 0)).fillna(0.0)
 
 
@@ -246,7 +247,7 @@ def _z_run3(w: Window) -> pd.Series:
     high = rolling.min().fillna(0.0)
     if not w.two_sided:
         return _worse(high)
-    return np.maximum(high, -rolling.max().fillna(0.0))  # every check in it far out on the same side
+    return high.clip(lower=-rolling.max().fillna(0.0))  # every check in it far out on the same side
 
 
 def _level_z_day(w: Window) -> pd.Series:
@@ -261,7 +262,8 @@ def _level_z_day(w: Window) -> pd.Series:
 
 def _spread_ratio(w: Window) -> pd.Series:
     usual = w.spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median()
-    return _away(w, np.log(w.spread / usual).fillna(0.0))
+    ratio = w.spread / usual
+    return _away(w, pd.Series(np.log(ratio.to_numpy()), index=ratio.index).fillna(0.0))
 
 
 FEATURES: dict[str, Feature] = {
@@ -319,7 +321,7 @@ def _context(w: Window) -> dict[str, pd.Series]:
 
 
 def _unsymlog(y: pd.Series) -> pd.Series:
-    return np.sign(y) * np.expm1(y.abs())
+    return pd.Series(np.sign(y.to_numpy()) * np.expm1(np.abs(y.to_numpy())), index=y.index)
 
 
 def needed(prepared: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta = DEFAULT_STEP) -> np.ndarray:
@@ -339,7 +341,7 @@ def needed(prepared: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta = DEF
     recent = np.arange(len(stamps)) >= start
     yesterday = ((stamps > first - SEASON_LAG - 2 * scale.season_half)
                  & (stamps <= last - SEASON_LAG + scale.season_half)).to_numpy()
-    return recent | yesterday
+    return np.asarray(recent | yesterday)
 
 
 def compute(

@@ -41,7 +41,7 @@ class Incident:
 
 
 def group(points: Iterable[tuple[pd.Timestamp, float]], gap: timedelta) -> list[Incident]:
-    """Incidents from (time, score) anomalous points in time order; a quiet stretch longer than `gap` starts a new one."""
+    """Incidents from (time, score) anomalous points in time order; a quiet stretch over `gap` starts a new one."""
     out: list[Incident] = []
     for at, score in points:
         if out and at - out[-1].end <= gap:

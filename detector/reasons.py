@@ -1,4 +1,9 @@
-"""Say why a row is anomalous, in one line an operator can act on, and how bad it is."""
+"""Say why a row is anomalous, in one line an operator can act on, and how bad it is.
+
+Model-independent: a model's `explain` says how far out the row is on each feature
+(detector.models); this module names the furthest in the series' own units, from the
+context columns detector.features.compute adds to every row.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import math
 from collections.abc import Mapping
 
 from detector.features import FEATURES
-from detector.models.isolation_forest import Fitted
 
 # Severity bands on the calibrated score (0.5 = threshold, 1 = as isolated as a row can be).
 SEVERITIES = (("critical", 0.85), ("high", 0.7), ("medium", 0.5))
@@ -20,22 +24,11 @@ def severity(score: float) -> str:
     return "medium"
 
 
-def deviations(model: Fitted, row: Mapping[str, float]) -> dict[str, float]:
-    """How far each model feature sits above its training median, in units of the median-to-p95 distance."""
-    out = {}
-    for name in model.features:
-        centre = model.center[name]
-        high = model.usual[name][1]
-        value = float(row[name])
-        out[name] = (value - centre) / max(high - centre, 1e-9) if math.isfinite(value) else 0.0
-    return out
-
-
-def explain(model: Fitted, row: Mapping[str, float], label: str = "value", unit: str = "") -> str:
-    """One line naming the most deviating feature and its usual range, e.g. 'latency 870 ms, usually 110–140 ms'."""
-    scores = deviations(model, row)
-    worst = max(scores, key=lambda n: scores[n])
-    kind = FEATURES[worst].kind
+def explain(deviations: Mapping[str, float], row: Mapping[str, float], label: str = "value", unit: str = "") -> str:
+    """One line naming the most deviating feature (by a model's `explain`) and its usual range,
+    e.g. 'latency 870 ms, usually 110–140 ms'; a point reason when the model names no feature."""
+    worst = max(deviations, key=lambda n: deviations[n], default=None)
+    kind = FEATURES[worst].kind if worst is not None and worst in FEATURES else "value"
     if kind == "level":
         return (
             f"{label} level {_fmt(row['level'], unit)} over the last 10 checks, usually "

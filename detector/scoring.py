@@ -10,13 +10,11 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 
-from detector import features, reasons
+from detector import features, models, phases, reasons
 from detector.artifacts import Artifact
-from detector.models import MODELS
 from detector.series import Series
 
 logger = logging.getLogger(__name__)
@@ -37,36 +35,44 @@ class Verdict:
 
 def judge(history: pd.DataFrame, new_since: datetime | None, artifact: Artifact, series: Series) -> list[Verdict]:
     """Verdicts for rows of `history` (timestamp, value) newer than `new_since`, oldest first."""
-    module = MODELS[artifact.model_name]
+    module = models.get(artifact.model_name)
     prepared = features.prepare(history)
-    step = artifact.model.step
+    step = artifact.step
     if new_since is not None:
         prepared = prepared[features.needed(prepared, pd.Timestamp(new_since), step)]
-    feats = features.compute(prepared, artifact.features, step, artifact.model.two_sided)
+    feats = features.compute(prepared, artifact.features, step, artifact.two_sided)
     fresh = prepared["timestamp"] > new_since if new_since is not None else prepared["timestamp"].notna()
     rows = feats[fresh.to_numpy()]
     if rows.empty:
         return []
-    scores = module.score(artifact.model, rows)
+    scores = module.score(artifact.model, rows).to_numpy(dtype="float64")
+    stamps = prepared.loc[rows.index, "timestamp"]
+    timings = prepared.loc[rows.index, [c for c in phases.PHASES if c in prepared.columns]].to_dict("records")
     out = []
-    for (index, row), at in zip(rows.iterrows(), prepared.loc[rows.index, "timestamp"], strict=True):
-        score = float(scores.loc[index])
+    for record, timing, score, at in zip(rows.to_dict("records"), timings, scores, stamps, strict=True):
         if math.isnan(score):
             continue
-        anomalous = score >= artifact.threshold
-        values = {k: _finite(v) for k, v in row.items()}
+        row = {str(k): float(v) for k, v in record.items()}
+        anomalous = bool(score >= artifact.threshold)
         out.append(Verdict(
             time=at.floor("us").to_pydatetime(),
-            value=float(row["value"]),
-            score=score,
+            value=row["value"],
+            score=float(score),
             anomalous=anomalous,
             severity=reasons.severity(score) if anomalous else "",
-            reason=reasons.explain(artifact.model, row.to_dict(), series.label, series.unit) if anomalous else "",
-            features=values,
+            reason=_reason(module, artifact, row, {str(k): float(v) for k, v in timing.items()}, series)
+            if anomalous else "",
+            features={k: _finite(v) for k, v in row.items()},
         ))
     return out
 
 
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return round(number, 6) if math.isfinite(number) else None
+def _reason(module: models.Model, artifact: Artifact, row: dict[str, float], timing: dict[str, float],
+            series: Series) -> str:
+    """The phase that moved, where the series has phases and one stands out; else the model's feature."""
+    return phases.reason(row | timing, artifact.phases) \
+        or reasons.explain(module.explain(artifact.model, row), row, series.label, series.unit)
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None

@@ -1,7 +1,8 @@
 """What the detector models, and the SQL that reads each series' rows.
 
 Series names are stable keys in detector_models / anomalies / incidents:
-  endpoint:<name>:latency         latency_ms of successful checks, one row per check
+  endpoint:<name>:latency         latency_ms of successful checks, one row per check, with its phases
+                                  (dns_ms ... transfer_ms, NaN where not measured: detector.phases)
   endpoint:<name>:failure_rate    share of failed checks per complete minute
   service:<name>:<route>:p95_latency_ms / :error_rate   from request_rollup_1m, per complete minute
 """
@@ -15,6 +16,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 from psycopg import AsyncConnection, sql
+
+from detector.phases import PHASES
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +38,13 @@ class Series:
     route: str | None = None
 
 
-# Each query yields (timestamptz, float8) with no NULLs (a missing value is NaN, as features.prepare
-# would make it), so fetch can pack every row into one fixed-width record.
+# Each query yields (timestamptz, float8[, the phases' float8]) with no NULLs (a missing value is
+# NaN, as features.prepare would make it), so fetch can pack every row into one fixed-width record.
 _QUERIES = {
     "latency": (
-        "SELECT time, latency_ms::float8 FROM probe_results WHERE endpoint_id = %(endpoint_id)s AND ok"
+        "SELECT time, latency_ms::float8, coalesce(dns_ms::float8, 'NaN'), coalesce(connect_ms::float8, 'NaN'),"
+        " coalesce(tls_ms::float8, 'NaN'), coalesce(ttfb_ms::float8, 'NaN'), coalesce(transfer_ms::float8, 'NaN')"
+        " FROM probe_results WHERE endpoint_id = %(endpoint_id)s AND ok"
         " AND latency_ms IS NOT NULL AND time > %(since)s AND time <= %(until)s ORDER BY time"
     ),
     "failure_rate": (
@@ -65,7 +70,11 @@ _QUERIES = {
 # objects (or, with COPY, ~46,000 messages) for a week's window.
 _PACKED = ("SELECT string_agg(timestamptz_send(q.t) || float8send(q.v), ''::bytea ORDER BY q.t)"
            " FROM ({}) AS q(t, v)")
-_RECORD = np.dtype([("time_us", ">i8"), ("value", ">f8")])
+_PACKED_PHASES = ("SELECT string_agg(timestamptz_send(q.t) || float8send(q.v) || float8send(q.dns)"
+                  " || float8send(q.connect) || float8send(q.tls) || float8send(q.ttfb) || float8send(q.transfer),"
+                  " ''::bytea ORDER BY q.t) FROM ({}) AS q(t, v, dns, connect, tls, ttfb, transfer)")
+# Value columns of each metric's records, in query order.
+COLUMNS: dict[str, tuple[str, ...]] = {"latency": ("value", *PHASES)}
 _PG_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
 
 
@@ -92,19 +101,20 @@ async def fetch(conn: AsyncConnection, series: Series, since: datetime, until: d
               "since": since, "until": until, "settle": SETTLE}
     # As Python tuples and datetimes a week's window cost ~0.2 s of the event loop's CPU per
     # series; packed and read into numpy, a few ms (bench/detector_speed.py).
-    statement = sql.SQL(_PACKED).format(sql.SQL(_QUERIES[series.metric]))  # type: ignore[arg-type]
+    packed = _PACKED_PHASES if series.metric in COLUMNS else _PACKED
+    statement = sql.SQL(packed).format(sql.SQL(_QUERIES[series.metric]))
     async with conn.cursor(binary=True) as cur:
         await cur.execute(statement, params)
         row = await cur.fetchone()
-    return _frame(row[0] if row is not None and row[0] is not None else b"")
+    return _frame(row[0] if row is not None and row[0] is not None else b"", COLUMNS.get(series.metric, ("value",)))
 
 
-def _frame(packed: bytes) -> pd.DataFrame:
-    """A DataFrame (timestamp UTC, value float64) from packed (timestamptz, float8) records."""
-    records = np.frombuffer(packed, dtype=_RECORD)
+def _frame(packed: bytes, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A DataFrame (timestamp UTC, then `columns` float64) from packed (timestamptz, float8...) records."""
+    records = np.frombuffer(packed, dtype=np.dtype([("time_us", ">i8"), *((c, ">f8") for c in columns)]))
     stamps = _PG_EPOCH + pd.to_timedelta(records["time_us"].astype("int64"), unit="us")
     return pd.DataFrame({"timestamp": pd.DatetimeIndex(stamps).as_unit("us"),
-                         "value": records["value"].astype("float64")})
+                         **{c: records[c].astype("float64") for c in columns}})
 
 
 async def endpoints_with_new_latency(conn: AsyncConnection, watermarks: dict[int, datetime]) -> list[int]:

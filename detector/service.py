@@ -20,11 +20,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from detector import artifacts, features, store, training
+from detector import artifacts, features, models, store, training
 from detector import series as series_sql
 from detector.incidents import gap_for
-from detector.models import MODEL, MODELS
-from detector.models.isolation_forest import NotEnoughData
+from detector.models import NotEnoughData
 from detector.scoring import judge
 from detector.series import Series
 from upwatch import durations
@@ -70,7 +69,7 @@ class LiveDetector:
         async with self.pool.connection() as conn:
             found = await series_sql.discover(conn, self.settings.training_window)
             known = await store.saved(conn)
-        module = MODELS[MODEL]
+        module = models.get(self.settings.model)
         for s in found:
             if s.key in self.states:
                 continue
@@ -78,8 +77,7 @@ class LiveDetector:
             state = State(s, version=saved.version if saved else 0, watermark=saved.watermark if saved else None)
             try:
                 state.artifact = await asyncio.to_thread(
-                    artifacts.load, artifacts.path_for(self.settings.model_dir, s.key), MODEL,
-                    tuple(module.FEATURES))
+                    artifacts.load, artifacts.path_for(self.settings.model_dir, s.key), self.settings.model, module)
             except FileNotFoundError:
                 pass
             except artifacts.ArtifactError as e:
@@ -133,14 +131,15 @@ class LiveDetector:
         if state.training:
             return False
         if state.artifact is None:
-            return state.tried_at is None or now - state.tried_at >= min(RETRY_UNTRAINED, self.settings.retrain_interval)
+            retry = min(RETRY_UNTRAINED, self.settings.retrain_interval)
+            return state.tried_at is None or now - state.tried_at >= retry
         last = state.tried_at or state.artifact.trained_at
-        model = state.artifact.model
-        return now - last >= training.due_after(state.artifact.rows, model.step, self.settings).to_pytimedelta()
+        return now - last >= training.due_after(state.artifact.rows, state.artifact.step,
+                                                self.settings).to_pytimedelta()
 
     async def score(self, state: State, now: datetime) -> int:
         """Judge rows past the watermark; write anomalies, incidents and the new watermark together."""
-        step = state.artifact.model.step if state.artifact is not None else features.DEFAULT_STEP
+        step = state.artifact.step if state.artifact is not None else features.DEFAULT_STEP
         lookback = max(features.Scale(step).lookback, training.LOOKBACK).to_pytimedelta()
         if state.history.empty and state.watermark is not None:
             async with self.pool.connection() as conn:
@@ -241,7 +240,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     listener = asyncio.create_task(listen(runtime.database_url, wake, stop), name="detector-listen")
     with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
-        logger.info("detector started model=%s score_interval=%s retrain_interval=%s", MODEL,
+        logger.info("detector started model=%s score_interval=%s retrain_interval=%s", settings.model,
                     durations.format(settings.score_interval), durations.format(settings.retrain_interval))
         while not stop.is_set():
             wake.clear()

@@ -111,7 +111,7 @@ async def count(conn: AsyncConnection, s: Series, since: datetime, until: dateti
     params = {"endpoint_id": s.endpoint_id, "service_id": s.service_id, "route": s.route,
               "since": since, "until": until, "settle": series_sql.SETTLE}
     statement = sql.SQL("SELECT count(*) FROM ({}) AS q").format(
-        sql.SQL(series_sql._QUERIES[s.metric]))  # type: ignore[arg-type]
+        sql.SQL(series_sql._QUERIES[s.metric]))
     cur = await conn.execute(statement, params)
     row = await cur.fetchone()
     return int(row[0]) if row else 0

@@ -34,7 +34,8 @@ async def saved(conn: AsyncConnection) -> dict[str, Saved]:
     return {key: Saved(version, watermark) for key, version, watermark in await cur.fetchall()}
 
 
-async def claimed(conn: AsyncConnection, series: str, since: datetime, pad: timedelta) -> list[tuple[datetime, datetime]]:
+async def claimed(conn: AsyncConnection, series: str, since: datetime,
+                  pad: timedelta) -> list[tuple[datetime, datetime]]:
     """Time ranges of this series' incidents since `since`, padded by `pad`: left out of training."""
     cur = await conn.execute(
         "SELECT started_at - %s, ended_at + %s FROM incidents WHERE series = %s AND ended_at >= %s ORDER BY started_at",
@@ -59,7 +60,8 @@ async def save_model(conn: AsyncConnection, series: Series, artifact: Artifact |
 async def advance(conn: AsyncConnection, series: Series, watermark: datetime, last_score: float | None) -> None:
     """Move the watermark (creating the row for a new series)."""
     await conn.execute(
-        "INSERT INTO detector_models (series, endpoint_id, service_id, route, metric, watermark, last_score, updated_at)"
+        "INSERT INTO detector_models"
+        " (series, endpoint_id, service_id, route, metric, watermark, last_score, updated_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (series) DO UPDATE SET"
         " watermark = excluded.watermark, last_score = coalesce(excluded.last_score, detector_models.last_score),"
         " updated_at = now()",
@@ -94,7 +96,8 @@ async def _incident(conn: AsyncConnection, series: Series, v: Verdict, gap: time
             " reason, points) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1) RETURNING id",
             (series.key, series.endpoint_id, series.service_id, v.time, v.time, v.score, v.severity, v.reason))
         row = await cur.fetchone()
-        assert row is not None
+        if row is None:  # INSERT ... RETURNING always gives its row; a bug, not a data problem
+            raise RuntimeError("incident insert returned no row")
         return int(row[0])
     incident_id, peak = open_
     if v.score > peak:

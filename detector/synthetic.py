@@ -56,17 +56,22 @@ def generate(seed: int, days: float = 4.0, incidents_per_day: float = 2.0, name:
     value[jitter] *= rng.uniform(2.0, 6.0, jitter.sum())
     value[failed] = TIMEOUT_MS * rng.uniform(1.0, 1.01, failed.sum())
     keep = _gaps(rng, n, incidents_at=[(i.start, i.end) for i in incidents], seconds=seconds)
-    frame = pd.DataFrame({"timestamp": _at(seconds[keep]), "value": np.round(value[keep], 2)})
+    frame = pd.DataFrame({"timestamp": _stamps(seconds[keep]), "value": np.round(value[keep], 2)})
     return LabelledSeries(name or f"synthetic-{seed}", frame.reset_index(drop=True), tuple(incidents))
 
 
-def _at(seconds: np.ndarray | float) -> pd.Timestamp | pd.DatetimeIndex:
+def _at(seconds: float) -> pd.Timestamp:
     return START + pd.to_timedelta(seconds, unit="s")
+
+
+def _stamps(seconds: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(START + pd.to_timedelta(seconds, unit="s"))
 
 
 def _ar_noise(rng: np.random.Generator, n: int, sigma: np.ndarray, phi: float) -> np.ndarray:
     shocks = rng.standard_normal(n) * np.sqrt(1 - phi**2)
-    return np.asarray(lfilter([1.0], [1.0, -phi], shocks)) * sigma
+    noise: np.ndarray = np.asarray(lfilter([1.0], [1.0, -phi], shocks), dtype="float64") * sigma
+    return noise
 
 
 def _place(rng: np.random.Generator, n: int, days: float, per_day: float) -> list[tuple[str, int, int]]:
@@ -74,7 +79,7 @@ def _place(rng: np.random.Generator, n: int, days: float, per_day: float) -> lis
     wanted = rng.poisson(per_day * days)
     placed: list[tuple[str, int, int]] = []
     hour = int(3600 / STEP_S)
-    for attempt in range(wanted * 20):
+    for _ in range(wanted * 20):
         if len(placed) >= wanted:
             break
         kind = KINDS[int(rng.integers(len(KINDS)))]
@@ -117,10 +122,11 @@ def _inject(
         failed[span] |= hits
 
 
-def _gaps(rng: np.random.Generator, n: int, incidents_at: list, seconds: np.ndarray) -> np.ndarray:
+def _gaps(rng: np.random.Generator, n: int, incidents_at: list[tuple[pd.Timestamp, pd.Timestamp]],
+          seconds: np.ndarray) -> np.ndarray:
     """Drop 0-2 stretches of 5-90 minutes (prober restarts), never inside an incident."""
     keep = np.ones(n, dtype=bool)
-    stamps = _at(seconds)
+    stamps = _stamps(seconds)
     for _ in range(int(rng.integers(0, 3))):
         length = int(rng.uniform(5, 90) * 60 / STEP_S)
         first = int(rng.integers(0, n - length))
@@ -195,8 +201,8 @@ def shapes(seed: int, step_s: float = 300.0, days: float = 21.0, incidents_per_d
             if not any(not (hi < i.start or lo > i.end) for i in incidents):
                 keep[first:first + length] = False
     for i in incidents:  # an incident's first and last rows are observed, as the label says
-        keep[np.flatnonzero(np.isin(_at(seconds), [i.start, i.end]))] = True
-    frame = pd.DataFrame({"timestamp": _at(seconds[keep]), "value": np.round(value[keep], 3)})
+        keep[np.flatnonzero(_stamps(seconds).isin([i.start, i.end]))] = True
+    frame = pd.DataFrame({"timestamp": _stamps(seconds[keep]), "value": np.round(value[keep], 3)})
     return LabelledSeries(name or f"shapes-{int(step_s)}s-{seed}", frame.reset_index(drop=True), tuple(incidents))
 
 

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detector import artifacts, features
-from detector.models import MODEL, MODELS
-from detector.models.isolation_forest import NotEnoughData
+from detector import artifacts, features, models, phases
+from detector.models import NotEnoughData
 from upwatch.config.detector import Detector
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def select(stamps: np.ndarray, usable: np.ndarray, excluded: np.ndarray, step: p
     span = pd.Timedelta(trained_at - stamps[keep][0])
     if span < pd.Timedelta(settings.min_training_span):
         raise NotEnoughData(f"{_hours(span)} of history, need {_hours(pd.Timedelta(settings.min_training_span))}")
-    return keep
+    return np.asarray(keep, dtype=bool)
 
 
 def _hours(span: pd.Timedelta) -> str:
@@ -88,11 +87,11 @@ def fit(
     version: int,
     model_dir: Path,
 ) -> artifacts.Artifact:
-    """Train on `frame` (timestamp, value; history_for(step) of rows) and save the artifact.
+    """Train the configured model on `frame` (timestamp, value; history_for(step) of rows) and save the artifact.
 
     Raises NotEnoughData when the window holds too little history.
     """
-    module = MODELS[MODEL]
+    module = models.get(settings.model)
     prepared = features.prepare(frame)
     finite = prepared["value"].notna().to_numpy()
     if not finite.any():
@@ -106,12 +105,13 @@ def fit(
         excluded |= ((prepared["timestamp"] >= start) & (prepared["timestamp"] <= end)).to_numpy()
     usable = np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
     keep = select(stamps, usable, excluded, step, settings)
-    model = module.train(feats[keep], settings, step, two_sided=False)
+    model = module.train(feats[keep], settings)
     trained_at = prepared["timestamp"].iloc[-1]
     artifact = artifacts.Artifact(
-        model=model, model_name=MODEL, series=series, version=version,
+        model=model, model_name=settings.model, series=series, version=version,
         trained_at=trained_at.floor("us").to_pydatetime(), rows=model.rows, features=tuple(module.FEATURES),
-        threshold=model.threshold,
+        threshold=model.threshold, step=step, two_sided=False, versions=module.versions(),
+        phases=phases.baselines(prepared[keep]),
     )
     artifacts.save(artifact, artifacts.path_for(model_dir, series))
     return artifact

@@ -1,24 +1,23 @@
 """Per-series Isolation Forest on robust, persistence-aware features, with a calibrated threshold
 and a calibrated per-feature envelope for rows beyond the training range.
 
-Contract: `train(features, settings)` takes rows of `detector.features.compute` (at
-least FEATURES) and returns a Fitted model; `score(model, features)` returns a
-Series in [0, 1] aligned with its input, NaN where a row has no finite features.
-A score >= model.threshold (always 0.5 here) is an anomaly.
+Keeps the contract in `detector.models`; its threshold is always 0.5 (scores are calibrated so).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.ensemble import IsolationForest
 
-from detector.features import DEFAULT_STEP
-from upwatch.config.detector import Detector
+from detector.models import NotEnoughData, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +51,6 @@ TAIL_SCALE_FLOOR = 0.1
 DEGENERATE = 1e-6
 
 
-class NotEnoughData(ValueError):
-    """Too few usable rows to train; the caller claims nothing for this series yet."""
-
-
 @dataclass
 class Fitted:
     """A trained model plus everything needed to score, calibrate and explain."""
@@ -67,27 +62,25 @@ class Fitted:
     raw_threshold: float  # calibrated to the target false-alarm rate: maps to 0.5
     raw_extreme: float  # a point far outside training on every feature: maps to 1
     threshold: float = THRESHOLD
-    step: pd.Timedelta = DEFAULT_STEP  # the cadence features were scaled to; scoring uses the same
-    two_sided: bool = False  # features counted deviations either way (features.compute); scoring does the same
     center: dict[str, float] = field(default_factory=dict)
     usual: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Per feature (tail start, envelope): a row at the envelope scores 0.5 whatever the forest says.
     envelope: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def _matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+def matrix(features: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of `features` that are finite in every column of `names`; KeyError for a missing column."""
     missing = [n for n in names if n not in features.columns]
     if missing:
         raise KeyError(f"feature column(s) missing: {', '.join(missing)}")
     x = features.loc[:, list(names)].astype("float64")
-    return x[np.isfinite(x.to_numpy()).all(axis=1)]
+    finite: pd.DataFrame = x[np.isfinite(x.to_numpy()).all(axis=1)]
+    return finite
 
 
-def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAULT_STEP,
-          two_sided: bool = False) -> Fitted:
-    """Fit one series' forest on its training rows (features computed at `step`);
-    raise NotEnoughData below settings.min_training_rows."""
-    x = _matrix(features, FEATURES)
+def train(features: pd.DataFrame, settings: Settings) -> Fitted:
+    """Fit one series' forest on its training rows; raise NotEnoughData below settings.min_training_rows."""
+    x = matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
     forest = IsolationForest(
@@ -109,8 +102,6 @@ def train(features: pd.DataFrame, settings: Detector, step: pd.Timedelta = DEFAU
         raw_typical=typical,
         raw_threshold=threshold,
         raw_extreme=extreme,
-        step=step,
-        two_sided=two_sided,
         center={n: float(x[n].median()) for n in FEATURES},
         usual={n: (float(low[n]), float(high[n])) for n in FEATURES},
         envelope={n: _envelope(x[n].to_numpy(), rate) for n in ENVELOPE_FEATURES},
@@ -152,7 +143,7 @@ def _extreme_raw(forest: IsolationForest, x: pd.DataFrame) -> float:
 
 def score(model: Fitted, features: pd.DataFrame) -> pd.Series:
     """Calibrated anomaly scores in [0, 1] (0.5 = threshold), NaN for rows with missing features."""
-    x = _matrix(features, model.features)
+    x = matrix(features, model.features)
     out = pd.Series(np.nan, index=features.index, dtype="float64")
     if len(x):
         raw = -model.forest.score_samples(x[list(FOREST_FEATURES)].to_numpy())
@@ -182,3 +173,19 @@ def calibrate(model: Fitted, raw: np.ndarray) -> np.ndarray:
     below = 0.5 * (raw - model.raw_typical) / (model.raw_threshold - model.raw_typical)
     above = 0.5 + 0.5 * (raw - model.raw_threshold) / (model.raw_extreme - model.raw_threshold)
     return np.clip(np.where(raw < model.raw_threshold, below, above), 0.0, 1.0)
+
+
+def explain(model: Fitted, row: Mapping[str, float]) -> dict[str, float]:
+    """How far each feature sits above its training median, in units of the median-to-p95 distance."""
+    out = {}
+    for name in model.features:
+        centre = model.center[name]
+        high = model.usual[name][1]
+        value = float(row[name])
+        out[name] = (value - centre) / max(high - centre, 1e-9) if math.isfinite(value) else 0.0
+    return out
+
+
+def versions() -> dict[str, str]:
+    """The pickled forest is scikit-learn's: another version may not load it or score alike."""
+    return {"scikit-learn": sklearn.__version__}

@@ -12,6 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from detector import artifacts
+from detector.models import isolation_forest
 from detector.service import LiveDetector
 from detector.status import render, status
 from upwatch.config.detector import Detector
@@ -29,7 +30,8 @@ async def _add_checks(pool: AsyncConnectionPool, endpoint_id: int, times: list[d
 @pytest.fixture
 async def endpoint(pool: AsyncConnectionPool) -> int:
     async with pool.connection() as conn:
-        cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES ('api', 'http', 'http://127.0.0.1/') RETURNING id")
+        cur = await conn.execute(
+            "INSERT INTO endpoints (name, kind, target) VALUES ('api', 'http', 'http://127.0.0.1/') RETURNING id")
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
@@ -72,9 +74,11 @@ async def test_live_detector_trains_scores_and_survives_a_restart(
     assert all(r[3].startswith(("latency 900 ms, usually ", "latency level ")) and "usually" in r[3] for r in rows)
     assert len({r[4] for r in rows}) == 1 and rows[0][5] == 1 and "robust_z_persist" in rows[0][6]
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT started_at, ended_at, peak_score, points, severity FROM incidents WHERE series = %s", (SERIES,))
+        cur = await conn.execute(
+            "SELECT started_at, ended_at, peak_score, points, severity FROM incidents WHERE series = %s", (SERIES,))
         incidents = await cur.fetchall()
-        cur = await conn.execute("SELECT watermark, status, version, rows FROM detector_models WHERE series = %s", (SERIES,))
+        cur = await conn.execute(
+            "SELECT watermark, status, version, rows FROM detector_models WHERE series = %s", (SERIES,))
         model = await cur.fetchone()
     assert len(incidents) == 1
     start, end, peak, points, _ = incidents[0]
@@ -129,12 +133,14 @@ async def test_endpoints_with_new_latency_finds_successful_checks_past_each_wate
         await _add_checks(pool, endpoint, [now - timedelta(seconds=30), now], [100.0, 110.0])
         await conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok) VALUES (%s, %s, %s, false)",
                            (now, other, uuid.uuid4()))
-        assert await endpoints_with_new_latency(conn, {endpoint: now - timedelta(seconds=15), other: now - timedelta(hours=1)}) \
-            == [endpoint]
+        since = {endpoint: now - timedelta(seconds=15), other: now - timedelta(hours=1)}
+        assert await endpoints_with_new_latency(conn, since) == [endpoint]
         assert await endpoints_with_new_latency(conn, {endpoint: now, other: now - timedelta(hours=1)}) == []
 
 
-async def test_corrupt_model_file_is_retrained_not_fatal(pool: AsyncConnectionPool, endpoint: int, settings: Detector) -> None:
+async def test_corrupt_model_file_is_retrained_not_fatal(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     times = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(600)]
     await _add_checks(pool, endpoint, times, [100.0 + (i % 5) for i in range(600)])
@@ -147,7 +153,7 @@ async def test_corrupt_model_file_is_retrained_not_fatal(pool: AsyncConnectionPo
         assert live.states[SERIES].training
         await live.drain()
     assert live.states[SERIES].artifact is not None
-    assert artifacts.load(path, "isolation_forest", live.states[SERIES].artifact.features).version == 1
+    assert artifacts.load(path, "isolation_forest", isolation_forest).version == 1
 
 
 async def test_series_shorter_than_the_minimum_is_learning_and_claims_nothing(
@@ -184,7 +190,8 @@ async def test_run_trains_in_worker_processes_and_flags_a_fresh_spike(
     history = [start + timedelta(seconds=15 * i) for i in range(715)]
     await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
     stop = asyncio.Event()
-    task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool), stop))
+    runtime = Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool)
+    task = asyncio.create_task(run(runtime, stop))
 
     async def until(query: str, timeout_s: float) -> None:
         for _ in range(int(timeout_s * 10)):
@@ -235,7 +242,8 @@ async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
     writer = BatchWriter(pool, tmp_path / "spool", flush_interval_s=0.2)
     await writer.start()
     stop = asyncio.Event()
-    task = asyncio.create_task(run(Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool), stop))
+    runtime = Runtime(Config(detector=settings), tmp_path / "upwatch.yaml", database_url, pool)
+    task = asyncio.create_task(run(runtime, stop))
     try:
         await _until(pool, f"SELECT status = 'ready' FROM detector_models WHERE series = '{SERIES}'", 40)
         await asyncio.sleep(1.0)  # let the pass that follows training go by
@@ -288,7 +296,8 @@ async def test_detector_keeps_running_through_a_database_outage(
         server.start()
         later = datetime.now(UTC)
         await _add_checks(pool, endpoint, [later], [100.0])
-        await _until(pool, f"SELECT watermark >= '{later.isoformat()}' FROM detector_models WHERE series = '{SERIES}'", 20)
+        await _until(pool, f"SELECT watermark >= '{later.isoformat()}' FROM detector_models"
+                           f" WHERE series = '{SERIES}'", 20)
         stop.set()
         await asyncio.wait_for(task, 10)
         await pool.close()
@@ -310,15 +319,15 @@ async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_
     now = datetime.now(UTC).replace(microsecond=0)
     history = [now - timedelta(days=1, hours=12) + timedelta(minutes=5 * i) for i in range(432)]
     hours = np.arange(len(history)) / 12
-    await _add_checks(pool, endpoint, history,
-                      list(100 * (1 + 0.2 * np.sin(2 * np.pi * hours / 24)) * np.exp(rng.normal(0, 0.05, len(history)))))
+    cycle = 1 + 0.2 * np.sin(2 * np.pi * hours / 24)
+    await _add_checks(pool, endpoint, history, list(100 * cycle * np.exp(rng.normal(0, 0.05, len(history)))))
     settings = Detector(model_dir=tmp_path / "models")
     executor = ThreadPoolExecutor(max_workers=1)
     live = LiveDetector(pool, settings, executor)
     await live.tick(now)
     await live.drain()
     artifact = live.states[SERIES].artifact
-    assert artifact is not None and artifact.model.step == timedelta(minutes=5) and artifact.rows >= 288
+    assert artifact is not None and artifact.step == timedelta(minutes=5) and artifact.rows >= 288
 
     fresh = [history[-1] + timedelta(minutes=5 * (i + 1)) for i in range(3)]
     await _add_checks(pool, endpoint, fresh, [100.0, 900.0, 100.0])  # one check at 9x: 5 minutes of it

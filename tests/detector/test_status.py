@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,7 +68,7 @@ async def _add_service(conn: AsyncConnection, now: datetime) -> None:
 
 
 @pytest.fixture
-async def planted(pool: AsyncConnectionPool, tmp_path: Path) -> AsyncIterator[Planted]:
+async def planted(pool: AsyncConnectionPool, tmp_path: Path) -> Planted:
     """api: 320 checks at 15 s over the last 2 h (every 16th failed) and 40 from 8 days ago; old: 100
     checks, then disabled; slow: checked every 30 min, no rows yet; the service shop. The real
     detector has run once."""
@@ -91,7 +90,7 @@ async def planted(pool: AsyncConnectionPool, tmp_path: Path) -> AsyncIterator[Pl
         await live.drain()
     async with pool.connection() as conn:
         await sync_endpoints(conn, [endpoints[0], endpoints[2]])  # "old" left the config: disabled
-    yield Planted(now, ids)
+    return Planted(now, ids)
 
 
 async def test_status_counts_window_rows_marks_disabled_and_says_what_is_missing(
@@ -126,7 +125,7 @@ def test_cli_prints_rows_and_needs(planted: Planted, database_url: str, tmp_path
     (tmp_path / "upwatch.yaml").write_text(CONFIG)
     result = subprocess.run([sys.executable, "-m", "upwatch.cli", "--config", str(tmp_path / "upwatch.yaml"),
                              "detector", "status"], capture_output=True, text=True, cwd=REPO, timeout=60,
-                            env={**os.environ, "UPWATCH_DATABASE_URL": database_url})
+                            env={**os.environ, "UPWATCH_DATABASE_URL": database_url}, check=False)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("endpoint:")}
     assert lines["endpoint:api:latency"].split()[1:3] == ["learning", "300"]

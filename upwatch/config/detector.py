@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from detector.models import DEFAULT, MODELS
 from upwatch.config.base import Section
 from upwatch.durations import Interval
 
@@ -14,6 +15,8 @@ class Detector(Section):
     """Shared by the live detector and `python -m detector backtest`; defaults are the benchmarked ones."""
 
     enabled: bool = True
+    # One of detector.models.MODELS (module paths only, so this import stays cheap).
+    model: str = DEFAULT
     score_interval: Interval = Field(default="15s", validate_default=True)
     retrain_interval: Interval = Field(default="1h", validate_default=True)
     training_window: Interval = Field(default="7d", validate_default=True)
@@ -29,3 +32,10 @@ class Detector(Section):
     target_false_alarm_rate: float = Field(default=0.0001, gt=0, lt=0.5)
     model_dir: Path = Path(".upwatch/models")
     max_workers: int = Field(default=2, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r} (known: {', '.join(sorted(MODELS))})")
+        return value
