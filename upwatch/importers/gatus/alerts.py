@@ -35,7 +35,7 @@ def convert(endpoints: list[Converted], providers: Providers, notes: Notes) -> d
     out: dict[str, Any] = _thresholds(spots, notes) if targets else {}
     unrouted = [e.name for e in endpoints if e.name not in targets]
     if targets and unrouted:
-        notes.change("endpoints[].alerts", f"none on {len(unrouted)} endpoints ({', '.join(unrouted[:5])}"
+        notes.change("*.alerts", f"none on {len(unrouted)} endpoints ({', '.join(unrouted[:5])}"
                      f"{', ...' if len(unrouted) > 5 else ''}): upwatch alerts for every endpoint, and with no"
                      " route of their own theirs go to alerting.smtp.recipients and every webhook")
     routes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
@@ -88,10 +88,10 @@ def _thresholds(spots: dict[str, list[Spot]], notes: Notes) -> dict[str, Any]:
         target = THRESHOLDS[name][0]
         values = [_threshold(name, value) for value, _ in found]
         common = Counter(values).most_common(1)[0][0]
-        for value, (raw, at) in zip(values, found, strict=True):
+        for value, (_, at) in zip(values, found, strict=True):
             if value != common:
-                notes.skip(at, f"{raw}: upwatch has one {target} for every endpoint; {_shown(common)}, the most"
-                               " common, is used")
+                notes.skip(at, f"{_shown(value)}: upwatch has one {target} for every endpoint; {_shown(common)},"
+                               " the most common, is used")
         if name == "minimum-reminder-interval":
             if common == timedelta(0):
                 notes.change("alerts[].minimum-reminder-interval", "not set: Gatus sends no reminders; upwatch"

@@ -269,7 +269,8 @@ def _external_setting(name: str, value: Any, out: dict[str, Any], key: str, note
         try:
             period = go_duration(interval) if interval is not None else timedelta(0)
         except ValueError as e:
-            notes.skip(f"{key}.interval", str(e))
+            notes.skip(f"{key}.interval", f"{e}; {UNSCHEDULED_PERIOD} is written, set how often results come")
+            out["period"] = UNSCHEDULED_PERIOD
             return
         if period >= timedelta(seconds=1):
             out["period"] = spelled(period)
