@@ -156,19 +156,27 @@ def test_an_unreadable_gatus_file_is_reported_with_its_line(tmp_path: Path, text
 
 
 def test_content_of_the_wrong_shape_is_listed_not_raised() -> None:
-    conversion = gatus.convert({"endpoints": [5, {"name": "x", "url": "https://x.test/", "interval": [1],
-                                                  "client": {"timeout": "0", "colour": "red"}}],
-                                "alerting": {"slack": "yes", "email": {"host": "h"}},
+    conversion = gatus.convert({"endpoints": [5, {"name": "x", "url": "https://x.test/", "interval": "1\nm",
+                                                  "client": {"timeout": "0", "colour": "red"}},
+                                  {"name": "y", "url": "8.8.8.8",
+                                   "dns": {"query-name": "a.test", "query-type": "M\nX"}}],
+                                "alerting": {"slack": "yes", "email": {"host": "h"},
+                                             "custom": {"url": "hooks.test/T0/secret"}},
                                 "maintenance": "sometimes"})
-    config.parse(gatus.render(conversion, "odd.yaml"), "odd.yaml", {})
+    text = gatus.render(conversion, "odd.yaml")
+    config.parse(text, "odd.yaml", {})
+    assert "#   endpoints[2].dns.query-type: M\\nX: upwatch's" in text  # a note stays one comment line
     assert [str(n) for n in conversion.skipped] == [
         "endpoints[0]: an endpoint needs a name; not converted",
-        "endpoints[1].interval: [1] is not a Go duration such as 30s, 5m or 1h30m; upwatch's default 1m (Gatus's)"
+        "endpoints[1].interval: '1\\nm' is not a Go duration such as 30s, 5m or 1h30m; upwatch's default 1m (Gatus's)"
         " is used",
         "endpoints[1].client.timeout: 0: a timeout must be more than 0; upwatch's default 10s (Gatus's) is used",
         "endpoints[1].client.colour: not a Gatus client setting",
+        "endpoints[2].dns.query-type: M\nX: upwatch's dns check asks for A or AAAA records only;"
+        " endpoint not converted",
         "alerting.slack: not a mapping; not converted",
         "alerting.email: needs host, from and to (Gatus ignores it too); not converted",
+        "alerting.custom.url: not an http(s) URL; not converted",
         "maintenance: not a mapping; not converted"]
 
 

@@ -138,6 +138,11 @@ def render(conversion: Conversion, source: str) -> str:
              "# Check it with: upwatch check-config -c FILE"]
     for title, notes in (("Not converted", conversion.skipped), ("Converted, but different", conversion.changed)):
         if notes:
-            lines += ["#", f"# {title} (Gatus key: why):"] + [f"#   {note}" for note in notes]
+            lines += ["#", f"# {title} (Gatus key: why):"] + [f"#   {_one_line(note)}" for note in notes]
     body = yaml.safe_dump(conversion.config, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
     return "\n".join(lines) + "\n\n" + body
+
+
+def _one_line(note: Note) -> str:
+    """A note as one comment line, whatever text (a multi-line body, a condition) it quotes."""
+    return str(note).replace("\r", "\\r").replace("\n", "\\n")

@@ -140,7 +140,8 @@ def _webhook(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Provi
 def _hook(kind: str, name: str, url: Any, conf: dict[str, Any], key: str, notes: Notes) -> dict[str, Any] | None:
     text = str(url or "")
     if not text.startswith("${") and (urlsplit(text).scheme not in ("http", "https") or not urlsplit(text).hostname):
-        notes.skip(key, f"{text or 'missing'}: not an http(s) URL; not converted")
+        # the URL is not quoted: webhook URLs carry their secret in the path
+        notes.skip(key, f"{'not an http(s) URL' if text else 'missing'}; not converted")
         return None
     if kind == "discord" and not text.rstrip("/").endswith("/slack"):
         text = text.rstrip("/") + "/slack"
