@@ -131,6 +131,14 @@ def test_a_key_written_twice_next_to_a_merge_is_still_a_duplicate() -> None:
     assert problem.endswith(": endpoints[0].url: duplicate key (first at line 5)")
 
 
+def test_top_level_x_keys_are_left_out_also_in_a_file_without_merge_keys() -> None:
+    cfg = parse("""\
+        x-note: the anchors live here
+        endpoints: [{name: one, url: "https://one.example.test/"}]
+        """)
+    assert [e.name for e in cfg.endpoints] == ["one"]
+
+
 def test_only_top_level_x_keys_are_left_out_and_a_quoted_merge_key_is_a_plain_key() -> None:
     assert problems("""\
         x-anchors: {a: 1}

@@ -121,7 +121,7 @@ def _parse(text: str, filename: str, environ: Mapping[str, str], cache: Endpoint
         raise ConfigError([Problem(where, "", f"invalid YAML: {e.problem or e.context}{column}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(filename, "", f"invalid YAML: {e}")]) from None
-    merging = yamlmerge.resolve(root) if root is not None else []
+    merging = yamlmerge.resolve(root, text) if root is not None else []
     if merging:
         raise ConfigError([Problem(f"{filename}:{p.line}", _dotted(p.path), p.message) for p in merging])
     data = reader.value(root, ()) if root is not None else {}
