@@ -15,11 +15,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "gatus"
 SOURCE = FIXTURES / "maintenance.yaml"
 SUMMARY = """\
 upwatch import gatus: 1 endpoint converted
-not converted (3):
+not converted (5):
   endpoints[0].maintenance-windows[2].duration: 25h: upwatch's weekly windows last 1m to under 24h; not converted
   endpoints[0].maintenance-windows[3]: disabled; not converted
-  endpoints[0].maintenance-windows[4]: start '3 pm' is not hh:mm: start (hh:mm), duration, timezone and every (day \
-names) do not read; not converted
+  endpoints[0].maintenance-windows[4]: start '3 pm' is not hh:mm; not converted
+  endpoints[0].maintenance-windows[6]: 'Funday' is not a day such as Monday; not converted
+  endpoints[0].maintenance-windows[7]: timezone 'Mars/Olympus' is not a time zone like Europe/Amsterdam; not converted
 """
 
 

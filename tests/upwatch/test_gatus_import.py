@@ -112,7 +112,8 @@ def test_maintenance_becomes_weekly_windows() -> None:
     assert shapes == [
         ("maintenance", (["mon", "thu"], time(23, 0), time(1, 0)), "Europe/Amsterdam", []),  # runs past midnight
         ("billing maintenance 1", (every_day, time(7, 30), time(8, 10)), "Europe/Berlin", ["billing"]),
-        ("billing maintenance 2", (every_day, time(14, 30), time(15, 30)), "UTC", ["billing"])]
+        ("billing maintenance 2", (every_day, time(14, 30), time(15, 30)), "UTC", ["billing"]),
+        ("billing maintenance 6", (["sat", "sun"], time(4, 0), time(4, 30)), "UTC", ["billing"])]
 
 
 def test_anchors_env_references_and_concurrency_convert() -> None:

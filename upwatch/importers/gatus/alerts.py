@@ -143,14 +143,14 @@ def _window(conf: Any, key: str, name: str, notes: Notes) -> dict[str, Any] | No
     if conf.get("enabled") is False:
         notes.skip(key, "disabled; not converted")
         return None
+    zone = str(conf.get("timezone") or "UTC")
     try:
         start = _clock(conf.get("start"))
         length = go_duration(conf.get("duration"))
-        zone = str(conf.get("timezone") or "UTC")
-        ZoneInfo(zone)
-        days = [_DAYS[str(d).lower()] for d in conf.get("every") or []]
-    except (ValueError, KeyError, ZoneInfoNotFoundError) as e:
-        notes.skip(key, f"{e}: start (hh:mm), duration, timezone and every (day names) do not read; not converted")
+        _zone(zone)
+        days = [_day(d) for d in conf.get("every") or []]
+    except ValueError as e:
+        notes.skip(key, f"{e}; not converted")
         return None
     if not timedelta(minutes=1) <= length < timedelta(days=1):
         notes.skip(f"{key}.duration", f"{conf.get('duration')}: upwatch's weekly windows last 1m to under 24h;"
@@ -163,6 +163,21 @@ def _window(conf: Any, key: str, name: str, notes: Notes) -> dict[str, Any] | No
     for other in conf.keys() - {"enabled", "start", "duration", "timezone", "every"}:
         notes.skip(f"{key}.{other}", "not a Gatus maintenance setting; not converted")
     return {"name": name, "weekly": weekly, "timezone": zone}
+
+
+def _zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {name!r} is not a time zone like Europe/Amsterdam") from None
+
+
+def _day(value: Any) -> str:
+    text = str(value).lower()
+    found = [short for day, short in _DAYS.items() if len(text) >= 3 and day.startswith(text)]
+    if not found:
+        raise ValueError(f"{value!r} is not a day such as Monday")
+    return found[0]
 
 
 def _clock(value: Any) -> timedelta:

@@ -13,6 +13,7 @@ from upwatch.importers.gatus.notes import Notes
 SLACK_LIKE = {"slack": "Slack", "discord": "Discord", "mattermost": "Mattermost", "rocketchat": "Rocket.Chat",
               "googlechat": "Google Chat"}
 _SLUG = re.compile(r"[^a-z0-9]+")
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,17 @@ def convert(alerting: Any, notes: Notes) -> Providers:
     return out
 
 
-def _addresses(value: Any) -> tuple[str, ...]:
-    return tuple(a.strip() for a in str(value or "").split(",") if a.strip())
+def _addresses(value: Any, key: str, notes: Notes) -> tuple[str, ...]:
+    """Gatus's comma-separated `to`; what is not a plain address (upwatch takes no display names) is noted."""
+    found = [a.strip() for a in str(value or "").split(",") if a.strip()]
+    for bad in (a for a in found if not _ADDRESS.match(a)):
+        notes.skip(key, f"{bad!r} is not a plain address like oncall@example.com; left out")
+    return tuple(a for a in found if _ADDRESS.match(a))
 
 
 def _email(conf: dict[str, Any], key: str, notes: Notes, out: Providers) -> None:
-    host, sender, recipients = conf.get("host"), conf.get("from"), _addresses(conf.get("to"))
-    if not host or not sender or not recipients:
+    host, sender, recipients = conf.get("host"), conf.get("from"), _addresses(conf.get("to"), f"{key}.to", notes)
+    if not host or not _ADDRESS.match(str(sender or "")) or not recipients:
         notes.skip(key, "needs host, from and to (Gatus ignores it too); not converted")
         out.not_converted.add("email")
         return
@@ -96,10 +101,11 @@ def _email(conf: dict[str, Any], key: str, notes: Notes, out: Providers) -> None
 def _email_overrides(overrides: Any, key: str, notes: Notes, provider: Provider) -> None:
     for i, override in enumerate(overrides if isinstance(overrides, list) else []):
         at = f"{key}[{i}]"
-        if not isinstance(override, dict) or not override.get("group") or not _addresses(override.get("to")):
+        recipients = _addresses(override.get("to"), f"{at}.to", notes) if isinstance(override, dict) else ()
+        if not isinstance(override, dict) or not override.get("group") or not recipients:
             notes.skip(at, "an override needs a group and to; not converted")
             continue
-        provider.per_group[str(override["group"])] = Channel(recipients=_addresses(override["to"]))
+        provider.per_group[str(override["group"])] = Channel(recipients=recipients)
         for name in override.keys() - {"group", "to"}:
             notes.skip(f"{at}.{name}", "upwatch has one SMTP server; only the recipients are overridden per group")
 
@@ -121,6 +127,8 @@ def _webhook(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Provi
         at = f"{key}.overrides[{i}]"
         group = override.get("group") if isinstance(override, dict) else None
         name = f"{kind}-{_SLUG.sub('-', str(group).lower()).strip('-')}"
+        while any(h["name"] == name for h in out.webhooks):  # two groups may slug alike ("a b", "a-b")
+            name += "-2"
         extra = _hook(kind, name, override.get(url_key), conf, f"{at}.{url_key}", notes) if group else None
         if extra is None:
             notes.skip(at, f"an override needs a group and {url_key}; not converted")
