@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from upwatch.importers.gatus import alerts, endpoints, providers
+from upwatch.importers.gatus import alerts, endpoints, external, providers
 from upwatch.importers.gatus.notes import Note, Notes, env_references
 
 __all__ = ["Conversion", "GatusError", "Note", "convert", "read", "render"]
@@ -97,7 +97,7 @@ def convert(data: dict[str, Any]) -> Conversion:
     notes = Notes()
     names = endpoints.Names(notes)
     converted = endpoints.convert(data.get("endpoints"), notes, names)
-    converted += endpoints.convert_external(data.get("external-endpoints"), notes, names)
+    converted += external.convert(data.get("external-endpoints"), notes, names)
     config: dict[str, Any] = {}
     _top_level(data, config, notes)
     sent = providers.convert(data.get("alerting"), notes)

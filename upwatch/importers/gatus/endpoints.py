@@ -14,7 +14,7 @@ from upwatch.importers.gatus.notes import Notes, dotted, go_duration, spelled
 
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-_ORDER = ("name", "kind", "url", "host", "port", "record_type", "method", "headers", "body", "json", "auth",
+ORDER = ("name", "kind", "url", "host", "port", "record_type", "method", "headers", "body", "json", "auth",
           "interval", "period", "timeout", "verify_tls", "follow_redirects", "expected_status", "assertions", "tags",
           "enabled")
 _NO_CHECK = "upwatch has no {}:// check (its kinds are http, tcp, dns and push); endpoint not converted"
@@ -26,7 +26,6 @@ _NOT_APPLICABLE = {
 }
 _RUNTIME_PLACEHOLDERS = re.compile(r"\[(LOCAL_ADDRESS|RANDOM_STRING_\d+|CONTEXT)\]")
 GATUS_INTERVAL = timedelta(seconds=60)  # Gatus's default; upwatch's is 15s
-UNSCHEDULED_PERIOD = "1d"
 
 
 @dataclass
@@ -98,7 +97,7 @@ def _endpoint(item: Any, key: str, notes: Notes, names: Names) -> Converted | No
     if out.get("kind", "http") == "http":
         # Gatus judges an endpoint by its conditions alone; upwatch also wants the status in expected_status.
         out["expected_status"] = "100-599"
-    converted.endpoint = {k: out[k] for k in _ORDER if k in out}
+    converted.endpoint = {k: out[k] for k in ORDER if k in out}
     return converted
 
 
@@ -229,50 +228,3 @@ def assertions(items: Any, key: str, notes: Notes) -> list[str]:
             continue
         out.append(str(text))
     return out
-
-
-def convert_external(items: Any, notes: Notes, names: Names) -> list[Converted]:
-    """Gatus's `external-endpoints` (results pushed to Gatus) as upwatch push endpoints."""
-    out = []
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        key = dotted("external-endpoints", i)
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
-            notes.skip(key, "an external endpoint needs a name; not converted")
-            continue
-        group = str(item.get("group") or "")
-        endpoint: dict[str, Any] = {"name": names.unique(item["name"], group, key), "kind": "push"}
-        for name, value in item.items():
-            _external_setting(str(name), value, endpoint, f"{key}.{name}", notes)
-        if "period" not in endpoint:
-            endpoint["period"] = UNSCHEDULED_PERIOD
-            notes.change(f"{key}.heartbeat.interval", f"not set: upwatch needs a period for a push endpoint;"
-                                                     f" {UNSCHEDULED_PERIOD} is written, set how often results come")
-        notes.change(key, f"results are pushed to /api/v1/checks/{endpoint['name']} (or .../fail), not to Gatus's"
-                          " /api/v1/endpoints/{key}/external")
-        endpoint = {k: endpoint[k] for k in _ORDER if k in endpoint}
-        out.append(Converted(key, endpoint, group, _list(item.get("alerts")), _list(item.get("maintenance-windows"))))
-    return out
-
-
-def _external_setting(name: str, value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
-    if name in ("name", "alerts", "maintenance-windows"):
-        return
-    if name == "group" and value:
-        out["tags"] = [str(value)]
-    elif name == "token" and value:
-        out["auth"] = {"bearer": str(value)}
-    elif name == "enabled":
-        if value is False:
-            out["enabled"] = False
-    elif name == "heartbeat" and isinstance(value, dict):
-        interval = value.get("interval")
-        try:
-            period = go_duration(interval) if interval is not None else timedelta(0)
-        except ValueError as e:
-            notes.skip(f"{key}.interval", f"{e}; {UNSCHEDULED_PERIOD} is written, set how often results come")
-            out["period"] = UNSCHEDULED_PERIOD
-            return
-        if period >= timedelta(seconds=1):
-            out["period"] = spelled(period)
-    elif name not in ("group", "token"):
-        notes.skip(key, "not a Gatus external-endpoint setting (or not in this shape); not converted")
