@@ -160,7 +160,8 @@ def test_content_of_the_wrong_shape_is_listed_not_raised() -> None:
     conversion = gatus.convert({"endpoints": [5, {"name": "x", "url": "https://x.test/", "interval": "1\nm",
                                                   "client": {"timeout": "0", "colour": "red"}},
                                   {"name": "y", "url": "8.8.8.8",
-                                   "dns": {"query-name": "a.test", "query-type": "M\nX"}}],
+                                   "dns": {"query-name": "a.test", "query-type": "M\nX"}},
+                                  {"name": "z", "url": "z.example.test"}, {"name": "w", "url": "tcp://db"}],
                                 "alerting": {"slack": "yes", "email": {"host": "h"},
                                              "custom": {"url": "hooks.test/T0/secret"}},
                                 "maintenance": "sometimes"})
@@ -175,6 +176,8 @@ def test_content_of_the_wrong_shape_is_listed_not_raised() -> None:
         "endpoints[1].client.colour: not a Gatus client setting",
         "endpoints[2].dns.query-type: M\nX: upwatch's dns check asks for A or AAAA records only;"
         " endpoint not converted",
+        "endpoints[3].url: no scheme (http://, https://, tcp://, ...); endpoint not converted",
+        "endpoints[4].url: a tcp:// URL needs a host and a port; endpoint not converted",
         "alerting.slack: not a mapping; not converted",
         "alerting.email: needs host, from and to (Gatus ignores it too); not converted",
         "alerting.custom.url: not an http(s) URL; not converted",

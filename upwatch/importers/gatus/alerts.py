@@ -69,7 +69,7 @@ def _alert(alert: Any, key: str, endpoint: Converted, providers: Providers, note
             spots[name].append((defaults[name], f"alerting.{kind}.default-alert.{name}"))
         else:
             spots[name].append((THRESHOLDS[name][1], f"{key} (Gatus's default {name})"))
-    for name in alert.keys() - _ALERT_KEYS:
+    for name in [k for k in alert if k not in _ALERT_KEYS]:
         notes.skip(f"{key}.{name}", "not a Gatus alert setting; not converted")
     if "description" in alert:
         notes.skip(f"{key}.description", "upwatch's alert messages have no custom description")
@@ -160,7 +160,7 @@ def _window(conf: Any, key: str, name: str, notes: Notes) -> dict[str, Any] | No
     weekly: dict[str, Any] = {"start": _hhmm(start), "end": _hhmm(end)}
     if days:
         weekly = {"days": list(dict.fromkeys(days)), **weekly}
-    for other in conf.keys() - {"enabled", "start", "duration", "timezone", "every"}:
+    for other in [k for k in conf if k not in {"enabled", "start", "duration", "timezone", "every"}]:
         notes.skip(f"{key}.{other}", "not a Gatus maintenance setting; not converted")
     return {"name": name, "weekly": weekly, "timezone": zone}
 

@@ -124,9 +124,10 @@ def _target(item: dict[str, Any], key: str, notes: Notes) -> dict[str, Any] | No
             port = None
         if parts.hostname and port:
             return {"kind": "tcp", "host": parts.hostname, "port": port}
-        notes.skip(f"{key}.url", f"{url!r} needs a host and a port; endpoint not converted")
+        notes.skip(f"{key}.url", "a tcp:// URL needs a host and a port; endpoint not converted")
         return None
-    notes.skip(f"{key}.url", _NO_CHECK.format(scheme or url))
+    notes.skip(f"{key}.url", _NO_CHECK.format(scheme) if scheme else
+               "no scheme (http://, https://, tcp://, ...); endpoint not converted")
     return None
 
 
@@ -139,7 +140,7 @@ def _dns(dns: dict[str, Any], server: Any, key: str, notes: Notes) -> dict[str, 
     if not isinstance(name, str) or not name:
         notes.skip(f"{key}.dns.query-name", "missing; endpoint not converted")
         return None
-    for other in dns.keys() - {"query-name", "query-type"}:
+    for other in [k for k in dns if k not in {"query-name", "query-type"}]:
         notes.skip(f"{key}.dns.{other}", "not a Gatus dns setting")
     if server:
         notes.change(f"{key}.url", f"upwatch asks the system resolver, not the DNS server {server}")

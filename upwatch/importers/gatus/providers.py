@@ -106,7 +106,7 @@ def _email_overrides(overrides: Any, key: str, notes: Notes, provider: Provider)
             notes.skip(at, "an override needs a group and to; not converted")
             continue
         provider.per_group[str(override["group"])] = Channel(recipients=recipients)
-        for name in override.keys() - {"group", "to"}:
+        for name in [k for k in override if k not in {"group", "to"}]:
             notes.skip(f"{at}.{name}", "upwatch has one SMTP server; only the recipients are overridden per group")
 
 
@@ -122,7 +122,7 @@ def _webhook(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Provi
         how = (" at the webhook URL + /slack" if kind == "discord" else "") if kind in SLACK_LIKE else ""
         notes.change(key, f"sent in Slack's message format, which {SLACK_LIKE[kind]} accepts{how}" if kind in SLACK_LIKE
                      else "upwatch posts its own JSON document (subject, text, alerts) to the URL")
-    handled = {url_key, "default-alert", "overrides", "headers"}
+    handled = {url_key, "default-alert", "overrides", *(("headers",) if kind == "custom" else ())}
     for i, override in enumerate(conf.get("overrides") or []):
         at = f"{key}.overrides[{i}]"
         group = override.get("group") if isinstance(override, dict) else None
@@ -135,7 +135,7 @@ def _webhook(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Provi
             continue
         out.webhooks.append(extra)
         provider.per_group[str(group)] = Channel(webhooks=(name,))
-    for name in conf.keys() - handled:
+    for name in [k for k in conf if k not in handled]:
         reason = ("upwatch's webhooks POST" if name == "method" else
                   "upwatch posts its own JSON document (subject, text, alerts)" if name in ("body", "placeholders")
                   else "upwatch's messages have their own title" if name == "title"
