@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from upwatch.config import hints, yamlmerge
 from upwatch.config.cache import EndpointCache
 from upwatch.config.endpoints import Endpoint
+from upwatch.config.hints import instead
 from upwatch.config.schema import Config
+from upwatch.config.yamlmerge import resolve as resolve_merge_keys
 from upwatch.masking import MASK, masking
 
 Path_ = tuple[str | int, ...]
@@ -121,7 +122,7 @@ def _parse(text: str, filename: str, environ: Mapping[str, str], cache: Endpoint
         raise ConfigError([Problem(where, "", f"invalid YAML: {e.problem or e.context}{column}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(filename, "", f"invalid YAML: {e}")]) from None
-    merging = yamlmerge.resolve(root, text) if root is not None else []
+    merging = resolve_merge_keys(root, text) if root is not None else []
     if merging:
         raise ConfigError([Problem(f"{filename}:{p.line}", _dotted(p.path), p.message) for p in merging])
     data = reader.value(root, ()) if root is not None else {}
@@ -374,7 +375,7 @@ def _suggest(word: str, choices: typing.Iterable[str]) -> str:
 
 def _unknown(key: str, allowed: typing.Iterable[str]) -> str:
     allowed = list(allowed)
-    return f"unknown key {key!r}{hints.instead(key, allowed) or _suggest(key, allowed)}"
+    return f"unknown key {key!r}{instead(key, allowed) or _suggest(key, allowed)}"
 
 
 def _model_at(model: type[BaseModel], loc: Path_) -> type[BaseModel] | None:
