@@ -216,3 +216,17 @@ async def test_a_converted_endpoint_is_healthy_when_gatus_would_call_it_healthy(
     result = await http.run(endpoint, session)
     assert (result.status_code, result.ok) == (code, healthy)
 
+
+
+def test_thresholds_every_alert_agrees_on_are_set_without_a_note() -> None:
+    slack = {"webhook-url": "https://hooks.slack.test/x", "default-alert": {"failure-threshold": 5,
+                                                                            "minimum-reminder-interval": "1h"}}
+    alert = {"type": "slack", "success-threshold": 4, "send-on-resolved": True}
+    conversion = gatus.convert({"alerting": {"slack": slack},
+                                "endpoints": [{"name": "a", "url": "https://a.test/", "alerts": [alert]},
+                                              {"name": "b", "url": "https://b.test/", "alerts": [alert]}]})
+    alerting = config.parse(gatus.render(conversion, "t.yaml"), "t.yaml", {}).alerting
+    assert (conversion.skipped, conversion.changed) == ([], [])
+    assert (alerting.failure_threshold, alerting.success_threshold, alerting.send_resolved,
+            alerting.repeat_interval) == (5, 4, True, timedelta(hours=1))
+    assert [(r.endpoints, r.recipients, r.webhooks) for r in alerting.routes] == [(["a", "b"], [], ["slack"])]
