@@ -20,7 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from upwatch.config.cache import EndpointCache
 from upwatch.config.endpoints import Endpoint
+from upwatch.config.hints import instead
 from upwatch.config.schema import Config
+from upwatch.config.yamlmerge import resolve as resolve_merge_keys
 from upwatch.masking import MASK, masking
 
 Path_ = tuple[str | int, ...]
@@ -120,6 +122,9 @@ def _parse(text: str, filename: str, environ: Mapping[str, str], cache: Endpoint
         raise ConfigError([Problem(where, "", f"invalid YAML: {e.problem or e.context}{column}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(filename, "", f"invalid YAML: {e}")]) from None
+    merging = resolve_merge_keys(root, text) if root is not None else []
+    if merging:
+        raise ConfigError([Problem(f"{filename}:{p.line}", _dotted(p.path), p.message) for p in merging])
     data = reader.value(root, ()) if root is not None else {}
     if not isinstance(data, dict):
         raise ConfigError([Problem(f"{filename}:1", "", "the top level must be a mapping of sections")])
@@ -193,8 +198,6 @@ class _Reader:
             for key_node, value_node in node.value:
                 key = self._scalar(key_node)
                 sub = path + (key,)
-                if key == "<<":
-                    raise ConfigError([Problem(f"{self.filename}:{key_node.start_mark.line + 1}", _dotted(path), "merge keys (<<) are not supported")])
                 if key in out:
                     self.problem(sub, f"duplicate key (first at line {self.lines[sub]})")
                     continue
@@ -371,7 +374,8 @@ def _suggest(word: str, choices: typing.Iterable[str]) -> str:
 
 
 def _unknown(key: str, allowed: typing.Iterable[str]) -> str:
-    return f"unknown key {key!r}{_suggest(key, allowed)}"
+    allowed = list(allowed)
+    return f"unknown key {key!r}{instead(key, allowed) or _suggest(key, allowed)}"
 
 
 def _model_at(model: type[BaseModel], loc: Path_) -> type[BaseModel] | None:

@@ -1,0 +1,231 @@
+"""Gatus `endpoints` and `external-endpoints` as upwatch endpoints."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from upwatch import conditions
+from upwatch.importers.gatus.client import client_options
+from upwatch.importers.gatus.notes import Notes, dotted, go_duration, spelled
+
+_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ORDER = ("name", "kind", "url", "host", "port", "record_type", "method", "headers", "body", "json", "auth",
+          "interval", "period", "timeout", "verify_tls", "follow_redirects", "expected_status", "assertions", "tags",
+          "enabled")
+_NO_CHECK = "upwatch has no {}:// check (its kinds are http, tcp, dns and push); endpoint not converted"
+_NOT_APPLICABLE = {
+    "ui": "dashboard display settings: not applicable (Grafana and status pages show results)",
+    "store": "suites only: upwatch has no suites",
+    "always-run": "suites only: upwatch has no suites",
+    "ssh": "upwatch has no ssh check",
+}
+_RUNTIME_PLACEHOLDERS = re.compile(r"\[(LOCAL_ADDRESS|RANDOM_STRING_\d+|CONTEXT)\]")
+GATUS_INTERVAL = timedelta(seconds=60)  # Gatus's default; upwatch's is 15s
+
+
+@dataclass
+class Converted:
+    """One endpoint: the upwatch mapping, plus what the alerting part needs from the Gatus one."""
+
+    key: str  # Gatus key path: endpoints[3]
+    endpoint: dict[str, Any]
+    group: str
+    alerts: list[Any] = field(default_factory=list)
+    windows: list[Any] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.endpoint["name"])
+
+
+class Names:
+    """upwatch names for Gatus names, which may hold any text and repeat across groups."""
+
+    def __init__(self, notes: Notes) -> None:
+        self.notes = notes
+        self.used: set[str] = set()
+
+    def unique(self, name: str, group: str, key: str) -> str:
+        base = _slug(name)
+        candidate = base
+        if candidate in self.used and group:
+            candidate = _slug(f"{group}-{name}")
+        n = 2
+        while candidate in self.used:
+            candidate, n = f"{base[:95]}-{n}", n + 1
+        self.used.add(candidate)
+        if candidate != name:
+            self.notes.change(f"{key}.name", f"{name!r} is named {candidate!r}: upwatch names are unique and made of"
+                                             " letters, digits, '.', '_' and '-', and it has no display name")
+        return candidate
+
+
+def _slug(name: str) -> str:
+    return _INVALID.sub("-", name).strip("-._")[:100].rstrip("-._") or "endpoint"
+
+
+def convert(items: Any, notes: Notes, names: Names) -> list[Converted]:
+    """Every convertible entry of Gatus's `endpoints`."""
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        converted = _endpoint(item, dotted("endpoints", i), notes, names)
+        if converted is not None:
+            out.append(converted)
+    if not isinstance(items, list | None):
+        notes.skip("endpoints", "must be a list; not converted")
+    return out
+
+
+def _endpoint(item: Any, key: str, notes: Notes, names: Names) -> Converted | None:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+        notes.skip(key, "an endpoint needs a name; not converted")
+        return None
+    target = _target(item, key, notes)
+    if target is None:
+        return None
+    group = str(item.get("group") or "")
+    out: dict[str, Any] = {"name": names.unique(item["name"], group, key), **target}
+    converted = Converted(key, out, group, _list(item.get("alerts")), _list(item.get("maintenance-windows")))
+    for name, value in item.items():
+        _setting(str(name), value, item, out, f"{key}.{name}", notes)
+    out.setdefault("interval", spelled(GATUS_INTERVAL))
+    if out.get("kind", "http") == "http":
+        # Gatus judges an endpoint by its conditions alone; upwatch also wants the status in expected_status.
+        out["expected_status"] = "100-599"
+    converted.endpoint = {k: out[k] for k in ORDER if k in out}
+    return converted
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _target(item: dict[str, Any], key: str, notes: Notes) -> dict[str, Any] | None:
+    """kind and what it checks, from `url` (and `dns`); None when upwatch cannot check it."""
+    url = item.get("url")
+    if isinstance(item.get("dns"), dict):
+        return _dns(item["dns"], url, key, notes)
+    if not isinstance(url, str) or not url:
+        notes.skip(key, "an endpoint needs a url; not converted")
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return {"url": url}
+    if scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.hostname and port:
+            return {"kind": "tcp", "host": parts.hostname, "port": port}
+        notes.skip(f"{key}.url", "a tcp:// URL needs a host and a port; endpoint not converted")
+        return None
+    notes.skip(f"{key}.url", _NO_CHECK.format(scheme) if scheme else
+               "no scheme (http://, https://, tcp://, ...); endpoint not converted")
+    return None
+
+
+def _dns(dns: dict[str, Any], server: Any, key: str, notes: Notes) -> dict[str, Any] | None:
+    name, record = dns.get("query-name"), str(dns.get("query-type") or "").upper()
+    if record not in ("A", "AAAA"):
+        notes.skip(f"{key}.dns.query-type", f"{record or 'none'}: upwatch's dns check asks for A or AAAA records"
+                                             " only; endpoint not converted")
+        return None
+    if not isinstance(name, str) or not name:
+        notes.skip(f"{key}.dns.query-name", "missing; endpoint not converted")
+        return None
+    for other in [k for k in dns if k not in {"query-name", "query-type"}]:
+        notes.skip(f"{key}.dns.{other}", "not a Gatus dns setting")
+    if server:
+        notes.change(f"{key}.url", f"upwatch asks the system resolver, not the DNS server {server}")
+    return {"kind": "dns", "host": name.rstrip("."), "record_type": record}
+
+
+def _setting(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], key: str, notes: Notes) -> None:
+    """Convert one key of a Gatus endpoint into `out`."""
+    kind = out.get("kind", "http")
+    if name in ("name", "url", "dns", "alerts", "maintenance-windows", "graphql"):
+        return
+    if name in ("group", "extra-labels"):
+        _tags(name, value, out, key, notes)
+    elif name in _NOT_APPLICABLE:
+        notes.skip(key, _NOT_APPLICABLE[name])
+    elif name in ("method", "headers", "body") and kind != "http":
+        notes.skip(key, f"upwatch's {kind} check sends no request; not converted")
+    elif name == "method":
+        _method(value, out, key, notes)
+    elif name == "headers" and isinstance(value, dict):
+        out["headers"] = {str(k): str(v) for k, v in value.items()}
+    elif name == "body":
+        _body(str(value), item, out, key, notes)
+    elif name == "interval":
+        _interval(value, out, key, notes)
+    elif name == "conditions":
+        out["assertions"] = assertions(value, key, notes)
+    elif name == "client" and isinstance(value, dict):
+        out.update(client_options(value, key, notes))
+    elif name == "enabled":
+        if value is False:
+            out["enabled"] = False
+    else:
+        notes.skip(key, "not a Gatus endpoint setting (or not in this shape); not converted")
+
+
+def _tags(name: str, value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
+    if name == "group" and value:
+        out.setdefault("tags", []).append(str(value))
+    elif name == "extra-labels" and isinstance(value, dict):
+        out.setdefault("tags", []).extend(f"{k}={v}" for k, v in value.items())
+        notes.change(key, "written as tags key=value (upwatch has no metric labels)")
+
+
+def _method(value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
+    method = str(value).upper()
+    if method not in _METHODS:
+        notes.skip(key, f"{value!r}: upwatch sends {', '.join(_METHODS)}")
+    elif method != "GET":
+        out["method"] = method
+
+
+def _body(body: str, item: dict[str, Any], out: dict[str, Any], key: str, notes: Notes) -> None:
+    # Gatus fills these in from the endpoint itself: known now, so written out.
+    for placeholder, field_name in (("[ENDPOINT_NAME]", "name"), ("[ENDPOINT_GROUP]", "group"),
+                                    ("[ENDPOINT_URL]", "url")):
+        body = body.replace(placeholder, str(item.get(field_name) or ""))
+    for m in dict.fromkeys(_RUNTIME_PLACEHOLDERS.findall(body)):
+        notes.change(key, f"[{m}] is not filled in by upwatch: it is sent as written")
+    if item.get("graphql") is True:
+        out["json"] = {"query": body}
+    else:
+        out["body"] = body
+
+
+def _interval(value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
+    try:
+        interval = go_duration(value)
+    except ValueError as e:
+        notes.skip(key, f"{e}; upwatch's default {spelled(GATUS_INTERVAL)} (Gatus's) is used")
+        return
+    if interval < timedelta(seconds=1):
+        notes.change(key, f"{value}: upwatch's shortest interval is 1s")
+        interval = timedelta(seconds=1)
+    out["interval"] = spelled(interval)
+
+
+def assertions(items: Any, key: str, notes: Notes) -> list[str]:
+    """The conditions upwatch reads (the same strings); the others are noted with the reason."""
+    out = []
+    for j, text in enumerate(items if isinstance(items, list) else []):
+        try:
+            conditions.parse_condition(str(text))
+        except ValueError as e:
+            notes.skip(dotted(key, j), str(e))
+            continue
+        out.append(str(text))
+    return out
