@@ -23,7 +23,7 @@ PANEL_TYPES = {"timeseries", "stat", "table", "heatmap", "bargauge", "gauge", "p
 
 def test_dashboards_are_generated_from_their_source() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "grafana" / "src" / "build.py"), "--check"],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
 
 
