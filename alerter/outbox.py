@@ -27,8 +27,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import ledger, render
-from alerter.channels import CHANNELS, split
-from alerter.records import Alert, Delivery, Notice
+from alerter.channels import CHANNELS
+from alerter.records import Alert, Delivery, Notice, Payload
 from upwatch.config.alerting import Alerting
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Row:
     severity: str | None = None
     recipients: tuple[str, ...] = ()
     subject: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Payload = field(default_factory=Payload)
     state: str = "pending"
     last_error: str | None = None
     next_attempt_at: datetime | None = None
@@ -64,11 +64,12 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[Row]) -> None:
             " payload, state, last_error, next_attempt_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
             [(r.fingerprint, r.kind, r.event, r.endpoint_id, r.severity, r.channel, list(r.recipients), r.subject,
-              Jsonb(r.payload), r.state, r.last_error, r.next_attempt_at) for r in rows])
+              Jsonb(r.payload.to_json()), r.state, r.last_error, r.next_attempt_at) for r in rows])
 
 
 def _alert(row: tuple[Any, ...]) -> Alert:
-    return Alert(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]), row[7], row[8], row[9], row[10])
+    return Alert(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]), Payload.from_json(row[7] or {}),
+                 row[8], row[9], row[10])
 
 
 async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
@@ -101,13 +102,12 @@ async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
     return [replace(a, message_id=message_id) for a in alerts]
 
 
-async def _send(notice: Notice, channel: str, alerting: Alerting) -> Delivery:
-    kind, target = split(channel)
-    module = CHANNELS.get(kind)
-    if module is None:
-        return Delivery.failed(f"unknown channel {kind!r}", permanent=True)
-    result: Delivery = await module.send(notice, module.options(alerting, target))
-    return result
+async def _send(notice: Notice, name: str, alerting: Alerting) -> Delivery:
+    """Through the channel called `name` (by the type registered in CHANNELS)."""
+    channel = alerting.channel(name)
+    if channel is None:  # renamed or removed since the alert was queued
+        return Delivery.failed(f"channel {name!r} is no longer configured", permanent=True)
+    return await CHANNELS[channel.type].send(notice, channel.options)
 
 
 async def _record(conn: AsyncConnection, alerts: Sequence[Alert], notice: Notice, delivery: Delivery,

@@ -49,7 +49,7 @@ def test_route_naming_an_unknown_webhook_is_an_error() -> None:
     text = "alerting:\n  routes:\n    - tags: [x]\n      webhooks: [slak]\n"
     with pytest.raises(ConfigError) as caught:
         config.parse(text, "x.yaml", {})
-    assert str(caught.value) == "x.yaml:2: alerting.routes: routes[0] names unknown webhook 'slak' (configured: none)"
+    assert str(caught.value) == "x.yaml:4: alerting.routes[0].webhooks[0]: unknown webhook 'slak' (configured: none)"
 
 
 def test_the_documented_example_is_valid() -> None:

@@ -4,27 +4,35 @@ Threshold rules are parsed here, at config load, so a typo in a rule is a
 config error naming the rule instead of a surprise at 3 a.m.
 """
 
+# Pydantic copies mutable defaults (`= []`) for every instance; ruff sees that only for classes
+# deriving from BaseModel in the same file, not for Section.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
+    BaseModel,
     BeforeValidator,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializeAsAny,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from alerter.channels import CHANNELS, email, recipients, takes_recipients, webhook
+from alerter.channels.email import Address
 from upwatch import durations
 from upwatch.config.base import Section, with_problem
 from upwatch.durations import Duration, Interval, PositiveDuration
@@ -32,56 +40,92 @@ from upwatch.durations import Duration, Interval, PositiveDuration
 SEVERITIES = ("medium", "high", "critical")
 Severity = Literal["medium", "high", "critical"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+Smtp = email.Options  # `alerting.smtp`: the channel named "email"
+Webhook = webhook.Options  # an `alerting.webhooks[]` entry: the channel named "webhook:<name>"
 
 
-def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError(f"{value!r} is not an email address like oncall@example.com")
-    return value
+class Channel(Section):
+    """One `alerting.channels[]` entry: a name, a type registered in CHANNELS and that type's options
+    (written next to name and type, validated by the type's `Options`)."""
 
-
-Address = Annotated[str, AfterValidator(_address)]
-
-
-class Smtp(Section):
-    host: str | None = None
-    port: int = Field(default=25, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = Field(default=None, repr=False)
-    sender: Address = "upwatch@localhost"
-    recipients: list[Address] = []
-    tls: Literal["starttls", "tls", "none"] = "none"
-    ca_file: Path | None = None  # CA bundle to verify the server with (default: the system's)
-    timeout: Interval = Field(default="10s", validate_default=True)
-
-
-class Webhook(Section):
     name: str = Field(min_length=1)
-    url: str
-    format: Literal["generic", "slack"] = "generic"
-    timeout: PositiveDuration = Field(default="10s", validate_default=True)
-    headers: dict[str, str] = {}
+    type: str
+    options: SerializeAsAny[BaseModel]
 
-    @field_validator("url")
+    @model_validator(mode="wrap")
     @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
-        return value
+    def _typed(cls, data: Any, handler: ModelWrapValidatorHandler[Channel]) -> Channel:
+        if not isinstance(data, dict):
+            return handler(data)
+        kind = data.get("type")
+        module = CHANNELS.get(kind) if isinstance(kind, str) else None
+        errors: list[InitErrorDetails] = []
+        options: BaseModel = _Invalid()  # replaced, or an error is raised
+        if module is not None:
+            given = {k: v for k, v in data.items() if k not in ("name", "type")}
+            if "name" in module.Options.model_fields:  # a bad name is reported once, by the channel
+                name = data.get("name")
+                given["name"] = name if isinstance(name, str) and name else "?"
+            try:
+                options = module.Options.model_validate(given)
+            except ValidationError as e:
+                errors = _option_errors(e, str(kind), module.Options)
+        elif isinstance(kind, str):
+            errors = [_error(("type",), f"unknown channel type {kind!r} (types: {', '.join(sorted(CHANNELS))})",
+                             kind)]
+        try:
+            channel = handler({k: data[k] for k in ("name", "type") if k in data} | {"options": options})
+        except ValidationError as e:
+            errors = typing.cast(list[InitErrorDetails], e.errors()) + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return channel
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Its own recipients (for channel types that have them)."""
+        return recipients(self.options)
+
+
+class _Invalid(BaseModel):
+    """Stands in for options that did not validate, so the common keys are still checked."""
+
+
+def _error(loc: tuple[str | int, ...], message: str, given: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}", {"error": message}),
+                            loc=loc, input=given)
+
+
+def _option_errors(error: ValidationError, kind: str, model: type[BaseModel]) -> list[InitErrorDetails]:
+    """The type's errors, a key it does not take named as such (not "unknown key" among name/type/options)."""
+    known = ["name", "type", *(f.alias or n for n, f in model.model_fields.items())]
+    out = []
+    for err in typing.cast(list[InitErrorDetails], error.errors()):
+        if err["type"] != "extra_forbidden":
+            out.append(err)
+            continue
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(_error(err["loc"], f"{key!r} is not an option of channel type {kind}{hint}", err["input"]))
+    return out
 
 
 class Route(Section):
-    """Alerts matching every given criterion go to these recipients and webhooks."""
+    """Alerts matching every given criterion go to these channels (and, for email, these recipients)."""
 
     endpoints: list[str] = []
     tags: list[str] = []
     severities: list[Severity] = []
     kinds: list[Literal["down", "anomaly", "cert", "rule"]] = []
-    recipients: list[Address] = []
-    webhooks: list[str] = []
+    channels: list[str] = []  # names in alerting.channels
+    recipients: list[Address] = []  # instead of the channels' own recipients; sugar for channel "email"
+    webhooks: list[str] = []  # sugar: channel "webhook:<name>" for each
+
+    @property
+    def named(self) -> list[str]:
+        """Every channel the route names, the webhooks sugar included."""
+        return list(self.channels) + [f"webhook:{w}" for w in self.webhooks]
 
 
 def _clock(value: object) -> object:
@@ -262,6 +306,7 @@ class Delivery(Section):
 
 class Alerting(Section):
     enabled: bool = True
+    channels: list[Channel] = []
     smtp: Smtp = Smtp()
     webhooks: list[Webhook] = []
     routes: list[Route] = []
@@ -280,26 +325,62 @@ class Alerting(Section):
     evaluate_interval: PositiveDuration = Field(default="1s", validate_default=True)
     rule_interval: PositiveDuration = Field(default="15s", validate_default=True)
     grafana_url: str = "http://localhost:3000"
+    _merged: bool = PrivateAttr(default=False)  # `channels` holds the sugar's too (an instance is checked again)
 
-    @field_validator("webhooks")
-    @classmethod
-    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
-        names = [w.name for w in value]
-        duplicate = sorted({n for n in names if names.count(n) > 1})
-        if duplicate:
-            raise ValueError(f"webhook names must be unique: {', '.join(map(repr, duplicate))}")
-        return value
+    @model_validator(mode="after")
+    def _every_channel(self) -> Alerting:
+        """`channels` becomes every channel: those from `smtp` and `webhooks` first, then the ones written."""
+        if self._merged:
+            return self
+        sugar = []
+        if "smtp" in self.model_fields_set or not self.channels:
+            sugar.append(Channel.model_construct(name="email", type="email", options=self.smtp))
+        sugar += [Channel.model_construct(name=f"webhook:{w.name}", type="webhook", options=w) for w in self.webhooks]
+        # Frozen, but not yet seen by anyone: set once, here (returning a copy is not supported from __init__).
+        object.__setattr__(self, "channels", sugar + self.channels)
+        self._merged = True
+        errors = self._channel_errors(len(sugar))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
-    @field_validator("routes")
-    @classmethod
-    def _known_webhooks(cls, value: list[Route], info: ValidationInfo) -> list[Route]:
-        names = [w.name for w in info.data.get("webhooks", [])]
-        for i, route in enumerate(value):
-            unknown = [w for w in route.webhooks if w not in names]
-            if unknown:
-                raise ValueError(f"routes[{i}] names unknown webhook {unknown[0]!r}"
-                                 f" (configured: {', '.join(map(repr, names)) or 'none'})")
-        return value
+    def _channel_errors(self, sugar: int) -> list[InitErrorDetails]:
+        """Duplicate channel names, and routes naming channels that do not exist."""
+        errors, first = [], {}
+        for i, channel in enumerate(self.channels):
+            if channel.name not in first:
+                first[channel.name] = i
+                continue
+            j = first[channel.name]
+            origin = "alerting.smtp" if j == 0 and channel.name == "email" else (
+                f"alerting.webhooks[{j}]" if j < sugar else f"alerting.channels[{j - sugar}]")
+            errors.append(_error(("channels", i - sugar, "name"),
+                                 f"channel names must be unique: {channel.name!r} is also {origin}", channel.name))
+        for i, route in enumerate(self.routes):
+            errors += self._route_errors(i, route, first)
+        return errors
+
+    def _route_errors(self, i: int, route: Route, names: dict[str, int]) -> list[InitErrorDetails]:
+        configured = ", ".join(map(repr, names)) or "none"
+        errors = [_error(("routes", i, "channels", j), f"unknown channel {name!r} (configured: {configured})", name)
+                  for j, name in enumerate(route.channels) if name not in names]
+        hooks = [n.removeprefix("webhook:") for n in names if n.startswith("webhook:")]
+        errors += [_error(("routes", i, "webhooks", j), f"unknown webhook {name!r} (configured: "
+                          f"{', '.join(map(repr, hooks)) or 'none'})", name)
+                   for j, name in enumerate(route.webhooks) if f"webhook:{name}" not in names]
+        if route.recipients and "email" not in names and not any(
+                takes_recipients(self.channel_type(n)) for n in route.channels):
+            errors.append(_error(("routes", i, "recipients"), "recipients need a channel that has recipients:"
+                                 " name one in channels, or set alerting.smtp", route.recipients))
+        return errors
+
+    def channel(self, name: str) -> Channel | None:
+        """The channel called `name`, if it is (still) configured."""
+        return next((c for c in self.channels if c.name == name), None)
+
+    def channel_type(self, name: str) -> str:
+        channel = self.channel(name)
+        return channel.type if channel else ""
 
     @field_validator("rules")
     @classmethod
