@@ -99,19 +99,18 @@ class Cycle:
                 t.reason = r.reason()
             if is_down(locs.values(), a.min_locations) != t.state.firing:
                 self.decide(t, "resolved" if t.state.firing else "firing", r.time)
-        certs = [r for r in rows if r.cert_not_after is not None]
+        certs = [(r, r.cert_not_after) for r in rows if r.cert_not_after is not None]
         if certs:
-            self.certificate(ep, certs[-1])
+            self.certificate(ep, *certs[-1])
 
-    def certificate(self, ep: EndpointInfo, r: Result) -> None:
-        assert r.cert_not_after is not None
+    def certificate(self, ep: EndpointInfo, r: Result, not_after: datetime) -> None:
         t = self.track(f"cert:{ep.name}", "cert", ep.id)
-        days = (r.cert_not_after - self.now).total_seconds() / 86400
+        days = (not_after - self.now).total_seconds() / 86400
         expiring = days <= self.alerting.cert_expiry_days
-        t.reason = (f"certificate expires in {days:.0f} days ({r.cert_not_after:%Y-%m-%d})" if days >= 0
-                    else f"certificate expired on {r.cert_not_after:%Y-%m-%d}")
+        t.reason = (f"certificate expires in {days:.0f} days ({not_after:%Y-%m-%d})" if days >= 0
+                    else f"certificate expired on {not_after:%Y-%m-%d}")
         t.about = Payload(endpoint=ep.name, target=ep.target, severity="high" if days <= 3 else "medium",
-                          cert_not_after=r.cert_not_after)
+                          cert_not_after=not_after)
         if expiring != t.state.firing:
             self.decide(t, "firing" if expiring else "resolved", r.time)
 

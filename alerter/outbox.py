@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -33,7 +33,8 @@ from upwatch.config.alerting import Alerting
 
 logger = logging.getLogger(__name__)
 
-_COLUMNS = "id, fingerprint, kind, event, severity, channel, recipients, payload, created_at, attempts, message_id"
+_COLUMNS = sql.SQL("id, fingerprint, kind, event, severity, channel, recipients, payload, created_at, attempts,"
+                   " message_id")
 
 
 @dataclass
@@ -76,24 +77,25 @@ async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
     """Lock the oldest due message: a retried one exactly as first sent, or a new one made of the
     oldest due alert and the alerts that can share it."""
     # Only a message's first row is claimable, so two senders never split one message.
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM alerts a WHERE state = 'pending' AND next_attempt_at <= clock_timestamp()"
+    cur = await conn.execute(sql.SQL(
+        "SELECT {} FROM alerts a WHERE state = 'pending' AND next_attempt_at <= clock_timestamp()"
         " AND (message_id IS NULL OR NOT EXISTS"
         "      (SELECT 1 FROM alerts s WHERE s.message_id = a.message_id AND s.id < a.id))"
-        " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED")
+        " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED").format(_COLUMNS))
     first = await cur.fetchone()
     if first is None:
         return []
     if first[10] is not None:
-        cur = await conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE message_id = %s AND id <> %s"
-                                 " AND state = 'pending' ORDER BY id FOR UPDATE", (first[10], first[0]))
+        cur = await conn.execute(sql.SQL("SELECT {} FROM alerts WHERE message_id = %s AND id <> %s"
+                                         " AND state = 'pending' ORDER BY id FOR UPDATE").format(_COLUMNS),
+                                 (first[10], first[0]))
         return [_alert(first)] + [_alert(r) for r in await cur.fetchall()]
     # Alerts for the same channel and recipients go out together: the due ones, and
     # fresh ones still inside their group_wait.
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM alerts WHERE state = 'pending' AND channel = %s AND recipients = %s AND id <> %s"
+    cur = await conn.execute(sql.SQL(
+        "SELECT {} FROM alerts WHERE state = 'pending' AND channel = %s AND recipients = %s AND id <> %s"
         " AND message_id IS NULL AND (next_attempt_at <= clock_timestamp() OR attempts = 0)"
-        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED").format(_COLUMNS),
         (first[5], first[6], first[0], batch - 1))
     # Lowest id first: that alert heads the message on every retry (see the first query).
     alerts = sorted([_alert(first)] + [_alert(r) for r in await cur.fetchall()], key=lambda a: a.id)

@@ -123,11 +123,8 @@ def _html(a: Alert, grafana_url: str) -> str:
 def notice(alerts: Sequence[Alert], grafana_url: str) -> Notice:
     """One message for one or several alerts going to the same channel and recipients."""
     titles = tuple(title(a.kind, a.event, a.payload) for a in alerts)
-    if len(titles) == 1:
-        subject = titles[0]
-    else:
-        subject = f"{len(titles)} alerts: " + ", ".join(t.split(":")[0] for t in titles)
-    subject = "[upwatch] " + subject
+    several = f"{len(titles)} alerts: " + ", ".join(t.split(":")[0] for t in titles)
+    subject = "[upwatch] " + (titles[0] if len(titles) == 1 else several)
     if len(subject) > SUBJECT_MAX:
         subject = subject[: SUBJECT_MAX - 1] + "…"
     text = "\n\n----\n\n".join(_text(a, grafana_url) for a in alerts) + "\n"

@@ -21,8 +21,8 @@ class Tracked:
     fingerprint: str
     kind: str
     endpoint_id: int | None = None
-    state: State = State()
-    about: Payload = Payload()  # what its messages are about (details.payload in alert_state)
+    state: State = field(default_factory=State)
+    about: Payload = field(default_factory=Payload)  # what its messages are about (details.payload in alert_state)
     recent: tuple[ResultSummary, ...] = ()  # the last results, for the next message (details.recent)
     details: dict[str, Any] = field(default_factory=dict)  # the rest of alert_state.details
     reason: str = ""

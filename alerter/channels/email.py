@@ -101,8 +101,8 @@ def describe(error: Exception, options: Options) -> tuple[str, bool]:
         return f"cannot reach SMTP server {where}: {detail}", False
     if isinstance(error, aiosmtplib.SMTPException):
         return f"SMTP error with {where}: {error}", False
-    detail = error.strerror if isinstance(error, OSError) and error.strerror else error
-    return f"cannot reach SMTP server {where}: {detail}", False
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"cannot reach SMTP server {where}: {reason}", False
 
 
 def _client(options: Options) -> aiosmtplib.SMTP:

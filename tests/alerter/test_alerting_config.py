@@ -28,7 +28,7 @@ def test_rule_grammar(text: str, expected: Condition) -> None:
 @pytest.mark.parametrize("text", ["error_rate > 5%", "p95(latency_ms) > 5% over 1m", "count > 1 over soon",
                                   "latency_ms > 5 over 1m", "p95(body) > 1 over 1m"])
 def test_bad_rules_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="^'"):
+    with pytest.raises(ValueError, match=r"^'"):
         parse_condition(text)
 
 

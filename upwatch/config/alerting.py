@@ -39,7 +39,8 @@ from upwatch.durations import Duration, Interval, PositiveDuration
 
 SEVERITIES = ("medium", "high", "critical")
 Severity = Literal["medium", "high", "critical"]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Smtp = email.Options  # `alerting.smtp`: the channel named "email"
 Webhook = webhook.Options  # an `alerting.webhooks[]` entry: the channel named "webhook:<name>"
 
@@ -143,7 +144,7 @@ Clock = Annotated[time, BeforeValidator(_clock)]
 class Weekly(Section):
     """Every `days` from `start` to `end` (an end before the start runs past midnight)."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(DAYS)  # type: ignore[assignment]
+    days: list[Day] = list(DAYS)
     start: Clock
     end: Clock
 
