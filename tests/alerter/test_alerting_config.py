@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from alerter import routes
 from upwatch import config
 from upwatch.config import ConfigError
 from upwatch.config.alerting import Condition, parse_condition
@@ -58,4 +59,6 @@ def test_the_documented_example_is_valid() -> None:
     cfg = config.parse(example, "docs/alerter.md", {"SMTP_PASSWORD": "x", "SLACK_WEBHOOK_URL": "https://hooks.example.test/T0"})
     alerting = cfg.alerting
     assert [r.condition.metric for r in alerting.rules] == ["error_rate", "aggregate", "matching"]
-    assert alerting.maintenance[0].weekly is not None and alerting.routes[0].webhooks == ["ops-slack"]
+    assert alerting.maintenance[0].weekly is not None
+    assert routes.targets(alerting, "pay", ["payments"], "down", "critical") == [
+        ("oncall", ("payments-oncall@example.com",)), ("ops-slack", ())]
