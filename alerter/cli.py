@@ -28,9 +28,9 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("ID", "CREATED (UTC)", "STATE", "ATTEMPTS", "CHANNEL", "SUBJECT", "LAST ERROR")]
     for a in alerts:
-        channel = a["channel"] + (f" ({','.join(a['recipients'])})" if a["recipients"] else "")
-        rows.append((str(a["id"]), _when(a["created_at"]), a["state"], str(a["attempts"]), channel,
-                     a["subject"], a["last_error"] or ""))
+        channel = a.channel + (f" ({','.join(a.recipients)})" if a.recipients else "")
+        rows.append((str(a.id), _when(a.created_at), a.state, str(a.attempts), channel, a.subject,
+                     a.last_error or ""))
     print_table(rows)
     return 0
 

@@ -161,7 +161,26 @@ async def deliver_next(pool: AsyncConnectionPool, alerting: Alerting) -> int:
     return len(alerts)
 
 
-async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Listed:
+    """One alert as `upwatch alerts list` shows it."""
+
+    id: int
+    created_at: datetime
+    state: str
+    kind: str
+    event: str
+    endpoint: str
+    channel: str
+    recipients: tuple[str, ...]
+    attempts: int
+    subject: str
+    last_error: str | None
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 50) -> list[Listed]:
     """The newest alerts, optionally only those in `state`, for `upwatch alerts list`."""
     cur = await conn.execute(
         "SELECT a.id, a.created_at, a.state, a.kind, a.event, coalesce(e.name, a.payload->>'endpoint', ''),"
@@ -169,6 +188,5 @@ async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 5
         " FROM alerts a LEFT JOIN endpoints e ON e.id = a.endpoint_id"
         " WHERE %(state)s::text IS NULL OR a.state = %(state)s ORDER BY a.id DESC LIMIT %(limit)s",
         {"state": state, "limit": limit})
-    names = ("id", "created_at", "state", "kind", "event", "endpoint", "channel", "recipients", "attempts",
-             "subject", "last_error", "sent_at", "next_attempt_at")
-    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+    return [Listed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7]), r[8], r[9], r[10], r[11], r[12])
+            for r in await cur.fetchall()]

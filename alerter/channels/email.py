@@ -94,7 +94,7 @@ def describe(error: Exception, options: Options) -> tuple[str, bool]:
     if isinstance(error, aiosmtplib.SMTPResponseException):
         return f"{type(error).__name__} from {where}: {error.code} {error.message}", False
     if isinstance(error, aiosmtplib.SMTPTimeoutError):
-        hint = " (does the server expect smtp.tls: tls?)" if options.tls == "none" else ""
+        hint = " (does the server expect tls: tls?)" if options.tls == "none" else ""
         return f"timeout after {options.timeout_s:g} s talking to {where}{hint}", False
     if isinstance(error, aiosmtplib.SMTPConnectError):
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
