@@ -64,8 +64,8 @@ class Cycle:
             t.details["cause"] = t.reason  # t.reason follows every later failure; the RESOLVED names this one
         if d.action in ("none", "cooldown") or d.message is None:
             return
-        payload = explain(t, replace(t.about, event=d.message, at=at, since=t.state.since or at,
-                                     suppressed=d.suppressed, last_results=t.recent))
+        payload = explain(t, replace(t.about, tags=tuple(tags), event=d.message, at=at,
+                                     since=t.state.since or at, suppressed=d.suppressed, last_results=t.recent))
         subject = "[upwatch] " + render.title(t.kind, d.message, payload)
         base = Row(t.fingerprint, t.kind, d.message, "none", t.endpoint_id, severity, subject=subject,
                    payload=payload)

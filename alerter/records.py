@@ -72,6 +72,7 @@ class Payload:
     endpoint: str = ""
     severity: str | None = None
     target: str | None = None
+    tags: tuple[str, ...] = ()  # the endpoint's tags when decided
     series: str | None = None  # anomaly
     score: float | None = None  # anomaly
     incident: int | None = None  # anomaly
@@ -94,15 +95,17 @@ class Payload:
             out[key] = out[key].isoformat() if out[key] is not None else None
         out["last_results"] = [r.to_json() for r in self.last_results]
         out["folded"] = list(self.folded) or None
+        out["tags"] = list(self.tags) or None
         return _compact(out)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Payload:
         results = data.get("last_results")
-        folded = data.get("folded")
+        folded, tags = data.get("folded"), data.get("tags")
         return cls(
             endpoint=str(data.get("endpoint") or ""), severity=_str(data.get("severity")),
-            target=_str(data.get("target")), series=_str(data.get("series")), score=_float(data.get("score")),
+            target=_str(data.get("target")), tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+            series=_str(data.get("series")), score=_float(data.get("score")),
             incident=_int(data.get("incident")), rule=_str(data.get("rule")), value=_float(data.get("value")),
             cert_not_after=_time(data.get("cert_not_after")), event=_str(data.get("event")),
             at=_time(data.get("at")), since=_time(data.get("since")), suppressed=_int(data.get("suppressed")) or 0,

@@ -46,8 +46,8 @@ def targets(alerting: Alerting, endpoint: str, tags: Iterable[str], kind: str, s
         wanted.setdefault(name, set()).update(recipients)
     out = [(name, tuple(sorted(rcpts))) for name, rcpts in wanted.items()
            if rcpts or not takes_recipients(alerting.channel_type(name))]
-    fallback = "email" if alerting.channel("email") else alerting.channels[0].name if alerting.channels else "email"
-    return sorted(out) or [(fallback, ())]
+    # Only channels with recipients are ever left out, so channels[0] has recipients too.
+    return sorted(out) or [("email" if alerting.channel("email") else alerting.channels[0].name, ())]
 
 
 def at_least(severity: str | None, minimum: str) -> bool:

@@ -167,7 +167,7 @@ async def test_a_channel_type_registered_from_outside_is_validated_and_delivers(
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(Runtime(cfg, Path("x.yaml"), database_url, pool), stop))
     try:
-        await add_results(pool, await add_endpoint(pool, "api"), "fff")
+        await add_results(pool, await add_endpoint(pool, "api", tags=("payments",)), "fff")
         await wait_for(lambda: journal.exists() and journal.read_text())
         await wait_for(lambda: rows(pool, "state = 'sent'"))
     finally:
@@ -176,6 +176,7 @@ async def test_a_channel_type_registered_from_outside_is_validated_and_delivers(
     [line] = [json.loads(x) for x in journal.read_text().splitlines()]
     assert line["label"] == "ops-audit" and line["subject"] == "[upwatch] DOWN api: timeout after 10 s"
     assert line["alerts"][0]["endpoint"] == "api" and line["alerts"][0]["reason"] == "timeout after 10 s"
+    assert line["alerts"][0]["tags"] == ["payments"] and line["message_id"]
     [sent] = await rows(pool)
     assert (sent["channel"], sent["state"], sent["attempts"], sent["last_error"]) == ("audit", "sent", 1, None)
     assert not smtp.messages  # the route sends it to the journal only
