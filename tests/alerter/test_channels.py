@@ -128,6 +128,15 @@ def test_duplicate_channel_names_are_errors(text: str, expected: str) -> None:
     assert problems(text) == [expected]
 
 
+def test_reference_problems_are_reported_together_with_the_others() -> None:
+    text = ("alerting:\n  channels:\n    - {name: chat, type: webhook, url: 'ftp://h.test/'}\n"
+            "    - {name: chat, type: email}\n  routes:\n    - channels: [chatt]\n")
+    assert problems(text) == [
+        "x.yaml:3: alerting.channels[0].url: 'ftp://h.test/' must be an absolute http:// or https:// URL",
+        "x.yaml:4: alerting.channels[1].name: channel names must be unique: 'chat' is also alerting.channels[0]",
+        "x.yaml:6: alerting.routes[0].channels[0]: unknown channel 'chatt' (configured: 'chat')"]
+
+
 def test_route_recipients_need_a_channel_that_has_recipients() -> None:
     text = ("alerting:\n  channels:\n    - {name: chat, type: webhook, url: 'https://h.test/'}\n"
             "  routes:\n    - tags: [x]\n      recipients: [a@example.test]\n")

@@ -305,6 +305,64 @@ class Delivery(Section):
     concurrency: int = Field(default=1, ge=1, le=64)
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """A channel as the `alerting` input declares it, for the reference checks."""
+
+    name: str
+    type: str
+    where: str  # "alerting.channels[2]"
+    loc: tuple[str | int, ...]  # of its name
+
+
+def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _declared(data: dict[str, Any]) -> list[_Declared]:
+    """Every channel the input declares: `smtp` (if given, or if no channels are), `webhooks`, `channels`."""
+    written = _dicts(data.get("channels"))
+    out = [_Declared("email", "email", "alerting.smtp", ("smtp",))] if "smtp" in data or not written else []
+    out += [_Declared(f"webhook:{w['name']}", "webhook", f"alerting.webhooks[{i}]", ("webhooks", i, "name"))
+            for i, w in _dicts(data.get("webhooks")) if isinstance(w.get("name"), str)]
+    out += [_Declared(c["name"], str(c.get("type")), f"alerting.channels[{i}]", ("channels", i, "name"))
+            for i, c in written if isinstance(c.get("name"), str)]
+    return out
+
+
+def _reference_errors(data: dict[str, Any]) -> list[InitErrorDetails]:
+    """Duplicate channel names, and routes naming channels or webhooks that are not declared."""
+    errors: list[InitErrorDetails] = []
+    first: dict[str, _Declared] = {}
+    for channel in _declared(data):
+        if channel.name in first:
+            errors.append(_error(channel.loc, f"channel names must be unique: {channel.name!r} is also"
+                                 f" {first[channel.name].where}", channel.name))
+        else:
+            first[channel.name] = channel
+    for i, route in _dicts(data.get("routes")):
+        errors += _route_errors(i, route, first)
+    return errors
+
+
+def _names(value: Any) -> list[tuple[int, str]]:
+    return [(j, v) for j, v in enumerate(value) if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _route_errors(i: int, route: dict[str, Any], declared: dict[str, _Declared]) -> list[InitErrorDetails]:
+    configured = ", ".join(map(repr, declared)) or "none"
+    errors = [_error(("routes", i, "channels", j), f"unknown channel {name!r} (configured: {configured})", name)
+              for j, name in _names(route.get("channels")) if name not in declared]
+    hooks = ", ".join(repr(n.removeprefix("webhook:")) for n in declared if n.startswith("webhook:")) or "none"
+    errors += [_error(("routes", i, "webhooks", j), f"unknown webhook {name!r} (configured: {hooks})", name)
+               for j, name in _names(route.get("webhooks")) if f"webhook:{name}" not in declared]
+    takers = [n for _, n in _names(route.get("channels")) if n in declared and takes_recipients(declared[n].type)]
+    if route.get("recipients") and "email" not in declared and not takers:
+        errors.append(_error(("routes", i, "recipients"), "recipients need a channel that has recipients:"
+                             " name one in channels, or set alerting.smtp", route.get("recipients")))
+    return errors
+
+
 class Alerting(Section):
     enabled: bool = True
     channels: list[Channel] = []
@@ -328,6 +386,21 @@ class Alerting(Section):
     grafana_url: str = "http://localhost:3000"
     _merged: bool = PrivateAttr(default=False)  # `channels` holds the sugar's too (an instance is checked again)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _references(cls, data: Any, handler: ModelWrapValidatorHandler[Alerting]) -> Alerting:
+        """Duplicate channel names and routes naming unknown channels, checked on the input so they
+        are reported together with every other problem of the section."""
+        errors = _reference_errors(data) if isinstance(data, dict) else []
+        try:
+            alerting = handler(data)
+        except ValidationError as e:
+            found = typing.cast(list[InitErrorDetails], e.errors())
+            raise ValidationError.from_exception_data(cls.__name__, [*found, *errors]) from None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return alerting
+
     @model_validator(mode="after")
     def _every_channel(self) -> Alerting:
         """`channels` becomes every channel: those from `smtp` and `webhooks` first, then the ones written."""
@@ -340,40 +413,7 @@ class Alerting(Section):
         # Frozen, but not yet seen by anyone: set once, here (returning a copy is not supported from __init__).
         object.__setattr__(self, "channels", sugar + self.channels)
         self._merged = True
-        errors = self._channel_errors(len(sugar))
-        if errors:
-            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
-
-    def _channel_errors(self, sugar: int) -> list[InitErrorDetails]:
-        """Duplicate channel names, and routes naming channels that do not exist."""
-        errors, first = [], {}
-        for i, channel in enumerate(self.channels):
-            if channel.name not in first:
-                first[channel.name] = i
-                continue
-            j = first[channel.name]
-            origin = "alerting.smtp" if j == 0 and channel.name == "email" else (
-                f"alerting.webhooks[{j}]" if j < sugar else f"alerting.channels[{j - sugar}]")
-            errors.append(_error(("channels", i - sugar, "name"),
-                                 f"channel names must be unique: {channel.name!r} is also {origin}", channel.name))
-        for i, route in enumerate(self.routes):
-            errors += self._route_errors(i, route, first)
-        return errors
-
-    def _route_errors(self, i: int, route: Route, names: dict[str, int]) -> list[InitErrorDetails]:
-        configured = ", ".join(map(repr, names)) or "none"
-        errors = [_error(("routes", i, "channels", j), f"unknown channel {name!r} (configured: {configured})", name)
-                  for j, name in enumerate(route.channels) if name not in names]
-        hooks = [n.removeprefix("webhook:") for n in names if n.startswith("webhook:")]
-        errors += [_error(("routes", i, "webhooks", j), f"unknown webhook {name!r} (configured: "
-                          f"{', '.join(map(repr, hooks)) or 'none'})", name)
-                   for j, name in enumerate(route.webhooks) if f"webhook:{name}" not in names]
-        if route.recipients and "email" not in names and not any(
-                takes_recipients(self.channel_type(n)) for n in route.channels):
-            errors.append(_error(("routes", i, "recipients"), "recipients need a channel that has recipients:"
-                                 " name one in channels, or set alerting.smtp", route.recipients))
-        return errors
 
     def channel(self, name: str) -> Channel | None:
         """The channel called `name`, if it is (still) configured."""
