@@ -203,3 +203,20 @@ async def test_a_failing_channel_of_a_new_type_is_recorded_like_any_other(
     [failed] = await rows(pool)
     assert failed["state"] == "failed"  # permanent: not retried
     assert failed["last_error"] == f"journal {tmp_path / 'missing' / 'a.jsonl'}: No such file or directory"
+
+
+def test_check_config_validates_a_channel_type_registered_from_outside(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from upwatch import cli
+
+    monkeypatch.setitem(CHANNELS, "journal", journal_channel)
+    monkeypatch.chdir(tmp_path)  # no .env from the working tree
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(JOURNAL_YAML.format(path=tmp_path / "a.jsonl", label="ops"))
+    bad.write_text(JOURNAL_YAML.format(path=tmp_path / "a.jsonl", label="ops").replace("path:", "paht:"))
+    assert cli.main(["--config", str(good), "check-config"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--config", str(bad), "check-config"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{bad}:6: alerting.channels[0].path: Field required",
+        f"{bad}:8: alerting.channels[0].paht: 'paht' is not an option of channel type journal (did you mean 'path'?)"]
