@@ -33,8 +33,8 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from push_throughput import _autocommit, exchange, requests, run_load
 
-from prober.push import create_app, keys
 from prober.writer import BatchWriter
+from push import create_app, keys
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate

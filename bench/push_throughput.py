@@ -37,8 +37,8 @@ import psutil
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push import create_app, keys
 from prober.writer import BatchWriter
+from push import create_app, keys
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
@@ -156,7 +156,7 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
 
 async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
     """Insert `rows` synthetic logs over 30 days (SQL), roll them up, then time GET /analytics."""
-    from prober.push import rollup
+    from push import rollup
 
     started = time.perf_counter()
     async with pool.connection() as conn:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prober import pages, push
+import push
+from prober import pages
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter

@@ -19,7 +19,7 @@ SERVER = """
 import asyncio, sys
 from pathlib import Path
 from aiohttp import web
-from prober.push import create_app
+from push import create_app
 from prober.writer import BatchWriter
 from upwatch import config
 from upwatch.db import open_pool

@@ -16,7 +16,7 @@ class Push(Section):
     rate_limit_per_key: float = Field(default=100.0, gt=0, description="requests per second")
     sensitive_headers: list[str] = []
     # Names masked wherever they appear (headers, query parameters, JSON and form fields), in
-    # addition to the built-in secret words; matched by tokens (see prober/push/masking.py).
+    # addition to the built-in secret words; matched by tokens (see push/masking.py).
     secret_names: list[str] = []
     # Answer 202 only once the rows are committed (or fsync'd to the writer's spool), so a
     # killed process cannot lose what it acknowledged. Off: answer as soon as they are queued.

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from prober.push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay
-from prober.push.app import Handler
-from prober.push.records import LogRecord
+from push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay
+from push.app import Handler
+from push.records import LogRecord
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ OPERATIONS: tuple[Operation, ...] = (
 
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3 document of this API."""
-    from prober.push.openapi import document
+    from push.openapi import document
 
     return web.json_response(document(OPERATIONS, LogRecord))
 

@@ -20,11 +20,11 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from prober.push.app import ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import ERROR_CONDITION, as_utc, named_scope, query_problems
-from prober.push.rollup import hour_ceil, hour_floor
+from push.app import ctx, reply
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.keys import DB_TIMEOUT_S
+from push.query import ERROR_CONDITION, as_utc, named_scope, query_problems
+from push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
 RAW_MAX_RANGE = timedelta(hours=6)

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from prober.push import keys, origins
-from prober.push.app import ctx, reply, require_admin
-from prober.push.bodies import INTEGRAL, Refusal, parse_json, read_limited
-from prober.push.keys import DB_TIMEOUT_S
+from push import keys, origins
+from push.app import ctx, reply, require_admin
+from push.bodies import INTEGRAL, Refusal, parse_json, read_limited
+from push.keys import DB_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 

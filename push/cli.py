@@ -11,8 +11,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from pydantic import ValidationError
 
-from prober.push import keys, query
-from prober.push.app import dumps
+from push import keys, query
+from push.app import dumps
 from upwatch.cli import print_table, with_connection
 
 

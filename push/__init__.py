@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from prober.push.app import create_app
+from push.app import create_app
 
 __all__ = ["PREFIX", "create_app", "setup"]
 

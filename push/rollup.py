@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push.keys import DB_TIMEOUT_S
+from push.keys import DB_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 

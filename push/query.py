@@ -19,10 +19,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from prober.push.app import authenticate, ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S, Caller
-from prober.push.pages import DEFAULT_ORDER, KEYSETS, Order, decode_cursor, encode_cursor, sort_value
+from push.app import authenticate, ctx, reply
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.keys import DB_TIMEOUT_S, Caller
+from push.pages import DEFAULT_ORDER, KEYSETS, Order, decode_cursor, encode_cursor, sort_value
 
 __all__ = ["BadCursor", "LogQuery", "conditions", "decode_cursor", "encode_cursor", "get_log", "list_logs", "search"]
 

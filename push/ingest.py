@@ -9,12 +9,12 @@ from functools import partial
 
 from aiohttp import web
 
-from prober.push import idempotency, records
-from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
-from prober.push.bodies import Refusal, read_limited, read_records
-from prober.push.keys import Caller
-from prober.push.ratelimit import RateLimiter
 from prober.writer import Reservation
+from push import idempotency, records
+from push.app import QUEUE_FULL, authenticate, ctx, reply, store
+from push.bodies import Refusal, read_limited, read_records
+from push.keys import Caller
+from push.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 

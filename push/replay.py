@@ -24,13 +24,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from prober.push import origins
-from prober.push.admin import read_model
-from prober.push.app import ctx, reply, require_admin
-from prober.push.bodies import Refusal
-from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import fetch_log, log_id
-from prober.push.records import clean
+from push import origins
+from push.admin import read_model
+from push.app import ctx, reply, require_admin
+from push.bodies import Refusal
+from push.keys import DB_TIMEOUT_S
+from push.query import fetch_log, log_id
+from push.records import clean
 from upwatch.catalog import MASK
 
 logger = logging.getLogger(__name__)

@@ -27,11 +27,11 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from prober.push import rollup
-from prober.push.app import authenticate, ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S, Caller
-from prober.push.query import as_utc, query_problems
+from push import rollup
+from push.app import authenticate, ctx, reply
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.keys import DB_TIMEOUT_S, Caller
+from push.query import as_utc, query_problems
 
 logger = logging.getLogger(__name__)
 

@@ -26,15 +26,15 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 
-from prober.push import useragents
-from prober.push.bodies import Refusal
-from prober.push.idempotency import IdempotencyKeys
-from prober.push.keys import Caller, KeyStore
-from prober.push.masking import Masking
-from prober.push.ratelimit import RateLimiter
-from prober.push.records import sensitive_set
 from prober.spool import Batch
 from prober.writer import Reservation
+from push import useragents
+from push.bodies import Refusal
+from push.idempotency import IdempotencyKeys
+from push.keys import Caller, KeyStore
+from push.masking import Masking
+from push.ratelimit import RateLimiter
+from push.records import sensitive_set
 from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
@@ -206,7 +206,7 @@ async def _maintain(context: Context) -> None:
 
 
 async def _tick(context: Context, *, rollup_too: bool) -> None:
-    from prober.push import rollup
+    from push import rollup
 
     try:
         await context.keys.flush_usage()
@@ -222,7 +222,7 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
                key_cache_ttl_s: float = 5.0, background_every_s: float = 5.0,
                rollup_every_s: float = 30.0) -> web.Application:
     """The push API application; `admin_token` defaults to $UPWATCH_ADMIN_TOKEN."""
-    from prober.push.routes import ROUTES
+    from push.routes import ROUTES
 
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     if token is None:

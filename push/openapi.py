@@ -76,7 +76,7 @@ def _operation(op: Any) -> dict[str, Any]:
 
 def _docs_paths() -> dict[str, Any]:
     """The Swagger UI page and its files (docs_ui.py), which are routes like any other."""
-    from prober.push.docs_ui import STATIC
+    from push.docs_ui import STATIC
 
     def get(op_id: str, summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
             missing: bool = False) -> dict[str, Any]:

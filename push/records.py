@@ -29,11 +29,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
-from prober.push import useragents
-from prober.push.bodies import INTEGRAL
-from prober.push.masking import Masking, masking
 from prober.spool import Batch
 from prober.tables import REQUEST_LOGS, JsonText, new_ids
+from push import useragents
+from push.bodies import INTEGRAL
+from push.masking import Masking, masking
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -241,7 +241,7 @@ def _json_text(value: Any) -> JsonText | None:
 def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: Masking,
            max_body_bytes: int, now: datetime) -> tuple[Any, ...]:
     """The request_logs row (REQUEST_LOGS.columns order) for a validated (and so already cleaned) record,
-    with every secret masked (see prober.push.masking) before bodies are cut, so a cut cannot expose one."""
+    with every secret masked (see push.masking) before bodies are cut, so a cut cannot expose one."""
     user_agent = record.user_agent
     if user_agent is None and record.request_headers:
         found = next((v for k, v in record.request_headers.items() if k.lower() == "user-agent"), None)

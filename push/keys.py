@@ -23,7 +23,7 @@ from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from prober.push import origins
+from push import origins
 from upwatch.db import DatabaseUnavailable, connect, error_summary
 
 logger = logging.getLogger(__name__)
