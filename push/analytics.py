@@ -20,10 +20,11 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from push.app import ctx, reply
 from push.bodies import DATE_TIME_TEXT, Refusal
+from push.context import reply
 from push.keys import DB_TIMEOUT_S
-from push.query import ERROR_CONDITION, as_utc, named_scope, query_problems
+from push.operations import Call
+from push.query import ERROR_CONDITION, Reader, as_utc, named_scope
 from push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
@@ -211,13 +212,10 @@ async def _clients(conn: AsyncConnection, p: dict[str, Any], *, hourly: bool) ->
             "status_codes": {str(s): int(n) for s, n in statuses}}
 
 
-async def analytics(request: web.Request) -> web.Response:
+async def analytics(call: Call[Reader, None, AnalyticsQuery]) -> web.Response:
     """Aggregates for one service (or all, for the admin) between from and to."""
-    try:
-        q = AnalyticsQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        return query_problems(e).response()
-    service = await named_scope(request, q.service)
+    q = call.query
+    service = await named_scope(call.context, call.caller, q.service)
     if isinstance(service, Refusal):
         return service.response()
     service_id, name = service if service is not None else (None, None)
@@ -231,7 +229,7 @@ async def analytics(request: web.Request) -> web.Response:
                        ).response()
     params = {"service": service_id, "from": since, "to": to, "bucket": q.bucket}
     source = "raw" if to - since <= RAW_MAX_RANGE else "rollup"
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
         clients = await _clients(conn, params, hourly=source == "rollup")
     return reply({"service": name, "from": since, "to": to, "bucket": durations.format(q.bucket),

@@ -12,7 +12,8 @@ from psycopg import AsyncConnection
 from pydantic import ValidationError
 
 from push import keys, query
-from push.app import dumps
+from push.bodies import query_problems
+from push.context import dumps
 from upwatch.cli import print_table, with_connection
 
 
@@ -103,7 +104,7 @@ async def logs_search(conn: AsyncConnection, args: argparse.Namespace) -> int:
     try:
         q = query.LogQuery.model_validate(given)
     except ValidationError as e:
-        for problem in query.query_problems(e).details or []:
+        for problem in query_problems(e).details or []:
             print(f"upwatch: logs search: --{problem['field'].replace('_', '-')}: {problem['reason']}",
                   file=sys.stderr)
         return 2

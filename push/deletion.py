@@ -25,13 +25,14 @@ from typing import Annotated, Any
 from aiohttp import web
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from push import rollup
-from push.app import authenticate, ctx, reply
 from push.bodies import DATE_TIME_TEXT, Refusal
+from push.context import reply
 from push.keys import DB_TIMEOUT_S, Caller
-from push.query import as_utc, query_problems
+from push.operations import Call
+from push.query import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -188,19 +189,12 @@ async def delete_logs(conn: AsyncConnection, caller: Caller, q: DeleteQuery) -> 
     return counts
 
 
-async def delete_own_logs(request: web.Request) -> web.Response:
-    """DELETE /logs?from&to or ?all=true: the calling key's service's logs only."""
-    try:
-        q = DeleteQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        return query_problems(e).response()
+async def delete_own_logs(call: Call[Caller, None, DeleteQuery]) -> web.Response:
+    """DELETE /logs?from&to or ?all=true: the calling key's service's logs only (the admin token is
+    refused with ADMIN_REFUSED by the route table)."""
+    q = call.query
     if refused := refusal(q):
         return refused.response()
-    caller = await authenticate(request)
-    if isinstance(caller, Refusal):
-        return caller.response()
-    if not isinstance(caller, Caller):
-        return ADMIN_REFUSED.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
-        counts = await delete_logs(conn, caller, q)
-    return reply({"service": caller.service, "from": q.from_, "to": q.to, "deleted": counts})
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        counts = await delete_logs(conn, call.caller, q)
+    return reply({"service": call.caller.service, "from": q.from_, "to": q.to, "deleted": counts})

@@ -30,10 +30,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, to_json
 
 from prober.spool import Batch
-from prober.tables import REQUEST_LOGS, JsonText, new_ids
+from prober.tables import PROBE_RESULTS, REQUEST_LOGS, JsonText, new_ids
 from push import useragents
 from push.bodies import INTEGRAL
 from push.masking import Masking, masking
+from upwatch.records import ProbeResult
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -273,3 +274,10 @@ def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensit
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [
         to_row(r, ingest_id, service_id=service_id, privacy_level=privacy_level, sensitive=sensitive,
                max_body_bytes=max_body_bytes, now=now) for r, ingest_id in zip(valid, new_ids(len(valid)), strict=True)])
+
+
+def probe_batch(result: ProbeResult, endpoint_id: int, *, location: str, prober: str) -> Batch:
+    """A pushed check result as the one-row probe_results batch the writer takes (with its own
+    idempotency key, so a replayed spool does not store it twice)."""
+    row = PROBE_RESULTS.prepare(result.to_row(endpoint_id, location=location, prober=prober))
+    return Batch(PROBE_RESULTS.name, PROBE_RESULTS.columns, [PROBE_RESULTS.values(PROBE_RESULTS.columns, row)])

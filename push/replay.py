@@ -25,10 +25,10 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from push import origins
-from push.admin import read_model
-from push.app import ctx, reply, require_admin
 from push.bodies import Refusal
+from push.context import Context, reply
 from push.keys import DB_TIMEOUT_S
+from push.operations import Admin, Call
 from push.query import fetch_log, log_id
 from push.records import clean
 from upwatch.catalog import MASK
@@ -138,7 +138,7 @@ def headers_to_send(log: dict[str, Any], override: ReplayIn) -> dict[str, str] |
     return sent
 
 
-async def call(plan: Plan, max_body: int) -> dict[str, Any]:
+async def send(plan: Plan, max_body: int) -> dict[str, Any]:
     """Issue the request to the checked addresses only; the outcome as replay columns (never raises for
     network errors). Redirects are not followed: the logged answer was the redirect itself."""
     started = time.perf_counter()
@@ -167,20 +167,15 @@ async def call(plan: Plan, max_body: int) -> dict[str, Any]:
 _NO_SERVICE: dict[str, Any] = {"name": "?", "base_url": None, "allowed_hosts": [], "replay_methods": []}
 
 
-async def replay(request: web.Request) -> web.Response:
+async def replay(call: Call[Admin, ReplayIn, None]) -> web.Response:
     """Re-issue a logged request and store the outcome beside it (201)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    found = log_id(request)
+    found = log_id(call.request)
     if isinstance(found, Refusal):
         return found.response()
-    override = await read_model(request, ReplayIn, optional=True)
-    if isinstance(override, Refusal):
-        return override.response()
-    log = await fetch_log(request, found)
+    override, context = call.body, call.context
+    log = await fetch_log(context, found)
     if log is None:
         return Refusal(404, "no such log").response()
-    context = ctx(request)
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT name, base_url, allowed_hosts, replay_methods FROM services WHERE id = %s",
@@ -190,14 +185,14 @@ async def replay(request: web.Request) -> web.Response:
     if isinstance(checked, Refusal):
         logger.info("replay refused log_id=%d reason=%r", found, checked.message)
         return checked.response()
-    outcome = await call(checked, context.runtime.config.push.max_stored_body_bytes)
+    outcome = await send(checked, context.runtime.config.push.max_stored_body_bytes)
     # aiohttp quotes the URL in some errors, and an override's query holds real secrets.
     outcome["error"] = context.sensitive.text(outcome["error"])
     logger.info("replay log_id=%d status=%s error=%s", found, outcome["status_code"], outcome["error"])
     return reply(await _store(context, log, checked, outcome), status=201)
 
 
-async def _store(context: Any, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
+async def _store(context: Context, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
     masking = context.sensitive
     response_headers = masking.headers_of(outcome["response_headers"])
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
@@ -215,16 +210,14 @@ async def _store(context: Any, log: dict[str, Any], plan: Plan, outcome: dict[st
     return row
 
 
-async def list_replays(request: web.Request) -> web.Response:
+async def list_replays(call: Call[Admin, None, None]) -> web.Response:
     """The replays of one log, oldest first (admin only)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    found = log_id(request)
+    found = log_id(call.request)
     if isinstance(found, Refusal):
         return found.response()
-    if await fetch_log(request, found) is None:
+    if await fetch_log(call.context, found) is None:
         return Refusal(404, "no such log").response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT " + _REPLAY_COLUMNS + " FROM request_replays WHERE log_id = %s ORDER BY id",
                           (found,))

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from push import keys
-from push.app import CONTEXT
+from push.context import CONTEXT
 from tests.push.conftest import Api, start_api
 from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres
