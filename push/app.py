@@ -29,7 +29,7 @@ from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"
+ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"  # noqa: S105  the variable's name, not a token
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -60,17 +60,22 @@ def _authorized(endpoint: Endpoint, raw: str | None) -> bool:
 
 # (endpoints list, name -> endpoint): Config.endpoint scans the list, which with tens of thousands of
 # endpoints costs milliseconds per check-in. Keyed by the list itself, which a reload replaces.
-_index: tuple[list[Endpoint], dict[str, Endpoint]] = ([], {})
+@dataclass
+class _Index:
+    endpoints: list[Endpoint] = field(default_factory=list)
+    by_name: dict[str, Endpoint] = field(default_factory=dict)
+
+
+_index = _Index()
 
 
 def _configured(endpoints: list[Endpoint], name: str) -> Endpoint | None:
-    global _index
-    if _index[0] is not endpoints:
+    if _index.endpoints is not endpoints:
         by_name: dict[str, Endpoint] = {}
         for e in endpoints:
             by_name.setdefault(e.name, e)
-        _index = (endpoints, by_name)
-    return _index[1].get(name)
+        _index.endpoints, _index.by_name = endpoints, by_name
+    return _index.by_name.get(name)
 
 
 async def _target(request: web.Request, context: Context) -> Target | Refusal:

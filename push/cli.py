@@ -1,4 +1,5 @@
-"""`upwatch service ...`, `upwatch key ...` and `upwatch logs ...`: manage push clients and their logs from the shell."""
+"""`upwatch service ...`, `upwatch key ...` and `upwatch logs ...`: manage push clients and their logs
+from the shell."""
 
 from __future__ import annotations
 

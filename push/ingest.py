@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -21,15 +22,25 @@ from push.records import LogRecord
 logger = logging.getLogger(__name__)
 
 
-_last_refusal_log = 0.0
+@dataclass
+class _Throttle:
+    every_s: float
+    last: float = float("-inf")
+
+    def due(self) -> bool:
+        """True at most once per every_s."""
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
+
+
+_refusal_log = _Throttle(10.0)  # under overload thousands of requests a second are refused
 
 
 def _log_refusal(service: str) -> None:
-    """One line per 10 s: under overload thousands of requests a second are refused."""
-    global _last_refusal_log
-    now = time.monotonic()
-    if now - _last_refusal_log >= 10.0:
-        _last_refusal_log = now
+    if _refusal_log.due():
         logger.warning("push requests refused unread, writer queue full service=%s", service)
 
 

@@ -45,12 +45,13 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status, description in sorted({400: MALFORMED, **op.responses}.items()):
+    for status, described in sorted({400: MALFORMED, **op.responses}.items()):
         content: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}
                                                         if status >= 400 else {"type": "object"}}}
+        description = described
         if status == 400:
             content["text/plain"] = {"schema": {"type": "string"}}
-            description = description if description == MALFORMED else f"{description}; or {MALFORMED}"
+            description = described if described == MALFORMED else f"{described}; or {MALFORMED}"
         responses[str(status)] = {"description": description, "content": content}
     spec: dict[str, Any] = {
         "operationId": (op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")),

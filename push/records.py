@@ -273,7 +273,8 @@ def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensit
     """The request_logs rows of a validated batch, laid out for BatchWriter.offer_batch."""
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [
         to_row(r, ingest_id, service_id=service_id, privacy_level=privacy_level, sensitive=sensitive,
-               max_body_bytes=max_body_bytes, now=now) for r, ingest_id in zip(valid, new_ids(len(valid)), strict=True)])
+               max_body_bytes=max_body_bytes, now=now)
+        for r, ingest_id in zip(valid, new_ids(len(valid)), strict=True)])
 
 
 def probe_batch(result: ProbeResult, endpoint_id: int, *, location: str, prober: str) -> Batch:

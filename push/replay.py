@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import ResolveResult
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from push import origins
 from push.bodies import Refusal
 from push.context import Context, reply
-from push.keys import DB_TIMEOUT_S
+from push.keys import DB_TIMEOUT_S, returned
 from push.operations import Admin, Call
 from push.query import fetch_log, log_id
 from push.records import clean
@@ -38,8 +39,9 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 _HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade",
                          "te", "trailer", "proxy-connection", "accept-encoding"})
-_REPLAY_COLUMNS = ("id, log_id, created_at, method, url, request_headers, request_body, status_code,"
-                   " response_headers, response_body, latency_ms, error")
+_REPLAY_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, (
+    "id", "log_id", "created_at", "method", "url", "request_headers", "request_body", "status_code",
+    "response_headers", "response_body", "latency_ms", "error")))
 
 
 class ReplayIn(BaseModel):
@@ -198,16 +200,14 @@ async def _store(context: Context, log: dict[str, Any], plan: Plan, outcome: dic
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
-            " status_code, response_headers, response_body, latency_ms, error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _REPLAY_COLUMNS,
+            sql.SQL("INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
+                    " status_code, response_headers, response_body, latency_ms, error)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {}").format(_REPLAY_COLUMNS),
             (log["id"], log["service_id"], plan.method, clean(masking.url(plan.url)),
              Jsonb(clean(masking.headers_of(plan.headers))), clean(masking.body(plan.body)),
              outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
              clean(masking.body(outcome["response_body"])), outcome["latency_ms"], clean(outcome["error"])))
-        row = await cur.fetchone()
-    assert row is not None
-    return row
+        return await returned(cur)
 
 
 async def list_replays(call: Call[Admin, None, None]) -> web.Response:
@@ -219,6 +219,6 @@ async def list_replays(call: Call[Admin, None, None]) -> web.Response:
         return Refusal(404, "no such log").response()
     async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT " + _REPLAY_COLUMNS + " FROM request_replays WHERE log_id = %s ORDER BY id",
-                          (found,))
+        await cur.execute(sql.SQL("SELECT {} FROM request_replays WHERE log_id = %s ORDER BY id").format(
+            _REPLAY_COLUMNS), (found,))
         return reply({"items": await cur.fetchall()})
