@@ -50,14 +50,9 @@ def stored_config(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> dict[str, A
     """The endpoint's settings as stored in the database: secrets masked by the push API's rules
     (upwatch.masking), since Grafana's read-only role can read them. Deterministic, so an unchanged
     endpoint compares equal to its row and is not rewritten."""
-    data = endpoint.model_dump(mode="json", by_alias=True, exclude={"name", "kind", "tags", "enabled"})
-    data["url"] = masks.url(endpoint.url)
-    data["headers"] = masks.headers_of(data["headers"])
-    data["body"] = masks.body(endpoint.body)
-    data["json"] = masks.json(data["json"])
+    data = endpoint.model_dump(mode="json", by_alias=True, exclude={"name", "kind", "tags", "enabled", "options"})
     data["assertions"] = [masks.assertion(a) for a in data["assertions"]]
-    if endpoint.auth is not None:
-        data["auth"] = MASK
+    data.update(endpoint.options.stored(masks))  # the kind knows which of its keys hold secrets
     return data
 
 
@@ -68,8 +63,7 @@ def stored_target(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> str:
 
 def _row(endpoint: Endpoint, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
     config = stored_config(endpoint, masks)
-    target = (config["url"] or "") if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
-    return endpoint.name, endpoint.kind, target, config, list(endpoint.tags), endpoint.enabled
+    return endpoint.name, endpoint.kind, stored_target(endpoint, masks), config, list(endpoint.tags), endpoint.enabled
 
 
 async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],

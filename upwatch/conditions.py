@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from typing import Any
 
 from upwatch import durations, values
-from upwatch.assertions import ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, _expected_text
+from upwatch.assertions import ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, expected_text
 
 # Gatus looks for " == " first, then these in order; the first one found splits the condition.
 _OPERATORS = ("==", "!=", "<=", ">=", ">", "<")
@@ -31,8 +32,36 @@ _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "
 _UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "DNS_RCODE": "the dns check uses the system resolver",
                 "CONTEXT": "there are no suites"}
 _TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
+_STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
                "cert_valid_days")
+
+
+def parse_status_set(value: Any) -> frozenset[int]:
+    """'200-299', '200,204', 200 or [200, '300-399'] -> a set of status codes."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _status_set(value)
+    return _parse_status_set(value)
+
+
+@functools.lru_cache(maxsize=256)  # thousands of endpoints share one spelling, and so one frozenset
+def _status_set(value: str | int) -> frozenset[int]:
+    return _parse_status_set(value)
+
+
+def _parse_status_set(value: Any) -> frozenset[int]:
+    parts: list[Any] = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    codes: set[int] = set()
+    for part in parts:
+        for piece in str(part).split(","):
+            m = _STATUS_PART.match(piece)
+            if not m:
+                raise ValueError(f"{piece.strip()!r} is not a status code or range like 200-299")
+            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+            if high < low:
+                raise ValueError(f"{piece.strip()!r}: range end is below its start")
+            codes.update(range(low, high + 1))
+    return frozenset(codes)
 
 
 def parse(item: Any) -> Assertion:
@@ -194,11 +223,9 @@ def _milliseconds(text: str) -> float:
 
 
 def _structured(key: str, value: Any) -> Assertion:
-    from upwatch.config.endpoints import parse_status_set
-
     if key == "status":
         codes = parse_status_set(value)
-        return Assertion(Subject("status"), "==", codes, f"status in {_expected_text(codes)}")
+        return Assertion(Subject("status"), "==", codes, f"status in {expected_text(codes)}")
     if key == "max_latency":
         limit = durations.parse(value).total_seconds() * 1000
         return Assertion(Subject("response_time"), "<=", limit, f"latency <= {limit:g} ms")

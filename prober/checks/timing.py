@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from upwatch.records import Measured
+
 _CURRENT: contextvars.ContextVar[Timings | None] = contextvars.ContextVar("upwatch_timings", default=None)
 
 
@@ -45,7 +47,7 @@ class Timings:
     def deactivate(token: contextvars.Token[Timings | None]) -> None:
         _CURRENT.reset(token)
 
-    def phases_ms(self) -> dict[str, float | None]:
+    def phases_ms(self) -> Measured:
         """dns, connect (TCP only), tls, ttfb (request sent -> headers), transfer (body), latency (total)."""
         end = self.end or time.perf_counter()
         return {

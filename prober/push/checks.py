@@ -23,6 +23,7 @@ from prober.push.app import UNAUTHORIZED, ctx, presented_key, reply, store
 from prober.push.bodies import Refusal, parse_json, read_limited
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.records import checked_timestamp, clean
+from prober.checks import push
 from upwatch.config.endpoints import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class CheckIn(BaseModel):
 
 
 def _authorized(endpoint: Endpoint, raw: str | None) -> bool:
-    token = endpoint.auth.bearer if endpoint.auth else None
+    auth = endpoint.options.auth if isinstance(endpoint.options, push.Options) else None
+    token = auth.bearer if auth else None
     if not token:
         return True
     given = hashlib.sha256((raw or "").encode("utf-8", "surrogatepass")).digest()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from upwatch.assertions import Observed, evaluate
+from prober.checks.assertions import Observed, evaluate
 from upwatch.conditions import parse
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -23,10 +23,9 @@ def run(condition: str, body: Any = None, **fields: Any) -> dict[str, Any]:
     """The one result of `condition` on a response with `body` (JSON-encoded unless bytes)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     observed = Observed(**{"now": NOW, "status_code": 200, "latency_ms": 120.0, "body": raw, **fields})
-    holds, [result] = evaluate([parse(condition)], observed)
-    assert holds is result["ok"]
-    assert ("reason" in result) is (not result["ok"])
-    return result
+    [result] = evaluate([parse(condition)], observed)
+    assert (result.reason is None) is result.ok
+    return result.to_json()
 
 
 NUMBERS = [
@@ -217,6 +216,6 @@ EXPIRY = [
 def test_certificate_expiry_is_shown_as_a_duration(spec: object, left: dt.timedelta, actual: str,
                                                    reason: str | None) -> None:
     observed = Observed(now=NOW, cert_not_after=NOW + left)
-    _, [result] = evaluate([parse(spec)], observed)
-    assert result["actual"] == actual
-    assert result.get("reason") == reason
+    [result] = evaluate([parse(spec)], observed)
+    assert result.actual == actual
+    assert result.reason == reason

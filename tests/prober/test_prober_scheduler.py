@@ -17,8 +17,9 @@ from upwatch.catalog import sync_endpoints
 from upwatch.config.endpoints import Endpoint
 
 
-def endpoint(name: str, url: str, **fields: Any) -> Endpoint:
-    return Endpoint.model_validate({"name": name, "url": url, "interval": "1s", "timeout": "2s", **fields})
+def endpoint(name: str, url: str | None, **fields: Any) -> Endpoint:
+    own = {"url": url} if url is not None else {}  # a push endpoint has no url
+    return Endpoint.model_validate({"name": name, **own, "interval": "1s", "timeout": "2s", **fields})
 
 
 @pytest.fixture

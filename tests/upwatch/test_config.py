@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from prober.checks import http, push, tcp
 from upwatch import config
 from upwatch.config import ConfigError
 
@@ -27,12 +28,12 @@ def test_good_config_loads_with_defaults_and_substitution() -> None:
     api, web, db, cron, price = cfg.endpoints
     assert api.interval == timedelta(seconds=30)  # from defaults
     assert web.interval == timedelta(minutes=1)  # endpoint wins over defaults
-    assert api.headers == {"User-Agent": "upwatch-test", "Authorization": "Bearer s3cret"}
-    assert api.expected_status == frozenset(range(200, 300))
-    assert web.method == "HEAD" and web.depends_on == ["api"]
-    assert db.kind == "tcp" and db.target == "127.0.0.1:5432"
-    assert cron.period == timedelta(hours=1) and cron.grace == timedelta(minutes=5)
-    assert price.url == "http://shop.example.test/price?currency=$USD&region=eu"
+    assert api.options == http.Options(url="https://api.example.test/health", expected_status="200-299",
+                                       headers={"User-Agent": "upwatch-test", "Authorization": "Bearer s3cret"})
+    assert web.options.method == "HEAD" and web.depends_on == ["api"]
+    assert db.kind == "tcp" and db.target == "127.0.0.1:5432" and db.options == tcp.Options(host="127.0.0.1", port=5432)
+    assert cron.options == push.Options(period=timedelta(hours=1), grace=timedelta(minutes=5))
+    assert price.target == "http://shop.example.test/price?currency=$USD&region=eu"
     assert cfg.alerting.smtp.host == "localhost"
     assert cfg.storage.retention.probe_results == timedelta(days=30)
     assert cfg.storage.retention.request_logs == timedelta(days=30)

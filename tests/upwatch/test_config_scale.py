@@ -75,7 +75,7 @@ def test_a_reload_cache_validates_only_changed_endpoints_and_keeps_their_errors_
     first = config.parse(text, "big.yaml", {}, cache=cache)
     edited = text.replace("http://127.0.0.1:9/item/7\n", "http://127.0.0.1:9/item/7b\n")
     second = config.parse(edited, "big.yaml", {}, cache=cache)
-    assert second.endpoints[7].url == "http://127.0.0.1:9/item/7b" and second.endpoints[7] is not first.endpoints[7]
+    assert second.endpoints[7].target == "http://127.0.0.1:9/item/7b" and second.endpoints[7] is not first.endpoints[7]
     assert all(new is old for i, (new, old) in enumerate(zip(second.endpoints, first.endpoints)) if i != 7)
     assert second == config.parse(edited, "big.yaml", {})  # the same result as a load without the cache
 
