@@ -80,7 +80,7 @@ def _phase_s(name: str, interval_ms: int) -> float:
     return (stable_hash(name) % steps) * PHASE_STEP_MS / 1000
 
 
-class _LoopScheduler(AsyncIOScheduler):
+class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 ships no types
     """AsyncIOScheduler whose timer processes due jobs in the callback itself.
 
     The stock timer callback is the thread-safe `wakeup`, which goes through

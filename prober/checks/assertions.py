@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,7 +98,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _walk(document: Any, path: tuple[str | int, ...]) -> Any:
     node = document
     for step in path:
-        if (isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node)) or (isinstance(step, str) and isinstance(node, dict) and step in node):
+        if isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node):
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and step in node:
             node = node[step]
         else:
             return MISSING

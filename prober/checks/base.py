@@ -94,8 +94,11 @@ class Auth(BaseModel):
 class Kind(Protocol):
     """A check kind module. `run` is None for a kind that is not probed (push: results arrive)."""
 
-    Options: type[CheckOptions]
-    run: Check | None
+    @property
+    def Options(self) -> type[CheckOptions]: ...  # noqa: N802 - the module's class, as kind modules spell it
+
+    @property
+    def run(self) -> Check | None: ...
 
 
 def _with_problem(error: ValidationError, data: Any, problem: str) -> ValidationError:

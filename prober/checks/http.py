@@ -243,7 +243,8 @@ async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, boo
     if declared is not None and "Content-Encoding" not in resp.headers:  # exactly `declared` bytes: one read
         body = await resp.read()
         return body, len(body), False
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):
         size += len(chunk)
         if size > cap:

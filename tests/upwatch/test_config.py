@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from prober.checks import http, push, tcp
+from prober.checks import dns, http, push, tcp
 from upwatch import config
 from upwatch.config import ConfigError
+from upwatch.config.endpoints import Endpoint
 
 CONFIG_DIR = Path(__file__).parent.parent / "fixtures" / "config"
 BAD = sorted(CONFIG_DIR.glob("bad-*.yaml"))
@@ -87,3 +88,26 @@ def test_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "examples" / "upwatch.yaml"
     cfg = config.load(example, environ={})
     assert len(cfg.endpoints) >= 3
+
+
+def test_a_kind_default_is_given_only_to_endpoints_of_a_kind_that_has_the_key() -> None:
+    text = ("defaults:\n  timeout: 3s\n  record_type: AAAA\n  headers: {User-Agent: upwatch}\n  grace: 2m\n"
+            "endpoints:\n  - {name: web, url: 'http://web.test/', headers: {X-Own: '1'}}\n"
+            "  - {name: resolver, kind: dns, host: example.test}\n"
+            "  - {name: db, kind: tcp, host: db.test, port: 5432}\n"
+            "  - {name: cron, kind: push, period: 1h}\n")
+    web, resolver, db, cron = config.parse(text, "x.yaml", {}).endpoints
+    assert web.options.headers == {"User-Agent": "upwatch", "X-Own": "1"}  # merged, as before
+    assert resolver.options == dns.Options(host="example.test", record_type="AAAA")
+    assert db.options == tcp.Options(host="db.test", port=5432)
+    assert cron.options == push.Options(period=timedelta(hours=1), grace=timedelta(minutes=2))
+    assert {e.timeout for e in (web, resolver, db, cron)} == {timedelta(seconds=3)}  # common keys go to every kind
+
+
+def test_an_endpoint_dumps_flat_and_validates_back_from_its_dump() -> None:
+    cfg = config.load(CONFIG_DIR / "good.yaml", environ={"API_TOKEN": "s3cret"})
+    for endpoint in cfg.endpoints:
+        dumped = endpoint.model_dump(mode="json", by_alias=True)
+        assert "options" not in dumped and dumped["kind"] == endpoint.kind
+        assert Endpoint.model_validate(dumped) == endpoint
+    assert cfg.endpoints[2].model_dump(mode="json")["port"] == 5432

@@ -309,11 +309,11 @@ class _Reader:
             value: Any = [r.strip() for r in raw.split(",") if r.strip()] if path[-1] == "recipients" else raw
             node = data
             for part in path[:-1]:
-                child = node.get(part)
+                child = node.get(str(part))
                 if not isinstance(child, dict):
-                    child = node[part] = {}
+                    child = node[str(part)] = {}
                 node = child
-            node[path[-1]] = value
+            node[str(path[-1])] = value
             self.sources[path] = f"${name}"
 
     def from_pydantic(self, err: Mapping[str, Any]) -> Problem:
