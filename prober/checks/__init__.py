@@ -14,13 +14,14 @@ Adding a kind is one module plus one line here (docs/prober.md, "Adding a check 
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from prober.checks import dns, http, push, tcp
 from prober.checks.base import Check, CheckOptions, Kind
 from upwatch.records import ProbeResult, Target
+
+if TYPE_CHECKING:
+    import aiohttp  # for annotations only: importing the registry (as upwatch.config does) stays cheap
 
 __all__ = ["CHECKS", "Check", "CheckOptions", "Kind", "probed", "run"]
 

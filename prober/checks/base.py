@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from upwatch.masking import Masking
 from upwatch.records import ProbeResult, Target
 
+if TYPE_CHECKING:
+    import aiohttp  # for annotations: upwatch.config imports this package, and loading it stays cheap
+
 # Returns a ProbeResult; never raises for network errors (they are results: error_kind + error).
-Check = Callable[[Target[Any], aiohttp.ClientSession], Awaitable[ProbeResult]]
+Check = Callable[[Target[Any], "aiohttp.ClientSession"], Awaitable[ProbeResult]]
 
 
 class CheckOptions(BaseModel):

@@ -1,6 +1,9 @@
 """HTTP(S) check: one request on the shared session, phase timings, body read up to a cap, assertions.
 
 Contract: `run` returns a ProbeResult and never raises for network or TLS errors.
+
+aiohttp is imported where a request is made, not when this module is: upwatch.config
+imports it for `Options`, and loading the config must stay cheap.
 """
 
 from __future__ import annotations
@@ -14,13 +17,9 @@ import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-import aiohttp
-import yarl
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
@@ -29,6 +28,10 @@ from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_con
 from upwatch.conditions import parse_status_set
 from upwatch.masking import MASK, Masking
 from upwatch.records import Measured, ProbeResult, Target
+
+if TYPE_CHECKING:
+    import aiohttp
+    import yarl
 
 CHUNK = 64 * 1024
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -124,26 +127,39 @@ _CERTS: dict[tuple[str, int | None, bool], dt.datetime | None] = {}
 _PEER_IP: contextvars.ContextVar[str | None] = contextvars.ContextVar("upwatch_peer_ip", default=None)
 
 
-class _Connector(aiohttp.TCPConnector):
-    """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+@functools.cache
+def _connector_class() -> type[aiohttp.TCPConnector]:
+    import aiohttp
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
 
-    async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
-                      timeout: aiohttp.ClientTimeout) -> Connection:
-        conn = await super().connect(req, traces, timeout)
-        peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
-        _PEER_IP.set(str(peer[0]) if peer else None)
-        return conn
+    class Connector(aiohttp.TCPConnector):
+        """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+
+        async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
+                          timeout: aiohttp.ClientTimeout) -> Connection:  # noqa: ASYNC109 - aiohttp's signature
+            conn = await super().connect(req, traces, timeout)
+            peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+            _PEER_IP.set(str(peer[0]) if peer else None)
+            return conn
+
+    return Connector
 
 
 def new_session(limit: int = 512) -> aiohttp.ClientSession:
     """The one session every HTTP check shares; idle connections outlive a 15 s interval so they are reused."""
-    connector = _Connector(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
-    return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()], cookie_jar=aiohttp.DummyCookieJar(),
-                                 timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+    import aiohttp
+
+    connector = _connector_class()(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
+    return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()],
+                                 cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None),
+                                 auto_decompress=True)
 
 
 async def run(target: Target[Options], session: aiohttp.ClientSession) -> ProbeResult:
     """Probe one HTTP endpoint."""
+    import aiohttp
+
     started_at = dt.datetime.now(dt.UTC)
     timings = Timings(start=time.perf_counter(), tls=target.options.url.startswith("https:"))
     timeout_s = target.timeout.total_seconds()
@@ -177,8 +193,8 @@ async def _request(target: Target[Options], session: aiohttp.ClientSession, star
                             headers=resp.headers, cert_not_after=not_after, connected=True, ip=_PEER_IP.get())
     results = evaluate(target.assertions, observed)
     if too_large:
-        return ProbeResult.failed(started_at, "body_too_large", f"body larger than max_body_bytes={opts.max_body_bytes}",
-                                  results, **measured)
+        return ProbeResult.failed(started_at, "body_too_large",
+                                  f"body larger than max_body_bytes={opts.max_body_bytes}", results, **measured)
     if resp.status not in opts.expected_status:
         return ProbeResult.failed(started_at, "http_status", f"status {resp.status} {resp.reason or ''}".strip(),
                                   results, **measured)
@@ -197,6 +213,8 @@ def _certificate(resp: aiohttp.ClientResponse, timings: Timings, verified: bool)
 @functools.lru_cache(maxsize=65536)
 def _url(text: str) -> yarl.URL:
     """Parsed once per endpoint URL rather than on every request."""
+    import yarl
+
     return yarl.URL(text)
 
 
@@ -260,6 +278,8 @@ def _failed(started_at: dt.datetime, timings: Timings, kind: str, message: str) 
 
 def _classify(error: aiohttp.ClientError) -> tuple[str, str]:
     """A library exception -> (error_kind, short message)."""
+    import aiohttp
+
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "dns", f"cannot resolve {error.host}: {_oserror(error.os_error)}"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):

@@ -7,14 +7,16 @@ import datetime as dt
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import Field
 
 from prober.checks.assertions import Observed, evaluate
 from prober.checks.base import CheckOptions
 from upwatch.records import ProbeResult, Target
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class Options(CheckOptions):

@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from upwatch.records import Measured
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _CURRENT: contextvars.ContextVar[Timings | None] = contextvars.ContextVar("upwatch_timings", default=None)
 
@@ -91,6 +92,8 @@ def _mark(attr: str, total: str | None = None, since: str | None = None) -> Any:
 
 def trace_config() -> aiohttp.TraceConfig:
     """Records into the Timings passed as `trace_request_ctx`."""
+    import aiohttp  # where a session is made, not at import (see prober.checks.http)
+
     tc = aiohttp.TraceConfig()
     tc.on_dns_resolvehost_start.append(_mark("dns_started"))
     tc.on_dns_resolvehost_end.append(_mark("", "dns_s", "dns_started"))

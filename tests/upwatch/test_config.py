@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -111,3 +113,11 @@ def test_an_endpoint_dumps_flat_and_validates_back_from_its_dump() -> None:
         assert "options" not in dumped and dumped["kind"] == endpoint.kind
         assert Endpoint.model_validate(dumped) == endpoint
     assert cfg.endpoints[2].model_dump(mode="json")["port"] == 5432
+
+
+def test_loading_the_config_does_not_import_the_http_client() -> None:
+    # upwatch.config imports the check kinds for their Options; aiohttp loads only where a check runs
+    code = "import sys, upwatch.config; print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[2])
+    assert done.stdout.strip() == "[]"
