@@ -121,3 +121,12 @@ def test_loading_the_config_does_not_import_the_http_client() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parents[2])
     assert done.stdout.strip() == "[]"
+
+
+def test_the_documented_endpoints_example_is_valid() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "prober.md").read_text()
+    example = doc.split("## Endpoints\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    example = example.replace("/etc/ssl/private-ca.pem", str(CONFIG_DIR / "good.yaml"))  # any file that exists
+    cfg = config.parse(example, "docs/prober.md", {"API_TOKEN": "t"})
+    assert [e.kind for e in cfg.endpoints] == ["http", "tcp", "dns", "push"]
+    assert [e.target for e in cfg.endpoints[1:]] == ["db.internal:5432", "api.example.com A", "push"]
