@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 _BUILT_IN = masking()
 
 _INCOMING = "endpoints_incoming"
-_UPSERT = f"""
+_UPSERT = """
     INSERT INTO endpoints AS e (name, kind, target, config, tags, enabled)
-    SELECT name, kind, target, config, tags, enabled FROM {_INCOMING}
+    SELECT name, kind, target, config, tags, enabled FROM endpoints_incoming
     ON CONFLICT (name) DO UPDATE
         SET kind = excluded.kind, target = excluded.target, config = excluded.config,
             tags = excluded.tags, enabled = excluded.enabled, updated_at = now()

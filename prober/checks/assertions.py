@@ -98,12 +98,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _walk(document: Any, path: tuple[str | int, ...]) -> Any:
     node = document
     for step in path:
-        if isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node):
-            node = node[step]
-        elif isinstance(step, str) and isinstance(node, dict) and step in node:
-            node = node[step]
-        else:
+        found = (isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node)) \
+            or (isinstance(step, str) and isinstance(node, dict) and step in node)
+        if not found:
             return MISSING
+        node = node[step]
     return node
 
 

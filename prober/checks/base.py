@@ -97,7 +97,7 @@ class Kind(Protocol):
     """A check kind module. `run` is None for a kind that is not probed (push: results arrive)."""
 
     @property
-    def Options(self) -> type[CheckOptions]: ...  # noqa: N802 - the module's class, as kind modules spell it
+    def Options(self) -> type[CheckOptions]: ...
 
     @property
     def run(self) -> Check | None: ...

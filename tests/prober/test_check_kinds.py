@@ -182,6 +182,7 @@ async def test_the_scheduler_runs_a_registered_kind_and_stores_its_results(
         await session.close()
     await writer.flush()
     rows = fetch(database_url, "SELECT e.name, e.kind, e.target, e.config->>'expect', r.ok, r.response_bytes,"
-                               " r.assertions->0->>'actual' FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id")
+                               " r.assertions->0->>'actual'"
+                               " FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id")
     assert rows and set(rows) == {("greeter", "banner", f"127.0.0.1:{banner_port}", "220 ", True, len(BANNER),
                                    BANNER.decode().strip())}

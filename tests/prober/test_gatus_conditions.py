@@ -173,7 +173,8 @@ REJECTED = [
     ("[STATUS] > any(200, 201)", "> needs a single number"),
     ("[BODY] < pat(a*)", "< needs a single number"),
     # ours, stricter: Gatus would compare with 0, a literal, or ignore the rest of the condition
-    ("[RESPONSE_TIME] < potato", "'potato' is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)"),
+    ("[RESPONSE_TIME] < potato",
+     "'potato' is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)"),
     ("[BODY].n > potato", "'potato' is not a number (e.g. 5, 2.5, 0x1F)"),
     ("len([BODY].name) == john", "'john' is not a number (e.g. 5, 2.5, 0x1F)"),
     ("[BODY] == a == b", "== appears more than once; a condition compares two values"),
@@ -192,7 +193,7 @@ REJECTED = [
 
 @pytest.mark.parametrize(("condition", "message"), REJECTED, ids=[c[0] for c in REJECTED])
 def test_invalid_conditions_are_config_errors(condition: str, message: str) -> None:
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match=r"^condition ") as raised:
         parse(condition)
     assert str(raised.value) == f"condition {condition!r}: {message}"
 

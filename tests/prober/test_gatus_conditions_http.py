@@ -61,7 +61,8 @@ async def test_http_check_passes_gatus_conditions(site: str, session: aiohttp.Cl
 
 
 async def test_http_check_failure_names_right_hand_placeholders(site: str, session: aiohttp.ClientSession) -> None:
-    conditions = ["len([BODY]) == 3", "len([BODY]) > 0x3", "[BODY][0].id != [BODY][2].id", "[BODY][0].id == [BODY][1].id"]
+    conditions = ["len([BODY]) == 3", "len([BODY]) > 0x3", "[BODY][0].id != [BODY][2].id",
+                  "[BODY][0].id == [BODY][1].id"]
     result = await http.run(endpoint(f"{site}/users", conditions), session)
     assert not result.ok and result.error_kind == "assertion"
     assert result.error == ("len([BODY]) > 0x3: expected > 0x3, got 3; "

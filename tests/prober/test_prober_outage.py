@@ -1,6 +1,7 @@
 """The whole prober through a database outage: probing goes on, results are spooled, then replayed."""
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ async def test_results_of_an_outage_are_all_stored_once(own_pg: EmbeddedPostgres
         spooled_during_outage = service.writer.stats.rows_spooled
         await asyncio.to_thread(own_pg.start)
         deadline = time.monotonic() + 10
-        while service.writer.spool_bytes and time.monotonic() < deadline:
+        while service.writer.spool_bytes and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a counter
             await asyncio.sleep(0.1)
         stop.set()
         await loop_task
@@ -59,7 +60,7 @@ async def test_results_of_an_outage_are_all_stored_once(own_pg: EmbeddedPostgres
     assert len(rows) == produced and len({r[2] for r in rows}) == len(rows)
     for name in ("a", "b"):
         times = [r[1] for r in rows if r[0] == name]
-        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
         assert len(times) >= 5 and max(gaps) < 1.5  # one result every second, outage included
 
 

@@ -32,8 +32,8 @@ def old_spool_line(endpoint_id: int) -> bytes:
 
 
 def result() -> ProbeResult:
-    return ProbeResult.done(AT, [AssertionResult("[STATUS] == 200", ok=True, actual="200"),
-                                 AssertionResult("[BODY] == UP", ok=False, actual="OK", reason="expected == UP, got OK")],
+    failed = AssertionResult("[BODY] == UP", ok=False, actual="OK", reason="expected == UP, got OK")
+    return ProbeResult.done(AT, [AssertionResult("[STATUS] == 200", ok=True, actual="200"), failed],
                             status_code=200, latency_ms=12.5, dns_ms=1.0, response_bytes=2,
                             final_url="http://127.0.0.1/x")
 
@@ -63,4 +63,5 @@ async def test_a_spool_left_by_the_previous_version_replays(pool: AsyncConnectio
 
 
 def test_a_result_without_assertions_stores_null() -> None:
-    assert ProbeResult.failed(AT, "timeout", "timeout after 1s").to_row(1, location="l", prober="p")["assertions"] is None
+    row = ProbeResult.failed(AT, "timeout", "timeout after 1s").to_row(1, location="l", prober="p")
+    assert row["assertions"] is None

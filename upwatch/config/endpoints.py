@@ -40,7 +40,8 @@ _COMMON = frozenset(COMMON)
 
 # Written as a mapping (`status: 200-299`) or a Gatus-style string (`[STATUS] == 200`);
 # parsed once here, stored and shown as the text the operator wrote.
-AssertionSpec = Annotated[Assertion, PlainValidator(conditions.parse), PlainSerializer(lambda a: a.text, return_type=str)]
+AssertionSpec = Annotated[Assertion, PlainValidator(conditions.parse),
+                          PlainSerializer(lambda a: a.text, return_type=str)]
 
 
 class Endpoint(Section):

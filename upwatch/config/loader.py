@@ -148,9 +148,8 @@ def _parse(text: str, filename: str, environ: Mapping[str, str], cache: Endpoint
         config = Config.model_validate(data)
     except ValidationError as e:
         reader.problems.extend(reader.from_pydantic(err) for err in e.errors())
-    if reader.problems:
+    if reader.problems or config is None:
         raise ConfigError(sorted(reader.problems, key=_file_order))
-    assert config is not None
     if cache is not None:
         cache.remember(inputs if isinstance(inputs, list) else [], config.endpoints)
     return config
@@ -206,9 +205,10 @@ class _Reader:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node)
-                sub = path + (key,)
+                sub = (*path, key)
                 if key == "<<":
-                    raise ConfigError([Problem(f"{self.filename}:{key_node.start_mark.line + 1}", _dotted(path), "merge keys (<<) are not supported")])
+                    where = f"{self.filename}:{key_node.start_mark.line + 1}"
+                    raise ConfigError([Problem(where, _dotted(path), "merge keys (<<) are not supported")])
                 if key in out:
                     self.problem(sub, f"duplicate key (first at line {self.lines[sub]})")
                     continue
@@ -218,7 +218,7 @@ class _Reader:
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
-                sub = path + (i,)
+                sub = (*path, i)
                 self.lines[sub] = item.start_mark.line + 1
                 items.append(self._value(item, sub))
             return items
@@ -291,13 +291,13 @@ class _Reader:
                     self._point_at_default(at, (key, name))
             elif key not in endpoint:
                 endpoint[key] = value
-                self.display[at + (key,)] = ("defaults", key)
+                self.display[(*at, key)] = ("defaults", key)
                 for suffix, line in lines_under[key]:
                     self.lines[at + suffix] = line
 
     def _point_at_default(self, at: Path_, suffix: Path_) -> None:
-        self.display[at + suffix] = ("defaults",) + suffix
-        line = self.lines.get(("defaults",) + suffix)
+        self.display[at + suffix] = ("defaults", *suffix)
+        line = self.lines.get(("defaults", *suffix))
         if line is not None:
             self.lines[at + suffix] = line
 
@@ -348,7 +348,8 @@ class _Reader:
         endpoints = data.get("endpoints")
         if not isinstance(endpoints, list):
             return
-        named = [(i, e["name"]) for i, e in enumerate(endpoints) if isinstance(e, dict) and isinstance(e.get("name"), str)]
+        named = [(i, e["name"]) for i, e in enumerate(endpoints)
+                 if isinstance(e, dict) and isinstance(e.get("name"), str)]
         seen: dict[str, int] = {}
         for i, name in named:
             if name in seen:
@@ -362,7 +363,8 @@ class _Reader:
                 if parent == name:
                     self.problem(("endpoints", i, "depends_on", j), "an endpoint cannot depend on itself")
                 elif parent not in seen:
-                    self.problem(("endpoints", i, "depends_on", j), f"unknown endpoint {parent!r}{suggest(str(parent), seen)}")
+                    self.problem(("endpoints", i, "depends_on", j),
+                                 f"unknown endpoint {parent!r}{suggest(str(parent), seen)}")
 
 
 def _hidden(message: str, given: Any) -> str:
