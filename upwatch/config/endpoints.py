@@ -73,7 +73,7 @@ class Endpoint(Section):
         kind = data.get("kind", "http")
         options, errors = _options(kind, {k: v for k, v in data.items() if k not in _COMMON})
         try:
-            endpoint = handler({**common, "options": options or CheckOptions()})
+            endpoint = handler({**common, "options": options if options is not None else CheckOptions()})
         except ValidationError as e:
             raise ValidationError.from_exception_data(e.title, [*_details(e.errors()), *errors]) from None
         if errors:
