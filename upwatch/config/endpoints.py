@@ -32,6 +32,7 @@ from upwatch import conditions
 from upwatch.assertions import Assertion
 from upwatch.config.base import Section, aliases, model_at, unknown
 from upwatch.durations import Interval, PositiveDuration
+from upwatch.masking import Masking
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys of every endpoint, whatever its kind; `options` is where the kind's own keys end up.
@@ -91,6 +92,14 @@ class Endpoint(Section):
     def target(self) -> str:
         """What the check points at, for display and the endpoints table."""
         return self.options.target
+
+    def stored(self, masks: Masking) -> dict[str, Any]:
+        """The settings as the endpoints table keeps them (Grafana's reader role reads it): flat, as
+        written, secrets masked (the kind knows which of its keys hold them); deterministic."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"name", "kind", "tags", "enabled", "options"})
+        data["assertions"] = [masks.assertion(a) for a in data["assertions"]]
+        data.update(self.options.stored(masks))
+        return data
 
 
 def kind_options(kind: object) -> type[CheckOptions] | None:
