@@ -19,11 +19,11 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError, field_validator
 
+from prober.checks import push
 from prober.push.app import UNAUTHORIZED, ctx, presented_key, reply, store
 from prober.push.bodies import Refusal, parse_json, read_limited
 from prober.push.keys import DB_TIMEOUT_S
 from prober.push.records import checked_timestamp, clean
-from prober.checks import push
 from upwatch.config.endpoints import Endpoint
 
 logger = logging.getLogger(__name__)
