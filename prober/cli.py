@@ -67,44 +67,51 @@ def _endpoint(args: argparse.Namespace) -> Endpoint | None:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         print(f"upwatch: no endpoint named {target!r} in {path}{hint}", file=sys.stderr)
         return None
-    if endpoint.kind == "push":
-        print(f"upwatch: {target!r} is a push endpoint: it receives results, there is nothing to probe",
+    from prober import checks
+
+    if not checks.probed(endpoint.kind):
+        print(f"upwatch: {target!r} is a {endpoint.kind} endpoint: it receives results, there is nothing to probe",
               file=sys.stderr)
         return None
     return endpoint
 
 
 async def _probe(endpoint: Endpoint) -> ProbeResult:
-    from prober.checks import CHECKS
+    from prober import checks
     from prober.checks.http import new_session
 
     session = new_session(limit=4)
     try:
-        return await CHECKS[endpoint.kind](endpoint, session)
+        return await checks.run(endpoint, session)
     finally:
         await session.close()
 
 
 def render(endpoint: Endpoint, r: ProbeResult) -> str:
     """The human report of one check."""
-    lines = [f"{endpoint.name}  {endpoint.kind} {endpoint.method + ' ' if endpoint.kind == 'http' else ''}"
-             f"{endpoint.target}",
+    lines = [f"{endpoint.name}  {endpoint.kind} {endpoint.options.summary}",
              f"  result      {'OK' if r.ok else 'FAIL'}" + (f"  {r.error_kind}: {r.error}" if not r.ok else "")]
+    lines += _response(endpoint, r)
+    phases = [(label, getattr(r, column)) for label, column in (
+        ("dns", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms"), ("ttfb", "ttfb_ms"),
+        ("transfer", "transfer_ms"), ("total", "latency_ms"))]
+    lines.append("  phases      " + " | ".join(f"{label} {value:.1f} ms" for label, value in phases
+                                               if value is not None))
+    lines += [f"  {'pass' if a.ok else 'FAIL'}        {a.assertion}" + ("" if a.ok else f"  ({a.reason})")
+              for a in r.assertions]
+    return "\n".join(lines)
+
+
+def _response(endpoint: Endpoint, r: ProbeResult) -> list[str]:
+    """The lines about what answered, for the fields the check measured."""
+    lines = []
     if r.status_code is not None:
         lines.append(f"  status      {r.status_code}")
-    if r.final_url and r.final_url != endpoint.url:
+    if r.final_url and r.final_url != endpoint.target:
         lines.append(f"  final url   {r.final_url}")
     if r.response_bytes is not None:
         lines.append(f"  size        {r.response_bytes} bytes")
     if r.cert_not_after is not None:
         days = (r.cert_not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
         lines.append(f"  certificate expires {r.cert_not_after:%Y-%m-%d %H:%M} UTC ({days:.0f} days)")
-    phases = [(label, getattr(r, column)) for label, column in (
-        ("dns", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms"), ("ttfb", "ttfb_ms"),
-        ("transfer", "transfer_ms"), ("total", "latency_ms"))]
-    lines.append("  phases      " + " | ".join(f"{label} {value:.1f} ms" for label, value in phases
-                                               if value is not None))
-    for a in r.assertions or []:
-        lines.append(f"  {'pass' if a['ok'] else 'FAIL'}        {a['assertion']}"
-                     + ("" if a["ok"] else f"  ({a['reason']})"))
-    return "\n".join(lines)
+    return lines

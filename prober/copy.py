@@ -23,8 +23,8 @@ def batches(table: Table, rows: list[dict[str, Any]]) -> list[Batch]:
     out: list[Batch] = []
     key = table.idempotency_key
     ids = iter(new_ids(sum(1 for row in rows if row.get(key) is None)))
-    for row in rows:
-        row = table.prepare(row) if row.get(key) is not None else table.prepare({**row, key: next(ids)})
+    for given in rows:
+        row = table.prepare(given) if given.get(key) is not None else table.prepare({**given, key: next(ids)})
         columns = table.order(row.keys())
         if not out or out[-1].columns != columns:
             out.append(Batch(table.name, columns, []))
@@ -51,10 +51,10 @@ async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None
     await conn.execute(sql.SQL("CREATE TEMPORARY TABLE upwatch_stage ON COMMIT DROP AS "
                                "SELECT {} FROM {} WITH NO DATA").format(columns, table))
     async with conn.cursor().copy(sql.SQL("COPY upwatch_stage ({}) FROM STDIN").format(columns)) as copy:
-        for row in batch.rows:
-            if json_at:  # rows read back from the spool hold plain JSON values
-                row = tuple(json_text(v) if i in json_at and not isinstance(v, JsonText) else v
-                            for i, v in enumerate(row))
+        for stored in batch.rows:
+            # Rows read back from the spool hold plain JSON values.
+            row = stored if not json_at else tuple(
+                json_text(v) if i in json_at and not isinstance(v, JsonText) else v for i, v in enumerate(stored))
             await copy.write_row(row)
     await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM upwatch_stage ON CONFLICT DO NOTHING")
                        .format(table, columns, columns))

@@ -8,6 +8,7 @@ import logging
 
 from psycopg_pool import AsyncConnectionPool
 
+from prober.checks import push
 from prober.writer import BatchWriter
 from upwatch import durations
 from upwatch.config.endpoints import Endpoint
@@ -35,21 +36,21 @@ class HeartbeatWatcher:
         self.writer = writer
         self.location = location
         self.prober = prober
-        self.watched: dict[str, tuple[Endpoint, int]] = {}
+        self.watched: dict[str, tuple[Endpoint, push.Options, int]] = {}
         self._recorded: dict[str, dt.datetime] = {}  # rows offered but maybe not yet in the database
 
     def apply(self, endpoints: list[Endpoint], ids: dict[str, int]) -> None:
-        self.watched = {e.name: (e, ids[e.name]) for e in endpoints
-                        if e.kind == "push" and e.enabled and e.period is not None and e.name in ids}
+        """Watch the enabled push endpoints among `endpoints` that have an id."""
+        self.watched = {e.name: (e, e.options, ids[e.name]) for e in endpoints
+                        if isinstance(e.options, push.Options) and e.enabled and e.name in ids}
 
     async def check(self, now: dt.datetime | None = None) -> list[str]:
         """Record missing heartbeats; return the names recorded. Database errors propagate to the caller."""
         now = now or dt.datetime.now(dt.UTC)
         recorded = []
         async with self.pool.connection(timeout=2.0) as conn:
-            for name, (endpoint, endpoint_id) in self.watched.items():
-                assert endpoint.period is not None
-                lookback = now - 2 * (endpoint.period + endpoint.grace)
+            for name, (endpoint, opts, endpoint_id) in self.watched.items():
+                lookback = now - 2 * (opts.period + opts.grace)
                 cur = await conn.execute(
                     "SELECT (SELECT created_at FROM endpoints WHERE id = %(id)s),"
                     " max(time) FILTER (WHERE source = 'push'),"
@@ -61,17 +62,17 @@ class HeartbeatWatcher:
                 mine = self._recorded.get(name)
                 if mine is not None and (last_missing is None or mine > last_missing):
                     last_missing = mine
-                if missing_due(now, endpoint.period, endpoint.grace, last_push, last_missing, since):
-                    self._record(endpoint, endpoint_id, now, last_push)
+                if missing_due(now, opts.period, opts.grace, last_push, last_missing, since):
+                    self._record(endpoint.name, opts, endpoint_id, now, last_push)
                     self._recorded[name] = now
                     recorded.append(name)
         return recorded
 
-    def _record(self, endpoint: Endpoint, endpoint_id: int, now: dt.datetime, last: dt.datetime | None) -> None:
-        assert endpoint.period is not None
-        allowed = durations.format(endpoint.period + endpoint.grace)
+    def _record(self, name: str, opts: push.Options, endpoint_id: int, now: dt.datetime,
+                last: dt.datetime | None) -> None:
+        allowed = durations.format(opts.period + opts.grace)
         seen = f"last at {last.isoformat(timespec='seconds')}" if last else "none seen recently"
         result = ProbeResult.failed(now, "missing_heartbeat", f"no result within {allowed} ({seen})",
                                     source="heartbeat")
-        logger.warning("heartbeat missing endpoint=%s allowed=%s last=%s", endpoint.name, allowed, last)
+        logger.warning("heartbeat missing endpoint=%s allowed=%s last=%s", name, allowed, last)
         self.writer.offer("probe_results", [result.to_row(endpoint_id, location=self.location, prober=self.prober)])

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 from apscheduler.events import (
@@ -35,7 +34,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from prober.checks import CHECKS
+from prober import checks
 from prober.writer import BatchWriter
 from upwatch.config.endpoints import Endpoint
 from upwatch.masking import Masking, masking
@@ -81,19 +80,7 @@ def _phase_s(name: str, interval_ms: int) -> float:
     return (stable_hash(name) % steps) * PHASE_STEP_MS / 1000
 
 
-def host_of(endpoint: Endpoint) -> str:
-    """The host a check connects to, for the per-host cap."""
-    if endpoint.kind == "http":
-        return _url_host(endpoint.url or "")
-    return endpoint.host or ""
-
-
-@functools.lru_cache(maxsize=65536)
-def _url_host(url: str) -> str:
-    return urlsplit(url).hostname or ""
-
-
-class _LoopScheduler(AsyncIOScheduler):
+class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 ships no types
     """AsyncIOScheduler whose timer processes due jobs in the callback itself.
 
     The stock timer callback is the thread-safe `wakeup`, which goes through
@@ -164,8 +151,9 @@ class Scheduler:
         await asyncio.gather(*late, return_exceptions=True)
 
     def wanted(self, endpoint: Endpoint) -> bool:
-        """Whether this prober runs the endpoint: enabled, an active kind, in its shard."""
-        return endpoint.enabled and endpoint.kind in CHECKS and (self.shard is None or self.shard.owns(endpoint.name))
+        """Whether this prober runs the endpoint: enabled, a probed kind, in its shard."""
+        return (endpoint.enabled and checks.probed(endpoint.kind)
+                and (self.shard is None or self.shard.owns(endpoint.name)))
 
     def apply(self, endpoints: list[Endpoint], ids: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
         """Make the jobs match `endpoints`: (added, changed, removed) names."""
@@ -206,14 +194,14 @@ class Scheduler:
         if task is not None:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        host = host_of(endpoint)
+        host = endpoint.options.connects_to
         per_host = self._per_host.get(host)
         if per_host is None:
             per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
         try:
             async with self._global, per_host:
                 lateness = self.lateness_s(endpoint, time.time())
-                result = await CHECKS[endpoint.kind](endpoint, self.session)
+                result = await checks.run(endpoint, self.session)
         except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
             logger.info("probe abandoned at shutdown endpoint=%s", name)
             return

@@ -17,6 +17,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError, field_validator
 
+from prober.checks import push as push_kind
 from push import records
 from push.bodies import Refusal, parse_json, read_limited
 from push.context import QUEUE_FULL, UNAUTHORIZED, Context, presented_key, reply, same_secret, store
@@ -54,7 +55,8 @@ class Target:
 
 
 def _authorized(endpoint: Endpoint, raw: str | None) -> bool:
-    token = endpoint.auth.bearer if endpoint.auth else None
+    auth = endpoint.options.auth if isinstance(endpoint.options, push_kind.Options) else None
+    token = auth.bearer if auth else None
     return not token or same_secret(raw, token)
 
 

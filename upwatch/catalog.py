@@ -9,13 +9,13 @@ report) compare it with what that sync wrote.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from upwatch.config.endpoints import Endpoint
 from upwatch.masking import MASK, SENSITIVE_HEADERS, Masking, masking
 
 __all__ = ["MASK", "SENSITIVE_HEADERS", "SyncReport", "stored_config", "stored_target", "sync_endpoints"]
@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 _BUILT_IN = masking()
 
 _INCOMING = "endpoints_incoming"
-_UPSERT = f"""
+_UPSERT = """
     INSERT INTO endpoints AS e (name, kind, target, config, tags, enabled)
-    SELECT name, kind, target, config, tags, enabled FROM {_INCOMING}
+    SELECT name, kind, target, config, tags, enabled FROM endpoints_incoming
     ON CONFLICT (name) DO UPDATE
         SET kind = excluded.kind, target = excluded.target, config = excluded.config,
             tags = excluded.tags, enabled = excluded.enabled, updated_at = now()
@@ -37,42 +37,57 @@ _UPSERT = f"""
 """
 
 
+class Entry(Protocol):
+    """What the catalog keeps of an endpoint; upwatch.config's Endpoint is one (this module, on the
+    ground floor, does not import the config)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def stored(self, masks: Masking) -> dict[str, Any]:
+        """Its settings as the endpoints table keeps them: secrets masked, deterministic."""
+        ...
+
+
 @dataclass
 class SyncReport:
     ids: dict[str, int] = field(default_factory=dict)
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # as written by this sync
+    endpoints: dict[str, Entry] = field(default_factory=dict)  # as written by this sync
 
 
-def stored_config(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> dict[str, Any]:
+def stored_config(endpoint: Entry, masks: Masking = _BUILT_IN) -> dict[str, Any]:
     """The endpoint's settings as stored in the database: secrets masked by the push API's rules
     (upwatch.masking), since Grafana's read-only role can read them. Deterministic, so an unchanged
     endpoint compares equal to its row and is not rewritten."""
-    data = endpoint.model_dump(mode="json", by_alias=True, exclude={"name", "kind", "tags", "enabled"})
-    data["url"] = masks.url(endpoint.url)
-    data["headers"] = masks.headers_of(data["headers"])
-    data["body"] = masks.body(endpoint.body)
-    data["json"] = masks.json(data["json"])
-    data["assertions"] = [masks.assertion(a) for a in data["assertions"]]
-    if endpoint.auth is not None:
-        data["auth"] = MASK
-    return data
+    return endpoint.stored(masks)
 
 
-def stored_target(endpoint: Endpoint, masks: Masking = _BUILT_IN) -> str:
+def stored_target(endpoint: Entry, masks: Masking = _BUILT_IN) -> str:
     """endpoints.target: what the check points at, with a URL's secrets masked."""
     return masks.url(endpoint.target) or ""
 
 
-def _row(endpoint: Endpoint, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
+def _row(endpoint: Entry, masks: Masking) -> tuple[str, str, str, dict[str, Any], list[str], bool]:
     config = stored_config(endpoint, masks)
-    target = (config["url"] or "") if endpoint.kind == "http" else stored_target(endpoint, masks)  # masked once
-    return endpoint.name, endpoint.kind, target, config, list(endpoint.tags), endpoint.enabled
+    return endpoint.name, endpoint.kind, stored_target(endpoint, masks), config, list(endpoint.tags), endpoint.enabled
 
 
-async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
+async def sync_endpoints(conn: AsyncConnection, endpoints: Sequence[Entry],
                          since: SyncReport | None = None, masks: Masking = _BUILT_IN) -> SyncReport:
     """Upsert the configured endpoints that differ from the table and disable the ones no longer
     configured. `since`: the report of this process's previous sync, so unchanged endpoints are
@@ -102,11 +117,11 @@ async def sync_endpoints(conn: AsyncConnection, endpoints: list[Endpoint],
     return report
 
 
-def _same(old: Endpoint | None, new: Endpoint) -> bool:
+def _same(old: Entry | None, new: Entry) -> bool:
     return old is new or old == new  # `is`: a reload reuses unchanged Endpoints (EndpointCache)
 
 
-async def _differences(conn: AsyncConnection, endpoints: list[Endpoint],
+async def _differences(conn: AsyncConnection, endpoints: Sequence[Entry],
                        report: SyncReport, masks: Masking) -> tuple[list[tuple[Any, ...]], list[str]]:
     """(rows to upsert, enabled names to disable), from the whole table; fills report.ids."""
     cur = await conn.execute("SELECT name, id, kind, target, config, tags, enabled FROM endpoints")

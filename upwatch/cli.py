@@ -18,6 +18,7 @@ import detector.cli
 import prober.cli
 import push.cli
 import upwatch.importers.cli
+from prober.checks import push as push_kind
 from upwatch import __version__, db, durations, logs
 from upwatch.catalog import stored_target
 from upwatch.commands import CommandModule, Handler, Start, load_config, print_table
@@ -101,7 +102,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     rows = [("NAME", "KIND", "TARGET", "INTERVAL", "TIMEOUT", "TAGS", "ENABLED")]
     masks = masking(config.push.sensitive_headers, config.push.secret_names)  # the listing may end up in CI logs
     for e in config.endpoints:
-        interval = durations.format(e.period) if e.kind == "push" and e.period else durations.format(e.interval)
+        every = e.options.period if isinstance(e.options, push_kind.Options) else e.interval  # push: results expected
+        interval = durations.format(every)
         rows.append((e.name, e.kind, stored_target(e, masks), interval, durations.format(e.timeout), ",".join(e.tags),
                      "yes" if e.enabled else "no"))
     print_table(rows)

@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from typing import Any
 
 from upwatch import durations, values
-from upwatch.assertions import ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, _expected_text
+from upwatch.assertions import ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, expected_text
 
 # Gatus looks for " == " first, then these in order; the first one found splits the condition.
 _OPERATORS = ("==", "!=", "<=", ">=", ">", "<")
@@ -31,8 +32,36 @@ _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "
 _UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "DNS_RCODE": "the dns check uses the system resolver",
                 "CONTEXT": "there are no suites"}
 _TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
+_STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
                "cert_valid_days")
+
+
+def parse_status_set(value: Any) -> frozenset[int]:
+    """'200-299', '200,204', 200 or [200, '300-399'] -> a set of status codes."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _status_set(value)
+    return _parse_status_set(value)
+
+
+@functools.lru_cache(maxsize=256)  # thousands of endpoints share one spelling, and so one frozenset
+def _status_set(value: str | int) -> frozenset[int]:
+    return _parse_status_set(value)
+
+
+def _parse_status_set(value: Any) -> frozenset[int]:
+    parts: list[Any] = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    codes: set[int] = set()
+    for part in parts:
+        for piece in str(part).split(","):
+            m = _STATUS_PART.match(piece)
+            if not m:
+                raise ValueError(f"{piece.strip()!r} is not a status code or range like 200-299")
+            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+            if high < low:
+                raise ValueError(f"{piece.strip()!r}: range end is below its start")
+            codes.update(range(low, high + 1))
+    return frozenset(codes)
 
 
 def parse(item: Any) -> Assertion:
@@ -62,12 +91,11 @@ def parse_condition(text: str) -> Assertion:
 def _condition(text: str) -> Assertion:
     op, left, right = _split(text)
     left_subject, right_subject = _operand(left), _operand(right)
-    if left_subject is None and right_subject is None:
-        raise ValueError("neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes")
     if left_subject is None:  # `200 == [STATUS]`, `any(200, 204) == [STATUS]`: the placeholder leads
+        if right_subject is None:
+            raise ValueError("neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes")
         left, right, op = right, left, _FLIPPED[op]
         left_subject, right_subject = right_subject, None
-    assert left_subject is not None
     if _function(left) == "has" or _function(right) == "has":
         return _has(left, op, right, right_subject, text)
     if right_subject is not None:
@@ -136,7 +164,8 @@ def _has(left: str, op: str, right: str, right_subject: Subject | None, text: st
             or right not in ("true", "false"):
         raise ValueError("has(...) is compared with == true or == false")
     subject = _operand(left)
-    assert subject is not None
+    if subject is None:  # _operand raises for has() of a literal; this keeps the type checker informed
+        raise ValueError("has() takes a placeholder such as [BODY].items")
     return Assertion(replace(subject, length=False), "exists", (right == "true") == (op == "=="), text)
 
 
@@ -194,11 +223,9 @@ def _milliseconds(text: str) -> float:
 
 
 def _structured(key: str, value: Any) -> Assertion:
-    from upwatch.config.endpoints import parse_status_set
-
     if key == "status":
         codes = parse_status_set(value)
-        return Assertion(Subject("status"), "==", codes, f"status in {_expected_text(codes)}")
+        return Assertion(Subject("status"), "==", codes, f"status in {expected_text(codes)}")
     if key == "max_latency":
         limit = durations.parse(value).total_seconds() * 1000
         return Assertion(Subject("response_time"), "<=", limit, f"latency <= {limit:g} ms")
@@ -222,7 +249,8 @@ def _json(value: Any) -> Assertion:
     path = json_path(str(value["path"]))
     if "exists" in value:
         exists = bool(value["exists"])
-        return Assertion(Subject("body", path), "exists", exists, f"json {value['path']} exists is {str(exists).lower()}")
+        return Assertion(Subject("body", path), "exists", exists,
+                         f"json {value['path']} exists is {str(exists).lower()}")
     return Assertion(Subject("body", path), "==", value["equals"], f"json {value['path']} == {value['equals']!r}")
 
 
@@ -232,7 +260,8 @@ def _header(value: Any) -> Assertion:
         raise ValueError("header needs 'name' and one of 'equals' or 'matches'")
     name = str(value["name"])
     if "equals" in value:
-        return Assertion(Subject("header", name=name), "==", str(value["equals"]), f"header {name} == {value['equals']!r}")
+        return Assertion(Subject("header", name=name), "==", str(value["equals"]),
+                         f"header {name} == {value['equals']!r}")
     return Assertion(Subject("header", name=name), "matches", _regex(str(value["matches"])),
                      f"header {name} matches {value['matches']!r}")
 

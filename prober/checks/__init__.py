@@ -1,20 +1,43 @@
 """The check registry: the only place a check kind is registered.
 
-A check is `async def run(endpoint, session) -> ProbeResult` that never raises
-for network errors. `push` endpoints are not probed: results arrive through the
-push API, and the heartbeat watcher records missing ones.
+A kind is a module (see prober.checks.base) with
+
+- `Options`: a CheckOptions model of the kind's own keys of an endpoint; upwatch.config
+  validates `kind:` against CHECKS and the endpoint's other keys against these Options;
+- `run(target, session) -> ProbeResult`, which never raises for network errors
+  (they are results with an error_kind), or `run = None` for a kind that is not
+  probed (push: results arrive through the push API, the heartbeat watcher
+  records missing ones).
+
+Adding a kind is one module plus one line here (docs/prober.md, "Adding a check kind").
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from prober.checks import dns, http, push, tcp
+from prober.checks.base import Check, CheckOptions, Kind
+from upwatch.records import ProbeResult, Target
 
-from prober.checks import dns, http, tcp
-from upwatch.config.endpoints import Endpoint
-from upwatch.records import ProbeResult
+if TYPE_CHECKING:
+    import aiohttp  # for annotations only: importing the registry (as upwatch.config does) stays cheap
 
-Check = Callable[[Endpoint, aiohttp.ClientSession], Awaitable[ProbeResult]]
+__all__ = ["CHECKS", "Check", "CheckOptions", "Kind", "probed", "run"]
 
-CHECKS: dict[str, Check] = {"http": http.run, "tcp": tcp.run, "dns": dns.run}
+CHECKS: dict[str, Kind] = {"http": http, "tcp": tcp, "dns": dns, "push": push}
+
+
+def probed(kind: str) -> bool:
+    """Whether endpoints of this kind are run by the scheduler (registered, with a `run`)."""
+    found = CHECKS.get(kind)
+    return found is not None and found.run is not None
+
+
+async def run(target: Target[Any], session: aiohttp.ClientSession) -> ProbeResult:
+    """Run one check of a probed kind; returns a ProbeResult, never raises for network errors.
+    Raises LookupError for a kind that is not registered or not probed (a caller's bug)."""
+    check = CHECKS[target.kind].run
+    if check is None:
+        raise LookupError(f"kind {target.kind} is not probed")
+    return await check(target, session)

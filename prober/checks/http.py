@@ -1,6 +1,9 @@
 """HTTP(S) check: one request on the shared session, phase timings, body read up to a cap, assertions.
 
 Contract: `run` returns a ProbeResult and never raises for network or TLS errors.
+
+aiohttp is imported where a request is made, not when this module is: upwatch.config
+imports it for `Options`, and loading the config must stay cheap.
 """
 
 from __future__ import annotations
@@ -12,19 +15,110 @@ import datetime as dt
 import functools
 import ssl
 import time
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
-import aiohttp
-import yarl
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
+from pydantic import Field, field_validator
 
+from prober.checks.assertions import Observed, evaluate
+from prober.checks.base import Auth, CheckOptions
 from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_config
-from upwatch.assertions import Observed, evaluate
-from upwatch.config.endpoints import Endpoint
-from upwatch.records import ProbeResult
+from upwatch.conditions import parse_status_set
+from upwatch.masking import MASK, Masking
+from upwatch.records import Measured, ProbeResult, Target
+
+if TYPE_CHECKING:
+    import aiohttp
+    import yarl
 
 CHUNK = 64 * 1024
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Options(CheckOptions):
+    url: str = ""
+    method: str = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    json_body: Any = Field(default=None, alias="json")
+    auth: Auth | None = None
+    expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
+    follow_redirects: bool = True
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+
+    merged_defaults: ClassVar[frozenset[str]] = frozenset({"headers"})
+
+    @classmethod
+    def problem(cls, data: Mapping[str, Any]) -> str | None:
+        if not data.get("url"):
+            return "url is required for kind http"
+        if data.get("body") is not None and data.get("json") is not None:
+            return "set body or json, not both"
+        return None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in METHODS:
+            raise ValueError(f"{value!r} is not an HTTP method")
+        return value.upper()
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("expected_status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> frozenset[int]:
+        return parse_status_set(value)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+    @property
+    def summary(self) -> str:
+        return f"{self.method} {self.url}"
+
+    @property
+    def connects_to(self) -> str:
+        return _url_host(self.url)
+
+    @property
+    def revalidate(self) -> bool:
+        return self.ca_file is not None
+
+    def stored(self, masks: Masking) -> dict[str, Any]:
+        data = self.model_dump(mode="json", by_alias=True)
+        data["url"] = masks.url(self.url)
+        data["headers"] = masks.headers_of(data["headers"])
+        data["body"] = masks.body(self.body)
+        data["json"] = masks.json(data["json"])
+        if self.auth is not None:
+            data["auth"] = MASK
+        return data
+
+
+@functools.lru_cache(maxsize=65536)
+def _url_host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
 # A reused connection has no new handshake: its certificate is the one seen when it was opened.
 _CERTS: dict[tuple[str, int | None, bool], dt.datetime | None] = {}
 
@@ -33,69 +127,78 @@ _CERTS: dict[tuple[str, int | None, bool], dt.datetime | None] = {}
 _PEER_IP: contextvars.ContextVar[str | None] = contextvars.ContextVar("upwatch_peer_ip", default=None)
 
 
-class _Connector(aiohttp.TCPConnector):
-    """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+@functools.cache
+def _connector_class() -> type[aiohttp.TCPConnector]:
+    import aiohttp
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
 
-    async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
-                      timeout: aiohttp.ClientTimeout) -> Connection:
-        conn = await super().connect(req, traces, timeout)
-        peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
-        _PEER_IP.set(str(peer[0]) if peer else None)
-        return conn
+    class Connector(aiohttp.TCPConnector):
+        """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+
+        async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
+                          timeout: aiohttp.ClientTimeout) -> Connection:  # noqa: ASYNC109 - aiohttp's signature
+            conn = await super().connect(req, traces, timeout)
+            peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+            _PEER_IP.set(str(peer[0]) if peer else None)
+            return conn
+
+    return Connector
 
 
 def new_session(limit: int = 512) -> aiohttp.ClientSession:
     """The one session every HTTP check shares; idle connections outlive a 15 s interval so they are reused."""
-    connector = _Connector(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
-    return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()], cookie_jar=aiohttp.DummyCookieJar(),
-                                 timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+    import aiohttp
+
+    connector = _connector_class()(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
+    return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()],
+                                 cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None),
+                                 auto_decompress=True)
 
 
-async def run(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult:
+async def run(target: Target[Options], session: aiohttp.ClientSession) -> ProbeResult:
     """Probe one HTTP endpoint."""
+    import aiohttp
+
     started_at = dt.datetime.now(dt.UTC)
-    timings = Timings(start=time.perf_counter(), tls=(endpoint.url or "").startswith("https:"))
-    timeout_s = endpoint.timeout.total_seconds()
+    timings = Timings(start=time.perf_counter(), tls=target.options.url.startswith("https:"))
+    timeout_s = target.timeout.total_seconds()
     token = timings.activate()
     try:
         async with asyncio.timeout(timeout_s):
-            return await _request(endpoint, session, started_at, timings)
+            return await _request(target, session, started_at, timings)
     except TimeoutError:
         return _failed(started_at, timings, "timeout", f"timeout after {timeout_s:g}s {timings.stage()}")
     except aiohttp.ClientError as e:
-        return _failed(started_at, timings, *_classify(e, endpoint))
+        return _failed(started_at, timings, *_classify(e))
     except (ssl.SSLError, OSError) as e:
         return _failed(started_at, timings, "tls" if isinstance(e, ssl.SSLError) else "connect", _oserror(e))
     finally:
         timings.deactivate(token)
 
 
-async def _request(endpoint: Endpoint, session: aiohttp.ClientSession, started_at: dt.datetime,
+async def _request(target: Target[Options], session: aiohttp.ClientSession, started_at: dt.datetime,
                    timings: Timings) -> ProbeResult:
+    opts = target.options
     _PEER_IP.set(None)
-    async with session.request(endpoint.method, _url(endpoint.url or ""), **_options(endpoint),
+    async with session.request(opts.method, _url(opts.url), **_request_options(opts),
                                trace_request_ctx=timings) as resp:
-        not_after = _certificate(resp, timings, endpoint.verify_tls)
-        body, size, too_large = await _read(resp, endpoint.max_body_bytes)
+        not_after = _certificate(resp, timings, opts.verify_tls)
+        body, size, too_large = await _read(resp, opts.max_body_bytes)
         timings.end = time.perf_counter()
         phases = timings.phases_ms()
-        fields: dict[str, Any] = {**phases, "status_code": resp.status, "response_bytes": size,
-                                  "final_url": str(resp.url), "cert_not_after": not_after}
+        measured: Measured = {**phases, "status_code": resp.status, "response_bytes": size,
+                              "final_url": str(resp.url), "cert_not_after": not_after}
         observed = Observed(now=started_at, status_code=resp.status, latency_ms=phases["latency_ms"], body=body,
                             headers=resp.headers, cert_not_after=not_after, connected=True, ip=_PEER_IP.get())
-    passed, results = evaluate(endpoint.assertions, observed)
-    fields["assertions"] = results or None
+    results = evaluate(target.assertions, observed)
     if too_large:
         return ProbeResult.failed(started_at, "body_too_large",
-                                  f"body larger than max_body_bytes={endpoint.max_body_bytes}", **fields)
-    if resp.status not in endpoint.expected_status:
+                                  f"body larger than max_body_bytes={opts.max_body_bytes}", results, **measured)
+    if resp.status not in opts.expected_status:
         return ProbeResult.failed(started_at, "http_status", f"status {resp.status} {resp.reason or ''}".strip(),
-                                  **fields)
-    if not passed:
-        failed = [r for r in results if not r["ok"]]
-        message = "; ".join(f"{r['assertion']}: {r['reason']}" for r in failed)
-        return ProbeResult.failed(started_at, "assertion", message[:500], **fields)
-    return ProbeResult(time=started_at, ok=True, **fields)
+                                  results, **measured)
+    return ProbeResult.done(started_at, results, **measured)
 
 
 def _certificate(resp: aiohttp.ClientResponse, timings: Timings, verified: bool) -> dt.datetime | None:
@@ -110,41 +213,43 @@ def _certificate(resp: aiohttp.ClientResponse, timings: Timings, verified: bool)
 @functools.lru_cache(maxsize=65536)
 def _url(text: str) -> yarl.URL:
     """Parsed once per endpoint URL rather than on every request."""
+    import yarl
+
     return yarl.URL(text)
 
 
-# Request options per endpoint, built on its first run. Keyed by id() and holding the endpoint itself,
-# so an id is never reused while its entry lives; a reload brings new Endpoint objects and new entries.
-_OPTIONS: dict[int, tuple[Endpoint, dict[str, Any]]] = {}
+# Request options per endpoint, built on its first run. Keyed by id() and holding the Options themselves,
+# so an id is never reused while its entry lives; a reload brings new Options objects and new entries.
+_OPTIONS: dict[int, tuple[Options, dict[str, Any]]] = {}
 
 
-def _options(endpoint: Endpoint) -> dict[str, Any]:
-    cached = _OPTIONS.get(id(endpoint))
-    if cached is not None and cached[0] is endpoint:
+def _request_options(opts: Options) -> dict[str, Any]:
+    cached = _OPTIONS.get(id(opts))
+    if cached is not None and cached[0] is opts:
         return cached[1]
     if len(_OPTIONS) >= 65536:  # endpoints replaced by reloads: start over rather than grow
         _OPTIONS.clear()
-    options = _build_options(endpoint)
-    _OPTIONS[id(endpoint)] = (endpoint, options)
-    return options
+    built = _build_request_options(opts)
+    _OPTIONS[id(opts)] = (opts, built)
+    return built
 
 
-def _build_options(endpoint: Endpoint) -> dict[str, Any]:
-    headers = dict(endpoint.headers)
-    options: dict[str, Any] = {"allow_redirects": endpoint.follow_redirects, "max_redirects": 10}
-    if endpoint.auth is not None and endpoint.auth.bearer:
-        headers["Authorization"] = f"Bearer {endpoint.auth.bearer}"
-    elif endpoint.auth is not None and endpoint.auth.basic:
-        basic = f"{endpoint.auth.basic.username}:{endpoint.auth.basic.password}".encode()
+def _build_request_options(opts: Options) -> dict[str, Any]:
+    headers = dict(opts.headers)
+    built: dict[str, Any] = {"allow_redirects": opts.follow_redirects, "max_redirects": 10}
+    if opts.auth is not None and opts.auth.bearer:
+        headers["Authorization"] = f"Bearer {opts.auth.bearer}"
+    elif opts.auth is not None and opts.auth.basic:
+        basic = f"{opts.auth.basic.username}:{opts.auth.basic.password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(basic).decode("ascii")
-    if endpoint.json_body is not None:
-        options["json"] = endpoint.json_body
-    elif endpoint.body is not None:
-        options["data"] = endpoint.body.encode()
-    if (endpoint.url or "").startswith("https:"):
-        options["ssl"] = ssl_context(endpoint.verify_tls, endpoint.ca_file)
-    options["headers"] = headers
-    return options
+    if opts.json_body is not None:
+        built["json"] = opts.json_body
+    elif opts.body is not None:
+        built["data"] = opts.body.encode()
+    if opts.url.startswith("https:"):
+        built["ssl"] = ssl_context(opts.verify_tls, opts.ca_file)
+    built["headers"] = headers
+    return built
 
 
 async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, bool]:
@@ -156,7 +261,8 @@ async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, boo
     if declared is not None and "Content-Encoding" not in resp.headers:  # exactly `declared` bytes: one read
         body = await resp.read()
         return body, len(body), False
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):
         size += len(chunk)
         if size > cap:
@@ -167,12 +273,13 @@ async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, boo
 
 
 def _failed(started_at: dt.datetime, timings: Timings, kind: str, message: str) -> ProbeResult:
-    phases = timings.phases_ms()
-    return ProbeResult.failed(started_at, kind, message, **phases)
+    return ProbeResult.failed(started_at, kind, message, **timings.phases_ms())
 
 
-def _classify(error: aiohttp.ClientError, endpoint: Endpoint) -> tuple[str, str]:
+def _classify(error: aiohttp.ClientError) -> tuple[str, str]:
     """A library exception -> (error_kind, short message)."""
+    import aiohttp
+
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "dns", f"cannot resolve {error.host}: {_oserror(error.os_error)}"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):

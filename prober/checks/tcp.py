@@ -6,20 +6,44 @@ import asyncio
 import datetime as dt
 import socket
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from pydantic import Field
 
-from upwatch.assertions import Observed, evaluate
-from upwatch.config.endpoints import Endpoint
-from upwatch.records import ProbeResult
+from prober.checks.assertions import Observed, evaluate
+from prober.checks.base import CheckOptions
+from upwatch.records import ProbeResult, Target
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
-async def run(endpoint: Endpoint, session: aiohttp.ClientSession | None = None) -> ProbeResult:
+class Options(CheckOptions):
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    @classmethod
+    def problem(cls, data: Mapping[str, Any]) -> str | None:
+        if not data.get("host") or not data.get("port"):
+            return "host and port are required for kind tcp"
+        return None
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connects_to(self) -> str:
+        return self.host
+
+
+async def run(target: Target[Options], session: aiohttp.ClientSession | None = None) -> ProbeResult:
     """Probe one TCP endpoint (the shared HTTP session is not used)."""
     started_at, start = dt.datetime.now(dt.UTC), time.perf_counter()
-    timeout_s = endpoint.timeout.total_seconds()
+    timeout_s = target.timeout.total_seconds()
     loop = asyncio.get_running_loop()
-    host, port = endpoint.host or "", endpoint.port or 0
+    host, port = target.options.host, target.options.port or 0
     dns_ms: float | None = None
     try:
         async with asyncio.timeout(timeout_s):
@@ -37,12 +61,8 @@ async def run(endpoint: Endpoint, session: aiohttp.ClientSession | None = None) 
     except OSError as e:
         return _failed(started_at, start, "connect", f"cannot connect to {host}:{port}: {e.strerror or e}", dns_ms)
     latency = _ms(time.perf_counter() - start)
-    passed, results = evaluate(endpoint.assertions, Observed(now=started_at, latency_ms=latency, connected=True))
-    fields = {"dns_ms": dns_ms, "connect_ms": connect_ms, "latency_ms": latency, "assertions": results or None}
-    if not passed:
-        message = "; ".join(f"{r['assertion']}: {r['reason']}" for r in results if not r["ok"])
-        return ProbeResult.failed(started_at, "assertion", message[:500], **fields)
-    return ProbeResult(time=started_at, ok=True, **fields)
+    results = evaluate(target.assertions, Observed(now=started_at, latency_ms=latency, connected=True))
+    return ProbeResult.done(started_at, results, dns_ms=dns_ms, connect_ms=connect_ms, latency_ms=latency)
 
 
 def _ms(seconds: float) -> float:

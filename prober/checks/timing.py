@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from upwatch.records import Measured
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _CURRENT: contextvars.ContextVar[Timings | None] = contextvars.ContextVar("upwatch_timings", default=None)
 
@@ -45,7 +48,7 @@ class Timings:
     def deactivate(token: contextvars.Token[Timings | None]) -> None:
         _CURRENT.reset(token)
 
-    def phases_ms(self) -> dict[str, float | None]:
+    def phases_ms(self) -> Measured:
         """dns, connect (TCP only), tls, ttfb (request sent -> headers), transfer (body), latency (total)."""
         end = self.end or time.perf_counter()
         return {
@@ -89,6 +92,8 @@ def _mark(attr: str, total: str | None = None, since: str | None = None) -> Any:
 
 def trace_config() -> aiohttp.TraceConfig:
     """Records into the Timings passed as `trace_request_ctx`."""
+    import aiohttp  # where a session is made, not at import (see prober.checks.http)
+
     tc = aiohttp.TraceConfig()
     tc.on_dns_resolvehost_start.append(_mark("dns_started"))
     tc.on_dns_resolvehost_end.append(_mark("", "dns_s", "dns_started"))

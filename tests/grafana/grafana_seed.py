@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from upwatch.assertions import Observed, evaluate
+from prober.checks.assertions import Observed, evaluate
 from upwatch.conditions import parse
 
 SERVICES = ("shop-api", "o'brien-api", "billing")
@@ -51,7 +51,7 @@ def assertion_results(status_code: int, body: dict[str, Any], now: datetime) -> 
     """probe_results.assertions exactly as an http check stores it for this response."""
     observed = Observed(now=now, status_code=status_code, latency_ms=42.0, body=json.dumps(body).encode(),
                         headers={"Content-Type": "application/json"})
-    return evaluate([parse(a) for a in ASSERTIONS], observed)[1]
+    return [r.to_json() for r in evaluate([parse(a) for a in ASSERTIONS], observed)]
 
 
 def seed(conn: psycopg.Connection, scale: Scale, now: datetime, *, refresh: bool = True) -> None:

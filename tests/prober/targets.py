@@ -84,7 +84,8 @@ def app() -> web.Application:
     application = web.Application()
     application[STATS] = {}
     application.router.add_routes([
-        web.get("/ok", ok), web.get("/status/{code}", status), web.get("/hang", hang), web.get("/slow", slow), web.get("/big", big),
+        web.get("/ok", ok), web.get("/status/{code}", status), web.get("/hang", hang), web.get("/slow", slow),
+        web.get("/big", big),
         web.get("/loop", loop), web.get("/redirect", redirect), web.get("/cut", cut), web.route("*", "/echo", echo),
         web.get("/zipped", zipped),
     ])

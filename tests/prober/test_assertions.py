@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from upwatch.assertions import Observed, evaluate
+from prober.checks.assertions import Observed, evaluate
 from upwatch.conditions import parse
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -56,17 +56,17 @@ CASES = [
 
 @pytest.mark.parametrize(("spec", "ok", "actual"), CASES, ids=[str(c[0]) for c in CASES])
 def test_assertion_is_evaluated_with_its_actual_value(spec: object, ok: bool, actual: str | None) -> None:
-    holds, [result] = evaluate([parse(spec)], observed())
-    assert holds is ok and result["ok"] is ok
+    [result] = evaluate([parse(spec)], observed())
+    assert result.ok is ok
     if actual is not None:
-        assert result["actual"] == actual
-    assert ("reason" in result) is (not ok)
+        assert result.actual == actual
+    assert (result.reason is None) is ok
 
 
 def test_failed_assertion_says_what_was_expected_and_what_came() -> None:
-    _, results = evaluate([parse("[STATUS] == any(201, 204)"), parse({"max_latency": "100ms"}),
-                           parse({"body_contains": "DOWN"}), parse("[BODY].status < 3")], observed())
-    assert [r["reason"] for r in results] == [
+    results = evaluate([parse("[STATUS] == any(201, 204)"), parse({"max_latency": "100ms"}),
+                        parse({"body_contains": "DOWN"}), parse("[BODY].status < 3")], observed())
+    assert [r.reason for r in results] == [
         "expected == any(201, 204), got 200",
         "expected <= 100, got 120",
         "expected to contain DOWN, got " + BODY.decode()[:197] + ("..." if len(BODY) > 200 else ""),
@@ -76,15 +76,15 @@ def test_failed_assertion_says_what_was_expected_and_what_came() -> None:
 
 def test_missing_response_parts_fail_instead_of_raising() -> None:
     nothing = Observed(now=NOW)
-    holds, results = evaluate([parse("[STATUS] == 200"), parse("[BODY].a == 1"), parse({"cert_valid_days": 1}),
-                               parse({"header": {"name": "X", "equals": "y"}})], nothing)
-    assert not holds
-    assert {r["reason"] for r in results} == {"value is missing"}
+    results = evaluate([parse("[STATUS] == 200"), parse("[BODY].a == 1"), parse({"cert_valid_days": 1}),
+                        parse({"header": {"name": "X", "equals": "y"}})], nothing)
+    assert not any(r.ok for r in results)
+    assert {r.reason for r in results} == {"value is missing"}
 
 
 def test_non_json_body_makes_paths_missing() -> None:
-    holds, [result] = evaluate([parse("[BODY].status == UP")], observed(body=b"<html>"))
-    assert not holds and result["actual"] == "missing"
+    [result] = evaluate([parse("[BODY].status == UP")], observed(body=b"<html>"))
+    assert not result.ok and result.actual == "missing"
 
 
 def test_condition_text_is_kept_for_results_and_storage() -> None:

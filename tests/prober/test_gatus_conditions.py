@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from upwatch.assertions import Observed, evaluate
+from prober.checks.assertions import Observed, evaluate
 from upwatch.conditions import parse
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -23,10 +23,9 @@ def run(condition: str, body: Any = None, **fields: Any) -> dict[str, Any]:
     """The one result of `condition` on a response with `body` (JSON-encoded unless bytes)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     observed = Observed(**{"now": NOW, "status_code": 200, "latency_ms": 120.0, "body": raw, **fields})
-    holds, [result] = evaluate([parse(condition)], observed)
-    assert holds is result["ok"]
-    assert ("reason" in result) is (not result["ok"])
-    return result
+    [result] = evaluate([parse(condition)], observed)
+    assert (result.reason is None) is result.ok
+    return result.to_json()
 
 
 NUMBERS = [
@@ -174,7 +173,8 @@ REJECTED = [
     ("[STATUS] > any(200, 201)", "> needs a single number"),
     ("[BODY] < pat(a*)", "< needs a single number"),
     # ours, stricter: Gatus would compare with 0, a literal, or ignore the rest of the condition
-    ("[RESPONSE_TIME] < potato", "'potato' is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)"),
+    ("[RESPONSE_TIME] < potato",
+     "'potato' is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)"),
     ("[BODY].n > potato", "'potato' is not a number (e.g. 5, 2.5, 0x1F)"),
     ("len([BODY].name) == john", "'john' is not a number (e.g. 5, 2.5, 0x1F)"),
     ("[BODY] == a == b", "== appears more than once; a condition compares two values"),
@@ -193,7 +193,7 @@ REJECTED = [
 
 @pytest.mark.parametrize(("condition", "message"), REJECTED, ids=[c[0] for c in REJECTED])
 def test_invalid_conditions_are_config_errors(condition: str, message: str) -> None:
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match=r"^condition ") as raised:
         parse(condition)
     assert str(raised.value) == f"condition {condition!r}: {message}"
 
@@ -217,6 +217,6 @@ EXPIRY = [
 def test_certificate_expiry_is_shown_as_a_duration(spec: object, left: dt.timedelta, actual: str,
                                                    reason: str | None) -> None:
     observed = Observed(now=NOW, cert_not_after=NOW + left)
-    _, [result] = evaluate([parse(spec)], observed)
-    assert result["actual"] == actual
-    assert result.get("reason") == reason
+    [result] = evaluate([parse(spec)], observed)
+    assert result.actual == actual
+    assert result.reason == reason

@@ -54,20 +54,20 @@ async def test_http_check_passes_gatus_conditions(site: str, session: aiohttp.Cl
     probe = endpoint(f"{site}/user", PASSING)
     for result in [await http.run(probe, session), await http.run(probe, session)]:  # new, then reused connection
         assert result.ok, result.assertions
-        assert result.assertions is not None
-        assert [(a["assertion"], a["ok"]) for a in result.assertions] == [(c, True) for c in PASSING]
-        assert [a["actual"] for a in result.assertions] == ["200", "200", "0xC8", "200", "1", "3", "7", "true",
+        assert [(a.assertion, a.ok) for a in result.assertions] == [(c, True) for c in PASSING]
+        assert [a.actual for a in result.assertions] == ["200", "200", "0xC8", "200", "1", "3", "7", "true",
                                                             "127.0.0.1", "127.0.0.1", "200"]
     assert result.connect_ms == 0  # the second run did reuse the connection
 
 
 async def test_http_check_failure_names_right_hand_placeholders(site: str, session: aiohttp.ClientSession) -> None:
-    conditions = ["len([BODY]) == 3", "len([BODY]) > 0x3", "[BODY][0].id != [BODY][2].id", "[BODY][0].id == [BODY][1].id"]
+    conditions = ["len([BODY]) == 3", "len([BODY]) > 0x3", "[BODY][0].id != [BODY][2].id",
+                  "[BODY][0].id == [BODY][1].id"]
     result = await http.run(endpoint(f"{site}/users", conditions), session)
     assert not result.ok and result.error_kind == "assertion"
     assert result.error == ("len([BODY]) > 0x3: expected > 0x3, got 3; "
                             "[BODY][0].id == [BODY][1].id: expected == [BODY][1].id (2), got 1")
-    assert result.assertions is not None and [a["ok"] for a in result.assertions] == [True, False, True, False]
+    assert [a.ok for a in result.assertions] == [True, False, True, False]
 
 
 async def test_http_check_shows_certificate_expiry_as_a_duration(session: aiohttp.ClientSession,
@@ -76,8 +76,8 @@ async def test_http_check_shows_certificate_expiry_as_a_duration(session: aiohtt
     async with targets.serve(targets.app(), targets.server_context(*map(str, tls.good))) as url:
         result = await http.run(endpoint(f"{url}/ok", ["[CERTIFICATE_EXPIRATION] > 2400h",
                                                        "[CERTIFICATE_EXPIRATION] > 48h"], ca_file=str(tls.ca)), session)
-    assert result.error_kind == "assertion" and result.assertions is not None
-    failed, passed = result.assertions
+    assert result.error_kind == "assertion"
+    failed, passed = (a.to_json() for a in result.assertions)
     # the certificate is valid for about 90 days (2160h), short of the 100 days asked for
     assert re.fullmatch(r"21[2-5]\dh(\d+m)?(\d+s)?", failed["actual"]), failed
     assert failed["reason"] == f"expected > 2400h, got {failed['actual']}"

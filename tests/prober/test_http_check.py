@@ -6,9 +6,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from prober.checks import CHECKS, http
+from prober import checks
+from prober.checks import http
 from tests.prober import certs, targets
 from upwatch.config.endpoints import Endpoint
+from upwatch.records import AssertionResult
 
 
 def endpoint(url: str, **fields: Any) -> Endpoint:
@@ -34,13 +36,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> certs.Certs:
 
 
 async def test_successful_check_records_status_size_and_phases(session: aiohttp.ClientSession, base: str) -> None:
-    result = await CHECKS["http"](endpoint(f"{base}/redirect", assertions=["[BODY].status == UP"]), session)
+    result = await checks.run(endpoint(f"{base}/redirect", assertions=["[BODY].status == UP"]), session)
     assert result.ok and result.error_kind is None
     assert result.status_code == 200 and result.final_url == f"{base}/ok"
     assert result.response_bytes == len(b'{"status": "UP", "items": [1, 2], "data": {"id": 7}}')
     assert result.latency_ms is not None and result.ttfb_ms is not None and result.transfer_ms is not None
     assert result.ttfb_ms <= result.latency_ms and result.tls_ms is None
-    assert result.assertions == [{"assertion": "[BODY].status == UP", "ok": True, "actual": "UP"}]
+    assert result.assertions == (AssertionResult("[BODY].status == UP", ok=True, actual="UP"),)
 
 
 @pytest.mark.parametrize(("path", "fields", "kind", "message"), [

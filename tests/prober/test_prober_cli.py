@@ -14,7 +14,8 @@ REPO = Path(__file__).parents[2]
 async def upwatch(*args: str, env: dict[str, str] | None = None,
                   until_killed: float | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "upwatch.cli", *args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        sys.executable, "-m", "upwatch.cli", *args, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     if until_killed is not None:
         await asyncio.sleep(until_killed)

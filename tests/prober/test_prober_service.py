@@ -107,7 +107,7 @@ async def test_listener_address_in_use_is_a_startup_error(tmp_path: Path, databa
         path = tmp_path / "upwatch.yaml"
         write_config(path, base, port, ["a"])
         runtime = Runtime(configuration.load(path), path, database_url, pool)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError):  # noqa: PT011 - the bind error's text differs by platform
             await service.run(runtime, asyncio.Event())
     assert not (tmp_path / "data" / "spool" / "spool.jsonl").exists() or \
         (tmp_path / "data" / "spool" / "spool.jsonl").stat().st_size == 0
@@ -170,7 +170,7 @@ async def test_reload_keeps_the_running_config_when_the_file_is_emptied_or_cut_s
                (f"endpoints: [{{name: a, url: '{base}/ok'}}, {{name: b, url", "invalid YAML")]  # cut mid-list
         for rejected, (text, reason) in enumerate(bad, start=1):
             path.write_text(text)
-            await wait_for(lambda: caplog.text.count("config reload rejected") == rejected)
+            await wait_for(lambda n=rejected: caplog.text.count("config reload rejected") == n)
             assert caplog.text.count(reason) >= 1
             assert await running() == 2
         assert fetch(database_url, "SELECT name, enabled FROM endpoints ORDER BY name") == [("a", True), ("b", True)]

@@ -30,7 +30,8 @@ def write_config(path: Path, base: str, port: int, names: list[str]) -> None:
     endpoints = "".join(f"  - {{name: {n}, url: '{base}/{'status/500' if n == 'b' else 'ok'}', interval: 1s}}\n"
                         for n in names)
     path.write_text(f"endpoints:\n{endpoints}"
-                    f"prober: {{data_dir: '{path.parent / 'data'}', flush_interval: 100ms, config_poll_interval: 100ms}}\n"
+                    f"prober: {{data_dir: '{path.parent / 'data'}', flush_interval: 100ms,"
+                    f" config_poll_interval: 100ms}}\n"
                     f"push: {{listen: '127.0.0.1:{port}'}}\n")
 
 

@@ -53,7 +53,8 @@ async def test_replayed_rows_for_rolled_up_minutes_are_recomputed(
     await rollups.tick(T0 + dt.timedelta(minutes=5))  # minutes up to 12:04 are closed
     rows = [PROBE_RESULTS.prepare(row(endpoint_ids[1], s, 10.0)) for s in (1, 2, 3)]
     cols = PROBE_RESULTS.order(rows[0].keys())
-    (tmp_path / SPOOL_NAME).write_bytes(encode(Batch("probe_results", cols, [PROBE_RESULTS.values(cols, r) for r in rows])))
+    batch = Batch("probe_results", cols, [PROBE_RESULTS.values(cols, r) for r in rows])
+    (tmp_path / SPOOL_NAME).write_bytes(encode(batch))
     writer = BatchWriter(pool, tmp_path, flush_interval_s=0.02)
     writer.hooks["probe_results"].append(rollups.note)
     await writer.start()

@@ -123,3 +123,12 @@ async def test_every_stored_field_is_masked_and_an_unchanged_sync_writes_nothing
     assert again.added == again.changed == []
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT name, updated_at FROM endpoints ORDER BY name").fetchall() == stamps
+
+
+async def test_stored_config_holds_the_common_keys_and_the_kinds_own(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = config.parse(BASE, "a.yaml", {})
+    async with pool.connection() as conn:
+        await sync_endpoints(conn, cfg.endpoints)
+    stored = rows(database_url)["db"][3]
+    assert stored == {"interval": "15s", "timeout": "10s", "assertions": [], "depends_on": [],
+                      "host": "127.0.0.1", "port": 5432}  # no url, record_type or grace of other kinds

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pytest
+
 from upwatch import config
 
 CONFIG_PACKAGE = str(Path(config.__file__).parent)
@@ -58,15 +60,12 @@ def test_config_load_work_grows_linearly_with_endpoints() -> None:
 def test_inherited_values_keep_the_defaults_line_at_scale() -> None:
     text = many_endpoints(2000).replace("    Accept: application/json", "    Accept: [json]")
     text += "  - name: last\n    url: http://127.0.0.1:9/last\n    interval: 0s\n"
-    try:
+    with pytest.raises(config.ConfigError) as caught:
         config.parse(text, "big.yaml", {})
-    except config.ConfigError as e:
-        assert str(e).splitlines() == [
-            "big.yaml:6: defaults.headers.Accept: Input should be a valid string",
-            f"big.yaml:{text.count(chr(10))}: endpoints[2000].interval: '0s' must be at least 1s",
-        ]
-    else:
-        raise AssertionError("the config should have been refused")
+    assert str(caught.value).splitlines() == [
+        "big.yaml:6: defaults.headers.Accept: Input should be a valid string",
+        f"big.yaml:{text.count(chr(10))}: endpoints[2000].interval: '0s' must be at least 1s",
+    ]
 
 
 def test_a_reload_cache_validates_only_changed_endpoints_and_keeps_their_errors_exact() -> None:
@@ -75,19 +74,17 @@ def test_a_reload_cache_validates_only_changed_endpoints_and_keeps_their_errors_
     first = config.parse(text, "big.yaml", {}, cache=cache)
     edited = text.replace("http://127.0.0.1:9/item/7\n", "http://127.0.0.1:9/item/7b\n")
     second = config.parse(edited, "big.yaml", {}, cache=cache)
-    assert second.endpoints[7].url == "http://127.0.0.1:9/item/7b" and second.endpoints[7] is not first.endpoints[7]
-    assert all(new is old for i, (new, old) in enumerate(zip(second.endpoints, first.endpoints)) if i != 7)
+    assert second.endpoints[7].target == "http://127.0.0.1:9/item/7b" and second.endpoints[7] is not first.endpoints[7]
+    pairs = enumerate(zip(second.endpoints, first.endpoints, strict=True))
+    assert all(new is old for i, (new, old) in pairs if i != 7)
     assert second == config.parse(edited, "big.yaml", {})  # the same result as a load without the cache
 
     broken = edited.replace("http://127.0.0.1:9/item/150\n", "127.0.0.1:9/item/150\n")
-    try:
+    with pytest.raises(config.ConfigError) as caught:
         config.parse(broken, "big.yaml", {}, cache=cache)
-    except config.ConfigError as e:
-        line = broken.splitlines().index("    url: 127.0.0.1:9/item/150") + 1
-        assert str(e) == f"big.yaml:{line}: endpoints[150].url: '127.0.0.1:9/item/150' must be an absolute" \
-                         " http:// or https:// URL"
-    else:
-        raise AssertionError("the config should have been refused")
+    line = broken.splitlines().index("    url: 127.0.0.1:9/item/150") + 1
+    assert str(caught.value) == f"big.yaml:{line}: endpoints[150].url: '127.0.0.1:9/item/150' must be an absolute" \
+                                " http:// or https:// URL"
     # a refused load leaves the cache as it was: defaults changed, every endpoint is validated again
     third = config.parse(edited.replace("timeout: 5s", "timeout: 6s"), "big.yaml", {}, cache=cache)
     assert all(e.timeout.total_seconds() == 6 for e in third.endpoints)
@@ -100,5 +97,5 @@ def test_a_cache_adopts_the_running_endpoints_only_when_the_file_matches_them() 
     config.parse(text, "big.yaml", {}, cache=cache)
     assert cache.adopt(running)
     again = config.parse(text.replace("/item/3\n", "/item/3b\n"), "big.yaml", {}, cache=cache)
-    assert [i for i, (a, b) in enumerate(zip(again.endpoints, running)) if a is not b] == [3]
+    assert [i for i, (a, b) in enumerate(zip(again.endpoints, running, strict=True)) if a is not b] == [3]
     assert not cache.adopt(running)  # the file no longer says what runs

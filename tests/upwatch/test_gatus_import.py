@@ -49,12 +49,12 @@ def test_conversion_loads_and_lists_exactly_what_it_left_out(source: str) -> Non
 def test_http_endpoint_settings_map_to_upwatch_settings() -> None:
     storefront = loaded("endpoints.yaml").endpoint("storefront")
     assert storefront is not None
-    assert (storefront.method, storefront.headers) == ("POST", {"Accept": "application/json", "X-Trace": "1"})
+    assert (storefront.options.method, storefront.options.headers) == ("POST", {"Accept": "application/json", "X-Trace": "1"})
     # [ENDPOINT_NAME] and [ENDPOINT_GROUP] are known at import; [RANDOM_STRING_8] is not (noted)
-    assert storefront.body == '{"probe": "storefront", "group": "shop", "nonce": "[RANDOM_STRING_8]"}'
+    assert storefront.options.body == '{"probe": "storefront", "group": "shop", "nonce": "[RANDOM_STRING_8]"}'
     assert (storefront.interval, storefront.timeout) == (timedelta(minutes=2, seconds=30), timedelta(seconds=3))
-    assert (storefront.verify_tls, storefront.follow_redirects) == (False, False)
-    assert storefront.expected_status == frozenset(range(100, 600))
+    assert (storefront.options.verify_tls, storefront.options.follow_redirects) == (False, False)
+    assert storefront.options.expected_status == frozenset(range(100, 600))
     assert [a.text for a in storefront.assertions] == [
         "[STATUS] == 200", "[RESPONSE_TIME] < 500", "[BODY].status == UP", "len([BODY].items) > 0",
         "[CERTIFICATE_EXPIRATION] > 48h", "[BODY].name == pat(shop*)", "[STATUS] == any(200, 204)",
@@ -67,12 +67,12 @@ def test_names_become_valid_and_unique_and_defaults_follow_gatus() -> None:
     assert [e.name for e in cfg.endpoints] == ["storefront", "staging-shop-storefront", "GraphQL-users-EU", "redis",
                                                "resolver"]
     graphql = cfg.endpoints[2]
-    assert graphql.json_body == {"query": "{ users { id } }"} and graphql.body is None
+    assert graphql.options.json_body == {"query": "{ users { id } }"} and graphql.options.body is None
     assert graphql.interval == timedelta(seconds=1) and graphql.enabled is False
     assert cfg.endpoints[1].interval == timedelta(minutes=1)  # Gatus's default interval, not upwatch's 15s
     redis, resolver = cfg.endpoints[3:]
-    assert (redis.kind, redis.host, redis.port) == ("tcp", "10.0.0.5", 6379)
-    assert (resolver.kind, resolver.host, resolver.record_type) == ("dns", "example.test", "AAAA")
+    assert (redis.kind, redis.options.host, redis.options.port) == ("tcp", "10.0.0.5", 6379)
+    assert (resolver.kind, resolver.options.host, resolver.options.record_type) == ("dns", "example.test", "AAAA")
     assert [a.text for a in resolver.assertions] == ["[BODY] == 2001:db8::1"]
 
 
@@ -97,11 +97,11 @@ def test_alerting_providers_become_smtp_webhooks_and_routes() -> None:
 
 def test_external_endpoints_become_push_endpoints() -> None:
     backup, importer, broken = loaded("external.yaml").endpoints
-    assert (backup.name, backup.kind, backup.period, backup.tags) == ("nightly-backup", "push", timedelta(hours=26),
+    assert (backup.name, backup.kind, backup.options.period, backup.tags) == ("nightly-backup", "push", timedelta(hours=26),
                                                                       ["batch"])
-    assert backup.auth is not None and backup.auth.bearer == "backup-tk"
-    assert importer.enabled is False and importer.period == timedelta(days=1)
-    assert broken.period == timedelta(days=1)
+    assert backup.options.auth is not None and backup.options.auth.bearer == "backup-tk"
+    assert importer.enabled is False and importer.options.period == timedelta(days=1)
+    assert broken.options.period == timedelta(days=1)
 
 
 def test_maintenance_becomes_weekly_windows() -> None:
@@ -119,10 +119,10 @@ def test_maintenance_becomes_weekly_windows() -> None:
 def test_anchors_env_references_and_concurrency_convert() -> None:
     cfg = loaded("sections.yaml")
     anchored, override = cfg.endpoints
-    assert (anchored.url, anchored.tags, anchored.interval) == ("https://core.example.test/health", ["core"],
+    assert (anchored.options.url, anchored.tags, anchored.interval) == ("https://core.example.test/health", ["core"],
                                                                 timedelta(minutes=5))
-    assert (anchored.timeout, anchored.verify_tls) == (timedelta(seconds=30), False)
-    assert override.url == "https://core.example.test/ready" and override.tags == ["edge"]  # $DOMAIN too
+    assert (anchored.timeout, anchored.options.verify_tls) == (timedelta(seconds=30), False)
+    assert override.options.url == "https://core.example.test/ready" and override.tags == ["edge"]  # $DOMAIN too
     assert [a.text for a in override.assertions] == ["[STATUS] == 200", "[BODY].status == UP"]
     assert cfg.prober.max_concurrency == 10
 

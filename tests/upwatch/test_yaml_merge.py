@@ -66,7 +66,7 @@ def test_a_merged_mapping_may_itself_merge_another() -> None:
           - {name: api, url: "https://api.example.test/", <<: *api}
         """)
     (api,) = cfg.endpoints
-    assert api.timeout == timedelta(seconds=2) and api.headers == {"Accept": "application/json"}
+    assert api.timeout == timedelta(seconds=2) and api.options.headers == {"Accept": "application/json"}
 
 
 def test_a_bad_merged_value_is_reported_where_it_is_written_under_the_endpoint_s_key() -> None:

@@ -6,7 +6,6 @@ config error naming the rule instead of a surprise at 3 a.m.
 
 # Pydantic copies mutable defaults (`= []`) for every instance; ruff sees that only for classes
 # deriving from BaseModel in the same file, not for Section.
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 A reload of a large file re-validated every endpoint for one edit; with a cache, an
 endpoint whose input (after defaults and ${VAR} expansion) is unchanged is taken as
-it was. Endpoints with a `ca_file` are always validated again: that check reads the
-file system, not only the input.
+it was. Endpoints whose validation read more than the input (an http `ca_file`: the
+file system; see CheckOptions.revalidate) are always validated again.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class EndpointCache:
     def remember(self, inputs: list[Any], endpoints: list[Endpoint]) -> None:
         """Keep the inputs of a load that validated, with the endpoints made from them."""
         self._known = {e.name: (raw, e) for raw, e in zip(inputs, endpoints, strict=True)
-                       if isinstance(raw, dict) and e.ca_file is None}
+                       if isinstance(raw, dict) and not e.options.revalidate}
 
     def adopt(self, running: list[Endpoint]) -> bool:
         """Hand out the `running` Endpoint objects for entries equal to them, so that the caller's
@@ -44,7 +44,7 @@ class EndpointCache:
             if same is not None and (same is endpoint or same == endpoint):
                 self._known[name] = (raw, same)
                 matched += 1
-        return matched == len(self._known) == sum(e.ca_file is None for e in running)
+        return matched == len(self._known) == sum(not e.options.revalidate for e in running)
 
     def __len__(self) -> int:
         return len(self._known)

@@ -4,23 +4,21 @@ and report every problem at once with the file, line and key it concerns."""
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import os
 import re
-import types
-import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from upwatch.config.base import aliases, model_at, suggest, unknown
 from upwatch.config.cache import EndpointCache
-from upwatch.config.endpoints import Endpoint
-from upwatch.config.hints import instead
+from upwatch.config.endpoints import COMMON, kind_options
+from upwatch.config.endpoints import keys as endpoint_keys
 from upwatch.config.schema import Config
 from upwatch.config.yamlmerge import resolve as resolve_merge_keys
 from upwatch.masking import MASK, masking
@@ -60,6 +58,21 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.key}: {self.message}" if self.key else f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """The defaults an endpoint of one kind inherits: the common ones and those of its kind."""
+
+    values: dict[str, Any]
+    merged: frozenset[str]  # keys whose mapping is merged with the endpoint's own (headers)
+
+    @classmethod
+    def of(cls, kind: str | None, defaults: dict[str, Any]) -> _Inherited:
+        options = kind_options(kind)
+        own = set(COMMON) | (set(aliases(options)) if options is not None else set())
+        return cls({k: v for k, v in defaults.items() if k in own},
+                   options.merged_defaults if options is not None else frozenset())
 
 
 class ConfigError(Exception):
@@ -139,9 +152,8 @@ def _parse(text: str, filename: str, environ: Mapping[str, str], cache: Endpoint
         config = Config.model_validate(data)
     except ValidationError as e:
         reader.problems.extend(reader.from_pydantic(err) for err in e.errors())
-    if reader.problems:
+    if reader.problems or config is None:
         raise ConfigError(sorted(reader.problems, key=_file_order))
-    assert config is not None
     if cache is not None:
         cache.remember(inputs if isinstance(inputs, list) else [], config.endpoints)
     return config
@@ -197,7 +209,7 @@ class _Reader:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node)
-                sub = path + (key,)
+                sub = (*path, key)
                 if key in out:
                     self.problem(sub, f"duplicate key (first at line {self.lines[sub]})")
                     continue
@@ -207,7 +219,7 @@ class _Reader:
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
-                sub = path + (i,)
+                sub = (*path, i)
                 self.lines[sub] = item.start_mark.line + 1
                 items.append(self._value(item, sub))
             return items
@@ -238,16 +250,17 @@ class _Reader:
         return _VAR.sub(substitute, text)
 
     def apply_defaults(self, data: dict[str, Any]) -> None:
+        """Give every endpoint the `defaults:` it does not set itself and its kind has."""
         defaults = data.pop("defaults", None)
         if defaults is None:
             return
         if not isinstance(defaults, dict):
             self.problem(("defaults",), "must be a mapping of endpoint settings")
             return
-        allowed = set(_aliases(Endpoint)) - {"name"}
+        allowed = endpoint_keys() - {"name"}
         for key in list(defaults):
             if key not in allowed:
-                self.problem(("defaults", key), _unknown(key, allowed))
+                self.problem(("defaults", key), unknown(key, allowed))
                 del defaults[key]
         endpoints = data.get("endpoints")
         if not isinstance(endpoints, list):
@@ -258,29 +271,34 @@ class _Reader:
         for sub, line in self.lines.items():
             if len(sub) >= 2 and sub[0] == "defaults" and sub[1] in lines_under:
                 lines_under[sub[1]].append((sub[1:], line))
+        by_kind: dict[object, _Inherited] = {}
         for i, endpoint in enumerate(endpoints):
             if isinstance(endpoint, dict):
-                self._inherit(i, endpoint, defaults, lines_under)
+                kind = endpoint.get("kind", defaults.get("kind", "http"))
+                if not isinstance(kind, str | None):
+                    kind = None  # an invalid kind gets the common defaults only (and its own error)
+                inherited = by_kind.get(kind) or by_kind.setdefault(kind, _Inherited.of(kind, defaults))
+                self._inherit(i, endpoint, inherited, lines_under)
 
-    def _inherit(self, i: int, endpoint: dict[str, Any], defaults: dict[str, Any],
+    def _inherit(self, i: int, endpoint: dict[str, Any], inherited: _Inherited,
                  lines_under: dict[Any, list[tuple[Path_, int]]]) -> None:
         """Give endpoint `i` every default it does not set, with the defaults' lines for its messages."""
         at: Path_ = ("endpoints", i)
-        for key, value in defaults.items():
+        for key, value in inherited.values.items():
             own = endpoint.get(key)
-            if key == "headers" and isinstance(value, dict) and isinstance(own, dict):
+            if key in inherited.merged and isinstance(value, dict) and isinstance(own, dict):
                 endpoint[key] = {**value, **own}
                 for name in value.keys() - own.keys():
-                    self._point_at_default(at, ("headers", name))
+                    self._point_at_default(at, (key, name))
             elif key not in endpoint:
                 endpoint[key] = value
-                self.display[at + (key,)] = ("defaults", key)
+                self.display[(*at, key)] = ("defaults", key)
                 for suffix, line in lines_under[key]:
                     self.lines[at + suffix] = line
 
     def _point_at_default(self, at: Path_, suffix: Path_) -> None:
-        self.display[at + suffix] = ("defaults",) + suffix
-        line = self.lines.get(("defaults",) + suffix)
+        self.display[at + suffix] = ("defaults", *suffix)
+        line = self.lines.get(("defaults", *suffix))
         if line is not None:
             self.lines[at + suffix] = line
 
@@ -292,11 +310,11 @@ class _Reader:
             value: Any = [r.strip() for r in raw.split(",") if r.strip()] if path[-1] == "recipients" else raw
             node = data
             for part in path[:-1]:
-                child = node.get(part)
+                child = node.get(str(part))
                 if not isinstance(child, dict):
-                    child = node[part] = {}
+                    child = node[str(part)] = {}
                 node = child
-            node[path[-1]] = value
+            node[str(path[-1])] = value
             self.sources[path] = f"${name}"
 
     def from_pydantic(self, err: Mapping[str, Any]) -> Problem:
@@ -307,7 +325,7 @@ class _Reader:
                 shown = self.display[loc[:i]] + loc[i:]
                 break
         if err["type"] == "extra_forbidden":
-            message = _unknown(str(loc[-1]), _aliases(_model_at(Config, loc[:-1])))
+            message = unknown(str(loc[-1]), aliases(model_at(Config, loc[:-1])))
         else:
             message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
             given = err.get("input")
@@ -331,7 +349,8 @@ class _Reader:
         endpoints = data.get("endpoints")
         if not isinstance(endpoints, list):
             return
-        named = [(i, e["name"]) for i, e in enumerate(endpoints) if isinstance(e, dict) and isinstance(e.get("name"), str)]
+        named = [(i, e["name"]) for i, e in enumerate(endpoints)
+                 if isinstance(e, dict) and isinstance(e.get("name"), str)]
         seen: dict[str, int] = {}
         for i, name in named:
             if name in seen:
@@ -345,7 +364,8 @@ class _Reader:
                 if parent == name:
                     self.problem(("endpoints", i, "depends_on", j), "an endpoint cannot depend on itself")
                 elif parent not in seen:
-                    self.problem(("endpoints", i, "depends_on", j), f"unknown endpoint {parent!r}{_suggest(str(parent), seen)}")
+                    self.problem(("endpoints", i, "depends_on", j),
+                                 f"unknown endpoint {parent!r}{suggest(str(parent), seen)}")
 
 
 def _hidden(message: str, given: Any) -> str:
@@ -360,49 +380,3 @@ def _dotted(path: Path_) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def _aliases(model: type[BaseModel] | None) -> list[str]:
-    if model is None:
-        return []
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown(key: str, allowed: typing.Iterable[str]) -> str:
-    allowed = list(allowed)
-    return f"unknown key {key!r}{instead(key, allowed) or _suggest(key, allowed)}"
-
-
-def _model_at(model: type[BaseModel], loc: Path_) -> type[BaseModel] | None:
-    """The pydantic model that validates the mapping at `loc` below `model`."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            args = typing.get_args(current)
-            current = args[-1] if args else None
-            continue
-        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
-        current = field.annotation if field else None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Drop Optional[...] and Annotated[...] wrappers."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = rest[0] if len(rest) == 1 else annotation
-            if len(rest) != 1:
-                return annotation
-        else:
-            return annotation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from upwatch.config.alerting import Alerting
 from upwatch.config.base import Section
@@ -17,13 +17,13 @@ from upwatch.config.storage import Storage
 
 
 class Config(Section):
-    endpoints: list[Endpoint] = []
+    endpoints: list[Endpoint] = Field(default_factory=list)
     prober: Prober = Prober()
     push: Push = Push()
     detector: Detector = Detector()
     alerting: Alerting = Alerting()
     storage: Storage = Storage()
-    status_pages: StatusPages = []
+    status_pages: StatusPages = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -1,0 +1,67 @@
+"""Typed results keep the stored form: a ProbeResult's row, and so the spool line the writer keeps
+while the database is away, is what the previous version wrote (dicts of assertion results), and a
+spool left by that version replays."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from prober.copy import batches
+from prober.spool import SPOOL_NAME, encode
+from prober.tables import PROBE_RESULTS
+from prober.writer import BatchWriter
+from tests.prober.conftest import fetch
+from upwatch.records import AssertionResult, ProbeResult
+
+AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+ROW_ID = "0f0e0d0c0b0a49088706050403020100"
+
+
+def old_spool_line(endpoint_id: int) -> bytes:
+    """A probe_results batch as the version with `assertions: list[dict]` spooled it."""
+    return ('{"table":"probe_results","columns":["time","endpoint_id","id","location","prober","source","ok",'
+            '"status_code","latency_ms","dns_ms","connect_ms","tls_ms","ttfb_ms","transfer_ms","response_bytes",'
+            '"final_url","cert_not_after","error_kind","error","assertions"],"rows":[["2026-03-01T12:00:00+00:00",'
+            f'{endpoint_id},"{ROW_ID}","here","p1","active",false,200,12.5,1.0,null,null,null,null,2,'
+            '"http://127.0.0.1/x",null,"assertion","[BODY] == UP: expected == UP, got OK",'
+            '[{"assertion":"[STATUS] == 200","ok":true,"actual":"200"},'
+            '{"assertion":"[BODY] == UP","ok":false,"actual":"OK","reason":"expected == UP, got OK"}]]]}\n').encode()
+
+
+def result() -> ProbeResult:
+    failed = AssertionResult("[BODY] == UP", ok=False, actual="OK", reason="expected == UP, got OK")
+    return ProbeResult.done(AT, [AssertionResult("[STATUS] == 200", ok=True, actual="200"), failed],
+                            status_code=200, latency_ms=12.5, dns_ms=1.0, response_bytes=2,
+                            final_url="http://127.0.0.1/x")
+
+
+def test_a_failed_assertion_makes_the_result_failed_with_its_reason() -> None:
+    r = result()
+    assert (r.ok, r.error_kind, r.error) == (False, "assertion", "[BODY] == UP: expected == UP, got OK")
+    assert ProbeResult.done(AT, [AssertionResult("[STATUS] == 200", ok=True, actual="200")]).ok
+
+
+def test_a_result_spools_as_the_previous_version_did(endpoint_ids: list[int]) -> None:
+    row = result().to_row(endpoint_ids[0], location="here", prober="p1") | {"id": ROW_ID}
+    (batch,) = batches(PROBE_RESULTS, [row])
+    assert encode(batch) == old_spool_line(endpoint_ids[0])
+
+
+async def test_a_spool_left_by_the_previous_version_replays(pool: AsyncConnectionPool, database_url: str,
+                                                            endpoint_ids: list[int], tmp_path: Path) -> None:
+    (tmp_path / SPOOL_NAME).write_bytes(old_spool_line(endpoint_ids[0]))
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.05)
+    await writer.start()
+    await writer.flush()
+    await writer.stop()
+    stored = fetch(database_url, "SELECT ok, error_kind, assertions FROM probe_results")
+    assert stored == [(False, "assertion", [a.to_json() for a in result().assertions])]
+    assert (tmp_path / SPOOL_NAME).stat().st_size == 0
+
+
+def test_a_result_without_assertions_stores_null() -> None:
+    row = ProbeResult.failed(AT, "timeout", "timeout after 1s").to_row(1, location="l", prober="p")
+    assert row["assertions"] is None
