@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 
-from alerter import maintenance
 from prober.pages import uptime
 from prober.pages.uptime import DAY, HOUR, Figures, Query
+from upwatch import maintenance
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 
