@@ -24,6 +24,9 @@ RETAINED = {
     "probe_rollup_1m": ("bucket", "rollups"),
     "request_rollup_1m": ("bucket", "rollups"),
     "probe_rollup_1h": ("bucket", "rollups"),
+    # Built from probe_rollup_1h (sql/0120), so it keeps what the hourly rows keep: a day outlives its
+    # hours by less than a day, and a status page's 90 days need far less than the default 400.
+    "probe_rollup_1d": ("bucket", "rollups"),
     "request_rollup_1h": ("bucket", "rollups"),
     "request_client_ips_1h": ("bucket", "rollups"),
     "request_status_1h": ("bucket", "rollups"),

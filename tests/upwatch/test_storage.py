@@ -108,3 +108,30 @@ async def test_storage_jobs_survive_a_database_outage(server_dir, caplog) -> Non
     finally:
         stop.set()
         server.stop()
+
+
+async def test_purge_covers_the_daily_rollup(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    with psycopg.connect(database_url) as conn:
+        endpoint = conn.execute("INSERT INTO endpoints (name, kind) VALUES ('e', 'http') RETURNING id").fetchone()[0]
+        for age in (1, 399, 401):
+            conn.execute("INSERT INTO probe_rollup_1d (bucket, endpoint_id, location, count, ok_count)"
+                         " VALUES (date_trunc('day', now() - %s::interval, 'UTC'), %s, 'here', 10, 9)",
+                         (timedelta(days=age), endpoint))
+    deleted = await purge(pool, Retention(rollups="400d"), skip_hypertables=False)
+    assert deleted["probe_rollup_1d"] == 1
+    with psycopg.connect(database_url) as conn:
+        ages = conn.execute("SELECT date_part('day', now() - bucket)::int FROM probe_rollup_1d ORDER BY 1").fetchall()
+    assert [a for (a,) in ages] == [1, 399]
+
+
+def test_every_table_with_a_time_bucket_is_retained(database_url: str) -> None:
+    """A new rollup table (a `bucket` column) or measurement table (`time`) must get a retention entry."""
+    from upwatch.storage import RETAINED
+
+    with psycopg.connect(database_url) as conn:
+        tables = {t for (t,) in conn.execute(
+            "SELECT DISTINCT c.table_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'"
+            " AND c.column_name IN ('bucket', 'time')").fetchall()}
+    assert tables - set(RETAINED) == set()
