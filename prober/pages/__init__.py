@@ -18,7 +18,7 @@ import psycopg
 from aiohttp import web
 from markupsafe import escape
 
-from prober.pages import api, auth, badges, data, render, uptime
+from prober.pages import api, auth, badges, compression, data, render, uptime
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 from upwatch.runtime import Runtime
@@ -39,17 +39,18 @@ def setup(app: web.Application, runtime: Runtime, writer: Any) -> None:
     """Add /status/{slug}, /badge/... and /api/read/v1/... to the listener (an Extension for prober.app)."""
     app[RUNTIME] = runtime
     app[DAYS] = uptime.DayCache()
-    app.router.add_get("/status", index)
-    app.router.add_get("/status/{slug}", status_page)
+    gz = compression.compressed
+    app.router.add_get("/status", gz(index))
+    app.router.add_get("/status/{slug}", gz(status_page))
     app.router.add_get("/badge/{endpoint}/status.svg", badge)
     app.router.add_get("/badge/{endpoint}/{kind:uptime|response}/{window:24h|7d|30d|90d}.svg", badge)
-    app.router.add_get(f"{api.PREFIX}/openapi.json", openapi)
-    app.router.add_get(f"{api.PREFIX}/pages", read_pages)
-    app.router.add_get(f"{api.PREFIX}/pages/{{slug}}", read_page)
-    app.router.add_get(f"{api.PREFIX}/endpoints", read_endpoints)
-    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}", read_endpoint)
-    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}/results", read_results)
-    app.router.add_get(f"{api.PREFIX}/incidents", read_incidents)
+    app.router.add_get(f"{api.PREFIX}/openapi.json", gz(openapi))
+    app.router.add_get(f"{api.PREFIX}/pages", gz(read_pages))
+    app.router.add_get(f"{api.PREFIX}/pages/{{slug}}", gz(read_page))
+    app.router.add_get(f"{api.PREFIX}/endpoints", gz(read_endpoints))
+    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}", gz(read_endpoint))
+    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}/results", gz(read_results))
+    app.router.add_get(f"{api.PREFIX}/incidents", gz(read_incidents))
     app.cleanup_ctx.append(_daily_rollups)
     for page in runtime.config.status_pages:
         logger.info("status page slug=%s public=%s path=/status/%s", page.slug, page.public, page.slug)
