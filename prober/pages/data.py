@@ -139,40 +139,47 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
 
 async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime,
                    cache: uptime.DayCache) -> None:
-    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days from the
-    cache, the other whole days before today from the rollups, and the last 24 hours as hourly points
-    (which also make up today's bar). The windows are sums of these (see WINDOWS)."""
+    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days and hours
+    from the cache, the newer whole days before today and the newer hours from the rollups (today's bar is
+    the sum of today's hours). The windows are sums of these (see WINDOWS), their final parts kept too."""
     today, hour = uptime.floor(now, DAY), uptime.floor(now, HOUR)
     first_day, first_hour = today - (HISTORY_DAYS - 1) * DAY, hour - (SPARK_HOURS - 1) * HOUR
     lim = await uptime.limits(conn, now)
-    final = cache.final_until(lim, first_day, today)
-    queries = [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
+    final_day = cache.days.final_until(lim.day, first_day, today)
+    final_hour = cache.hours.final_until(lim.hour, first_hour, hour)
+    queries = [Query("days", final_day, today, "day"), Query("hours", final_hour, now, "hour")]
     ids = list(by_id)
     result = await uptime.figures(conn, ids, queries, now, lim)
-    kept = await cache.load(conn, ids, first_day, final, now, lim)
-    day_keys = [uptime.epoch(d) for d in _steps(today, HISTORY_DAYS, DAY)]
-    hour_starts = _steps(hour, SPARK_HOURS, HOUR)
-    hour_keys = [uptime.epoch(h) for h in hour_starts]
-    dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
-    # Shortest window first: each longer one adds only the days before the previous one's start.
-    starts = sorted(((label, day_keys.index(uptime.epoch(window_start(label, now)))) for label in WINDOWS
-                     if label != "24h"), key=lambda item: -item[1])
-    final_at = day_keys.index(uptime.epoch(final))
-    today_from = hour_keys.index(uptime.epoch(today)) if today >= first_hour else 0
+    kept_days = await cache.days.load(conn, ids, first_day, final_day, now, lim)
+    kept_hours = await cache.hours.load(conn, ids, first_hour, final_hour, now, lim)
+    day_starts, hour_starts = _steps(today, HISTORY_DAYS, DAY), _steps(hour, SPARK_HOURS, HOUR)
+    dates = [d.date() for d in day_starts]
+    final_d, final_h = day_starts.index(final_day), hour_starts.index(final_hour)
+    live_days = [uptime.epoch(d) for d in day_starts[final_d:-1]]
+    live_hours = [uptime.epoch(h) for h in hour_starts[final_h:]]
+    starts = {label: day_starts.index(window_start(label, now)) for label in WINDOWS if label != "24h"}
+    today_from = hour_starts.index(today) if today >= first_hour else 0
     none = Figures()
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
-        hour_cells = [hours.get(k, none) for k in hour_keys]
-        days = kept[i] | result.buckets.get(("days", i), {})
-        cells = [days.get(k, none) for k in day_keys[:-1]] + [_sum(hour_cells[today_from:])]
-        e.dates, e.day_cells, e.final_days = dates, cells, final_at
+        hour_cells = kept_hours[i] + [hours.get(k, none) for k in live_hours]
+        days = result.buckets.get(("days", i), {})
+        today_cell = _tail(hour_cells, today_from, final_h, cache.hours.sums, i)
+        cells = kept_days[i] + [days.get(k, none) for k in live_days] + [today_cell]
+        e.dates, e.day_cells, e.final_days = dates, cells, final_d
         e.hour_starts, e.hour_cells = hour_starts, hour_cells
-        e.uptime = {"24h": _sum(hour_cells)}
-        tail, upto = Figures(), len(cells)
-        for label, at in starts:
-            tail = _sum([tail, *cells[at:upto]])
-            upto = at
-            e.uptime[label] = tail
+        e.uptime = {"24h": _tail(hour_cells, 0, final_h, cache.hours.sums, i)}
+        for label, at in starts.items():
+            e.uptime[label] = _tail(cells, at, final_d, cache.days.sums, i)
+
+
+def _tail(cells: list[Figures], start: int, final: int, sums: dict[tuple[int, int], Figures], key: int) -> Figures:
+    """The sum of cells[start:]; the part before `final` (kept cells) is summed once per span and kept in `sums`."""
+    cut = max(start, final)
+    kept = sums.get((key, start))
+    if kept is None:
+        kept = sums[key, start] = _sum(cells[start:cut])
+    return _sum([kept, *cells[cut:]])
 
 
 def _sum(parts: Sequence[Figures]) -> Figures:
@@ -225,7 +232,7 @@ async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], thresho
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:
     cur = await conn.execute(
         "SELECT endpoint_id, started_at, ended_at, severity, reason FROM incidents"
-        " WHERE endpoint_id = ANY(%s) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
+        " WHERE endpoint_id = ANY(%s::integer[]) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
     for i, started, ended, severity, reason in await cur.fetchall():
         by_id[i].incidents.append(Incident(started, ended, severity, reason, active=ended >= now - ACTIVE_FOR))
 

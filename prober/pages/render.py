@@ -51,21 +51,22 @@ def history(e: EndpointData, cache: DayCache | None = None) -> Markup:
     if cache is None or e.id is None:
         rects = _rects(e, 0, len(e.dates))
     else:
-        if e.id not in cache.markup:
-            cache.markup[e.id] = _rects(e, 0, e.final_days)
-        rects = cache.markup[e.id] + _rects(e, e.final_days, len(e.dates))
+        markup = cache.days.markup
+        if e.id not in markup:
+            markup[e.id] = _rects(e, 0, e.final_days)
+        rects = markup[e.id] + _rects(e, e.final_days, len(e.dates))
     return Markup(f'<svg class="history" viewBox="0 0 {len(e.dates) * 4} 28" preserveAspectRatio="none" role="img"'
                   f' aria-label="Uptime per day, last {len(e.dates)} days">{rects}</svg>')
 
 
 def spark(e: EndpointData) -> str:
     """Polyline points (100 × 20 box) of the hourly mean response time; empty with under two points."""
-    points = [(k, f.latency_ms) for k, f in enumerate(e.hour_cells) if f.latency_ms is not None]
+    points = [(k, f.latency_sum / f.latency_n) for k, f in enumerate(e.hour_cells) if f.latency_n]
     if len(points) < 2:
         return ""
-    top = max(v for _, v in points) or 1.0
-    n = max(len(e.hour_cells) - 1, 1)
-    return " ".join(f"{k * 100 / n:.1f},{20 - 18 * v / top:.1f}" for k, v in points)
+    scale = 18 / (max(v for _, v in points) or 1.0)
+    step = 100 / max(len(e.hour_cells) - 1, 1)
+    return " ".join([f"{k * step:.1f},{20 - v * scale:.1f}" for k, v in points])
 
 
 def when(t: dt.datetime | None) -> str:

@@ -29,10 +29,10 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ROLLUP = """SELECT %(label)s::text, endpoint_id, {bucket}, sum(count), sum(ok_count),
        sum(avg_latency_ms * count) FILTER (WHERE avg_latency_ms IS NOT NULL),
        sum(count) FILTER (WHERE avg_latency_ms IS NOT NULL)
-FROM {table} WHERE endpoint_id = ANY(%(ids)s) AND bucket >= %(lo)s AND bucket < %(hi)s GROUP BY 2, 3"""
+FROM {table} WHERE endpoint_id = ANY(%(ids)s::integer[]) AND bucket >= %(lo)s AND bucket < %(hi)s GROUP BY 2, 3"""
 _RAW = """SELECT %(label)s::text, endpoint_id, {bucket}, count(*), count(*) FILTER (WHERE ok),
        sum(latency_ms), count(latency_ms)
-FROM probe_results WHERE endpoint_id = ANY(%(ids)s) AND time >= %(lo)s AND time < %(hi)s
+FROM probe_results WHERE endpoint_id = ANY(%(ids)s::integer[]) AND time >= %(lo)s AND time < %(hi)s
   AND error_kind IS DISTINCT FROM 'skipped' GROUP BY 2, 3"""
 _TABLES = {DAY: "probe_rollup_1d", HOUR: "probe_rollup_1h", MINUTE: "probe_rollup_1m"}
 _UNITS = {"": None, "day": DAY, "hour": HOUR}
@@ -185,35 +185,74 @@ async def figures(conn: AsyncConnection, ids: Sequence[int], queries: Sequence[Q
     return result
 
 
-class DayCache:
-    """Whole days no refresh rewrites any more, per endpoint, so a page reads only its newest days.
+class Kept:
+    """Whole buckets (days or hours) that no refresh rewrites any more, per endpoint, so a page reads only the
+    newest ones from the database.
 
-    refresh_daily_rollups() recomputes the days from its complete_until minus its lookback (one day) on;
-    days before that are final, so keeping them is exact. The cache holds one span of days (the
-    history bar's) and starts over when the span moves, once a day.
+    refresh_daily_rollups() and refresh_hourly_rollups() recompute from their complete_until minus a lookback
+    on (sql/0120, sql/0050); buckets before that are final, so keeping them is exact. One span of buckets
+    [first, until) is held as a list per endpoint, in bucket order. When the span moves forward (each hour
+    or day), buckets before the new first are dropped and only the new ones are read, once; `markup` and
+    `sums`, derived from the held buckets by the pages, start over.
     """
 
-    LOOKBACK = DAY  # refresh_daily_rollups' default lookback (sql/0120)
+    def __init__(self, label: str, unit: str, lookback: dt.timedelta) -> None:
+        self.label, self.unit, self.step, self.lookback = label, unit, {"day": DAY, "hour": HOUR}[unit], lookback
+        self.first: dt.datetime | None = None
+        self.until: dt.datetime | None = None
+        self.cells: dict[int, list[Figures]] = {}
+        self.markup: dict[int, str] = {}  # per endpoint, rendered bars of the held days (prober/pages/render.py)
+        self.sums: dict[tuple[int, int], Figures] = {}  # (endpoint, first index) -> sum of held cells from there
 
-    def __init__(self) -> None:
-        self.span: tuple[dt.datetime, dt.datetime] | None = None
-        self.days: dict[int, dict[int, Figures]] = {}
-        self.markup: dict[int, str] = {}  # per endpoint, the rendered bars of the final days (prober/pages/render.py)
-
-    def final_until(self, lim: Limits, first: dt.datetime, last: dt.datetime) -> dt.datetime:
-        """Days in [first, this) are final (and may come from the cache)."""
-        if lim.day is None:
+    def final_until(self, limit: dt.datetime | None, first: dt.datetime, last: dt.datetime) -> dt.datetime:
+        """Buckets in [first, this) are final, given how far the rollup is complete (`limit`)."""
+        if limit is None:
             return first
-        return min(max(first, floor(lim.day, DAY) - self.LOOKBACK), last)
+        return min(max(first, floor(limit, self.step) - self.lookback), last)
+
+    def _move(self, first: dt.datetime, until: dt.datetime) -> dt.datetime | None:
+        """Move the span to [first, until); return where the buckets still to be read start (None: none)."""
+        if (first, until) == (self.first, self.until):
+            return None
+        self.markup, self.sums = {}, {}
+        if self.first is None or self.until is None or until < self.until or not self.first <= first <= self.until:
+            self.cells = {}  # nothing to keep (the first span, or limits that went back)
+            self.first, self.until = first, until
+            return None
+        drop, start = (first - self.first) // self.step, self.until
+        for cells in self.cells.values():
+            del cells[:drop]
+        self.first, self.until = first, until
+        return start if start < until else None
 
     async def load(self, conn: AsyncConnection, ids: Sequence[int], first: dt.datetime, until: dt.datetime,
-                   now: dt.datetime, lim: Limits) -> dict[int, dict[int, Figures]]:
-        """Figures of the final days [first, until) per endpoint, from the database only for those not kept yet."""
-        if self.span != (first, until):
-            self.span, self.days, self.markup = (first, until), {}, {}
-        missing = [i for i in ids if i not in self.days]
-        if missing and first < until:
-            result = await figures(conn, missing, [Query("days", first, until, "day")], now, lim)
-            for i in missing:
-                self.days[i] = result.buckets.get(("days", i), {})
-        return {i: self.days.get(i, {}) for i in ids}
+                   now: dt.datetime, lim: Limits) -> dict[int, list[Figures]]:
+        """The final buckets [first, until) per endpoint, from the database only for those not held yet."""
+        start = self._move(first, until)
+        if start is not None and self.cells:
+            new = await self._read(conn, list(self.cells), start, until, now, lim)
+            for i, cells in self.cells.items():
+                cells += new[i]
+        missing = [i for i in ids if i not in self.cells]
+        if missing:
+            self.cells |= await self._read(conn, missing, first, until, now, lim)
+        return {i: self.cells[i] for i in ids}
+
+    async def _read(self, conn: AsyncConnection, ids: Sequence[int], lo: dt.datetime, hi: dt.datetime,
+                    now: dt.datetime, lim: Limits) -> dict[int, list[Figures]]:
+        keys = [epoch(lo + k * self.step) for k in range((hi - lo) // self.step)]
+        result = await figures(conn, ids, [Query(self.label, lo, hi, self.unit)], now, lim) if keys else Result()
+        none, out = Figures(), {}
+        for i in ids:
+            got = result.buckets.get((self.label, i), {})
+            out[i] = [got.get(k, none) for k in keys]
+        return out
+
+
+class DayCache:
+    """What a listener keeps between requests: final days (lookback as refresh_daily_rollups' default, one
+    day) and final hours (refresh_hourly_rollups' default, three hours)."""
+
+    def __init__(self) -> None:
+        self.days = Kept("days", "day", DAY)
+        self.hours = Kept("hours", "hour", 3 * HOUR)

@@ -99,7 +99,7 @@ async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runti
     async with pool.connection() as conn:
         first = await data.load(conn, page, runtime.config, now, cache)
         first_html = render.page(first, cache)
-        assert cache.days and cache.markup  # something was kept
+        assert cache.days.cells and cache.hours.cells and cache.days.markup  # something was kept
         again = await data.load(conn, page, runtime.config, now, cache)
         fresh = await data.load(conn, page, runtime.config, now)
     web = next(e for e in fresh.endpoints if e.name == "web")
@@ -107,3 +107,30 @@ async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runti
     assert [e.days for e in again.endpoints] == [e.days for e in fresh.endpoints]
     assert [e.uptime for e in again.endpoints] == [e.uptime for e in fresh.endpoints]
     assert render.page(again, cache) == first_html == render.page(fresh)
+
+
+async def test_kept_hours_and_days_follow_the_clock(runtime: Runtime, pool: AsyncConnectionPool) -> None:
+    """One cache read at successive times (its span moving by hours and across midnight, then back) gives
+    what a fresh read gives at each of them."""
+    from prober.pages import render
+
+    url = runtime.database_url
+    now = dt.datetime.now(dt.UTC)
+    seed(url, "web", days=4, every=dt.timedelta(minutes=7), now=now, fail_every=4)
+    seed(url, "api", days=3, every=dt.timedelta(minutes=11), now=now, fail_every=6, seed_value=2)
+    roll_up(url, now)
+    cache = uptime.DayCache()
+    page = runtime.config.status_pages[0]
+    moves = [dt.timedelta(hours=h) for h in (30, 29, 27, 26, 20, 5, 4, 0, 6)]  # the last one goes back in time
+    async with pool.connection() as conn:
+        for back in moves:
+            at = now - back
+            kept = await data.load(conn, page, runtime.config, at, cache)
+            fresh = await data.load(conn, page, runtime.config, at)
+            assert cache.hours.first == uptime.floor(at, HOUR) - 23 * HOUR
+            assert [e.hours for e in kept.endpoints] == [e.hours for e in fresh.endpoints], back
+            assert [e.days for e in kept.endpoints] == [e.days for e in fresh.endpoints], back
+            assert [e.uptime for e in kept.endpoints] == [e.uptime for e in fresh.endpoints], back
+            assert render.page(kept, cache) == render.page(fresh), back
+    web = next(e for e in kept.endpoints if e.name == "web")
+    assert web.uptime["24h"].count > 0 and sum(f.count for f in web.hour_cells[:20]) > 0
