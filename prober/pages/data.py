@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
@@ -160,33 +160,34 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     starts = {label: day_starts.index(window_start(label, now)) for label in WINDOWS if label != "24h"}
     today_from = hour_starts.index(today) if today >= first_hour else 0
     none = Figures()
+    labels = list(starts)
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
         hour_cells = kept_hours[i] + [hours.get(k, none) for k in live_hours]
         days = result.buckets.get(("days", i), {})
-        today_cell = _tail(hour_cells, today_from, final_h, cache.hours.sums, i)
+        today_cell, last_24h = _sums(hour_cells, (today_from, 0), final_h, cache.hours.sums, i)
         cells = kept_days[i] + [days.get(k, none) for k in live_days] + [today_cell]
         e.dates, e.day_cells, e.final_days = dates, cells, final_d
         e.hour_starts, e.hour_cells = hour_starts, hour_cells
-        e.uptime = {"24h": _tail(hour_cells, 0, final_h, cache.hours.sums, i)}
-        for label, at in starts.items():
-            e.uptime[label] = _tail(cells, at, final_d, cache.days.sums, i)
+        e.uptime = {"24h": last_24h}
+        e.uptime.update(zip(labels, _sums(cells, starts.values(), final_d, cache.days.sums, i), strict=True))
 
 
-def _tail(cells: list[Figures], start: int, final: int, sums: dict[tuple[int, int], Figures], key: int) -> Figures:
-    """The sum of cells[start:]; the part before `final` (kept cells) is summed once per span and kept in `sums`."""
-    cut = max(start, final)
-    kept = sums.get((key, start))
-    if kept is None:
-        kept = sums[key, start] = _sum(cells[start:cut])
-    return _sum([kept, *cells[cut:]])
-
-
-def _sum(parts: Sequence[Figures]) -> Figures:
-    total = Figures()
-    for f in parts:
-        total.add(f.count, f.ok, f.latency_sum, f.latency_n)
-    return total
+def _sums(cells: list[Figures], starts: Iterable[int], final: int, sums: dict[tuple[int, int], Figures],
+          key: int) -> list[Figures]:
+    """The sums of cells[start:] for each start. Cells before `final` are kept ones: their part of each sum is
+    computed once per span and kept in `sums`; the newer cells are summed once for all starts."""
+    live = uptime.total(cells[final:])
+    out = []
+    for start in starts:
+        if start >= final:
+            out.append(uptime.total(cells[start:]))
+            continue
+        kept = sums.get((key, start))
+        if kept is None:
+            kept = sums[key, start] = uptime.total(cells[start:final])
+        out.append(uptime.total((kept, live)))
+    return out
 
 
 def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:

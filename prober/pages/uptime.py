@@ -16,7 +16,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 
@@ -38,9 +38,12 @@ _TABLES = {DAY: "probe_rollup_1d", HOUR: "probe_rollup_1h", MINUTE: "probe_rollu
 _UNITS = {"": None, "day": DAY, "hour": HOUR}
 
 
-@dataclass(slots=True)
-class Figures:
-    """Checks, successes and latency over a range (or one bucket of it)."""
+class Figures(NamedTuple):
+    """Checks, successes and latency over a range (or one bucket of it).
+
+    A tuple of numbers rather than an object: a listener keeps ~54,000 of them for a 500-endpoint page,
+    and the garbage collector stops tracking tuples that hold only numbers (it scanned every kept
+    dataclass on each collection)."""
 
     count: int = 0
     ok: int = 0
@@ -56,11 +59,17 @@ class Figures:
     def latency_ms(self) -> float | None:
         return self.latency_sum / self.latency_n if self.latency_n else None
 
-    def add(self, count: int, ok: int, latency_sum: float | None, latency_n: int | None) -> None:
-        self.count += count
-        self.ok += ok
-        self.latency_sum += latency_sum or 0.0
-        self.latency_n += latency_n or 0
+
+def total(parts: Iterable[Figures]) -> Figures:
+    """The figures of several ranges (or buckets) together."""
+    count = ok = latency_n = 0
+    latency_sum = 0.0
+    for f in parts:
+        count += f.count
+        ok += f.ok
+        latency_sum += f.latency_sum
+        latency_n += f.latency_n
+    return Figures(count, ok, latency_sum, latency_n)
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,12 @@ async def test_badges_stay_uncompressed_with_their_etag(runtime: Runtime, client
 ])
 def test_accept_encoding_values(header: str, expected: bool) -> None:
     assert accepts_gzip(header) is expected
+
+
+@pytest.mark.parametrize("size", [100, 100_000, 3 << 20])  # inline, in a thread, and at the large-body level
+async def test_squeeze_round_trips(size: int) -> None:
+    from prober.pages.compression import squeeze
+
+    body = b"".join(b'<rect x="%d" class="u-ok"><title>day %d</title></rect>' % (k, k) for k in range(size // 40))
+    packed = await squeeze(body)
+    assert gzip.decompress(packed) == body and len(packed) < len(body) and packed == await squeeze(body)
