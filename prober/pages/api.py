@@ -27,7 +27,7 @@ def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": e.name, "state": e.state, "last_check_at": _time(e.last_at), "last_error": e.last_error,
         "windows": {w: figures(f) for w, f in e.uptime.items()},
-        "unusual": e.unusual.reason if e.unusual else None,
+        "unusual": e.unusual.reason if e.unusual else None, "degraded_by": e.degraded_by,
         "incidents": [{"started_at": _time(i.started_at), "ended_at": _time(i.ended_at), "severity": i.severity,
                        "reason": i.reason, "active": i.active} for i in e.incidents],
         "maintenance": [{"name": w.name, "starts_at": _time(w.starts_at), "ends_at": _time(w.ends_at),
@@ -63,6 +63,7 @@ _ENDPOINT = {"type": "object", "required": ["name", "state", "windows"], "proper
     "name": {"type": "string"}, "state": {"enum": ["up", "degraded", "down", "maintenance", "unknown"]},
     "last_check_at": {"type": ["string", "null"], "format": "date-time"}, "last_error": {"type": ["string", "null"]},
     "windows": {"type": "object", "additionalProperties": _FIG}, "unusual": {"type": ["string", "null"]},
+    "degraded_by": {"type": ["string", "null"]},
     "incidents": {"type": "array", "items": {"type": "object"}},
     "maintenance": {"type": "array", "items": {"type": "object"}},
     "days": {"type": "array", "items": _FIG}, "hours": {"type": "array", "items": _FIG}}}

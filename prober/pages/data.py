@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from prober.pages import uptime
 from prober.pages.uptime import DAY, HOUR, Figures, Query
 from upwatch import maintenance
+from upwatch.assertions import Assertion, Observed
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 
@@ -51,6 +52,7 @@ class EndpointData:
     last_at: dt.datetime | None = None
     last_error: str | None = None
     failing: bool = False  # the last failure_threshold checks all failed
+    degraded_by: str | None = None  # the endpoint's `degraded` condition its newest (successful) check meets
     uptime: dict[str, Figures] = field(default_factory=dict)
     # Dates and hours are one list shared by every endpoint of a load; a 500-endpoint page would
     # otherwise make 45,000 pairs per request, and the garbage collector's time grows with them.
@@ -129,7 +131,8 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
     out = {n: EndpointData(n, ids.get(n)) for n in names}
     by_id = {i: out[n] for n, i in ids.items()}
     await _figures(conn, by_id, now, cache or uptime.DayCache())
-    await _latest(conn, by_id, config.alerting.failure_threshold)
+    degraded = {e.name: e.degraded for e in config.endpoints if e.degraded}
+    await _latest(conn, by_id, config.alerting.failure_threshold, degraded, now)
     await _incidents(conn, by_id, now)
     await _maintenance(conn, out, config, now)
     for e in out.values():
@@ -204,30 +207,40 @@ def window_start(label: str, now: dt.datetime) -> dt.datetime:
 
 def _state(e: EndpointData) -> str:
     """Down takes as many failed checks in a row as the alerter's failure_threshold, so the page and
-    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is behaviour
-    the detector finds unusual for this endpoint."""
+    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is a successful
+    check that meets one of the endpoint's `degraded` conditions, or behaviour the detector finds unusual
+    for this endpoint."""
     if any(w.active for w in e.maintenance):
         return "maintenance"
     if e.last_at is None:
         return "unknown"
     if e.last_error is not None:
         return "down" if e.failing else "degraded"
-    return "degraded" if e.unusual else "up"
+    return "degraded" if e.degraded_by or e.unusual else "up"
 
 
-async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int) -> None:
-    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key)."""
+async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int,
+                  degraded: dict[str, list[Assertion]], now: dt.datetime) -> None:
+    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key), and
+    whether the newest one meets one of the endpoint's `degraded` conditions."""
     cur = await conn.execute(
         """SELECT e.id, max(r.time), (array_agg(r.ok ORDER BY r.time DESC))[1],
-                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok)
+                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok),
+                  (array_agg(r.status_code ORDER BY r.time DESC))[1], (array_agg(r.latency_ms ORDER BY r.time DESC))[1],
+                  (array_agg(r.cert_not_after ORDER BY r.time DESC))[1]
            FROM unnest(%s::integer[]) AS e(id)
-           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error FROM probe_results p
+           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error, status_code,
+                                      latency_ms, cert_not_after FROM probe_results p
                                WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
                                ORDER BY p.time DESC LIMIT %s) r
            GROUP BY e.id""", (list(by_id), threshold))
-    for i, at, ok, error, failed in await cur.fetchall():
+    for i, at, ok, error, failed, status, latency, cert in await cur.fetchall():
         e = by_id[i]
         e.last_at, e.last_error, e.failing = at, None if ok else error, failed >= threshold
+        if ok and e.name in degraded:
+            seen = Observed(now=now, status_code=status, latency_ms=latency, cert_not_after=cert)
+            met = [r for r in (c.check(seen) for c in degraded[e.name]) if r["ok"]]
+            e.degraded_by = f"{met[0]['assertion']} (was {met[0]['actual']})" if met else None
 
 
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:

@@ -25,7 +25,10 @@ TOKEN = "private-page-token-0123456789"
 CONFIG = """
 endpoints:
   - {{name: api, url: "http://127.0.0.1:9/", tags: [core]}}
-  - {{name: web, url: "http://127.0.0.1:9/", tags: [core]}}
+  - name: web
+    url: "http://127.0.0.1:9/"
+    tags: [core]
+    degraded: ["[RESPONSE_TIME] > 800", "[CERTIFICATE_EXPIRATION] < 72h"]
   - {{name: secret-db, kind: tcp, host: 127.0.0.1, port: 9}}
 status_pages:
   - slug: public

@@ -22,6 +22,7 @@ from pydantic import (
 from upwatch import conditions
 from upwatch.assertions import Assertion
 from upwatch.config.base import Section, with_problem
+from upwatch.config.pages import DegradedCondition
 from upwatch.durations import Interval, PositiveDuration
 
 KINDS = ("http", "tcp", "dns", "push")
@@ -85,6 +86,7 @@ class Endpoint(Section):
     timeout: PositiveDuration = Field(default="10s", validate_default=True)
     expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
     assertions: list[AssertionSpec] = Field(default_factory=list)
+    degraded: list[DegradedCondition] = Field(default_factory=list)  # status pages (docs/pages.md)
     follow_redirects: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None

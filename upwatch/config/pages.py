@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator, field_validator, model_validator
 
+from upwatch import conditions
+from upwatch.assertions import Assertion, Placeholder
 from upwatch.config.base import Section
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# What a stored check keeps (probe_results), so what the pages can judge a `degraded` condition on.
+_STORED = {"status": "[STATUS]", "response_time": "[RESPONSE_TIME]", "cert_expiration": "[CERTIFICATE_EXPIRATION]"}
+
+
+def _degraded(item: Any) -> Assertion:
+    """A condition under which a successful check shows as degraded, e.g. `[RESPONSE_TIME] > 800`."""
+    if not isinstance(item, str):  # a mapping (`max_latency: 300ms`) reads as the healthy case, the opposite
+        raise ValueError("a degraded condition is a string that holds when degraded, like '[RESPONSE_TIME] > 800'")
+    condition = conditions.parse_condition(item)
+    subjects = [condition.subject]
+    if isinstance(condition.expected, Placeholder):
+        subjects.append(condition.expected.subject)
+    if any(s.kind not in _STORED for s in subjects):
+        raise ValueError(f"{condition.text!r}: a degraded condition is judged on the stored check, so it may use "
+                         f"{', '.join(_STORED.values())} only")
+    return condition
+
+
+# An endpoint's `degraded:` list (upwatch/config/endpoints.py): the newest check succeeded, but one of these
+# holds, so the status pages show it as degraded rather than up. Written like `assertions`.
+DegradedCondition = Annotated[Assertion, PlainValidator(_degraded), PlainSerializer(lambda a: a.text, return_type=str)]
 
 
 class Group(Section):
