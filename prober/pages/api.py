@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from prober.pages.data import EndpointData, PageData
+from prober.pages.incidents import Notice
 from prober.pages.uptime import Figures
 
 PREFIX = "/api/read/v1"
@@ -39,9 +40,17 @@ def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
     return body
 
 
+def notice(n: Notice) -> dict[str, Any]:
+    """An operator's (or the alerter's) incident, its updates newest first."""
+    return {"id": n.id, "title": n.title, "state": n.state, "source": n.source, "active": n.active,
+            "started_at": _time(n.started_at), "resolved_at": _time(n.resolved_at), "endpoints": list(n.endpoints),
+            "updates": [{"at": _time(u.at), "state": u.state, "message": u.message} for u in n.updates]}
+
+
 def page(data: PageData) -> dict[str, Any]:
     return {"slug": data.page.slug, "title": data.page.title, "description": data.page.description,
             "public": data.page.public, "state": data.state, "generated_at": data.now.isoformat(),
+            "incidents": [notice(n) for n in data.notices],
             "groups": [{"name": g.name, "endpoints": [endpoint(e, history=True) for e in g.endpoints]}
                        for g in data.groups]}
 
@@ -67,6 +76,11 @@ _ENDPOINT = {"type": "object", "required": ["name", "state", "windows"], "proper
     "incidents": {"type": "array", "items": {"type": "object"}},
     "maintenance": {"type": "array", "items": {"type": "object"}},
     "days": {"type": "array", "items": _FIG}, "hours": {"type": "array", "items": _FIG}}}
+_NOTICE = {"type": "object", "required": ["title", "state", "source", "active", "updates"], "properties": {
+    "id": {"type": ["integer", "null"]}, "title": {"type": "string"}, "state": {"type": "string"},
+    "source": {"enum": ["operator", "alerter"]}, "active": {"type": "boolean"},
+    "started_at": {"type": "string", "format": "date-time"}, "resolved_at": {"type": ["string", "null"]},
+    "endpoints": {"type": "array", "items": {"type": "string"}}, "updates": {"type": "array", "items": {"type": "object"}}}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}}}}}
 
@@ -100,5 +114,7 @@ OPENAPI: dict[str, Any] = {
             [_path("name"), {"name": "limit", "in": "query", "schema": {
                 "type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 100}}]),
         "/incidents": _op("Detector incidents of the last 7 days", {"type": "array", "items": {"type": "object"}}),
+        "/status-incidents": _op("Operator incidents (and firing DOWN alerts) that are open or resolved in the"
+                                 " last 7 days, on endpoints you may read", {"type": "array", "items": _NOTICE}),
     },
 }

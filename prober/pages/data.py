@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 
-from prober.pages import uptime
+from prober.pages import incidents, uptime
 from prober.pages.uptime import DAY, HOUR, Figures, Query
 from upwatch import maintenance
 from upwatch.assertions import Assertion, Observed
@@ -89,6 +89,7 @@ class PageData:
     page: StatusPage
     now: dt.datetime
     groups: list[GroupData]
+    notices: list[incidents.Notice] = field(default_factory=list)  # operator (and alerter) incidents
 
     @property
     def endpoints(self) -> list[EndpointData]:
@@ -120,7 +121,9 @@ async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.
     groups = layout(page, config)
     names = list(dict.fromkeys(n for _, members in groups for n in members))
     endpoints = await load_endpoints(conn, names, config, now, cache)
-    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups])
+    notices = [n for n in await incidents.recent(conn, now, alerts=page.alert_incidents) if n.concerns(names)]
+    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups],
+                    notices)
 
 
 async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config, now: dt.datetime,

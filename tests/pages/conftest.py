@@ -40,6 +40,7 @@ status_pages:
     title: Internal
     public: false
     token: {token}
+    alert_incidents: false
     endpoints: [secret-db, api]
 storage:
   database_url: {url}

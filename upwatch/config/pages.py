@@ -61,6 +61,8 @@ class StatusPage(Section):
     # A private page (and its badges and read API data) needs this token, as a bearer token or as the
     # password of HTTP basic auth (any user name). Put it in the environment: token: ${STATUS_TOKEN}.
     token: str | None = Field(default=None, min_length=16, repr=False)
+    # Show the alerter's DOWN alerts that are firing as incidents, beside those operators post.
+    alert_incidents: bool = True
 
     @field_validator("slug")
     @classmethod
