@@ -33,7 +33,7 @@ from upwatch.runtime import (
 )
 
 # Packages that add their own subcommands through `register(commands)`.
-COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli")
+COMMAND_MODULES = ("prober.cli", "prober.push.cli", "prober.pages.cli", "detector.cli", "alerter.cli")
 
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")

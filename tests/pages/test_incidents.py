@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from prober import pages
-from tests.pages.conftest import TOKEN
+from tests.pages.conftest import CONFIG, TOKEN
 from upwatch.runtime import Runtime
 
 ADMIN = "operator-admin-token-0123456789"
@@ -104,3 +106,33 @@ async def test_the_alerters_down_alerts_appear_where_the_page_asks_for_them(runt
     assert "api is down" in await (await admin.get("/status/public")).text()
     internal = await (await admin.get("/api/read/v1/pages/internal", headers={"Authorization": f"Bearer {TOKEN}"})).json()
     assert internal["incidents"] == []  # alert_incidents: false
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str, str]:
+    """Parse and run like `upwatch --config CONFIG ARGV…`, in a thread (handlers run their own loop)."""
+    from upwatch.cli import build_parser
+
+    args = build_parser().parse_args(["--config", str(config), *argv])
+    code = await asyncio.to_thread(args.handler, args)
+    out, err = capsys.readouterr()
+    return int(code), out, err
+
+
+async def test_the_cli_posts_updates_resolves_and_lists(runtime: Runtime, client: TestClient, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "upwatch.yaml"
+    config.write_text(CONFIG.format(url=runtime.database_url, token=TOKEN))
+    assert await _cli(capsys, config, "incident", "add", "Slow search", "-m", "Looking", "--endpoint", "web") == (
+        0, "incident 1 posted\n", "")
+    assert await _cli(capsys, config, "incident", "add", "x", "-m", "m", "--endpoint", "nope") == (
+        2, "", "upwatch: --endpoint: no endpoint 'nope' in the config\n")
+    assert (await _cli(capsys, config, "incident", "update", "1", "-m", "Index rebuilt", "--state", "monitoring"))[:2] \
+        == (0, "incident 1 updated\n")
+    code, out, _ = await _cli(capsys, config, "incident", "list")
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["1", "monitoring"] and "Slow search" in out
+    page = await (await client.get("/api/read/v1/pages/public")).json()
+    assert [[u["message"] for u in n["updates"]] for n in page["incidents"]] == [["Index rebuilt", "Looking"]]
+    assert (await _cli(capsys, config, "incident", "resolve", "1"))[:2] == (0, "incident 1 resolved\n")
+    assert (await _cli(capsys, config, "incident", "resolve", "7")) == (1, "", "upwatch: no incident with id 7\n")
+    page = await (await client.get("/api/read/v1/pages/public")).json()
+    assert [(n["state"], n["updates"][0]["message"]) for n in page["incidents"]] == [("resolved", "Resolved.")]
