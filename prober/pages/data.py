@@ -153,11 +153,15 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     lim = await uptime.limits(conn, now)
     final_day = cache.days.final_until(lim.day, first_day, today)
     final_hour = cache.hours.final_until(lim.hour, first_hour, hour)
-    queries = [Query("days", final_day, today, "day"), Query("hours", final_hour, now, "hour")]
     ids = list(by_id)
-    result = await uptime.figures(conn, ids, queries, now, lim)
+    minutes = cache.minutes.span(lim, now)
+    # The newest hours in two parts around the kept minutes; one label, so SQL sums them per hour.
+    recent = [Query("hours", final_hour, now, "hour")] if minutes is None else [
+        Query("hours", final_hour, max(final_hour, minutes[0]), "hour"), Query("hours", minutes[1], now, "hour")]
+    result = await uptime.figures(conn, ids, [Query("days", final_day, today, "day"), *recent], now, lim)
     kept_days = await cache.days.load(conn, ids, first_day, final_day, now, lim)
     kept_hours = await cache.hours.load(conn, ids, first_hour, final_hour, now, lim)
+    kept_minutes = await cache.minutes.load(conn, ids, *minutes, now, lim) if minutes else {}
     day_starts, hour_starts = _steps(today, HISTORY_DAYS, DAY), _steps(hour, SPARK_HOURS, HOUR)
     dates = [d.date() for d in day_starts]
     final_d, final_h = day_starts.index(final_day), hour_starts.index(final_hour)
@@ -169,7 +173,9 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     labels = list(starts)
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
-        hour_cells = kept_hours[i] + [hours.get(k, none) for k in live_hours]
+        settled = kept_minutes.get(i, {})
+        hour_cells = kept_hours[i] + [uptime.total((hours.get(k, none), settled[k])) if k in settled
+                                      else hours.get(k, none) for k in live_hours]
         days = result.buckets.get(("days", i), {})
         today_cell, last_24h = _sums(hour_cells, (today_from, 0), final_h, cache.hours.sums, i)
         cells = kept_days[i] + [days.get(k, none) for k in live_days] + [today_cell]

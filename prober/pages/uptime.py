@@ -258,10 +258,67 @@ class Kept:
         return out
 
 
+class Minutes:
+    """Per endpoint and hour, the sums of the minute rollups of the hours the hourly refresh has not reached
+    yet (up to ~65 minutes × every endpoint, the largest read of a page), for minutes older than SETTLE.
+
+    The span starts where the hourly rollup ends (hours before it are read from probe_rollup_1h) and
+    grows by the minutes that settled since the last request, each read once. A minute is kept once it
+    is SETTLE old, the same settling time refresh_hourly_rollups() gives an hour: a check written later
+    than that (a spool replayed after an outage) shows once its hour is in probe_rollup_1h, about an hour
+    later at most, rather than at once.
+    """
+
+    SETTLE = dt.timedelta(minutes=5)
+
+    def __init__(self) -> None:
+        self.lo: dt.datetime | None = None
+        self.until: dt.datetime | None = None
+        self.sums: dict[int, dict[int, Figures]] = {}  # endpoint -> hour (epoch) -> minutes [hour, until)
+
+    def span(self, lim: Limits, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+        """The minutes [lo, until) kept: from the end of the hourly rollup to SETTLE ago (None: no hourly rollup)."""
+        if lim.hour is None:
+            return None
+        lo = floor(lim.hour, HOUR)
+        return lo, max(lo, min(floor(now - self.SETTLE, MINUTE), lim.minute))
+
+    async def load(self, conn: AsyncConnection, ids: Sequence[int], lo: dt.datetime, until: dt.datetime,
+                   now: dt.datetime, lim: Limits) -> dict[int, dict[int, Figures]]:
+        """Per endpoint, the hourly sums of the minutes [lo, until), from the database only where not kept yet."""
+        if self.lo is None or self.until is None or lo < self.lo or until < self.until or lo > self.until:
+            self.lo, self.until, self.sums = lo, lo, {}
+        elif lo > self.lo:  # the hourly rollup moved on: those hours come from it now
+            self.lo = lo
+            for sums in self.sums.values():
+                for hour in [h for h in sums if h < epoch(lo)]:
+                    del sums[hour]
+        if until > self.until and self.sums:
+            await self._add(conn, list(self.sums), self.until, until, now, lim)
+        self.until = until
+        missing = [i for i in ids if i not in self.sums]
+        for i in missing:
+            self.sums[i] = {}
+        if missing:
+            await self._add(conn, missing, lo, until, now, lim)
+        return {i: self.sums[i] for i in ids}
+
+    async def _add(self, conn: AsyncConnection, ids: Sequence[int], a: dt.datetime, b: dt.datetime,
+                   now: dt.datetime, lim: Limits) -> None:
+        if a >= b:
+            return
+        result = await figures(conn, ids, [Query("minutes", a, b, "hour")], now, lim)
+        for i in ids:
+            sums = self.sums[i]
+            for hour, f in result.buckets.get(("minutes", i), {}).items():
+                sums[hour] = total((sums[hour], f)) if hour in sums else f
+
+
 class DayCache:
     """What a listener keeps between requests: final days (lookback as refresh_daily_rollups' default, one
-    day) and final hours (refresh_hourly_rollups' default, three hours)."""
+    day), final hours (refresh_hourly_rollups' default, three hours) and settled minutes."""
 
     def __init__(self) -> None:
         self.days = Kept("days", "day", DAY)
         self.hours = Kept("hours", "hour", 3 * HOUR)
+        self.minutes = Minutes()

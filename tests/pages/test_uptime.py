@@ -121,13 +121,15 @@ async def test_kept_hours_and_days_follow_the_clock(runtime: Runtime, pool: Asyn
     roll_up(url, now)
     cache = uptime.DayCache()
     page = runtime.config.status_pages[0]
-    moves = [dt.timedelta(hours=h) for h in (30, 29, 27, 26, 20, 5, 4, 0, 6)]  # the last one goes back in time
+    # by hours, by minutes within an hour (the kept minutes grow), across midnight; the last goes back in time
+    moves = [dt.timedelta(minutes=m) for m in (1800, 1740, 1620, 1560, 1200, 300, 293, 281, 240, 0, 360)]
     async with pool.connection() as conn:
         for back in moves:
             at = now - back
             kept = await data.load(conn, page, runtime.config, at, cache)
             fresh = await data.load(conn, page, runtime.config, at)
             assert cache.hours.first == uptime.floor(at, HOUR) - 23 * HOUR
+            assert cache.minutes.until == uptime.floor(at - uptime.Minutes.SETTLE, MINUTE)
             assert [e.hours for e in kept.endpoints] == [e.hours for e in fresh.endpoints], back
             assert [e.days for e in kept.endpoints] == [e.days for e in fresh.endpoints], back
             assert [e.uptime for e in kept.endpoints] == [e.uptime for e in fresh.endpoints], back
