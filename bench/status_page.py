@@ -69,7 +69,8 @@ def seed(url: str, endpoints: int, now: datetime) -> None:
         conn.execute("""INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms, error_kind)
             SELECT t, e.id, gen_random_uuid(), r >= 0.01, CASE WHEN r >= 0.01 THEN 90 + random() * 80 END,
                    CASE WHEN r < 0.01 THEN 'http' END
-            FROM endpoints e, generate_series(%s::timestamptz, %s, interval '15 s') t, LATERAL (SELECT random() + e.id * 0 AS r) x
+            FROM endpoints e, generate_series(%s::timestamptz, %s, interval '15 s') t,
+                 LATERAL (SELECT random() + e.id * 0 AS r) x
             """, (raw_from, now))
         conn.execute(RANGE, (raw_from - timedelta(minutes=1), now.replace(second=0, microsecond=0), [""]))
         conn.execute("SELECT refresh_hourly_rollups()")

@@ -113,8 +113,8 @@ async def load(conn: AsyncConnection) -> list[Window]:
         "SELECT id, name, source, starts_at, ends_at, weekly, timezone, endpoints, tags FROM maintenance_windows"
         " WHERE source <> 'config' AND (ends_at IS NULL OR ends_at > now()) ORDER BY id")
     windows = []
-    for wid, name, source, starts_at, ends_at, weekly, tz, endpoints, tags in await cur.fetchall():
-        weekly = weekly or {}
+    for wid, name, source, starts_at, ends_at, stored, tz, endpoints, tags in await cur.fetchall():
+        weekly = stored or {}
         windows.append(Window(
             name=name, starts_at=starts_at, ends_at=ends_at, days=tuple(weekly.get("days", ())),
             start=time.fromisoformat(weekly["start"]) if "start" in weekly else None,
@@ -133,7 +133,8 @@ async def add(conn: AsyncConnection, window: Window) -> int:
         (window.name, window.source, window.starts_at, window.ends_at, Jsonb(weekly) if weekly else None,
          window.timezone, list(window.endpoints), list(window.tags)))
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:  # INSERT ... RETURNING always returns its row
+        raise RuntimeError("INSERT into maintenance_windows returned no id")
     logger.info("silence added id=%d name=%r", row[0], window.name)
     return int(row[0])
 

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 RUNTIME = web.AppKey("pages_runtime", Runtime)
 ADMIN = web.AppKey("pages_admin_token", str)
 # The operator's credential for posting incidents: the same admin token the push API takes.
-ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"
+ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"  # noqa: S105 -- the variable's name, not a token
 WRITE_PREFIX = "/api/status/v1"
 M = TypeVar("M", bound=BaseModel)
 DAYS = web.AppKey("pages_days", uptime.DayCache)
@@ -176,8 +176,8 @@ async def read_results(request: web.Request) -> web.Response:
             " WHERE e.name = %s ORDER BY p.time DESC LIMIT %s", (name, limit))
         rows = await cur.fetchall()
     keys = ("time", "location", "ok", "status_code", "latency_ms", "error_kind", "error")
-    return web.json_response([{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in zip(keys, r)}
-                              for r in rows])
+    return web.json_response([{k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                               for k, v in zip(keys, r, strict=True)} for r in rows])
 
 
 async def read_incidents(request: web.Request) -> web.Response:
@@ -200,7 +200,8 @@ def _operator(request: web.Request) -> None:
     """Only the operator (the admin token, compared in constant time) posts incidents."""
     token = request.app[ADMIN]
     if not token:
-        raise api.error(web.HTTPForbidden, f"authorization: posting incidents needs {ADMIN_TOKEN_ENV} set on the server")
+        raise api.error(web.HTTPForbidden,
+                        f"authorization: posting incidents needs {ADMIN_TOKEN_ENV} set on the server")
     given = auth.presented(request) or ""
     if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()):
         raise api.error(web.HTTPUnauthorized, "authorization: send the admin token as a bearer token")
@@ -256,5 +257,6 @@ async def _refresh_daily(runtime: Runtime) -> None:
                 row = await cur.fetchone()
             logger.debug("daily rollups refreshed rows=%s", row[0] if row else 0)
         except (psycopg.Error, TimeoutError) as e:
-            logger.warning("daily rollups not refreshed error=%r", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            summary = str(e).splitlines()[0] if str(e) else type(e).__name__
+            logger.warning("daily rollups not refreshed error=%r", summary)
         await asyncio.sleep(DAILY_REFRESH_S)

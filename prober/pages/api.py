@@ -16,7 +16,7 @@ MAX_RESULTS = 1000
 
 
 def figures(f: Figures) -> dict[str, Any]:
-    return {"uptime": f.uptime, "checks": f.count, "ok": f.ok, "response_ms": f.latency_ms}
+    return {"uptime": f.uptime, "checks": f.checks, "ok": f.ok, "response_ms": f.latency_ms}
 
 
 def _time(t: dt.datetime | None) -> str | None:
@@ -80,7 +80,8 @@ _NOTICE = {"type": "object", "required": ["title", "state", "source", "active", 
     "id": {"type": ["integer", "null"]}, "title": {"type": "string"}, "state": {"type": "string"},
     "source": {"enum": ["operator", "alerter"]}, "active": {"type": "boolean"},
     "started_at": {"type": "string", "format": "date-time"}, "resolved_at": {"type": ["string", "null"]},
-    "endpoints": {"type": "array", "items": {"type": "string"}}, "updates": {"type": "array", "items": {"type": "object"}}}}
+    "endpoints": {"type": "array", "items": {"type": "string"}},
+    "updates": {"type": "array", "items": {"type": "object"}}}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}}}}}
 

@@ -78,4 +78,5 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     resolve.add_argument("id", type=int)
     resolve.add_argument("--message", "-m", default="Resolved.")
     resolve.set_defaults(handler=cmd_resolve)
-    actions.add_parser("list", help="open incidents and those resolved in the last 7 days").set_defaults(handler=cmd_list)
+    listing = actions.add_parser("list", help="open incidents and those resolved in the last 7 days")
+    listing.set_defaults(handler=cmd_list)

@@ -255,7 +255,8 @@ async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], thresho
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:
     cur = await conn.execute(
         "SELECT endpoint_id, started_at, ended_at, severity, reason FROM incidents"
-        " WHERE endpoint_id = ANY(%s::integer[]) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
+        " WHERE endpoint_id = ANY(%s::integer[]) AND ended_at >= %s ORDER BY ended_at DESC",
+        (list(by_id), now - RECENT))
     for i, started, ended, severity, reason in await cur.fetchall():
         by_id[i].incidents.append(Incident(started, ended, severity, reason, active=ended >= now - ACTIVE_FOR))
 

@@ -72,7 +72,8 @@ async def create(conn: AsyncConnection, title: str, message: str, endpoints: Seq
             " VALUES (%s, %s, %s, CASE WHEN %s = 'resolved' THEN now() END) RETURNING id",
             (title, list(endpoints), state, state))
         row = await cur.fetchone()
-        assert row is not None  # noqa: S101 -- INSERT ... RETURNING returns its row
+        if row is None:  # INSERT ... RETURNING always returns its row
+            raise RuntimeError("INSERT into status_incidents returned no id")
         await conn.execute("INSERT INTO status_incident_updates (incident_id, state, message) VALUES (%s, %s, %s)",
                            (row[0], state, message))
     return int(row[0])
@@ -111,11 +112,15 @@ async def recent(conn: AsyncConnection, now: dt.datetime, *, alerts: bool) -> li
     return sorted(notices, key=lambda n: (not n.active, -n.started_at.timestamp()))
 
 
+def _detected(error: str) -> str:
+    return f"Detected by upwatch: {error}" if error else "Detected by upwatch"
+
+
 async def _firing(conn: AsyncConnection) -> list[Notice]:
     """The alerter's DOWN alerts that are firing: one incident per endpoint, since its first failure."""
     cur = await conn.execute(
         "SELECT e.name, s.since, coalesce(s.last_error, '') FROM alert_state s JOIN endpoints e ON e.id = s.endpoint_id"
         " WHERE s.kind = 'down' AND s.status = 'firing' AND s.since IS NOT NULL ORDER BY s.since DESC")
     return [Notice(None, f"{name} is down", "investigating", "alerter", since, None, (name,),
-                   [Update(since, "investigating", f"Detected by upwatch: {error}" if error else "Detected by upwatch")])
+                   [Update(since, "investigating", _detected(error))])
             for name, since, error in await cur.fetchall()]

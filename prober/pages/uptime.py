@@ -45,7 +45,7 @@ class Figures(NamedTuple):
     and the garbage collector stops tracking tuples that hold only numbers (it scanned every kept
     dataclass on each collection)."""
 
-    count: int = 0
+    checks: int = 0
     ok: int = 0
     latency_sum: float = 0.0
     latency_n: int = 0
@@ -53,7 +53,7 @@ class Figures(NamedTuple):
     @property
     def uptime(self) -> float | None:
         """Fraction of checks that succeeded; None with no checks."""
-        return self.ok / self.count if self.count else None
+        return self.ok / self.checks if self.checks else None
 
     @property
     def latency_ms(self) -> float | None:
@@ -65,7 +65,7 @@ def total(parts: Iterable[Figures]) -> Figures:
     count = ok = latency_n = 0
     latency_sum = 0.0
     for f in parts:
-        count += f.count
+        count += f.checks
         ok += f.ok
         latency_sum += f.latency_sum
         latency_n += f.latency_n
@@ -171,10 +171,12 @@ def statement(queries: Iterable[Query], ids: Sequence[int], lim: Limits) -> tupl
                 template = template.replace(f"%({name})s", f"%({name}_{i})s")
             parts.append(template)
             params |= {f"label_{i}": q.label, f"lo_{i}": lo, f"hi_{i}": hi}
-    # Summed across pieces and locations here, so Python gets one row per cell.
-    return ("SELECT label, endpoint_id, extract(epoch FROM b)::bigint, sum(n)::bigint, sum(ok)::bigint, sum(ls),"
-            " sum(ln)::bigint FROM (" + "\nUNION ALL\n".join(parts) + ") u(label, endpoint_id, b, n, ok, ls, ln)"
-            " GROUP BY 1, 2, 3"), params
+    # Summed across pieces and locations here, so Python gets one row per cell. Only the fixed templates
+    # and table names above are joined in; every value is a parameter.
+    head = ("SELECT label, endpoint_id, extract(epoch FROM b)::bigint, sum(n)::bigint, sum(ok)::bigint, sum(ls),"
+            " sum(ln)::bigint FROM (")
+    tail = ") u(label, endpoint_id, b, n, ok, ls, ln) GROUP BY 1, 2, 3"
+    return head + "\nUNION ALL\n".join(parts) + tail, params
 
 
 async def figures(conn: AsyncConnection, ids: Sequence[int], queries: Sequence[Query], now: dt.datetime,
@@ -240,8 +242,8 @@ class Kept:
         start = self._move(first, until)
         if start is not None and self.cells:
             new = await self._read(conn, list(self.cells), start, until, now, lim)
-            for i, cells in self.cells.items():
-                cells += new[i]
+            for i, held in self.cells.items():
+                held.extend(new[i])
         missing = [i for i in ids if i not in self.cells]
         if missing:
             self.cells |= await self._read(conn, missing, first, until, now, lim)

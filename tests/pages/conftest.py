@@ -64,7 +64,8 @@ def seed(url: str, name: str, *, days: int, every: dt.timedelta, now: dt.datetim
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT id FROM endpoints WHERE name = %s", (name,)).fetchone()
         assert row is not None
-        with conn.cursor().copy("COPY probe_results (time, endpoint_id, id, location, ok, latency_ms, error_kind, error)"
+        columns = "time, endpoint_id, id, location, ok, latency_ms, error_kind, error"
+        with conn.cursor().copy(f"COPY probe_results ({columns})"
                                 " FROM STDIN") as copy:
             for r in rows:
                 copy.write_row((r[0], row[0], *r[1:]))

@@ -17,9 +17,9 @@ from upwatch.runtime import Runtime
 async def _raw(client: TestClient, path: str, accept: str | None) -> tuple[aiohttp.ClientResponse, bytes]:
     """The bytes as sent, not decoded by the client (a session of our own with auto_decompress off)."""
     headers = {} if accept is None else {"Accept-Encoding": accept}
-    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) as session:
-        async with session.get(client.make_url(path), headers=headers) as resp:
-            return resp, await resp.read()
+    async with (aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) as session,
+                session.get(client.make_url(path), headers=headers) as resp):
+        return resp, await resp.read()
 
 
 async def test_page_is_gzipped_when_accepted(runtime: Runtime, client: TestClient) -> None:

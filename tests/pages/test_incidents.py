@@ -18,6 +18,7 @@ from upwatch.runtime import Runtime
 
 ADMIN = "operator-admin-token-0123456789"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
+AS_READER = {"Authorization": f"Bearer {TOKEN}"}  # the private page's token
 
 
 @pytest.fixture
@@ -38,10 +39,10 @@ async def test_an_operator_posts_updates_and_resolves_an_incident(admin: TestCli
     status, made = await _post(admin, "/incidents", {"title": "Checkout errors", "endpoints": ["api"],
                                                      "message": "We see <script>x</script> errors"})
     assert status == 201
-    assert (await _post(admin, f"/incidents/{made['id']}/updates", {"message": "Bad deploy", "state": "identified"}))[0] \
-        == 201
+    updates = f"/incidents/{made['id']}/updates"
+    assert (await _post(admin, updates, {"message": "Bad deploy", "state": "identified"}))[0] == 201
     html = await (await admin.get("/status/public")).text()
-    shown = html[html.index('data-incident="%d"' % made["id"]):]
+    shown = html[html.index(f'data-incident="{made["id"]}"'):]
     shown = shown[:shown.index("</article>")]
     assert "Checkout errors" in shown and "Identified" in shown and "affects api" in shown
     assert "Bad deploy" in shown and "&lt;script&gt;x&lt;/script&gt;" in shown and "<script>x" not in shown
@@ -49,8 +50,7 @@ async def test_an_operator_posts_updates_and_resolves_an_incident(admin: TestCli
     assert [(n["title"], n["state"], n["active"]) for n in listed] == [("Checkout errors", "identified", True)]
     assert [u["message"] for u in listed[0]["updates"]] == ["Bad deploy", "We see <script>x</script> errors"]
 
-    assert (await _post(admin, f"/incidents/{made['id']}/updates", {"message": "Rolled back", "state": "resolved"}))[0] \
-        == 201
+    assert (await _post(admin, updates, {"message": "Rolled back", "state": "resolved"}))[0] == 201
     page = await (await admin.get("/api/read/v1/pages/public")).json()
     (resolved,) = page["incidents"]
     assert resolved["state"] == "resolved" and not resolved["active"] and resolved["resolved_at"]
@@ -89,7 +89,7 @@ async def test_a_bad_incident_is_a_400_naming_the_field(admin: TestClient, body:
 async def test_private_endpoints_incidents_need_the_pages_token(admin: TestClient) -> None:
     await _post(admin, "/incidents", {"title": "DB failover", "message": "m", "endpoints": ["secret-db"]})
     assert await (await admin.get("/api/read/v1/status-incidents")).json() == []
-    private = await (await admin.get("/api/read/v1/status-incidents", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    private = await (await admin.get("/api/read/v1/status-incidents", headers=AS_READER)).json()
     assert [n["title"] for n in private] == ["DB failover"]
     assert "DB failover" not in await (await admin.get("/status/public")).text()
 
@@ -104,7 +104,7 @@ async def test_the_alerters_down_alerts_appear_where_the_page_asks_for_them(runt
     assert [(n["title"], n["source"], n["updates"][0]["message"]) for n in public["incidents"]] == [
         ("api is down", "alerter", "Detected by upwatch: HTTP 503")]
     assert "api is down" in await (await admin.get("/status/public")).text()
-    internal = await (await admin.get("/api/read/v1/pages/internal", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    internal = await (await admin.get("/api/read/v1/pages/internal", headers=AS_READER)).json()
     assert internal["incidents"] == []  # alert_incidents: false
 
 

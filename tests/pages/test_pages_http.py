@@ -129,8 +129,8 @@ async def test_a_successful_check_that_meets_a_degraded_condition_is_degraded(ru
                                                                              client: TestClient) -> None:
     async def after(latency: float, ok: bool = True, cert_days: float = 90) -> dict[str, object]:
         with psycopg.connect(runtime.database_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms, status_code, cert_not_after,"
-                         " error_kind, error) SELECT now(), id, gen_random_uuid(), %s, %s, 200,"
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms, status_code,"
+                         " cert_not_after, error_kind, error) SELECT now(), id, gen_random_uuid(), %s, %s, 200,"
                          " now() + %s * interval '1 day', %s, %s FROM endpoints WHERE name = 'web'",
                          (ok, latency, cert_days, None if ok else "http", None if ok else "HTTP 503"))
         body: dict[str, object] = await (await client.get("/api/read/v1/endpoints/web")).json()

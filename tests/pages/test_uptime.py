@@ -42,10 +42,10 @@ async def test_window_uptime_equals_a_direct_count(runtime: Runtime, pool: Async
         shown = (await data.load_endpoints(conn, ["api"], runtime.config, now))["api"]
     for label, span in WINDOWS.items():
         got = result.totals[label, ids[0]]  # any range: here the rolling one
-        assert (got.count, got.ok) == direct(url, "api", now - span, now), label
-        assert got.count > 0
+        assert (got.checks, got.ok) == direct(url, "api", now - span, now), label
+        assert got.checks > 0
         page = shown.uptime[label]  # the page's window (from an hour or a midnight), summed from its points
-        assert (page.count, page.ok) == direct(url, "api", data.window_start(label, now), now), label
+        assert (page.checks, page.ok) == direct(url, "api", data.window_start(label, now), now), label
     tables = {table for table, _, _ in uptime.split(now - WINDOWS["90d"], now, lim)}
     assert tables == {"probe_rollup_1d", "probe_rollup_1h", "probe_rollup_1m", "probe_results"}
 
@@ -63,7 +63,7 @@ async def test_daily_history_equals_a_direct_count_per_day(runtime: Runtime, poo
     assert len(days) == 90
     for key, got in days.items():
         day = dt.datetime.fromtimestamp(key, dt.UTC)
-        assert (got.count, got.ok) == direct(url, "web", day, min(day + DAY, now)), day
+        assert (got.checks, got.ok) == direct(url, "web", day, min(day + DAY, now)), day
 
 
 A = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -135,4 +135,4 @@ async def test_kept_hours_and_days_follow_the_clock(runtime: Runtime, pool: Asyn
             assert [e.uptime for e in kept.endpoints] == [e.uptime for e in fresh.endpoints], back
             assert render.page(kept, cache) == render.page(fresh), back
     web = next(e for e in kept.endpoints if e.name == "web")
-    assert web.uptime["24h"].count > 0 and sum(f.count for f in web.hour_cells[:20]) > 0
+    assert web.uptime["24h"].checks > 0 and sum(f.checks for f in web.hour_cells[:20]) > 0

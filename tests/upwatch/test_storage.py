@@ -14,7 +14,8 @@ def seed(url: str) -> None:
         service = conn.execute(
             "INSERT INTO services (name, retention_days) VALUES ('s', 3) RETURNING id").fetchone()[0]
         for age in (1, 5, 100):
-            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok) VALUES (now() - %s::interval, %s, %s, true)",
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok)"
+                         " VALUES (now() - %s::interval, %s, %s, true)",
                          (timedelta(days=age), endpoint, uuid.uuid4()))
             conn.execute("INSERT INTO request_logs (time, service_id, method) VALUES (now() - %s::interval, %s, 'GET')",
                          (timedelta(days=age), service))
@@ -51,7 +52,8 @@ async def test_plain_postgres_has_no_policies(pool, database_url: str, pg_server
     from upwatch.storage import apply_policies
 
     if pg_server.timescaledb(database_url):
-        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL): the plain-PostgreSQL path is not testable here")
+        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL):"
+                    " the plain-PostgreSQL path is not testable here")
     assert await apply_policies(pool, Retention()) is False
 
 

@@ -39,8 +39,8 @@ class Group(Section):
     """A heading on the page and the endpoints under it: named ones, then those with any of the tags."""
 
     name: str = Field(min_length=1, max_length=200)
-    endpoints: list[str] = []
-    tags: list[str] = []
+    endpoints: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _selects(self) -> Group:
@@ -54,9 +54,9 @@ class StatusPage(Section):
     title: str = Field(min_length=1, max_length=200)
     description: str = ""
     # Endpoints outside any group, shown first under the page title.
-    endpoints: list[str] = []
-    tags: list[str] = []
-    groups: list[Group] = []
+    endpoints: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
     public: bool = True
     # A private page (and its badges and read API data) needs this token, as a bearer token or as the
     # password of HTTP basic auth (any user name). Put it in the environment: token: ${STATUS_TOKEN}.
@@ -68,7 +68,8 @@ class StatusPage(Section):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _SLUG.match(value):
-            raise ValueError(f"{value!r} must be 1-64 lower-case letters, digits or '-', starting with a letter or digit")
+            raise ValueError(f"{value!r} must be 1-64 lower-case letters, digits or '-',"
+                             " starting with a letter or digit")
         return value
 
     @model_validator(mode="after")
