@@ -60,7 +60,7 @@ def cmd_alerts_test_email(args: argparse.Namespace) -> int:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from alerter import maintenance
+    from upwatch import maintenance
 
     if not args.endpoint and not args.tag and not args.all:
         print("upwatch: name what to silence: --endpoint NAME, --tag TAG or --all", file=sys.stderr)
@@ -80,7 +80,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
 
 
 def cmd_silence_list(args: argparse.Namespace) -> int:
-    from alerter import maintenance
+    from upwatch import maintenance
 
     windows = with_connection(args, lambda conn, _: maintenance.load(conn))
     if not windows:
@@ -95,7 +95,7 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
 
 
 def cmd_silence_remove(args: argparse.Namespace) -> int:
-    from alerter import maintenance
+    from upwatch import maintenance
 
     removed = with_connection(args, lambda conn, _: maintenance.remove(conn, args.id))
     if not removed:

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from alerter import render, routes
-from alerter.maintenance import Window, silencing
 from alerter.outbox import Row
 from alerter.policy import Event, EventKind, Location, Policy, is_down, observe, should_send
 from alerter.records import Payload
 from alerter.sources import EndpointInfo, Incident, Result, breached
 from alerter.store import Tracked
 from upwatch.config.alerting import Alerting, Rule
+from upwatch.maintenance import Window, silencing
 
 RECENT = 5
 

@@ -14,8 +14,9 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerter import maintenance, outbox, sources, store
+from alerter import outbox, sources, store
 from alerter.decide import Cycle, dependency_order
+from upwatch import maintenance
 from upwatch.config.alerting import Alerting, Rule
 
 logger = logging.getLogger(__name__)

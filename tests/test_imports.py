@@ -29,8 +29,6 @@ KNOWN_VIOLATIONS: dict[str, Allowance] = {
     # helper "push" (#12.4): push/ becomes its own package; today it uses the prober's writer and spool.
     "push imports the prober's writer, spool and tables": frozenset({
         ("push", "prober.writer"), ("push", "prober.spool"), ("push", "prober.tables")}),
-    # helper "pages": status pages read maintenance windows through the alerter's module.
-    "prober.pages imports alerter.maintenance": frozenset({("prober.pages", "alerter")}),
 }
 
 

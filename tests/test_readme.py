@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from prober.checks import CHECKS, CheckOptions
 from upwatch.config.schema import Config
 
 REPO = Path(__file__).parents[1]
@@ -54,9 +55,17 @@ def nested(annotation: object) -> tuple[type[BaseModel] | None, bool]:
 
 
 def flat_options(field: FieldInfo) -> bool:
-    """A registered type's options (a channel's), typed only as BaseModel: they are written next to the
-    field's siblings (`name`, `type`), not under the field's own name, and documented with their type."""
-    return nested(field.annotation)[0] is BaseModel
+    """A registered type's options (a channel's, a check kind's): written next to the field's siblings
+    (`name`, `type` / `kind`), not under the field's own name."""
+    return nested(field.annotation)[0] in (BaseModel, CheckOptions)
+
+
+def flat_models(field: FieldInfo) -> list[type[BaseModel]]:
+    """The models whose keys a flat options field stands for: every check kind's Options. A channel's
+    options are documented with its type (docs/alerter.md), so they stand for none here."""
+    if nested(field.annotation)[0] is CheckOptions:
+        return [kind.Options for kind in CHECKS.values()]
+    return []
 
 
 def schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -64,6 +73,7 @@ def schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, field in model.model_fields.items():
         if flat_options(field):
+            keys |= {k for m in flat_models(field) for k in schema_keys(m, prefix)}
             continue
         key = prefix + (field.alias or name)
         keys.add(key)
@@ -79,6 +89,7 @@ def undocumented(model: type[BaseModel], documented: dict[str, str], prefix: str
     missing: list[str] = []
     for name, field in model.model_fields.items():
         if flat_options(field):
+            missing += [k for m in flat_models(field) for k in undocumented(m, documented, prefix) if k not in missing]
             continue
         key = prefix + (field.alias or name)
         inner, many = nested(field.annotation)

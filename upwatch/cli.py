@@ -16,6 +16,7 @@ from psycopg import sql
 import alerter.cli
 import detector.cli
 import prober.cli
+import prober.pages.cli
 import push.cli
 import upwatch.importers.cli
 from prober.checks import push as push_kind
@@ -73,6 +74,7 @@ class Package:
 PACKAGES = (
     Package("prober", prober.cli, _prober),
     Package("push", push.cli),
+    Package("pages", prober.pages.cli),
     Package("detector", detector.cli, _detector),
     Package("alerter", alerter.cli, _alerter),
     Package("import", upwatch.importers.cli),

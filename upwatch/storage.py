@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import psycopg
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from upwatch.config.storage import Retention
 from upwatch.db import error_summary, timescaledb_active
-from upwatch.runtime import pause
+from upwatch.runtime import Runtime, pause
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ RETAINED = {
     "probe_rollup_1m": ("bucket", "rollups"),
     "request_rollup_1m": ("bucket", "rollups"),
     "probe_rollup_1h": ("bucket", "rollups"),
+    # Built from probe_rollup_1h (sql/0120), so it keeps what the hourly rows keep: a day outlives its
+    # hours by less than a day, and a status page's 90 days need far less than the default 400.
+    "probe_rollup_1d": ("bucket", "rollups"),
     "request_rollup_1h": ("bucket", "rollups"),
     "request_client_ips_1h": ("bucket", "rollups"),
     "request_status_1h": ("bucket", "rollups"),
@@ -68,7 +71,7 @@ async def purge(pool: AsyncConnectionPool, retention: Retention, *, skip_hyperta
     return deleted
 
 
-async def _delete_older(conn, table: str, column: str, keep: timedelta) -> int:  # type: ignore[no-untyped-def]
+async def _delete_older(conn: AsyncConnection, table: str, column: str, keep: timedelta) -> int:
     total = 0
     # (tableoid, ctid) rather than ctid alone: on a hypertable every chunk has its own ctids.
     query = sql.SQL(
@@ -77,8 +80,9 @@ async def _delete_older(conn, table: str, column: str, keep: timedelta) -> int: 
     ).format(t=sql.Identifier(table), c=sql.Identifier(column))
     while True:
         cur = await conn.execute(query, (keep, _BATCH))
-        total += cur.rowcount
-        if cur.rowcount < _BATCH:
+        deleted: int = cur.rowcount
+        total += deleted
+        if deleted < _BATCH:
             return total
 
 
@@ -122,7 +126,7 @@ async def run_hourly_rollups(pool: AsyncConnectionPool, stop: asyncio.Event,
     await _repeat("hourly rollups", lambda: refresh_hourly_rollups(pool), every, stop)
 
 
-async def service(runtime, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def service(runtime: Runtime, stop: asyncio.Event) -> None:
     """Retention and hourly rollups as one upwatch service (runs beside the prober)."""
     await asyncio.gather(run_retention(runtime.pool, runtime.config.storage.retention, stop),
                          run_hourly_rollups(runtime.pool, stop))

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from aiohttp import web
 from markupsafe import escape
+from pydantic import BaseModel, ValidationError
 
-from prober.pages import api, auth, badges, data, render, uptime
+from prober.pages import api, auth, badges, compression, data, incidents, render, uptime
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 from upwatch.runtime import Runtime
@@ -28,6 +31,11 @@ __all__ = ["setup"]
 logger = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("pages_runtime", Runtime)
+ADMIN = web.AppKey("pages_admin_token", str)
+# The operator's credential for posting incidents: the same admin token the push API takes.
+ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"  # noqa: S105 -- the variable's name, not a token
+WRITE_PREFIX = "/api/status/v1"
+M = TypeVar("M", bound=BaseModel)
 DAYS = web.AppKey("pages_days", uptime.DayCache)
 DAILY_REFRESH_S = 60.0
 BADGE_MAX_AGE_S = 60
@@ -39,17 +47,22 @@ def setup(app: web.Application, runtime: Runtime, writer: Any) -> None:
     """Add /status/{slug}, /badge/... and /api/read/v1/... to the listener (an Extension for prober.app)."""
     app[RUNTIME] = runtime
     app[DAYS] = uptime.DayCache()
-    app.router.add_get("/status", index)
-    app.router.add_get("/status/{slug}", status_page)
+    app[ADMIN] = os.environ.get(ADMIN_TOKEN_ENV, "")
+    gz = compression.compressed
+    app.router.add_get("/status", gz(index))
+    app.router.add_get("/status/{slug}", gz(status_page))
     app.router.add_get("/badge/{endpoint}/status.svg", badge)
     app.router.add_get("/badge/{endpoint}/{kind:uptime|response}/{window:24h|7d|30d|90d}.svg", badge)
-    app.router.add_get(f"{api.PREFIX}/openapi.json", openapi)
-    app.router.add_get(f"{api.PREFIX}/pages", read_pages)
-    app.router.add_get(f"{api.PREFIX}/pages/{{slug}}", read_page)
-    app.router.add_get(f"{api.PREFIX}/endpoints", read_endpoints)
-    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}", read_endpoint)
-    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}/results", read_results)
-    app.router.add_get(f"{api.PREFIX}/incidents", read_incidents)
+    app.router.add_get(f"{api.PREFIX}/openapi.json", gz(openapi))
+    app.router.add_get(f"{api.PREFIX}/pages", gz(read_pages))
+    app.router.add_get(f"{api.PREFIX}/pages/{{slug}}", gz(read_page))
+    app.router.add_get(f"{api.PREFIX}/endpoints", gz(read_endpoints))
+    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}", gz(read_endpoint))
+    app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}/results", gz(read_results))
+    app.router.add_get(f"{api.PREFIX}/incidents", gz(read_incidents))
+    app.router.add_get(f"{api.PREFIX}/status-incidents", gz(read_status_incidents))
+    app.router.add_post(f"{WRITE_PREFIX}/incidents", post_incident)
+    app.router.add_post(f"{WRITE_PREFIX}/incidents/{{id:\\d+}}/updates", post_update)
     app.cleanup_ctx.append(_daily_rollups)
     for page in runtime.config.status_pages:
         logger.info("status page slug=%s public=%s path=/status/%s", page.slug, page.public, page.slug)
@@ -163,14 +176,69 @@ async def read_results(request: web.Request) -> web.Response:
             " WHERE e.name = %s ORDER BY p.time DESC LIMIT %s", (name, limit))
         rows = await cur.fetchall()
     keys = ("time", "location", "ok", "status_code", "latency_ms", "error_kind", "error")
-    return web.json_response([{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in zip(keys, r)}
-                              for r in rows])
+    return web.json_response([{k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                               for k, v in zip(keys, r, strict=True)} for r in rows])
 
 
 async def read_incidents(request: web.Request) -> web.Response:
     found = await _endpoints(request, _readable(request))
     incidents = [{"endpoint": e.name, **i} for e in found.values() for i in api.endpoint(e, history=False)["incidents"]]
     return web.json_response(sorted(incidents, key=lambda i: i["started_at"], reverse=True))
+
+
+async def read_status_incidents(request: web.Request) -> web.Response:
+    names = _readable(request)
+    any_page = bool(auth.readable_pages(_config(request), request))
+    async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
+        found = await incidents.recent(conn, _now(), alerts=True)
+    shown = [api.notice(n) for n in found if (n.endpoints and set(n.endpoints) & set(names)) or
+             (not n.endpoints and any_page)]
+    return web.json_response(shown, headers={"Cache-Control": "no-store"})
+
+
+def _operator(request: web.Request) -> None:
+    """Only the operator (the admin token, compared in constant time) posts incidents."""
+    token = request.app[ADMIN]
+    if not token:
+        raise api.error(web.HTTPForbidden,
+                        f"authorization: posting incidents needs {ADMIN_TOKEN_ENV} set on the server")
+    given = auth.presented(request) or ""
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()):
+        raise api.error(web.HTTPUnauthorized, "authorization: send the admin token as a bearer token")
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    """The JSON body as `model`; a 400 naming the first bad field."""
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise api.error(web.HTTPBadRequest, f"{where}: {first['msg']}") from None
+
+
+async def post_incident(request: web.Request) -> web.Response:
+    _operator(request)
+    new = await _body(request, incidents.NewIncident)
+    known = {e.name for e in _config(request).endpoints}
+    for k, name in enumerate(new.endpoints):
+        if name not in known:
+            raise api.error(web.HTTPBadRequest, f"endpoints.{k}: no endpoint {name!r} in the config")
+    async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
+        incident_id = await incidents.create(conn, new.title, new.message, new.endpoints, new.state)
+    logger.info("status incident posted id=%d state=%s endpoints=%d", incident_id, new.state, len(new.endpoints))
+    return web.json_response({"id": incident_id}, status=201)
+
+
+async def post_update(request: web.Request) -> web.Response:
+    _operator(request)
+    new = await _body(request, incidents.NewUpdate)
+    incident_id = int(request.match_info["id"])
+    async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
+        if not await incidents.update(conn, incident_id, new.message, new.state):
+            raise api.error(web.HTTPNotFound, f"id: no incident {incident_id}")
+    logger.info("status incident updated id=%d state=%s", incident_id, new.state or "-")
+    return web.json_response({"id": incident_id}, status=201)
 
 
 async def _daily_rollups(app: web.Application) -> AsyncIterator[None]:
@@ -189,5 +257,6 @@ async def _refresh_daily(runtime: Runtime) -> None:
                 row = await cur.fetchone()
             logger.debug("daily rollups refreshed rows=%s", row[0] if row else 0)
         except (psycopg.Error, TimeoutError) as e:
-            logger.warning("daily rollups not refreshed error=%r", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            summary = str(e).splitlines()[0] if str(e) else type(e).__name__
+            logger.warning("daily rollups not refreshed error=%r", summary)
         await asyncio.sleep(DAILY_REFRESH_S)

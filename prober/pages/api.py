@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from prober.pages.data import EndpointData, PageData
+from prober.pages.incidents import Notice
 from prober.pages.uptime import Figures
 
 PREFIX = "/api/read/v1"
@@ -15,7 +16,7 @@ MAX_RESULTS = 1000
 
 
 def figures(f: Figures) -> dict[str, Any]:
-    return {"uptime": f.uptime, "checks": f.count, "ok": f.ok, "response_ms": f.latency_ms}
+    return {"uptime": f.uptime, "checks": f.checks, "ok": f.ok, "response_ms": f.latency_ms}
 
 
 def _time(t: dt.datetime | None) -> str | None:
@@ -27,7 +28,7 @@ def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": e.name, "state": e.state, "last_check_at": _time(e.last_at), "last_error": e.last_error,
         "windows": {w: figures(f) for w, f in e.uptime.items()},
-        "unusual": e.unusual.reason if e.unusual else None,
+        "unusual": e.unusual.reason if e.unusual else None, "degraded_by": e.degraded_by,
         "incidents": [{"started_at": _time(i.started_at), "ended_at": _time(i.ended_at), "severity": i.severity,
                        "reason": i.reason, "active": i.active} for i in e.incidents],
         "maintenance": [{"name": w.name, "starts_at": _time(w.starts_at), "ends_at": _time(w.ends_at),
@@ -39,9 +40,17 @@ def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
     return body
 
 
+def notice(n: Notice) -> dict[str, Any]:
+    """An operator's (or the alerter's) incident, its updates newest first."""
+    return {"id": n.id, "title": n.title, "state": n.state, "source": n.source, "active": n.active,
+            "started_at": _time(n.started_at), "resolved_at": _time(n.resolved_at), "endpoints": list(n.endpoints),
+            "updates": [{"at": _time(u.at), "state": u.state, "message": u.message} for u in n.updates]}
+
+
 def page(data: PageData) -> dict[str, Any]:
     return {"slug": data.page.slug, "title": data.page.title, "description": data.page.description,
             "public": data.page.public, "state": data.state, "generated_at": data.now.isoformat(),
+            "incidents": [notice(n) for n in data.notices],
             "groups": [{"name": g.name, "endpoints": [endpoint(e, history=True) for e in g.endpoints]}
                        for g in data.groups]}
 
@@ -63,9 +72,16 @@ _ENDPOINT = {"type": "object", "required": ["name", "state", "windows"], "proper
     "name": {"type": "string"}, "state": {"enum": ["up", "degraded", "down", "maintenance", "unknown"]},
     "last_check_at": {"type": ["string", "null"], "format": "date-time"}, "last_error": {"type": ["string", "null"]},
     "windows": {"type": "object", "additionalProperties": _FIG}, "unusual": {"type": ["string", "null"]},
+    "degraded_by": {"type": ["string", "null"]},
     "incidents": {"type": "array", "items": {"type": "object"}},
     "maintenance": {"type": "array", "items": {"type": "object"}},
     "days": {"type": "array", "items": _FIG}, "hours": {"type": "array", "items": _FIG}}}
+_NOTICE = {"type": "object", "required": ["title", "state", "source", "active", "updates"], "properties": {
+    "id": {"type": ["integer", "null"]}, "title": {"type": "string"}, "state": {"type": "string"},
+    "source": {"enum": ["operator", "alerter"]}, "active": {"type": "boolean"},
+    "started_at": {"type": "string", "format": "date-time"}, "resolved_at": {"type": ["string", "null"]},
+    "endpoints": {"type": "array", "items": {"type": "string"}},
+    "updates": {"type": "array", "items": {"type": "object"}}}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}}}}}
 
@@ -99,5 +115,7 @@ OPENAPI: dict[str, Any] = {
             [_path("name"), {"name": "limit", "in": "query", "schema": {
                 "type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 100}}]),
         "/incidents": _op("Detector incidents of the last 7 days", {"type": "array", "items": {"type": "object"}}),
+        "/status-incidents": _op("Operator incidents (and firing DOWN alerts) that are open or resolved in the"
+                                 " last 7 days, on endpoints you may read", {"type": "array", "items": _NOTICE}),
     },
 }

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 
-from alerter import maintenance
-from prober.pages import uptime
+from prober.checks.assertions import Observed, check
+from prober.pages import incidents, uptime
 from prober.pages.uptime import DAY, HOUR, Figures, Query
+from upwatch import maintenance
+from upwatch.assertions import Assertion
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 
@@ -51,6 +53,7 @@ class EndpointData:
     last_at: dt.datetime | None = None
     last_error: str | None = None
     failing: bool = False  # the last failure_threshold checks all failed
+    degraded_by: str | None = None  # the endpoint's `degraded` condition its newest (successful) check meets
     uptime: dict[str, Figures] = field(default_factory=dict)
     # Dates and hours are one list shared by every endpoint of a load; a 500-endpoint page would
     # otherwise make 45,000 pairs per request, and the garbage collector's time grows with them.
@@ -87,6 +90,7 @@ class PageData:
     page: StatusPage
     now: dt.datetime
     groups: list[GroupData]
+    notices: list[incidents.Notice] = field(default_factory=list)  # operator (and alerter) incidents
 
     @property
     def endpoints(self) -> list[EndpointData]:
@@ -118,7 +122,9 @@ async def load(conn: AsyncConnection, page: StatusPage, config: Config, now: dt.
     groups = layout(page, config)
     names = list(dict.fromkeys(n for _, members in groups for n in members))
     endpoints = await load_endpoints(conn, names, config, now, cache)
-    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups])
+    notices = [n for n in await incidents.recent(conn, now, alerts=page.alert_incidents) if n.concerns(names)]
+    return PageData(page, now, [GroupData(title, [endpoints[n] for n in members]) for title, members in groups],
+                    notices)
 
 
 async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Config, now: dt.datetime,
@@ -129,7 +135,8 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
     out = {n: EndpointData(n, ids.get(n)) for n in names}
     by_id = {i: out[n] for n, i in ids.items()}
     await _figures(conn, by_id, now, cache or uptime.DayCache())
-    await _latest(conn, by_id, config.alerting.failure_threshold)
+    degraded = {e.name: e.degraded for e in config.endpoints if e.degraded}
+    await _latest(conn, by_id, config.alerting.failure_threshold, degraded, now)
     await _incidents(conn, by_id, now)
     await _maintenance(conn, out, config, now)
     for e in out.values():
@@ -139,47 +146,61 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
 
 async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime,
                    cache: uptime.DayCache) -> None:
-    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days from the
-    cache, the other whole days before today from the rollups, and the last 24 hours as hourly points
-    (which also make up today's bar). The windows are sums of these (see WINDOWS)."""
+    """Uptime windows, day bars and hourly latency, reading each stretch of time once: final days and hours
+    from the cache, the newer whole days before today and the newer hours from the rollups (today's bar is
+    the sum of today's hours). The windows are sums of these (see WINDOWS), their final parts kept too."""
     today, hour = uptime.floor(now, DAY), uptime.floor(now, HOUR)
     first_day, first_hour = today - (HISTORY_DAYS - 1) * DAY, hour - (SPARK_HOURS - 1) * HOUR
     lim = await uptime.limits(conn, now)
-    final = cache.final_until(lim, first_day, today)
-    queries = [Query("days", final, today, "day"), Query("hours", first_hour, now, "hour")]
+    final_day = cache.days.final_until(lim.day, first_day, today)
+    final_hour = cache.hours.final_until(lim.hour, first_hour, hour)
     ids = list(by_id)
-    result = await uptime.figures(conn, ids, queries, now, lim)
-    kept = await cache.load(conn, ids, first_day, final, now, lim)
-    day_keys = [uptime.epoch(d) for d in _steps(today, HISTORY_DAYS, DAY)]
-    hour_starts = _steps(hour, SPARK_HOURS, HOUR)
-    hour_keys = [uptime.epoch(h) for h in hour_starts]
-    dates = [dt.datetime.fromtimestamp(k, dt.UTC).date() for k in day_keys]
-    # Shortest window first: each longer one adds only the days before the previous one's start.
-    starts = sorted(((label, day_keys.index(uptime.epoch(window_start(label, now)))) for label in WINDOWS
-                     if label != "24h"), key=lambda item: -item[1])
-    final_at = day_keys.index(uptime.epoch(final))
-    today_from = hour_keys.index(uptime.epoch(today)) if today >= first_hour else 0
+    minutes = cache.minutes.span(lim, now)
+    # The newest hours in two parts around the kept minutes; one label, so SQL sums them per hour.
+    recent = [Query("hours", final_hour, now, "hour")] if minutes is None else [
+        Query("hours", final_hour, max(final_hour, minutes[0]), "hour"), Query("hours", minutes[1], now, "hour")]
+    result = await uptime.figures(conn, ids, [Query("days", final_day, today, "day"), *recent], now, lim)
+    kept_days = await cache.days.load(conn, ids, first_day, final_day, now, lim)
+    kept_hours = await cache.hours.load(conn, ids, first_hour, final_hour, now, lim)
+    kept_minutes = await cache.minutes.load(conn, ids, *minutes, now, lim) if minutes else {}
+    day_starts, hour_starts = _steps(today, HISTORY_DAYS, DAY), _steps(hour, SPARK_HOURS, HOUR)
+    dates = [d.date() for d in day_starts]
+    final_d, final_h = day_starts.index(final_day), hour_starts.index(final_hour)
+    live_days = [uptime.epoch(d) for d in day_starts[final_d:-1]]
+    live_hours = [uptime.epoch(h) for h in hour_starts[final_h:]]
+    starts = {label: day_starts.index(window_start(label, now)) for label in WINDOWS if label != "24h"}
+    today_from = hour_starts.index(today) if today >= first_hour else 0
     none = Figures()
+    labels = list(starts)
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
-        hour_cells = [hours.get(k, none) for k in hour_keys]
-        days = kept[i] | result.buckets.get(("days", i), {})
-        cells = [days.get(k, none) for k in day_keys[:-1]] + [_sum(hour_cells[today_from:])]
-        e.dates, e.day_cells, e.final_days = dates, cells, final_at
+        settled = kept_minutes.get(i, {})
+        hour_cells = kept_hours[i] + [uptime.total((hours.get(k, none), settled[k])) if k in settled
+                                      else hours.get(k, none) for k in live_hours]
+        days = result.buckets.get(("days", i), {})
+        today_cell, last_24h = _sums(hour_cells, (today_from, 0), final_h, cache.hours.sums, i)
+        cells = kept_days[i] + [days.get(k, none) for k in live_days] + [today_cell]
+        e.dates, e.day_cells, e.final_days = dates, cells, final_d
         e.hour_starts, e.hour_cells = hour_starts, hour_cells
-        e.uptime = {"24h": _sum(hour_cells)}
-        tail, upto = Figures(), len(cells)
-        for label, at in starts:
-            tail = _sum([tail, *cells[at:upto]])
-            upto = at
-            e.uptime[label] = tail
+        e.uptime = {"24h": last_24h}
+        e.uptime.update(zip(labels, _sums(cells, starts.values(), final_d, cache.days.sums, i), strict=True))
 
 
-def _sum(parts: Sequence[Figures]) -> Figures:
-    total = Figures()
-    for f in parts:
-        total.add(f.count, f.ok, f.latency_sum, f.latency_n)
-    return total
+def _sums(cells: list[Figures], starts: Iterable[int], final: int, sums: dict[tuple[int, int], Figures],
+          key: int) -> list[Figures]:
+    """The sums of cells[start:] for each start. Cells before `final` are kept ones: their part of each sum is
+    computed once per span and kept in `sums`; the newer cells are summed once for all starts."""
+    live = uptime.total(cells[final:])
+    out = []
+    for start in starts:
+        if start >= final:
+            out.append(uptime.total(cells[start:]))
+            continue
+        kept = sums.get((key, start))
+        if kept is None:
+            kept = sums[key, start] = uptime.total(cells[start:final])
+        out.append(uptime.total((kept, live)))
+    return out
 
 
 def _steps(last: dt.datetime, n: int, step: dt.timedelta) -> list[dt.datetime]:
@@ -196,36 +217,47 @@ def window_start(label: str, now: dt.datetime) -> dt.datetime:
 
 def _state(e: EndpointData) -> str:
     """Down takes as many failed checks in a row as the alerter's failure_threshold, so the page and
-    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is behaviour
-    the detector finds unusual for this endpoint."""
+    the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is a successful
+    check that meets one of the endpoint's `degraded` conditions, or behaviour the detector finds unusual
+    for this endpoint."""
     if any(w.active for w in e.maintenance):
         return "maintenance"
     if e.last_at is None:
         return "unknown"
     if e.last_error is not None:
         return "down" if e.failing else "degraded"
-    return "degraded" if e.unusual else "up"
+    return "degraded" if e.degraded_by or e.unusual else "up"
 
 
-async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int) -> None:
-    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key)."""
+async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int,
+                  degraded: dict[str, list[Assertion]], now: dt.datetime) -> None:
+    """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key), and
+    whether the newest one meets one of the endpoint's `degraded` conditions."""
     cur = await conn.execute(
         """SELECT e.id, max(r.time), (array_agg(r.ok ORDER BY r.time DESC))[1],
-                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok)
+                  (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok),
+                  (array_agg(r.status_code ORDER BY r.time DESC))[1], (array_agg(r.latency_ms ORDER BY r.time DESC))[1],
+                  (array_agg(r.cert_not_after ORDER BY r.time DESC))[1]
            FROM unnest(%s::integer[]) AS e(id)
-           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error FROM probe_results p
+           CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error, status_code,
+                                      latency_ms, cert_not_after FROM probe_results p
                                WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
                                ORDER BY p.time DESC LIMIT %s) r
            GROUP BY e.id""", (list(by_id), threshold))
-    for i, at, ok, error, failed in await cur.fetchall():
+    for i, at, ok, error, failed, status, latency, cert in await cur.fetchall():
         e = by_id[i]
         e.last_at, e.last_error, e.failing = at, None if ok else error, failed >= threshold
+        if ok and e.name in degraded:
+            seen = Observed(now=now, status_code=status, latency_ms=latency, cert_not_after=cert)
+            met = [r for r in (check(c, seen) for c in degraded[e.name]) if r.ok]
+            e.degraded_by = f"{met[0].assertion} (was {met[0].actual})" if met else None
 
 
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:
     cur = await conn.execute(
         "SELECT endpoint_id, started_at, ended_at, severity, reason FROM incidents"
-        " WHERE endpoint_id = ANY(%s) AND ended_at >= %s ORDER BY ended_at DESC", (list(by_id), now - RECENT))
+        " WHERE endpoint_id = ANY(%s::integer[]) AND ended_at >= %s ORDER BY ended_at DESC",
+        (list(by_id), now - RECENT))
     for i, started, ended, severity, reason in await cur.fetchall():
         by_id[i].incidents.append(Incident(started, ended, severity, reason, active=ended >= now - ACTIVE_FOR))
 

@@ -16,7 +16,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 
@@ -29,20 +29,23 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ROLLUP = """SELECT %(label)s::text, endpoint_id, {bucket}, sum(count), sum(ok_count),
        sum(avg_latency_ms * count) FILTER (WHERE avg_latency_ms IS NOT NULL),
        sum(count) FILTER (WHERE avg_latency_ms IS NOT NULL)
-FROM {table} WHERE endpoint_id = ANY(%(ids)s) AND bucket >= %(lo)s AND bucket < %(hi)s GROUP BY 2, 3"""
+FROM {table} WHERE endpoint_id = ANY(%(ids)s::integer[]) AND bucket >= %(lo)s AND bucket < %(hi)s GROUP BY 2, 3"""
 _RAW = """SELECT %(label)s::text, endpoint_id, {bucket}, count(*), count(*) FILTER (WHERE ok),
        sum(latency_ms), count(latency_ms)
-FROM probe_results WHERE endpoint_id = ANY(%(ids)s) AND time >= %(lo)s AND time < %(hi)s
+FROM probe_results WHERE endpoint_id = ANY(%(ids)s::integer[]) AND time >= %(lo)s AND time < %(hi)s
   AND error_kind IS DISTINCT FROM 'skipped' GROUP BY 2, 3"""
 _TABLES = {DAY: "probe_rollup_1d", HOUR: "probe_rollup_1h", MINUTE: "probe_rollup_1m"}
 _UNITS = {"": None, "day": DAY, "hour": HOUR}
 
 
-@dataclass(slots=True)
-class Figures:
-    """Checks, successes and latency over a range (or one bucket of it)."""
+class Figures(NamedTuple):
+    """Checks, successes and latency over a range (or one bucket of it).
 
-    count: int = 0
+    A tuple of numbers rather than an object: a listener keeps ~54,000 of them for a 500-endpoint page,
+    and the garbage collector stops tracking tuples that hold only numbers (it scanned every kept
+    dataclass on each collection)."""
+
+    checks: int = 0
     ok: int = 0
     latency_sum: float = 0.0
     latency_n: int = 0
@@ -50,17 +53,23 @@ class Figures:
     @property
     def uptime(self) -> float | None:
         """Fraction of checks that succeeded; None with no checks."""
-        return self.ok / self.count if self.count else None
+        return self.ok / self.checks if self.checks else None
 
     @property
     def latency_ms(self) -> float | None:
         return self.latency_sum / self.latency_n if self.latency_n else None
 
-    def add(self, count: int, ok: int, latency_sum: float | None, latency_n: int | None) -> None:
-        self.count += count
-        self.ok += ok
-        self.latency_sum += latency_sum or 0.0
-        self.latency_n += latency_n or 0
+
+def total(parts: Iterable[Figures]) -> Figures:
+    """The figures of several ranges (or buckets) together."""
+    count = ok = latency_n = 0
+    latency_sum = 0.0
+    for f in parts:
+        count += f.checks
+        ok += f.ok
+        latency_sum += f.latency_sum
+        latency_n += f.latency_n
+    return Figures(count, ok, latency_sum, latency_n)
 
 
 @dataclass(frozen=True)
@@ -162,10 +171,12 @@ def statement(queries: Iterable[Query], ids: Sequence[int], lim: Limits) -> tupl
                 template = template.replace(f"%({name})s", f"%({name}_{i})s")
             parts.append(template)
             params |= {f"label_{i}": q.label, f"lo_{i}": lo, f"hi_{i}": hi}
-    # Summed across pieces and locations here, so Python gets one row per cell.
-    return ("SELECT label, endpoint_id, extract(epoch FROM b)::bigint, sum(n)::bigint, sum(ok)::bigint, sum(ls),"
-            " sum(ln)::bigint FROM (" + "\nUNION ALL\n".join(parts) + ") u(label, endpoint_id, b, n, ok, ls, ln)"
-            " GROUP BY 1, 2, 3"), params
+    # Summed across pieces and locations here, so Python gets one row per cell. Only the fixed templates
+    # and table names above are joined in; every value is a parameter.
+    head = ("SELECT label, endpoint_id, extract(epoch FROM b)::bigint, sum(n)::bigint, sum(ok)::bigint, sum(ls),"
+            " sum(ln)::bigint FROM (")
+    tail = ") u(label, endpoint_id, b, n, ok, ls, ln) GROUP BY 1, 2, 3"
+    return head + "\nUNION ALL\n".join(parts) + tail, params
 
 
 async def figures(conn: AsyncConnection, ids: Sequence[int], queries: Sequence[Query], now: dt.datetime,
@@ -185,35 +196,131 @@ async def figures(conn: AsyncConnection, ids: Sequence[int], queries: Sequence[Q
     return result
 
 
-class DayCache:
-    """Whole days no refresh rewrites any more, per endpoint, so a page reads only its newest days.
+class Kept:
+    """Whole buckets (days or hours) that no refresh rewrites any more, per endpoint, so a page reads only the
+    newest ones from the database.
 
-    refresh_daily_rollups() recomputes the days from its complete_until minus its lookback (one day) on;
-    days before that are final, so keeping them is exact. The cache holds one span of days (the
-    history bar's) and starts over when the span moves, once a day.
+    refresh_daily_rollups() and refresh_hourly_rollups() recompute from their complete_until minus a lookback
+    on (sql/0120, sql/0050); buckets before that are final, so keeping them is exact. One span of buckets
+    [first, until) is held as a list per endpoint, in bucket order. When the span moves forward (each hour
+    or day), buckets before the new first are dropped and only the new ones are read, once; `markup` and
+    `sums`, derived from the held buckets by the pages, start over.
     """
 
-    LOOKBACK = DAY  # refresh_daily_rollups' default lookback (sql/0120)
+    def __init__(self, label: str, unit: str, lookback: dt.timedelta) -> None:
+        self.label, self.unit, self.step, self.lookback = label, unit, {"day": DAY, "hour": HOUR}[unit], lookback
+        self.first: dt.datetime | None = None
+        self.until: dt.datetime | None = None
+        self.cells: dict[int, list[Figures]] = {}
+        self.markup: dict[int, str] = {}  # per endpoint, rendered bars of the held days (prober/pages/render.py)
+        self.sums: dict[tuple[int, int], Figures] = {}  # (endpoint, first index) -> sum of held cells from there
 
-    def __init__(self) -> None:
-        self.span: tuple[dt.datetime, dt.datetime] | None = None
-        self.days: dict[int, dict[int, Figures]] = {}
-        self.markup: dict[int, str] = {}  # per endpoint, the rendered bars of the final days (prober/pages/render.py)
-
-    def final_until(self, lim: Limits, first: dt.datetime, last: dt.datetime) -> dt.datetime:
-        """Days in [first, this) are final (and may come from the cache)."""
-        if lim.day is None:
+    def final_until(self, limit: dt.datetime | None, first: dt.datetime, last: dt.datetime) -> dt.datetime:
+        """Buckets in [first, this) are final, given how far the rollup is complete (`limit`)."""
+        if limit is None:
             return first
-        return min(max(first, floor(lim.day, DAY) - self.LOOKBACK), last)
+        return min(max(first, floor(limit, self.step) - self.lookback), last)
+
+    def _move(self, first: dt.datetime, until: dt.datetime) -> dt.datetime | None:
+        """Move the span to [first, until); return where the buckets still to be read start (None: none)."""
+        if (first, until) == (self.first, self.until):
+            return None
+        self.markup, self.sums = {}, {}
+        if self.first is None or self.until is None or until < self.until or not self.first <= first <= self.until:
+            self.cells = {}  # nothing to keep (the first span, or limits that went back)
+            self.first, self.until = first, until
+            return None
+        drop, start = (first - self.first) // self.step, self.until
+        for cells in self.cells.values():
+            del cells[:drop]
+        self.first, self.until = first, until
+        return start if start < until else None
 
     async def load(self, conn: AsyncConnection, ids: Sequence[int], first: dt.datetime, until: dt.datetime,
+                   now: dt.datetime, lim: Limits) -> dict[int, list[Figures]]:
+        """The final buckets [first, until) per endpoint, from the database only for those not held yet."""
+        start = self._move(first, until)
+        if start is not None and self.cells:
+            new = await self._read(conn, list(self.cells), start, until, now, lim)
+            for i, held in self.cells.items():
+                held.extend(new[i])
+        missing = [i for i in ids if i not in self.cells]
+        if missing:
+            self.cells |= await self._read(conn, missing, first, until, now, lim)
+        return {i: self.cells[i] for i in ids}
+
+    async def _read(self, conn: AsyncConnection, ids: Sequence[int], lo: dt.datetime, hi: dt.datetime,
+                    now: dt.datetime, lim: Limits) -> dict[int, list[Figures]]:
+        keys = [epoch(lo + k * self.step) for k in range((hi - lo) // self.step)]
+        result = await figures(conn, ids, [Query(self.label, lo, hi, self.unit)], now, lim) if keys else Result()
+        none, out = Figures(), {}
+        for i in ids:
+            got = result.buckets.get((self.label, i), {})
+            out[i] = [got.get(k, none) for k in keys]
+        return out
+
+
+class Minutes:
+    """Per endpoint and hour, the sums of the minute rollups of the hours the hourly refresh has not reached
+    yet (up to ~65 minutes × every endpoint, the largest read of a page), for minutes older than SETTLE.
+
+    The span starts where the hourly rollup ends (hours before it are read from probe_rollup_1h) and
+    grows by the minutes that settled since the last request, each read once. A minute is kept once it
+    is SETTLE old, the same settling time refresh_hourly_rollups() gives an hour: a check written later
+    than that (a spool replayed after an outage) shows once its hour is in probe_rollup_1h, about an hour
+    later at most, rather than at once.
+    """
+
+    SETTLE = dt.timedelta(minutes=5)
+
+    def __init__(self) -> None:
+        self.lo: dt.datetime | None = None
+        self.until: dt.datetime | None = None
+        self.sums: dict[int, dict[int, Figures]] = {}  # endpoint -> hour (epoch) -> minutes [hour, until)
+
+    def span(self, lim: Limits, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+        """The minutes [lo, until) kept: from the end of the hourly rollup to SETTLE ago (None: no hourly rollup)."""
+        if lim.hour is None:
+            return None
+        lo = floor(lim.hour, HOUR)
+        return lo, max(lo, min(floor(now - self.SETTLE, MINUTE), lim.minute))
+
+    async def load(self, conn: AsyncConnection, ids: Sequence[int], lo: dt.datetime, until: dt.datetime,
                    now: dt.datetime, lim: Limits) -> dict[int, dict[int, Figures]]:
-        """Figures of the final days [first, until) per endpoint, from the database only for those not kept yet."""
-        if self.span != (first, until):
-            self.span, self.days, self.markup = (first, until), {}, {}
-        missing = [i for i in ids if i not in self.days]
-        if missing and first < until:
-            result = await figures(conn, missing, [Query("days", first, until, "day")], now, lim)
-            for i in missing:
-                self.days[i] = result.buckets.get(("days", i), {})
-        return {i: self.days.get(i, {}) for i in ids}
+        """Per endpoint, the hourly sums of the minutes [lo, until), from the database only where not kept yet."""
+        if self.lo is None or self.until is None or lo < self.lo or until < self.until or lo > self.until:
+            self.lo, self.until, self.sums = lo, lo, {}
+        elif lo > self.lo:  # the hourly rollup moved on: those hours come from it now
+            self.lo = lo
+            for sums in self.sums.values():
+                for hour in [h for h in sums if h < epoch(lo)]:
+                    del sums[hour]
+        if until > self.until and self.sums:
+            await self._add(conn, list(self.sums), self.until, until, now, lim)
+        self.until = until
+        missing = [i for i in ids if i not in self.sums]
+        for i in missing:
+            self.sums[i] = {}
+        if missing:
+            await self._add(conn, missing, lo, until, now, lim)
+        return {i: self.sums[i] for i in ids}
+
+    async def _add(self, conn: AsyncConnection, ids: Sequence[int], a: dt.datetime, b: dt.datetime,
+                   now: dt.datetime, lim: Limits) -> None:
+        if a >= b:
+            return
+        result = await figures(conn, ids, [Query("minutes", a, b, "hour")], now, lim)
+        for i in ids:
+            sums = self.sums[i]
+            for hour, f in result.buckets.get(("minutes", i), {}).items():
+                sums[hour] = total((sums[hour], f)) if hour in sums else f
+
+
+class DayCache:
+    """What a listener keeps between requests: final days (lookback as refresh_daily_rollups' default, one
+    day), final hours (refresh_hourly_rollups' default, three hours) and settled minutes."""
+
+    def __init__(self) -> None:
+        self.days = Kept("days", "day", DAY)
+        self.hours = Kept("hours", "hour", 3 * HOUR)
+        self.minutes = Minutes()

@@ -9,8 +9,8 @@ import pytest
 from alerting_support import alerting
 
 from alerter import render, routes
-from alerter.maintenance import Window
 from alerter.records import Alert, Payload
+from upwatch.maintenance import Window
 
 T = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 

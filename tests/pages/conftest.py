@@ -25,7 +25,10 @@ TOKEN = "private-page-token-0123456789"
 CONFIG = """
 endpoints:
   - {{name: api, url: "http://127.0.0.1:9/", tags: [core]}}
-  - {{name: web, url: "http://127.0.0.1:9/", tags: [core]}}
+  - name: web
+    url: "http://127.0.0.1:9/"
+    tags: [core]
+    degraded: ["[RESPONSE_TIME] > 800", "[CERTIFICATE_EXPIRATION] < 72h"]
   - {{name: secret-db, kind: tcp, host: 127.0.0.1, port: 9}}
 status_pages:
   - slug: public
@@ -37,6 +40,7 @@ status_pages:
     title: Internal
     public: false
     token: {token}
+    alert_incidents: false
     endpoints: [secret-db, api]
 storage:
   database_url: {url}
@@ -60,7 +64,8 @@ def seed(url: str, name: str, *, days: int, every: dt.timedelta, now: dt.datetim
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT id FROM endpoints WHERE name = %s", (name,)).fetchone()
         assert row is not None
-        with conn.cursor().copy("COPY probe_results (time, endpoint_id, id, location, ok, latency_ms, error_kind, error)"
+        columns = "time, endpoint_id, id, location, ok, latency_ms, error_kind, error"
+        with conn.cursor().copy(f"COPY probe_results ({columns})"
                                 " FROM STDIN") as copy:
             for r in rows:
                 copy.write_row((r[0], row[0], *r[1:]))

@@ -55,6 +55,17 @@ storage:
 """
 
 
+ADMIN_TOKEN = "browser-test-admin-token-0123"
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST JSON to the running upwatch as the operator."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return dict(json.load(resp))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +93,8 @@ def upwatch(database_url: str, tmp_path: Path, target: TestServer) -> Iterator[s
     (tmp_path / "upwatch.yaml").write_text(CONFIG.format(target=target.port, port=port, url=database_url))
     log = (tmp_path / "upwatch.log").open("w+")
     proc = subprocess.Popen([sys.executable, "-m", "upwatch.cli", "up"], cwd=tmp_path, text=True, stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_ADMIN_TOKEN": ADMIN_TOKEN})
     try:
         yield str(port)
     finally:
@@ -150,7 +162,9 @@ def look(url: str, shot: Path) -> dict[str, Any]:
                 "text": article.text, "bars": len(article.find_elements(By.CSS_SELECTOR, "svg.history rect")),
                 "bar_title": article.find_elements(By.CSS_SELECTOR, "svg.history rect title")[-1]
                 .get_attribute("textContent")}
-        seen["groups"] = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
+        seen["groups"] = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "section:not(.notices) > h2")]
+        seen["incidents"] = {n.find_element(By.CSS_SELECTOR, "h3 .name").text: n.text
+                             for n in driver.find_elements(By.CSS_SELECTOR, "article.notice")}
         driver.save_screenshot(str(shot))
         seen["axe"] = accessibility(driver)
         driver.set_window_size(390, 844)  # a phone
@@ -179,6 +193,9 @@ async def test_a_person_sees_states_uptime_history_and_incidents(upwatch: str, d
         conn.execute("INSERT INTO incidents (series, endpoint_id, started_at, ended_at, peak_score, severity, reason)"
                      " SELECT 'latency:search', id, now() - interval '3 min', now(), 0.93, 'high',"
                      " 'latency 3.1x its usual for this hour (870 ms vs 280 ms)' FROM endpoints WHERE name = 'search'")
+    made = post(f"{base}/api/status/v1/incidents", {"title": "Payments failing", "endpoints": ["payments"],
+                                                    "message": "Card payments fail; we are on it."})
+    post(f"{base}/api/status/v1/incidents/{made['id']}/updates", {"message": "Provider outage", "state": "identified"})
     shot = tmp_path / "status-page.png"
     seen = await asyncio.to_thread(look, f"{base}/status/demo", shot)
 
@@ -191,6 +208,9 @@ async def test_a_person_sees_states_uptime_history_and_incidents(upwatch: str, d
     assert "Degraded" in search["text"]
     assert "Unusual for this endpoint: latency 3.1x its usual for this hour" in search["text"]
     assert "Ongoing high incident" in search["text"]
+    operator = seen["incidents"]["Payments failing"]  # the alerter's "payments is down" may be there too
+    assert "Identified" in operator and "affects payments" in operator
+    assert "Provider outage" in operator and "Card payments fail; we are on it." in operator
     assert all(e["bars"] == 90 for e in seen["endpoints"].values())
     assert re.match(r"\d{4}-\d\d-\d\d: 0% up, (\d+) of \1 checks failed", payments["bar_title"])
     for report in (seen["axe"], seen["axe_dark"]):

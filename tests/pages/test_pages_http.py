@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 import psycopg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.pages.conftest import TOKEN, roll_up, seed
@@ -122,3 +123,41 @@ async def test_down_takes_the_alerters_failure_threshold_in_a_row(runtime: Runti
     assert runtime.config.alerting.failure_threshold == 3
     assert await state_after(1) == "degraded"  # a blip, or a failure not confirmed yet
     assert await state_after(2) == "down"  # 1 + 2 newest: three in a row
+
+
+async def test_a_successful_check_that_meets_a_degraded_condition_is_degraded(runtime: Runtime,
+                                                                             client: TestClient) -> None:
+    async def after(latency: float, ok: bool = True, cert_days: float = 90) -> dict[str, object]:
+        with psycopg.connect(runtime.database_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok, latency_ms, status_code,"
+                         " cert_not_after, error_kind, error) SELECT now(), id, gen_random_uuid(), %s, %s, 200,"
+                         " now() + %s * interval '1 day', %s, %s FROM endpoints WHERE name = 'web'",
+                         (ok, latency, cert_days, None if ok else "http", None if ok else "HTTP 503"))
+        body: dict[str, object] = await (await client.get("/api/read/v1/endpoints/web")).json()
+        return body
+
+    fast = await after(120)
+    assert (fast["state"], fast["degraded_by"]) == ("up", None)
+    slow = await after(950)
+    assert slow["state"] == "degraded" and str(slow["degraded_by"]).startswith("[RESPONSE_TIME] > 800 (was 950")
+    html = await (await client.get("/status/public")).text()
+    web = html[html.index('data-endpoint="web"'):]
+    assert "Degraded: [RESPONSE_TIME] &gt; 800 (was 950" in web[:web.index("</article>")]
+    expiring = await after(120, cert_days=2)
+    assert expiring["state"] == "degraded" and str(expiring["degraded_by"]).startswith("[CERTIFICATE_EXPIRATION] < 72h")
+    failed = await after(950, ok=False)  # a failure is judged by failure_threshold, not by these conditions
+    assert (failed["state"], failed["degraded_by"]) == ("degraded", None)
+
+
+@pytest.mark.parametrize(("item", "why"), [
+    ("'[BODY].status == DOWN'", "may use [STATUS], [RESPONSE_TIME], [CERTIFICATE_EXPIRATION] only"),
+    ("'[STATUS] = 200'", "condition '[STATUS] = 200'"),
+    ("{max_latency: 300ms}", "a string that holds when degraded"),
+])
+def test_degraded_conditions_use_stored_fields_only(item: str, why: str) -> None:
+    from upwatch import config
+
+    text = f"endpoints:\n  - name: a\n    url: http://127.0.0.1:9/\n    degraded: [{item}]\n"
+    with pytest.raises(config.ConfigError) as raised:
+        config.parse(text, "t.yaml", {})
+    assert str(raised.value).startswith("t.yaml:4: endpoints[0].degraded[0]:") and why in str(raised.value)

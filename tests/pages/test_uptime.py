@@ -42,10 +42,10 @@ async def test_window_uptime_equals_a_direct_count(runtime: Runtime, pool: Async
         shown = (await data.load_endpoints(conn, ["api"], runtime.config, now))["api"]
     for label, span in WINDOWS.items():
         got = result.totals[label, ids[0]]  # any range: here the rolling one
-        assert (got.count, got.ok) == direct(url, "api", now - span, now), label
-        assert got.count > 0
+        assert (got.checks, got.ok) == direct(url, "api", now - span, now), label
+        assert got.checks > 0
         page = shown.uptime[label]  # the page's window (from an hour or a midnight), summed from its points
-        assert (page.count, page.ok) == direct(url, "api", data.window_start(label, now), now), label
+        assert (page.checks, page.ok) == direct(url, "api", data.window_start(label, now), now), label
     tables = {table for table, _, _ in uptime.split(now - WINDOWS["90d"], now, lim)}
     assert tables == {"probe_rollup_1d", "probe_rollup_1h", "probe_rollup_1m", "probe_results"}
 
@@ -63,7 +63,7 @@ async def test_daily_history_equals_a_direct_count_per_day(runtime: Runtime, poo
     assert len(days) == 90
     for key, got in days.items():
         day = dt.datetime.fromtimestamp(key, dt.UTC)
-        assert (got.count, got.ok) == direct(url, "web", day, min(day + DAY, now)), day
+        assert (got.checks, got.ok) == direct(url, "web", day, min(day + DAY, now)), day
 
 
 A = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -99,7 +99,7 @@ async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runti
     async with pool.connection() as conn:
         first = await data.load(conn, page, runtime.config, now, cache)
         first_html = render.page(first, cache)
-        assert cache.days and cache.markup  # something was kept
+        assert cache.days.cells and cache.hours.cells and cache.days.markup  # something was kept
         again = await data.load(conn, page, runtime.config, now, cache)
         fresh = await data.load(conn, page, runtime.config, now)
     web = next(e for e in fresh.endpoints if e.name == "web")
@@ -107,3 +107,32 @@ async def test_kept_final_days_give_the_same_page_as_a_fresh_read(runtime: Runti
     assert [e.days for e in again.endpoints] == [e.days for e in fresh.endpoints]
     assert [e.uptime for e in again.endpoints] == [e.uptime for e in fresh.endpoints]
     assert render.page(again, cache) == first_html == render.page(fresh)
+
+
+async def test_kept_hours_and_days_follow_the_clock(runtime: Runtime, pool: AsyncConnectionPool) -> None:
+    """One cache read at successive times (its span moving by hours and across midnight, then back) gives
+    what a fresh read gives at each of them."""
+    from prober.pages import render
+
+    url = runtime.database_url
+    now = dt.datetime.now(dt.UTC)
+    seed(url, "web", days=4, every=dt.timedelta(minutes=7), now=now, fail_every=4)
+    seed(url, "api", days=3, every=dt.timedelta(minutes=11), now=now, fail_every=6, seed_value=2)
+    roll_up(url, now)
+    cache = uptime.DayCache()
+    page = runtime.config.status_pages[0]
+    # by hours, by minutes within an hour (the kept minutes grow), across midnight; the last goes back in time
+    moves = [dt.timedelta(minutes=m) for m in (1800, 1740, 1620, 1560, 1200, 300, 293, 281, 240, 0, 360)]
+    async with pool.connection() as conn:
+        for back in moves:
+            at = now - back
+            kept = await data.load(conn, page, runtime.config, at, cache)
+            fresh = await data.load(conn, page, runtime.config, at)
+            assert cache.hours.first == uptime.floor(at, HOUR) - 23 * HOUR
+            assert cache.minutes.until == uptime.floor(at - uptime.Minutes.SETTLE, MINUTE)
+            assert [e.hours for e in kept.endpoints] == [e.hours for e in fresh.endpoints], back
+            assert [e.days for e in kept.endpoints] == [e.days for e in fresh.endpoints], back
+            assert [e.uptime for e in kept.endpoints] == [e.uptime for e in fresh.endpoints], back
+            assert render.page(kept, cache) == render.page(fresh), back
+    web = next(e for e in kept.endpoints if e.name == "web")
+    assert web.uptime["24h"].checks > 0 and sum(f.checks for f in web.hour_cells[:20]) > 0

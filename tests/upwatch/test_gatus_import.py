@@ -49,7 +49,8 @@ def test_conversion_loads_and_lists_exactly_what_it_left_out(source: str) -> Non
 def test_http_endpoint_settings_map_to_upwatch_settings() -> None:
     storefront = loaded("endpoints.yaml").endpoint("storefront")
     assert storefront is not None
-    assert (storefront.options.method, storefront.options.headers) == ("POST", {"Accept": "application/json", "X-Trace": "1"})
+    shop = storefront.options
+    assert (shop.method, shop.headers) == ("POST", {"Accept": "application/json", "X-Trace": "1"})
     # [ENDPOINT_NAME] and [ENDPOINT_GROUP] are known at import; [RANDOM_STRING_8] is not (noted)
     assert storefront.options.body == '{"probe": "storefront", "group": "shop", "nonce": "[RANDOM_STRING_8]"}'
     assert (storefront.interval, storefront.timeout) == (timedelta(minutes=2, seconds=30), timedelta(seconds=3))
@@ -97,8 +98,8 @@ def test_alerting_providers_become_smtp_webhooks_and_routes() -> None:
 
 def test_external_endpoints_become_push_endpoints() -> None:
     backup, importer, broken = loaded("external.yaml").endpoints
-    assert (backup.name, backup.kind, backup.options.period, backup.tags) == ("nightly-backup", "push", timedelta(hours=26),
-                                                                      ["batch"])
+    assert (backup.name, backup.kind, backup.options.period, backup.tags) == (
+        "nightly-backup", "push", timedelta(hours=26), ["batch"])
     assert backup.options.auth is not None and backup.options.auth.bearer == "backup-tk"
     assert importer.enabled is False and importer.options.period == timedelta(days=1)
     assert broken.options.period == timedelta(days=1)

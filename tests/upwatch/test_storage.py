@@ -14,7 +14,8 @@ def seed(url: str) -> None:
         service = conn.execute(
             "INSERT INTO services (name, retention_days) VALUES ('s', 3) RETURNING id").fetchone()[0]
         for age in (1, 5, 100):
-            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok) VALUES (now() - %s::interval, %s, %s, true)",
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, ok)"
+                         " VALUES (now() - %s::interval, %s, %s, true)",
                          (timedelta(days=age), endpoint, uuid.uuid4()))
             conn.execute("INSERT INTO request_logs (time, service_id, method) VALUES (now() - %s::interval, %s, 'GET')",
                          (timedelta(days=age), service))
@@ -51,7 +52,8 @@ async def test_plain_postgres_has_no_policies(pool, database_url: str, pg_server
     from upwatch.storage import apply_policies
 
     if pg_server.timescaledb(database_url):
-        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL): the plain-PostgreSQL path is not testable here")
+        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL):"
+                    " the plain-PostgreSQL path is not testable here")
     assert await apply_policies(pool, Retention()) is False
 
 
@@ -111,3 +113,30 @@ async def test_storage_jobs_survive_a_database_outage(server_dir, caplog) -> Non
     finally:
         stop.set()
         server.stop()
+
+
+async def test_purge_covers_the_daily_rollup(pool, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    with psycopg.connect(database_url) as conn:
+        endpoint = conn.execute("INSERT INTO endpoints (name, kind) VALUES ('e', 'http') RETURNING id").fetchone()[0]
+        for age in (1, 399, 401):
+            conn.execute("INSERT INTO probe_rollup_1d (bucket, endpoint_id, location, count, ok_count)"
+                         " VALUES (date_trunc('day', now() - %s::interval, 'UTC'), %s, 'here', 10, 9)",
+                         (timedelta(days=age), endpoint))
+    deleted = await purge(pool, Retention(rollups="400d"), skip_hypertables=False)
+    assert deleted["probe_rollup_1d"] == 1
+    with psycopg.connect(database_url) as conn:
+        ages = conn.execute("SELECT date_part('day', now() - bucket)::int FROM probe_rollup_1d ORDER BY 1").fetchall()
+    assert [a for (a,) in ages] == [1, 399]
+
+
+def test_every_table_with_a_time_bucket_is_retained(database_url: str) -> None:
+    """A new rollup table (a `bucket` column) or measurement table (`time`) must get a retention entry."""
+    from upwatch.storage import RETAINED
+
+    with psycopg.connect(database_url) as conn:
+        tables = {t for (t,) in conn.execute(
+            "SELECT DISTINCT c.table_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'"
+            " AND c.column_name IN ('bucket', 'time')").fetchall()}
+    assert tables - set(RETAINED) == set()

@@ -31,12 +31,13 @@ from prober.checks import CHECKS, CheckOptions
 from upwatch import conditions
 from upwatch.assertions import Assertion
 from upwatch.config.base import Section, aliases, model_at, unknown
+from upwatch.config.pages import DegradedCondition
 from upwatch.durations import Interval, PositiveDuration
 from upwatch.masking import Masking
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys of every endpoint, whatever its kind; `options` is where the kind's own keys end up.
-COMMON = ("name", "kind", "interval", "timeout", "assertions", "tags", "depends_on", "enabled")
+COMMON = ("name", "kind", "interval", "timeout", "assertions", "degraded", "tags", "depends_on", "enabled")
 _COMMON = frozenset(COMMON)
 
 # Written as a mapping (`status: 200-299`) or a Gatus-style string (`[STATUS] == 200`);
@@ -51,6 +52,7 @@ class Endpoint(Section):
     interval: Interval = Field(default="15s", validate_default=True)
     timeout: PositiveDuration = Field(default="10s", validate_default=True)
     assertions: list[AssertionSpec] = Field(default_factory=list)
+    degraded: list[DegradedCondition] = Field(default_factory=list)  # status pages (docs/pages.md)
     tags: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)
     enabled: bool = True

@@ -1,4 +1,10 @@
-"""Maintenance windows: from the config file and ad-hoc silences in the maintenance_windows table."""
+"""Maintenance windows: from the config file and ad-hoc silences in the maintenance_windows table.
+
+Ground layer, shared by the alerter (silencing alerts, `upwatch silence`) and the status pages (the
+maintenance state): neither service imports the other's internals. It does not import upwatch.config
+either (a layer above); a config entry is read through the `Spec` protocol, which
+upwatch.config.alerting.Maintenance satisfies.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,45 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from upwatch.config.alerting import DAYS, Maintenance
-
 logger = logging.getLogger(__name__)
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday(), as in the config
+
+
+class WeeklySpec(Protocol):
+    """A weekly recurrence as the config gives it: local `start` to `end` on `days`."""
+
+    @property
+    def days(self) -> Sequence[str]: ...
+    @property
+    def start(self) -> time: ...
+    @property
+    def end(self) -> time: ...
+
+
+class Spec(Protocol):
+    """A configured window (`alerting.maintenance[]`): a one-off start/end or a weekly recurrence."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def start(self) -> datetime | None: ...
+    @property
+    def end(self) -> datetime | None: ...
+    @property
+    def weekly(self) -> WeeklySpec | None: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def endpoints(self) -> Sequence[str]: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -49,11 +86,16 @@ class Window:
         return (day in self.days and clock >= self.start) or (yesterday in self.days and clock < self.end)
 
 
-def from_config(m: Maintenance) -> Window:
-    """A config `alerting.maintenance[]` entry as a Window."""
+def from_config(m: Spec) -> Window:
+    """A config `alerting.maintenance[]` entry as a Window (a naive time is in the entry's timezone)."""
+    def localize(moment: datetime | None) -> datetime | None:
+        if moment is None or moment.tzinfo is not None:
+            return moment
+        return moment.replace(tzinfo=ZoneInfo(m.timezone))
+
     weekly = m.weekly
     return Window(
-        name=m.name, starts_at=m.localize(m.start) if m.start else None, ends_at=m.localize(m.end) if m.end else None,
+        name=m.name, starts_at=localize(m.start), ends_at=localize(m.end),
         days=tuple(weekly.days) if weekly else (), start=weekly.start if weekly else None,
         end=weekly.end if weekly else None, timezone=m.timezone, endpoints=tuple(m.endpoints), tags=tuple(m.tags),
     )
@@ -71,8 +113,8 @@ async def load(conn: AsyncConnection) -> list[Window]:
         "SELECT id, name, source, starts_at, ends_at, weekly, timezone, endpoints, tags FROM maintenance_windows"
         " WHERE source <> 'config' AND (ends_at IS NULL OR ends_at > now()) ORDER BY id")
     windows = []
-    for wid, name, source, starts_at, ends_at, weekly, tz, endpoints, tags in await cur.fetchall():
-        weekly = weekly or {}
+    for wid, name, source, starts_at, ends_at, stored, tz, endpoints, tags in await cur.fetchall():
+        weekly = stored or {}
         windows.append(Window(
             name=name, starts_at=starts_at, ends_at=ends_at, days=tuple(weekly.get("days", ())),
             start=time.fromisoformat(weekly["start"]) if "start" in weekly else None,
@@ -91,7 +133,8 @@ async def add(conn: AsyncConnection, window: Window) -> int:
         (window.name, window.source, window.starts_at, window.ends_at, Jsonb(weekly) if weekly else None,
          window.timezone, list(window.endpoints), list(window.tags)))
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:  # INSERT ... RETURNING always returns its row
+        raise RuntimeError("INSERT into maintenance_windows returned no id")
     logger.info("silence added id=%d name=%r", row[0], window.name)
     return int(row[0])
 
