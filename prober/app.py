@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from prober import pages, push
+from prober.exposition import CONTENT_TYPE
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
@@ -39,8 +40,7 @@ STATE = web.AppKey("prober_state", State)
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = state.metrics.render(state.writer, state.scheduler.skipped, state.scheduler.running)
-    return web.Response(text=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(text=body, headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: web.Request) -> web.Response:
