@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prober import pages, push
+from prober import pages, probe, push
 from prober.exposition import CONTENT_TYPE
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
@@ -24,7 +24,7 @@ from upwatch.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 Extension = Callable[[web.Application, Runtime, BatchWriter], None]
-EXTENSIONS: list[Extension] = [push.setup, pages.setup]
+EXTENSIONS: list[Extension] = [push.setup, pages.setup, probe.setup]
 
 
 @dataclass
