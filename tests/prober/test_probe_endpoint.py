@@ -20,7 +20,7 @@ from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
 from tests.prober import targets
-from tests.prober.exposition_check import families, promtool_check, samples, value
+from tests.prober.exposition_check import PROMTOOL, families, promtool_check, samples, value
 from upwatch import config as configuration
 from upwatch.runtime import Runtime
 
@@ -100,8 +100,9 @@ async def test_http_2xx_probe_answers_in_blackbox_format(get: Get, base: str) ->
     found = families(text)
     assert all(f.type == "gauge" and f.documentation for f in found.values())
     assert all(set(s.labels) <= {"phase"} for f in found.values() for s in f.samples)  # instance comes from relabelling
-    checked = promtool_check(text)
-    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    if PROMTOOL is not None:  # the parser above checks the format everywhere; promtool's lint where installed
+        checked = promtool_check(text)
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)
 
 
 async def test_a_failed_probe_is_still_a_200_answer_with_probe_success_0(get: Get, base: str) -> None:
