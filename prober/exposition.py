@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from upwatch.assertions import Assertion, Glob
 from upwatch.records import ProbeResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,6 +30,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "probe_http_ssl": ("gauge", "Whether the final request (after redirects) used TLS"),
     "probe_ssl_earliest_cert_expiry": ("gauge", "Expiry of the server certificate, in Unix time"),
     "probe_dns_query_succeeded": ("gauge", "Whether the name resolved (1) or the lookup failed (0)"),
+    "probe_failed_due_to_regex": ("gauge", "Whether a body or header pattern assertion failed"),
 }
 
 # probe_http_duration_seconds phases (blackbox_exporter's), from our ProbeResult columns.
@@ -36,6 +38,8 @@ HTTP_PHASES = (("resolve", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms
                ("transfer", "transfer_ms"))
 # Results whose lookup did not finish: probe_dns_query_succeeded is 0.
 _LOOKUP_FAILED = frozenset({"dns", "timeout"})
+# Assertions that are blackbox_exporter's fail_if_(body|header)_(not_)matches_regexp in upwatch.
+_PATTERN_OPS = frozenset({"matches", "contains", "not_contains"})
 
 
 class Exposition:
@@ -66,9 +70,11 @@ class Exposition:
         return "\n".join(self.lines()) + "\n"
 
 
-def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = (),
-              duration_s: float | None = None, timeout_s: float | None = None) -> None:
-    """The blackbox_exporter families for one result of a `kind` check (http, tcp, dns)."""
+def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = (), *,
+              duration_s: float | None = None, timeout_s: float | None = None,
+              assertions: Sequence[Assertion] = ()) -> None:
+    """The blackbox_exporter families for one result of a `kind` check (http, tcp, dns) whose
+    endpoint has `assertions`."""
     out.add("probe_success", int(result.ok), labels)
     if duration_s is None and result.latency_ms is not None:
         duration_s = result.latency_ms / 1000
@@ -80,6 +86,7 @@ def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = 
         out.add("probe_dns_lookup_time_seconds", result.dns_ms / 1000, labels)
     if kind == "http":
         _http(out, result, labels)
+        out.add("probe_failed_due_to_regex", int(_pattern_failed(assertions, result)), labels)
     elif kind == "dns":
         out.add("probe_dns_query_succeeded", int(result.error_kind not in _LOOKUP_FAILED), labels)
 
@@ -95,6 +102,16 @@ def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:
     out.add("probe_http_ssl", int(final == "https"), labels)
     if result.cert_not_after is not None:
         out.add("probe_ssl_earliest_cert_expiry", int(result.cert_not_after.timestamp()), labels)
+
+
+def _pattern_failed(assertions: Sequence[Assertion], result: ProbeResult) -> bool:
+    """Whether a body or header pattern assertion (matches, contains, pat()) failed; results are in
+    the order of the endpoint's assertions."""
+    for assertion, outcome in zip(assertions, result.assertions or [], strict=False):
+        pattern = assertion.op in _PATTERN_OPS or isinstance(assertion.expected, Glob)
+        if pattern and assertion.subject.kind in ("body", "header") and not outcome["ok"]:
+            return True
+    return False
 
 
 def number(value: float) -> str:

@@ -98,5 +98,6 @@ class Metrics:
         for name in sorted(self.last):
             endpoint, result = self.last[name]
             labels = (("endpoint", name), ("kind", endpoint.kind), ("location", self.location))
-            add_probe(out, endpoint.kind, result, labels, timeout_s=endpoint.timeout.total_seconds())
+            add_probe(out, endpoint.kind, result, labels, timeout_s=endpoint.timeout.total_seconds(),
+                      assertions=endpoint.assertions)
         lines += out.lines()

@@ -196,7 +196,7 @@ class ProbeHandler:
         result = await run_check(endpoint, self.session())
         out = Exposition()
         add_probe(out, endpoint.kind, result, duration_s=time.perf_counter() - started,
-                  timeout_s=endpoint.timeout.total_seconds())
+                  timeout_s=endpoint.timeout.total_seconds(), assertions=endpoint.assertions)
         return web.Response(text=out.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -52,6 +52,8 @@ async def exposition(tls: certs.Certs, pool: AsyncConnectionPool, database_url: 
         endpoints: list[dict[str, Any]] = [
             {"name": "ok", "url": f"{base}/redirect"},
             {"name": "err", "url": f"{base}/status/500"},
+            {"name": "pattern", "url": f"{base}/ok", "assertions": [{"body_matches": "DOWN"}]},
+            {"name": "json", "url": f"{base}/ok", "assertions": ["[BODY].status == DOWN"]},
             {"name": "secure", "url": f"{secure}/ok", "ca_file": str(tls.ca)},
             {"name": "port", "kind": "tcp", "host": "127.0.0.1", "port": port},
             {"name": "closed", "kind": "tcp", "host": "127.0.0.1", "port": targets.closed_port()},
@@ -89,7 +91,8 @@ async def test_every_family_has_help_and_type(exposition: tuple[str, aiohttp.Cli
         "probe_success": "gauge", "probe_duration_seconds": "gauge", "probe_timeout_seconds": "gauge",
         "probe_dns_lookup_time_seconds": "gauge", "probe_http_status_code": "gauge",
         "probe_http_duration_seconds": "gauge", "probe_http_uncompressed_body_length": "gauge",
-        "probe_http_ssl": "gauge", "probe_ssl_earliest_cert_expiry": "gauge", "probe_dns_query_succeeded": "gauge"}
+        "probe_http_ssl": "gauge", "probe_ssl_earliest_cert_expiry": "gauge", "probe_dns_query_succeeded": "gauge",
+        "probe_failed_due_to_regex": "gauge"}
     assert all(f.type != "unknown" and f.documentation for f in found.values()), \
         [n for n, f in found.items() if f.type == "unknown" or not f.documentation]
     assert found["upwatch_prober_checks"].type == "counter"
@@ -138,6 +141,12 @@ async def test_results_map_onto_blackbox_families(exposition: tuple[str, aiohttp
     assert value(text, "probe_dns_query_succeeded", endpoint="name", kind="dns") == 1
     assert value(text, "probe_dns_query_succeeded", endpoint="nxdomain", kind="dns") == 0
     assert list(samples(text, "probe_http_status_code", endpoint="port")) == []  # http families: http only
+    # blackbox's fail_if_body_(not_)matches_regexp are our body/header pattern assertions; a JSON value is not one
+    assert value(text, "probe_success", endpoint="pattern") == 0
+    assert value(text, "probe_failed_due_to_regex", endpoint="pattern") == 1
+    assert value(text, "probe_success", endpoint="json") == 0
+    assert value(text, "probe_failed_due_to_regex", endpoint="json") == 0
+    assert value(text, "probe_failed_due_to_regex", endpoint="ok") == 0
 
 
 def test_help_and_label_values_are_escaped() -> None:

@@ -78,6 +78,7 @@ OPEN = """  probe_allowed: [127.0.0.1, localhost]
   modules:
     post_up: {kind: http, method: POST, body: hello, assertions: ["[BODY].body == hello"]}
     short: {kind: http, timeout: 500ms}
+    says_down: {kind: http, assertions: [{body_contains: DOWN}]}
 """
 
 
@@ -223,3 +224,10 @@ def test_caller_allow_list(remote: str | None, allowed: bool) -> None:
     from upwatch.config.prober import Prober
 
     assert probe.Access.of(Prober.model_validate(ACCESS)).caller_allowed(remote) is allowed
+
+
+async def test_a_failed_body_pattern_sets_probe_failed_due_to_regex(get: Get, base: str) -> None:
+    _, text, _ = await get({"target": f"{base}/ok", "module": "says_down"})
+    assert value(text, "probe_success") == 0 and value(text, "probe_failed_due_to_regex") == 1
+    _, text, _ = await get({"target": f"{base}/ok", "module": "http_2xx"})
+    assert value(text, "probe_success") == 1 and value(text, "probe_failed_due_to_regex") == 0
