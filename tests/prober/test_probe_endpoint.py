@@ -29,10 +29,10 @@ HITS = web.AppKey("hits", list)
 
 
 @asynccontextmanager
-async def listener(pool: AsyncConnectionPool, database_url: str, tmp_path: Path,
-                   prober_yaml: str) -> AsyncIterator[Get]:
-    """The prober's listener with the /probe extension and `prober:` settings; yields a GET helper
-    returning (status, body, response)."""
+async def listener(pool: AsyncConnectionPool, database_url: str, tmp_path: Path, prober_yaml: str,
+                   all_extensions: bool = False) -> AsyncIterator[Get]:
+    """The prober's listener with `prober:` settings and the /probe extension (every extension the
+    listener mounts with `all_extensions`); yields a GET helper returning (status, body, response)."""
     port = targets.closed_port()
     path = tmp_path / "upwatch.yaml"
     path.write_text(f"push: {{listen: '127.0.0.1:{port}'}}\nprober:\n{prober_yaml}")
@@ -40,7 +40,8 @@ async def listener(pool: AsyncConnectionPool, database_url: str, tmp_path: Path,
     session = new_session()
     writer = BatchWriter(pool, tmp_path / "spool")
     state = State(Scheduler(session, writer, location="lab", prober="p1"), writer, Metrics("lab"))
-    runner = await serve(build_app(runtime, state, extensions=[probe.setup]), "127.0.0.1", port)
+    app = build_app(runtime, state) if all_extensions else build_app(runtime, state, extensions=[probe.setup])
+    runner = await serve(app, "127.0.0.1", port)
     async with aiohttp.ClientSession() as client:
 
         async def get(params: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
@@ -231,3 +232,10 @@ async def test_a_failed_body_pattern_sets_probe_failed_due_to_regex(get: Get, ba
     assert value(text, "probe_success") == 0 and value(text, "probe_failed_due_to_regex") == 1
     _, text, _ = await get({"target": f"{base}/ok", "module": "http_2xx"})
     assert value(text, "probe_success") == 1 and value(text, "probe_failed_due_to_regex") == 0
+
+
+async def test_the_prober_listener_mounts_probe(pool: AsyncConnectionPool, database_url: str, tmp_path: Path,
+                                               base: str) -> None:
+    async with listener(pool, database_url, tmp_path, "  probe_allowed: [127.0.0.1]\n", all_extensions=True) as get:
+        status, text, _ = await get({"target": f"{base}/ok"})
+    assert status == 200 and value(text, "probe_success") == 1
