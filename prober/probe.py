@@ -31,6 +31,7 @@ from prober.exposition import CONTENT_TYPE, Exposition, add_probe
 from upwatch import durations
 from upwatch.config.endpoints import Endpoint
 from upwatch.config.prober import UNSUPPORTED_KINDS, Module, Prober, parse_allowed, parse_network
+from upwatch.masking import masking
 from upwatch.records import ProbeResult
 from upwatch.runtime import Runtime
 
@@ -41,6 +42,7 @@ SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 TIMEOUT_OFFSET_S = 0.5
 DEFAULT_MODULE = "http_2xx"  # blackbox_exporter's, when the module parameter is left out
 SESSION_LIMIT = 100
+_MASKS = masking()  # a refused target is logged: credentials and secret-looking parameters in it are not
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -170,7 +172,7 @@ class ProbeHandler:
         try:
             return await self._probe(request)
         except Refused as e:
-            logger.info("probe refused status=%d reason=%r", e.status, e.message)
+            logger.info("probe refused status=%d reason=%r", e.status, _MASKS.text(e.message))
             return web.json_response({"error": e.message}, status=e.status)
 
     async def _probe(self, request: web.Request) -> web.Response:

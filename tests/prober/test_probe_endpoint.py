@@ -3,6 +3,7 @@ blackbox_exporter's parameters, answers and errors, and who may call it and what
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -239,3 +240,10 @@ async def test_the_prober_listener_mounts_probe(pool: AsyncConnectionPool, datab
     async with listener(pool, database_url, tmp_path, "  probe_allowed: [127.0.0.1]\n", all_extensions=True) as get:
         status, text, _ = await get({"target": f"{base}/ok"})
     assert status == 200 and value(text, "probe_success") == 1
+
+
+async def test_a_refused_target_is_logged_without_its_credentials(get: Get, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="prober.probe")
+    status, _, resp = await get({"target": "http://probe-user:hunter2@[bad/"})
+    assert status == 400 and "hunter2" in (await resp.json())["error"]  # the caller's own input, told back to it
+    assert "probe refused status=400" in caplog.text and "hunter2" not in caplog.text
