@@ -12,6 +12,7 @@ what it resolves to when the check connects).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -19,9 +20,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -42,6 +43,7 @@ SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 TIMEOUT_OFFSET_S = 0.5
 DEFAULT_MODULE = "http_2xx"  # blackbox_exporter's, when the module parameter is left out
 SESSION_LIMIT = 100
+ENDPOINT_CACHE = 4096
 _MASKS = masking()  # a refused target is logged: credentials and secret-looking parameters in it are not
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -113,8 +115,8 @@ def target_fields(kind: str, target: str) -> tuple[dict[str, Any], str]:
     """The endpoint keys a target fills in for `kind`, and the host to check against probe_allowed."""
     if kind == "http":
         url = target if target.lower().startswith(("http://", "https://")) else f"http://{target}"
-        try:
-            host = urlsplit(url).hostname
+        try:  # parsed as aiohttp will parse it, so the host checked is the host connected to
+            host = yarl.URL(url).raw_host
         except ValueError as e:
             raise Refused(400, f"Target {target!r} is not a URL: {e}") from None
         if not host:
@@ -167,6 +169,12 @@ class ProbeHandler:
         self.modules = settings.probe_modules()
         self.access = Access.of(settings)
         self.session = session
+        # Prometheus asks for the same targets every scrape: one Endpoint each, validated once, and
+        # the same object every time, so the check's per-endpoint caches see one endpoint, not a new one each scrape.
+        self.endpoint = functools.lru_cache(maxsize=ENDPOINT_CACHE)(self._endpoint)
+
+    def _endpoint(self, name: str, target: str, timeout: float | None) -> tuple[Endpoint, str]:
+        return endpoint_for(self.modules[name], target, timeout)
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -191,7 +199,7 @@ class ProbeHandler:
             raise Refused(400, "Target parameter is missing")
         if module.kind in UNSUPPORTED_KINDS:
             raise Refused(400, f"module {name!r}: upwatch has no {module.kind} check (use tcp_connect or http_2xx)")
-        endpoint, host = endpoint_for(module, target, timeout_s(module, request.headers.get(SCRAPE_TIMEOUT_HEADER)))
+        endpoint, host = self.endpoint(name, target, timeout_s(module, request.headers.get(SCRAPE_TIMEOUT_HEADER)))
         if not self.access.target_allowed(host):
             raise Refused(403, f"target host {host!r} is not in prober.probe_allowed")
         started = time.perf_counter()

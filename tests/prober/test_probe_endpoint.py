@@ -247,3 +247,15 @@ async def test_a_refused_target_is_logged_without_its_credentials(get: Get, capl
     status, _, resp = await get({"target": "http://probe-user:hunter2@[bad/"})
     assert status == 400 and "hunter2" in (await resp.json())["error"]  # the caller's own input, told back to it
     assert "probe refused status=400" in caplog.text and "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("spelling", ["http://evil.test\\@127.0.0.1:{port}/", "http://127.0.0.1:{port}\\@evil.test/",
+                                      "http://2130706433:{port}/", "http://0:{port}/", "http://127.1:{port}/"],
+                         ids=["backslash-before", "backslash-after", "integer", "zero", "short"])
+async def test_tricky_spellings_do_not_pass_the_allow_list(pool: AsyncConnectionPool, database_url: str,
+                                                           tmp_path: Path, counted: tuple[str, list[str]],
+                                                           spelling: str) -> None:
+    url, hits = counted
+    async with listener(pool, database_url, tmp_path, "  probe_allowed: [127.0.0.1/32]\n") as get:
+        status, _, _ = await get({"target": spelling.format(port=url.rsplit(":", 1)[1])})
+    assert status in (400, 403) and hits == []
