@@ -8,7 +8,7 @@ same names, types and labels as blackbox_exporter.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from upwatch.assertions import Assertion, Glob
@@ -107,11 +107,18 @@ def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:
 def _pattern_failed(assertions: Sequence[Assertion], result: ProbeResult) -> bool:
     """Whether a body or header pattern assertion (matches, contains, pat()) failed; results are in
     the order of the endpoint's assertions."""
-    for assertion, outcome in zip(assertions, result.assertions or [], strict=False):
+    for assertion, outcome in zip(assertions, result.assertions or (), strict=False):
         pattern = assertion.op in _PATTERN_OPS or isinstance(assertion.expected, Glob)
-        if pattern and assertion.subject.kind in ("body", "header") and not outcome["ok"]:
+        if pattern and assertion.subject.kind in ("body", "header") and not _held(outcome):
             return True
     return False
+
+
+def _held(outcome: object) -> bool:
+    """An assertion result's `ok`: a record with the attribute, or (as stored before) its JSON mapping."""
+    if isinstance(outcome, Mapping):
+        return bool(outcome.get("ok"))
+    return bool(getattr(outcome, "ok", True))
 
 
 def number(value: float) -> str:

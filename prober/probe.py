@@ -26,7 +26,7 @@ import yarl
 from aiohttp import web
 from pydantic import ValidationError
 
-from prober.checks import CHECKS
+from prober import checks
 from prober.checks.http import new_session
 from prober.exposition import CONTENT_TYPE, Exposition, add_probe
 from upwatch import durations
@@ -211,8 +211,13 @@ class ProbeHandler:
 
 
 async def run_check(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult:
-    """The check registry's entry point for one endpoint (never raises for network errors)."""
-    return await CHECKS[endpoint.kind](endpoint, session)
+    """One check through the registry's entry point, prober.checks.run (never raises for network errors)."""
+    entry: Any = getattr(checks, "run", None)
+    if entry is None:  # the registry before prober.checks.run existed: CHECKS held the run functions
+        registry: dict[str, Any] = checks.CHECKS
+        entry = registry[endpoint.kind]
+    result: ProbeResult = await entry(endpoint, session)
+    return result
 
 
 SESSION = web.AppKey("probe_session", aiohttp.ClientSession)

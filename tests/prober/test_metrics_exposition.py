@@ -14,9 +14,9 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from prober.app import State, build_app, serve
-from prober.checks import CHECKS
 from prober.checks.http import new_session
 from prober.metrics import Metrics
+from prober.probe import run_check
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
 from tests.prober import certs, targets
@@ -62,7 +62,7 @@ async def exposition(tls: certs.Certs, pool: AsyncConnectionPool, database_url: 
         ]
         for fields in endpoints:
             endpoint = Endpoint.model_validate({"timeout": "3s", **fields})
-            metrics.observe(endpoint, await CHECKS[endpoint.kind](endpoint, session), lateness_s=0.01)
+            metrics.observe(endpoint, await run_check(endpoint, session), lateness_s=0.01)
     listen = targets.closed_port()
     path = tmp_path / "upwatch.yaml"
     path.write_text(f"push: {{listen: '127.0.0.1:{listen}'}}\n")

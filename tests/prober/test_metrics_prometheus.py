@@ -19,7 +19,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober import probe
 from prober.app import State, build_app, serve
-from prober.checks import CHECKS
 from prober.checks.http import new_session
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
@@ -100,7 +99,7 @@ async def listener(pool: AsyncConnectionPool, database_url: str, tmp_path: Path)
     async with targets.serve(targets.app()) as base:
         for name, path in (("ok", "/ok"), ("err", "/status/500")):
             endpoint = Endpoint.model_validate({"name": name, "url": base + path, "timeout": "2s"})
-            metrics.observe(endpoint, await CHECKS["http"](endpoint, session), lateness_s=0.01)
+            metrics.observe(endpoint, await probe.run_check(endpoint, session), lateness_s=0.01)
         port = targets.closed_port()
         path = tmp_path / "upwatch.yaml"
         path.write_text(f"push: {{listen: '127.0.0.1:{port}'}}\nprober: {{probe_allowed: [127.0.0.1]}}\n")
