@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prober import pages, probe, push
-from prober.exposition import CONTENT_TYPE
+from prober import pages, push
 from prober.metrics import Metrics
+from prober.probe import setup as probe_setup
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
 from upwatch.runtime import Runtime
@@ -24,7 +24,7 @@ from upwatch.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 Extension = Callable[[web.Application, Runtime, BatchWriter], None]
-EXTENSIONS: list[Extension] = [push.setup, pages.setup, probe.setup]
+EXTENSIONS: list[Extension] = [push.setup, pages.setup, probe_setup]
 
 
 @dataclass
@@ -40,7 +40,7 @@ STATE = web.AppKey("prober_state", State)
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = state.metrics.render(state.writer, state.scheduler.skipped, state.scheduler.running)
-    return web.Response(text=body, headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"})
+    return web.Response(text=body, headers={"Content-Type": Metrics.content_type, "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from prober.exposition import Exposition, add_probe
+from prober.exposition import CONTENT_TYPE, Exposition, add_probe
 from prober.writer import BatchWriter
 from upwatch.config.endpoints import Endpoint
 from upwatch.records import ProbeResult
@@ -42,6 +42,8 @@ class Histogram:
 
 class Metrics:
     """Keeps the last result of each endpoint and counts checks; `render` gives the /metrics body."""
+
+    content_type = CONTENT_TYPE  # of the body `render` gives
 
     def __init__(self, location: str) -> None:
         self.location = location
