@@ -17,6 +17,7 @@ from aiohttp import web
 import push
 from prober import pages
 from prober.metrics import Metrics
+from prober.probe import setup as probe_setup
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
 from upwatch.runtime import Runtime
@@ -24,7 +25,7 @@ from upwatch.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 Extension = Callable[[web.Application, Runtime, BatchWriter], None]
-EXTENSIONS: list[Extension] = [push.setup, pages.setup]
+EXTENSIONS: list[Extension] = [push.setup, pages.setup, probe_setup]
 
 
 @dataclass
@@ -40,8 +41,7 @@ STATE = web.AppKey("prober_state", State)
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = state.metrics.render(state.writer, state.scheduler.skipped, state.scheduler.running)
-    return web.Response(text=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(text=body, headers={"Content-Type": Metrics.content_type, "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,18 +1,16 @@
-"""Prometheus text exposition: blackbox_exporter-compatible per-endpoint gauges and the prober's own health."""
+"""/metrics: blackbox_exporter's families for each endpoint's last result, and the prober's own health."""
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
 
+from prober.exposition import CONTENT_TYPE, Exposition, add_probe
 from prober.writer import BatchWriter
 from upwatch.config.endpoints import Endpoint
 from upwatch.records import ProbeResult
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# blackbox_exporter's probe_http_duration_seconds phases, from our columns.
-PHASES = (("resolve", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms"), ("processing", "ttfb_ms"),
-          ("transfer", "transfer_ms"))
 
 
 @dataclass
@@ -37,12 +35,15 @@ class Histogram:
         for bound, n in zip(self.buckets, self.counts, strict=True):
             running += n
             out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        out += [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
+        out += [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.total:.6f}",
+                f"{name}_count {self.count}"]
         return out
 
 
 class Metrics:
     """Keeps the last result of each endpoint and counts checks; `render` gives the /metrics body."""
+
+    content_type = CONTENT_TYPE  # of the body `render` gives
 
     def __init__(self, location: str) -> None:
         self.location = location
@@ -95,29 +96,10 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     def _endpoint_lines(self, lines: list[str]) -> None:
-        families: dict[str, list[str]] = {n: [] for n in (
-            "probe_success", "probe_duration_seconds", "probe_http_status_code", "probe_http_duration_seconds",
-            "probe_ssl_earliest_cert_expiry")}
+        out = Exposition()
         for name in sorted(self.last):
-            endpoint, r = self.last[name]
-            labels = f'endpoint="{_escape(name)}",kind="{endpoint.kind}",location="{_escape(self.location)}"'
-            families["probe_success"].append(f"probe_success{{{labels}}} {int(r.ok)}")
-            if r.latency_ms is not None:
-                families["probe_duration_seconds"].append(f"probe_duration_seconds{{{labels}}} {r.latency_ms / 1000:g}")
-            if endpoint.kind != "http":
-                continue
-            families["probe_http_status_code"].append(f"probe_http_status_code{{{labels}}} {r.status_code or 0}")
-            for phase, column in PHASES:
-                value = getattr(r, column) or 0.0
-                families["probe_http_duration_seconds"].append(
-                    f'probe_http_duration_seconds{{{labels},phase="{phase}"}} {value / 1000:g}')
-            if r.cert_not_after is not None:
-                families["probe_ssl_earliest_cert_expiry"].append(
-                    f"probe_ssl_earliest_cert_expiry{{{labels}}} {int(r.cert_not_after.timestamp())}")
-        for family, samples in families.items():
-            if samples:
-                lines += [f"# TYPE {family} gauge", *samples]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            endpoint, result = self.last[name]
+            labels = (("endpoint", name), ("kind", endpoint.kind), ("location", self.location))
+            add_probe(out, endpoint.kind, result, labels, timeout_s=endpoint.timeout.total_seconds(),
+                      assertions=endpoint.assertions)
+        lines += out.lines()

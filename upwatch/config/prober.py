@@ -2,18 +2,144 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 import socket
+import typing
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from upwatch.config.base import Section
+from upwatch.config.endpoints import Endpoint
 from upwatch.durations import PositiveDuration
 from upwatch.durations import format as format_duration
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+# What a /probe target fills in (blackbox_exporter's `target=`), and keys that mean nothing for a one-off probe.
+_FROM_TARGET = {"name", "url", "host", "port"}
+_NOT_FOR_MODULES = {"interval", "period", "grace", "tags", "depends_on", "enabled"}
+# Stand-ins for the target while a module's settings are checked at load time.
+_PLACEHOLDER: dict[str, dict[str, Any]] = {"http": {"url": "http://module.invalid/"},
+                                           "tcp": {"host": "module.invalid", "port": 1},
+                                           "dns": {"host": "module.invalid"}}
+# blackbox_exporter prober names upwatch has no check for: such a module loads, and /probe answers 400.
+UNSUPPORTED_KINDS = ("icmp",)
+
+
+class Module(Section):
+    """A /probe module: a check kind plus endpoint keys (method, headers, expected_status, timeout,
+    assertions ...) applied to every target probed with it; written flat, like an endpoint."""
+
+    kind: Literal["http", "tcp", "dns", "icmp"]
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _flat(cls, data: Any, handler: ModelWrapValidatorHandler[Module]) -> Module:
+        if not isinstance(data, dict) or "settings" in data:
+            return handler(data)
+        settings = {k: v for k, v in data.items() if k != "kind"}
+        module = handler({**({"kind": data["kind"]} if "kind" in data else {}), "settings": settings})
+        problems = _settings_problems(module.kind, settings)
+        if problems:
+            raise ValidationError.from_exception_data("Module", problems)
+        return module
+
+    @property
+    def explicit_timeout(self) -> bool:
+        """Whether the module sets its own timeout (else a scrape's timeout decides, as in blackbox_exporter)."""
+        return "timeout" in self.settings
+
+
+def _settings_problems(kind: str, settings: dict[str, Any]) -> list[InitErrorDetails]:
+    """Errors in a module's keys, located at each key: validated as an endpoint of `kind` would be."""
+    problems = [_problem((key,), f"{key} comes from the /probe target, not the module")
+                for key in settings if key in _FROM_TARGET]
+    problems += [_problem((key,), f"{key} does not apply to /probe modules") for key in settings
+                 if key in _NOT_FOR_MODULES]
+    if kind in UNSUPPORTED_KINDS:
+        return problems + [_problem((key,), f"upwatch has no {kind} check: an {kind} module takes no settings")
+                           for key in settings]
+    usable = {k: v for k, v in settings.items() if k not in _FROM_TARGET | _NOT_FOR_MODULES}
+    try:
+        Endpoint.model_validate({"name": "module", "kind": kind, **_PLACEHOLDER[kind], **usable})
+    except ValidationError as e:
+        known = [f.alias or n for n, f in Endpoint.model_fields.items() if n not in _FROM_TARGET | _NOT_FOR_MODULES]
+        for err in e.errors():
+            if err["type"] == "extra_forbidden":
+                key = str(err["loc"][-1])
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                problems.append(_problem(err["loc"], f"unknown key {key!r}"
+                                         + (f" (did you mean {close[0]!r}?)" if close else "")))
+            else:
+                problems.append(typing.cast(InitErrorDetails, err))
+    return problems
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}", {"error": message}),
+                            loc=loc, input=None)
+
+
+DEFAULT_MODULES: dict[str, Module] = {
+    # blackbox_exporter's http_2xx: any 2xx once redirects are followed.
+    "http_2xx": Module(kind="http", settings={"expected_status": "200-299"}),
+    "tcp_connect": Module(kind="tcp"),
+    "icmp": Module(kind="icmp"),
+    "dns": Module(kind="dns"),
+}
+# Loopback: where Prometheus usually runs next to the prober.
+DEFAULT_CALLERS = ("127.0.0.0/8", "::1/128")
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}\.?$")
+
+
+def parse_allowed(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    """A probe_allowed entry: a network (`10.0.0.0/8`, `192.0.2.7`, `::1`), a host name, `*.domain` or `*`."""
+    text = entry.strip()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    if text == "*" or _HOST.match(text):
+        return text.lower().rstrip(".")
+    raise ValueError(f"{entry!r} is not a network (10.0.0.0/8), an address, a host name, *.domain or *")
+
+
+def parse_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A probe_callers entry: a network or a single address."""
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not a network or address (e.g. 10.0.0.0/8, ::1)") from None
+
+
+def _checked(parse: typing.Callable[[str], object]) -> typing.Callable[[str], str]:
+    def check(entry: str) -> str:
+        parse(entry)
+        return entry
+
+    return check
+
+
+# Kept as written (shown back in errors and docs); parsed again where they are used.
+AllowedTarget = Annotated[str, AfterValidator(_checked(parse_allowed))]
+Network = Annotated[str, AfterValidator(_checked(parse_network))]
 
 
 class Prober(Section):
@@ -35,6 +161,12 @@ class Prober(Section):
     shard: str | None = None
     config_poll_interval: PositiveDuration = Field(default="2s", validate_default=True)
     heartbeat_check_interval: PositiveDuration = Field(default="5s", validate_default=True)
+    # GET /probe (blackbox_exporter's multi-target endpoint): modules added to DEFAULT_MODULES (a
+    # module of the same name replaces the default), the targets it may probe (none by default: it
+    # makes requests on a caller's behalf) and the addresses allowed to call it (loopback by default).
+    modules: dict[str, Module] = Field(default_factory=dict)
+    probe_allowed: list[AllowedTarget] = Field(default_factory=list)
+    probe_callers: list[Network] = Field(default_factory=lambda: list(DEFAULT_CALLERS))
 
     @field_validator("writer_stuck_after")
     @classmethod
@@ -48,6 +180,10 @@ class Prober(Section):
     def writer_stuck_after_s(self) -> float | None:
         """writer_stuck_after in seconds, None for the writer's default."""
         return None if self.writer_stuck_after is None else self.writer_stuck_after.total_seconds()
+
+    def probe_modules(self) -> dict[str, Module]:
+        """The defaults with the configured modules over them."""
+        return {**DEFAULT_MODULES, **self.modules}
 
     @field_validator("shard")
     @classmethod
