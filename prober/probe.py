@@ -199,6 +199,8 @@ class ProbeHandler:
             raise Refused(400, "Target parameter is missing")
         if module.kind in UNSUPPORTED_KINDS:
             raise Refused(400, f"module {name!r}: upwatch has no {module.kind} check (use tcp_connect or http_2xx)")
+        if not checks.probed(module.kind):  # push: results arrive, nothing is sent
+            raise Refused(400, f"module {name!r}: kind {module.kind} is not probed")
         endpoint, host = self.endpoint(name, target, timeout_s(module, request.headers.get(SCRAPE_TIMEOUT_HEADER)))
         if not self.access.target_allowed(host):
             raise Refused(403, f"target host {host!r} is not in prober.probe_allowed")
@@ -211,13 +213,8 @@ class ProbeHandler:
 
 
 async def run_check(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult:
-    """One check through the registry's entry point, prober.checks.run (never raises for network errors)."""
-    entry: Any = getattr(checks, "run", None)
-    if entry is None:  # the registry before prober.checks.run existed: CHECKS held the run functions
-        registry: dict[str, Any] = checks.CHECKS
-        entry = registry[endpoint.kind]
-    result: ProbeResult = await entry(endpoint, session)
-    return result
+    """One check through the registry's entry point (never raises for network errors)."""
+    return await checks.run(endpoint, session)
 
 
 SESSION = web.AppKey("probe_session", aiohttp.ClientSession)
