@@ -66,12 +66,12 @@ from psycopg_pool import AsyncConnectionPool
 from detector import artifacts, models, synthetic, training
 from detector.scoring import judge
 from detector.series import Series
-from prober.spool import Batch
 from prober.writer import BatchWriter
 from upwatch import db, durations
 from upwatch.config.detector import Detector
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
+from upwatch.rows import Batch
 
 
 def _series(seed: int, days: float) -> pd.DataFrame:

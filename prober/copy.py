@@ -8,8 +8,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.string import StrDumperUnknown
 
-from prober.spool import Batch
-from prober.tables import TABLES, JsonText, Table, json_text, new_ids
+from upwatch.rows import TABLES, Batch, JsonText, Table, json_text, new_ids
 
 # Registered for the exact type: psycopg otherwise looks a str subclass up through its MRO on every
 # value, which made COPY of JSON columns slower than the Jsonb wrapper it replaces.

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from prober.spool import Batch
+from upwatch.rows import Batch
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,10 @@ import json
 import logging
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prober.tables import JsonText
+from upwatch.rows import Batch, JsonText
 
 logger = logging.getLogger(__name__)
 
@@ -28,25 +27,6 @@ REJECTED_NAME = "rejected.jsonl"
 
 class SpoolLocked(Exception):
     """Another process holds this spool; two writers must not share one."""
-
-
-@dataclass
-class Batch:
-    table: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    # Written in the same transaction right after these rows (and spooled in the same append), e.g.
-    # the idempotency key of a pushed batch, which must not be stored without the batch or after it.
-    companions: tuple[Batch, ...] = ()
-
-    @property
-    def size(self) -> int:
-        """Rows, companions' included."""
-        return len(self.rows) + sum(len(c.rows) for c in self.companions)
-
-    @property
-    def parts(self) -> tuple[Batch, ...]:
-        return (self, *self.companions)
 
 
 def _encode(value: Any) -> Any:

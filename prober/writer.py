@@ -38,9 +38,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import batches, copy_rows, insert_idempotent
-from prober.spool import Batch, Spool, encode
-from prober.tables import TABLES
+from prober.spool import Spool, encode
 from upwatch.db import ROWS_CHANNEL, error_summary
+from upwatch.rows import TABLES, Batch, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class WriterStats:
 
 
 @dataclass
-class Reservation:
-    """Room held in a writer's queue for external rows (BatchWriter.reserve)."""
+class QueueRoom:
+    """Room held in this writer's queue for external rows (BatchWriter.reserve); an upwatch.rows.Reservation."""
 
     writer: BatchWriter
     count: int
@@ -167,7 +167,7 @@ class BatchWriter:
         self._enqueue(batch)
         return True
 
-    def reserve(self, count: int) -> Reservation | None:
+    def reserve(self, count: int) -> QueueRoom | None:
         """Hold room for `count` external rows while a push request's body is read and checked, so that
         what is admitted fits and what would not is refused before it is read. None (counted as a
         request refused unread) when there is no such room. Release it, or offer with it."""
@@ -175,7 +175,7 @@ class BatchWriter:
             self.stats.requests_refused_unread += 1
             return None
         self._reserved += count
-        return Reservation(self, count)
+        return QueueRoom(self, count)
 
     def _fits(self, count: int, external: bool, held: int = 0) -> bool:
         if self._stopping:

@@ -19,13 +19,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from prober.spool import Batch
-from prober.writer import Reservation
 from push.bodies import Refusal
 from push.idempotency import IdempotencyKeys
 from push.keys import KeyStore
 from push.masking import Masking
 from push.ratelimit import RateLimiter
+from upwatch.rows import Batch, Reservation
 from upwatch.runtime import Runtime
 
 UNAUTHORIZED = Refusal(401, "missing or invalid credentials", headers={"WWW-Authenticate": "Bearer"})

@@ -25,10 +25,9 @@ import psycopg
 import psycopg_pool
 from psycopg_pool import AsyncConnectionPool
 
-from prober.spool import Batch
-from prober.tables import PUSH_IDEMPOTENCY_KEYS
 from push.bodies import Refusal
 from upwatch.db import error_summary
+from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, Batch
 
 logger = logging.getLogger(__name__)
 

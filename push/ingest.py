@@ -10,7 +10,6 @@ from functools import partial
 
 from aiohttp import web
 
-from prober.writer import Reservation
 from push import idempotency, records
 from push.bodies import Refusal, Unread
 from push.context import QUEUE_FULL, Context, reply, store
@@ -18,6 +17,7 @@ from push.keys import Caller
 from push.operations import REF, Body, Call
 from push.ratelimit import RateLimiter
 from push.records import LogRecord
+from upwatch.rows import Reservation
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
-from prober.spool import Batch
-from prober.tables import PROBE_RESULTS, REQUEST_LOGS, JsonText, new_ids
 from push import useragents
 from push.bodies import INTEGRAL
 from push.masking import Masking, masking
 from upwatch.records import ProbeResult
+from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch, JsonText, new_ids
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 

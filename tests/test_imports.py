@@ -25,11 +25,7 @@ ROOTS = {REPO: ("upwatch", "prober", "push", "detector", "alerter", "upwatch_cli
 Allowance = frozenset[tuple[str, str]]
 KNOWN_CYCLES: dict[str, Allowance] = {}
 # Imports against the layering that other branches of this session remove; same life cycle.
-KNOWN_VIOLATIONS: dict[str, Allowance] = {
-    # helper "push" (#12.4): push/ becomes its own package; today it uses the prober's writer and spool.
-    "push imports the prober's writer, spool and tables": frozenset({
-        ("push", "prober.writer"), ("push", "prober.spool"), ("push", "prober.tables")}),
-}
+KNOWN_VIOLATIONS: dict[str, Allowance] = {}
 
 
 @dataclass(frozen=True)

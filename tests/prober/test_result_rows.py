@@ -11,10 +11,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import batches
 from prober.spool import SPOOL_NAME, encode
-from prober.tables import PROBE_RESULTS
 from prober.writer import BatchWriter
 from tests.prober.conftest import fetch
 from upwatch.records import AssertionResult, ProbeResult
+from upwatch.rows import PROBE_RESULTS
 
 AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 ROW_ID = "0f0e0d0c0b0a49088706050403020100"

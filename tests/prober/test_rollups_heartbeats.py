@@ -6,11 +6,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober.heartbeats import HeartbeatWatcher, missing_due
 from prober.rollups import Rollups
-from prober.spool import SPOOL_NAME, Batch, encode
-from prober.tables import PROBE_RESULTS
+from prober.spool import SPOOL_NAME, encode
 from prober.writer import BatchWriter
 from tests.prober.conftest import fetch
 from upwatch.config.endpoints import Endpoint
+from upwatch.rows import PROBE_RESULTS, Batch
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from prober.spool import SPOOL_NAME, Batch, encode
-from prober.tables import PROBE_RESULTS, REQUEST_LOGS
+from prober.spool import SPOOL_NAME, encode
 from prober.writer import BatchWriter
 from tests.prober.conftest import fetch, insert_endpoints, result_row
 from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
+from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch
 
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/upwatch"
 
@@ -236,7 +236,7 @@ async def test_writer_column_lists_match_the_schema(database_url: str) -> None:
 
 async def test_offered_batch_is_written_and_spools_json_as_values(pool: AsyncConnectionPool, database_url: str,
                                                                   tmp_path: Path) -> None:
-    from prober.tables import json_text, new_ids
+    from upwatch.rows import json_text, new_ids
 
     sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
     columns = ("time", "service_id", "ingest_id", "tags")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from prober.tables import REQUEST_LOGS, new_ids
 from push import records
+from upwatch.rows import REQUEST_LOGS, new_ids
 
 NOW = datetime.now(UTC)
 OLDEST = NOW - timedelta(days=30)

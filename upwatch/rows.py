@@ -1,4 +1,6 @@
-"""The tables the writer fills: their columns, which hold JSON, and the key that makes a replay idempotent."""
+"""Rows on their way to the database, shared by every producer (the prober's checks, the push API) and
+the writer: the tables the writer fills (their columns, which hold JSON, and the key that makes a
+replay idempotent), a batch of rows, and the room a producer holds in the writer's queue."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 class JsonText(str):
@@ -93,3 +95,32 @@ PUSH_IDEMPOTENCY_KEYS = Table(
 )
 
 TABLES = {t.name: t for t in (PROBE_RESULTS, REQUEST_LOGS, PUSH_IDEMPOTENCY_KEYS)}
+
+
+@dataclass
+class Batch:
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    # Written in the same transaction right after these rows (and spooled in the same append), e.g.
+    # the idempotency key of a pushed batch, which must not be stored without the batch or after it.
+    companions: tuple[Batch, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Rows, companions' included."""
+        return len(self.rows) + sum(len(c.rows) for c in self.companions)
+
+    @property
+    def parts(self) -> tuple[Batch, ...]:
+        return (self, *self.companions)
+
+
+class Reservation(Protocol):
+    """Room held in the writer's queue for a producer's rows (prober.writer.BatchWriter.reserve)."""
+
+    count: int
+    released: bool
+
+    def release(self) -> None:
+        """Give the room back (again: nothing)."""
