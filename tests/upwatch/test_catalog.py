@@ -130,5 +130,5 @@ async def test_stored_config_holds_the_common_keys_and_the_kinds_own(pool, datab
     async with pool.connection() as conn:
         await sync_endpoints(conn, cfg.endpoints)
     stored = rows(database_url)["db"][3]
-    assert stored == {"interval": "15s", "timeout": "10s", "assertions": [], "depends_on": [],
+    assert stored == {"interval": "15s", "timeout": "10s", "assertions": [], "degraded": [], "depends_on": [],
                       "host": "127.0.0.1", "port": 5432}  # no url, record_type or grace of other kinds
