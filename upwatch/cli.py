@@ -33,7 +33,8 @@ from upwatch.runtime import (
 )
 
 # Packages that add their own subcommands through `register(commands)`.
-COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli", "upwatch.importers.cli")
+COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli", "upwatch.importers.cli",
+                   "upwatch.reports.cli")
 
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")

@@ -151,6 +151,19 @@ WHERE l.service_id = %(service)s AND l.bucket >= %(from)s AND l.bucket < %(to)s
 GROUP BY 1 ORDER BY 1"""
 
 
+def parse_bound(text: str, field: str, *, end: bool = False) -> datetime:
+    """A range bound from the command line or a query: YYYY-MM-DD (as `to`, the end of that day, so
+    --from 2026-11-01 --to 2026-11-30 is all of November) or an ISO 8601 time; no zone means UTC."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ReportError(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def whole_hour(value: datetime, field: str) -> datetime:
     """value in UTC, refused unless it is on a whole UTC hour (the rollups' unit)."""
     if value.tzinfo is None:
