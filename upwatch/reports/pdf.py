@@ -32,6 +32,7 @@ class Table:
     header: Sequence[str]
     rows: Sequence[Sequence[str]]
     empty: str
+    widths: Sequence[float] | None = None  # column fractions; None: equal
 
 
 def _ms(value: float | None) -> str:
@@ -62,7 +63,8 @@ def _draw_table(fig: Figure, top: float, table: Table, rows: Sequence[Sequence[s
     ax = fig.add_axes((0.08, top - 0.015 - height, 0.84, height))
     ax.axis("off")
     drawn = ax.table(cellText=[[_cell(c) for c in r] for r in rows], colLabels=list(table.header),
-                     loc="upper left", cellLoc="left", colLoc="left", bbox=Bbox.from_bounds(0, 0, 1, 1))
+                     loc="upper left", cellLoc="left", colLoc="left", bbox=Bbox.from_bounds(0, 0, 1, 1),
+                     colWidths=list(table.widths) if table.widths else None)
     drawn.auto_set_font_size(False)
     drawn.set_fontsize(8.5)
     for (row, _), cell in drawn.get_celld().items():
@@ -104,8 +106,9 @@ def _charts_page(report: Report) -> Figure:
     requests_ax, errors_ax, latency_ax = (fig.add_axes((0.12, y, 0.80, 0.22)) for y in (0.65, 0.37, 0.09))
     requests_ax.bar(days, [d.requests for d in report.days], color="#4c72b0")
     _chart(requests_ax, "Requests per day", "requests")
-    errors_ax.plot(days, [100 * d.error_rate for d in report.days], marker="o", color="#c44e52")
-    errors_ax.set_ylim(bottom=0)
+    rates = [100 * d.error_rate for d in report.days]
+    errors_ax.plot(days, rates, marker="o", color="#c44e52")
+    errors_ax.set_ylim(0, max([*rates, 1.0]) * 1.15)  # headroom, so the highest point is not cut by the frame
     _chart(errors_ax, "Error rate per day", "% of requests")
     for label, values, style in (("avg", [d.avg_latency_ms for d in report.days], "-"),
                                  ("p95", [d.p95_latency_ms for d in report.days], "--")):
@@ -123,8 +126,8 @@ def _tables(report: Report) -> list[Table]:
     routes = [(r.method or "-", r.route or "(no route)", f"{r.requests:,}", _pct(r.error_rate),
                _ms(r.avg_latency_ms), _ms(r.p95_latency_ms), _ms(r.max_latency_ms)) for r in report.routes]
     clients = [(c.ip, f"{c.requests:,}") for c in report.top_clients]
-    return [Table("Routes", ("Method", "Route", "Requests", "Errors", "Avg", "p95", "Max"), routes,
-                  "No requests in this range."),
+    return [Table("Routes", ("Method", "Route", "Requests", "Error rate", "Avg", "p95", "Max"), routes,
+                  "No requests in this range.", (0.08, 0.36, 0.1, 0.1, 0.12, 0.12, 0.12)),
             Table("Top clients", ("Client IP", "Requests"), clients, "No client IPs in this range.")]
 
 
@@ -135,7 +138,7 @@ def _table_pages(report: Report) -> list[Callable[[], Figure]]:
         for n, chunk in enumerate(chunks):
             def draw(table: Table = table, chunk: Sequence[Sequence[str]] = chunk, n: int = n) -> Figure:
                 fig = _page(table.title + (" (continued)" if n else ""))
-                _draw_table(fig, 0.90, Table("", table.header, chunk, table.empty), chunk)
+                _draw_table(fig, 0.90, Table("", table.header, chunk, table.empty, table.widths), chunk)
                 return fig
             pages.append(draw)
     return pages
