@@ -7,6 +7,7 @@ written by its PDF backend; fonts are embedded as TrueType (pdf.fonttype 42) so 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ A4_IN = (8.27, 11.69)
 ROWS_PER_PAGE = 34
 MAX_CELL = 60
 GREY = "#555555"
+# rc_context changes matplotlib's global rcParams while a PDF is written: one render at a time,
+# so renders in server threads (asyncio.to_thread) cannot undo each other's settings.
+_RENDERING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -145,10 +149,11 @@ def _table_pages(report: Report) -> list[Callable[[], Figure]]:
 
 
 def render(report: Report) -> bytes:
-    """The report as PDF bytes; every page is A4 with 'page N of M' at its foot."""
+    """The report as PDF bytes; every page is A4 with 'page N of M' at its foot. CPU-bound (about a
+    second): call it through asyncio.to_thread from async code."""
     pages = [lambda: _title_page(report), lambda: _charts_page(report), *_table_pages(report)]
     out = io.BytesIO()
-    with mpl.rc_context({"pdf.fonttype": 42, "font.family": "DejaVu Sans"}), PdfPages(out, metadata={
+    with _RENDERING, mpl.rc_context({"pdf.fonttype": 42}), PdfPages(out, metadata={
             "Title": f"upwatch report: {report.service}", "Creator": "upwatch"}) as pdf:
         for number, draw in enumerate(pages, start=1):
             fig = draw()
