@@ -13,7 +13,7 @@ import pytest
 from matplotlib import image
 
 from tests.push.conftest import CONFIG, Api
-from tests.reports.conftest import FROM, TO, Seeded
+from .conftest import FROM, TO, Seeded
 from upwatch.cli import main
 
 POPPLER = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.push.conftest import Api
-from tests.reports.conftest import FROM, TO, Seeded, outside_records
+from .conftest import FROM, TO, Seeded, outside_records
 from upwatch.reports import data, document
 
 
