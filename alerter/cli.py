@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from upwatch import durations
-from upwatch.cli import print_table, with_connection
+from upwatch.commands import print_table, with_connection
 
 T = TypeVar("T")
 STATES = ("pending", "sent", "failed", "suppressed")
@@ -39,7 +39,7 @@ def cmd_alerts_test_email(args: argparse.Namespace) -> int:
     from alerter import render
     from alerter.channels import email
     from alerter.records import Alert
-    from upwatch.cli import load_config
+    from upwatch.commands import load_config
 
     config, _ = load_config(args)
     recipients = tuple(args.to or config.alerting.smtp.recipients)
@@ -103,7 +103,7 @@ def cmd_silence_remove(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this package's subcommands to the upwatch CLI."""
-    from upwatch.cli import daemon
+    from upwatch.commands import daemon
 
     commands.add_parser("alerter", help="run the alerter daemon alone").set_defaults(handler=daemon("alerter"))
 

@@ -84,7 +84,8 @@ def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path) -> 
     path.write_text("\n".join(lines) + "\n")
 
 
-async def measure(n: int, cycles: int, url: str, server: EmbeddedPostgres, workdir: Path, port: int) -> dict[str, float]:
+async def measure(n: int, cycles: int, url: str, server: EmbeddedPostgres, workdir: Path,
+                  port: int) -> dict[str, float]:
     path = workdir / f"bench-{n}.yaml"
     write_config(path, n, port, free_port(), workdir / f"data-{n}")
     cfg = configuration.load(path)
@@ -144,32 +145,45 @@ async def measure(n: int, cycles: int, url: str, server: EmbeddedPostgres, workd
     return result
 
 
-async def main(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING)
+HEADER = ("{:>6} {:>9} {:>13} {:>7} {:>12} {:>7} {:>12} {:>12} {:>9} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}"
+          .format("N", "checks/s", "cpu ms/check", "(user)", "pg ms/check", "total", "p50 late ms", "p99 late ms",
+                  "max late", "skipped", "failed", "rows", "RSS MB", "lag p99", "lag max", "busy %"))
+
+
+def line(n: int, r: dict[str, float]) -> str:
+    """One row of the table under HEADER."""
+    total = r["prober_cpu_ms_per_check"] + r["postgres_cpu_ms_per_check"]
+    return (f"{n:>6} {r['checks_per_s']:>9.1f} {r['prober_cpu_ms_per_check']:>13.3f} "
+            f"{r['prober_user_ms_per_check']:>7.3f} {r['postgres_cpu_ms_per_check']:>12.3f} {total:>7.3f} "
+            f"{r['lateness_p50_ms']:>12.1f} {r['lateness_p99_ms']:>12.1f} {r['lateness_max_ms']:>9.1f} "
+            f"{r['skipped']:>8} {r['failed']:>7} {r['rows_written']:>7} {r['rss_mb']:>7.0f} "
+            f"{r['loop_lag_p99_ms']:>8.1f} {r['loop_lag_max_ms']:>8.1f} {r['machine_busy_pct']:>7.0f}")
+
+
+async def main(args: argparse.Namespace, workdir: Path, server: EmbeddedPostgres, url: str, port: int) -> None:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"loop={loop} cpu={'any' if args.cpu is None else args.cpu} python={sys.version.split()[0]}", flush=True)
+    await migrate(url)
+    await asyncio.sleep(1.0)
+    print(HEADER, flush=True)
+    for n in args.endpoints:
+        print(line(n, await measure(n, args.cycles, url, server, workdir, port)), flush=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Start the target server and PostgreSQL, then measure on the chosen event loop."""
+    logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="upwatch-bench-"))
     workdir.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
     server = EmbeddedPostgres(workdir / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
-    url = server.start()
-    await migrate(url)
     port = free_port()
     target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
-    if args.cpu is not None:  # after starting PostgreSQL and the target, which must not inherit it
-        os.sched_setaffinity(0, {args.cpu})
     try:
-        await asyncio.sleep(1.0)
-        print(f"{'N':>6} {'checks/s':>9} {'cpu ms/check':>13} {'(user)':>7} {'pg ms/check':>12} {'total':>7} "
-              f"{'p50 late ms':>12} {'p99 late ms':>12} {'max late':>9} {'skipped':>8} {'failed':>7} "
-              f"{'rows':>7} {'RSS MB':>7} {'lag p99':>8} {'lag max':>8} {'busy %':>7}", flush=True)
-        for n in args.endpoints:
-            r = await measure(n, args.cycles, url, server, workdir, port)
-            total = r["prober_cpu_ms_per_check"] + r["postgres_cpu_ms_per_check"]
-            print(f"{n:>6} {r['checks_per_s']:>9.1f} {r['prober_cpu_ms_per_check']:>13.3f} {r['prober_user_ms_per_check']:>7.3f} "
-                  f"{r['postgres_cpu_ms_per_check']:>12.3f} {total:>7.3f} {r['lateness_p50_ms']:>12.1f} "
-                  f"{r['lateness_p99_ms']:>12.1f} {r['lateness_max_ms']:>9.1f} {r['skipped']:>8} {r['failed']:>7} "
-                  f"{r['rows_written']:>7} {r['rss_mb']:>7.0f} {r['loop_lag_p99_ms']:>8.1f} {r['loop_lag_max_ms']:>8.1f} {r['machine_busy_pct']:>7.0f}",
-                  flush=True)
+        url = server.start()
+        if args.cpu is not None:  # after starting PostgreSQL and the target, which must not inherit it
+            os.sched_setaffinity(0, {args.cpu})
+        with asyncio.Runner(loop_factory=None if args.asyncio else loop_factory()) as runner:
+            runner.run(main(args, workdir, server, url, port))
     finally:
         target.terminate()
         target.wait(10)
@@ -183,7 +197,5 @@ if __name__ == "__main__":
     parser.add_argument("--cycles", type=int, default=4, help="measured 15 s cycles after one warm-up cycle")
     parser.add_argument("--asyncio", action="store_true", help="run on asyncio's loop even when uvloop is installed")
     parser.add_argument("--cpu", type=int, help="pin the prober (this process) to this CPU")
-    arguments = parser.parse_args()
-    with asyncio.Runner(loop_factory=None if arguments.asyncio else loop_factory()) as runner:
-        runner.run(main(arguments))
+    run(parser.parse_args())
     os._exit(0)

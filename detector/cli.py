@@ -12,7 +12,7 @@ from upwatch.config import Config
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this package's subcommands to the upwatch CLI."""
-    from upwatch.cli import daemon
+    from upwatch.commands import daemon
 
     parser = commands.add_parser("detector", help="run the detector daemon alone; `status` for per-series state")
     parser.set_defaults(handler=daemon("detector"))
@@ -29,7 +29,7 @@ async def _render(conn: AsyncConnection, config: Config) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print per-series detector state; exit 0."""
-    from upwatch.cli import with_connection
+    from upwatch.commands import with_connection
 
     print(with_connection(args, _render))
     return 0

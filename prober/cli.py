@@ -7,6 +7,7 @@ import datetime as dt
 import difflib
 import sys
 
+from upwatch.commands import Start
 from upwatch.config.endpoints import Endpoint
 from upwatch.records import ProbeResult
 
@@ -22,8 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     probe.set_defaults(handler=cmd_probe)
 
 
-def cmd_prober(args: argparse.Namespace) -> int:
-    from upwatch.cli import load_config, start
+def cmd_prober(args: argparse.Namespace) -> int | Start:
+    from upwatch.commands import load_config, start
 
     config, path = load_config(args)
     if args.shard:
@@ -57,7 +58,7 @@ def _endpoint(args: argparse.Namespace) -> Endpoint | None:
         except ValueError as e:
             print(f"upwatch: {target}: {str(e).splitlines()[-1].strip()}", file=sys.stderr)
             return None
-    from upwatch.cli import load_config
+    from upwatch.commands import load_config
 
     config, path = load_config(args)
     endpoint = config.endpoint(target)

@@ -16,39 +16,40 @@ import datetime as dt
 import logging
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from prober.spool import Batch
 
 logger = logging.getLogger(__name__)
 
-_AGGREGATES = """count(*), count(*) FILTER (WHERE p.ok), avg(p.latency_ms),
+_AGGREGATES = sql.SQL("""count(*), count(*) FILTER (WHERE p.ok), avg(p.latency_ms),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY p.latency_ms),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY p.latency_ms),
        percentile_cont(0.99) WITHIN GROUP (ORDER BY p.latency_ms),
-       max(p.latency_ms)"""
-_UPSERT = """ON CONFLICT (endpoint_id, location, bucket) DO UPDATE
+       max(p.latency_ms)""")
+_UPSERT = sql.SQL("""ON CONFLICT (endpoint_id, location, bucket) DO UPDATE
 SET count = excluded.count, ok_count = excluded.ok_count, avg_latency_ms = excluded.avg_latency_ms,
     p50_latency_ms = excluded.p50_latency_ms, p95_latency_ms = excluded.p95_latency_ms,
-    p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms"""
-_COLUMNS = """INSERT INTO probe_rollup_1m AS r (bucket, endpoint_id, location, count, ok_count, avg_latency_ms,
-                                  p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms)"""
-# Skipped runs are not measurements; they stay out of the rollup.
-RANGE = f"""{_COLUMNS}
-SELECT date_trunc('minute', p.time), p.endpoint_id, p.location, {_AGGREGATES}
+    p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms""")
+_COLUMNS = sql.SQL("""INSERT INTO probe_rollup_1m AS r (bucket, endpoint_id, location, count, ok_count, avg_latency_ms,
+                                  p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms)""")
+# Skipped runs are not measurements; they stay out of the rollup. (Composed from the constants above.)
+RANGE = sql.SQL("""{columns}
+SELECT date_trunc('minute', p.time), p.endpoint_id, p.location, {aggregates}
 FROM probe_results p
 WHERE p.time >= %s AND p.time < %s AND p.location = ANY(%s) AND p.error_kind IS DISTINCT FROM 'skipped'
 GROUP BY 1, 2, 3
-{_UPSERT}"""
-KEYS = f"""{_COLUMNS}
-SELECT t.bucket, t.endpoint_id, t.location, {_AGGREGATES}
+{upsert}""").format(columns=_COLUMNS, aggregates=_AGGREGATES, upsert=_UPSERT)
+KEYS = sql.SQL("""{columns}
+SELECT t.bucket, t.endpoint_id, t.location, {aggregates}
 FROM unnest(%s::integer[], %s::text[], %s::timestamptz[]) AS t(endpoint_id, location, bucket)
 JOIN probe_results p
   ON p.endpoint_id = t.endpoint_id AND p.location = t.location
  AND p.time >= t.bucket AND p.time < t.bucket + interval '1 minute'
  AND p.error_kind IS DISTINCT FROM 'skipped'
 GROUP BY t.bucket, t.endpoint_id, t.location
-{_UPSERT}"""
+{upsert}""").format(columns=_COLUMNS, aggregates=_AGGREGATES, upsert=_UPSERT)
 
 Key = tuple[int, str, dt.datetime]
 
@@ -63,7 +64,8 @@ def minute(value: dt.datetime | str) -> dt.datetime:
 class Rollups:
     """Call `note` after each committed probe_results batch (a writer hook) and `tick` every few seconds."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, settle_s: float = 15.0, catch_up: dt.timedelta = dt.timedelta(minutes=10)):
+    def __init__(self, pool: AsyncConnectionPool, *, settle_s: float = 15.0,
+                 catch_up: dt.timedelta = dt.timedelta(minutes=10)) -> None:
         self.pool = pool
         self.settle = dt.timedelta(seconds=settle_s)
         self.catch_up = catch_up

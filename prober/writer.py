@@ -24,6 +24,8 @@ overload it is refused unread, and what was read fits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -249,10 +251,8 @@ class BatchWriter:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):  # the flush interval is up: a cycle all the same
                 await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
             await self._cycle()
@@ -262,7 +262,7 @@ class BatchWriter:
                 if replayer is None or replayer.done():
                     waiter.set()
                 else:
-                    replayer.add_done_callback(lambda _, w=waiter: w.set())
+                    replayer.add_done_callback(functools.partial(_set_when_done, waiter))
             if self._stopping and not self._pending:
                 return
 
@@ -420,3 +420,8 @@ class BatchWriter:
         self.stats.database_ok = True
         self._retry_s = 0.0
         self._retry_at = 0.0
+
+
+def _set_when_done(event: asyncio.Event, _: asyncio.Task[None]) -> None:
+    """A done-callback that sets `event` (a lambda's default argument would not type-check)."""
+    event.set()

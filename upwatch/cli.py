@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from dotenv import load_dotenv
-from psycopg import AsyncConnection
+from psycopg import sql
 
+import alerter.cli
+import detector.cli
+import prober.cli
+import prober.push.cli
+import upwatch.importers.cli
+import upwatch.reports.cli
 from upwatch import __version__, db, durations, logs
-from upwatch import config as configuration
 from upwatch.catalog import stored_target
+from upwatch.commands import CommandModule, Handler, Start, load_config, print_table
 from upwatch.config import Config, ConfigError
 from upwatch.embedded import EmbeddedError
 from upwatch.masking import masking
@@ -32,74 +37,68 @@ from upwatch.runtime import (
     run,
 )
 
-# Packages that add their own subcommands through `register(commands)`.
-COMMAND_MODULES = ("prober.cli", "prober.push.cli", "detector.cli", "alerter.cli", "upwatch.importers.cli",
-                   "upwatch.reports.cli")
 
-Handler = Callable[[argparse.Namespace], int]
-T = TypeVar("T")
+def _prober(config: Config) -> dict[str, Service]:
+    """The prober (it serves the push API) and the retention job. A taken listen address fails here,
+    before the prober's modules load and the database starts, so it is reported within a second or two."""
+    check_listen(config.push.host, config.push.port)
+    from prober import service
+    from upwatch import storage
 
-
-def load_config(args: argparse.Namespace) -> tuple[Config, Path]:
-    """The config named by --config / $UPWATCH_CONFIG / ./upwatch.yaml."""
-    path = configuration.resolve_path(args.config, os.environ)
-    return configuration.load(path), path
+    return {"prober": service.run, "retention": storage.service}
 
 
-def with_connection(args: argparse.Namespace, work: Callable[[AsyncConnection, Config], Awaitable[T]]) -> T:
-    """Run `work(conn, config)` on the configured (or embedded) database, migrated first,
-    as every daemon does at start: a command may be the first thing run against a database."""
-    config, _ = load_config(args)
+def _detector(config: Config) -> dict[str, Service]:
+    from detector import service  # pandas and scikit-learn: loaded only when the detector runs
 
-    async def main(url: str) -> T:
-        await migrate(url, timescaledb=config.storage.timescaledb)
-        conn = await db.connect(url)
-        try:
-            return await work(conn, config)
-        finally:
-            await conn.close()
-
-    with database(config) as url:
-        return asyncio.run(main(url))
+    return {"detector": service.run}
 
 
-def print_table(rows: Sequence[Sequence[str]]) -> None:
-    """Rows as left-aligned columns; the first row is the header."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+def _alerter(config: Config) -> dict[str, Service]:
+    from alerter import service
+
+    return {"alerter": service.run}
 
 
-def services(names: Sequence[str]) -> dict[str, Service]:
-    """Each named package's `service.run`, plus the retention job with the prober."""
-    found: dict[str, Service] = {}
-    for name in names:
-        found[name] = importlib.import_module(f"{name}.service").run
-    if "prober" in found:
-        from upwatch import storage
+@dataclass(frozen=True)
+class Package:
+    """A package's subcommands and, for a service, what running it takes (the services it starts)."""
 
-        found["retention"] = storage.service
-    return found
+    name: str
+    commands: CommandModule
+    services: Callable[[Config], dict[str, Service]] | None = None
 
 
-def start(config: Config, path: Path, names: Sequence[str]) -> int:
-    """Run the named services; a taken listen address fails first, before the database starts and
-    before the services' (heavy) modules load, so it is reported within a second or two."""
-    if "prober" in names:
-        check_listen(config.push.host, config.push.port)
-    return run(config, path, services(names))
+# The only place a package's commands or services are registered; adding one is one line.
+PACKAGES = (
+    Package("prober", prober.cli, _prober),
+    Package("push", prober.push.cli),
+    Package("detector", detector.cli, _detector),
+    Package("alerter", alerter.cli, _alerter),
+    Package("import", upwatch.importers.cli),
+    Package("reports", upwatch.reports.cli),
+)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def start(request: Start) -> int:
+    """Run the requested services in this process until SIGTERM; returns the exit status."""
+    by_name = {p.name: p.services for p in PACKAGES if p.services is not None}
+    services: dict[str, Service] = {}
+    for name in request.names:
+        services |= by_name[name](request.config)
+    return run(request.config, request.config_path, services)
+
+
+def cmd_up(args: argparse.Namespace) -> Start:
     config, path = load_config(args)
-    return start(config, path, ["prober", "detector", "alerter"])
+    return Start(config, path, tuple(p.name for p in PACKAGES if p.services is not None))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config, path = load_config(args)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
         return 1
     rows = [("NAME", "KIND", "TARGET", "INTERVAL", "TIMEOUT", "TAGS", "ENABLED")]
     masks = masking(config.push.sensitive_headers, config.push.secret_names)  # the listing may end up in CI logs
@@ -146,11 +145,9 @@ async def _db_info(url: str) -> list[str]:
             " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname"
         )
         tables = [r[0] for r in await cur.fetchall()]
+        timescaledb = f"active ({ts[0]})" if ts else "not active (plain tables, upwatch retention job)"
         lines = [f"database:    {db.describe(url)}", f"engine:      PostgreSQL {version}",
-                 f"timescaledb: {'active (' + ts[0] + ')' if ts else 'not active (plain tables, upwatch retention job)'}",
-                 "tables:"]
-        from psycopg import sql
-
+                 f"timescaledb: {timescaledb}", "tables:"]
         for table in tables:
             cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
             count = (await cur.fetchone() or [0])[0]
@@ -158,16 +155,6 @@ async def _db_info(url: str) -> list[str]:
         return lines
     finally:
         await conn.close()
-
-
-def daemon(name: str) -> Handler:
-    """A handler that runs one service alone (`upwatch prober`, `python -m prober`)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        config, path = load_config(args)
-        return start(config, path, [name])
-
-    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("migrate", help="apply pending migrations").set_defaults(handler=cmd_db_migrate)
     db_commands.add_parser("info", help="engine, TimescaleDB status, tables and row counts") \
         .set_defaults(handler=cmd_db_info)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(commands)
+    for package in PACKAGES:
+        package.commands.register(commands)
     for sub in _subcommand_parsers(parser):
         add_global_options(sub, default=argparse.SUPPRESS)
     return parser
@@ -220,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["UPWATCH_LOG_LEVEL"] = args.log_level
     logs.setup(os.environ.get("UPWATCH_LOG_LEVEL", "WARNING").upper())
     try:
-        return int(args.handler(args))
+        handler: Handler = args.handler
+        outcome = handler(args)
+        return start(outcome) if isinstance(outcome, Start) else outcome
     except ConfigError as e:
         return report_config_error(e)
     except (db.DatabaseUnavailable, EmbeddedError, MigrationError, ListenError) as e:

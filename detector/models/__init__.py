@@ -30,57 +30,16 @@ MODELS, stays free of pandas and scikit-learn.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import cast
 
-if TYPE_CHECKING:
-    import pandas as pd
+from detector.models.contract import MEMBERS, Fitted, Model, NotEnoughData, Settings
+
+__all__ = ["DEFAULT", "MODELS", "Fitted", "Model", "NotEnoughData", "Settings", "get"]
 
 MODELS: dict[str, str] = {
     "isolation_forest": "detector.models.isolation_forest",
 }
 DEFAULT = "isolation_forest"
-
-
-class NotEnoughData(ValueError):
-    """Too few usable rows (or too little history) to train; the caller claims nothing for this series yet."""
-
-
-class Settings(Protocol):
-    """What a model may read of the `detector:` config (upwatch.config.detector.Detector has it)."""
-
-    @property
-    def min_training_rows(self) -> int: ...
-
-    @property
-    def target_false_alarm_rate(self) -> float: ...
-
-
-class Fitted(Protocol):
-    """What every fitted model exposes; the rest is the model's own."""
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def threshold(self) -> float: ...
-
-
-class Model(Protocol):
-    """A model module (see the module docstring for the contract)."""
-
-    FEATURES: tuple[str, ...]
-
-    def train(self, features: pd.DataFrame, settings: Settings) -> Fitted: ...
-
-    def score(self, model: Any, features: pd.DataFrame) -> pd.Series: ...
-
-    def explain(self, model: Any, row: Mapping[str, float]) -> dict[str, float]: ...
-
-    def versions(self) -> dict[str, str]: ...
-
-
-MEMBERS = ("FEATURES", "train", "score", "explain", "versions")
 
 
 def get(name: str) -> Model:

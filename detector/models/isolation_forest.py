@@ -17,7 +17,7 @@ import pandas as pd
 import sklearn
 from sklearn.ensemble import IsolationForest
 
-from detector.models import NotEnoughData, Settings
+from detector.models.contract import NotEnoughData, Settings
 
 logger = logging.getLogger(__name__)
 

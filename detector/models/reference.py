@@ -15,8 +15,8 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from detector.features import REFERENCE_FEATURES
-from detector.models import NotEnoughData, Settings
 from detector.models import isolation_forest as ours
+from detector.models.contract import NotEnoughData, Settings
 
 FEATURES: tuple[str, ...] = REFERENCE_FEATURES
 

@@ -87,7 +87,8 @@ def build() -> Json:
               overrides=[override("state", **state_cells), override("endpoint", links=ENDPOINT_LINK)]),
         table("Alert state now", "Per fingerprint (endpoint + kind): what is open and what was last told.",
               STATE_NOW, ("endpoint", "kind", "status", "since", "consecutive_failures", "consecutive_successes",
-                          "last_sent_at", "suppressed_count", "last_error", "fingerprint"), size=(24, 8), overrides=[override("endpoint", links=ENDPOINT_LINK)]),
+                          "last_sent_at", "suppressed_count", "last_error", "fingerprint"), size=(24, 8),
+              overrides=[override("endpoint", links=ENDPOINT_LINK)]),
     ]
     return dashboard("upwatch-alerts", "upwatch / Alerts",
                      "Notifications sent, suppressed and failed, and the alerter's current state.", panels,

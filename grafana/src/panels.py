@@ -42,7 +42,8 @@ def timeseries(title: str, description: str, *sqls: str, unit: str = "short", st
                **extra: Any) -> Json:
     """A time series panel; each SQL returns a "time" column plus numeric columns (long or wide)."""
     custom = {"drawStyle": "bars" if bars else "line", "lineWidth": 1, "fillOpacity": 60 if (stack or bars) else 10,
-              "showPoints": "never", "spanNulls": False, "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
+              "showPoints": "never", "spanNulls": False,
+              "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
     defaults = {"unit": unit, "custom": custom, "min": 0}
     options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                "tooltip": {"mode": "multi", "sort": "desc"}}

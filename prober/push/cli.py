@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from prober.push import keys, query
 from prober.push.app import dumps
-from upwatch.cli import print_table, with_connection
+from upwatch.commands import print_table, with_connection
 
 
 def _when(value: datetime | None) -> str:

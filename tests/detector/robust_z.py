@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from detector.models import NotEnoughData, Settings
+from detector.models.contract import NotEnoughData, Settings
 
 FEATURES: tuple[str, ...] = ("robust_z_persist",)
 # The limit is never below this many noise units, so a quiet week does not flag every wiggle.

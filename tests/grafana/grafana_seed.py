@@ -164,7 +164,8 @@ def _services(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
                                    floor(random() * 5)::int AS pick WHERE t IS NOT NULL) r
         CROSS JOIN LATERAL (
             SELECT (ARRAY['GET', 'GET', 'POST', 'GET', 'POST'])[r.pick + 1] AS method,
-                   (ARRAY['/api/v1/orders', '/api/v1/orders/17', '/api/v1/cart', '/healthz', '/api/v1/login'])[r.pick + 1] AS path,
+                   (ARRAY['/api/v1/orders', '/api/v1/orders/17', '/api/v1/cart', '/healthz',
+                          '/api/v1/login'])[r.pick + 1] AS path,
                    (%(routes)s::text[])[r.pick + 1] AS route
         ) m
         """, {"now": now, "span": scale.days * 86400, "every": scale.request_every_s, "routes": list(ROUTES)})
@@ -191,8 +192,8 @@ def _detector(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
                5000, 0.62, %(now)s::timestamptz, 'ready'
         FROM endpoints e
         UNION ALL
-        SELECT 'service:' || s.name || ':error_rate', NULL::integer, 'error_rate', 2, %(now)s::timestamptz - interval '1 hour',
-               3000, 0.7, %(now)s::timestamptz, 'ready'
+        SELECT 'service:' || s.name || ':error_rate', NULL::integer, 'error_rate', 2,
+               %(now)s::timestamptz - interval '1 hour', 3000, 0.7, %(now)s::timestamptz, 'ready'
         FROM services s
         """, {"now": now})
     _anomalies(conn, scale, now)
@@ -220,8 +221,8 @@ def _anomalies(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
         FROM detector_models m CROSS JOIN generate_series(1, 3) AS k
         WHERE m.series = 'endpoint:api-002:latency'
         UNION ALL
-        SELECT %(now)s::timestamptz - interval '5 hours', m.series, NULL::integer, s.id, 0.12, 0.81, 0.7, 'high', 2, NULL,
-               'error rate 12%% vs usual 1±0.5%%'
+        SELECT %(now)s::timestamptz - interval '5 hours', m.series, NULL::integer, s.id, 0.12, 0.81, 0.7, 'high', 2,
+               NULL, 'error rate 12%% vs usual 1±0.5%%'
         FROM detector_models m JOIN services s ON m.series = 'service:' || s.name || ':error_rate'
         """, {"now": now, "span": scale.days * 86400})
 

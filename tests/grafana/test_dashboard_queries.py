@@ -201,7 +201,7 @@ def test_raw_branch_is_pruned_when_reading_rollups(seeded: Seeded) -> None:
 def test_overview_status_shows_planted_states(seeded: Seeded) -> None:
     (query,) = [q for q in QUERIES if q.id == "overview/Status now"]
     sql = expanded(query, TimeRange.last(RANGES["6h"], seeded.now), timescaledb=False)
-    columns, rows = run_as_reader(seeded.url, sql)
+    _, rows = run_as_reader(seeded.url, sql)
     status = {row[0]: row[1] for row in rows}
     assert status["api-001"] == "DOWN"
     assert status["api-002"] == "ANOMALOUS"

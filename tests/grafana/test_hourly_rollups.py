@@ -54,7 +54,8 @@ def test_hourly_rows_add_up_to_the_minutes(seeded: tuple[str, datetime], offset:
 def test_refresh_is_repeatable_and_picks_up_late_minutes(seeded: tuple[str, datetime]) -> None:
     url, now = seeded
     with psycopg.connect(url, autocommit=True) as conn:
-        table = "SELECT bucket, endpoint_id, count, ok_count, round(p95_latency_ms::numeric, 6) FROM probe_rollup_1h ORDER BY 2, 1"
+        table = ("SELECT bucket, endpoint_id, count, ok_count, round(p95_latency_ms::numeric, 6) FROM probe_rollup_1h"
+                 " ORDER BY 2, 1")
         conn.execute("SELECT refresh_hourly_rollups()")
         first = conn.execute(table).fetchall()
         conn.execute("SELECT refresh_hourly_rollups()")
@@ -70,7 +71,8 @@ def test_refresh_is_repeatable_and_picks_up_late_minutes(seeded: tuple[str, date
 
 def test_request_rollups_add_up_too(seeded: tuple[str, datetime]) -> None:
     url, now = seeded
-    query = "SELECT service_id, route, method, sum(count), sum(error_count) FROM request_rollup(%s, %s, %s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    query = ("SELECT service_id, route, method, sum(count), sum(error_count) FROM request_rollup(%s, %s, %s)"
+             " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
     start = now - timedelta(hours=13, minutes=5)
     with psycopg.connect(url, autocommit=True) as conn:
         minutes = conn.execute(query, (start, now, MINUTE_MS)).fetchall()

@@ -93,7 +93,7 @@ async def test_a_writer_whose_database_hangs_is_reported_stuck(pool: AsyncConnec
         try:
             await lock.execute("LOCK TABLE probe_results IN ACCESS EXCLUSIVE MODE")  # the writer's COPY blocks
             assert writer.offer("probe_results", [result_row(endpoint_ids[0], 0)])
-            status, body = await answer(503)
+            _, body = await answer(503)
             assert body["writer_stuck"] is True and body["status"] == "unhealthy"
         finally:
             await lock.rollback()

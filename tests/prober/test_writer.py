@@ -193,15 +193,20 @@ asyncio.run(main())
 """
 
 
-async def test_spool_left_by_a_killed_writer_is_replayed_on_start(
-        pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
+def spool_of_a_killed_writer(spool_dir: Path, endpoint_id: int) -> None:
+    """A writer process killed while spooling 50 rows, and a batch cut short mid-append after them."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, UNREACHABLE_URL, str(tmp_path), str(endpoint_ids[0])],
-                          capture_output=True, text=True, env=env, timeout=30)
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, UNREACHABLE_URL, str(spool_dir), str(endpoint_id)],
+                          capture_output=True, text=True, env=env, timeout=30, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert proc.stdout.strip() == "50"
-    with open(tmp_path / SPOOL_NAME, "ab") as f:
-        f.write(b'{"table":"probe_results","columns":["ti')  # a batch cut short mid-append
+    with open(spool_dir / SPOOL_NAME, "ab") as f:
+        f.write(b'{"table":"probe_results","columns":["ti')
+
+
+async def test_spool_left_by_a_killed_writer_is_replayed_on_start(
+        pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
+    await asyncio.to_thread(spool_of_a_killed_writer, tmp_path, endpoint_ids[0])
     writer = BatchWriter(pool, tmp_path, flush_interval_s=0.05)
     await writer.start()
     await writer.flush()

@@ -13,8 +13,9 @@ import pytest
 from matplotlib import image
 
 from tests.push.conftest import CONFIG, Api
-from .conftest import FROM, TO, Seeded
 from upwatch.cli import main
+
+from .conftest import FROM, TO, Seeded
 
 POPPLER = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")
 needs_poppler = pytest.mark.skipif(not POPPLER, reason="poppler-utils (pdftoppm, pdftotext, pdfinfo) not installed")

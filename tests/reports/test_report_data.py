@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests.push.conftest import Api
-from .conftest import FROM, TO, Seeded, outside_records
 from upwatch.reports import data, document
+
+from .conftest import FROM, TO, Seeded, outside_records
 
 
 def percentile_cont(values: list[float], q: float) -> float:

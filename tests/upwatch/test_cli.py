@@ -1,4 +1,5 @@
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ CONFIG_DIR = REPO / "tests" / "fixtures" / "config"
 def upwatch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "upwatch.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=timeout)
+                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=timeout, check=False)
 
 
 def free_port() -> int:
@@ -127,7 +128,7 @@ def test_db_info_prints_a_working_psql_command(server_dir: Path) -> None:
         psql = next(line for line in info.stdout.splitlines() if line.startswith("psql:")).split(maxsplit=1)[1]
         password = running.passfile.read_text().strip().rsplit(":", 1)[1]
         assert password not in info.stdout + info.stderr
-        opened = subprocess.run(f"{psql} -X -At -c 'SELECT current_database()'", shell=True,
+        opened = subprocess.run([*shlex.split(psql), "-X", "-At", "-c", "SELECT current_database()"],
                                 capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
                                 check=False)
         assert (opened.returncode, opened.stdout.strip()) == (0, "upwatch"), opened.stderr
@@ -157,7 +158,7 @@ def test_up_runs_on_the_embedded_database_and_stops_on_sigterm(tmp_path: Path) -
         assert f"listening  http://127.0.0.1:{port}" in banner and "/metrics" in banner, banner
         psql = next(line for line in lines if line.startswith("  psql ")).split(maxsplit=1)[1].strip()
         assert "password=" not in psql
-        opened = subprocess.run(f"{psql} -X -At -c 'SELECT count(*) FROM endpoints'", shell=True,
+        opened = subprocess.run([*shlex.split(psql), "-X", "-At", "-c", "SELECT count(*) FROM endpoints"],
                                 capture_output=True, text=True, timeout=30, check=False)
         assert opened.returncode == 0 and opened.stdout.strip() in {"0", "4"}, opened.stderr
         socket_dir = tmp_path / ".upwatch" / "pgdata"

@@ -58,14 +58,15 @@ def test_misnamed_or_duplicate_migration_files_are_refused(tmp_path: Path) -> No
     with pytest.raises(MigrationError, match="version 1 is also used by"):
         discover(tmp_path)
     (tmp_path / "0001_create_b.sql").rename(tmp_path / "create-b.sql")
-    with pytest.raises(MigrationError, match="NNNN_verb_object.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_verb_object\.sql"):
         discover(tmp_path)
 
 
 async def test_require_timescaledb_fails_clearly_without_it(empty_database_url: str, database_url: str,
                                                             pg_server) -> None:  # type: ignore[no-untyped-def]
     if pg_server.timescaledb(database_url):
-        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL): the plain-PostgreSQL path is not testable here")
+        pytest.skip("server has TimescaleDB (UPWATCH_TEST_DATABASE_URL):"
+                    " the plain-PostgreSQL path is not testable here")
     with pytest.raises(MigrationError, match="no timescaledb extension"):
         await migrate(empty_database_url, timescaledb="require")
 
@@ -73,7 +74,8 @@ async def test_require_timescaledb_fails_clearly_without_it(empty_database_url: 
 def test_plain_and_timescale_paths_have_the_same_columns(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         cols = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'probe_results' ORDER BY ordinal_position"
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'probe_results'"
+            " ORDER BY ordinal_position"
         ).fetchall()
     assert [c[0] for c in cols][:4] == ["time", "endpoint_id", "id", "location"]
 
@@ -146,5 +148,5 @@ async def test_auto_falls_back_to_plain_tables_when_timescaledb_closes_the_conne
 
 async def test_require_reports_a_timescaledb_that_closes_the_connection(
         unpreloaded_timescaledb: EmbeddedPostgres) -> None:
-    with pytest.raises(MigrationError, match="cannot create the timescaledb extension: .*terminating connection"):
+    with pytest.raises(MigrationError, match=r"cannot create the timescaledb extension: .*terminating connection"):
         await migrate(unpreloaded_timescaledb.url, timescaledb="require")

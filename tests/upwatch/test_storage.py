@@ -90,7 +90,10 @@ async def test_storage_jobs_survive_a_database_outage(server_dir, caplog) -> Non
         await asyncio.sleep(0.5)
         server.stop()
         with caplog.at_level(logging.WARNING, logger="upwatch.storage"):
-            await asyncio.sleep(1.5)
+            for _ in range(100):  # bounded (10 s): until a run has failed against the stopped server
+                if any("retention failed, retrying" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.1)
         assert not task.done(), "the retention job must outlive a database outage"
         assert any("retention failed, retrying" in r.getMessage() for r in caplog.records)
         server.start()

@@ -9,14 +9,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from upwatch.commands import with_connection
 from upwatch.reports import data, document
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the service's report as PDF (to -o) or JSON (to -o or stdout); exit 1 on a bad request."""
-    # Imported here, as the other command modules do: upwatch.cli imports this module to register it.
-    from upwatch.cli import with_connection
-
     try:
         since = data.parse_bound(args.from_, "--from")
         until = data.parse_bound(args.to, "--to", end=True)
