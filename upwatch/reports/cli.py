@@ -21,7 +21,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         data.check_range(since, until)
         fmt = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "json")
         if fmt == "pdf" and args.output is None:
-            raise data.ReportError("-o: a PDF needs an output file (or use --format json)")
+            raise data.ReportError("-o", "a PDF needs an output file (or use --format json)")
 
         async def work(conn: AsyncConnection, _config: Any) -> data.Report:
             return await data.build(conn, args.service, since, until)

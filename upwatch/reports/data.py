@@ -21,7 +21,11 @@ MAX_RANGE = timedelta(days=366)
 
 
 class ReportError(ValueError):
-    """A report that cannot be made as asked (unknown service, bad range); the message names the field."""
+    """A report that cannot be made as asked (unknown service, bad range): the field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
 
 
 @dataclass(frozen=True)
@@ -160,17 +164,17 @@ def parse_bound(text: str, field: str, *, end: bool = False) -> datetime:
             return datetime(day.year, day.month, day.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ReportError(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+        raise ReportError(field, f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def whole_hour(value: datetime, field: str) -> datetime:
     """value in UTC, refused unless it is on a whole UTC hour (the rollups' unit)."""
     if value.tzinfo is None:
-        raise ReportError(f"{field}: needs a time zone (use Z or +00:00)")
+        raise ReportError(field, "needs a time zone (use Z or +00:00)")
     value = value.astimezone(UTC)
     if value.minute or value.second or value.microsecond:
-        raise ReportError(f"{field}: must be on a whole UTC hour, e.g. {value:%Y-%m-%dT%H}:00:00Z")
+        raise ReportError(field, f"must be on a whole UTC hour, e.g. {value:%Y-%m-%dT%H}:00:00Z")
     return value
 
 
@@ -178,9 +182,9 @@ def check_range(since: datetime, until: datetime) -> tuple[datetime, datetime]:
     """The range in UTC, or ReportError naming the field that is wrong."""
     since, until = whole_hour(since, "from"), whole_hour(until, "to")
     if since >= until:
-        raise ReportError("from: must be before to")
+        raise ReportError("from", "must be before to")
     if until - since > MAX_RANGE:
-        raise ReportError(f"to: the range may span at most {MAX_RANGE.days} days")
+        raise ReportError("to", f"the range may span at most {MAX_RANGE.days} days")
     return since, until
 
 
@@ -250,7 +254,7 @@ async def build(conn: AsyncConnection, service: str, since: datetime, until: dat
     cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
     found = await cur.fetchone()
     if found is None:
-        raise ReportError(f"service: no service named {service!r}")
+        raise ReportError("service", f"no service named {service!r}")
     p = {"service": found[0], "from": since, "to": until, "max_routes": MAX_ROUTES, "top_clients": TOP_CLIENTS}
     statuses = [StatusRow(int(s), int(n)) for s, n in await _rows(conn, _STATUSES, p)]
     clients = [ClientRow(ip, int(n)) for ip, n, _ in await _rows(conn, _CLIENTS, p)]
