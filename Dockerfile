@@ -16,6 +16,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY upwatch ./upwatch
 COPY prober ./prober
+COPY push ./push
 COPY detector ./detector
 COPY alerter ./alerter
 COPY upwatch_client ./upwatch_client

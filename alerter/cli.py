@@ -28,9 +28,9 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("ID", "CREATED (UTC)", "STATE", "ATTEMPTS", "CHANNEL", "SUBJECT", "LAST ERROR")]
     for a in alerts:
-        channel = a["channel"] + (f" ({','.join(a['recipients'])})" if a["recipients"] else "")
-        rows.append((str(a["id"]), _when(a["created_at"]), a["state"], str(a["attempts"]), channel,
-                     a["subject"], a["last_error"] or ""))
+        channel = a.channel + (f" ({','.join(a.recipients)})" if a.recipients else "")
+        rows.append((str(a.id), _when(a.created_at), a.state, str(a.attempts), channel, a.subject,
+                     a.last_error or ""))
     print_table(rows)
     return 0
 
@@ -38,14 +38,18 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 def cmd_alerts_test_email(args: argparse.Namespace) -> int:
     from alerter import render
     from alerter.channels import email
-    from alerter.records import Alert
+    from alerter.records import Alert, Payload
     from upwatch.commands import load_config
 
     config, _ = load_config(args)
-    recipients = tuple(args.to or config.alerting.smtp.recipients)
-    alert = Alert(0, "test", "test", "firing", None, "email", recipients, {"endpoint": "upwatch"},
+    channel = next((c for c in config.alerting.channels if c.type == "email"), None)
+    if channel is None or not isinstance(channel.options, email.Options):
+        print("upwatch: no email channel: set alerting.smtp or add one of type email to alerting.channels",
+              file=sys.stderr)
+        return 2
+    options, recipients = channel.options, tuple(args.to or channel.recipients)
+    alert = Alert(0, "test", "test", "firing", None, channel.name, recipients, Payload(endpoint="upwatch"),
                   datetime.now(UTC))
-    options = email.options(config.alerting)
     delivery = asyncio.run(email.send(render.notice([alert], config.alerting.grafana_url), options))
     if not delivery.ok:
         print(f"upwatch: test email failed: {delivery.error}", file=sys.stderr)
@@ -114,7 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(handler=cmd_alerts_list)
     test = actions.add_parser("test-email", help="send a test message with the current SMTP settings")
-    test.add_argument("--to", action="append", help="recipient (default: alerting.smtp.recipients)")
+    test.add_argument("--to", action="append", help="recipient (default: the email channel's recipients)")
     test.set_defaults(handler=cmd_alerts_test_email)
 
     silence = commands.add_parser("silence", help="ad-hoc maintenance windows: add, list, remove")

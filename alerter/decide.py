@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 from alerter import render, routes
 from alerter.maintenance import Window, silencing
 from alerter.outbox import Row
 from alerter.policy import Event, EventKind, Location, Policy, is_down, observe, should_send
+from alerter.records import Payload
 from alerter.sources import EndpointInfo, Incident, Result, breached
 from alerter.store import Tracked
 from upwatch.config.alerting import Alerting, Rule
@@ -51,8 +51,7 @@ class Cycle:
 
     def decide(self, t: Tracked, kind: EventKind, at: datetime) -> None:
         """Run the policy for one event and queue what it decides."""
-        p = t.details.get("payload", {})
-        name, severity = p.get("endpoint", ""), p.get("severity")
+        name, severity = t.about.endpoint, t.about.severity
         info = self.by_name.get(name)
         tags = info.tags if info else ()
         window = silencing(self.windows, name, tags, self.now)
@@ -65,20 +64,19 @@ class Cycle:
             t.details["cause"] = t.reason  # t.reason follows every later failure; the RESOLVED names this one
         if d.action in ("none", "cooldown") or d.message is None:
             return
-        payload: dict[str, Any] = dict(p, event=d.message, at=at.isoformat(), since=(t.state.since or at).isoformat(),
-                                       suppressed=d.suppressed, last_results=t.details.get("recent", []),
-                                       **explain(t, d.message))
-        subject = "[upwatch] " + render.title(dict(payload, kind=t.kind))
-        base = dict(fingerprint=t.fingerprint, kind=t.kind, event=d.message, endpoint_id=t.endpoint_id,
-                    severity=severity, subject=subject, payload=payload)
+        payload = explain(t, replace(t.about, tags=tuple(tags), event=d.message, at=at,
+                                     since=t.state.since or at, suppressed=d.suppressed, last_results=t.recent))
+        subject = "[upwatch] " + render.title(t.kind, d.message, payload)
+        base = Row(t.fingerprint, t.kind, d.message, "none", t.endpoint_id, severity, subject=subject,
+                   payload=payload)
         if d.action == "send":
             for channel, recipients in routes.targets(self.alerting, name, tags, t.kind, severity):
-                self.rows.append(Row(channel=channel, recipients=recipients,
-                                     next_attempt_at=self.now + self.alerting.group_wait, **base))
+                self.rows.append(replace(base, channel=channel, recipients=recipients,
+                                         next_attempt_at=self.now + self.alerting.group_wait))
             return
         why = (f"silenced by maintenance window {window.name or window.id!r}" if window is not None
                else f"folded into the DOWN alert of {parent}")
-        self.rows.append(Row(channel="none", state="suppressed", last_error=why, **base))
+        self.rows.append(replace(base, state="suppressed", last_error=why))
         if d.action == "folded" and d.message == "firing" and parent is not None:
             self.folds.append((parent, name))
 
@@ -86,7 +84,7 @@ class Cycle:
         """Consecutive-result thresholds per location; DOWN when min_locations agree."""
         a = self.alerting
         t = self.track(f"down:{ep.name}", "down", ep.id)
-        t.details["payload"] = {"endpoint": ep.name, "target": ep.target, "severity": "critical"}
+        t.about = Payload(endpoint=ep.name, target=ep.target, severity="critical")
         locs = t.locations()
         for r in rows:
             if r.skipped:
@@ -95,25 +93,24 @@ class Cycle:
                           immediate=r.missed_heartbeat and not r.ok)
             locs[r.location] = loc
             t.set_location(r.location, loc)
-            t.details["recent"] = (t.details.get("recent", []) + [r.summary()])[-RECENT:]
+            t.recent = (*t.recent, r.summary())[-RECENT:]
             t.last_result_at = r.time
             if not r.ok:
                 t.reason = r.reason()
             if is_down(locs.values(), a.min_locations) != t.state.firing:
                 self.decide(t, "resolved" if t.state.firing else "firing", r.time)
-        certs = [r for r in rows if r.cert_not_after is not None]
+        certs = [(r, r.cert_not_after) for r in rows if r.cert_not_after is not None]
         if certs:
-            self.certificate(ep, certs[-1])
+            self.certificate(ep, *certs[-1])
 
-    def certificate(self, ep: EndpointInfo, r: Result) -> None:
-        assert r.cert_not_after is not None
+    def certificate(self, ep: EndpointInfo, r: Result, not_after: datetime) -> None:
         t = self.track(f"cert:{ep.name}", "cert", ep.id)
-        days = (r.cert_not_after - self.now).total_seconds() / 86400
+        days = (not_after - self.now).total_seconds() / 86400
         expiring = days <= self.alerting.cert_expiry_days
-        t.reason = (f"certificate expires in {days:.0f} days ({r.cert_not_after:%Y-%m-%d})" if days >= 0
-                    else f"certificate expired on {r.cert_not_after:%Y-%m-%d}")
-        t.details["payload"] = {"endpoint": ep.name, "target": ep.target, "severity": "high" if days <= 3 else "medium",
-                                "cert_not_after": r.cert_not_after.isoformat()}
+        t.reason = (f"certificate expires in {days:.0f} days ({not_after:%Y-%m-%d})" if days >= 0
+                    else f"certificate expired on {not_after:%Y-%m-%d}")
+        t.about = Payload(endpoint=ep.name, target=ep.target, severity="high" if days <= 3 else "medium",
+                          cert_not_after=not_after)
         if expiring != t.state.firing:
             self.decide(t, "firing" if expiring else "resolved", r.time)
 
@@ -125,8 +122,8 @@ class Cycle:
         if t.details.get("incident") == inc.id:
             return
         t.details["incident"] = inc.id
-        t.details["payload"] = {"endpoint": inc.name, "series": inc.series, "severity": inc.severity,
-                                "score": inc.peak_score, "incident": inc.id}
+        t.about = Payload(endpoint=inc.name, series=inc.series, severity=inc.severity, score=inc.peak_score,
+                          incident=inc.id)
         t.reason, t.changed = inc.reason or f"anomaly score {inc.peak_score:.2f}", True
         t.state = replace(t.state, firing=False)
         self.decide(t, "firing", inc.started_at)
@@ -139,8 +136,8 @@ class Cycle:
         shown = "no data" if value is None else (f"{value:.1%}" if rule.condition.metric == "error_rate"
                                                  else f"{value:g}")
         t.reason = f"{rule.rule} (now {shown})"
-        t.details["payload"] = {"endpoint": rule.endpoint or rule.service, "rule": rule.name,
-                                "severity": rule.severity, "value": value}
+        t.about = Payload(endpoint=rule.endpoint or rule.service or "", rule=rule.name, severity=rule.severity,
+                          value=value)
         firing = breached(value, rule.condition)
         if firing != t.state.firing:
             self.firings.append(("fire" if firing else "resolve", rule, value))
@@ -162,13 +159,13 @@ class Cycle:
             self.decide(t, "tick", self.now)
 
 
-def explain(t: Tracked, message: str) -> dict[str, str | None]:
-    """`reason` (the headline), `cause` (what made it fire) and, for a recovered DOWN, the
-    `last_error` seen before it came back if that was something else."""
-    cause = t.details.get("cause") or t.reason
-    if message == "resolved" and t.kind == "down":
-        return {"reason": cause, "cause": cause, "last_error": t.reason if t.reason != cause else None}
-    return {"reason": t.reason, "cause": cause}
+def explain(t: Tracked, payload: Payload) -> Payload:
+    """`payload` with `reason` (the headline), `cause` (what made it fire) and, for a recovered DOWN,
+    the `last_error` seen before it came back if that was something else."""
+    cause = str(t.details.get("cause") or t.reason)
+    if payload.event == "resolved" and t.kind == "down":
+        return replace(payload, reason=cause, cause=cause, last_error=t.reason if t.reason != cause else None)
+    return replace(payload, reason=t.reason, cause=cause)
 
 
 def dependency_order(endpoints: dict[int, EndpointInfo], ids: list[int]) -> list[int]:

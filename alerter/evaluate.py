@@ -36,8 +36,7 @@ async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: boo
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s), now()", (EVAL_LOCK,))
         row = await cur.fetchone()
-        assert row is not None
-        if not row[0]:
+        if row is None or not row[0]:
             return Report(skipped=True)
         return await _evaluate(conn, alerting, rules_due, row[1])
 

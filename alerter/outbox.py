@@ -22,18 +22,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from alerter import ledger, render
-from alerter.channels import CHANNELS, split
-from alerter.records import Alert, Delivery, Notice
+from alerter.channels import CHANNELS
+from alerter.records import Alert, Delivery, Notice, Payload
 from upwatch.config.alerting import Alerting
 
 logger = logging.getLogger(__name__)
 
-_COLUMNS = "id, fingerprint, kind, event, severity, channel, recipients, payload, created_at, attempts, message_id"
+_COLUMNS = sql.SQL("id, fingerprint, kind, event, severity, channel, recipients, payload, created_at, attempts,"
+                   " message_id")
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Row:
     severity: str | None = None
     recipients: tuple[str, ...] = ()
     subject: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Payload = field(default_factory=Payload)
     state: str = "pending"
     last_error: str | None = None
     next_attempt_at: datetime | None = None
@@ -64,35 +65,37 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[Row]) -> None:
             " payload, state, last_error, next_attempt_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
             [(r.fingerprint, r.kind, r.event, r.endpoint_id, r.severity, r.channel, list(r.recipients), r.subject,
-              Jsonb(r.payload), r.state, r.last_error, r.next_attempt_at) for r in rows])
+              Jsonb(r.payload.to_json()), r.state, r.last_error, r.next_attempt_at) for r in rows])
 
 
 def _alert(row: tuple[Any, ...]) -> Alert:
-    return Alert(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]), row[7], row[8], row[9], row[10])
+    return Alert(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]), Payload.from_json(row[7] or {}),
+                 row[8], row[9], row[10])
 
 
 async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
     """Lock the oldest due message: a retried one exactly as first sent, or a new one made of the
     oldest due alert and the alerts that can share it."""
     # Only a message's first row is claimable, so two senders never split one message.
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM alerts a WHERE state = 'pending' AND next_attempt_at <= clock_timestamp()"
+    cur = await conn.execute(sql.SQL(
+        "SELECT {} FROM alerts a WHERE state = 'pending' AND next_attempt_at <= clock_timestamp()"
         " AND (message_id IS NULL OR NOT EXISTS"
         "      (SELECT 1 FROM alerts s WHERE s.message_id = a.message_id AND s.id < a.id))"
-        " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED")
+        " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED").format(_COLUMNS))
     first = await cur.fetchone()
     if first is None:
         return []
     if first[10] is not None:
-        cur = await conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE message_id = %s AND id <> %s"
-                                 " AND state = 'pending' ORDER BY id FOR UPDATE", (first[10], first[0]))
+        cur = await conn.execute(sql.SQL("SELECT {} FROM alerts WHERE message_id = %s AND id <> %s"
+                                         " AND state = 'pending' ORDER BY id FOR UPDATE").format(_COLUMNS),
+                                 (first[10], first[0]))
         return [_alert(first)] + [_alert(r) for r in await cur.fetchall()]
     # Alerts for the same channel and recipients go out together: the due ones, and
     # fresh ones still inside their group_wait.
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM alerts WHERE state = 'pending' AND channel = %s AND recipients = %s AND id <> %s"
+    cur = await conn.execute(sql.SQL(
+        "SELECT {} FROM alerts WHERE state = 'pending' AND channel = %s AND recipients = %s AND id <> %s"
         " AND message_id IS NULL AND (next_attempt_at <= clock_timestamp() OR attempts = 0)"
-        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED").format(_COLUMNS),
         (first[5], first[6], first[0], batch - 1))
     # Lowest id first: that alert heads the message on every retry (see the first query).
     alerts = sorted([_alert(first)] + [_alert(r) for r in await cur.fetchall()], key=lambda a: a.id)
@@ -101,13 +104,12 @@ async def _claim(conn: AsyncConnection, batch: int) -> list[Alert]:
     return [replace(a, message_id=message_id) for a in alerts]
 
 
-async def _send(notice: Notice, channel: str, alerting: Alerting) -> Delivery:
-    kind, target = split(channel)
-    module = CHANNELS.get(kind)
-    if module is None:
-        return Delivery.failed(f"unknown channel {kind!r}", permanent=True)
-    result: Delivery = await module.send(notice, module.options(alerting, target))
-    return result
+async def _send(notice: Notice, name: str, alerting: Alerting) -> Delivery:
+    """Through the channel called `name` (by the type registered in CHANNELS)."""
+    channel = alerting.channel(name)
+    if channel is None:  # renamed or removed since the alert was queued
+        return Delivery.failed(f"channel {name!r} is no longer configured", permanent=True)
+    return await CHANNELS[channel.type].send(notice, channel.options)
 
 
 async def _record(conn: AsyncConnection, alerts: Sequence[Alert], notice: Notice, delivery: Delivery,
@@ -159,7 +161,26 @@ async def deliver_next(pool: AsyncConnectionPool, alerting: Alerting) -> int:
     return len(alerts)
 
 
-async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Listed:
+    """One alert as `upwatch alerts list` shows it."""
+
+    id: int
+    created_at: datetime
+    state: str
+    kind: str
+    event: str
+    endpoint: str
+    channel: str
+    recipients: tuple[str, ...]
+    attempts: int
+    subject: str
+    last_error: str | None
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 50) -> list[Listed]:
     """The newest alerts, optionally only those in `state`, for `upwatch alerts list`."""
     cur = await conn.execute(
         "SELECT a.id, a.created_at, a.state, a.kind, a.event, coalesce(e.name, a.payload->>'endpoint', ''),"
@@ -167,6 +188,5 @@ async def recent(conn: AsyncConnection, state: str | None = None, limit: int = 5
         " FROM alerts a LEFT JOIN endpoints e ON e.id = a.endpoint_id"
         " WHERE %(state)s::text IS NULL OR a.state = %(state)s ORDER BY a.id DESC LIMIT %(limit)s",
         {"state": state, "limit": limit})
-    names = ("id", "created_at", "state", "kind", "event", "endpoint", "channel", "recipients", "attempts",
-             "subject", "last_error", "sent_at", "next_attempt_at")
-    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+    return [Listed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7]), r[8], r[9], r[10], r[11], r[12])
+            for r in await cur.fetchall()]

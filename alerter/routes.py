@@ -1,10 +1,13 @@
-"""Who gets an alert: the matching `alerting.routes`, or by default the SMTP recipients and every webhook."""
+"""Who gets an alert: the channels of the matching `alerting.routes`, or by default every channel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+from alerter.channels import takes_recipients
 from upwatch.config.alerting import SEVERITIES, Alerting, Route
+
+Target = tuple[str, tuple[str, ...]]  # (channel name, recipients: empty for channels without any)
 
 
 def matches(route: Route, endpoint: str, tags: Iterable[str], kind: str, severity: str | None) -> bool:
@@ -15,19 +18,36 @@ def matches(route: Route, endpoint: str, tags: Iterable[str], kind: str, severit
             and (not route.severities or severity in route.severities))
 
 
-def targets(alerting: Alerting, endpoint: str, tags: Iterable[str], kind: str,
-            severity: str | None) -> list[tuple[str, tuple[str, ...]]]:
-    """(channel, recipients) pairs; always at least one, so a missing recipient shows up as a failed alert."""
+def _route_targets(alerting: Alerting, route: Route) -> Iterator[Target]:
+    """The route's channels. Its `recipients`, if any, replace the own recipients of the channels it
+    names that have recipients, or go to the channel `email` when it names none."""
+    named = route.named
+    takers = [n for n in named if takes_recipients(alerting.channel_type(n))]
+    for name in named:
+        channel = alerting.channel(name)
+        if channel is None or (route.recipients and name in takers):
+            continue
+        yield name, channel.recipients
+    if route.recipients:
+        for name in takers or ["email"]:
+            yield name, tuple(route.recipients)
+
+
+def targets(alerting: Alerting, endpoint: str, tags: Iterable[str], kind: str, severity: str | None) -> list[Target]:
+    """(channel, recipients) pairs; always at least one, so a missing recipient shows up as a failed alert.
+
+    A channel that has recipients but none to send to is left out while there are others."""
     tags = tuple(tags)
     matched = [r for r in alerting.routes if matches(r, endpoint, tags, kind, severity)]
-    if matched:
-        emails = {a for r in matched for a in r.recipients}
-        hooks = sorted({h for r in matched for h in r.webhooks})
-    else:
-        emails, hooks = set(alerting.smtp.recipients), [w.name for w in alerting.webhooks]
-    out: list[tuple[str, tuple[str, ...]]] = [("email", tuple(sorted(emails)))] if emails else []
-    out += [(f"webhook:{h}", ()) for h in hooks]
-    return out or [("email", ())]
+    wanted: dict[str, set[str]] = {}
+    pairs = ([t for r in matched for t in _route_targets(alerting, r)] if matched
+             else [(c.name, c.recipients) for c in alerting.channels])
+    for name, recipients in pairs:
+        wanted.setdefault(name, set()).update(recipients)
+    out = [(name, tuple(sorted(rcpts))) for name, rcpts in wanted.items()
+           if rcpts or not takes_recipients(alerting.channel_type(name))]
+    # Only channels with recipients are ever left out, so channels[0] has recipients too.
+    return sorted(out) or [("email" if alerting.channel("email") else alerting.channels[0].name, ())]
 
 
 def at_least(severity: str | None, minimum: str) -> bool:

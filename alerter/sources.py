@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
+from alerter.records import ResultSummary
 from upwatch.config.alerting import Condition, Rule
 
 logger = logging.getLogger(__name__)
@@ -71,10 +72,9 @@ class Result:
             return self.error_kind
         return f"HTTP status {self.status_code}" if self.status_code else "check failed"
 
-    def summary(self) -> dict[str, Any]:
-        return {"time": self.time.isoformat(), "ok": self.ok, "status_code": self.status_code,
-                "latency_ms": self.latency_ms, "location": self.location,
-                "error": None if self.ok else self.reason()}
+    def summary(self) -> ResultSummary:
+        return ResultSummary(self.time, self.ok, self.status_code, self.latency_ms, self.location,
+                             None if self.ok else self.reason())
 
 
 async def endpoints(conn: AsyncConnection) -> dict[int, EndpointInfo]:

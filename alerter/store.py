@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerter.policy import Location, State
+from alerter.records import Payload, ResultSummary
 
 
 @dataclass
@@ -20,8 +21,10 @@ class Tracked:
     fingerprint: str
     kind: str
     endpoint_id: int | None = None
-    state: State = State()
-    details: dict[str, Any] = field(default_factory=dict)
+    state: State = field(default_factory=State)
+    about: Payload = field(default_factory=Payload)  # what its messages are about (details.payload in alert_state)
+    recent: tuple[ResultSummary, ...] = ()  # the last results, for the next message (details.recent)
+    details: dict[str, Any] = field(default_factory=dict)  # the rest of alert_state.details
     reason: str = ""
     last_result_at: datetime | None = None
     changed: bool = False
@@ -45,7 +48,13 @@ def _tracked(row: tuple[Any, ...]) -> Tracked:
     details = dict(row[8] or {})
     state = State(firing=row[3] == "firing", since=row[4], announced=bool(details.get("announced")),
                   last_sent_at=row[5], suppressed=row[6])
-    return Tracked(row[0], row[1], row[2], state, details, row[7] or "", row[9])
+    about = details.pop("payload", None)
+    recent = details.pop("recent", None)
+    return Tracked(row[0], row[1], row[2], state,
+                   Payload.from_json(about) if isinstance(about, dict) else Payload(),
+                   tuple(ResultSummary.from_json(r) for r in recent if isinstance(r, dict))
+                   if isinstance(recent, list) else (),
+                   details, row[7] or "", row[9])
 
 
 async def load(conn: AsyncConnection, fingerprints: Iterable[str]) -> dict[str, Tracked]:
@@ -61,7 +70,8 @@ async def save(conn: AsyncConnection, tracked: Iterable[Tracked]) -> int:
         if not t.changed:
             continue
         locs = t.locations().values()
-        details = dict(t.details, announced=t.state.announced)
+        details = dict(t.details, announced=t.state.announced, payload=t.about.to_json(),
+                       recent=[r.to_json() for r in t.recent])
         rows.append((t.fingerprint, t.kind, t.endpoint_id, "firing" if t.state.firing else "ok",
                      max((loc.failures for loc in locs), default=0), max((loc.successes for loc in locs), default=0),
                      t.last_result_at, t.state.since, t.state.last_sent_at, t.state.suppressed, t.reason or None,

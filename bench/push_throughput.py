@@ -20,6 +20,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -37,8 +38,8 @@ import psutil
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push import create_app, keys
 from prober.writer import BatchWriter
+from push import create_app, keys
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
@@ -131,8 +132,8 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
         target=run_load, args=(url, key, batch, args.seconds, args.concurrency, send))
     cpu_before, db_before = time.process_time(), database_cpu_s(server)
     child.start()
-    while not receive.poll():
-        await asyncio.sleep(0.05)
+    if not await asyncio.to_thread(receive.poll, args.seconds + 300):
+        raise RuntimeError("the load generator sent no result")
     result = receive.recv()
     child.join()
     await writer.flush()
@@ -156,7 +157,7 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
 
 async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
     """Insert `rows` synthetic logs over 30 days (SQL), roll them up, then time GET /analytics."""
-    from prober.push import rollup
+    from push import rollup
 
     started = time.perf_counter()
     async with pool.connection() as conn:
@@ -205,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
-    os.chmod(tmp, 0o755)  # the server's user (embedded_postgres, as root) must enter it
+    os.chmod(tmp, 0o755)  # noqa: S103  the server's user (embedded_postgres, as root) must enter it; 0o701 fails
     if not url:
         server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
         url = server.start()
@@ -224,7 +225,7 @@ async def main(args: argparse.Namespace) -> None:
             await keys.create_service(conn, "bench")
             key, _ = await keys.create_key(conn, "bench")
         root = web.Application()
-        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token="bench"))
+        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token=secrets.token_urlsafe()))
         runner = web.AppRunner(root, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

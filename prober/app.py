@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prober import pages, push
+import push
+from prober import pages
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
@@ -48,11 +49,11 @@ async def healthz(request: web.Request) -> web.Response:
     results are spooled, and that is reported here)."""
     state = request.app[STATE]
     stats = state.writer.stats
-    report = {"scheduler": state.scheduler.running, "writer_stuck": state.writer.stuck(),
-              "database_ok": stats.database_ok, "queue_rows": state.writer.queue_rows,
-              "spool_bytes": state.writer.spool_bytes, "endpoints": len(state.scheduler.endpoints)}
-    healthy = report["scheduler"] and not report["writer_stuck"]
-    report["status"] = "ok" if healthy else "unhealthy"
+    running, stuck = state.scheduler.running, state.writer.stuck()
+    healthy = running and not stuck
+    report = {"scheduler": running, "writer_stuck": stuck, "database_ok": stats.database_ok,
+              "queue_rows": state.writer.queue_rows, "spool_bytes": state.writer.spool_bytes,
+              "endpoints": len(state.scheduler.endpoints), "status": "ok" if healthy else "unhealthy"}
     return web.Response(text=json.dumps(report), status=200 if healthy else 503, content_type="application/json")
 
 

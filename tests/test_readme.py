@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from upwatch.config.schema import Config
 
@@ -52,10 +53,18 @@ def nested(annotation: object) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
+def flat_options(field: FieldInfo) -> bool:
+    """A registered type's options (a channel's), typed only as BaseModel: they are written next to the
+    field's siblings (`name`, `type`), not under the field's own name, and documented with their type."""
+    return nested(field.annotation)[0] is BaseModel
+
+
 def schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     """Every key path the config accepts, nested sections and list items included."""
     keys: set[str] = set()
     for name, field in model.model_fields.items():
+        if flat_options(field):
+            continue
         key = prefix + (field.alias or name)
         keys.add(key)
         inner, many = nested(field.annotation)
@@ -69,6 +78,8 @@ def undocumented(model: type[BaseModel], documented: dict[str, str], prefix: str
     if that row names each of its keys in code."""
     missing: list[str] = []
     for name, field in model.model_fields.items():
+        if flat_options(field):
+            continue
         key = prefix + (field.alias or name)
         inner, many = nested(field.annotation)
         inside = key + ("[]." if many else ".")

@@ -16,7 +16,7 @@ from psycopg import sql
 import alerter.cli
 import detector.cli
 import prober.cli
-import prober.push.cli
+import push.cli
 import upwatch.importers.cli
 import upwatch.reports.cli
 from upwatch import __version__, db, durations, logs
@@ -72,7 +72,7 @@ class Package:
 # The only place a package's commands or services are registered; adding one is one line.
 PACKAGES = (
     Package("prober", prober.cli, _prober),
-    Package("push", prober.push.cli),
+    Package("push", push.cli),
     Package("detector", detector.cli, _detector),
     Package("alerter", alerter.cli, _alerter),
     Package("import", upwatch.importers.cli),

@@ -1,39 +1,56 @@
-"""Email through aiosmtplib: plain text + HTML, STARTTLS/TLS/none, auth, timeouts."""
+"""Email through aiosmtplib: plain text + HTML, STARTTLS/TLS/none, auth, timeouts, an outcome per recipient."""
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
-from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Annotated, Literal
 
 import aiosmtplib
 from aiosmtplib.email import flatten_message
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from alerter.records import Delivery, Notice, Outcome
-from upwatch.config.alerting import Alerting
+from upwatch.durations import Interval
 
 logger = logging.getLogger(__name__)
 
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
-@dataclass(frozen=True)
-class Options:
-    host: str | None
-    port: int
-    sender: str
-    tls: str
-    timeout_s: float
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{value!r} is not an email address like oncall@example.com")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class Options(BaseModel):
+    """An email channel; `alerting.smtp` is one of these (the channel named `email`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    sender: Address = "upwatch@localhost"
+    recipients: list[Address] = []
+    tls: Literal["starttls", "tls", "none"] = "none"
+    ca_file: Path | None = None  # CA bundle to verify the server with (default: the system's)
+    timeout: Interval = Field(default=timedelta(seconds=10), validate_default=True)
 
-
-def options(alerting: Alerting, target: str = "") -> Options:
-    """Email options from `alerting.smtp` (already merged with UPWATCH_SMTP_* by the config loader)."""
-    smtp = alerting.smtp
-    return Options(smtp.host, smtp.port, smtp.sender, smtp.tls, smtp.timeout.total_seconds(),
-                   smtp.username, smtp.password, str(smtp.ca_file) if smtp.ca_file else None)
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout.total_seconds()
 
 
 def message(notice: Notice, sender: str) -> EmailMessage:
@@ -77,21 +94,22 @@ def describe(error: Exception, options: Options) -> tuple[str, bool]:
     if isinstance(error, aiosmtplib.SMTPResponseException):
         return f"{type(error).__name__} from {where}: {error.code} {error.message}", False
     if isinstance(error, aiosmtplib.SMTPTimeoutError):
-        hint = " (does the server expect smtp.tls: tls?)" if options.tls == "none" else ""
+        hint = " (does the server expect tls: tls?)" if options.tls == "none" else ""
         return f"timeout after {options.timeout_s:g} s talking to {where}{hint}", False
     if isinstance(error, aiosmtplib.SMTPConnectError):
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
         return f"cannot reach SMTP server {where}: {detail}", False
     if isinstance(error, aiosmtplib.SMTPException):
         return f"SMTP error with {where}: {error}", False
-    return f"cannot reach SMTP server {where}: {error.strerror if isinstance(error, OSError) and error.strerror else error}", False
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"cannot reach SMTP server {where}: {reason}", False
 
 
 def _client(options: Options) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(hostname=options.host, port=options.port, username=options.username,
                            password=options.password, use_tls=options.tls == "tls",
-                           start_tls=options.tls == "starttls", cert_bundle=options.ca_file,
-                           timeout=options.timeout_s)
+                           start_tls=options.tls == "starttls",
+                           cert_bundle=str(options.ca_file) if options.ca_file else None, timeout=options.timeout_s)
 
 
 def _refused(outcomes: dict[str, Outcome], where: str) -> Delivery:
@@ -147,10 +165,11 @@ async def send(notice: Notice, options: Options) -> Delivery:
     """Deliver by SMTP to `notice.owed`; returns a Delivery with an Outcome per recipient tried, and
     never raises for SMTP or network errors."""
     if not options.host:
-        return Delivery.failed("no SMTP server: set alerting.smtp.host or UPWATCH_SMTP_HOST", permanent=True)
-    if not notice.owed:
-        return Delivery.failed("no recipients: set alerting.smtp.recipients, UPWATCH_SMTP_TO or a route",
+        return Delivery.failed("no SMTP server: set the channel's host (alerting.smtp.host or UPWATCH_SMTP_HOST)",
                                permanent=True)
+    if not notice.owed:
+        return Delivery.failed("no recipients: set the channel's recipients (alerting.smtp.recipients or"
+                               " UPWATCH_SMTP_TO) or a route's", permanent=True)
     client = _client(options)
     try:
         async with client:

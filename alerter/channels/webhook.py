@@ -4,40 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerter.records import Delivery, Notice
-from upwatch.config.alerting import Alerting
+from upwatch.durations import PositiveDuration
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Options:
-    name: str
+class Options(BaseModel):
+    """A webhook channel; each `alerting.webhooks[]` entry is one of these (the channel `webhook:<name>`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)  # filled in from the channel's name in alerting.channels
     url: str
-    format: str = "generic"
-    timeout_s: float = 10.0
-    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry tokens
+    format: Literal["generic", "slack"] = "generic"
+    timeout: PositiveDuration = Field(default=timedelta(seconds=10), validate_default=True)
+    headers: dict[str, str] = Field(default={}, repr=False)  # may carry tokens
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        return value
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout.total_seconds()
 
 
-def options(alerting: Alerting, target: str) -> Options | None:
-    """The configured webhook called `target`, or None if it is no longer configured."""
-    for hook in alerting.webhooks:
-        if hook.name == target:
-            return Options(hook.name, hook.url, hook.format, hook.timeout.total_seconds(), dict(hook.headers))
-    return None
+def facts(notice: Notice) -> list[dict[str, Any]]:
+    """One machine-readable summary per alert: its id, fingerprint, title, kind, event and payload."""
+    return [{"id": a.id, "fingerprint": a.fingerprint, "title": title, **a.payload.to_json(), "kind": a.kind,
+             "event": a.event} for a, title in zip(notice.alerts, notice.titles, strict=True)]
 
 
 def payload(notice: Notice, format: str) -> dict[str, Any]:
     """The JSON body for `format` (generic or slack)."""
     if format == "slack":
         return {"text": f"*{notice.subject}*\n```{notice.text.strip()}```"}
-    return {"subject": notice.subject, "text": notice.text, "alerts": notice.facts}
+    return {"subject": notice.subject, "text": notice.text, "alerts": facts(notice)}
 
 
 def headers(notice: Notice, options: Options) -> dict[str, str]:
@@ -47,20 +61,18 @@ def headers(notice: Notice, options: Options) -> dict[str, str]:
     return key | options.headers
 
 
-async def send(notice: Notice, options: Options | None) -> Delivery:
+async def send(notice: Notice, options: Options) -> Delivery:
     """POST the notice; 2xx is success, 4xx (except 408/429) is permanent. Never raises for network errors."""
-    if options is None:
-        return Delivery.failed("webhook is no longer configured", permanent=True)
     timeout = aiohttp.ClientTimeout(total=options.timeout_s)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(options.url, json=payload(notice, options.format),
-                                    headers=headers(notice, options)) as resp:
-                if resp.status < 300:
-                    return Delivery.sent()
-                body = (await resp.text())[:200]
-                permanent = 400 <= resp.status < 500 and resp.status not in (408, 429)
-                return Delivery.failed(f"webhook {options.name} answered {resp.status}: {body}", permanent)
+        async with (aiohttp.ClientSession(timeout=timeout) as session,
+                    session.post(options.url, json=payload(notice, options.format),
+                                 headers=headers(notice, options)) as resp):
+            if resp.status < 300:
+                return Delivery.sent()
+            body = (await resp.text())[:200]
+            permanent = 400 <= resp.status < 500 and resp.status not in (408, 429)
+            return Delivery.failed(f"webhook {options.name} answered {resp.status}: {body}", permanent)
     except TimeoutError:
         return Delivery.failed(f"webhook {options.name}: timeout after {options.timeout_s:g} s")
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as e:

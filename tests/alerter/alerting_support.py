@@ -55,10 +55,10 @@ class Mailbox:
         if self.data_reply is not None:
             return self.data_reply
         message = email.message_from_bytes(envelope.content, policy=default)  # type: ignore[arg-type]
-        self.messages.append(message)  # type: ignore[arg-type]
+        self.messages.append(message)
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         if self.on_message is not None:
-            self.on_message(message)  # type: ignore[arg-type]
+            self.on_message(message)
         if self.slow_replies > 0:  # kept, but the client hears so only later: it cannot know it arrived
             self.slow_replies -= 1
             await asyncio.sleep(self.slow_s)

@@ -23,7 +23,7 @@ def upwatch(*args: str, config: Path, database_url: str = "", **env: str) -> sub
     if database_url:
         environ["UPWATCH_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "upwatch.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, env=environ, cwd=config.parent, timeout=60)
+                          capture_output=True, text=True, env=environ, cwd=config.parent, timeout=60, check=False)
 
 
 async def cli(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str, str]:

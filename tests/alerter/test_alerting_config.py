@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from alerter import routes
 from upwatch import config
 from upwatch.config import ConfigError
 from upwatch.config.alerting import Condition, parse_condition
@@ -28,7 +29,7 @@ def test_rule_grammar(text: str, expected: Condition) -> None:
 @pytest.mark.parametrize("text", ["error_rate > 5%", "p95(latency_ms) > 5% over 1m", "count > 1 over soon",
                                   "latency_ms > 5 over 1m", "p95(body) > 1 over 1m"])
 def test_bad_rules_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="^'"):
+    with pytest.raises(ValueError, match=r"^'"):
         parse_condition(text)
 
 
@@ -49,7 +50,7 @@ def test_route_naming_an_unknown_webhook_is_an_error() -> None:
     text = "alerting:\n  routes:\n    - tags: [x]\n      webhooks: [slak]\n"
     with pytest.raises(ConfigError) as caught:
         config.parse(text, "x.yaml", {})
-    assert str(caught.value) == "x.yaml:2: alerting.routes: routes[0] names unknown webhook 'slak' (configured: none)"
+    assert str(caught.value) == "x.yaml:4: alerting.routes[0].webhooks[0]: unknown webhook 'slak' (configured: none)"
 
 
 def test_the_documented_example_is_valid() -> None:
@@ -58,4 +59,6 @@ def test_the_documented_example_is_valid() -> None:
     cfg = config.parse(example, "docs/alerter.md", {"SMTP_PASSWORD": "x", "SLACK_WEBHOOK_URL": "https://hooks.example.test/T0"})
     alerting = cfg.alerting
     assert [r.condition.metric for r in alerting.rules] == ["error_rate", "aggregate", "matching"]
-    assert alerting.maintenance[0].weekly is not None and alerting.routes[0].webhooks == ["ops-slack"]
+    assert alerting.maintenance[0].weekly is not None
+    assert routes.targets(alerting, "pay", ["payments"], "down", "critical") == [
+        ("oncall", ("payments-oncall@example.com",)), ("ops-slack", ())]

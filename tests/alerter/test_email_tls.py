@@ -18,7 +18,7 @@ from alerting_support import Mailbox, alerting, free_port
 
 from alerter import render
 from alerter.channels import email
-from alerter.records import Alert
+from alerter.records import Alert, Payload
 
 TLS = Path(__file__).parent / "tls"
 
@@ -55,13 +55,13 @@ async def send_leaky(options: email.Options) -> Any:
 
 def notice() -> Any:
     alert = Alert(1, "down:api", "down", "firing", "critical", "email", ("oncall@example.test",),
-                  {"endpoint": "api", "reason": "timeout after 10 s"}, datetime.now(UTC))
+                  Payload(endpoint="api", reason="timeout after 10 s"), datetime.now(UTC))
     return render.notice([alert], "http://g.test")
 
 
 async def test_encrypted_delivery_with_the_configured_ca(tls_server: tuple[str, int, Mailbox]) -> None:
     mode, port, mailbox = tls_server
-    options = email.options(alerting(port, smtp={"tls": mode, "ca_file": str(TLS / "cert.pem")}))
+    options = alerting(port, smtp={"tls": mode, "ca_file": str(TLS / "cert.pem")}).smtp
     delivery = await email.send(notice(), options)
     assert delivery.ok, delivery.error
     assert [str(m["Subject"]) for m in mailbox.messages] == ["[upwatch] DOWN api: timeout after 10 s"]
@@ -69,7 +69,7 @@ async def test_encrypted_delivery_with_the_configured_ca(tls_server: tuple[str, 
 
 async def test_unverifiable_certificate_is_refused_and_retried(tls_server: tuple[str, int, Mailbox]) -> None:
     mode, port, mailbox = tls_server
-    delivery = await send_leaky(email.options(alerting(port, smtp={"tls": mode})))
+    delivery = await send_leaky(alerting(port, smtp={"tls": mode}).smtp)
     assert not delivery.ok and not delivery.permanent
     assert delivery.error == f"TLS with 127.0.0.1:{port} failed: self-signed certificate"
     assert mailbox.messages == []
@@ -81,7 +81,7 @@ async def test_plain_text_to_a_server_that_requires_starttls_says_so() -> None:
                             require_starttls=True)
     controller.start()
     try:
-        delivery = await send_leaky(email.options(alerting(port, smtp={"tls": "none"})))
+        delivery = await send_leaky(alerting(port, smtp={"tls": "none"}).smtp)
     finally:
         controller.stop()
     assert not delivery.ok and not delivery.permanent  # a configuration fix makes the retry succeed

@@ -31,7 +31,8 @@ async def test_down_after_three_failures_then_resolved_after_two_successes(pool:
     await add_results(pool, api, "s")
     await evaluate.run_once(pool, cfg)
     resolved = (await rows(pool))[-1]
-    assert resolved["event"] == "resolved" and resolved["subject"].startswith("[upwatch] RESOLVED payments-api: up again")
+    assert resolved["event"] == "resolved"
+    assert resolved["subject"].startswith("[upwatch] RESOLVED payments-api: up again")
 
 
 async def test_open_incident_survives_a_restart_without_being_announced_again(database_url: str) -> None:
@@ -168,7 +169,8 @@ async def test_threshold_rules_fire_resolve_and_keep_history(pool: AsyncConnecti
     await add_results(pool, api, "sssss")
     await evaluate.run_once(pool, cfg)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT rule, resolved_at IS NOT NULL, peak_value FROM alert_rule_firings ORDER BY rule")
+        cur = await conn.execute("SELECT rule, resolved_at IS NOT NULL, peak_value FROM alert_rule_firings"
+                                 " ORDER BY rule")
         history = await cur.fetchall()
     assert [(h[0], h[1]) for h in history] == [("api-errors", True), ("shop-5xx", False)]
     assert [r["event"] for r in await rows(pool, "fingerprint = 'rule:api-errors'")] == ["firing", "resolved"]

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerter.policy import Event, Location, Policy, State, is_down, observe, should_send
+from alerter.policy import Event, EventKind, Location, Policy, State, is_down, observe, should_send
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = Policy(cooldown=timedelta(minutes=10), repeat_interval=timedelta(hours=4), send_resolved=True)
@@ -102,7 +102,7 @@ def test_flapping_endpoint_sends_a_bounded_number_of_messages() -> None:
     for i in range(240):
         now = T0 + timedelta(seconds=15 * i)
         loc = observe(loc, i % 2 == 1, 1, 1)
-        kind = "firing" if loc.down else "resolved"
+        kind: EventKind = "firing" if loc.down else "resolved"
         for event in (Event(kind, now), Event("tick", now)):
             decision = should_send(state, event, now, POLICY)
             state = decision.state

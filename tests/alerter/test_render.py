@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from typing import Any
 
 import pytest
 from alerting_support import alerting
 
 from alerter import render, routes
 from alerter.maintenance import Window
-from alerter.records import Alert
+from alerter.records import Alert, Payload
 
 T = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 
 
-def alert(kind: str, event: str, **payload: object) -> Alert:
-    return Alert(1, f"{kind}:x", kind, event, payload.get("severity"), "email", ("a@example.test",),  # type: ignore[arg-type]
-                 {"endpoint": "payments-api", **payload}, T)
+def alert(kind: str, event: str, **payload: Any) -> Alert:
+    return Alert(1, f"{kind}:x", kind, event, payload.get("severity"), "email", ("a@example.test",),
+                 Payload(endpoint="payments-api", **payload), T)
 
 
 @pytest.mark.parametrize(("a", "subject"), [
     (alert("down", "firing", reason="timeout after 10 s"), "[upwatch] DOWN payments-api: timeout after 10 s"),
     (alert("down", "reminder", reason="timeout after 10 s"), "[upwatch] STILL DOWN payments-api: timeout after 10 s"),
-    (alert("down", "resolved", since="2026-11-23T12:00:00+00:00", at="2026-11-23T12:03:20+00:00"),
+    (alert("down", "resolved", since=T, at=datetime(2026, 11, 23, 12, 3, 20, tzinfo=UTC)),
      "[upwatch] RESOLVED payments-api: up again after 3m20s"),
     (alert("anomaly", "firing", severity="high", reason="latency 870 ms vs usual 120±15 ms", score=0.91),
      "[upwatch] ANOMALY high payments-api: latency 870 ms vs usual 120±15 ms"),

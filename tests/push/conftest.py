@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push import create_app, keys
 from prober.writer import BatchWriter
+from push import create_app, keys
 from upwatch import config
 from upwatch.catalog import sync_endpoints
 from upwatch.embedded import EmbeddedPostgres
@@ -52,7 +52,7 @@ class Api:
     writer: BatchWriter
     runtime: Runtime
 
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     async def service(self, name: str = "shop", **fields: Any) -> str:
         """Create a service and return a raw key for it."""

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push import rollup
+from push import rollup
 from tests.push.conftest import Api
 from tests.push.test_query import get
 from upwatch.config.storage import Retention
@@ -39,7 +39,7 @@ async def post(api: Api, key: str, records: list[dict[str, Any]]) -> None:
 
 async def raw_clients(api: Api, since: datetime, until: datetime,
                       service: str | None) -> tuple[int, list[Any], dict[str, int]]:
-    """The exact answer, straight from request_logs (independent of prober/push/analytics.py)."""
+    """The exact answer, straight from request_logs (independent of push/analytics.py)."""
     scope = ("l.time >= %s AND l.time < %s AND (%s::text IS NULL OR"
              " l.service_id = (SELECT id FROM services WHERE name = %s))")
     (unique,), = await api.rows(f"SELECT count(DISTINCT source_ip) FROM request_logs l WHERE {scope}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.push.conftest import Api
 
 RESULTS = "SELECT ok, latency_ms, error, error_kind, source FROM probe_results ORDER BY time, error NULLS FIRST"
@@ -58,3 +60,12 @@ async def test_bad_check_results_are_refused(api: Api) -> None:
         resp = await api.client.post("/checks/nightly-backup", **kwargs)  # type: ignore[arg-type]
         assert resp.status == status, kwargs
     assert await api.rows("SELECT count(*) FROM probe_results") == [(0,)]
+
+
+async def test_a_pushed_result_is_stored_with_its_time_location_and_prober(api: Api) -> None:
+    stamp = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    resp = await api.client.post("/checks/nightly-backup", json={"timestamp": stamp.isoformat()})
+    assert resp.status == 202, await resp.text()
+    prober = api.runtime.config.prober
+    rows = await api.rows("SELECT time, location, prober, ok, error, error_kind FROM probe_results")
+    assert rows == [(stamp, prober.location, prober.instance, True, None, None)]

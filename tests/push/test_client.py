@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestServer
 from tests.push.conftest import Api
 from upwatch_client import ASGIMiddleware, Client, WSGIMiddleware, aio
 
-ROWS = "SELECT method, path, route, status_code, host(source_ip), user_agent, user_id, error IS NOT NULL FROM request_logs"
+ROWS = ("SELECT method, path, route, status_code, host(source_ip), user_agent, user_id, error IS NOT NULL"
+        " FROM request_logs")
 
 
 def base_url(api: Api) -> str:

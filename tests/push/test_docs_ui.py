@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from prober.push.docs_ui import CSP, static_dir
+from push.docs_ui import CSP, static_dir
 from tests.push.conftest import Api
 
 

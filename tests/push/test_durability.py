@@ -19,7 +19,7 @@ SERVER = """
 import asyncio, sys
 from pathlib import Path
 from aiohttp import web
-from prober.push import create_app
+from push import create_app
 from prober.writer import BatchWriter
 from upwatch import config
 from upwatch.db import open_pool
@@ -58,7 +58,7 @@ def test_acknowledged_records_survive_sigkill(database_url: str, tmp_path: Path)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
         key = _admin_create_key(port)
         accepted = 0
-        for i in range(20):
+        for _ in range(20):
             request = urllib.request.Request(f"http://127.0.0.1:{port}/logs", method="POST",
                                              data=b'[{"path": "/a"}, {"path": "/b"}]',
                                              headers={"Content-Type": "application/json", "X-API-Key": key})

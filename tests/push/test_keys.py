@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push import keys
-from prober.push.cli import register
+from push import keys
+from push.cli import register
 
 
 async def test_key_is_stored_only_as_sha256_and_prefix(pool: AsyncConnectionPool) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from prober.push.cli import register
-from prober.push.pages import encode_cursor
+from push.cli import register
+from push.pages import encode_cursor
 from tests.push.conftest import Api
 
 BASE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from prober.push.masking import masking
+from push.masking import masking
 from tests.push.conftest import Api
 
 MASKING = masking(["X-Session"], ["tenant-ref"])

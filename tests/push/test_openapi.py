@@ -142,7 +142,7 @@ async def test_random_requests_never_get_a_server_error(api: Api) -> None:
 async def test_app_works_mounted_under_api_v1(api: Api) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from prober.push import setup
+    from push import setup
 
     key = await api.service("shop")
     root = web.Application()

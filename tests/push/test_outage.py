@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psycopg
 
-from prober.push import keys
-from prober.push.app import CONTEXT
+from push import keys
+from push.context import CONTEXT
 from tests.push.conftest import Api, start_api
 from upwatch.db import open_pool
 from upwatch.embedded import EmbeddedPostgres

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from prober.push import rollup
-from prober.push.query import encode_cursor
+from push import rollup
+from push.query import encode_cursor
 from tests.push.conftest import Api
 
 BASE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)

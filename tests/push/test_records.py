@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from prober.push import records
 from prober.tables import REQUEST_LOGS, new_ids
+from push import records
 
 NOW = datetime.now(UTC)
 OLDEST = NOW - timedelta(days=30)
@@ -66,11 +66,11 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("record", "field"), BAD, ids=[f for _, f in BAD][:2] + ["future", "old", "deep", "tags"])
+@pytest.mark.parametrize(("record", "field"), BAD, ids=[*[f for _, f in BAD][:2], "future", "old", "deep", "tags"])
 def test_a_bad_record_is_named_by_index_and_field_on_either_path(record: dict[str, Any], field: str) -> None:
     batch = [{"path": "/ok"}, record, {"path": "/ok"}]
     for suspect in (False, True):
-        valid, problems = records.validate(batch, privacy_level=0, oldest=OLDEST, suspect=suspect)
+        _, problems = records.validate(batch, privacy_level=0, oldest=OLDEST, suspect=suspect)
         assert problems and {p["index"] for p in problems} == {1}
         assert field in {p["field"] for p in problems} and all(p["reason"] for p in problems)
 

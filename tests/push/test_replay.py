@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from prober.push import origins
+from push import origins
 from tests.push.conftest import Api
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prober.push import useragents
+from push import useragents
 from tests.push.conftest import Api
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"

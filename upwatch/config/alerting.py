@@ -4,84 +4,55 @@ Threshold rules are parsed here, at config load, so a typo in a rule is a
 config error naming the rule instead of a surprise at 3 a.m.
 """
 
+# Pydantic copies mutable defaults (`= []`) for every instance; ruff sees that only for classes
+# deriving from BaseModel in the same file, not for Section.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
+from alerter.channels.email import Address
 from upwatch import durations
 from upwatch.config.base import Section, with_problem
+from upwatch.config.channels import Channel, Smtp, Webhook, reference_errors
 from upwatch.durations import Duration, Interval, PositiveDuration
 
 SEVERITIES = ("medium", "high", "critical")
 Severity = Literal["medium", "high", "critical"]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
-
-
-def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError(f"{value!r} is not an email address like oncall@example.com")
-    return value
-
-
-Address = Annotated[str, AfterValidator(_address)]
-
-
-class Smtp(Section):
-    host: str | None = None
-    port: int = Field(default=25, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = Field(default=None, repr=False)
-    sender: Address = "upwatch@localhost"
-    recipients: list[Address] = []
-    tls: Literal["starttls", "tls", "none"] = "none"
-    ca_file: Path | None = None  # CA bundle to verify the server with (default: the system's)
-    timeout: Interval = Field(default="10s", validate_default=True)
-
-
-class Webhook(Section):
-    name: str = Field(min_length=1)
-    url: str
-    format: Literal["generic", "slack"] = "generic"
-    timeout: PositiveDuration = Field(default="10s", validate_default=True)
-    headers: dict[str, str] = {}
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
-        return value
-
-
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class Route(Section):
-    """Alerts matching every given criterion go to these recipients and webhooks."""
+    """Alerts matching every given criterion go to these channels (and, for email, these recipients)."""
 
     endpoints: list[str] = []
     tags: list[str] = []
     severities: list[Severity] = []
     kinds: list[Literal["down", "anomaly", "cert", "rule"]] = []
-    recipients: list[Address] = []
-    webhooks: list[str] = []
+    channels: list[str] = []  # names in alerting.channels
+    recipients: list[Address] = []  # instead of the channels' own recipients; sugar for channel "email"
+    webhooks: list[str] = []  # sugar: channel "webhook:<name>" for each
+
+    @property
+    def named(self) -> list[str]:
+        """Every channel the route names, the webhooks sugar included."""
+        return list(self.channels) + [f"webhook:{w}" for w in self.webhooks]
 
 
 def _clock(value: object) -> object:
@@ -99,7 +70,7 @@ Clock = Annotated[time, BeforeValidator(_clock)]
 class Weekly(Section):
     """Every `days` from `start` to `end` (an end before the start runs past midnight)."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(DAYS)  # type: ignore[assignment]
+    days: list[Day] = list(DAYS)
     start: Clock
     end: Clock
 
@@ -262,6 +233,7 @@ class Delivery(Section):
 
 class Alerting(Section):
     enabled: bool = True
+    channels: list[Channel] = []
     smtp: Smtp = Smtp()
     webhooks: list[Webhook] = []
     routes: list[Route] = []
@@ -280,26 +252,44 @@ class Alerting(Section):
     evaluate_interval: PositiveDuration = Field(default="1s", validate_default=True)
     rule_interval: PositiveDuration = Field(default="15s", validate_default=True)
     grafana_url: str = "http://localhost:3000"
+    _merged: bool = PrivateAttr(default=False)  # `channels` holds the sugar's too (an instance is checked again)
 
-    @field_validator("webhooks")
+    @model_validator(mode="wrap")
     @classmethod
-    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
-        names = [w.name for w in value]
-        duplicate = sorted({n for n in names if names.count(n) > 1})
-        if duplicate:
-            raise ValueError(f"webhook names must be unique: {', '.join(map(repr, duplicate))}")
-        return value
+    def _references(cls, data: Any, handler: ModelWrapValidatorHandler[Alerting]) -> Alerting:
+        """Duplicate channel names and routes naming unknown channels, checked on the input so they
+        are reported together with every other problem of the section."""
+        errors = reference_errors(data) if isinstance(data, dict) else []
+        try:
+            alerting = handler(data)
+        except ValidationError as e:
+            found = typing.cast(list[InitErrorDetails], e.errors())
+            raise ValidationError.from_exception_data(cls.__name__, [*found, *errors]) from None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return alerting
 
-    @field_validator("routes")
-    @classmethod
-    def _known_webhooks(cls, value: list[Route], info: ValidationInfo) -> list[Route]:
-        names = [w.name for w in info.data.get("webhooks", [])]
-        for i, route in enumerate(value):
-            unknown = [w for w in route.webhooks if w not in names]
-            if unknown:
-                raise ValueError(f"routes[{i}] names unknown webhook {unknown[0]!r}"
-                                 f" (configured: {', '.join(map(repr, names)) or 'none'})")
-        return value
+    @model_validator(mode="after")
+    def _every_channel(self) -> Alerting:
+        """`channels` becomes every channel: those from `smtp` and `webhooks` first, then the ones written."""
+        if self._merged:
+            return self
+        sugar = []
+        if "smtp" in self.model_fields_set or not self.channels:
+            sugar.append(Channel.model_construct(name="email", type="email", options=self.smtp))
+        sugar += [Channel.model_construct(name=f"webhook:{w.name}", type="webhook", options=w) for w in self.webhooks]
+        # Frozen, but not yet seen by anyone: set once, here (returning a copy is not supported from __init__).
+        object.__setattr__(self, "channels", sugar + self.channels)
+        self._merged = True
+        return self
+
+    def channel(self, name: str) -> Channel | None:
+        """The channel called `name`, if it is (still) configured."""
+        return next((c for c in self.channels if c.name == name), None)
+
+    def channel_type(self, name: str) -> str:
+        channel = self.channel(name)
+        return channel.type if channel else ""
 
     @field_validator("rules")
     @classmethod

@@ -14,10 +14,10 @@ class Push(Section):
     max_batch_records: int = Field(default=1000, ge=1)
     max_stored_body_bytes: int = Field(default=16 * 1024, ge=0)
     rate_limit_per_key: float = Field(default=100.0, gt=0, description="requests per second")
-    sensitive_headers: list[str] = []
+    sensitive_headers: list[str] = Field(default_factory=list)
     # Names masked wherever they appear (headers, query parameters, JSON and form fields), in
-    # addition to the built-in secret words; matched by tokens (see prober/push/masking.py).
-    secret_names: list[str] = []
+    # addition to the built-in secret words; matched by tokens (see push/masking.py).
+    secret_names: list[str] = Field(default_factory=list)
     # Answer 202 only once the rows are committed (or fsync'd to the writer's spool), so a
     # killed process cannot lose what it acknowledged. Off: answer as soon as they are queued.
     durable_ack: bool = True

@@ -29,11 +29,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, to_json
 
-from prober.push import useragents
-from prober.push.bodies import INTEGRAL
-from prober.push.masking import Masking, masking
 from prober.spool import Batch
-from prober.tables import REQUEST_LOGS, JsonText, new_ids
+from prober.tables import PROBE_RESULTS, REQUEST_LOGS, JsonText, new_ids
+from push import useragents
+from push.bodies import INTEGRAL
+from push.masking import Masking, masking
+from upwatch.records import ProbeResult
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -241,7 +242,7 @@ def _json_text(value: Any) -> JsonText | None:
 def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: Masking,
            max_body_bytes: int, now: datetime) -> tuple[Any, ...]:
     """The request_logs row (REQUEST_LOGS.columns order) for a validated (and so already cleaned) record,
-    with every secret masked (see prober.push.masking) before bodies are cut, so a cut cannot expose one."""
+    with every secret masked (see push.masking) before bodies are cut, so a cut cannot expose one."""
     user_agent = record.user_agent
     if user_agent is None and record.request_headers:
         found = next((v for k, v in record.request_headers.items() if k.lower() == "user-agent"), None)
@@ -272,4 +273,12 @@ def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensit
     """The request_logs rows of a validated batch, laid out for BatchWriter.offer_batch."""
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [
         to_row(r, ingest_id, service_id=service_id, privacy_level=privacy_level, sensitive=sensitive,
-               max_body_bytes=max_body_bytes, now=now) for r, ingest_id in zip(valid, new_ids(len(valid)), strict=True)])
+               max_body_bytes=max_body_bytes, now=now)
+        for r, ingest_id in zip(valid, new_ids(len(valid)), strict=True)])
+
+
+def probe_batch(result: ProbeResult, endpoint_id: int, *, location: str, prober: str) -> Batch:
+    """A pushed check result as the one-row probe_results batch the writer takes (with its own
+    idempotency key, so a replayed spool does not store it twice)."""
+    row = PROBE_RESULTS.prepare(result.to_row(endpoint_id, location=location, prober=prober))
+    return Batch(PROBE_RESULTS.name, PROBE_RESULTS.columns, [PROBE_RESULTS.values(PROBE_RESULTS.columns, row)])

@@ -1,4 +1,5 @@
-"""`upwatch service ...`, `upwatch key ...` and `upwatch logs ...`: manage push clients and their logs from the shell."""
+"""`upwatch service ...`, `upwatch key ...` and `upwatch logs ...`: manage push clients and their logs
+from the shell."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from pydantic import ValidationError
 
-from prober.push import keys, query
-from prober.push.app import dumps
+from push import keys, query
+from push.bodies import query_problems
+from push.context import dumps
 from upwatch.commands import print_table, with_connection
 
 
@@ -103,7 +105,7 @@ async def logs_search(conn: AsyncConnection, args: argparse.Namespace) -> int:
     try:
         q = query.LogQuery.model_validate(given)
     except ValidationError as e:
-        for problem in query.query_problems(e).details or []:
+        for problem in query_problems(e).details or []:
             print(f"upwatch: logs search: --{problem['field'].replace('_', '-')}: {problem['reason']}",
                   file=sys.stderr)
         return 2

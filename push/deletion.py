@@ -25,13 +25,14 @@ from typing import Annotated, Any
 from aiohttp import web
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from prober.push import rollup
-from prober.push.app import authenticate, ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S, Caller
-from prober.push.query import as_utc, query_problems
+from push import rollup
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.context import reply
+from push.keys import DB_TIMEOUT_S, Caller
+from push.operations import Call
+from push.query import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -103,24 +104,31 @@ def _ceil(t: datetime, unit: timedelta) -> datetime:
     return floor if floor == t else floor + unit
 
 
-_IN_RANGE = ("(%(since)s::timestamptz IS NULL OR {t} >= %(since)s)"
-             " AND (%(until)s::timestamptz IS NULL OR {t} < %(until)s)")
-_WHOLE = ("service_id = %(service)s AND (%(whole_since)s::timestamptz IS NULL OR bucket >= %(whole_since)s)"
-          " AND (%(whole_until)s::timestamptz IS NULL OR bucket < %(whole_until)s)")
-_DELETE_REPLAYS = f"""
+# SQL is composed with psycopg.sql from these constant fragments; every value is a %(name)s parameter.
+def _in_range(column: str) -> sql.Composed:
+    """`column` inside [since, until), either end open when its parameter is NULL."""
+    return sql.SQL("(%(since)s::timestamptz IS NULL OR {t} >= %(since)s)"
+                   " AND (%(until)s::timestamptz IS NULL OR {t} < %(until)s)").format(
+        t=sql.SQL(".").join(sql.Identifier(part) for part in column.split(".")))
+
+
+_WHOLE = sql.SQL("service_id = %(service)s AND (%(whole_since)s::timestamptz IS NULL OR bucket >= %(whole_since)s)"
+                 " AND (%(whole_until)s::timestamptz IS NULL OR bucket < %(whole_until)s)")
+_DELETE_REPLAYS = sql.SQL("""
 DELETE FROM request_replays r USING request_logs l
-WHERE r.service_id = %(service)s AND l.service_id = %(service)s AND l.id = r.log_id AND {_IN_RANGE.format(t="l.time")}
-"""
+WHERE r.service_id = %(service)s AND l.service_id = %(service)s AND l.id = r.log_id AND {in_range}
+""").format(in_range=_in_range("l.time"))
 # The deleted rows in hours the range cuts are kept for the subtraction; only their count of the rest.
-_DELETE_LOGS = f"""
+_DELETE_LOGS = sql.SQL("""
 WITH gone AS (
-    DELETE FROM request_logs WHERE service_id = %(service)s AND {_IN_RANGE.format(t="time")}
+    DELETE FROM request_logs WHERE service_id = %(service)s AND {in_range}
     RETURNING time, id, source_ip, status_code
 ), kept AS (
-    INSERT INTO deleted_logs SELECT * FROM gone WHERE date_trunc('hour', time, 'UTC') = ANY(%(cut_hours)s::timestamptz[])
+    INSERT INTO deleted_logs SELECT * FROM gone
+    WHERE date_trunc('hour', time, 'UTC') = ANY(%(cut_hours)s::timestamptz[])
 )
 SELECT count(*) FROM gone
-"""
+""").format(in_range=_in_range("time"))
 _SUBTRACT = """
 WITH counted AS (
     SELECT date_trunc('hour', time, 'UTC') AS bucket, {key} AS key, count(*) AS n FROM deleted_logs
@@ -130,6 +138,10 @@ UPDATE {table} r SET count = r.count - c.n FROM counted c
 WHERE r.service_id = %(service)s AND r.bucket = c.bucket AND r.{key} = c.key
 """
 
+
+def _delete_whole(table: str) -> sql.Composed:
+    """Delete the service's buckets of `table` wholly inside the range."""
+    return sql.SQL("DELETE FROM {table} WHERE {whole}").format(table=sql.Identifier(table), whole=_WHOLE)
 
 
 async def _watermark(conn: AsyncConnection) -> int:
@@ -142,18 +154,18 @@ async def _hourly(conn: AsyncConnection, p: dict[str, Any]) -> None:
     """Hourly counts: whole hours dropped, cut hours reduced by the counted deleted rows."""
     for table, key in rollup.HOURLY_COUNTS:
         name = sql.Identifier(table)
-        await conn.execute(sql.SQL("DELETE FROM {} WHERE " + _WHOLE).format(name), p)
+        await conn.execute(_delete_whole(table), p)
         await conn.execute(sql.SQL(_SUBTRACT).format(table=name, key=sql.Identifier(key)), p)
-        await conn.execute(sql.SQL("DELETE FROM {} WHERE service_id = %(service)s AND bucket = ANY(%(cut_hours)s::timestamptz[])"
-                                   " AND count <= 0").format(name), p)
+        await conn.execute(sql.SQL("DELETE FROM {} WHERE service_id = %(service)s"
+                                   " AND bucket = ANY(%(cut_hours)s::timestamptz[]) AND count <= 0").format(name), p)
 
 
 async def _rollups(conn: AsyncConnection, span: Span, p: dict[str, Any]) -> None:
     minutes = timedelta(minutes=1)
-    await conn.execute("DELETE FROM request_rollup_1m WHERE " + _WHOLE, {**p, **span.whole(minutes)})
+    await conn.execute(_delete_whole("request_rollup_1m"), {**p, **span.whole(minutes)})
     await rollup.recompute(conn, [(p["service"], m) for m in span.cut(minutes)])
     await _hourly(conn, p)
-    await conn.execute("DELETE FROM request_rollup_1h WHERE " + _WHOLE, p)
+    await conn.execute(_delete_whole("request_rollup_1h"), p)
     if p["cut_hours"]:
         await conn.execute("UPDATE rollup_progress SET complete_until = least(complete_until, %s)"
                            " WHERE name = 'request_rollup_1h'", (p["cut_hours"][0],))
@@ -188,19 +200,12 @@ async def delete_logs(conn: AsyncConnection, caller: Caller, q: DeleteQuery) -> 
     return counts
 
 
-async def delete_own_logs(request: web.Request) -> web.Response:
-    """DELETE /logs?from&to or ?all=true: the calling key's service's logs only."""
-    try:
-        q = DeleteQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        return query_problems(e).response()
+async def delete_own_logs(call: Call[Caller, None, DeleteQuery]) -> web.Response:
+    """DELETE /logs?from&to or ?all=true: the calling key's service's logs only (the admin token is
+    refused with ADMIN_REFUSED by the route table)."""
+    q = call.query
     if refused := refusal(q):
         return refused.response()
-    caller = await authenticate(request)
-    if isinstance(caller, Refusal):
-        return caller.response()
-    if not isinstance(caller, Caller):
-        return ADMIN_REFUSED.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
-        counts = await delete_logs(conn, caller, q)
-    return reply({"service": caller.service, "from": q.from_, "to": q.to, "deleted": counts})
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        counts = await delete_logs(conn, call.caller, q)
+    return reply({"service": call.caller.service, "from": q.from_, "to": q.to, "deleted": counts})

@@ -20,17 +20,18 @@ from typing import Annotated, Any
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import ResolveResult
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from prober.push import origins
-from prober.push.admin import read_model
-from prober.push.app import ctx, reply, require_admin
-from prober.push.bodies import Refusal
-from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import fetch_log, log_id
-from prober.push.records import clean
+from push import origins
+from push.bodies import Refusal
+from push.context import Context, reply
+from push.keys import DB_TIMEOUT_S, returned
+from push.operations import Admin, Call
+from push.query import fetch_log, log_id
+from push.records import clean
 from upwatch.catalog import MASK
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 _HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade",
                          "te", "trailer", "proxy-connection", "accept-encoding"})
-_REPLAY_COLUMNS = ("id, log_id, created_at, method, url, request_headers, request_body, status_code,"
-                   " response_headers, response_body, latency_ms, error")
+_REPLAY_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, (
+    "id", "log_id", "created_at", "method", "url", "request_headers", "request_body", "status_code",
+    "response_headers", "response_body", "latency_ms", "error")))
 
 
 class ReplayIn(BaseModel):
@@ -138,7 +140,7 @@ def headers_to_send(log: dict[str, Any], override: ReplayIn) -> dict[str, str] |
     return sent
 
 
-async def call(plan: Plan, max_body: int) -> dict[str, Any]:
+async def send(plan: Plan, max_body: int) -> dict[str, Any]:
     """Issue the request to the checked addresses only; the outcome as replay columns (never raises for
     network errors). Redirects are not followed: the logged answer was the redirect itself."""
     started = time.perf_counter()
@@ -167,20 +169,15 @@ async def call(plan: Plan, max_body: int) -> dict[str, Any]:
 _NO_SERVICE: dict[str, Any] = {"name": "?", "base_url": None, "allowed_hosts": [], "replay_methods": []}
 
 
-async def replay(request: web.Request) -> web.Response:
+async def replay(call: Call[Admin, ReplayIn, None]) -> web.Response:
     """Re-issue a logged request and store the outcome beside it (201)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    found = log_id(request)
+    found = log_id(call.request)
     if isinstance(found, Refusal):
         return found.response()
-    override = await read_model(request, ReplayIn, optional=True)
-    if isinstance(override, Refusal):
-        return override.response()
-    log = await fetch_log(request, found)
+    override, context = call.body, call.context
+    log = await fetch_log(context, found)
     if log is None:
         return Refusal(404, "no such log").response()
-    context = ctx(request)
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("SELECT name, base_url, allowed_hosts, replay_methods FROM services WHERE id = %s",
@@ -190,42 +187,38 @@ async def replay(request: web.Request) -> web.Response:
     if isinstance(checked, Refusal):
         logger.info("replay refused log_id=%d reason=%r", found, checked.message)
         return checked.response()
-    outcome = await call(checked, context.runtime.config.push.max_stored_body_bytes)
+    outcome = await send(checked, context.runtime.config.push.max_stored_body_bytes)
     # aiohttp quotes the URL in some errors, and an override's query holds real secrets.
     outcome["error"] = context.sensitive.text(outcome["error"])
     logger.info("replay log_id=%d status=%s error=%s", found, outcome["status_code"], outcome["error"])
     return reply(await _store(context, log, checked, outcome), status=201)
 
 
-async def _store(context: Any, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
+async def _store(context: Context, log: dict[str, Any], plan: Plan, outcome: dict[str, Any]) -> dict[str, Any]:
     masking = context.sensitive
     response_headers = masking.headers_of(outcome["response_headers"])
     async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
-            " status_code, response_headers, response_body, latency_ms, error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _REPLAY_COLUMNS,
+            sql.SQL("INSERT INTO request_replays (log_id, service_id, method, url, request_headers, request_body,"
+                    " status_code, response_headers, response_body, latency_ms, error)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {}").format(_REPLAY_COLUMNS),
             (log["id"], log["service_id"], plan.method, clean(masking.url(plan.url)),
              Jsonb(clean(masking.headers_of(plan.headers))), clean(masking.body(plan.body)),
              outcome["status_code"], Jsonb(clean(response_headers)) if response_headers else None,
              clean(masking.body(outcome["response_body"])), outcome["latency_ms"], clean(outcome["error"])))
-        row = await cur.fetchone()
-    assert row is not None
-    return row
+        return await returned(cur)
 
 
-async def list_replays(request: web.Request) -> web.Response:
+async def list_replays(call: Call[Admin, None, None]) -> web.Response:
     """The replays of one log, oldest first (admin only)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    found = log_id(request)
+    found = log_id(call.request)
     if isinstance(found, Refusal):
         return found.response()
-    if await fetch_log(request, found) is None:
+    if await fetch_log(call.context, found) is None:
         return Refusal(404, "no such log").response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT " + _REPLAY_COLUMNS + " FROM request_replays WHERE log_id = %s ORDER BY id",
-                          (found,))
+        await cur.execute(sql.SQL("SELECT {} FROM request_replays WHERE log_id = %s ORDER BY id").format(
+            _REPLAY_COLUMNS), (found,))
         return reply({"items": await cur.fetchall()})

@@ -17,14 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from aiohttp import web
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from prober.push.app import ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S
-from prober.push.query import ERROR_CONDITION, as_utc, named_scope, query_problems
-from prober.push.rollup import hour_ceil, hour_floor
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.context import reply
+from push.keys import DB_TIMEOUT_S
+from push.operations import Call
+from push.query import ERROR_CONDITION, Reader, as_utc, named_scope
+from push.rollup import hour_ceil, hour_floor
 from upwatch import durations
 
 RAW_MAX_RANGE = timedelta(hours=6)
@@ -67,61 +68,91 @@ class AnalyticsQuery(BaseModel):
         return as_utc(value)
 
 
-async def _rows(conn: AsyncConnection, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+async def _rows(conn: AsyncConnection, query: sql.Composed, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     cur = await conn.execute(query, params)
-    return await cur.fetchall()
+    rows: list[tuple[Any, ...]] = await cur.fetchall()
+    return rows
 
 
-_SCOPE = "(%(service)s::int IS NULL OR l.service_id = %(service)s) AND l.time >= %(from)s AND l.time < %(to)s"
-_RSCOPE = ("(%(service)s::int IS NULL OR l.service_id = %(service)s)"
-           " AND l.bucket >= %(from)s AND l.bucket < %(to)s")
+# SQL is composed with psycopg.sql from these constant fragments; every value is a %(name)s parameter.
+_SCOPE = sql.SQL("(%(service)s::int IS NULL OR l.service_id = %(service)s)"
+                 " AND l.time >= %(from)s AND l.time < %(to)s")
+_RSCOPE = sql.SQL("(%(service)s::int IS NULL OR l.service_id = %(service)s)"
+                  " AND l.bucket >= %(from)s AND l.bucket < %(to)s")
+_ERROR = sql.SQL(ERROR_CONDITION)
+
+
+def _raw(template: str) -> sql.Composed:
+    """A query of the raw logs in the range: {scope} and {error} filled in."""
+    return sql.SQL(template).format(scope=_SCOPE, error=_ERROR)
+
+
+_RAW_TOTALS = _raw("""
+    SELECT count(*), count(*) FILTER (WHERE {error}), avg(latency_ms), min(latency_ms),
+           max(latency_ms), percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
+    FROM request_logs l WHERE {scope}""")
+_RAW_ROUTES = _raw("""
+    SELECT coalesce(route, ''), count(*), avg(latency_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), count(*) FILTER (WHERE {error})
+    FROM request_logs l WHERE {scope} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""")
+_RAW_METHODS = _raw("SELECT coalesce(method, ''), count(*) FROM request_logs l WHERE {scope}"
+                    " GROUP BY 1 ORDER BY 2 DESC")
+_RAW_SERIES = _raw("""
+    SELECT date_bin(%(bucket)s, time, '2000-01-01 00:00:00+00'), count(*), avg(latency_ms),
+           count(*) FILTER (WHERE {error})::float / count(*)
+    FROM request_logs l WHERE {scope} GROUP BY 1 ORDER BY 1""")
 
 
 async def _raw_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
-    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, f"""
-        SELECT count(*), count(*) FILTER (WHERE {ERROR_CONDITION}), avg(latency_ms), min(latency_ms),
-               max(latency_ms), percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
-               percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
-        FROM request_logs l WHERE {_SCOPE}""", p)
-    routes = await _rows(conn, f"""
-        SELECT coalesce(route, ''), count(*), avg(latency_ms),
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), count(*) FILTER (WHERE {ERROR_CONDITION})
-        FROM request_logs l WHERE {_SCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""", p)
-    methods = await _rows(conn, f"SELECT coalesce(method, ''), count(*) FROM request_logs l WHERE {_SCOPE}"
-                                " GROUP BY 1 ORDER BY 2 DESC", p)
-    series = await _rows(conn, f"""
-        SELECT date_bin(%(bucket)s, time, '2000-01-01 00:00:00+00'), count(*), avg(latency_ms),
-               count(*) FILTER (WHERE {ERROR_CONDITION})::float / count(*)
-        FROM request_logs l WHERE {_SCOPE} GROUP BY 1 ORDER BY 1""", p)
+    (total, errors, avg, low, high, p50, p95, p99), = await _rows(conn, _RAW_TOTALS, p)
+    routes = await _rows(conn, _RAW_ROUTES, p)
+    methods = await _rows(conn, _RAW_METHODS, p)
+    series = await _rows(conn, _RAW_SERIES, p)
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
 
 
-_WEIGHTED = "sum({0} * count) / nullif(sum(count) FILTER (WHERE {0} IS NOT NULL), 0)"
+def _weighted(column: str) -> sql.Composed:
+    """The count-weighted mean of a per-minute column of request_rollup_1m."""
+    return sql.SQL("sum({c} * count) / nullif(sum(count) FILTER (WHERE {c} IS NOT NULL), 0)").format(
+        c=sql.Identifier(column))
 
-_TOTALS = f"""
-SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {_WEIGHTED.format('avg_latency_ms')},
-       min(min_latency_ms), max(max_latency_ms),
-       ARRAY[{_WEIGHTED.format('p50_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')},
-             {_WEIGHTED.format('p99_latency_ms')}]
-FROM request_rollup_1m l WHERE {_RSCOPE}"""
 
-_ROUTES = f"""
-SELECT route, sum(count), {_WEIGHTED.format('avg_latency_ms')}, {_WEIGHTED.format('p95_latency_ms')}, sum(error_count)
-FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500"""
+def _rollup(template: str) -> sql.Composed:
+    """A query of request_rollup_1m in the range: {scope} and the weighted means {avg}, {p50}, {p95}, {p99}."""
+    return sql.SQL(template).format(scope=_RSCOPE, **{name: _weighted(f"{name}_latency_ms")
+                                                      for name in ("avg", "p50", "p95", "p99")})
+
+
+_TOTALS = _rollup("""
+SELECT coalesce(sum(count), 0), coalesce(sum(error_count), 0), {avg},
+       min(min_latency_ms), max(max_latency_ms), ARRAY[{p50}, {p95}, {p99}]
+FROM request_rollup_1m l WHERE {scope}""")
+
+_ROUTES = _rollup("""
+SELECT route, sum(count), {avg}, {p95}, sum(error_count)
+FROM request_rollup_1m l WHERE {scope} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500""")
+
+_METHODS = _rollup("SELECT method, sum(count) FROM request_rollup_1m l WHERE {scope} GROUP BY 1 ORDER BY 2 DESC")
+
+_SERIES = _rollup("""
+SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {avg},
+       sum(error_count)::float / nullif(sum(count), 0)
+FROM request_rollup_1m l WHERE {scope} GROUP BY 1 ORDER BY 1""")
 
 # The rows' latency sketches (sql/0090) merged per route in one pass, then over all routes: a row with
 # overall = true and p50/p95/p99, and one per route with its p95.
-_SKETCH_QUANTILES = f"""
+_SKETCH_QUANTILES = _rollup("""
 WITH per_route AS MATERIALIZED (
     SELECT l.route, u.k, sum(u.n) AS n
     FROM request_rollup_1m l, unnest(l.latency_sketch_keys, l.latency_sketch_counts) AS u(k, n)
-    WHERE {_RSCOPE} GROUP BY 1, 2
+    WHERE {scope} GROUP BY 1, 2
 )
 SELECT true, NULL, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.5, 0.95, 0.99])
 FROM (SELECT k, sum(n)::bigint AS n FROM per_route GROUP BY k) overall
 UNION ALL
-SELECT false, route, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]) FROM per_route GROUP BY route"""
+SELECT false, route, latency_sketch_quantiles(array_agg(k), array_agg(n), ARRAY[0.95]) FROM per_route GROUP BY route""")
 
 
 def _clamped(value: float, low: Any, high: Any) -> float:
@@ -138,12 +169,8 @@ async def _rollup_stats(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, A
     p50, p95, p99 = means if overall is None else [_clamped(v, low, high) for v in overall]
     routes = [(r, n, a, (sketched.get((False, r)) or [p95_mean])[0], e)
               for r, n, a, p95_mean, e in await _rows(conn, _ROUTES, p)]
-    methods = await _rows(conn, f"SELECT method, sum(count) FROM request_rollup_1m l WHERE {_RSCOPE}"
-                                " GROUP BY 1 ORDER BY 2 DESC", p)
-    series = await _rows(conn, f"""
-        SELECT date_bin(%(bucket)s, bucket, '2000-01-01 00:00:00+00'), sum(count), {_WEIGHTED.format('avg_latency_ms')},
-               sum(error_count)::float / nullif(sum(count), 0)
-        FROM request_rollup_1m l WHERE {_RSCOPE} GROUP BY 1 ORDER BY 1""", p)
+    methods = await _rows(conn, _METHODS, p)
+    series = await _rows(conn, _SERIES, p)
     return _shape(total, errors, (avg, low, high, p50, p95, p99), routes, methods, series)
 
 
@@ -165,37 +192,44 @@ def _shape(total: Any, errors: Any, latency: tuple[Any, ...], routes: list[tuple
     }
 
 
-_SERVICE = "(%(service)s::int IS NULL OR l.service_id = %(service)s)"
+_SERVICE = sql.SQL("(%(service)s::int IS NULL OR l.service_id = %(service)s)")
 
 
+def _edge(key: str, start: str, end: str) -> sql.Composed:
+    """One (key, 1) row per raw log of the service in [%(start)s, %(end)s)."""
+    return sql.SQL("SELECT l.{key}, 1 FROM request_logs l WHERE {service} AND l.{key} IS NOT NULL"
+                   " AND l.time >= {start} AND l.time < {end}").format(
+        key=sql.Identifier(key), service=_SERVICE, start=sql.Placeholder(start), end=sql.Placeholder(end))
 
-def _hours_and_edges(table: str, key: str) -> str:
+
+def _hours_and_edges(table: str, key: str) -> sql.Composed:
     """(key, n) rows of the range: the hourly counts of its whole hours, one row per raw log at its edges."""
-    def raw(start: str, end: str) -> str:
-        return (f"SELECT l.{key}, 1 FROM request_logs l WHERE {_SERVICE} AND l.{key} IS NOT NULL"
-                f" AND l.time >= %({start})s AND l.time < %({end})s")
-    return (f"SELECT l.{key} AS key, l.count AS n FROM {table} l"
-            f" WHERE {_SERVICE} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s"
-            f" UNION ALL {raw('from', 'hours_from')} UNION ALL {raw('hours_to', 'to')}")
+    return sql.SQL("SELECT l.{key} AS key, l.count AS n FROM {table} l"
+                   " WHERE {service} AND l.bucket >= %(hours_from)s AND l.bucket < %(hours_to)s"
+                   " UNION ALL {first} UNION ALL {last}").format(
+        key=sql.Identifier(key), table=sql.Identifier(table), service=_SERVICE,
+        first=_edge(key, "from", "hours_from"), last=_edge(key, "hours_to", "to"))
 
 
 # Requests per client IP over the range; each output row also carries the number of distinct IPs
 # (all rows, before LIMIT).
-_IPS_FROM_HOURS = f"""
+_IPS_FROM_HOURS = sql.SQL("""
 SELECT host(key), n, count(*) OVER () FROM (
-    SELECT key, sum(n) AS n FROM ({_hours_and_edges("request_client_ips_1h", "source_ip")}) u GROUP BY key
-) per_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
+    SELECT key, sum(n) AS n FROM ({counts}) u GROUP BY key
+) per_ip ORDER BY 2 DESC, 1 LIMIT {top}""").format(counts=_hours_and_edges("request_client_ips_1h", "source_ip"),
+                                                   top=sql.Literal(TOP_IPS))
 
-_STATUSES_FROM_HOURS = f"""
-SELECT key, sum(n) FROM ({_hours_and_edges("request_status_1h", "status_code")}) u GROUP BY 1 ORDER BY 1"""
+_STATUSES_FROM_HOURS = sql.SQL("SELECT key, sum(n) FROM ({counts}) u GROUP BY 1 ORDER BY 1").format(
+    counts=_hours_and_edges("request_status_1h", "status_code"))
 
-_STATUSES_FROM_RAW = f"""
-SELECT status_code, count(*) FROM request_logs l WHERE {_SCOPE}
-AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1"""
+_STATUSES_FROM_RAW = _raw("""
+SELECT status_code, count(*) FROM request_logs l WHERE {scope}
+AND status_code IS NOT NULL GROUP BY 1 ORDER BY 1""")
 
-_IPS_FROM_RAW = f"""
+_IPS_FROM_RAW = sql.SQL("""
 SELECT host(source_ip), count(*), count(*) OVER () FROM request_logs l
-WHERE {_SCOPE} AND source_ip IS NOT NULL GROUP BY source_ip ORDER BY 2 DESC, 1 LIMIT {TOP_IPS}"""
+WHERE {scope} AND source_ip IS NOT NULL GROUP BY source_ip ORDER BY 2 DESC, 1 LIMIT {top}""").format(
+    scope=_SCOPE, top=sql.Literal(TOP_IPS))
 
 
 async def _clients(conn: AsyncConnection, p: dict[str, Any], *, hourly: bool) -> dict[str, Any]:
@@ -211,13 +245,10 @@ async def _clients(conn: AsyncConnection, p: dict[str, Any], *, hourly: bool) ->
             "status_codes": {str(s): int(n) for s, n in statuses}}
 
 
-async def analytics(request: web.Request) -> web.Response:
+async def analytics(call: Call[Reader, None, AnalyticsQuery]) -> web.Response:
     """Aggregates for one service (or all, for the admin) between from and to."""
-    try:
-        q = AnalyticsQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        return query_problems(e).response()
-    service = await named_scope(request, q.service)
+    q = call.query
+    service = await named_scope(call.context, call.caller, q.service)
     if isinstance(service, Refusal):
         return service.response()
     service_id, name = service if service is not None else (None, None)
@@ -231,7 +262,7 @@ async def analytics(request: web.Request) -> web.Response:
                        ).response()
     params = {"service": service_id, "from": since, "to": to, "bucket": q.bucket}
     source = "raw" if to - since <= RAW_MAX_RANGE else "rollup"
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         stats = await (_raw_stats if source == "raw" else _rollup_stats)(conn, params)
         clients = await _clients(conn, params, hourly=source == "rollup")
     return reply({"service": name, "from": since, "to": to, "bucket": durations.format(q.bucket),

@@ -6,17 +6,17 @@ prober listener's extension hook (prober.app.EXTENSIONS) that mounts it at /api/
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from prober.push.app import create_app
+from push.app import create_app
+from push.context import Writer
+from upwatch.runtime import Runtime
 
 __all__ = ["PREFIX", "create_app", "setup"]
 
 PREFIX = "/api/v1"
 
 
-def setup(app: web.Application, runtime: Any, writer: Any) -> None:
+def setup(app: web.Application, runtime: Runtime, writer: Writer) -> None:
     """Mount the push API at /api/v1 on the prober's listener (an Extension for prober.app)."""
     app.add_subapp(PREFIX, create_app(runtime, writer))

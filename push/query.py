@@ -17,12 +17,13 @@ from aiohttp import web
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from prober.push.app import authenticate, ctx, reply
-from prober.push.bodies import DATE_TIME_TEXT, Refusal
-from prober.push.keys import DB_TIMEOUT_S, Caller
-from prober.push.pages import DEFAULT_ORDER, KEYSETS, Order, decode_cursor, encode_cursor, sort_value
+from push.bodies import DATE_TIME_TEXT, Refusal
+from push.context import Context, reply
+from push.keys import DB_TIMEOUT_S, Caller
+from push.operations import Admin, Call
+from push.pages import DEFAULT_ORDER, KEYSETS, Order, decode_cursor, encode_cursor, sort_value
 
 __all__ = ["BadCursor", "LogQuery", "conditions", "decode_cursor", "encode_cursor", "get_log", "list_logs", "search"]
 
@@ -115,92 +116,75 @@ class LogQuery(BaseModel):
         return as_utc(value)
 
 
-def query_problems(e: ValidationError) -> Refusal:
-    """Query-string validation errors as a 422 naming each parameter."""
-    details = [{"field": str(err["loc"][0]).rstrip("_") if err["loc"] else "(query)", "reason": err["msg"]}
-               for err in e.errors(include_url=False)]
-    return Refusal(422, "invalid query parameters", details)
+Reader = Caller | Admin  # who may read logs: a service key (its own service) or the admin (any)
 
 
-async def named_scope(request: web.Request, service: str | None) -> tuple[int, str] | Refusal | None:
+async def named_scope(context: Context, caller: Reader, service: str | None) -> tuple[int, str] | Refusal | None:
     """The service (id, name) the caller may read: its key's service, or (admin) the named one or all (None)."""
-    caller = await authenticate(request)
-    if isinstance(caller, Refusal):
-        return caller
     if isinstance(caller, Caller):
         if service is not None and service != caller.service:
             return Refusal(403, "this key may only read its own service")
         return caller.service_id, caller.service
     if service is None:
         return None
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = await conn.execute("SELECT id FROM services WHERE name = %s", (service,))
         row = await cur.fetchone()
     return (int(row[0]), service) if row else Refusal(404, f"no service named {service!r}")
-
-
-async def scope(request: web.Request, service: str | None) -> int | Refusal | None:
-    """The service id the caller may read: its key's service, or (admin) the named one or all (None)."""
-    found = await named_scope(request, service)
-    return found[0] if isinstance(found, tuple) else found
 
 
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _status(status: str) -> tuple[str, tuple[int, ...]]:
+    """The clause of a validated status filter: a class (5xx) or one code (404)."""
+    code_class, code = _STATUS.fullmatch(status).groups()  # type: ignore[union-attr]  # validated by LogQuery
+    if code_class:
+        low = int(code_class) * 100
+        return "l.status_code >= %s AND l.status_code < %s", (low, low + 100)
+    return "l.status_code = %s", (int(code),)
+
+
+def _tag(tag: str) -> tuple[str, tuple[Any, ...]]:
+    """`name=value` matches that tag value, a bare `name` any log having the tag."""
+    key, eq, value = tag.partition("=")
+    return ("l.tags @> %s", (Jsonb({key: value}),)) if eq else ("l.tags ? %s", (key,))
+
+
+def _filters(q: LogQuery) -> tuple[tuple[str, Any], ...]:
+    """(clause, value) of each one-value filter; a filter applies when its value is neither None nor ""."""
+    return (
+        ("l.method = %s", q.method and q.method.upper()),
+        ("l.path ILIKE %s", q.path and _like(q.path)),
+        ("l.route = %s", q.route),
+        ("l.latency_ms >= %s", q.min_latency_ms),
+        ("l.latency_ms <= %s", q.max_latency_ms),
+        ("l.user_id = %s", q.user_id),
+        ("l.source_ip <<= %s::cidr", q.client_ip),
+        (f"{URL_HOST} = %s", q.hostname),
+        ("l.user_agent ILIKE %s", q.user_agent and _like(q.user_agent)),
+        ("lower(l.ua_browser) = lower(%s)", q.browser),
+        ("lower(l.ua_os) = lower(%s)", q.os),
+        ("lower(l.ua_device) = lower(%s)", q.device),
+        ("l.time >= %s", q.from_),
+        ("l.time < %s", q.to),
+    )
+
+
 def conditions(q: LogQuery, service_id: int | None) -> tuple[list[sql.Composable], list[Any]]:
     """WHERE parts and their parameters for the filters in `q` (table alias l)."""
-    where: list[sql.Composable] = []
-    params: list[Any] = []
-
-    def add(clause: str, *values: Any) -> None:
-        where.append(sql.SQL(clause))
-        params.extend(values)
-
+    clauses: list[tuple[str, tuple[Any, ...]]] = []
     if service_id is not None:
-        add("l.service_id = %s", service_id)
-    if q.method:
-        add("l.method = %s", q.method.upper())
-    if q.path:
-        add("l.path ILIKE %s", _like(q.path))
-    if q.route:
-        add("l.route = %s", q.route)
+        clauses.append(("l.service_id = %s", (service_id,)))
+    clauses.extend((clause, (value,)) for clause, value in _filters(q) if value is not None and value != "")
     if q.status:
-        m = _STATUS.fullmatch(q.status)
-        assert m is not None
-        if m.group(1):
-            add("l.status_code >= %s AND l.status_code < %s", int(m.group(1)) * 100, int(m.group(1)) * 100 + 100)
-        else:
-            add("l.status_code = %s", int(m.group(2)))
-    if q.min_latency_ms is not None:
-        add("l.latency_ms >= %s", q.min_latency_ms)
-    if q.max_latency_ms is not None:
-        add("l.latency_ms <= %s", q.max_latency_ms)
+        clauses.append(_status(q.status))
     if q.has_error is not None:
-        add(ERROR_CONDITION if q.has_error else f"NOT coalesce({ERROR_CONDITION}, false)")
+        clauses.append((ERROR_CONDITION if q.has_error else f"NOT coalesce({ERROR_CONDITION}, false)", ()))
     if q.tag:
-        key, eq, value = q.tag.partition("=")
-        if eq:
-            add("l.tags @> %s", Jsonb({key: value}))
-        else:
-            add("l.tags ? %s", key)
-    if q.user_id:
-        add("l.user_id = %s", q.user_id)
-    if q.client_ip:
-        add("l.source_ip <<= %s::cidr", q.client_ip)
-    if q.hostname:
-        add(f"{URL_HOST} = %s", q.hostname)
-    if q.user_agent:
-        add("l.user_agent ILIKE %s", _like(q.user_agent))
-    for family, column in ((q.browser, "ua_browser"), (q.os, "ua_os"), (q.device, "ua_device")):
-        if family:
-            add(f"lower(l.{column}) = lower(%s)", family)
-    if q.from_:
-        add("l.time >= %s", q.from_)
-    if q.to:
-        add("l.time < %s", q.to)
-    return where, params
+        clauses.append(_tag(q.tag))
+    return [sql.SQL(clause) for clause, _ in clauses], [v for _, values in clauses for v in values]
 
 
 class BadCursor(ValueError):
@@ -231,29 +215,26 @@ async def search(conn: AsyncConnection, q: LogQuery, service_id: int | None) -> 
             "next_cursor": encode_cursor(sort_value(q.order, items[-1]), items[-1]["id"], q.order) if more else None}
 
 
-async def list_logs(request: web.Request) -> web.Response:
+async def list_logs(call: Call[Reader, None, LogQuery]) -> web.Response:
     """One page of logs matching the filters, in `order` (newest first by default)."""
-    try:
-        q = LogQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        return query_problems(e).response()
-    service_id = await scope(request, q.service)
-    if isinstance(service_id, Refusal):
-        return service_id.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    q = call.query
+    scope = await named_scope(call.context, call.caller, q.service)
+    if isinstance(scope, Refusal):
+        return scope.response()
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
-            page = await search(conn, q, service_id)
+            page = await search(conn, q, scope[0] if scope else None)
         except BadCursor as e:
             return Refusal(422, "invalid query parameters", [{"field": "cursor", "reason": str(e)}]).response()
     return reply(page)
 
 
-async def fetch_log(request: web.Request, log_id: int) -> dict[str, Any] | None:
+async def fetch_log(context: Context, log_id: int) -> dict[str, Any] | None:
     """One stored log with its service's name, base_url and allowed_hosts."""
     query = sql.SQL("SELECT s.name AS service, {cols} FROM request_logs l JOIN services s ON s.id = l.service_id"
                     " WHERE l.id = %s").format(
         cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in (*LOG_COLUMNS, "service_id")))
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(query, (log_id,))
         return await cur.fetchone()
@@ -271,16 +252,13 @@ def log_id(request: web.Request) -> int | Refusal:
     return int(text)
 
 
-async def get_log(request: web.Request) -> web.Response:
+async def get_log(call: Call[Reader, None, None]) -> web.Response:
     """One log by id, if the caller may read its service."""
-    found = log_id(request)
+    found = log_id(call.request)
     if isinstance(found, Refusal):
         return found.response()
-    service_id = await scope(request, None)
-    if isinstance(service_id, Refusal):
-        return service_id.response()
-    row = await fetch_log(request, found)
-    if row is None or (service_id is not None and row["service_id"] != service_id):
+    row = await fetch_log(call.context, found)
+    if row is None or (isinstance(call.caller, Caller) and row["service_id"] != call.caller.service_id):
         return Refusal(404, "no such log").response()
     row.pop("service_id")
     return reply(row)

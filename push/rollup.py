@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push.keys import DB_TIMEOUT_S
+from push.keys import DB_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +33,21 @@ _TOUCHED = "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_
 
 # Both statements take one contiguous time span and the exact (service, minute) pairs in it:
 # the span lets PostgreSQL use the time index, the pairs keep untouched minutes out.
-_PAIRS = "SELECT * FROM unnest(%(services)s::int[], %(buckets)s::timestamptz[])"
+_PAIRS = sql.SQL("SELECT * FROM unnest(%(services)s::int[], %(buckets)s::timestamptz[])")
 
-_DELETE = f"""
+_DELETE = sql.SQL("""
 DELETE FROM request_rollup_1m r
-WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND (r.service_id, r.bucket) IN ({_PAIRS})
-"""
+WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND (r.service_id, r.bucket) IN ({pairs})
+""").format(pairs=_PAIRS)
 
 # Each group also gets its latency sketch (sql/0090: per bucket key, how many latencies), which merges
 # exactly across minutes, so long ranges get percentiles within 1% instead of means of percentiles.
-_INSERT = f"""
+_INSERT = sql.SQL("""
 WITH logs AS MATERIALIZED (
     SELECT date_trunc('minute', l.time) AS bucket, l.service_id, coalesce(l.route, '') AS route,
            coalesce(l.method, '') AS method, l.latency_ms, (l.status_code >= 500 OR l.error IS NOT NULL) AS failed
     FROM request_logs l
-    WHERE l.time >= %(since)s AND l.time < %(until)s AND (l.service_id, date_trunc('minute', l.time)) IN ({_PAIRS})
+    WHERE l.time >= %(since)s AND l.time < %(until)s AND (l.service_id, date_trunc('minute', l.time)) IN ({pairs})
 ), sketches AS (
     SELECT bucket, service_id, route, method, array_agg(k ORDER BY k) AS keys, array_agg(n ORDER BY k) AS counts
     FROM (SELECT bucket, service_id, route, method, latency_sketch_key(latency_ms) AS k, count(*)::integer AS n
@@ -72,7 +72,7 @@ ON CONFLICT (service_id, route, method, bucket) DO UPDATE SET
     p50_latency_ms = excluded.p50_latency_ms, p95_latency_ms = excluded.p95_latency_ms,
     p99_latency_ms = excluded.p99_latency_ms, max_latency_ms = excluded.max_latency_ms,
     latency_sketch_keys = excluded.latency_sketch_keys, latency_sketch_counts = excluded.latency_sketch_counts
-"""
+""").format(pairs=_PAIRS)
 
 # Hourly request counts per service and one more key: (table, key column). Each is added to by the rows
 # between the old and the new watermark, and recomputed by rebuild().

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document, built from routes.OPERATIONS so it cannot drift from the router."""
+"""The OpenAPI 3.1 document, built from routes.OPERATIONS (their auth, body and query declarations) so it
+cannot drift from the router."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from push.docs_ui import STATIC
+from push.operations import REF as _REF
+from push.operations import Operation
+
 _PARAM = re.compile(r"\{(\w+)\}")
-_REF = "#/components/schemas/{model}"
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"apiKey": []}, {"apiKeyHeader": []}],
     "admin": [{"adminToken": []}],
@@ -39,45 +43,31 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     return params
 
 
-def _body(op: Any) -> dict[str, Any] | None:
-    if op.body is None:
-        return None
-    if op.body == "logs":
-        record = {"$ref": _REF.format(model="LogRecord")}
-        return {"required": True, "content": {
-            "application/json": {"schema": {"oneOf": [record, {"type": "array", "items": record,
-                                                                "minItems": 1}]}},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one LogRecord per line"}}}}
-    required = any(f.is_required() for f in op.body.model_fields.values())  # else an empty body is {}
-    return {"required": required, "content": {"application/json": {"schema": {"$ref": _REF.format(
-        model=op.body.__name__)}}}}
-
-
-def _operation(op: Any) -> dict[str, Any]:
+def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status, description in sorted({400: MALFORMED, **op.responses}.items()):
+    for status, described in sorted({400: MALFORMED, **op.responses}.items()):
         content: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}
                                                         if status >= 400 else {"type": "object"}}}
+        description = described
         if status == 400:
             content["text/plain"] = {"schema": {"type": "string"}}
-            description = description if description == MALFORMED else f"{description}; or {MALFORMED}"
+            description = described if described == MALFORMED else f"{described}; or {MALFORMED}"
         responses[str(status)] = {"description": description, "content": content}
     spec: dict[str, Any] = {
         "operationId": (op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")),
         "summary": op.summary,
-        "parameters": _path_params(op.path) + (_query_params(op.query) if op.query else []) + list(op.extra_params),
+        "parameters": (_path_params(op.path) + (_query_params(op.query.model) if op.query.model else [])
+                       + list(op.extra_params)),
         "responses": responses,
-        "security": _SECURITY[op.auth],
+        "security": _SECURITY[op.auth.scheme],
     }
-    if body := _body(op):
-        spec["requestBody"] = body
+    if op.body.document is not None:
+        spec["requestBody"] = op.body.document
     return spec
 
 
 def _docs_paths() -> dict[str, Any]:
     """The Swagger UI page and its files (docs_ui.py), which are routes like any other."""
-    from prober.push.docs_ui import STATIC
-
     def get(op_id: str, summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
             missing: bool = False) -> dict[str, Any]:
         responses: dict[str, Any] = {"200": {"description": summary, "content": ok},
@@ -98,9 +88,9 @@ def _docs_paths() -> dict[str, Any]:
     }
 
 
-def document(operations: tuple[Any, ...], record: type[BaseModel]) -> dict[str, Any]:
+def document(operations: tuple[Operation, ...]) -> dict[str, Any]:
     """The whole document for `operations`."""
-    models = {record} | {op.body for op in operations if isinstance(op.body, type)}
+    models = {model for op in operations for model in op.body.models}
     _, schemas = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                     ref_template=_REF)
     components = {**schemas.get("$defs", {}), "Error": ERROR}

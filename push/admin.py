@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from prober.push import keys, origins
-from prober.push.app import ctx, reply, require_admin
-from prober.push.bodies import INTEGRAL, Refusal, parse_json, read_limited
-from prober.push.keys import DB_TIMEOUT_S
+from push import keys, origins
+from push.bodies import INTEGRAL, Refusal
+from push.context import reply
+from push.keys import DB_TIMEOUT_S
+from push.operations import Admin, Call
 
 logger = logging.getLogger(__name__)
 
@@ -78,118 +79,89 @@ class KeyIn(BaseModel):
     name: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] = ""
 
 
-def problems(e: ValidationError) -> Refusal:
-    """A pydantic error as a 422 naming each field."""
-    details = [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
-               for err in e.errors(include_url=False)]
-    return Refusal(422, "invalid request body", details)
+class PurgeQuery(BaseModel):
+    """The query of DELETE /services/{name}; other parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    purge: Annotated[bool, Field(description="also delete the service's logs and rollups")] = False
+
+    @field_validator("purge", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lower() not in BOOLEANS:
+                raise ValueError("must be true or false")
+            return BOOLEANS[value.lower()]
+        return value
 
 
-async def read_model(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
-    """The JSON body validated as `model`, or a Refusal."""
-    raw = await read_limited(request, 64 * 1024)
-    if isinstance(raw, Refusal):
-        return raw
-    if optional and not raw.strip():
-        return model()
-    if request.content_type != "application/json":
-        return Refusal(415, "Content-Type must be application/json")
-    data = parse_json(raw)
-    if isinstance(data, Refusal):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        return problems(e)
+AdminCall = Call[Admin, None, None]
 
 
-async def list_services(request: web.Request) -> web.Response:
+async def list_services(call: AdminCall) -> web.Response:
     """GET /services: every service with its active key count."""
-    if refused := await require_admin(request):
-        return refused.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         return reply({"items": await keys.list_services(conn)})
 
 
-async def create_service(request: web.Request) -> web.Response:
+async def create_service(call: Call[Admin, ServiceIn, None]) -> web.Response:
     """POST /services: create a service (201), 409 if the name is taken."""
-    if refused := await require_admin(request):
-        return refused.response()
-    body = await read_model(request, ServiceIn)
-    if isinstance(body, Refusal):
-        return body.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
-            row = await keys.create_service(conn, **body.model_dump())
+            row = await keys.create_service(conn, **call.body.model_dump())
         except keys.PushError as e:
             return Refusal(409, str(e)).response()
     return reply(row, status=201)
 
 
-async def get_service(request: web.Request) -> web.Response:
+async def get_service(call: AdminCall) -> web.Response:
     """GET /services/{name}."""
-    if refused := await require_admin(request):
-        return refused.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
-        row = await keys.get_service(conn, request.match_info["name"])
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        row = await keys.get_service(conn, call.request.match_info["name"])
     return reply(row) if row else Refusal(404, "no such service").response()
 
 
-async def delete_service(request: web.Request) -> web.Response:
+async def delete_service(call: Call[Admin, None, PurgeQuery]) -> web.Response:
     """DELETE /services/{name}[?purge=true]: 409 while logs remain without purge."""
-    if refused := await require_admin(request):
-        return refused.response()
-    purge = BOOLEANS.get(request.query.get("purge", "false").lower())
-    if purge is None:
-        return Refusal(422, "invalid query parameters", [{"field": "purge", "reason": "must be true or false"}]
-                       ).response()
-    name = request.match_info["name"]
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    name = call.request.match_info["name"]
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         if await keys.get_service(conn, name) is None:
             return Refusal(404, "no such service").response()
         try:
-            counts = await keys.delete_service(conn, name, purge=purge)
+            counts = await keys.delete_service(conn, name, purge=call.query.purge)
         except keys.PushError as e:
             return Refusal(409, str(e)).response()
-    ctx(request).keys.forget()
+    call.context.keys.forget()
     return reply({"deleted": name, **counts})
 
 
-async def list_keys(request: web.Request) -> web.Response:
+async def list_keys(call: AdminCall) -> web.Response:
     """GET /services/{name}/keys: prefixes and dates, never secrets."""
-    if refused := await require_admin(request):
-        return refused.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
-            return reply({"items": await keys.list_keys(conn, request.match_info["name"])})
+            return reply({"items": await keys.list_keys(conn, call.request.match_info["name"])})
         except keys.PushError as e:
             return Refusal(404, str(e)).response()
 
 
-async def create_key(request: web.Request) -> web.Response:
+async def create_key(call: Call[Admin, KeyIn, None]) -> web.Response:
     """POST /services/{name}/keys: the raw key, shown this once (201)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    body = await read_model(request, KeyIn, optional=True)
-    if isinstance(body, Refusal):
-        return body.response()
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
-            raw, row = await keys.create_key(conn, request.match_info["name"], body.name)
+            raw, row = await keys.create_key(conn, call.request.match_info["name"], call.body.name)
         except keys.PushError as e:
             return Refusal(404, str(e)).response()
     return reply({**row, "key": raw}, status=201)
 
 
-async def revoke_key(request: web.Request) -> web.Response:
+async def revoke_key(call: AdminCall) -> web.Response:
     """DELETE /keys/{prefix}: revoke now (also in this process's key cache)."""
-    if refused := await require_admin(request):
-        return refused.response()
-    prefix = request.match_info["prefix"]
-    async with ctx(request).runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+    prefix = call.request.match_info["prefix"]
+    async with call.context.runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
         try:
             revoked_at = await keys.revoke_key(conn, prefix)
         except keys.PushError as e:
             return Refusal(404, str(e)).response()
-    ctx(request).keys.forget(prefix)
+    call.context.keys.forget(prefix)
     return reply({"prefix": prefix, "revoked_at": revoked_at})

@@ -4,41 +4,65 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
 
-from prober.push import idempotency, records
-from prober.push.app import QUEUE_FULL, authenticate, ctx, reply, store
-from prober.push.bodies import Refusal, read_limited, read_records
-from prober.push.keys import Caller
-from prober.push.ratelimit import RateLimiter
 from prober.writer import Reservation
+from push import idempotency, records
+from push.bodies import Refusal, Unread
+from push.context import QUEUE_FULL, Context, reply, store
+from push.keys import Caller
+from push.operations import REF, Body, Call
+from push.ratelimit import RateLimiter
+from push.records import LogRecord
 
 logger = logging.getLogger(__name__)
 
 
-_last_refusal_log = 0.0
+@dataclass
+class _Throttle:
+    every_s: float
+    last: float = float("-inf")
+
+    def due(self) -> bool:
+        """True at most once per every_s."""
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
+
+
+_refusal_log = _Throttle(10.0)  # under overload thousands of requests a second are refused
 
 
 def _log_refusal(service: str) -> None:
-    """One line per 10 s: under overload thousands of requests a second are refused."""
-    global _last_refusal_log
-    now = time.monotonic()
-    if now - _last_refusal_log >= 10.0:
-        _last_refusal_log = now
+    if _refusal_log.due():
         logger.warning("push requests refused unread, writer queue full service=%s", service)
 
 
-async def post_logs(request: web.Request) -> web.Response:
+async def _unread(request: web.Request, context: Context) -> Unread:
+    push = context.runtime.config.push
+    return Unread(request, push.max_body_bytes, push.max_batch_records)
+
+
+_RECORD = {"$ref": REF.format(model="LogRecord")}
+# The body of POST /logs, read by post_logs itself once the request may be stored.
+LOGS: Body[Unread] = Body(_unread, {"required": True, "content": {
+    "application/json": {"schema": {"oneOf": [_RECORD, {"type": "array", "items": _RECORD, "minItems": 1}]}},
+    "application/x-ndjson": {"schema": {"type": "string", "description": "one LogRecord per line"}}}},
+    (LogRecord,))
+
+IngestCall = Call[Caller, Unread, None]
+
+
+async def post_logs(call: IngestCall) -> web.Response:
     """Accept 1..max_batch_records records (202) or refuse the whole batch. With an Idempotency-Key,
     a repeat of an accepted batch gets the first 202 again and stores nothing."""
-    context = ctx(request)
-    caller = await authenticate(request, admin_allowed=False)
-    if isinstance(caller, Refusal):
-        return caller.response()
-    assert not isinstance(caller, str)
+    context, caller, request = call.context, call.caller, call.request
     wait_s = context.limiter.acquire(caller.key_id)
     if wait_s:
         return Refusal(429, "rate limit exceeded for this key",
@@ -56,8 +80,8 @@ async def post_logs(request: web.Request) -> web.Response:
         return QUEUE_FULL.response()
     try:
         if key is None:
-            return await _ingest(request, caller, None, room)
-        raw = await read_limited(request, context.runtime.config.push.max_body_bytes)
+            return await _ingest(call, None, room)
+        raw = await call.body.raw()
         if isinstance(raw, Refusal):
             return raw.response()
         hashed, body = idempotency.key_hash(key), idempotency.body_hash(raw)
@@ -70,17 +94,17 @@ async def post_logs(request: web.Request) -> web.Response:
                 response = reply({"accepted": claim.seen.accepted}, status=202)
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
-            return await _ingest(request, caller, claim, room, raw)
+            return await _ingest(call, claim, room, raw)
     finally:
         room.release()  # if the batch was not offered with it
 
 
-async def _ingest(request: web.Request, caller: Caller, claim: idempotency.Claim | None,
-                  room: Reservation, raw: bytes | None = None) -> web.Response:
+async def _ingest(call: IngestCall, claim: idempotency.Claim | None, room: Reservation,
+                  raw: bytes | None = None) -> web.Response:
     """Read, validate and store a batch (with the room held for it, and its idempotency key if any)."""
-    context = ctx(request)
+    context, caller = call.context, call.caller
     push = context.runtime.config.push
-    parsed = await read_records(request, push.max_body_bytes, push.max_batch_records, raw)
+    parsed = await call.body.records(raw)
     if isinstance(parsed, Refusal):
         return parsed.response()
     data = parsed.records

@@ -25,9 +25,9 @@ import psycopg
 import psycopg_pool
 from psycopg_pool import AsyncConnectionPool
 
-from prober.push.bodies import Refusal
 from prober.spool import Batch
 from prober.tables import PUSH_IDEMPOTENCY_KEYS
+from push.bodies import Refusal
 from upwatch.db import error_summary
 
 logger = logging.getLogger(__name__)

@@ -148,11 +148,9 @@ async def resolve(host: str, port: int) -> list[ResolveResult]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     results: list[ResolveResult] = []
     for family, _, proto, _, sockaddr in infos:
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            continue
-        text = str(sockaddr[0]).split("%")[0]
-        results.append(ResolveResult(hostname=host, host=text, port=port, family=family, proto=proto,
-                                     flags=socket.AI_NUMERICHOST))
+        if family in (socket.AF_INET, socket.AF_INET6):  # only IP addresses can be checked and pinned
+            results.append(ResolveResult(hostname=host, host=str(sockaddr[0]).split("%")[0], port=port,
+                                         family=family, proto=proto, flags=socket.AI_NUMERICHOST))
     return results
 
 

@@ -2,7 +2,8 @@
 
 ua-parser carries the uap-core rules (ua-parser-builtins) and, with ua-parser-rs, matches them
 natively (~0.1 ms a string; ~3 ms in pure Python). Clients send few distinct user agents, so an LRU
-cache makes the usual cost a dict lookup. The rules load on the first call (~0.4 s, once per process); the push app calls warm() in a thread at start.
+cache makes the usual cost a dict lookup. The rules load on the first call (~0.4 s, once per process);
+the push app calls warm() in a thread at start.
 """
 
 from __future__ import annotations

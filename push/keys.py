@@ -23,7 +23,7 @@ from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from prober.push import origins
+from push import origins
 from upwatch.db import DatabaseUnavailable, connect, error_summary
 
 logger = logging.getLogger(__name__)
@@ -69,20 +69,28 @@ async def create_service(conn: AsyncConnection, name: str, *, description: str =
     try:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "INSERT INTO services (name, description, base_url, privacy_level, retention_days, allowed_hosts,"
-            " replay_methods) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING " + _SERVICE_COLUMNS,
+            sql.SQL("INSERT INTO services (name, description, base_url, privacy_level, retention_days, allowed_hosts,"
+                    " replay_methods) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {}").format(_SERVICE_COLUMNS),
             (name, description, base_url, privacy_level, retention_days, allowed_hosts or [], methods),
         )
     except errors.UniqueViolation:
         raise PushError(f"service {name!r} already exists") from None
-    row = await cur.fetchone()
-    assert row is not None
+    row = await returned(cur)
     logger.info("service created name=%s id=%d", name, row["id"])
     return row
 
 
-_SERVICE_COLUMNS = ("id, name, description, base_url, allowed_hosts, replay_methods, privacy_level, retention_days,"
-                    " created_at")
+_SERVICE_FIELDS = ("id", "name", "description", "base_url", "allowed_hosts", "replay_methods", "privacy_level",
+                   "retention_days", "created_at")
+_SERVICE_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, _SERVICE_FIELDS))
+
+
+async def returned(cur: psycopg.AsyncCursor[dict[str, Any]]) -> dict[str, Any]:
+    """The row of an INSERT ... RETURNING, which always has one (none is a bug, not a client error)."""
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING returned no row")
+    return row
 _METHOD = re.compile(r"[A-Za-z]{1,16}")
 
 
@@ -104,18 +112,17 @@ def check_replay_settings(base_url: str | None, allowed_hosts: list[str], replay
 async def list_services(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Every service with its number of active keys."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT " + ", ".join(f"s.{c.strip()}" for c in _SERVICE_COLUMNS.split(",")) +
-        ", (SELECT count(*) FROM api_keys k WHERE k.service_id = s.id AND k.revoked_at IS NULL) AS active_keys"
-        " FROM services s ORDER BY s.name"
-    )
+    await cur.execute(sql.SQL(
+        "SELECT {}, (SELECT count(*) FROM api_keys k WHERE k.service_id = s.id AND k.revoked_at IS NULL)"
+        " AS active_keys FROM services s ORDER BY s.name").format(
+            sql.SQL(", ").join(sql.Identifier("s", c) for c in _SERVICE_FIELDS)))
     return await cur.fetchall()
 
 
 async def get_service(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
     """One service by name."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute("SELECT " + _SERVICE_COLUMNS + " FROM services WHERE name = %s", (name,))
+    await cur.execute(sql.SQL("SELECT {} FROM services WHERE name = %s").format(_SERVICE_COLUMNS), (name,))
     return await cur.fetchone()
 
 
@@ -155,8 +162,7 @@ async def create_key(conn: AsyncConnection, service: str, name: str = "") -> tup
         " RETURNING id, name, prefix, created_at, last_used_at, revoked_at",
         (found["id"], name, raw[:PREFIX_LEN], hash_key(raw)),
     )
-    row = await cur.fetchone()
-    assert row is not None
+    row = await returned(cur)
     logger.info("key created service=%s prefix=%s", service, row["prefix"])
     return raw, row
 
@@ -182,7 +188,8 @@ async def revoke_key(conn: AsyncConnection, prefix: str) -> datetime:
     if row is None:
         raise PushError(f"no active key with prefix {prefix!r}")
     logger.info("key revoked prefix=%s", prefix)
-    return row[0]
+    revoked_at: datetime = row[0]
+    return revoked_at
 
 
 class _Entry(NamedTuple):

@@ -1,4 +1,5 @@
-"""Reading request bodies: size limit, content type, JSON / NDJSON with error positions.
+"""Reading requests: body size limit, content type, JSON / NDJSON with error positions, and
+validation errors as 422 answers naming each field.
 
 Each function returns the parsed value or a `Refusal` (status + message), never raises for client input.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, ValidationError
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -33,6 +34,20 @@ class Refusal:
         if self.details:
             body["details"] = self.details
         return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def body_problems(e: ValidationError) -> Refusal:
+    """A body's validation errors as a 422 naming each field."""
+    details = [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
+               for err in e.errors(include_url=False)]
+    return Refusal(422, "invalid request body", details)
+
+
+def query_problems(e: ValidationError) -> Refusal:
+    """Query-string validation errors as a 422 naming each parameter."""
+    details = [{"field": str(err["loc"][0]).rstrip("_") if err["loc"] else "(query)", "reason": err["msg"]}
+               for err in e.errors(include_url=False)]
+    return Refusal(422, "invalid query parameters", details)
 
 
 def _integral(value: Any) -> Any:
@@ -94,7 +109,8 @@ async def read_limited(request: web.Request, max_bytes: int) -> bytes | Refusal:
     too_big = Refusal(413, f"request body exceeds {max_bytes} bytes")
     if request.content_length is not None and request.content_length > max_bytes:
         return too_big
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = await request.content.read(65536)
         if not chunk:
@@ -163,3 +179,21 @@ async def read_records(request: web.Request, max_bytes: int, max_records: int,
     if len(records) > max_records:
         return Refusal(413, f"{len(records)} records in one request; the limit is {max_records}")
     return Parsed(records, _SUSPECT_ESCAPE.search(raw) is not None)
+
+
+@dataclass(frozen=True)
+class Unread:
+    """An ingest body not read yet: POST /logs refuses (429, 503) before reading, because under
+    overload parsing bodies only to refuse them takes the CPU the writer needs."""
+
+    request: web.Request
+    max_bytes: int
+    max_records: int
+
+    async def raw(self) -> bytes | Refusal:
+        """The whole body, or 413 (see read_limited)."""
+        return await read_limited(self.request, self.max_bytes)
+
+    async def records(self, raw: bytes | None = None) -> Parsed | Refusal:
+        """The records of the body (read now, or `raw` when it was read already)."""
+        return await read_records(self.request, self.max_bytes, self.max_records, raw)
