@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,10 +14,8 @@ from matplotlib import image
 from tests.push.conftest import CONFIG, Api
 from upwatch.cli import main
 
-from .conftest import FROM, TO, Seeded
+from .conftest import FROM, TO, Seeded, needs_poppler, pdf_pages, pdf_text
 
-POPPLER = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")
-needs_poppler = pytest.mark.skipif(not POPPLER, reason="poppler-utils (pdftoppm, pdftotext, pdfinfo) not installed")
 DAY = "%Y-%m-%d"
 
 
@@ -32,16 +29,6 @@ def config_file(database_url: str, tmp_path: Path) -> Path:
 async def report(config_file: Path, *args: str) -> int:
     """upwatch report in a thread: main() runs its own event loop."""
     return await asyncio.to_thread(main, ["report", "-c", str(config_file), *args])
-
-
-def pdf_pages(pdf: Path) -> int:
-    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
-
-
-def pdf_text(pdf: Path, page: int) -> str:
-    return subprocess.run(["pdftotext", "-layout", "-f", str(page), "-l", str(page), str(pdf), "-"],
-                          capture_output=True, text=True, check=True).stdout
 
 
 def pdf_pngs(pdf: Path, prefix: Path) -> list[Path]:
