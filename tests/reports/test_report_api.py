@@ -58,6 +58,12 @@ async def test_a_key_cannot_read_another_service(api: Api, seeded: Seeded) -> No
 async def test_pdf_format_answers_a_pdf(api: Api, seeded: Seeded, tmp_path: Any) -> None:
     status, body, content_type = await get(api, seeded.key, format="pdf", **RANGE)
     assert (status, content_type, body[:5]) == (200, "application/pdf", b"%PDF-")
+    resp = await api.client.get("/reports", params={"format": "pdf", "from": f"{FROM:%Y-%m-%d}",
+                                                    "to": f"{TO - timedelta(days=1):%Y-%m-%d}"},
+                                headers={"Authorization": f"Bearer {seeded.key}"})
+    assert resp.headers["Content-Disposition"] == (
+        f'attachment; filename="report-shop-{FROM:%Y%m%d}T00-{TO:%Y%m%d}T00.pdf"')
+    assert await resp.read() != b""
     if POPPLER:  # else the PDF's content is checked by test_report_cli only where poppler is
         out = tmp_path / "api.pdf"
         out.write_bytes(body)
