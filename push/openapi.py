@@ -46,8 +46,10 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, described in sorted({400: MALFORMED, **op.responses}.items()):
-        content: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}
-                                                        if status >= 400 else {"type": "object"}}}
+        content: dict[str, Any] = (
+            {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}} if status >= 400 else
+            {t: {"schema": {"type": "object"} if t == "application/json" else {"type": "string", "format": "binary"}}
+             for t in op.success_types})
         description = described
         if status == 400:
             content["text/plain"] = {"schema": {"type": "string"}}

@@ -184,6 +184,8 @@ class Operation:
     body: Body[Any]
     query: Query[Any]
     extra_params: tuple[dict[str, Any], ...] = ()
+    # What a success (status < 400) may be answered as, for the document; errors are always JSON.
+    success_types: tuple[str, ...] = ("application/json",)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         """Check the caller, then the query, then the body; the first refusal answers, else the handler."""
@@ -206,6 +208,7 @@ class Operation:
 
 def operation(method: str, path: str, handler: Callable[[Call[P, B, Q]], Awaitable[web.StreamResponse]],
               summary: str, responses: dict[int, str], *, auth: Auth[P], body: Body[B], query: Query[Q],
-              extra_params: tuple[dict[str, Any], ...] = ()) -> Operation:
+              extra_params: tuple[dict[str, Any], ...] = (),
+              success_types: tuple[str, ...] = ("application/json",)) -> Operation:
     """An Operation whose handler takes the Call its auth, body and query produce (checked by mypy)."""
-    return Operation(method, path, handler, summary, responses, auth, body, query, extra_params)
+    return Operation(method, path, handler, summary, responses, auth, body, query, extra_params, success_types)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay
+from push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay, reports
 from push.openapi import document
 from push.operations import (
     ADMIN,
@@ -60,6 +60,10 @@ OPERATIONS: tuple[Operation, ...] = (
     operation("GET", "/analytics", analytics.analytics, "Traffic, errors and latency over a range",
               {200: "the aggregates", **_READ},
               auth=KEY_OR_ADMIN, body=NO_BODY, query=query_model(analytics.AnalyticsQuery)),
+    operation("GET", "/reports", reports.get_report, "A service's report over a range, as JSON or PDF",
+              {200: "the report (format=json) or its PDF (format=pdf)", **_READ},
+              auth=KEY_OR_ADMIN, body=NO_BODY, query=query_model(reports.ReportQuery),
+              success_types=("application/json", "application/pdf")),
     operation("GET", "/services", admin.list_services, "List services", {200: "services", **_ADMIN},
               auth=ADMIN, body=NO_BODY, query=NO_QUERY),
     operation("POST", "/services", admin.create_service, "Create a service",

@@ -195,7 +195,8 @@ REGISTRIES = ("prober.checks", "alerter.channels", "detector.models")
 SERVICES = ("prober", "push", "detector", "alerter")
 # upwatch modules that work on a loaded Config (run services, read the catalog, run commands): they
 # import upwatch.config, so they sit just above it, below the services that use them.
-ON_CONFIG_MODULES = ("upwatch.runtime", "upwatch.storage", "upwatch.catalog", "upwatch.commands")
+ON_CONFIG_MODULES = ("upwatch.runtime", "upwatch.storage", "upwatch.catalog", "upwatch.commands",
+                     "upwatch.reports.cli")  # `upwatch report` opens the configured database
 # What a registry must never import of its own service: these import config and everything else.
 SERVICE_MODULES = ("service", "cli", "app", "__main__")
 GRAFANA_SCRIPTS = frozenset(p.stem for p in (REPO / "grafana" / "src").glob("*.py"))

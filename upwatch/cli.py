@@ -19,6 +19,7 @@ import prober.cli
 import prober.pages.cli
 import push.cli
 import upwatch.importers.cli
+import upwatch.reports.cli
 from prober.checks import push as push_kind
 from upwatch import __version__, db, durations, logs
 from upwatch.catalog import stored_target
@@ -78,6 +79,7 @@ PACKAGES = (
     Package("detector", detector.cli, _detector),
     Package("alerter", alerter.cli, _alerter),
     Package("import", upwatch.importers.cli),
+    Package("reports", upwatch.reports.cli),
 )
 
 
