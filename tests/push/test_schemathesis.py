@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.push.conftest import Api
 
 SEED = 20261201
