@@ -140,8 +140,20 @@ class Window:
         return _iqr_scale(self.y.shift(1), self.scale.base, min_periods=10)
 
     @cached_property
+    def steady_scale(self) -> pd.Series:
+        """The z-scores' unit: the short-term noise, but never below its usual value over the long baseline.
+
+        One window's IQR (12 rows at 5 min) is a noisy yardstick: a calm hour shrank it and
+        made ordinary rows look far out, so the calibrated tail sat high and small spikes fell
+        under it (bench/detector_quality.py, docs/detector.md). Never below: a noisier hour
+        still widens it, so noise alone is the spread feature's to judge.
+        """
+        usual = self.base_scale.rolling(self.scale.long, min_periods=10).median()
+        return pd.Series(np.maximum(self.base_scale, usual.fillna(self.base_scale)), index=self.base_scale.index)
+
+    @cached_property
     def robust_z(self) -> pd.Series:
-        return ((self.y - self.base_median) / self.base_scale).fillna(0.0)
+        return ((self.y - self.base_median) / self.steady_scale).fillna(0.0)
 
     @cached_property
     def recent_median(self) -> pd.Series:
@@ -253,8 +265,8 @@ def _z_run3(w: Window) -> pd.Series:
 def _level_z_day(w: Window) -> pd.Series:
     # Away from both same time yesterday and the long baseline, by the nearer of the two: a day
     # unlike yesterday (a weekend, a first Monday) stops counting once the last hours agree with it.
-    day = (w.recent_median - w.season_median) / w.base_scale
-    long = (w.recent_median - w.long_median) / w.base_scale
+    day = (w.recent_median - w.season_median) / w.steady_scale
+    long = (w.recent_median - w.long_median) / w.steady_scale
     both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
     level = pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
     return _away(w, level.fillna(0.0))
@@ -313,8 +325,8 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "usual_low": usual.quantile(0.1),
         "usual_high": usual.quantile(0.9),
         "level": _unsymlog(w.recent_median),
-        "level_low": _unsymlog(baseline - 2 * w.base_scale),
-        "level_high": _unsymlog(baseline + 2 * w.base_scale),
+        "level_low": _unsymlog(baseline - 2 * w.steady_scale),
+        "level_high": _unsymlog(baseline + 2 * w.steady_scale),
         "spread": spread,
         "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
     }
