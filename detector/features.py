@@ -38,6 +38,7 @@ SPREAD_POINTS = 20
 # 5 h, across which a daily cycle moves the median and widens the spread more than noise does.
 BASE_SPAN, BASE_FLOOR = pd.Timedelta(hours=1), 12
 SPREAD_SPAN, SPREAD_FLOOR = pd.Timedelta(minutes=30), 10
+RECENT_POINTS, RECENT_SPAN, RECENT_FLOOR = 10, pd.Timedelta(minutes=30), 5
 LONG_WINDOW = pd.Timedelta(hours=6)
 LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
@@ -80,6 +81,14 @@ class Scale:
     @property
     def spread(self) -> int:
         return int(np.clip(round(SPREAD_SPAN / self.step), SPREAD_FLOOR, SPREAD_POINTS))
+
+    @property
+    def recent(self) -> int:
+        """Checks in the recent level: 10, but no more than 30 min of them (6 at 5 min, at least 5).
+
+        At 5 min 10 checks are 50 min, so a 30-minute shift never held the median (#13.4).
+        """
+        return int(np.clip(round(RECENT_SPAN / self.step), RECENT_FLOOR, RECENT_POINTS))
 
     @property
     def persist(self) -> int:
@@ -157,7 +166,7 @@ class Window:
 
     @cached_property
     def recent_median(self) -> pd.Series:
-        return self.y.rolling(10, min_periods=1).median()
+        return self.y.rolling(self.scale.recent, min_periods=1).median()
 
     @cached_property
     def long_median(self) -> pd.Series:
@@ -310,7 +319,8 @@ REFERENCE_FEATURES = (
 # Columns that are not model inputs but let reasons state a usual range in the series' own units.
 CONTEXT = (
     "value", "usual_low", "usual_high",  # this point vs the last 60 points (10-90 %)
-    "level", "level_low", "level_high",  # median of the last 10 vs its baseline +-2 noise units
+    "level", "level_low", "level_high",  # median of the last 10 (30 min at most) vs its baseline +-2 noise units
+    "level_checks",  # how many checks that median reads (Scale.recent)
     "spread", "usual_spread",  # IQR of the last 20 vs its usual value over 6 h
 )
 
@@ -327,6 +337,7 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "level": _unsymlog(w.recent_median),
         "level_low": _unsymlog(baseline - 2 * w.steady_scale),
         "level_high": _unsymlog(baseline + 2 * w.steady_scale),
+        "level_checks": pd.Series(float(w.scale.recent), index=w.index),
         "spread": spread,
         "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
     }
