@@ -44,8 +44,8 @@ CADENCES = {"1m": (60.0, 7.0, False), "5m": (300.0, 21.0, False), "5m-irregular"
 TUNING_SEED, REPORT_SEED = 1000, 5000
 
 
-def run_one(args: tuple[str, int, float, str, dict]) -> evaluation.Outcome:
-    cadence, seed, days, method, overrides, early = args
+def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Outcome:
+    cadence, seed, days, method, overrides = args
     higher_is_worse = cadence == "15s"  # probe latency, as live; shapes are of unknown meaning, as a CSV
     if cadence == "15s":
         labelled, step = synthetic.generate(seed, days=days), 15.0
@@ -55,7 +55,7 @@ def run_one(args: tuple[str, int, float, str, dict]) -> evaluation.Outcome:
     settings = Detector(**overrides)
     # The reference knows nothing of incidents, so it learns from every row.
     result = replay(labelled.frame, settings, METHODS[method], exclude_claimed=method == "ours",
-                    higher_is_worse=higher_is_worse, early=early)
+                    higher_is_worse=higher_is_worse)
     return evaluation.evaluate(labelled, result, gap=gap_for(pd.Timedelta(seconds=step)))
 
 
@@ -71,8 +71,6 @@ def main() -> None:
     parser.add_argument("--cadences", default=None, help=f"shapes cadences, default all of {','.join(CADENCES)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a Detector field, e.g. --set target_false_alarm_rate=0.001")
-    parser.add_argument("--early", action="store_true",
-                        help="before a model, flag by the simple rule (backtest.early_flags) instead of staying silent")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
@@ -87,7 +85,7 @@ def main() -> None:
         for method in args.methods.split(","):
             for cadence, count in runs:
                 started = time.perf_counter()
-                jobs = [(cadence, seed + i, args.days, method, overrides, args.early) for i in range(count)]
+                jobs = [(cadence, seed + i, args.days, method, overrides) for i in range(count)]
                 outcomes = list(pool.map(run_one, jobs))
                 figures[f"{method} {cadence}"] = evaluation.summarize(outcomes) | {
                     "wall_s": time.perf_counter() - started}

@@ -1,8 +1,9 @@
 """Replay a series as if it arrived live: causal features, retraining on the data-time cadence.
 
 CSV contract: IN has columns timestamp,value; OUT has the same rows in the same
-order with timestamp,value,anomaly_score,is_anomaly. Rows that could not be
-judged (before the first model, non-finite values) get score 0 and is_anomaly 0.
+order with timestamp,value,anomaly_score,is_anomaly. Rows before the first model are judged
+by the early rule (detector.early; or not at all with detector.before_model: silent); rows
+that could not be judged (non-finite values, silent) get score 0 and is_anomaly 0.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from detector import early, models, training
 from detector import features as feature_set
-from detector import models, training
 from detector.incidents import gap_for, quarantine
 from detector.models import Fitted, Model, NotEnoughData
 from upwatch.config.detector import Detector
@@ -36,7 +37,7 @@ class BadInput(ValueError):
 
 def replay(
     frame: pd.DataFrame, settings: Detector, model: Model | None = None, *, exclude_claimed: bool = True,
-    higher_is_worse: bool = False, early: bool = False,
+    higher_is_worse: bool = False,
 ) -> pd.DataFrame:
     """Per row of `frame` (same index and order): anomaly_score in [0, 1], is_anomaly 0/1, judged (a model saw it).
 
@@ -47,9 +48,8 @@ def replay(
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
     reference method, which knows nothing of incidents. higher_is_worse: only rises are
     anomalies, as for the live series (latency, error rates); by default a CSV's values are
-    of unknown meaning and deviations either way count. early: before the first model, flag
-    rows by the simple rule in `early_flags` instead of staying silent (measured, not the
-    default: docs/detector.md).
+    of unknown meaning and deviations either way count. Before the first model rows are
+    judged by the simple rule (detector.early) or not at all, as settings.before_model says.
     """
     module = model if model is not None else models.get(settings.model)
     prepared = feature_set.prepare(frame)
@@ -59,8 +59,8 @@ def replay(
     scores = np.full(len(prepared), np.nan)
     flags = np.zeros(len(prepared), dtype=bool)
     cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
-    if early:
-        scores[:cut], flags[:cut] = early_flags(prepared.iloc[:cut], not higher_is_worse)
+    if settings.before_model == "rule":
+        scores[:cut], flags[:cut] = early.flags(prepared.iloc[:cut], not higher_is_worse)
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
         step = feature_set.cadence(stamps[:cut][finite[:cut]])
@@ -83,22 +83,6 @@ def replay(
     out["is_anomaly"] = flags.astype("int64")
     out["judged"] = judged
     return out.reindex(frame.index)
-
-
-# The simple rule for a series without a model: the 45 s-persistent robust z-score against the
-# previous 60 points beyond this, once EARLY_ROWS rows have been seen.
-EARLY_Z = 12.0
-EARLY_ROWS = 30
-
-
-def early_flags(prepared: pd.DataFrame, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(score, flag) per row of a series' first rows by the simple rule, at the step of its first EARLY_ROWS rows."""
-    finite = prepared["value"].notna().to_numpy()
-    step = feature_set.cadence(prepared["timestamp"][finite].iloc[:EARLY_ROWS])
-    z = feature_set.compute(prepared, ("robust_z_run3",), step, two_sided)["robust_z_run3"].to_numpy()
-    seen = np.cumsum(finite) > EARLY_ROWS
-    z = np.where(seen & np.isfinite(z), z, np.nan)
-    return np.clip(0.5 * z / EARLY_Z, 0.0, 1.0), np.nan_to_num(z) >= EARLY_Z
 
 
 def _fit(

@@ -38,6 +38,7 @@ SPREAD_POINTS = 20
 # 5 h, across which a daily cycle moves the median and widens the spread more than noise does.
 BASE_SPAN, BASE_FLOOR = pd.Timedelta(hours=1), 12
 SPREAD_SPAN, SPREAD_FLOOR = pd.Timedelta(minutes=30), 10
+RECENT_POINTS, RECENT_SPAN, RECENT_FLOOR = 10, pd.Timedelta(minutes=30), 5
 LONG_WINDOW = pd.Timedelta(hours=6)
 LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
@@ -80,6 +81,14 @@ class Scale:
     @property
     def spread(self) -> int:
         return int(np.clip(round(SPREAD_SPAN / self.step), SPREAD_FLOOR, SPREAD_POINTS))
+
+    @property
+    def recent(self) -> int:
+        """Checks in the recent level: 10, but no more than 30 min of them (6 at 5 min, at least 5).
+
+        At 5 min 10 checks are 50 min, so a 30-minute shift never held the median (#13.4).
+        """
+        return int(np.clip(round(RECENT_SPAN / self.step), RECENT_FLOOR, RECENT_POINTS))
 
     @property
     def persist(self) -> int:
@@ -140,12 +149,24 @@ class Window:
         return _iqr_scale(self.y.shift(1), self.scale.base, min_periods=10)
 
     @cached_property
+    def steady_scale(self) -> pd.Series:
+        """The z-scores' unit: the short-term noise, but never below its usual value over the long baseline.
+
+        One window's IQR (12 rows at 5 min) is a noisy yardstick: a calm hour shrank it and
+        made ordinary rows look far out, so the calibrated tail sat high and small spikes fell
+        under it (bench/detector_quality.py, docs/detector.md). Never below: a noisier hour
+        still widens it, so noise alone is the spread feature's to judge.
+        """
+        usual = self.base_scale.rolling(self.scale.long, min_periods=10).median()
+        return pd.Series(np.maximum(self.base_scale, usual.fillna(self.base_scale)), index=self.base_scale.index)
+
+    @cached_property
     def robust_z(self) -> pd.Series:
-        return ((self.y - self.base_median) / self.base_scale).fillna(0.0)
+        return ((self.y - self.base_median) / self.steady_scale).fillna(0.0)
 
     @cached_property
     def recent_median(self) -> pd.Series:
-        return self.y.rolling(10, min_periods=1).median()
+        return self.y.rolling(self.scale.recent, min_periods=1).median()
 
     @cached_property
     def long_median(self) -> pd.Series:
@@ -253,8 +274,8 @@ def _z_run3(w: Window) -> pd.Series:
 def _level_z_day(w: Window) -> pd.Series:
     # Away from both same time yesterday and the long baseline, by the nearer of the two: a day
     # unlike yesterday (a weekend, a first Monday) stops counting once the last hours agree with it.
-    day = (w.recent_median - w.season_median) / w.base_scale
-    long = (w.recent_median - w.long_median) / w.base_scale
+    day = (w.recent_median - w.season_median) / w.steady_scale
+    long = (w.recent_median - w.long_median) / w.steady_scale
     both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
     level = pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
     return _away(w, level.fillna(0.0))
@@ -298,7 +319,8 @@ REFERENCE_FEATURES = (
 # Columns that are not model inputs but let reasons state a usual range in the series' own units.
 CONTEXT = (
     "value", "usual_low", "usual_high",  # this point vs the last 60 points (10-90 %)
-    "level", "level_low", "level_high",  # median of the last 10 vs its baseline +-2 noise units
+    "level", "level_low", "level_high",  # median of the last 10 (30 min at most) vs its baseline +-2 noise units
+    "level_checks",  # how many checks that median reads (Scale.recent)
     "spread", "usual_spread",  # IQR of the last 20 vs its usual value over 6 h
 )
 
@@ -313,8 +335,9 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "usual_low": usual.quantile(0.1),
         "usual_high": usual.quantile(0.9),
         "level": _unsymlog(w.recent_median),
-        "level_low": _unsymlog(baseline - 2 * w.base_scale),
-        "level_high": _unsymlog(baseline + 2 * w.base_scale),
+        "level_low": _unsymlog(baseline - 2 * w.steady_scale),
+        "level_high": _unsymlog(baseline + 2 * w.steady_scale),
+        "level_checks": pd.Series(float(w.scale.recent), index=w.index),
         "spread": spread,
         "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
     }

@@ -31,7 +31,7 @@ def explain(deviations: Mapping[str, float], row: Mapping[str, float], label: st
     kind = FEATURES[worst].kind if worst is not None and worst in FEATURES else "value"
     if kind == "level":
         return (
-            f"{label} level {_fmt(row['level'], unit)} over the last 10 checks, usually "
+            f"{label} level {_fmt(row['level'], unit)} over the last {_checks(row)} checks, usually "
             f"{_range(row['level_low'], row['level_high'], unit)} at this time of day"
         )
     if kind == "spread":
@@ -40,6 +40,11 @@ def explain(deviations: Mapping[str, float], row: Mapping[str, float], label: st
             f"{_fmt(row['usual_spread'], unit)}"
         )
     return f"{label} {_fmt(row['value'], unit)}, usually {_range(row['usual_low'], row['usual_high'], unit)}"
+
+
+def _checks(row: Mapping[str, float]) -> int:
+    n = row.get("level_checks", 10.0)
+    return int(n) if math.isfinite(n) else 10
 
 
 def _fmt(value: float, unit: str) -> str:

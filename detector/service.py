@@ -20,11 +20,11 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from detector import artifacts, features, models, store, training
+from detector import artifacts, early, features, models, store, training
 from detector import series as series_sql
 from detector.incidents import gap_for
 from detector.models import NotEnoughData
-from detector.scoring import judge
+from detector.scoring import Verdict, judge
 from detector.series import Series
 from upwatch import durations
 from upwatch.config.detector import Detector
@@ -152,19 +152,25 @@ class LiveDetector:
             return 0
         history = pd.concat([state.history, new], ignore_index=True)
         newest = new["timestamp"].iloc[-1].to_pydatetime()
-        verdicts = []
-        if state.artifact is not None and state.watermark is not None:
-            async with self.cpu:
-                verdicts = await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
+        verdicts = await self._judge(state, history)
         async with self.pool.connection() as conn, conn.transaction():
-            written = await store.record(conn, state.series, verdicts, state.artifact, gap_for(step)) \
-                if state.artifact is not None else 0
+            written = await store.record(conn, state.series, verdicts, state.artifact, gap_for(step))
             await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
         state.watermark = newest
         state.history = history[history["timestamp"] > newest - lookback].reset_index(drop=True)
         if written:
             logger.info("detector anomalies series=%s written=%d", state.series.key, written)
         return written
+
+    async def _judge(self, state: State, history: pd.DataFrame) -> list[Verdict]:
+        # A series' first pass only learns where it ends; without a model the early rule speaks
+        # (or nothing, with before_model: silent).
+        if state.watermark is None or (state.artifact is None and self.settings.before_model == "silent"):
+            return []
+        async with self.cpu:
+            if state.artifact is None:
+                return await asyncio.to_thread(early.judge, history, state.watermark, state.series)
+            return await asyncio.to_thread(judge, history, state.watermark, state.artifact, state.series)
 
     async def train(self, state: State, now: datetime) -> None:
         """Fit in the process pool with the window's rows, minus past incidents; never raises for data

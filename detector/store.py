@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from detector.artifacts import Artifact
+from detector.early import THRESHOLD as EARLY_THRESHOLD
 from detector.scoring import Verdict
 from detector.series import Series
 
@@ -68,9 +69,13 @@ async def advance(conn: AsyncConnection, series: Series, watermark: datetime, la
         (series.key, series.endpoint_id, series.service_id, series.route, series.metric, watermark, last_score))
 
 
-async def record(conn: AsyncConnection, series: Series, verdicts: list[Verdict], artifact: Artifact,
+async def record(conn: AsyncConnection, series: Series, verdicts: list[Verdict], artifact: Artifact | None,
                  gap: timedelta) -> int:
-    """Insert anomalies for anomalous verdicts and open or extend incidents; returns anomalies written."""
+    """Insert anomalies for anomalous verdicts and open or extend incidents; returns anomalies written.
+
+    Without an artifact the verdicts are the early rule's: model_version 0 and its threshold.
+    """
+    threshold, version = (artifact.threshold, artifact.version) if artifact is not None else (EARLY_THRESHOLD, 0)
     written = 0
     for v in verdicts:
         if not v.anomalous:
@@ -79,8 +84,8 @@ async def record(conn: AsyncConnection, series: Series, verdicts: list[Verdict],
         await conn.execute(
             "INSERT INTO anomalies (time, series, endpoint_id, service_id, value, score, threshold, severity,"
             " model_version, features, reason, incident_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (v.time, series.key, series.endpoint_id, series.service_id, v.value, v.score, artifact.threshold,
-             v.severity, artifact.version, Jsonb(v.features), v.reason, incident_id))
+            (v.time, series.key, series.endpoint_id, series.service_id, v.value, v.score, threshold,
+             v.severity, version, Jsonb(v.features), v.reason, incident_id))
         written += 1
     return written
 

@@ -48,9 +48,11 @@ def test_backtest_writes_the_same_rows_in_the_same_order(tmp_path: Path, series:
     assert out["value"].tolist() == pytest.approx(shuffled["value"].tolist())
     assert out["anomaly_score"].between(0, 1).all()
     assert set(out["is_anomaly"]) <= {0, 1} and out["is_anomaly"].sum() > 0
-    # No claim before the model has min_training_rows rows (the 2000 earliest rows).
+    # Before the model has min_training_rows rows (the 2000 earliest) only the early rule speaks: its
+    # claims are its scores at or above 0.5.
     earliest = pd.to_datetime(out["timestamp"]).rank(method="first") <= 2000
-    assert (out.loc[earliest, "is_anomaly"] == 0).all() and (out.loc[earliest, "anomaly_score"] == 0).all()
+    pre = out.loc[earliest]
+    assert (pre["is_anomaly"] == (pre["anomaly_score"] >= 0.5)).all() and pre["anomaly_score"].max() > 0
     assert "anomalies=" in done.stderr
 
 
@@ -67,7 +69,14 @@ def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: 
     series.iloc[:300].to_csv(tmp_path / "in.csv", index=False)
     assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
     out = pd.read_csv(tmp_path / "out.csv")
-    assert len(out) == 300 and out["is_anomaly"].eq(0).all() and out["anomaly_score"].eq(0).all()
+    assert len(out) == 300 and out["anomaly_score"].between(0, 1).all()
+    # No model: the early rule's claims only (its score at or above 0.5); silent claims nothing at all.
+    assert (out["is_anomaly"] == (out["anomaly_score"] >= 0.5)).all()
+    (tmp_path / "silent.yaml").write_text("detector:\n  before_model: silent\n")
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),
+                 "--config", str(tmp_path / "silent.yaml")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["is_anomaly"].eq(0).all() and out["anomaly_score"].eq(0).all()
 
 
 @pytest.mark.parametrize(

@@ -101,3 +101,18 @@ def test_features_of_new_rows_need_only_the_rows_named_by_needed() -> None:
     trimmed = features.compute(prepared[keep])
     new = prepared.index[prepared["timestamp"] > since]
     pd.testing.assert_frame_equal(trimmed.loc[new], full.loc[new])
+
+
+def test_a_calm_hour_does_not_make_an_ordinary_row_look_far_out() -> None:
+    # #13.4: the z unit is the last hour's IQR floored at its 6 h median (Window.steady_scale). With
+    # the IQR alone, 12 calm rows at 5 min made a row one usual noise unit off score about 10.
+    from detector.features import compute, prepare
+
+    rng = np.random.default_rng(3)
+    step = pd.Timedelta(minutes=5)
+    noise = np.r_[rng.normal(0, 0.1, 96), rng.normal(0, 0.005, 12), [0.1, np.log(3.0)]]
+    stamps = pd.Timestamp("2026-03-02T00:00:00Z") + step * np.arange(len(noise))
+    frame = prepare(pd.DataFrame({"timestamp": stamps, "value": 100 * np.exp(noise)}))
+    z = compute(frame, ("robust_z_persist",), step, two_sided=True)["robust_z_persist"].to_numpy()
+    assert z[-2] < 3  # one usual noise unit after a calm hour
+    assert z[-1] > 8  # a 3x spike still far out

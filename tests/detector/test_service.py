@@ -340,3 +340,33 @@ async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_
     line = next(t for t in table.splitlines() if t.startswith(SERIES))
     assert line.split()[1] == "ready"
     executor.shutdown()
+
+
+@pytest.mark.parametrize("before_model", ["rule", "silent"])
+async def test_a_series_without_a_model_is_judged_by_the_early_rule_unless_silent(
+    pool: AsyncConnectionPool, endpoint: int, tmp_path: Path, before_model: str
+) -> None:
+    rng = np.random.default_rng(5)
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(minutes=30) + timedelta(seconds=15 * i) for i in range(100)]
+    await _add_checks(pool, endpoint, times, list(100 * np.exp(rng.normal(0, 0.05, len(times)))))
+    settings = Detector(before_model=before_model, model_dir=tmp_path / "models")  # a model needs a day: none
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        live = LiveDetector(pool, settings, executor)
+        await live.tick(now)
+        await live.drain()
+        fresh = [times[-1] + timedelta(seconds=15 * (i + 1)) for i in range(8)]
+        await _add_checks(pool, endpoint, fresh, [100.0] * 2 + [3000.0] * 4 + [100.0] * 2)
+        written = await live.tick(now + timedelta(minutes=3))
+        await live.drain()
+    assert live.states[SERIES].artifact is None
+    rows = await _anomalies(pool)
+    if before_model == "silent":
+        assert written == 0 and rows == []
+        return
+    # Every check of the last 45 s far out: from the third 3000 ms check on, while the spike lasts.
+    assert written == len(rows) >= 1 and {r[0] for r in rows} <= set(fresh[4:6])
+    assert all(r[5] == 0 and r[3].startswith("latency 3,000 ms, usually ") and "no model yet" in r[3] for r in rows)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM incidents WHERE series = %s", (SERIES,))
+        assert (await cur.fetchone() or [0])[0] == 1

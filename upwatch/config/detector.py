@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -28,6 +29,9 @@ class Detector(Section):
     # A sparser series trains on as long a window as those rows take (see docs/detector.md).
     min_training_span: Interval = Field(default="1d", validate_default=True)
     min_training_rows: int = Field(default=288, ge=10)
+    # Before a series has a model: judge it by the simple rule in detector.early, or claim nothing
+    # (measured on bench/detector_quality.py: docs/detector.md).
+    before_model: Literal["rule", "silent"] = "rule"
     # Share of normal points above the threshold, extrapolated from the bulk of the training scores.
     target_false_alarm_rate: float = Field(default=0.0001, gt=0, lt=0.5)
     model_dir: Path = Path(".upwatch/models")
