@@ -36,11 +36,12 @@ class Refusal:
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
-def body_problems(e: ValidationError) -> Refusal:
-    """A body's validation errors as a 422 naming each field."""
-    details = [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
+def body_problems(e: ValidationError, message: str = "invalid request body", index: int | None = None) -> Refusal:
+    """A body's validation errors as a 422 naming each field (and the record's `index`, if given)."""
+    at = {} if index is None else {"index": index}
+    details = [{**at, "field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
                for err in e.errors(include_url=False)]
-    return Refusal(422, "invalid request body", details)
+    return Refusal(422, message, details)
 
 
 def query_problems(e: ValidationError) -> Refusal:

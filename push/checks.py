@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Vali
 
 from prober.checks import push as push_kind
 from push import records
-from push.bodies import Refusal, parse_json, read_limited
+from push.bodies import Refusal, body_problems, parse_json, read_limited
 from push.context import QUEUE_FULL, UNAUTHORIZED, Context, presented_key, reply, same_secret, store
 from push.keys import DB_TIMEOUT_S
 from push.operations import Auth, Body, Call, json_document
@@ -125,9 +125,7 @@ async def _report(request: web.Request, context: Context) -> CheckIn | Refusal:
     try:
         return CheckIn.model_validate(data)
     except ValidationError as e:
-        details = [{"index": 0, "field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
-                   for err in e.errors(include_url=False)]
-        return Refusal(422, "invalid check result", details)
+        return body_problems(e, "invalid check result", index=0)
 
 
 # POST takes an optional result (JSON, or text/plain as the error); GET reads no body.
