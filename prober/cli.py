@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import difflib
 import sys
+from typing import Any
 
 from upwatch.commands import Start
 from upwatch.config.endpoints import Endpoint
@@ -114,4 +115,13 @@ def _response(endpoint: Endpoint, r: ProbeResult) -> list[str]:
     if r.cert_not_after is not None:
         days = (r.cert_not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
         lines.append(f"  certificate expires {r.cert_not_after:%Y-%m-%d %H:%M} UTC ({days:.0f} days)")
+    for name, value in (r.details or {}).items():
+        lines.append(f"  {name.replace('_', ' '):<11} {_detail(value)}")
     return lines
+
+
+def _detail(value: Any) -> str:
+    """A details value as `upwatch probe` prints it: lists joined, numbers as they are."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_detail(v) for v in value) or "(none)"
+    return str(value)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
 from upwatch.assertions import Assertion
 
 ERROR_KINDS = ("timeout", "dns", "connect", "tls", "http_status", "assertion", "body_too_large", "redirect_loop",
-               "closed", "protocol", "invalid_request", "missing_heartbeat", "skipped")
+               "closed", "protocol", "invalid_request", "missing_heartbeat", "skipped", "permission")
 
 OptionsT_co = TypeVar("OptionsT_co", covariant=True)
 
@@ -66,6 +66,7 @@ class Measured(TypedDict, total=False):
     response_bytes: int | None
     final_url: str | None
     cert_not_after: dt.datetime | None
+    details: Mapping[str, Any] | None
     source: str
 
 
@@ -85,6 +86,9 @@ class ProbeResult:
     response_bytes: int | None = None
     final_url: str | None = None
     cert_not_after: dt.datetime | None = None
+    # What only this kind measures (DNS rcode and answers, ping loss, TLS version...): a flat JSON
+    # object of names to numbers, strings or lists of them; never secrets (Grafana's reader sees it).
+    details: Mapping[str, Any] | None = None
     error_kind: str | None = None
     error: str | None = None
     assertions: tuple[AssertionResult, ...] = ()
@@ -111,6 +115,7 @@ class ProbeResult:
         """The probe_results row for this result (assertions as their JSON, NULL when there were none)."""
         row = {name: getattr(self, name) for name in _FIELDS}  # not asdict(): it deep-copies, and this runs per check
         row["assertions"] = [a.to_json() for a in self.assertions] if self.assertions else None
+        row["details"] = dict(self.details) if self.details else None
         row.update(endpoint_id=endpoint_id, location=location, prober=prober)
         return row
 

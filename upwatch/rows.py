@@ -71,8 +71,8 @@ PROBE_RESULTS = Table(
     name="probe_results",
     columns=("time", "endpoint_id", "id", "location", "prober", "source", "ok", "status_code", "latency_ms",
              "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "response_bytes", "final_url",
-             "cert_not_after", "error_kind", "error", "assertions"),
-    json_columns=frozenset({"assertions"}),
+             "cert_not_after", "error_kind", "error", "assertions", "details"),
+    json_columns=frozenset({"assertions", "details"}),
     idempotency_key="id",
 )
 

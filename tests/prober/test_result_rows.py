@@ -45,9 +45,24 @@ def test_a_failed_assertion_makes_the_result_failed_with_its_reason() -> None:
 
 
 def test_a_result_spools_as_the_previous_version_did(endpoint_ids: list[int]) -> None:
+    """Same line, plus the `details` column (sql/0150) that a result without details leaves null."""
     row = result().to_row(endpoint_ids[0], location="here", prober="p1") | {"id": ROW_ID}
     (batch,) = batches(PROBE_RESULTS, [row])
-    assert encode(batch) == old_spool_line(endpoint_ids[0])
+    old = old_spool_line(endpoint_ids[0]).decode()
+    expected = old.replace('"assertions"],', '"assertions","details"],').replace("]]]}", "],null]]}")
+    assert encode(batch).decode() == expected
+
+
+async def test_details_are_stored_as_json(pool: AsyncConnectionPool, database_url: str,
+                                          endpoint_ids: list[int], tmp_path: Path) -> None:
+    measured = ProbeResult.done(AT, latency_ms=1.0, details={"rcode": "NOERROR", "answers": ["127.0.0.1"]})
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.05)
+    await writer.start()
+    assert writer.offer("probe_results", [measured.to_row(endpoint_ids[0], location="here", prober="p1")])
+    await writer.flush()
+    await writer.stop()
+    assert fetch(database_url, "SELECT details FROM probe_results") == [({"rcode": "NOERROR",
+                                                                          "answers": ["127.0.0.1"]},)]
 
 
 async def test_a_spool_left_by_the_previous_version_replays(pool: AsyncConnectionPool, database_url: str,
