@@ -16,7 +16,9 @@ from upwatch.records import ProbeResult
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this package's subcommands to the upwatch CLI."""
     daemon = commands.add_parser("prober", help="run the prober daemon alone")
-    daemon.add_argument("--shard", metavar="I/N", help="run only shard I of N of the endpoints (stable by name)")
+    daemon.add_argument("--shard", metavar="I/N", help="run only shard I of N of the endpoints (stable by name), "
+                                                      "or `auto`: share them with this location's other probers "
+                                                      "through leases in the database")
     daemon.set_defaults(handler=cmd_prober)
     probe = commands.add_parser("probe", help="run one check now and print its result with the phase breakdown")
     probe.add_argument("target", metavar="NAME|URL", help="an endpoint name from the config, or an http(s) URL")
@@ -32,7 +34,8 @@ def cmd_prober(args: argparse.Namespace) -> int | Start:
         from prober.scheduler import Shard
 
         try:
-            Shard.parse(args.shard)
+            if args.shard != "auto":
+                Shard.parse(args.shard)
         except ValueError as e:
             print(f"upwatch: --shard: {e}", file=sys.stderr)
             return 2

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from apscheduler.events import (
@@ -52,6 +53,12 @@ def stable_hash(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
+class Owner(Protocol):
+    """Which endpoints this prober runs: a static Shard, or the leases it holds (prober.leases)."""
+
+    def owns(self, name: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Shard:
     index: int  # 1-based, as written on the command line: --shard 2/3
@@ -66,7 +73,12 @@ class Shard:
         return cls(int(index), int(count))
 
     def owns(self, name: str) -> bool:
-        return stable_hash(name) % self.count == self.index - 1
+        return _name_hash(name) % self.count == self.index - 1
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_hash(name: str) -> int:
+    return stable_hash(name)  # cached: the scheduler asks before every run
 
 
 def phase_s(endpoint: Endpoint) -> float:
@@ -103,7 +115,7 @@ class Scheduler:
     """Schedules checks and hands each result to the writer and to `observers`."""
 
     def __init__(self, session: aiohttp.ClientSession, writer: BatchWriter, *, location: str, prober: str,
-                 max_concurrency: int = 512, per_host_concurrency: int = 32, shard: Shard | None = None,
+                 max_concurrency: int = 512, per_host_concurrency: int = 32, shard: Owner | None = None,
                  masks: Masking | None = None):
         self.session = session
         self.masks = masks if masks is not None else masking()  # for what is stored and logged of a result
@@ -188,8 +200,8 @@ class Scheduler:
 
     async def _probe(self, name: str) -> None:
         endpoint = self.endpoints.get(name)
-        if endpoint is None:
-            return
+        if endpoint is None or (self.shard is not None and not self.shard.owns(name)):
+            return  # a lease that ran out since the jobs were last applied (a hung prober coming back)
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)

@@ -17,9 +17,10 @@ from aiohttp import web
 from prober.app import State, build_app, serve
 from prober.checks.http import new_session
 from prober.heartbeats import HeartbeatWatcher
+from prober.leases import Leases
 from prober.metrics import Metrics
 from prober.rollups import Rollups
-from prober.scheduler import Scheduler, Shard
+from prober.scheduler import Owner, Scheduler, Shard, stable_hash
 from prober.snapshot import Snapshot
 from prober.writer import BatchWriter
 from upwatch import config as configuration
@@ -75,9 +76,14 @@ class ProberService:
         self.rollups = Rollups(runtime.pool)
         self.writer.hooks["probe_results"].append(self.rollups.note)
         self.session = new_session(p.max_concurrency)
+        # shard: auto: the endpoints of the slots this prober holds, re-applied whenever they change.
+        self.leases = Leases(runtime.pool, location=p.location, instance=p.instance, slots=p.lease_slots,
+                             ttl_s=p.lease_ttl.total_seconds(), slot_of=stable_hash,
+                             on_change=self._leases_changed) if p.shard == "auto" else None
+        owner: Owner | None = self.leases or (Shard.parse(p.shard) if p.shard else None)
         self.scheduler = Scheduler(self.session, self.writer, location=p.location, prober=p.instance,
                                    max_concurrency=p.max_concurrency, per_host_concurrency=p.per_host_concurrency,
-                                   shard=Shard.parse(p.shard) if p.shard else None, masks=self.masks)
+                                   shard=owner, masks=self.masks)
         self.metrics = Metrics(p.location)
         self.scheduler.observers.append(self.metrics.observe)
         self.heartbeats = HeartbeatWatcher(runtime.pool, self.writer, location=p.location, prober=p.instance)
@@ -90,10 +96,15 @@ class ProberService:
         self.ids: dict[str, int] = {}  # endpoint name -> endpoints.id, from the last sync or the snapshot
         self.synced = False  # whether the running config is in the endpoints table
         self._sync_failing = False
+        self._lease_stop = asyncio.Event()
+        self._lease_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._prime_endpoint_cache()
         await self.writer.start()
+        if self.leases is not None:
+            await self.leases.renew()  # the first share before the jobs are made: no probe of another's slot
+            self._lease_task = asyncio.create_task(self.leases.run(self._lease_stop), name="prober-leases")
         if not await self._try_sync(self.config):
             # A restart during an outage still probes: ids from the snapshot, results spooled.
             saved = self.snapshot.load()
@@ -167,6 +178,11 @@ class ProberService:
     async def stop(self) -> None:
         self.scheduler.shutdown()
         await self.scheduler.drain(timeout_s=2.0)
+        if self._lease_task is not None:
+            self._lease_stop.set()
+            await self._lease_task
+        if self.leases is not None:
+            await self.leases.release()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.writer.stop()
@@ -213,6 +229,12 @@ class ProberService:
         self.heartbeats.apply([e for e in known if shard is None or shard.owns(e.name)], ids)
         self.metrics.forget(removed + changed)
         return added, changed, removed
+
+    def _leases_changed(self) -> None:
+        added, _, removed = self._apply(self.config, self.ids)
+        logger.info("probing the endpoints of the slots held slots=%d endpoints=%d added=%d removed=%d",
+                    len(self.leases.held) if self.leases else 0, len(self.scheduler.endpoints), len(added),
+                    len(removed))
 
     async def _check_heartbeats(self) -> None:
         if not self.heartbeats.watched:

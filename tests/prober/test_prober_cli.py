@@ -13,16 +13,31 @@ REPO = Path(__file__).parents[2]
 
 async def upwatch(*args: str, env: dict[str, str] | None = None,
                   until_killed: float | None = None) -> tuple[int, str, str]:
+    """Run the CLI; with `until_killed`, SIGTERM it that many seconds after the daemon says it started
+    (not after a fixed time: on a loaded machine the start alone can take longer)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "upwatch.cli", *args, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    early = b""
     if until_killed is not None:
+        assert proc.stderr is not None
+        early = await _until_started(proc.stderr)
         await asyncio.sleep(until_killed)
         proc.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, out.decode(), (early + err).decode()
+
+
+async def _until_started(stream: asyncio.StreamReader, limit_s: float = 30.0) -> bytes:
+    seen = b""
+    async with asyncio.timeout(limit_s):
+        while line := await stream.readline():
+            seen += line
+            if b"prober started" in line:
+                break
+    return seen
 
 
 async def test_probe_url_prints_the_phase_breakdown() -> None:
@@ -54,7 +69,7 @@ async def test_prober_daemon_runs_only_its_shard(tmp_path: Path, database_url: s
         config.write_text(f"endpoints:\n{endpoints}prober:\n  data_dir: {tmp_path / 'data'}\n"
                           f"push:\n  listen: 127.0.0.1:{targets.closed_port()}\n")
         code, _, err = await upwatch("--config", str(config), "prober", "--shard", "2/3",
-                                     env={"UPWATCH_DATABASE_URL": database_url}, until_killed=4.0)
+                                     env={"UPWATCH_DATABASE_URL": database_url}, until_killed=2.5)
         bad = await upwatch("--config", str(config), "prober", "--shard", "4/3")
     assert code == 0, err
     assert f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}" in err  # uvloop when installed

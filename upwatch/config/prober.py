@@ -157,8 +157,14 @@ class Prober(Section):
     writer_stuck_after: PositiveDuration | None = None
     # The part of queue_size pushed rows may fill; the rest is kept for the prober's own results.
     push_queue_share: float = Field(default=0.5, gt=0, le=1)
-    # `i/n`: run only the endpoints whose name hashes to shard i of n (also `upwatch prober --shard i/n`).
+    # `i/n`: run only the endpoints whose name hashes to shard i of n (also `upwatch prober --shard i/n`);
+    # `auto`: share the location's endpoints with its other probers through leases in the database,
+    # taking over a stopped or hung prober's share (prober/leases.py, docs/production.md).
     shard: str | None = None
+    # shard: auto: the number of slots the endpoints are split into (the same on every prober of a
+    # location) and how long a prober holds a slot without renewing it (renewed every quarter of it).
+    lease_slots: int = Field(default=64, ge=1, le=4096)
+    lease_ttl: PositiveDuration = Field(default="10s", validate_default=True)
     config_poll_interval: PositiveDuration = Field(default="2s", validate_default=True)
     heartbeat_check_interval: PositiveDuration = Field(default="5s", validate_default=True)
     # GET /probe (blackbox_exporter's multi-target endpoint): modules added to DEFAULT_MODULES (a
@@ -189,6 +195,13 @@ class Prober(Section):
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
         m = _SHARD.match(value or "")
-        if value is not None and not (m and 1 <= int(m.group(1)) <= int(m.group(2))):
-            raise ValueError(f"{value!r} must be i/n with 1 <= i <= n, e.g. 2/3")
+        if value is not None and value != "auto" and not (m and 1 <= int(m.group(1)) <= int(m.group(2))):
+            raise ValueError(f"{value!r} must be i/n with 1 <= i <= n, e.g. 2/3, or auto (leases)")
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("must be at least 2s (it is renewed every quarter of it)")
         return value
