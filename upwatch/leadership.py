@@ -35,7 +35,6 @@ from typing import Any
 import psycopg
 
 from upwatch.db import error_summary
-from upwatch.runtime import pause
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +46,12 @@ IDLE_TIMEOUT_S = 8.0
 GRACE_S = 2 * CHECK_S
 
 Work = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep up to `seconds`, returning early when `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 def lock_key(name: str) -> int:
