@@ -55,6 +55,31 @@ SELECT * FROM now_status
 ORDER BY CASE status WHEN 'DOWN' THEN 0 WHEN 'ANOMALOUS' THEN 1 WHEN 'NO DATA' THEN 2 ELSE 3 END, endpoint
 """
 
+# Per prober location (several probers can probe the same endpoints, see docs/production.md): the
+# locations that probed it in the last 15 minutes (the per-minute rollup, by its bucket index), and
+# each one's latest result.
+STATUS_BY_LOCATION = """
+SELECT e.name AS endpoint, l.location,
+       CASE WHEN last.ok THEN 'UP' ELSE 'DOWN' END AS status,
+       last.time AS last_check,
+       last.latency_ms,
+       coalesce(last.error_kind || ': ' || last.error, last.error, '') AS error
+FROM endpoints e
+CROSS JOIN LATERAL (
+    SELECT DISTINCT m.location FROM probe_rollup_1m m
+    WHERE m.endpoint_id = e.id AND m.bucket > now() - interval '15 minutes'
+) l
+CROSS JOIN LATERAL (
+    SELECT r.time, r.ok, r.latency_ms, r.error_kind, r.error FROM probe_results r
+    WHERE r.endpoint_id = e.id AND r.location = l.location AND r.time > now() - interval '1 day'
+      AND r.error_kind IS DISTINCT FROM 'skipped'
+    ORDER BY r.time DESC
+    LIMIT 1
+) last
+WHERE e.enabled
+ORDER BY CASE WHEN last.ok THEN 1 ELSE 0 END, e.name, l.location
+"""
+
 UPTIME_BY_ENDPOINT = f"""
 SELECT e.name AS endpoint, 100.0 * sum(x.ok) / NULLIF(sum(x.n), 0) AS uptime
 FROM endpoints e
@@ -158,6 +183,14 @@ def build() -> Json:
         table("Status now", "Latest result per endpoint. Click a name for its detail dashboard.", STATUS_TABLE,
               ("endpoint", "status", "last_check", "latency_ms", "status_code", "error", "open_alerts", "kind",
                "target"), size=(24, 9), overrides=[override("endpoint", links=ENDPOINT_LINK),
+                                       override("status", mappings=STATUS_COLORS,
+                                                **{"custom.cellOptions": {"type": "color-background"}}),
+                                       override("latency_ms", unit="ms"),
+                                       override("last_check", unit="dateTimeFromNow")]),
+        table("Status per location", "Latest result per endpoint and prober location (locations that probed it "
+              "in the last 15 minutes); alerting calls an endpoint down when alerting.min_locations agree.",
+              STATUS_BY_LOCATION, ("endpoint", "location", "status", "last_check", "latency_ms", "error"),
+              size=(24, 8), overrides=[override("endpoint", links=ENDPOINT_LINK),
                                        override("status", mappings=STATUS_COLORS,
                                                 **{"custom.cellOptions": {"type": "color-background"}}),
                                        override("latency_ms", unit="ms"),

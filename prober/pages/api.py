@@ -29,6 +29,7 @@ def endpoint(e: EndpointData, *, history: bool) -> dict[str, Any]:
         "name": e.name, "state": e.state, "last_check_at": _time(e.last_at), "last_error": e.last_error,
         "windows": {w: figures(f) for w, f in e.uptime.items()},
         "unusual": e.unusual.reason if e.unusual else None, "degraded_by": e.degraded_by,
+        "locations": dict(e.locations),
         "incidents": [{"started_at": _time(i.started_at), "ended_at": _time(i.ended_at), "severity": i.severity,
                        "reason": i.reason, "active": i.active} for i in e.incidents],
         "maintenance": [{"name": w.name, "starts_at": _time(w.starts_at), "ends_at": _time(w.ends_at),
@@ -70,6 +71,8 @@ _FIG = {"type": "object", "properties": {"uptime": {"type": ["number", "null"]},
                                          "ok": {"type": "integer"}, "response_ms": {"type": ["number", "null"]}}}
 _ENDPOINT = {"type": "object", "required": ["name", "state", "windows"], "properties": {
     "name": {"type": "string"}, "state": {"enum": ["up", "degraded", "down", "maintenance", "unknown"]},
+    "locations": {"type": "object", "description": "each prober location's own state (empty with one location)",
+                  "additionalProperties": {"enum": ["up", "degraded", "down"]}},
     "last_check_at": {"type": ["string", "null"], "format": "date-time"}, "last_error": {"type": ["string", "null"]},
     "windows": {"type": "object", "additionalProperties": _FIG}, "unusual": {"type": ["string", "null"]},
     "degraded_by": {"type": ["string", "null"]},

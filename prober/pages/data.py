@@ -26,6 +26,8 @@ RECENT = dt.timedelta(days=7)
 # A detector incident whose last anomalous point is this recent is still going on.
 ACTIVE_FOR = dt.timedelta(minutes=5)
 STATES = ("up", "degraded", "down", "maintenance", "unknown")
+# A location that has probed an endpoint this recently counts in its per-location state.
+LOCATIONS_RECENT = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class EndpointData:
     hour_cells: list[Figures] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     maintenance: list[Window] = field(default_factory=list)
+    # With more than one prober location: each location's own state (up / degraded / down), by name.
+    locations: dict[str, str] = field(default_factory=dict)
 
     @property
     def days(self) -> list[tuple[dt.date, Figures]]:
@@ -136,11 +140,12 @@ async def load_endpoints(conn: AsyncConnection, names: Sequence[str], config: Co
     by_id = {i: out[n] for n, i in ids.items()}
     await _figures(conn, by_id, now, cache or uptime.DayCache())
     degraded = {e.name: e.degraded for e in config.endpoints if e.degraded}
-    await _latest(conn, by_id, config.alerting.failure_threshold, degraded, now)
+    seen = await _latest(conn, by_id, config.alerting.failure_threshold, degraded, now)
+    await _per_location(conn, by_id, seen, config.alerting.failure_threshold, now)
     await _incidents(conn, by_id, now)
     await _maintenance(conn, out, config, now)
     for e in out.values():
-        e.state = _state(e)
+        e.state = _state(e, config.alerting.min_locations)
     return out
 
 
@@ -215,42 +220,82 @@ def window_start(label: str, now: dt.datetime) -> dt.datetime:
     return uptime.floor(now, DAY) - span + DAY
 
 
-def _state(e: EndpointData) -> str:
+def _state(e: EndpointData, min_locations: int = 1) -> str:
     """Down takes as many failed checks in a row as the alerter's failure_threshold, so the page and
     the alerts agree; fewer (a blip, or a failure still being confirmed) is degraded, as is a successful
     check that meets one of the endpoint's `degraded` conditions, or behaviour the detector finds unusual
-    for this endpoint."""
+    for this endpoint. Probed from several locations, it is down when `min_locations` of them are
+    (as the alerter decides), and degraded when some location is not up."""
     if any(w.active for w in e.maintenance):
         return "maintenance"
     if e.last_at is None:
         return "unknown"
-    if e.last_error is not None:
+    if e.locations:
+        if sum(s == "down" for s in e.locations.values()) >= min_locations:
+            return "down"
+        if any(s != "up" for s in e.locations.values()):
+            return "degraded"
+    elif e.last_error is not None:
         return "down" if e.failing else "degraded"
     return "degraded" if e.degraded_by or e.unusual else "up"
 
 
 async def _latest(conn: AsyncConnection, by_id: dict[int, EndpointData], threshold: int,
-                  degraded: dict[str, list[Assertion]], now: dt.datetime) -> None:
+                  degraded: dict[str, list[Assertion]], now: dt.datetime) -> dict[int, list[str]]:
     """The newest `threshold` checks per endpoint (one index probe each, newest first on the primary key), and
-    whether the newest one meets one of the endpoint's `degraded` conditions."""
+    whether the newest one meets one of the endpoint's `degraded` conditions. Returns the locations those
+    checks came from, per endpoint."""
     cur = await conn.execute(
         """SELECT e.id, max(r.time), (array_agg(r.ok ORDER BY r.time DESC))[1],
                   (array_agg(r.error ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok),
                   (array_agg(r.status_code ORDER BY r.time DESC))[1], (array_agg(r.latency_ms ORDER BY r.time DESC))[1],
-                  (array_agg(r.cert_not_after ORDER BY r.time DESC))[1]
+                  (array_agg(r.cert_not_after ORDER BY r.time DESC))[1], array_agg(DISTINCT r.location)
            FROM unnest(%s::integer[]) AS e(id)
            CROSS JOIN LATERAL (SELECT time, ok, coalesce(error, error_kind, 'failed') AS error, status_code,
-                                      latency_ms, cert_not_after FROM probe_results p
+                                      latency_ms, cert_not_after, location FROM probe_results p
                                WHERE p.endpoint_id = e.id AND p.error_kind IS DISTINCT FROM 'skipped'
                                ORDER BY p.time DESC LIMIT %s) r
            GROUP BY e.id""", (list(by_id), threshold))
-    for i, at, ok, error, failed, status, latency, cert in await cur.fetchall():
+    located: dict[int, list[str]] = {}
+    for i, at, ok, error, failed, status, latency, cert, locations in await cur.fetchall():
+        located[i] = locations
         e = by_id[i]
         e.last_at, e.last_error, e.failing = at, None if ok else error, failed >= threshold
         if ok and e.name in degraded:
             seen = Observed(now=now, status_code=status, latency_ms=latency, cert_not_after=cert)
             met = [r for r in (check(c, seen) for c in degraded[e.name]) if r.ok]
             e.degraded_by = f"{met[0].assertion} (was {met[0].actual})" if met else None
+    return located
+
+
+async def _per_location(conn: AsyncConnection, by_id: dict[int, EndpointData], seen: dict[int, list[str]],
+                        threshold: int, now: dt.datetime) -> None:
+    """Each location's state, for endpoints probed from more than one in the last LOCATIONS_RECENT (the
+    per-minute rollups say which; the newest checks add a location the rollup has not reached yet).
+    One location, the common case, costs the rollup lookup only."""
+    cur = await conn.execute(
+        "SELECT endpoint_id, array_agg(DISTINCT location) FROM probe_rollup_1m"
+        " WHERE bucket >= %s AND endpoint_id = ANY(%s::integer[]) GROUP BY endpoint_id",
+        (now - LOCATIONS_RECENT, list(by_id)))
+    rolled: dict[int, list[str]] = dict(await cur.fetchall())
+    pairs = []
+    for i in by_id:
+        locations = sorted(set(rolled.get(i, ())) | set(seen.get(i, ())))
+        if len(locations) > 1:
+            pairs += [(i, loc) for loc in locations]
+    if not pairs:
+        return
+    cur = await conn.execute(
+        """SELECT l.id, l.location, (array_agg(r.ok ORDER BY r.time DESC))[1], count(*) FILTER (WHERE NOT r.ok)
+           FROM unnest(%s::integer[], %s::text[]) AS l(id, location)
+           CROSS JOIN LATERAL (SELECT time, ok FROM probe_results p
+                               WHERE p.endpoint_id = l.id AND p.location = l.location AND p.time >= %s
+                                 AND p.error_kind IS DISTINCT FROM 'skipped'
+                               ORDER BY p.time DESC LIMIT %s) r
+           GROUP BY l.id, l.location""",
+        ([i for i, _ in pairs], [loc for _, loc in pairs], now - LOCATIONS_RECENT, threshold))
+    for i, location, ok, failed in await cur.fetchall():
+        by_id[i].locations[location or "(none)"] = "up" if ok else "down" if failed >= threshold else "degraded"
 
 
 async def _incidents(conn: AsyncConnection, by_id: dict[int, EndpointData], now: dt.datetime) -> None:

@@ -161,3 +161,28 @@ def test_degraded_conditions_use_stored_fields_only(item: str, why: str) -> None
     with pytest.raises(config.ConfigError) as raised:
         config.parse(text, "t.yaml", {})
     assert str(raised.value).startswith("t.yaml:4: endpoints[0].degraded[0]:") and why in str(raised.value)
+
+
+async def test_each_location_has_its_own_state_and_min_locations_decides_down(runtime: Runtime,
+                                                                              client: TestClient) -> None:
+    from prober.pages import data
+
+    with psycopg.connect(runtime.database_url, autocommit=True) as conn:
+        for location, ok in (("eu-west", False), ("us-east", True)):
+            conn.execute("INSERT INTO probe_results (time, endpoint_id, id, location, ok, error_kind, error)"
+                         " SELECT now() - k * interval '10 s', id, gen_random_uuid(), %s, %s, %s, %s"
+                         " FROM endpoints, generate_series(0, 3) k WHERE name = 'web'",
+                         (location, ok, None if ok else "http", None if ok else "HTTP 503"))
+    roll_up(runtime.database_url, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+    body = await (await client.get("/api/read/v1/endpoints/web")).json()
+    assert body["locations"] == {"eu-west": "down", "us-east": "up"}
+    assert body["state"] == "down"  # min_locations: 1, as the alerter decides
+    html = await (await client.get("/status/public")).text()
+    web = html[html.index('data-endpoint="web"'):]
+    assert "eu-west: Down" in web[:web.index("</article>")] and "us-east: Operational" in web[:web.index("</article>")]
+    both = runtime.config.model_copy(update={"alerting": runtime.config.alerting.model_copy(
+        update={"min_locations": 2})})
+    async with runtime.pool.connection() as conn:
+        shown = await data.load_endpoints(conn, ["web", "api"], both, dt.datetime.now(dt.UTC))
+    assert shown["web"].state == "degraded"  # down in one of the two locations it needs
+    assert shown["api"].locations == {}  # never probed: no per-location state
