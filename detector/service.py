@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from detector import artifacts, early, features, models, store, training
 from detector import series as series_sql
+from detector.cluster import training_executor
 from detector.incidents import gap_for
 from detector.models import NotEnoughData
 from detector.scoring import Verdict, judge
@@ -241,10 +241,9 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         logger.info("detector disabled")
         await stop.wait()
         return
-    context = multiprocessing.get_context("spawn")
     wake = asyncio.Event()
     listener = asyncio.create_task(listen(runtime.database_url, wake, stop), name="detector-listen")
-    with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
+    with training_executor(settings) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
         logger.info("detector started model=%s score_interval=%s retrain_interval=%s", settings.model,
                     durations.format(settings.score_interval), durations.format(settings.retrain_interval))

@@ -36,6 +36,16 @@ class Detector(Section):
     target_false_alarm_rate: float = Field(default=0.0001, gt=0, lt=0.5)
     model_dir: Path = Path(".upwatch/models")
     max_workers: int = Field(default=2, ge=1)
+    # A Dask scheduler (`tcp://scheduler:8786`, `tls://...`): model training runs on its workers
+    # instead of max_workers local processes (detector/cluster.py, docs/production.md).
+    cluster: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("tcp://", "tls://")):
+            raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786 or tls://host:8786)")
+        return value
 
     @field_validator("model")
     @classmethod
