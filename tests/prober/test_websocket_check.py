@@ -181,6 +181,20 @@ async def test_websocket_failures_are_typed(session: aiohttp.ClientSession, serv
     assert result.latency_ms is not None
 
 
+async def test_websocket_check_on_a_pooled_connection_reports_no_connect_phases(
+        session: aiohttp.ClientSession) -> None:
+    app = ws_app()
+    app.router.add_get("/ok", targets.ok)
+    async with targets.serve(app) as base:
+        page = await checks.run(Endpoint.model_validate({"name": "page", "url": f"{base}/ok"}), session)
+        pooled = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
+        fresh = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
+    assert page.ok and pooled.ok and fresh.ok, (page.error, pooled.error, fresh.error)
+    assert (pooled.dns_ms, pooled.connect_ms, pooled.tls_ms) == (None, None, None)  # the page's keep-alive connection
+    assert pooled.details is not None and pooled.details["handshake_status"] == 101
+    assert fresh.dns_ms is not None and fresh.connect_ms is not None  # the upgraded one was not given back
+
+
 async def test_websocket_rejected_handshake_keeps_its_status(
         session: aiohttp.ClientSession, server: tuple[str, web.Application]) -> None:
     base, _ = server
