@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
 from prober.checks.base import CheckOptions
+from prober.checks.http import _classify, _oserror  # http's translation of aiohttp's errors, shared
 from prober.checks.timing import Timings, cert_not_after, ssl_context
 from upwatch.assertions import Assertion, Placeholder
 from upwatch.masking import Masking
@@ -152,8 +153,6 @@ class _Exchange:
 async def run(target: Target[Options], session: aiohttp.ClientSession) -> ProbeResult:
     """Probe one WebSocket endpoint."""
     import aiohttp
-
-    from prober.checks.http import _classify, _oserror
 
     started_at = dt.datetime.now(dt.UTC)
     exchange = _Exchange(Timings(start=time.perf_counter(), tls=target.options.url.startswith("wss:")))
