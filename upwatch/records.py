@@ -10,7 +10,8 @@ from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 from upwatch.assertions import Assertion
 
 ERROR_KINDS = ("timeout", "dns", "connect", "tls", "http_status", "assertion", "body_too_large", "redirect_loop",
-               "closed", "protocol", "invalid_request", "missing_heartbeat", "skipped", "permission")
+               "closed", "protocol", "invalid_request", "missing_heartbeat", "skipped", "permission",
+               "grpc_status")
 
 OptionsT_co = TypeVar("OptionsT_co", covariant=True)
 

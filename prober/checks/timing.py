@@ -75,7 +75,8 @@ def _ms(seconds: float) -> float:
 
 def _mark(attr: str, total: str | None = None, since: str | None = None) -> Any:
     async def hook(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-        t: Timings | None = ctx.trace_request_ctx
+        # aiohttp's ws_connect passes no trace_request_ctx: a websocket check records into its task's Timings
+        t: Timings | None = ctx.trace_request_ctx if ctx.trace_request_ctx is not None else _CURRENT.get()
         if t is None:
             return
         now = time.perf_counter()
@@ -91,7 +92,7 @@ def _mark(attr: str, total: str | None = None, since: str | None = None) -> Any:
 
 
 def trace_config() -> aiohttp.TraceConfig:
-    """Records into the Timings passed as `trace_request_ctx`."""
+    """Records into the Timings passed as `trace_request_ctx`, else the one activated in the task."""
     import aiohttp  # where a session is made, not at import (see prober.checks.http)
 
     tc = aiohttp.TraceConfig()
