@@ -55,6 +55,7 @@ async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, 
         cycle.results(endpoints[endpoint_id], results[endpoint_id])
     for incident in incidents:
         cycle.incident(incident)
+    await _anomalies_over(conn, cycle)
     if rules_due:
         for rule in alerting.rules:
             cycle.rule(rule, await sources.rule_value(conn, rule))
@@ -70,6 +71,13 @@ async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, 
         logger.info("alerts decided results=%d incidents=%d alerts=%d", report.results, report.incidents,
                     report.alerts)
     return report
+
+
+async def _anomalies_over(conn: AsyncConnection, cycle: Cycle) -> None:
+    firing = {t.fingerprint.removeprefix("anomaly:"): t for t in cycle.tracked.values()
+              if t.kind == "anomaly" and t.state.firing}
+    for series, progress in (await sources.progress(conn, list(firing))).items():
+        cycle.anomaly_over(firing[series], progress)
 
 
 async def _fold(conn: AsyncConnection, folds: list[tuple[str, str]]) -> None:
