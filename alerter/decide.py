@@ -30,6 +30,7 @@ class Cycle:
     endpoints: dict[int, EndpointInfo]
     windows: list[Window]
     tracked: dict[str, Tracked]
+    rule_names: set[str] = field(default_factory=set)  # every rule there is (config and API), due or not
     rows: list[Row] = field(default_factory=list)
     folds: list[tuple[str, str]] = field(default_factory=list)  # (parent, child)
     firings: list[tuple[str, Rule, float | None]] = field(default_factory=list)  # (fire|resolve|update, rule, value)
@@ -165,7 +166,7 @@ class Cycle:
 
     def ticks(self) -> None:
         """Reminders, and messages held back by a cooldown, maintenance or a parent now over."""
-        rules = {f"rule:{r.name}" for r in self.alerting.rules}
+        rules = {f"rule:{name}" for name in self.rule_names}
         for t in list(self.tracked.values()):
             if not t.state.firing or t.ticked:
                 continue

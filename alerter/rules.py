@@ -1,0 +1,61 @@
+"""Which threshold rules there are and which are due: the config's (read-only) plus those created
+over the API (table alert_rules), read every round so a new or changed rule needs no restart.
+
+Rules over pushed logs are also due as soon as their service's logs arrive: `LogWatch` follows
+request_logs.id, so a push batch is judged in the alerter's next round (evaluate_interval, 1 s),
+not only every rule_interval.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg import AsyncConnection
+from pydantic import ValidationError
+
+from upwatch.config.alerting import Alerting, Rule
+
+logger = logging.getLogger(__name__)
+
+
+async def load(conn: AsyncConnection, alerting: Alerting) -> list[Rule]:
+    """The config's rules, then the API's; an API rule never shadows a config rule of the same name."""
+    cur = await conn.execute("SELECT name, rule, endpoint, service, severity FROM alert_rules ORDER BY name")
+    taken = {r.name for r in alerting.rules}
+    out = list(alerting.rules)
+    for name, rule, endpoint, service, severity in await cur.fetchall():
+        if name in taken:
+            logger.warning("alert rule skipped name=%s reason=%r", name, "a rule in the config has this name")
+            continue
+        try:
+            out.append(Rule.model_validate({"name": name, "rule": rule, "endpoint": endpoint, "service": service,
+                                            "severity": severity}))
+        except ValidationError as e:  # written by an older version with other rules: skip it, say why
+            logger.warning("alert rule skipped name=%s error=%r", name, str(e).splitlines()[-1])
+    return out
+
+
+class LogWatch:
+    """Request logs committed since the last look, by service name."""
+
+    def __init__(self) -> None:
+        self.last_id: int | None = None
+
+    async def fresh(self, conn: AsyncConnection) -> set[str]:
+        """Services with logs newer than the last call (none on the first call: it only marks the start)."""
+        if self.last_id is None:
+            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM request_logs")
+            row = await cur.fetchone()
+            self.last_id = int(row[0]) if row else 0
+            return set()
+        cur = await conn.execute(
+            "SELECT s.name, max(l.id) FROM request_logs l JOIN services s ON s.id = l.service_id"
+            " WHERE l.id > %s GROUP BY s.name", (self.last_id,))
+        seen = await cur.fetchall()
+        self.last_id = max([self.last_id, *(int(r[1]) for r in seen)])
+        return {str(r[0]) for r in seen}
+
+
+def due(rules: list[Rule], every: bool, fresh: set[str]) -> list[Rule]:
+    """All rules on a rule_interval round; otherwise those over services with fresh logs."""
+    return rules if every else [r for r in rules if r.service is not None and r.service in fresh]
