@@ -33,9 +33,9 @@ class Report:
 
 
 async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: bool = True,
-                   watch: rules.LogWatch | None = None) -> Report:
-    """Evaluate everything new once (every rule when `rules_due`, else the rules over services `watch`
-    saw new logs of); database errors propagate to the caller, which retries."""
+                   watch: rules.Watch | None = None) -> Report:
+    """Evaluate everything new once (every rule when `rules_due`, else those `watch` says changed or have
+    fresh logs); database errors propagate to the caller, which retries."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s), now()", (EVAL_LOCK,))
         row = await cur.fetchone()
@@ -45,15 +45,14 @@ async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: boo
 
 
 async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, now: datetime,
-                    watch: rules.LogWatch | None) -> Report:
+                    watch: rules.Watch | None) -> Report:
     endpoints = await sources.endpoints(conn)
     results = await sources.new_results(conn)
     incidents = await sources.incidents(conn)
     windows = [maintenance.from_config(m) for m in alerting.maintenance] + await maintenance.load(conn)
     wanted = [f"{k}:{endpoints[i].name}" for i in results for k in ("down", "cert")]
     every_rule = await rules.load(conn, alerting)
-    fresh = await watch.fresh(conn) if watch is not None and any(r.service for r in every_rule) else set()
-    due = rules.due(every_rule, rules_due, fresh)
+    due = (every_rule if rules_due else []) if watch is None else await watch.due(conn, every_rule, rules_due)
     wanted += [f"anomaly:{i.series}" for i in incidents] + [f"rule:{r.name}" for r in due]
     tracked = await store.load(conn, wanted)
     cycle = Cycle(alerting, now, endpoints, windows, tracked, {r.name for r in every_rule})

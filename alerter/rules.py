@@ -1,9 +1,9 @@
 """Which threshold rules there are and which are due: the config's (read-only) plus those created
 over the API (table alert_rules), read every round so a new or changed rule needs no restart.
 
-Rules over pushed logs are also due as soon as their service's logs arrive: `LogWatch` follows
-request_logs.id, so a push batch is judged in the alerter's next round (evaluate_interval, 1 s),
-not only every rule_interval.
+A rule is also due, between rule_interval rounds, as soon as it is new or changed, and a rule over
+pushed logs as soon as its service's logs are committed: `Watch` follows request_logs.id, so a
+push batch is judged in the alerter's next round (evaluate_interval, 1 s).
 """
 
 from __future__ import annotations
@@ -35,11 +35,19 @@ async def load(conn: AsyncConnection, alerting: Alerting) -> list[Rule]:
     return out
 
 
-class LogWatch:
-    """Request logs committed since the last look, by service name."""
+class Watch:
+    """What changed since the last round: rules new or changed, and services with newly committed logs."""
 
     def __init__(self) -> None:
         self.last_id: int | None = None
+        self.known: set[tuple[str, str, str | None, str | None, str]] = set()
+
+    def changed(self, rules: list[Rule]) -> list[Rule]:
+        """Rules not seen before as they are now (all of them on the first call)."""
+        now = {r.name: (r.name, r.rule, r.endpoint, r.service, r.severity) for r in rules}
+        out = [r for r in rules if now[r.name] not in self.known]
+        self.known = set(now.values())
+        return out
 
     async def fresh(self, conn: AsyncConnection) -> set[str]:
         """Services with logs newer than the last call (none on the first call: it only marks the start)."""
@@ -55,7 +63,12 @@ class LogWatch:
         self.last_id = max([self.last_id, *(int(r[1]) for r in seen)])
         return {str(r[0]) for r in seen}
 
-
-def due(rules: list[Rule], every: bool, fresh: set[str]) -> list[Rule]:
-    """All rules on a rule_interval round; otherwise those over services with fresh logs."""
-    return rules if every else [r for r in rules if r.service is not None and r.service in fresh]
+    async def due(self, conn: AsyncConnection, rules: list[Rule], every: bool) -> list[Rule]:
+        """All rules on a rule_interval round; otherwise the new or changed ones and those over services
+        with fresh logs."""
+        changed = self.changed(rules)
+        fresh = await self.fresh(conn) if any(r.service for r in rules) else set()
+        if every:
+            return rules
+        picked = {r.name for r in changed} | {r.name for r in rules if r.service is not None and r.service in fresh}
+        return [r for r in rules if r.name in picked]

@@ -27,7 +27,7 @@ async def evaluate_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asy
     """Run evaluation rounds until stopped; rules only every `rule_interval`."""
     interval, rule_interval = alerting.evaluate_interval.total_seconds(), alerting.rule_interval.total_seconds()
     last_rules, delay = float("-inf"), interval
-    watch = rules.LogWatch()
+    watch = rules.Watch()
     while not stop.is_set():
         rules_due = time.monotonic() - last_rules >= rule_interval
         try:
