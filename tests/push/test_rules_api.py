@@ -191,6 +191,13 @@ async def test_an_acked_alert_gets_no_reminders_until_it_fires_again(api: Api, s
     async with api.pool.connection() as conn:
         cur = await conn.execute("SELECT event FROM alerts ORDER BY id")
         assert await cur.fetchall() == [("firing",), ("reminder",)]
+    assert (await call(api, "POST", f"/alerts/{alert['id']}/ack"))[0] == 200
+    status, _ = await call(api, "PUT", "/rules/web-count", {"endpoint": "web", "rule": "count >= 5 over 1m"})
+    assert status == 200
+    await evaluate.run_once(api.pool, cfg)  # the changed rule no longer holds: RESOLVED
+    async with api.pool.connection() as conn:
+        cur = await conn.execute("SELECT status, acked_at, acked_by FROM alert_state WHERE kind = 'rule'")
+        assert await cur.fetchall() == [("ok", None, None)]  # the ack ended with its firing
     status, error = await call(api, "POST", "/alerts/999999/ack")
     assert status == 404 and error == {"error": "no such alert"}
 
