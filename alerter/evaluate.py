@@ -41,7 +41,10 @@ async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: boo
         row = await cur.fetchone()
         if row is None or not row[0]:
             return Report(skipped=True)
-        return await _evaluate(conn, alerting, rules_due, row[1], watch)
+        report = await _evaluate(conn, alerting, rules_due, row[1], watch)
+    if watch is not None:
+        watch.commit()
+    return report
 
 
 async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, now: datetime,

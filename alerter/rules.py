@@ -35,40 +35,43 @@ async def load(conn: AsyncConnection, alerting: Alerting) -> list[Rule]:
     return out
 
 
+Identity = tuple[str, str, str | None, str | None, str]
+
+
 class Watch:
-    """What changed since the last round: rules new or changed, and services with newly committed logs."""
+    """What changed since the last committed round: rules new or changed, and services with newly
+    committed logs. `due` looks, `commit` moves on once the round's transaction has committed, so a
+    round that fails is looked at again."""
 
     def __init__(self) -> None:
         self.last_id: int | None = None
-        self.known: set[tuple[str, str, str | None, str | None, str]] = set()
+        self.known: set[Identity] = set()
+        self._next: tuple[int | None, set[Identity]] | None = None
 
-    def changed(self, rules: list[Rule]) -> list[Rule]:
-        """Rules not seen before as they are now (all of them on the first call)."""
-        now = {r.name: (r.name, r.rule, r.endpoint, r.service, r.severity) for r in rules}
-        out = [r for r in rules if now[r.name] not in self.known]
-        self.known = set(now.values())
-        return out
-
-    async def fresh(self, conn: AsyncConnection) -> set[str]:
-        """Services with logs newer than the last call (none on the first call: it only marks the start)."""
+    async def _fresh(self, conn: AsyncConnection) -> tuple[int, set[str]]:
+        """The newest log id and the services with logs past `last_id` (none before a first look)."""
         if self.last_id is None:
             cur = await conn.execute("SELECT coalesce(max(id), 0) FROM request_logs")
             row = await cur.fetchone()
-            self.last_id = int(row[0]) if row else 0
-            return set()
+            return (int(row[0]) if row else 0), set()
         cur = await conn.execute(
             "SELECT s.name, max(l.id) FROM request_logs l JOIN services s ON s.id = l.service_id"
             " WHERE l.id > %s GROUP BY s.name", (self.last_id,))
         seen = await cur.fetchall()
-        self.last_id = max([self.last_id, *(int(r[1]) for r in seen)])
-        return {str(r[0]) for r in seen}
+        return max([self.last_id, *(int(r[1]) for r in seen)]), {str(r[0]) for r in seen}
 
     async def due(self, conn: AsyncConnection, rules: list[Rule], every: bool) -> list[Rule]:
         """All rules on a rule_interval round; otherwise the new or changed ones and those over services
         with fresh logs."""
-        changed = self.changed(rules)
-        fresh = await self.fresh(conn) if any(r.service for r in rules) else set()
+        now = {r.name: (r.name, r.rule, r.endpoint, r.service, r.severity) for r in rules}
+        last_id, fresh = await self._fresh(conn) if any(r.service for r in rules) else (self.last_id, set())
+        self._next = (last_id, set(now.values()))
         if every:
             return rules
-        picked = {r.name for r in changed} | {r.name for r in rules if r.service is not None and r.service in fresh}
-        return [r for r in rules if r.name in picked]
+        return [r for r in rules if now[r.name] not in self.known or (r.service is not None and r.service in fresh)]
+
+    def commit(self) -> None:
+        """The round that called `due` has committed."""
+        if self._next is not None:
+            self.last_id, self.known = self._next
+            self._next = None
