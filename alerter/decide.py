@@ -10,8 +10,9 @@ from alerter import render, routes
 from alerter.outbox import Row
 from alerter.policy import Event, EventKind, Location, Policy, is_down, observe, should_send
 from alerter.records import Payload
-from alerter.sources import EndpointInfo, Incident, Result, breached
+from alerter.sources import EndpointInfo, Incident, Progress, Result, breached
 from alerter.store import Tracked
+from upwatch import durations
 from upwatch.config.alerting import Alerting, Rule
 from upwatch.maintenance import Window, silencing
 
@@ -29,6 +30,7 @@ class Cycle:
     endpoints: dict[int, EndpointInfo]
     windows: list[Window]
     tracked: dict[str, Tracked]
+    rule_names: set[str] = field(default_factory=set)  # every rule there is (config and API), due or not
     rows: list[Row] = field(default_factory=list)
     folds: list[tuple[str, str]] = field(default_factory=list)  # (parent, child)
     firings: list[tuple[str, Rule, float | None]] = field(default_factory=list)  # (fire|resolve|update, rule, value)
@@ -115,19 +117,36 @@ class Cycle:
             self.decide(t, "firing" if expiring else "resolved", r.time)
 
     def incident(self, inc: Incident) -> None:
-        """Each detector incident at or above min_severity is one firing (anomalies do not resolve)."""
+        """A detector incident at or above min_severity fires, unless its series' anomaly is still firing
+        (then it is the same anomaly going on) or it was already told and resolved."""
         if not routes.at_least(inc.severity, self.alerting.min_severity):
             return
         t = self.track(f"anomaly:{inc.series}", "anomaly", inc.endpoint_id)
-        if t.details.get("incident") == inc.id:
-            return
+        seen = t.details.get("incident") == inc.id
         t.details["incident"] = inc.id
+        if t.state.firing:
+            t.changed = t.changed or not seen
+            return
+        through = _time(t.details.get("resolved_through"))
+        if seen and (through is None or inc.ended_at <= through):  # re-read in the watermark overlap
+            return
         t.about = Payload(endpoint=inc.name, series=inc.series, severity=inc.severity, score=inc.peak_score,
                           incident=inc.id)
         t.reason, t.changed = inc.reason or f"anomaly score {inc.peak_score:.2f}", True
-        t.state = replace(t.state, firing=False)
         self.decide(t, "firing", inc.started_at)
-        t.state = replace(t.state, firing=False)
+
+    def anomaly_over(self, t: Tracked, progress: Progress) -> None:
+        """RESOLVED once the detector has judged `anomaly_resolve_after` of the series' rows normal since
+        its last anomalous point: a shorter lull inside the anomaly is no RESOLVED (hysteresis)."""
+        last = progress.last_anomaly_at or t.state.since
+        if not t.state.firing or progress.watermark is None or last is None:
+            return
+        quiet = progress.watermark - last
+        if quiet < self.alerting.anomaly_resolve_after:
+            return
+        t.details["resolved_through"] = last.isoformat()
+        t.reason = f"back within its baseline for {durations.format(quiet)}"
+        self.decide(t, "resolved", last)
 
     def rule(self, rule: Rule, value: float | None) -> None:
         """A threshold rule's value this round; transitions are kept in alert_rule_firings."""
@@ -147,12 +166,13 @@ class Cycle:
 
     def ticks(self) -> None:
         """Reminders, and messages held back by a cooldown, maintenance or a parent now over."""
-        rules = {f"rule:{r.name}" for r in self.alerting.rules}
+        rules = {f"rule:{name}" for name in self.rule_names}
         for t in list(self.tracked.values()):
             if not t.state.firing or t.ticked:
                 continue
             gone = (t.fingerprint not in rules if t.kind == "rule"
-                    else t.kind in ("down", "cert") and t.endpoint_id not in self.endpoints)
+                    else t.kind in ("down", "cert", "anomaly") and t.endpoint_id is not None
+                    and t.endpoint_id not in self.endpoints)
             if gone:  # removed from the config or disabled: stop reminding, without a RESOLVED nobody could trust
                 t.state, t.changed = replace(t.state, firing=False), True
                 continue
@@ -166,6 +186,10 @@ def explain(t: Tracked, payload: Payload) -> Payload:
     if payload.event == "resolved" and t.kind == "down":
         return replace(payload, reason=cause, cause=cause, last_error=t.reason if t.reason != cause else None)
     return replace(payload, reason=t.reason, cause=cause)
+
+
+def _time(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def dependency_order(endpoints: dict[int, EndpointInfo], ids: list[int]) -> list[int]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerter import outbox, sources, store
+from alerter import outbox, rules, sources, store
 from alerter.decide import Cycle, dependency_order
 from upwatch import maintenance
 from upwatch.config.alerting import Alerting, Rule
@@ -32,32 +32,40 @@ class Report:
     alerts: int = 0
 
 
-async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: bool = True) -> Report:
-    """Evaluate everything new once; database errors propagate to the caller, which retries."""
+async def run_once(pool: AsyncConnectionPool, alerting: Alerting, rules_due: bool = True,
+                   watch: rules.Watch | None = None) -> Report:
+    """Evaluate everything new once (every rule when `rules_due`, else those `watch` says changed or have
+    fresh logs); database errors propagate to the caller, which retries."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s), now()", (EVAL_LOCK,))
         row = await cur.fetchone()
         if row is None or not row[0]:
             return Report(skipped=True)
-        return await _evaluate(conn, alerting, rules_due, row[1])
+        report = await _evaluate(conn, alerting, rules_due, row[1], watch)
+    if watch is not None:
+        watch.commit()
+    return report
 
 
-async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, now: datetime) -> Report:
+async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, now: datetime,
+                    watch: rules.Watch | None) -> Report:
     endpoints = await sources.endpoints(conn)
     results = await sources.new_results(conn)
     incidents = await sources.incidents(conn)
     windows = [maintenance.from_config(m) for m in alerting.maintenance] + await maintenance.load(conn)
     wanted = [f"{k}:{endpoints[i].name}" for i in results for k in ("down", "cert")]
-    wanted += [f"anomaly:{i.series}" for i in incidents] + [f"rule:{r.name}" for r in alerting.rules]
+    every_rule = await rules.load(conn, alerting)
+    due = (every_rule if rules_due else []) if watch is None else await watch.due(conn, every_rule, rules_due)
+    wanted += [f"anomaly:{i.series}" for i in incidents] + [f"rule:{r.name}" for r in due]
     tracked = await store.load(conn, wanted)
-    cycle = Cycle(alerting, now, endpoints, windows, tracked)
+    cycle = Cycle(alerting, now, endpoints, windows, tracked, {r.name for r in every_rule})
     for endpoint_id in dependency_order(endpoints, list(results)):
         cycle.results(endpoints[endpoint_id], results[endpoint_id])
     for incident in incidents:
         cycle.incident(incident)
-    if rules_due:
-        for rule in alerting.rules:
-            cycle.rule(rule, await sources.rule_value(conn, rule))
+    await _anomalies_over(conn, cycle)
+    for rule in due:
+        cycle.rule(rule, await sources.rule_value(conn, rule))
     cycle.ticks()
     await store.save(conn, cycle.tracked.values())
     await outbox.enqueue(conn, cycle.rows)
@@ -70,6 +78,13 @@ async def _evaluate(conn: AsyncConnection, alerting: Alerting, rules_due: bool, 
         logger.info("alerts decided results=%d incidents=%d alerts=%d", report.results, report.incidents,
                     report.alerts)
     return report
+
+
+async def _anomalies_over(conn: AsyncConnection, cycle: Cycle) -> None:
+    firing = {t.fingerprint.removeprefix("anomaly:"): t for t in cycle.tracked.values()
+              if t.kind == "anomaly" and t.state.firing}
+    for series, progress in (await sources.progress(conn, list(firing))).items():
+        cycle.anomaly_over(firing[series], progress)
 
 
 async def _fold(conn: AsyncConnection, folds: list[tuple[str, str]]) -> None:

@@ -62,6 +62,7 @@ class State:
     announced: bool = False  # the current (or last) firing was sent to someone
     last_sent_at: datetime | None = None
     suppressed: int = 0  # messages held back by the cooldown since the last one sent
+    acked: bool = False  # someone acknowledged this firing (over the API): no reminders until it resolves
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Decision:
 def should_send(state: State, event: Event, now: datetime, policy: Policy) -> Decision:
     """The one place that decides whether an event is told; never raises."""
     if event.kind == "firing" and not state.firing:
-        return _fire(replace(state, firing=True, since=event.at, announced=False), event, now, policy)
+        return _fire(replace(state, firing=True, since=event.at, announced=False, acked=False), event, now, policy)
     if event.kind == "resolved":
         return _resolve(state, event, now, policy)
     return _tick(state, event, now, policy)
@@ -111,7 +112,7 @@ def _fire(state: State, event: Event, now: datetime, policy: Policy) -> Decision
 def _resolve(state: State, event: Event, now: datetime, policy: Policy) -> Decision:
     if not state.firing:
         return Decision("none", state)
-    ok = replace(state, firing=False)
+    ok = replace(state, firing=False, acked=False)
     if state.announced:
         # A DOWN someone was told about always gets its RESOLVED, maintenance or not:
         # otherwise they keep believing it is down.
@@ -131,6 +132,8 @@ def _tick(state: State, event: Event, now: datetime, policy: Policy) -> Decision
         if event.folded or _cooling(state, now, policy):
             return Decision("none", state)
         return _sent(state, now, "firing", announced=True)
+    if state.acked:
+        return Decision("none", state)
     if state.last_sent_at is not None and now - state.last_sent_at >= policy.repeat_interval:
         return _sent(state, now, "reminder")
     return Decision("none", state)

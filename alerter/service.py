@@ -12,7 +12,7 @@ import time
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from alerter import evaluate, outbox
+from alerter import evaluate, outbox, rules
 from upwatch.config.alerting import Alerting
 from upwatch.db import error_summary
 from upwatch.runtime import Runtime, pause
@@ -27,10 +27,11 @@ async def evaluate_loop(pool: AsyncConnectionPool, alerting: Alerting, stop: asy
     """Run evaluation rounds until stopped; rules only every `rule_interval`."""
     interval, rule_interval = alerting.evaluate_interval.total_seconds(), alerting.rule_interval.total_seconds()
     last_rules, delay = float("-inf"), interval
+    watch = rules.Watch()
     while not stop.is_set():
         rules_due = time.monotonic() - last_rules >= rule_interval
         try:
-            report = await evaluate.run_once(pool, alerting, rules_due)
+            report = await evaluate.run_once(pool, alerting, rules_due, watch)
         except (psycopg.Error, PoolTimeout) as e:
             delay = min(DB_RETRY_MAX_S, delay * 2)
             logger.warning("alerter evaluation failed, retrying in %.1f s error=%r", delay, error_summary(e))

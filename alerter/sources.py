@@ -137,6 +137,7 @@ class Incident:
     severity: str
     reason: str
     updated_at: datetime
+    ended_at: datetime  # its last anomalous point
 
 
 async def incidents(conn: AsyncConnection) -> list[Incident]:
@@ -145,11 +146,32 @@ async def incidents(conn: AsyncConnection) -> list[Incident]:
     row = await cur.fetchone()
     cur = await conn.execute(
         "SELECT i.id, i.series, i.endpoint_id, coalesce(e.name, s.name, i.series), i.started_at, i.peak_score,"
-        " i.severity, i.reason, i.updated_at FROM incidents i"
+        " i.severity, i.reason, i.updated_at, i.ended_at FROM incidents i"
         " LEFT JOIN endpoints e ON e.id = i.endpoint_id LEFT JOIN services s ON s.id = i.service_id"
         " WHERE i.updated_at > coalesce(%s, now() - %s) ORDER BY i.updated_at, i.id",
         (row[0] - INCIDENT_OVERLAP if row else None, LOOKBACK))
     return [Incident(*r) for r in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the detector has judged a series, and its newest anomalous point."""
+
+    watermark: datetime | None  # the newest row it scored
+    last_anomaly_at: datetime | None
+
+
+async def progress(conn: AsyncConnection, series: list[str]) -> dict[str, Progress]:
+    """Per series the detector knows: rows scored since its last anomalous point tell an anomaly is over.
+
+    detector/store.py writes incidents and the watermark in one transaction, so a watermark past
+    the last incident's end means every row in between was judged normal."""
+    if not series:
+        return {}
+    cur = await conn.execute(
+        "SELECT m.series, m.watermark, (SELECT max(i.ended_at) FROM incidents i WHERE i.series = m.series)"
+        " FROM detector_models m WHERE m.series = ANY(%s)", (series,))
+    return {r[0]: Progress(r[1], r[2]) for r in await cur.fetchall()}
 
 
 async def save_incident_watermark(conn: AsyncConnection, seen: list[Incident]) -> None:

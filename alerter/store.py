@@ -41,13 +41,13 @@ class Tracked:
 
 
 _SELECT = ("SELECT fingerprint, kind, endpoint_id, status, since, last_sent_at, suppressed_count, last_error,"
-           " details, last_result_at FROM alert_state")
+           " details, last_result_at, acked_at FROM alert_state")
 
 
 def _tracked(row: tuple[Any, ...]) -> Tracked:
     details = dict(row[8] or {})
     state = State(firing=row[3] == "firing", since=row[4], announced=bool(details.get("announced")),
-                  last_sent_at=row[5], suppressed=row[6])
+                  last_sent_at=row[5], suppressed=row[6], acked=row[3] == "firing" and row[10] is not None)
     about = details.pop("payload", None)
     recent = details.pop("recent", None)
     return Tracked(row[0], row[1], row[2], state,
@@ -87,5 +87,10 @@ async def save(conn: AsyncConnection, tracked: Iterable[Tracked]) -> int:
                 " consecutive_successes = excluded.consecutive_successes, last_result_at = excluded.last_result_at,"
                 " since = excluded.since, last_sent_at = excluded.last_sent_at,"
                 " suppressed_count = excluded.suppressed_count, last_error = excluded.last_error,"
-                " details = excluded.details, updated_at = now()", rows)
+                " details = excluded.details, updated_at = now(),"
+                # An ack (written by the API at any time, so never from `t.state`) holds while the same firing goes on.
+                " acked_at = CASE WHEN s.status = 'firing' AND excluded.status = 'firing'"
+                "                 AND s.since IS NOT DISTINCT FROM excluded.since THEN s.acked_at END,"
+                " acked_by = CASE WHEN s.status = 'firing' AND excluded.status = 'firing'"
+                "                 AND s.since IS NOT DISTINCT FROM excluded.since THEN s.acked_by END", rows)
     return len(rows)

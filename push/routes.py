@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay, reports
+from push import admin, analytics, checks, deletion, docs_ui, ingest, query, replay, reports, rules
 from push.openapi import document
 from push.operations import (
     ADMIN,
@@ -86,6 +86,7 @@ OPERATIONS: tuple[Operation, ...] = (
     operation("DELETE", "/keys/{prefix}", admin.revoke_key, "Revoke a key by its prefix",
               {200: "revoked", **_ADMIN, 404: "no active key with that prefix"},
               auth=ADMIN, body=NO_BODY, query=NO_QUERY),
+    *rules.OPERATIONS,
     *(
         operation(method, "/checks/{name}" + suffix, checks.handler(suffix.lstrip("/")), summary, _CHECK,
                   auth=checks.ENDPOINT, body=checks.POST_BODY if method == "POST" else checks.GET_BODY,

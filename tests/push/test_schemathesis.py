@@ -24,13 +24,14 @@ EXAMPLES = 3
 # Constraints JSON Schema cannot state, so schema-valid input may be refused with 422 (docs/push.md, OpenAPI):
 # a log's timestamp inside its service's retention, `from` before `to` and at most 5000 buckets, and the
 # cursor being one this API issued, a deletion naming a range or all=true, a report's range being dates or whole
-# UTC hours (and naming a service for the admin). Only these operations may answer 422 to schema-valid data.
+# UTC hours (and naming a service for the admin), a rule following the rule grammar and naming exactly one
+# endpoint or service that exists. Only these operations may answer 422 to schema-valid data.
 CONFIG = """
 [[operations]]
 include-operation-id = "{op}"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 """
-SEMANTIC_422 = ("post_logs", "get_analytics", "get_logs", "delete_logs", "get_reports")
+SEMANTIC_422 = ("post_logs", "get_analytics", "get_logs", "delete_logs", "get_reports", "post_rules", "put_rules_name")
 
 
 async def schemathesis(api: Api, tmp_path: Path, name: str, auth: str, scheme: str) -> tuple[int, str]:

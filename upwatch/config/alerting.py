@@ -244,6 +244,7 @@ class Alerting(Section):
     min_locations: int = Field(default=1, ge=1)
     min_severity: Severity = "high"
     cert_expiry_days: int = Field(default=14, ge=0)
+    anomaly_resolve_after: PositiveDuration = Field(default="10m", validate_default=True)  # quiet scored time
     cooldown: Interval = Field(default="10m", validate_default=True)
     repeat_interval: Interval = Field(default="4h", validate_default=True)
     send_resolved: bool = True
