@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerter import evaluate, outbox, rules
+from upwatch import leadership
 from upwatch.config.alerting import Alerting
 from upwatch.db import error_summary
 from upwatch.runtime import Runtime, pause
@@ -72,7 +73,14 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     logger.info("alerter started evaluate_interval_s=%g group_wait_s=%g", alerting.evaluate_interval.total_seconds(),
                 alerting.group_wait.total_seconds())
     wake = asyncio.Event()
-    tasks = [asyncio.create_task(evaluate_loop(runtime.pool, alerting, stop, wake), name="alerter-evaluate")]
+
+    async def evaluate(stepped_down: asyncio.Event) -> None:
+        await evaluate_loop(runtime.pool, alerting, stepped_down, wake)
+
+    # Evaluation runs in one copy of the alerter at a time (others stand by and take over, see
+    # upwatch.leadership); every copy delivers.
+    tasks = [asyncio.create_task(leadership.lead(runtime.database_url, "alerter", stop, evaluate),
+                                 name="alerter-evaluate")]
     # Senders are independent: SKIP LOCKED hands each a different message.
     tasks += [asyncio.create_task(deliver_loop(runtime.pool, alerting, stop, wake), name=f"alerter-deliver-{i}")
               for i in range(alerting.delivery.concurrency)]

@@ -35,9 +35,13 @@ async def test_alerter_survives_a_database_outage(smtp: SmtpServer, caplog: pyte
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(Runtime(Config(alerting=alerting(smtp.port)), Path("x"), url, pool),
                                                stop))
-        with caplog.at_level(logging.WARNING, logger="alerter.service"):
+        with caplog.at_level(logging.INFO):
+            # Evaluation starts once this copy holds the leadership (upwatch.leadership).
+            await wait_for(lambda: "this process is the active alerter" in caplog.text, timeout_s=20)
             server.stop()
-            await wait_for(lambda: "alerter evaluation failed" in caplog.text, timeout_s=10)
+            # Said either by the evaluation or by the leadership losing its session, whichever notices first.
+            await wait_for(lambda: "alerter evaluation failed" in caplog.text or
+                           "stepping down, the session cannot be confirmed name=alerter" in caplog.text, timeout_s=10)
             assert server.start() == url
             await wait_for(lambda: _insert_failures(pool, api), timeout_s=20, step_s=0.2)
             await wait_for(lambda: smtp.messages, timeout_s=20)
