@@ -8,11 +8,14 @@ is error_kind "permission" with what to change. Never raises for network errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
 import os
 import socket
+import struct
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
 MAX_PAYLOAD = 65507  # the most an IPv4 datagram carries after the IP and ICMP headers
+RAW_BUFFER = 4 * 1024 * 1024  # the shared raw socket's receive buffer: thousands of replies at once
 
 
 class Options(CheckOptions):
@@ -97,16 +101,18 @@ async def run(target: Target[Options], session: aiohttp.ClientSession | None = N
     dns_ms = None if address == host else _ms(start)
     opened = time.perf_counter()
     try:
-        sock, socket_kind = _open(address)
+        sock = _open(address)
     except icmplib.SocketPermissionError:
         return ProbeResult.failed(started_at, "permission", permission_message(), dns_ms=dns_ms, latency_ms=_ms(start))
     except icmplib.ICMPSocketError as e:
         return ProbeResult.failed(started_at, "connect", f"cannot open an ICMP socket: {e}", dns_ms=dns_ms,
                                   latency_ms=_ms(start))
     setup_ms = _ms(opened)
-    with sock:
+    try:
         pings = await _ping(sock, address, target.options, start + timeout_s - time.perf_counter())
-    return _result(target, started_at, pings, pings.details(socket_kind, setup_ms), dns_ms, _ms(start))
+    finally:
+        sock.close()
+    return _result(target, started_at, pings, pings.details(sock.kind, setup_ms), dns_ms, _ms(start))
 
 
 def _result(target: Target[Options], started_at: dt.datetime, pings: _Pings, details: dict[str, Any],
@@ -136,17 +142,127 @@ async def _resolve(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def _open(address: str) -> tuple[icmplib.AsyncSocket, str]:
-    """A datagram ICMP socket where this user may open one, else a raw one; raises
+def _open(address: str) -> _Datagram | _Raw:
+    """A datagram ICMP socket where this user may open one, else the shared raw one; raises
     SocketPermissionError when neither is allowed."""
-    kind = icmplib.ICMPv6Socket if ipaddress.ip_address(address).version == 6 else icmplib.ICMPv4Socket
+    version = ipaddress.ip_address(address).version
     try:
-        return icmplib.AsyncSocket(kind(privileged=False)), "datagram"
+        return _Datagram(_FAMILIES[version])
     except icmplib.SocketPermissionError:
-        return icmplib.AsyncSocket(kind(privileged=True)), "raw"
+        return _Raw.get(version)
 
 
-async def _ping(sock: icmplib.AsyncSocket, address: str, options: Options, budget_s: float) -> _Pings:
+class _Datagram:
+    """A datagram ICMP socket of one ping: the kernel hands it only its own replies."""
+
+    kind = "datagram"
+
+    def __init__(self, family: Any) -> None:
+        self.sock = icmplib.AsyncSocket(family(privileged=False))
+
+    def send(self, request: icmplib.ICMPRequest) -> None:
+        self.sock.send(request)
+
+    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> icmplib.ICMPReply:
+        return await self.sock.receive(request, wait_s)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Raw:
+    """The raw ICMP socket of one address family, shared by the pings running in one event loop.
+
+    A raw socket gets every ICMP message the host receives: one per ping would have each of them parse
+    all the others' replies and, past ~100 at once, drop replies when their buffers fill (false loss).
+    One reader hands each reply to the ping waiting for its (id, sequence). A ping holds the socket
+    from `get` to `close`; the reader closes it once nobody has held it for IDLE_S."""
+
+    kind = "raw"
+    IDLE_S = 0.5
+
+    def __init__(self, key: tuple[asyncio.AbstractEventLoop, int]) -> None:
+        self.key = key
+        self.sock = icmplib.AsyncSocket(_FAMILIES[key[1]](privileged=True))
+        _tune(self.sock.sock, key[1])
+        self.waiting: dict[tuple[int, int], asyncio.Future[icmplib.ICMPReply]] = {}
+        self.users = 0
+        self.reader = key[0].create_task(self._read())
+
+    @classmethod
+    def get(cls, version: int) -> _Raw:
+        """The socket for this loop and family, held until `close`."""
+        key = (asyncio.get_running_loop(), version)
+        found = _RAW.get(key)
+        if found is None:
+            found = _RAW[key] = cls(key)
+        found.users += 1
+        return found
+
+    def send(self, request: icmplib.ICMPRequest) -> None:
+        self.waiting[(request.id, request.sequence)] = self.key[0].create_future()
+        try:
+            self.sock.send(request)
+        except icmplib.ICMPLibError:
+            del self.waiting[(request.id, request.sequence)]
+            raise
+
+    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> icmplib.ICMPReply:
+        try:
+            return await asyncio.wait_for(self.waiting[(request.id, request.sequence)], wait_s)
+        except TimeoutError:
+            raise icmplib.TimeoutExceeded(wait_s) from None
+        finally:
+            self.waiting.pop((request.id, request.sequence), None)
+
+    def close(self) -> None:
+        self.users -= 1
+
+    async def _read(self) -> None:
+        try:
+            while self.users or self.waiting:
+                try:
+                    reply = await self.sock.receive(None, self.IDLE_S)
+                except icmplib.TimeoutExceeded:
+                    continue
+                answer = self.waiting.get((reply.id, reply.sequence))
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
+        except icmplib.ICMPSocketError as e:
+            for answer in self.waiting.values():
+                if not answer.done():
+                    answer.set_exception(e)
+        finally:  # no await between the last look at `users` and leaving the registry
+            del _RAW[self.key]
+            self.sock.close()
+
+
+def _tune(sock: socket.socket, version: int) -> None:
+    """Let only echo replies and errors about our packets into a raw socket (not, say, the echo
+    requests the host itself receives), and give bursts of replies room (forced with CAP_NET_ADMIN)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):  # ICMP_FILTER / ICMP6_FILTER: a set bit blocks that type
+            words = 1 if version == 4 else 8  # struct icmp_filter / icmp6_filter: 32 / 256 bits, host order
+            blocked = ~sum(1 << t for t in _PASS[version])
+            mask = struct.pack(f"={words}I", *((blocked >> 32 * i) & 0xFFFFFFFF for i in range(words)))
+            sock.setsockopt(_SOL_RAW if version == 4 else socket.IPPROTO_ICMPV6, _ICMP_FILTER, mask)
+    for option in (getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF), socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RAW_BUFFER)
+            return
+        except OSError:
+            continue
+
+
+# Linux's <linux/icmp.h>, <linux/icmpv6.h>: socket module has no names for them.
+_SOL_RAW, _ICMP_FILTER = 255, 1
+_FAMILIES: dict[int, Any] = {4: icmplib.ICMPv4Socket, 6: icmplib.ICMPv6Socket}
+# Echo reply, destination unreachable, time exceeded (ICMP; ICMPv6).
+_PASS = {4: (0, 3, 11), 6: (129, 1, 3)}
+_RAW: dict[tuple[asyncio.AbstractEventLoop, int], _Raw] = {}
+
+
+async def _ping(sock: _Datagram | _Raw, address: str, options: Options, budget_s: float) -> _Pings:
     """Send `count` echo requests `packet_interval` apart; each waits an equal share of what the
     timeout leaves after the intervals, so an unreachable host costs the timeout, not more."""
     interval_s = options.packet_interval.total_seconds()

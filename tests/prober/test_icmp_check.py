@@ -55,12 +55,18 @@ def netns_reason() -> str | None:
 
 def probe_in_netns(config: Path, *, sysctls: dict[str, str], raw: bool) -> subprocess.CompletedProcess[str]:
     """`upwatch probe lo` in a fresh network namespace with `sysctls` set there, without CAP_NET_RAW unless `raw`."""
+    return in_netns(["-m", "upwatch.cli", "--config", str(config), "probe", "lo"], sysctls=sysctls, raw=raw)
+
+
+def in_netns(python_args: list[str], *, sysctls: dict[str, str], raw: bool) -> subprocess.CompletedProcess[str]:
+    """Python with `python_args` in a fresh network namespace (lo up, `sysctls` set there), without
+    CAP_NET_RAW unless `raw`."""
     reason = netns_reason()
     if reason is not None:
         pytest.skip(reason)
     steps = ["ip link set lo up", *(f"sysctl -qw {k}={shlex.quote(v)}" for k, v in sysctls.items())]
     drop = [] if raw else ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"]
-    command = [*drop, sys.executable, "-m", "upwatch.cli", "--config", str(config), "probe", "lo"]
+    command = [*drop, sys.executable, *python_args]
     script = " && ".join([*steps, "exec " + shlex.join(command)])
     return subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
                           timeout=30, check=False)
@@ -152,6 +158,32 @@ def test_a_host_that_does_not_answer_times_out_within_the_timeout(tmp_path: Path
     assert "result      FAIL  timeout: no reply from 127.0.0.1 within 0.6s (2 of 2 packets sent)" in done.stdout
     assert "packets received 0" in done.stdout and "loss percent 100.0" in done.stdout
     assert "rtt avg ms" not in done.stdout  # no round trip, no made-up time
+
+
+CONCURRENT = """
+import asyncio
+from prober import checks
+from upwatch.config.endpoints import Endpoint
+
+async def main():
+    hosts = ["127.0.0.1", "::1"] if {ipv6} else ["127.0.0.1"]
+    endpoints = [Endpoint.model_validate({{"name": f"e{{i}}", "kind": "icmp", "host": hosts[i % len(hosts)],
+                                          "count": 2, "packet_interval": "50ms", "timeout": "8s"}})
+                 for i in range(200)]
+    results = await asyncio.gather(*(checks.run(e, None) for e in endpoints))
+    print(sorted({{r.details["socket"] for r in results}}), sum(r.details["packets_received"] for r in results))
+
+asyncio.run(main())
+"""
+
+
+def test_concurrent_pings_on_raw_sockets_lose_no_replies() -> None:
+    # A raw socket gets every ICMP message the host receives: with one per ping, 200 at once
+    # overflowed each other's buffers and reported loss that was not there.
+    done = in_netns(["-c", CONCURRENT.format(ipv6=has_ipv6_loopback())],
+                    sysctls={"net.ipv4.ping_group_range": "1 0"}, raw=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['raw']", "400"]
 
 
 @pytest.mark.parametrize(("lines", "message"), [
