@@ -31,6 +31,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "probe_ssl_earliest_cert_expiry": ("gauge", "Expiry of the server certificate, in Unix time"),
     "probe_dns_query_succeeded": ("gauge", "Whether the name resolved (1) or the lookup failed (0)"),
     "probe_failed_due_to_regex": ("gauge", "Whether a body or header pattern assertion failed"),
+    "probe_icmp_duration_seconds": ("gauge", "Duration of the ICMP request by phase"),
 }
 
 # probe_http_duration_seconds phases (blackbox_exporter's), from our ProbeResult columns.
@@ -73,7 +74,7 @@ class Exposition:
 def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = (), *,
               duration_s: float | None = None, timeout_s: float | None = None,
               assertions: Sequence[Assertion] = ()) -> None:
-    """The blackbox_exporter families for one result of a `kind` check (http, tcp, dns) whose
+    """The blackbox_exporter families for one result of a `kind` check (http, tcp, dns, icmp) whose
     endpoint has `assertions`."""
     out.add("probe_success", int(result.ok), labels)
     if duration_s is None and result.latency_ms is not None:
@@ -89,6 +90,8 @@ def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = 
         out.add("probe_failed_due_to_regex", int(_pattern_failed(assertions, result)), labels)
     elif kind == "dns":
         out.add("probe_dns_query_succeeded", int(result.error_kind not in _LOOKUP_FAILED), labels)
+    elif kind == "icmp":
+        _icmp(out, result, labels)
 
 
 def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:
@@ -102,6 +105,16 @@ def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:
     out.add("probe_http_ssl", int(final == "https"), labels)
     if result.cert_not_after is not None:
         out.add("probe_ssl_earliest_cert_expiry", int(result.cert_not_after.timestamp()), labels)
+
+
+def _icmp(out: Exposition, result: ProbeResult, labels: Labels) -> None:
+    # blackbox_exporter's phases; rtt is the average round trip, 0 when no reply came (as blackbox leaves it)
+    details = result.details or {}
+    received = details.get("packets_received", 0)
+    phases = (("resolve", result.dns_ms), ("setup", details.get("setup_ms")),
+              ("rtt", details.get("rtt_avg_ms") if received else None))
+    for phase, value in phases:
+        out.add("probe_icmp_duration_seconds", (value or 0.0) / 1000, [*labels, ("phase", phase)])
 
 
 def _pattern_failed(assertions: Sequence[Assertion], result: ProbeResult) -> bool:

@@ -128,7 +128,7 @@ def target_fields(kind: str, target: str) -> tuple[dict[str, Any], str]:
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise Refused(400, f"Target {target!r} must be host:port for a tcp module")
         return {"host": host, "port": int(port)}, host
-    return {"host": target}, target  # dns: the name to resolve
+    return {"host": target}, target  # dns: the name to resolve; icmp: the host to ping
 
 
 def timeout_s(module: Module, header: str | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -22,7 +23,7 @@ Check = Callable[[Target[Any], "aiohttp.ClientSession"], Awaitable[ProbeResult]]
 class CheckOptions(BaseModel):
     """The keys of an endpoint that belong to its kind: strict about unknown keys, immutable.
 
-    A kind overrides what it needs of the rest: `problem` (checks across keys), `target`,
+    A kind overrides what it needs of the rest: `problem` (checks across keys), `timeout_problem`, `target`,
     `summary`, `connects_to`, `revalidate`, `stored` and `merged_defaults`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +50,11 @@ class CheckOptions(BaseModel):
         if problem is not None:
             raise ValueError(problem)
         return options
+
+    def timeout_problem(self, timeout: dt.timedelta) -> str | None:
+        """Why the endpoint's `timeout` cannot fit what these options ask for (icmp: count packets
+        packet_interval apart), if it cannot; reported at the endpoint's `timeout` key."""
+        return None
 
     @property
     def target(self) -> str:

@@ -157,14 +157,12 @@ async def test_scrape_timeout_header_bounds_the_check(get: Get, base: str) -> No
 @pytest.mark.parametrize(("params", "headers", "message"), [
     ({"target": "http://127.0.0.1/", "module": "nope"}, {}, 'Unknown module "nope"'),
     ({"module": "http_2xx"}, {}, "Target parameter is missing"),
-    ({"target": "127.0.0.1", "module": "icmp"}, {},
-     "module 'icmp': upwatch has no icmp check (use tcp_connect or http_2xx)"),
     ({"target": "127.0.0.1", "module": "tcp_connect"}, {}, "Target '127.0.0.1' must be host:port for a tcp module"),
     ({"target": "http://127.0.0.1/", "hostname": "a.test"}, {},
      "the hostname parameter is not supported by upwatch's /probe"),
     ({"target": "http://127.0.0.1/"}, {"X-Prometheus-Scrape-Timeout-Seconds": "soon"},
      "X-Prometheus-Scrape-Timeout-Seconds: 'soon' is not a number of seconds"),
-], ids=["unknown-module", "missing-target", "icmp", "tcp-without-port", "hostname", "bad-scrape-timeout"])
+], ids=["unknown-module", "missing-target", "tcp-without-port", "hostname", "bad-scrape-timeout"])
 async def test_bad_requests_get_400_with_a_message(get: Get, params: dict[str, str], headers: dict[str, str],
                                                    message: str) -> None:
     status, _, resp = await get(params, headers)
@@ -259,3 +257,37 @@ async def test_tricky_spellings_do_not_pass_the_allow_list(pool: AsyncConnection
     async with listener(pool, database_url, tmp_path, "  probe_allowed: [127.0.0.1/32]\n") as get:
         status, _, _ = await get({"target": spelling.format(port=url.rsplit(":", 1)[1])})
     assert status in (400, 403) and hits == []
+
+
+async def test_icmp_module_pings_the_target_and_answers_blackbox_icmp_families(get: Get) -> None:
+    status, text, _ = await get({"target": "127.0.0.1", "module": "icmp"})
+    assert status == 200 and value(text, "probe_success") == 1
+    phases = {s.labels["phase"]: s.value for s in samples(text, "probe_icmp_duration_seconds")}
+    assert set(phases) == {"resolve", "setup", "rtt"} and phases["rtt"] > 0 and phases["resolve"] == 0  # an address
+    assert families(text)["probe_icmp_duration_seconds"].type == "gauge"
+    _, text, _ = await get({"target": "localhost", "module": "icmp"})
+    assert value(text, "probe_success") == 1 and value(text, "probe_dns_lookup_time_seconds") > 0
+    if PROMTOOL is not None:
+        checked = promtool_check(text)
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)
+
+
+ICMP = """  probe_allowed: [127.0.0.1, "*.invalid"]
+  modules:
+    icmp3: {kind: icmp, count: 3, packet_interval: 1s}
+"""
+
+
+async def test_icmp_module_failures_are_probe_success_0_or_a_400_naming_the_timeout(
+        pool: AsyncConnectionPool, database_url: str, tmp_path: Path) -> None:
+    async with listener(pool, database_url, tmp_path, ICMP) as get:
+        status, text, _ = await get({"target": "nothing-here.invalid", "module": "icmp"})
+        assert status == 200 and value(text, "probe_success") == 0
+        assert value(text, "probe_icmp_duration_seconds", phase="rtt") == 0
+        status, _, resp = await get({"target": "127.0.0.1", "module": "icmp3"},
+                                    {"X-Prometheus-Scrape-Timeout-Seconds": "2"})
+        assert status == 400 and (await resp.json())["error"] == (
+            "Target '127.0.0.1': timeout: 3 packets 1s apart take 2s to send, which does not fit in timeout 1500ms: "
+            "lower count or packet_interval, or raise timeout")
+        _, text, _ = await get({"target": "127.0.0.1", "module": "icmp3"})
+        assert value(text, "probe_success") == 1

@@ -79,6 +79,9 @@ class Endpoint(Section):
             endpoint = handler({**common, "options": options if options is not None else CheckOptions()})
         except ValidationError as e:
             raise ValidationError.from_exception_data(e.title, [*_details(e.errors()), *errors]) from None
+        too_short = endpoint.options.timeout_problem(endpoint.timeout)
+        if too_short is not None:
+            errors.append(_problem(("timeout",), too_short, data.get("timeout")))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return endpoint

@@ -36,9 +36,10 @@ _NOT_FOR_MODULES = {"interval", "period", "grace", "tags", "depends_on", "enable
 # Stand-ins for the target while a module's settings are checked at load time.
 _PLACEHOLDER: dict[str, dict[str, Any]] = {"http": {"url": "http://module.invalid/"},
                                            "tcp": {"host": "module.invalid", "port": 1},
-                                           "dns": {"host": "module.invalid"}}
+                                           "dns": {"host": "module.invalid"},
+                                           "icmp": {"host": "module.invalid"}}
 # blackbox_exporter prober names upwatch has no check for: such a module loads, and /probe answers 400.
-UNSUPPORTED_KINDS = ("icmp",)
+UNSUPPORTED_KINDS: tuple[str, ...] = ()
 
 
 class Module(Section):
