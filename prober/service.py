@@ -74,7 +74,7 @@ class ProberService:
         self.masks = masking(self.config.push.sensitive_headers, self.config.push.secret_names)
         self.rollups = Rollups(runtime.pool)
         self.writer.hooks["probe_results"].append(self.rollups.note)
-        self.session = new_session(p.max_concurrency)
+        self.session = new_session(p.max_concurrency, reuse_connections=p.reuse_connections)
         self.scheduler = Scheduler(self.session, self.writer, location=p.location, prober=p.instance,
                                    max_concurrency=p.max_concurrency, per_host_concurrency=p.per_host_concurrency,
                                    shard=Shard.parse(p.shard) if p.shard else None, masks=self.masks)
