@@ -42,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -255,20 +257,42 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
-def wait_healthy(listen: int, daemon: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    """Until the daemon's /healthz answers 200 (endpoints synced, scheduler running)."""
+def health(listen: int) -> int:
+    """The status of the daemon's /healthz (0 while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/healthz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def wait_up(listen: int, daemon: subprocess.Popen[bytes], timeout_s: float = 600) -> None:
+    """Until the daemon's listener answers: it starts after the endpoints are synced, just before the scheduler."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise SystemExit(f"upwatch prober exited with status {daemon.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{listen}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
+        if health(listen):
+            return
         time.sleep(0.5)
-    raise SystemExit("upwatch prober did not become healthy")
+    raise SystemExit("upwatch prober did not start listening")
+
+
+def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int, int]:
+    """(rows, skipped, failed, with a new connection) of the probes that started in [t0, t1), once the
+    writer has caught up: the count stops growing (a second apart, for at most a minute)."""
+    found, previous, same = (0, 0, 0, 0), -1, 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(60):
+            found = conn.execute(WINDOW, (t0, t1)).fetchone() or (0, 0, 0, 0)
+            same = same + 1 if found[0] == previous else 0
+            if same == 2:
+                break
+            previous = found[0]
+            time.sleep(1.0)
+    return found
 
 
 def start_daemon(path: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -281,36 +305,89 @@ def start_daemon(path: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def profile(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the daemon (100 Hz, without stopping it; idle samples are left out)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+                             "--nonblocking", "--format", "raw", "--output", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Functions by share of samples: their own (self) and with what they call (total)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    samples = 0
+    for row in path.read_text().splitlines():
+        stack, _, count_text = row.rpartition(" ")
+        count = int(count_text)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for f in stack.split(";")]
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"profile {path.name}: {samples} samples")
+    for title, table in (("self", own), ("total", inclusive)):
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {title:>5} {100 * count / max(1, samples):5.1f}%  {frame}")
+
+
 def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, workdir: Path,
-                   port: int) -> dict[str, float]:
-    """Run the daemon for a warm-up interval plus `cycles` measured ones; CPU per probe stored meanwhile."""
+                   port: int, spy: Path | None = None) -> dict[str, float]:
+    """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
+    rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
     path, listen = workdir / f"daemon-{n}-{mode}.yaml", free_port()
     write_config(path, n, port, listen, workdir / f"daemon-data-{n}-{mode}", reuse=mode == "reused")
+    log = workdir / f"daemon-{n}-{mode}.log"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE probe_results, probe_rollup_1m")
-    daemon = start_daemon(path, url, workdir / "daemon.log")
-    try:
-        wait_healthy(listen, daemon)
-        time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
-        load = os.getloadavg()[0]
-        t0, cpu0, pg0 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-        time.sleep(INTERVAL_S * cycles)
-        t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-        time.sleep(2.5)  # the writer flushes every second: the window's last rows land
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-    with psycopg.connect(url, autocommit=True) as conn:
-        stored, skipped, failed, connected = conn.execute(WINDOW, (t0, t1)).fetchone() or (0, 0, 0, 0)
+        daemon = start_daemon(path, url, log)
+        try:
+            wait_up(listen, daemon)
+            time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
+            load = os.getloadavg()[0]
+            spying = profile(daemon.pid, INTERVAL_S * cycles, spy) if spy else None
+            rows0 = count_rows(conn)
+            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
+            time.sleep(INTERVAL_S * cycles)
+            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
+            stored = count_rows(conn) - rows0
+            healthy = health(listen)
+            if spying is not None:
+                spying.wait(30)
+            started, skipped, failed, connected = stored_in(url, t0, t1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(120)
+    summarise_log(log)
     per = 1000 / max(1, stored)
-    return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "skipped": skipped, "failed": failed,
-            "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per, "postgres_ms": (pg1 - pg0) * per,
-            "load": load}
+    return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
+            "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
+            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy}
 
 
-DAEMON_HEADER = "{:>6} {:>11} {:>6} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>7} {:>6} {:>8} {:>7} {:>9} {:>6}".format(
-    "N", "connections", "s", "stored", "rows/s", "prober ms", "pg ms", "total", "blackbox", "ratio", "goal",
-    "skipped", "failed", "new conn%", "load1")
+def count_rows(conn: psycopg.Connection[Any]) -> int:
+    found = conn.execute("SELECT count(*) FROM probe_results").fetchone()
+    return int(found[0]) if found else 0
+
+
+def summarise_log(log: Path) -> None:
+    """The daemon's warnings and errors (it runs with --log-level WARNING), by event, most frequent first."""
+    events: dict[str, int] = {}
+    for text in log.read_text(errors="replace").splitlines():
+        parts = text.split(" ", 4)  # date time LEVEL logger message
+        if len(parts) == 5 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            event = f"{parts[2]} {parts[3]} {parts[4].split('=')[0].rsplit(' ', 1)[0][:80]}"
+            events[event] = events.get(event, 0) + 1
+    for event, count in sorted(events.items(), key=lambda kv: -kv[1])[:4]:
+        print(f"  daemon log {log.name}: {count} x {event}", flush=True)
+
+
+DAEMON_HEADER = ("{:>6} {:>11} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} {:>9} {:>6} "
+                 "{:>7}").format(
+    "N", "connections", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total", "blackbox",
+    "ratio", "goal", "skipped", "failed", "new conn%", "load1", "healthz")
 
 
 def daemon_line(n: int, mode: str, r: dict[str, float]) -> str:
@@ -318,10 +395,11 @@ def daemon_line(n: int, mode: str, r: dict[str, float]) -> str:
     total = r["prober_ms"] + r["postgres_ms"]
     peer = PEER_MS.get(n)
     ratio = f"{total / peer:.2f}" if peer else "-"
-    return (f"{n:>6} {mode:>11} {r['seconds']:>6.0f} {r['stored']:>8} {r['stored'] / r['seconds']:>8.1f} "
-            f"{r['prober_ms']:>10.3f} {r['postgres_ms']:>8.3f} {total:>8.3f} {peer or '-':>9} {ratio:>7} "
-            f"{GOAL[mode]:>6} {r['skipped']:>8} {r['failed']:>7} "
-            f"{100 * r['new_connections'] / max(1, r['stored']):>9.0f} {r['load']:>6.2f}")
+    share = f"{r['started']}/{r['expected']}"
+    return (f"{n:>6} {mode:>11} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
+            f"{share:>15} {r['prober_ms']:>10.3f} {r['postgres_ms']:>7.3f} {total:>7.3f} {peer or '-':>9} "
+            f"{ratio:>6} {GOAL[mode]:>5} {r['skipped']:>8} {r['failed']:>7} "
+            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['load']:>6.2f} {r['healthz']:>7}")
 
 
 def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
@@ -343,8 +421,11 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
-                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port)),
+                spy = Path(f"{args.py_spy}-{n}-{mode}.txt").absolute() if args.py_spy else None
+                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy)),
                       flush=True)
+                if spy is not None:
+                    print_profile(spy)
     finally:
         target.terminate()
         target.wait(10)
@@ -364,5 +445,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", nargs="+", choices=["fresh", "reused"], default=["fresh", "reused"],
                         help="with --daemon: a connection per probe, and/or prober.reuse_connections: true")
     parser.add_argument("--quick", action="store_true", help="with --daemon: one measured interval per run")
+    parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
+                        "into PREFIX-N-MODE.txt (raw) and print where the samples went")
     run(parser.parse_args())
     os._exit(0)
