@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import cProfile
 import datetime as dt
+import importlib.util
 import logging
 import os
 import pstats
@@ -220,7 +221,8 @@ INTERVAL_S = 15
 # blackbox_exporter 0.23 + Prometheus 2.42, nginx target, 15 s, on the 2-core machine class (issue #17).
 PEER_MS = {1000: 1.76, 5000: 1.53}
 GOAL = {"fresh": 0.5, "reused": 0.3}  # at most this share of the peer's CPU per stored probe
-WINDOW = """SELECT count(*), count(*) FILTER (WHERE error_kind = 'skipped'), count(*) FILTER (WHERE NOT ok),
+WINDOW = """SELECT count(*), count(*) FILTER (WHERE error_kind = 'skipped'),
+                  count(*) FILTER (WHERE NOT ok AND error_kind <> 'skipped'),
                   count(*) FILTER (WHERE connect_ms > 0)
            FROM probe_results WHERE time >= %s AND time < %s"""
 
@@ -334,7 +336,7 @@ def print_profile(path: Path, top: int = 25) -> None:
 
 
 def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, workdir: Path,
-                   port: int, spy: Path | None = None) -> dict[str, float]:
+                   port: int, spy: Path | None = None, logs: Path | None = None) -> dict[str, float]:
     """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
     rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
     path, listen = workdir / f"daemon-{n}-{mode}.yaml", free_port()
@@ -361,6 +363,9 @@ def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, wo
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(120)
     summarise_log(log)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, logs / log.name)
     per = 1000 / max(1, stored)
     return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
             "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
@@ -378,7 +383,9 @@ def summarise_log(log: Path) -> None:
     for text in log.read_text(errors="replace").splitlines():
         parts = text.split(" ", 4)  # date time LEVEL logger message
         if len(parts) == 5 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
-            event = f"{parts[2]} {parts[3]} {parts[4].split('=')[0].rsplit(' ', 1)[0][:80]}"
+            message = parts[4].split('"')[0]  # up to a quoted job name (APScheduler's messages)
+            message = message.split("=")[0].rsplit(" ", 1)[0] if "=" in message else message  # up to key=value
+            event = f"{parts[2]} {parts[3]} {message.strip()[:80]}"
             events[event] = events.get(event, 0) + 1
     for event, count in sorted(events.items(), key=lambda kv: -kv[1])[:4]:
         print(f"  daemon log {log.name}: {count} x {event}", flush=True)
@@ -417,13 +424,15 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         cycles = 1 if args.quick else args.cycles or 3
         print(f"upwatch prober daemon, PostgreSQL fsync={durability[0] if durability else '?'} "
               f"synchronous_commit={durability[1] if durability else '?'}, {cycles} measured {INTERVAL_S} s "
-              f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()}", flush=True)
+              f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()} "
+              f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}", flush=True)
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
                 spy = Path(f"{args.py_spy}-{n}-{mode}.txt").absolute() if args.py_spy else None
-                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy)),
-                      flush=True)
+                logs = Path(args.logs).absolute() if args.logs else None
+                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy,
+                                                          logs)), flush=True)
                 if spy is not None:
                     print_profile(spy)
     finally:
@@ -445,6 +454,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", nargs="+", choices=["fresh", "reused"], default=["fresh", "reused"],
                         help="with --daemon: a connection per probe, and/or prober.reuse_connections: true")
     parser.add_argument("--quick", action="store_true", help="with --daemon: one measured interval per run")
+    parser.add_argument("--logs", metavar="DIR", help="with --daemon: keep the daemon's log of each run in DIR")
     parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
                         "into PREFIX-N-MODE.txt (raw) and print where the samples went")
     run(parser.parse_args())

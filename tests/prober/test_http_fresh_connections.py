@@ -112,8 +112,8 @@ async def test_fresh_connections_are_closed_not_leaked(tls: certs.Certs, secure:
         after = open_fds()
     assert [r.ok for r in results] == [True] * count
     assert len(set(peers)) == count
-    # Client and server ends of one or two connections at a time, not one per probe.
-    assert max(seen) - before <= 4, seen
+    # Client and server ends of the last few connections still closing, not one (or two) per probe.
+    assert max(seen) - before <= 10, seen
     assert after <= before
 
 
