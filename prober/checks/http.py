@@ -146,11 +146,23 @@ def _connector_class() -> type[aiohttp.TCPConnector]:
     return Connector
 
 
-def new_session(limit: int = 512) -> aiohttp.ClientSession:
-    """The one session every HTTP check shares; idle connections outlive a 15 s interval so they are reused."""
+def new_session(limit: int = 512, *, reuse_connections: bool = False) -> aiohttp.ClientSession:
+    """The one session every HTTP check shares.
+
+    By default each request opens its own connection, closed once the response is read: every
+    probe looks the name up, connects and handshakes, as a new client does (blackbox_exporter
+    does the same), so its dns/connect/tls phases are real. Both are connector-wide in aiohttp
+    (force_close, use_dns_cache), hence a session per mode rather than a per-request switch that
+    a pooled socket could slip past. With `reuse_connections` idle connections outlive a 15 s
+    interval and are reused, and lookups are cached for 60 s: far less CPU per check for large
+    fleets, but most probes then report dns/connect/tls as 0."""
     import aiohttp
 
-    connector = _connector_class()(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
+    connector_class = _connector_class()
+    if reuse_connections:
+        connector = connector_class(limit=limit, limit_per_host=0, ttl_dns_cache=60, keepalive_timeout=75)
+    else:
+        connector = connector_class(limit=limit, limit_per_host=0, force_close=True, use_dns_cache=False)
     return aiohttp.ClientSession(connector=connector, trace_configs=[trace_config()],
                                  cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None),
                                  auto_decompress=True)

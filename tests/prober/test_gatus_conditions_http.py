@@ -40,7 +40,7 @@ async def site() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = http.new_session()
+    s = http.new_session(reuse_connections=True)  # [IP] and [CONNECTED] must hold on a reused connection too
     yield s
     await s.close()
 

@@ -129,6 +129,21 @@ async def test_tls_phases_and_certificate_expiry(session: aiohttp.ClientSession,
     assert first.cert_not_after is not None
     days_left = (first.cert_not_after - dt.datetime.now(dt.UTC)).days
     assert 88 <= days_left <= 90
+    # A fresh connection per probe (the default): the second probe handshakes again.
+    assert second.ok and second.tls_ms is not None and second.tls_ms > 0
+    assert second.cert_not_after == first.cert_not_after
+
+
+async def test_reused_connection_keeps_the_certificate_seen_at_its_handshake(tls: certs.Certs) -> None:
+    session = http.new_session(reuse_connections=True)
+    try:
+        async with targets.serve(targets.app(), targets.server_context(*map(str, tls.good))) as url:
+            probe = endpoint(f"{url}/ok", ca_file=str(tls.ca))
+            first = await http.run(probe, session)
+            second = await http.run(probe, session)
+    finally:
+        await session.close()
+    assert first.ok and first.tls_ms is not None and first.tls_ms > 0
     assert second.ok and second.tls_ms == 0 and second.cert_not_after == first.cert_not_after  # connection reused
 
 
