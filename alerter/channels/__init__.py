@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from alerter.channels import email, webhook
+from alerter.channels import apprise, email, webhook
 from alerter.records import Delivery, Notice
 
 
@@ -36,7 +36,7 @@ class ChannelType(Protocol):
     async def send(self, notice: Notice, options: Any, /) -> Delivery: ...
 
 
-CHANNELS: dict[str, ChannelType] = {"email": email, "webhook": webhook}
+CHANNELS: dict[str, ChannelType] = {"email": email, "webhook": webhook, "apprise": apprise}
 
 
 def takes_recipients(kind: str) -> bool:
