@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -240,3 +241,32 @@ def test_check_config_reports_a_bad_url_from_the_environment_without_its_secret(
         f"{path}:8: alerting.channels[0].urls[1]: not a valid Telegram URL (tgram://...):"
         " see https://appriseit.com/services/telegram/"]
     assert HOOK_SECRET not in err
+
+
+async def test_teams_workflows_get_an_adaptive_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apprise's workflows:// (Teams' Power Automate Workflows): the reason upwatch has no msteams type."""
+    tls = Path(__file__).parent / "tls"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "cert.pem"))  # requests verifies against our test CA
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", rec.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=context)
+    try:
+        opts = options(f"workflows://127.0.0.1:{server.port}/wf1234/{HOOK_SECRET}/")
+        sent = notice(opts)
+        delivery = await channel.send(sent, opts)
+    finally:
+        await server.close()
+    assert delivery.ok, delivery.error
+    [request] = rec.requests
+    assert request.path == "/workflows/wf1234/triggers/manual/paths/invoke"
+    card = request.json()["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert (card["content"]["type"], card["content"]["version"]) == ("AdaptiveCard", "1.4")
+    texts = [b.get("text", "") for b in card["content"]["body"]]
+    # Plain text, escaped by Apprise for the card's Markdown (Teams shows "api.example.test").
+    assert texts[1:] == [sent.subject, "DOWN api: timeout after 10 s\n\nTarget: https://api\\.example\\.test"]
+    assert HOOK_SECRET not in opts.recipients[0]
