@@ -61,15 +61,18 @@ def problem(url: str) -> str | None:
     scheme = _SCHEME.match(url)
     if scheme is None:
         return f"not an Apprise URL: expected SCHEME://..., such as ntfy://host/topic (see {_WIKI})"
+    if _plugin(url) is not None:  # also a service's own https:// webhook URL (Discord, Teams Workflows, ...)
+        return None
     name = scheme.group(1).lower()
     plugins = _library().NotificationManager()
+    if name in ("http", "https"):
+        return (f"not a webhook URL Apprise knows: write it as json://, form:// or the service's scheme"
+                f" (see {_WIKI})")
     if name not in plugins:
         return f"unknown Apprise service {name}:// (see {_WIKI} for the services and their URLs)"
-    if _plugin(url) is None:
-        service = plugins[name]
-        where = getattr(service, "setup_url", None) or _WIKI
-        return f"not a valid {service.service_name} URL ({name}://...): see {where}"
-    return None
+    service = plugins[name]
+    where = getattr(service, "setup_url", None) or _WIKI
+    return f"not a valid {service.service_name} URL ({name}://...): see {where}"
 
 
 def _url(value: str) -> str:

@@ -270,3 +270,13 @@ async def test_teams_workflows_get_an_adaptive_card(monkeypatch: pytest.MonkeyPa
     # Plain text, escaped by Apprise for the card's Markdown (Teams shows "api.example.test").
     assert texts[1:] == [sent.subject, "DOWN api: timeout after 10 s\n\nTarget: https://api\\.example\\.test"]
     assert HOOK_SECRET not in opts.recipients[0]
+
+
+def test_a_services_own_https_webhook_url_is_taken_as_is() -> None:
+    teams = (f"https://prod-161.westeurope.logic.azure.com:443/workflows/643e69f83c89/triggers/manual/paths/invoke"
+             f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={HOOK_SECRET}")
+    opts = options(teams)
+    assert opts.recipients == ("workflow://prod-161.westeurope.logic.azure.com:443/6...9/T...h/",)
+    assert channel.problem("https://hooks.example.test/x") == (
+        "not a webhook URL Apprise knows: write it as json://, form:// or the service's scheme"
+        " (see https://github.com/caronc/apprise/wiki)")
