@@ -191,7 +191,7 @@ async def send(notice: Notice, options: Options) -> Delivery:
     """Notify every URL still owed (`notice.owed`, labels), at once; an Outcome per URL. A send that
     fails is retried (Apprise does not tell a refused token from an outage); a URL that is no longer
     configured fails for good. Never raises for network errors."""
-    owed = notice.owed
+    owed = notice.owed or options.recipients  # a notice without recipients (a one-off) goes to every URL
     outcomes = dict(zip(owed, await asyncio.gather(*(_one(notice, r, options) for r in owed)), strict=True))
     failed = {r: o for r, o in outcomes.items() if o.state != "sent"}
     summary = "; ".join(f"{r}: {o.error}" for r, o in failed.items()) or None
