@@ -238,3 +238,16 @@ def test_the_token_comes_from_the_environment() -> None:
     am = cfg.alerting.channel("am")
     assert am is not None and isinstance(am.options, channel.Options)
     assert (am.options.bearer_token, am.options.endpoint) == (PASSWORD, "http://am:9093/api/v2/alerts")
+
+
+def test_firing_alerts_must_outlive_the_reminder_interval() -> None:
+    text = ("alerting:\n  repeat_interval: 6h\n  channels:\n"
+            "    - {name: am, type: alertmanager, url: 'http://am:9093'}\n"
+            "    - name: am2\n      type: alertmanager\n      url: http://am:9093\n      ends_after: 2h\n"
+            "    - {name: am3, type: alertmanager, url: 'http://am:9093', ends_after: 7h}\n")
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text, "x.yaml", {})
+    why = ("must be longer than alerting.repeat_interval (6h), or Alertmanager resolves alerts that still fire"
+           " between reminders")
+    assert str(caught.value).splitlines() == [f"x.yaml:4: alerting.channels[0].ends_after: {why}",
+                                              f"x.yaml:8: alerting.channels[1].ends_after: {why}"]
