@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import aiohttp
@@ -49,6 +51,7 @@ class Options(BaseModel):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     bearer_token: str | None = Field(default=None, repr=False)
+    ca_file: Path | None = None  # CA bundle to verify an https:// Alertmanager with (default: the system's)
     ends_after: PositiveDuration = Field(default=timedelta(hours=5), validate_default=True)
     timeout: PositiveDuration = Field(default=timedelta(seconds=10), validate_default=True)
 
@@ -136,24 +139,24 @@ def payload(notice: Notice, options: Options, now: datetime) -> list[dict[str, A
     return [postable(a, t, link, options, now) for a, t, link in zip(notice.alerts, titles, links, strict=True)]
 
 
-def _auth(options: Options) -> tuple[aiohttp.BasicAuth | None, dict[str, str]]:
+def _headers(options: Options) -> dict[str, str]:
     if options.bearer_token:
-        return None, {"Authorization": f"Bearer {options.bearer_token}"}
+        return {"Authorization": f"Bearer {options.bearer_token}"}
     if options.username:
-        return None, {"Authorization": aiohttp.encode_basic_auth(options.username, options.password or "")}
-    return None, {}
+        return {"Authorization": aiohttp.encode_basic_auth(options.username, options.password or "")}
+    return {}
 
 
 async def send(notice: Notice, options: Options) -> Delivery:
     """POST the notice's alerts; 2xx is success, 4xx (except 408/429) is permanent: Alertmanager refused
     the payload or the credentials. Never raises for network errors."""
     timeout = aiohttp.ClientTimeout(total=options.timeout.total_seconds())
-    auth, headers = _auth(options)
     where = f"alertmanager {options.name}"
     try:
+        verify = ssl.create_default_context(cafile=str(options.ca_file)) if options.ca_file else True
         async with (aiohttp.ClientSession(timeout=timeout) as session,
-                    session.post(options.endpoint, json=payload(notice, options, datetime.now(UTC)), auth=auth,
-                                 headers=headers) as resp):
+                    session.post(options.endpoint, json=payload(notice, options, datetime.now(UTC)),
+                                 headers=_headers(options), ssl=verify) as resp):
             if resp.status < 300:
                 return Delivery.sent()
             body = " ".join((await resp.text()).split())[:200]

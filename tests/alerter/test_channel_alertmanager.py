@@ -5,9 +5,11 @@ through the real outbox, auth, static labels, and which answers are permanent.""
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -251,3 +253,23 @@ def test_firing_alerts_must_outlive_the_reminder_interval() -> None:
            " between reminders")
     assert str(caught.value).splitlines() == [f"x.yaml:4: alerting.channels[0].ends_after: {why}",
                                               f"x.yaml:8: alerting.channels[1].ends_after: {why}"]
+
+
+async def test_an_https_alertmanager_is_verified_against_ca_file() -> None:
+    tls = Path(__file__).parent / "tls"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    fake = FakeAlertmanager()
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", fake.alerts)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=context)
+    try:
+        url = f"https://127.0.0.1:{server.port}"
+        trusted = await channel.send(notice(), options(url, ca_file=str(tls / "cert.pem")))
+        unknown_ca = await channel.send(notice(), options(url))
+    finally:
+        await server.close()
+    assert trusted.ok and len(fake.posts) == 1
+    assert not unknown_ca.ok and not unknown_ca.permanent
+    assert unknown_ca.error is not None and "certificate verify failed" in unknown_ca.error
