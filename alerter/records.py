@@ -145,6 +145,7 @@ class Notice:
     recipients: tuple[str, ...] = ()  # who the message is for (the To header)
     message_id: str = ""  # stable across retries, so receivers can drop a duplicate; "" for a one-off
     envelope: tuple[str, ...] | None = None  # who this attempt goes to: the recipients still owed (None: all)
+    links: tuple[str, ...] = ()  # one Grafana dashboard URL per alert, in the order of `alerts` ("": none)
 
     @property
     def owed(self) -> tuple[str, ...]:

@@ -129,5 +129,7 @@ def notice(alerts: Sequence[Alert], grafana_url: str) -> Notice:
         subject = subject[: SUBJECT_MAX - 1] + "…"
     text = "\n\n----\n\n".join(_text(a, grafana_url) for a in alerts) + "\n"
     body = "<hr>".join(_html(a, grafana_url) for a in alerts)
+    links = tuple(dashboard_url(grafana_url, a.payload.endpoint) if a.payload.endpoint and a.kind != "test" else ""
+                  for a in alerts)
     return Notice(subject, text, f"<html><body>{body}</body></html>", tuple(alerts), titles,
-                  alerts[0].recipients if alerts else ())
+                  alerts[0].recipients if alerts else (), links=links)

@@ -8,6 +8,8 @@ The contract of a channel module (see docs/alerter.md, "Adding a channel"):
   takes besides `name` and `type`. Two field names mean something: `name`, if declared, is given
   the channel's name (for messages); `recipients`, if declared, makes it a per-recipient channel:
   each recipient's outcome is kept and a retry goes only to those still owed (`notice.owed`).
+  A `recipients` property instead (apprise: a label per URL) keeps the per-recipient outcomes,
+  but a route's `recipients` (email addresses) do not replace it.
 - `async def send(notice: Notice, options: Options) -> Delivery`: deliver one notice. Never raises
   for transport errors: return `Delivery.failed(reason, permanent=...)`, permanent when a retry
   cannot help (the receiver said no for good). Errors it returns are stored and shown: keep
@@ -23,7 +25,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from alerter.channels import email, webhook
+from alerter.channels import alertmanager, apprise, email, webhook
 from alerter.records import Delivery, Notice
 
 
@@ -36,7 +38,8 @@ class ChannelType(Protocol):
     async def send(self, notice: Notice, options: Any, /) -> Delivery: ...
 
 
-CHANNELS: dict[str, ChannelType] = {"email": email, "webhook": webhook}
+CHANNELS: dict[str, ChannelType] = {"email": email, "webhook": webhook, "apprise": apprise,
+                                   "alertmanager": alertmanager}
 
 
 def takes_recipients(kind: str) -> bool:

@@ -91,7 +91,8 @@ def test_without_smtp_there_is_no_email_channel_unless_the_environment_sets_one(
 
 @pytest.mark.parametrize(("channel", "expected"), [
     ("{name: x, type: sms}",
-     ["x.yaml:3: alerting.channels[0].type: unknown channel type 'sms' (types: email, webhook)"]),
+     ["x.yaml:3: alerting.channels[0].type: unknown channel type 'sms'"
+      f" (types: {', '.join(sorted(CHANNELS))})"]),
     ("{name: x, type: webhook, url: 'https://h.test/', formt: slack}",
      ["x.yaml:3: alerting.channels[0].formt: 'formt' is not an option of channel type webhook"
       " (did you mean 'format'?)"]),

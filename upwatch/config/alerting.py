@@ -30,7 +30,7 @@ from pydantic_core import InitErrorDetails
 from alerter.channels.email import Address
 from upwatch import durations
 from upwatch.config.base import Section, with_problem
-from upwatch.config.channels import Channel, Smtp, Webhook, reference_errors
+from upwatch.config.channels import Channel, Smtp, Webhook, lifetime_errors, reference_errors
 from upwatch.durations import Duration, Interval, PositiveDuration
 
 SEVERITIES = ("medium", "high", "critical")
@@ -265,6 +265,8 @@ class Alerting(Section):
         except ValidationError as e:
             found = typing.cast(list[InitErrorDetails], e.errors())
             raise ValidationError.from_exception_data(cls.__name__, [*found, *errors]) from None
+        if isinstance(data, dict):
+            errors += lifetime_errors(data, alerting.repeat_interval, alerting.channels)
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return alerting

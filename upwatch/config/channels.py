@@ -6,12 +6,14 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, ModelWrapValidatorHandler, SerializeAsAny, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alerter.channels import CHANNELS, email, recipients, takes_recipients, webhook
+from upwatch import durations
 from upwatch.config.base import Section
 
 Smtp = email.Options  # `alerting.smtp`: the channel named "email"
@@ -140,4 +142,21 @@ def _route_errors(i: int, route: dict[str, Any], declared: dict[str, _Declared])
     if route.get("recipients") and "email" not in declared and not takers:
         errors.append(value_error(("routes", i, "recipients"), "recipients need a channel that has recipients:"
                              " name one in channels, or set alerting.smtp", route.get("recipients")))
+    return errors
+
+
+def lifetime_errors(data: dict[str, Any], repeat_interval: timedelta,
+                    channels: list[Channel]) -> list[InitErrorDetails]:
+    """Alertmanager channels whose firing alerts would end (`ends_after`) before the next reminder
+    (`repeat_interval`) posts them again: Alertmanager would resolve alerts that still fire."""
+    errors = []
+    for i, written in _dicts(data.get("channels")):
+        channel = next((c for c in channels if c.name == written.get("name")), None)
+        if channel is None or channel.type != "alertmanager":
+            continue
+        ends_after = getattr(channel.options, "ends_after", None)
+        if isinstance(ends_after, timedelta) and ends_after <= repeat_interval:
+            errors.append(value_error(("channels", i, "ends_after"), "must be longer than alerting.repeat_interval"
+                                      f" ({durations.format(repeat_interval)}), or Alertmanager resolves alerts"
+                                      " that still fire between reminders", written.get("ends_after")))
     return errors
