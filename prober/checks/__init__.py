@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prober.checks import dns, http, push, tcp
+from prober.checks import dns, http, push, tcp, tls
 from prober.checks.base import Check, CheckOptions, Kind
 from upwatch.records import ProbeResult, Target
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECKS", "Check", "CheckOptions", "Kind", "probed", "run"]
 
-CHECKS: dict[str, Kind] = {"http": http, "tcp": tcp, "dns": dns, "push": push}
+CHECKS: dict[str, Kind] = {"http": http, "tcp": tcp, "dns": dns, "push": push, "tls": tls}
 
 
 def probed(kind: str) -> bool:
