@@ -203,6 +203,13 @@ async def test_a_server_that_never_answers_the_handshake_times_out_in_it() -> No
 
 # ---- STARTTLS ----
 
+async def test_a_server_that_never_greets_times_out_in_the_starttls_dialogue() -> None:
+    async with server(drain) as port:
+        result = await checks.run(endpoint(port, starttls="smtp", timeout="0.3s"), None)
+    assert not result.ok and result.error_kind == "timeout"
+    assert result.error == "timeout after 0.3s in the smtp STARTTLS dialogue"
+
+
 class Inbox:
     """An aiosmtpd handler that accepts everything (no mail is sent by the check)."""
 
