@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+from psycopg_pool import AsyncConnectionPool
 
 from prober import checks
 from tests.prober import certs, targets
+from tests.prober.exposition_check import PROMTOOL, families, promtool_check, samples, value
+from tests.prober.test_probe_endpoint import listener
 from upwatch import cli, config
 from upwatch.config.endpoints import Endpoint
 
@@ -388,3 +391,50 @@ def test_check_config_accepts_a_client_certificate(chain: certs.Chain) -> None:
     assert mail.target == "127.0.0.1:465" and mail.options.summary == "127.0.0.1:465 starttls smtp"
     assert mail.options.revalidate
 
+
+
+# ---- /probe: blackbox_exporter's TLS families ----
+
+async def test_probe_endpoint_answers_blackbox_tls_families(chain: certs.Chain, pool: AsyncConnectionPool,
+                                                            database_url: str, tmp_path: Path) -> None:
+    modules = (f"  probe_allowed: [127.0.0.1]\n  modules:\n    tls_connect: {{kind: tls, ca_file: '{chain.root}'}}\n"
+               "    tls_insecure: {kind: tls, verify_tls: false}\n")
+    async with server(drain, server_context(chain.leaf)) as port, \
+            listener(pool, database_url, tmp_path, modules) as get:
+        status, text, _ = await get({"target": f"127.0.0.1:{port}", "module": "tls_connect"})
+        _, insecure, _ = await get({"target": f"127.0.0.1:{port}", "module": "tls_insecure"})
+        _, refused, _ = await get({"target": f"127.0.0.1:{targets.closed_port()}", "module": "tls_connect"})
+        bad_target, message, _ = await get({"target": "127.0.0.1", "module": "tls_connect"})
+    assert status == 200 and value(text, "probe_success") == 1
+    intermediate = not_after(chain.intermediate)
+    assert value(text, "probe_ssl_earliest_cert_expiry") == intermediate.timestamp()
+    assert value(text, "probe_ssl_last_chain_expiry_timestamp_seconds") == intermediate.timestamp()
+    assert value(text, "probe_tls_version_info", version="TLS 1.3") == 1
+    (info,) = samples(text, "probe_ssl_last_chain_info")
+    assert info.labels == {"fingerprint_sha256": fingerprint(chain.leaf[0]),
+                           "issuer": "CN=upwatch test intermediate", "subject": "CN=localhost",
+                           "subjectalternative": "localhost", "serialnumber": serial(chain.leaf[0])}
+    assert all(f.type == "gauge" and f.documentation for f in families(text).values())
+    # not verified: no verified chain, so no last-chain expiry (as blackbox_exporter with insecure_skip_verify)
+    assert value(insecure, "probe_ssl_earliest_cert_expiry") == intermediate.timestamp()
+    assert list(samples(insecure, "probe_ssl_last_chain_expiry_timestamp_seconds")) == []
+    assert value(refused, "probe_success") == 0 and list(samples(refused, "probe_tls_version_info")) == []
+    assert bad_target == 400 and "must be host:port for a tls module" in message
+    if PROMTOOL is not None:
+        checked = promtool_check(text)
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)
+
+
+def openssl_x509(pem: Path, *options: str) -> str:
+    """`openssl x509 -noout <options>` of the first certificate in pem: the value after '='."""
+    out = subprocess.run(["openssl", "x509", "-noout", *options, "-in", str(pem)], check=True,
+                         capture_output=True, text=True, timeout=30).stdout
+    return out.strip().split("=", 1)[1]
+
+
+def serial(pem: Path) -> str:
+    return openssl_x509(pem, "-serial").lower()
+
+
+def fingerprint(pem: Path) -> str:
+    return openssl_x509(pem, "-fingerprint", "-sha256").replace(":", "").lower()
