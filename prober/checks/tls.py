@@ -98,18 +98,18 @@ class Options(CheckOptions):
 class _Probe:
     """One run's marks, so any stage's failure reports what was measured before it."""
 
-    options: Options
     started_at: dt.datetime
     start: float
     stage: str = "resolving"
     dns_ms: float | None = None
     connect_ms: float | None = None
     tls_ms: float | None = None
+    end: float | None = None  # when the handshake finished: the wait for the server's verdict is not latency
     ssl_objects: list[ssl.SSLObject] = field(default_factory=list)
 
     def measured(self, chain: certs.Chain | None, **details: Any) -> Measured:
         out: Measured = {"dns_ms": self.dns_ms, "connect_ms": self.connect_ms, "tls_ms": self.tls_ms,
-                         "latency_ms": _ms(time.perf_counter() - self.start)}
+                         "latency_ms": _ms((self.end or time.perf_counter()) - self.start)}
         if chain is not None:
             out["cert_not_after"] = chain.earliest.not_after
             details.update(chain.details())
@@ -139,7 +139,7 @@ class _RecordingContext(ssl.SSLContext):
 
 async def run(target: Target[Options], session: aiohttp.ClientSession | None = None) -> ProbeResult:
     """Probe one TLS endpoint (the shared HTTP session is not used)."""
-    probe = _Probe(target.options, dt.datetime.now(dt.UTC), time.perf_counter())
+    probe = _Probe(dt.datetime.now(dt.UTC), time.perf_counter())
     timeout_s = target.timeout.total_seconds()
     token = _OBJECTS.set(probe.ssl_objects)
     try:
@@ -185,7 +185,8 @@ async def _secure(target: Target[Options], probe: _Probe, reader: asyncio.Stream
         probe.stage = "in the TLS handshake"
         marked = time.perf_counter()
         await writer.start_tls(context, server_hostname=opts.server_name or opts.host)
-        handshake_s = time.perf_counter() - marked
+        probe.end = time.perf_counter()
+        handshake_s = probe.end - marked
         probe.tls_ms = _ms(handshake_s)
         ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
         if ssl_object.version() == "TLSv1.3":
@@ -207,9 +208,11 @@ async def _secure(target: Target[Options], probe: _Probe, reader: asyncio.Stream
 
 
 async def _verdict(reader: asyncio.StreamReader, wait_s: float, deadline: float) -> bool:
-    """Whether the server kept the connection for wait_s or sent data in it; raises its alert if one came."""
+    """Whether the server kept the connection for wait_s or sent data in it; raises its alert if one came.
+    Ends a little before the check's deadline, so that waiting never turns a good handshake into a timeout."""
+    wait_s = max(0.0, min(wait_s, deadline - time.monotonic() - 0.02))
     try:
-        return await asyncio.wait_for(reader.read(1), timeout=max(0.0, min(wait_s, deadline - time.monotonic()))) != b""
+        return await asyncio.wait_for(reader.read(1), timeout=wait_s) != b""
     except TimeoutError:
         return True
 

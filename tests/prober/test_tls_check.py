@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import shutil
 import socketserver
 import ssl
 import subprocess
@@ -177,6 +179,24 @@ def test_a_server_that_requires_a_client_certificate_refuses_us_without_one(chai
     assert not result.ok and result.error_kind == "tls"
     assert result.error == "TLS handshake failed: tlsv13 alert certificate required"
     assert result.cert_not_after == not_after(chain.intermediate)
+
+
+def test_a_renewed_client_certificate_is_used_at_the_next_check(chain: certs.Chain, bad: certs.Certs,
+                                                                  tmp_path: Path) -> None:
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    shutil.copy(chain.client[0], cert)
+    shutil.copy(chain.client[1], key)
+    with threaded(server_context(chain.leaf, client_ca=chain.root)) as port:
+        ep = endpoint(port, ca_file=str(chain.root), client_cert=str(cert), client_key=str(key))  # validated once
+        first = asyncio.run(checks.run(ep, None))
+        shutil.copy(bad.good[0], cert)  # a certificate of another CA, which this server does not trust
+        shutil.copy(bad.good[1], key)
+        later = os.stat(cert).st_mtime_ns + 10**9
+        os.utime(cert, ns=(later, later))  # renewed within the file system's mtime resolution or not
+        second = asyncio.run(checks.run(ep, None))
+    assert first.ok, first.error
+    assert not second.ok and second.error_kind == "tls"
+    assert second.error == "TLS handshake failed: tlsv1 alert unknown ca"  # OpenSSL names it so for 1.3 too
 
 
 async def test_a_server_that_drops_us_right_after_the_handshake_is_closed(chain: certs.Chain) -> None:
