@@ -93,7 +93,7 @@ def read(ssl_object: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> Chain | N
     """The chain of a handshake (finished, or failed after the server's certificates arrived); None when
     the server presented none. `verified`: whether verification was on and the handshake succeeded."""
     inner = getattr(ssl_object, "_sslobj", None)
-    if inner is None:  # an SSL object that never started a handshake
+    if inner is None or not hasattr(inner, "get_unverified_chain"):  # no handshake yet; a Python without the call
         return None
     presented = _certs(inner.get_unverified_chain())
     if not presented:

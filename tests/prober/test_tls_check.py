@@ -22,6 +22,7 @@ from aiosmtpd.smtp import Envelope, Session
 from psycopg_pool import AsyncConnectionPool
 
 from prober import checks
+from prober.checks import certs as certs_module
 from tests.prober import certs, targets
 from tests.prober.exposition_check import PROMTOOL, families, promtool_check, samples, value
 from tests.prober.test_probe_endpoint import listener
@@ -458,3 +459,16 @@ def serial(pem: Path) -> str:
 
 def fingerprint(pem: Path) -> str:
     return openssl_x509(pem, "-fingerprint", "-sha256").replace(":", "").lower()
+
+
+def test_names_are_written_as_go_and_blackbox_exporter_write_them() -> None:
+    info = {"subject": ((("countryName", "DE"),), (("organizationName", "Example, Inc."),),
+                        (("commonName", "api.example.test"),)),
+            "issuer": ((("organizationName", "Test CA"),), (("commonName", "Test CA R1"),)),
+            "notAfter": "Jan  5 12:00:00 2027 GMT", "serialNumber": "0A1B",
+            "subjectAltName": (("DNS", "api.example.test"), ("IP Address", "10.0.0.1"), ("DNS", "www.example.test"))}
+    found = certs_module.cert(info, b"der")
+    assert found.subject == "CN=api.example.test,O=Example\\, Inc.,C=DE"  # most specific first, commas escaped
+    assert found.issuer == "CN=Test CA R1,O=Test CA" and found.common_name == "api.example.test"
+    assert found.serial == "0a1b" and found.dns_names == ("api.example.test", "www.example.test")
+    assert found.not_after == dt.datetime(2027, 1, 5, 12, tzinfo=dt.UTC)
