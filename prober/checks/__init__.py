@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prober.checks import dns, grpc, http, icmp, push, ssh, tcp, udp, websocket
+from prober.checks import dns, grpc, http, icmp, push, ssh, tcp, tls, udp, websocket
 from prober.checks.base import Check, CheckOptions, Kind
 from upwatch.records import ProbeResult, Target
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CHECKS", "Check", "CheckOptions", "Kind", "probed", "run"]
 
 CHECKS: dict[str, Kind] = {"http": http, "tcp": tcp, "dns": dns, "push": push, "icmp": icmp, "udp": udp, "ssh": ssh,
-                           "websocket": websocket, "grpc": grpc}
+                           "websocket": websocket, "grpc": grpc, "tls": tls}
 
 
 def probed(kind: str) -> bool:

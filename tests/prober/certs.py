@@ -63,3 +63,44 @@ def make(d: Path) -> Certs:
         return d / f"{name}.pem", d / f"{name}.key"
 
     return Certs(d / "ca.pem", pair("good"), pair("expired"), pair("wrong"), pair("self"))
+
+
+@dataclass
+class Chain:
+    """A root CA, an intermediate that expires before the leaf it signed, the leaf (for 127.0.0.1 and
+    localhost), and a client certificate signed by the root."""
+
+    root: Path
+    intermediate: Path
+    leaf: tuple[Path, Path]  # the leaf certificate then the intermediate, and the leaf's key
+    client: tuple[Path, Path]
+
+
+INTERMEDIATE_DAYS = 20
+LEAF_DAYS = 60
+
+
+def _sign(d: Path, name: str, issuer: str, days: int, *extensions: str) -> None:
+    """Sign name.csr with issuer.pem/issuer.key into name.pem."""
+    (d / f"{name}.ext").write_text("\n".join(extensions) + "\n")
+    _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key",
+         "-CAcreateserial", "-days", str(days), "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
+
+
+def make_chain(d: Path) -> Chain:
+    """Write a root -> intermediate -> leaf chain and a client certificate into directory d."""
+    _run("req", "-x509", *EC, "-keyout", "root.key", "-out", "root.pem", "-days", "365",
+         "-subj", "/CN=upwatch test root", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign", cwd=d)
+    _run("req", *EC, "-keyout", "intermediate.key", "-out", "intermediate.csr",
+         "-subj", "/CN=upwatch test intermediate", cwd=d)
+    _sign(d, "intermediate", "root", INTERMEDIATE_DAYS, "basicConstraints=critical,CA:TRUE,pathlen:0",
+          "keyUsage=critical,keyCertSign")
+    _run("req", *EC, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost", cwd=d)
+    _sign(d, "leaf", "intermediate", LEAF_DAYS, "subjectAltName=IP:127.0.0.1,DNS:localhost",
+          "extendedKeyUsage=serverAuth")
+    (d / "leaf-chain.pem").write_text((d / "leaf.pem").read_text() + (d / "intermediate.pem").read_text())
+    _run("req", *EC, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=upwatch test client", cwd=d)
+    _sign(d, "client", "root", 30, "extendedKeyUsage=clientAuth")
+    return Chain(d / "root.pem", d / "intermediate.pem", (d / "leaf-chain.pem", d / "leaf.key"),
+                 (d / "client.pem", d / "client.key"))

@@ -46,7 +46,7 @@ def test_configured_modules_add_to_and_replace_the_defaults(tmp_path: Path) -> N
     ("  modules:\n    m:\n      kind: icmp\n      count: 0\n",
      "upwatch.yaml:5: prober.modules.m.count: Input should be greater than or equal to 1 (got 0)"),
     ("  modules:\n    m:\n      kind: grpc\n",
-     "upwatch.yaml:4: prober.modules.m.kind: Input should be 'http', 'tcp', 'dns' or 'icmp' (got 'grpc')"),
+     "upwatch.yaml:4: prober.modules.m.kind: Input should be 'http', 'tcp', 'dns', 'icmp' or 'tls' (got 'grpc')"),
     ("  probe_allowed:\n    - 10.0.0.0/8\n    - not a host\n",
      "upwatch.yaml:4: prober.probe_allowed[1]: 'not a host' is not a network (10.0.0.0/8), an address, a host name,"
      " *.domain or *"),

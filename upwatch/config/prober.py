@@ -37,7 +37,8 @@ _NOT_FOR_MODULES = {"interval", "period", "grace", "tags", "depends_on", "enable
 _PLACEHOLDER: dict[str, dict[str, Any]] = {"http": {"url": "http://module.invalid/"},
                                            "tcp": {"host": "module.invalid", "port": 1},
                                            "dns": {"host": "module.invalid"},
-                                           "icmp": {"host": "module.invalid"}}
+                                           "icmp": {"host": "module.invalid"},
+                                           "tls": {"host": "module.invalid", "port": 1}}
 # blackbox_exporter prober names upwatch has no check for: such a module loads, and /probe answers 400.
 UNSUPPORTED_KINDS: tuple[str, ...] = ()
 
@@ -46,7 +47,7 @@ class Module(Section):
     """A /probe module: a check kind plus endpoint keys (method, headers, expected_status, timeout,
     assertions ...) applied to every target probed with it; written flat, like an endpoint."""
 
-    kind: Literal["http", "tcp", "dns", "icmp"]
+    kind: Literal["http", "tcp", "dns", "icmp", "tls"]
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="wrap")
