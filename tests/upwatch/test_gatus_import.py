@@ -66,12 +66,12 @@ def test_http_endpoint_settings_map_to_upwatch_settings() -> None:
 def test_names_become_valid_and_unique_and_defaults_follow_gatus() -> None:
     cfg = loaded("endpoints.yaml")
     assert [e.name for e in cfg.endpoints] == ["storefront", "staging-shop-storefront", "GraphQL-users-EU", "redis",
-                                               "resolver"]
+                                               "resolver", "ping", "shell"]
     graphql = cfg.endpoints[2]
     assert graphql.options.json_body == {"query": "{ users { id } }"} and graphql.options.body is None
     assert graphql.interval == timedelta(seconds=1) and graphql.enabled is False
     assert cfg.endpoints[1].interval == timedelta(minutes=1)  # Gatus's default interval, not upwatch's 15s
-    redis, resolver = cfg.endpoints[3:]
+    redis, resolver = cfg.endpoints[3:5]
     assert (redis.kind, redis.options.host, redis.options.port) == ("tcp", "10.0.0.5", 6379)
     assert (resolver.kind, resolver.options.host, resolver.options.record_type) == ("dns", "example.test", "AAAA")
     assert [a.text for a in resolver.assertions] == ["[BODY] == 2001:db8::1"]
@@ -231,3 +231,36 @@ def test_thresholds_every_alert_agrees_on_are_set_without_a_note() -> None:
     assert (alerting.failure_threshold, alerting.success_threshold, alerting.send_resolved,
             alerting.repeat_interval) == (5, 4, True, timedelta(hours=1))
     assert [(r.endpoints, r.recipients, r.webhooks) for r in alerting.routes] == [(["a", "b"], [], ["slack"])]
+
+
+def test_every_gatus_scheme_but_sctp_becomes_its_kind() -> None:
+    source = {"endpoints": [
+        {"name": "feed", "url": "wss://feed.example.test/ws", "body": "hello", "headers": {"Origin": "x"},
+         "client": {"insecure": True}, "conditions": ["[CONNECTED] == true", "[BODY] == pat(*ok*)"]},
+        {"name": "quiet-feed", "url": "ws://feed.example.test/ws"},
+        {"name": "rpc", "url": "grpcs://rpc.example.test:443", "conditions": ["[BODY].status == SERVING"]},
+        {"name": "game", "url": "udp://game.example.test:27015", "client": {"insecure": True}},
+        {"name": "mail", "url": "starttls://mail.example.test:587", "conditions": ["[CERTIFICATE_EXPIRATION] > 48h"]},
+        {"name": "ldaps", "url": "tls://ldap.example.test:636"},
+        {"name": "gw", "url": "icmp://10.0.0.1"},
+        {"name": "bastion", "url": "ssh://bastion.example.test:2222"},
+        {"name": "sctp", "url": "sctp://10.0.0.3:38412"},
+    ]}
+    conversion = gatus.convert(source)
+    cfg = config.parse(gatus.render(conversion, "gatus.yaml"), "upwatch.yaml", ENV)
+    kinds = {e.name: (e.kind, e.options.target) for e in cfg.endpoints}
+    assert kinds == {"feed": ("websocket", "wss://feed.example.test/ws"),
+                     "quiet-feed": ("websocket", "ws://feed.example.test/ws"),
+                     "rpc": ("grpc", "grpcs://rpc.example.test:443"), "game": ("udp", "game.example.test:27015"),
+                     "mail": ("tls", "mail.example.test:587"), "ldaps": ("tls", "ldap.example.test:636"),
+                     "gw": ("icmp", "10.0.0.1"), "bastion": ("ssh", "bastion.example.test:2222")}
+    feed, quiet, rpc = (cfg.endpoint(n) for n in ("feed", "quiet-feed", "rpc"))
+    assert feed is not None and quiet is not None and rpc is not None
+    assert (feed.options.send, feed.options.headers, feed.options.verify_tls) == ("hello", {"Origin": "x"}, False)
+    assert quiet.options.send == ""  # Gatus sends an empty message and waits for the reply
+    assert rpc.options.tls is True and [a.text for a in rpc.assertions] == ["[BODY].status == SERVING"]
+    mail = cfg.endpoint("mail")
+    assert mail is not None and mail.options.starttls == "smtp"
+    notes = list(map(str, conversion.skipped))
+    assert "endpoints[3].client: verify_tls: upwatch's udp check has no such setting; not converted" in notes
+    assert any(n.startswith("endpoints[8].url: upwatch has no sctp:// check") for n in notes)

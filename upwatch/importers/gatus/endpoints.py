@@ -14,16 +14,27 @@ from upwatch.importers.gatus.notes import Notes, dotted, go_duration, spelled
 
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-ORDER = ("name", "kind", "url", "host", "port", "record_type", "method", "headers", "body", "json", "auth",
-          "interval", "period", "timeout", "verify_tls", "follow_redirects", "expected_status", "assertions", "tags",
-          "enabled")
-_NO_CHECK = "upwatch has no {}:// check (its kinds are http, tcp, dns and push); endpoint not converted"
+ORDER = ("name", "kind", "url", "host", "port", "record_type", "nameserver", "starttls", "tls", "method", "headers",
+          "body", "json", "send", "auth", "interval", "period", "timeout", "verify_tls", "follow_redirects",
+          "expected_status", "assertions", "tags", "enabled")
+_KINDS = "http, tcp, dns, icmp, tls, udp, ssh, websocket, grpc and push"
+_NO_CHECK = "upwatch has no {}:// check (its kinds are " + _KINDS + "); endpoint not converted"
+# Gatus scheme -> (upwatch kind, its default port or None when the URL must name one, extra settings).
+_HOST_SCHEMES: dict[str, tuple[str, int | None, dict[str, Any]]] = {
+    "tcp": ("tcp", None, {}), "udp": ("udp", None, {}), "ssh": ("ssh", 22, {}), "icmp": ("icmp", 0, {}),
+    "tls": ("tls", None, {}), "starttls": ("tls", None, {"starttls": "smtp"}),
+    "grpc": ("grpc", None, {}), "grpcs": ("grpc", None, {"tls": True}),
+}
+# The client options each kind has (Gatus sets them on any endpoint).
+_CLIENT_KEYS = {"verify_tls": {"http", "tls", "websocket", "grpc"}, "follow_redirects": {"http"}}
 _NOT_APPLICABLE = {
     "ui": "dashboard display settings: not applicable (Grafana and status pages show results)",
     "store": "suites only: upwatch has no suites",
     "always-run": "suites only: upwatch has no suites",
-    "ssh": "upwatch has no ssh check",
 }
+# What Gatus's ssh check does after logging in, and upwatch's (which reads the server's banner) does not.
+_SSH_LOGIN = ("upwatch's ssh check reads the server's identification line without logging in; "
+              "no command is run")
 _RUNTIME_PLACEHOLDERS = re.compile(r"\[(LOCAL_ADDRESS|RANDOM_STRING_\d+|CONTEXT)\]")
 GATUS_INTERVAL = timedelta(seconds=60)  # Gatus's default; upwatch's is 15s
 
@@ -117,18 +128,34 @@ def _target(item: dict[str, Any], key: str, notes: Notes) -> dict[str, Any] | No
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         return {"url": url}
-    if scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.hostname and port:
-            return {"kind": "tcp", "host": parts.hostname, "port": port}
-        notes.skip(f"{key}.url", "a tcp:// URL needs a host and a port; endpoint not converted")
-        return None
+    if scheme in ("ws", "wss"):
+        # Gatus always sends a message (empty without `body`) and waits for the reply.
+        return {"kind": "websocket", "url": url, "send": ""}
+    if scheme in _HOST_SCHEMES:
+        return _host_target(scheme, parts.hostname, _port(parts), key, notes)
     notes.skip(f"{key}.url", _NO_CHECK.format(scheme) if scheme else
                "no scheme (http://, https://, tcp://, ...); endpoint not converted")
     return None
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return int(port) if port else None
+
+
+def _host_target(scheme: str, host: str | None, port: int | None, key: str, notes: Notes) -> dict[str, Any] | None:
+    kind, default_port, extra = _HOST_SCHEMES[scheme]
+    port = port or default_port
+    if not host or port is None:
+        notes.skip(f"{key}.url", f"a {scheme}:// URL needs a host and a port; endpoint not converted")
+        return None
+    out: dict[str, Any] = {"kind": kind, "host": host, **extra}
+    if kind != "icmp" and port != default_port:  # icmp has no port; ssh's default is 22
+        out["port"] = port
+    return out
 
 
 def _dns(dns: dict[str, Any], server: Any, key: str, notes: Notes) -> dict[str, Any] | None:
@@ -156,7 +183,35 @@ def _setting(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], k
         _tags(name, value, out, key, notes)
     elif name in _NOT_APPLICABLE:
         notes.skip(key, _NOT_APPLICABLE[name])
-    elif name in ("method", "headers", "body") and kind != "http":
+    elif name in ("method", "headers", "body", "ssh"):
+        _request(name, value, item, out, key, notes)
+    elif name == "interval":
+        _interval(value, out, key, notes)
+    elif name == "conditions":
+        out["assertions"] = assertions(value, key, notes, kind)
+    elif name == "client" and isinstance(value, dict):
+        _client(client_options(value, key, notes), kind, out, key, notes)
+    elif name == "enabled":
+        if value is False:
+            out["enabled"] = False
+    else:
+        notes.skip(key, "not a Gatus endpoint setting (or not in this shape); not converted")
+
+
+def _request(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], key: str, notes: Notes) -> None:
+    """What a check sends: an http request's method, headers and body, a websocket's message."""
+    kind = out.get("kind", "http")
+    if name == "ssh":
+        if kind == "ssh" and isinstance(value, dict) and any(value.get(k) for k in ("username", "password",
+                                                                                     "private-key")):
+            notes.change(key, _SSH_LOGIN)
+        elif kind != "ssh":
+            notes.skip(key, "only for ssh:// endpoints; not converted")
+    elif kind == "websocket" and name == "body":
+        out["send"] = str(value)
+    elif kind == "websocket" and name == "headers" and isinstance(value, dict):
+        out["headers"] = {str(k): str(v) for k, v in value.items()}
+    elif kind != "http":
         notes.skip(key, f"upwatch's {kind} check sends no request; not converted")
     elif name == "method":
         _method(value, out, key, notes)
@@ -164,17 +219,16 @@ def _setting(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], k
         out["headers"] = {str(k): str(v) for k, v in value.items()}
     elif name == "body":
         _body(str(value), item, out, key, notes)
-    elif name == "interval":
-        _interval(value, out, key, notes)
-    elif name == "conditions":
-        out["assertions"] = assertions(value, key, notes)
-    elif name == "client" and isinstance(value, dict):
-        out.update(client_options(value, key, notes))
-    elif name == "enabled":
-        if value is False:
-            out["enabled"] = False
     else:
         notes.skip(key, "not a Gatus endpoint setting (or not in this shape); not converted")
+
+
+def _client(options: dict[str, Any], kind: str, out: dict[str, Any], key: str, notes: Notes) -> None:
+    for name, value in options.items():
+        if kind in _CLIENT_KEYS.get(name, {kind}):
+            out[name] = value
+        else:
+            notes.skip(key, f"{name}: upwatch's {kind} check has no such setting; not converted")
 
 
 def _tags(name: str, value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
@@ -218,7 +272,7 @@ def _interval(value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
     out["interval"] = spelled(interval)
 
 
-def assertions(items: Any, key: str, notes: Notes) -> list[str]:
+def assertions(items: Any, key: str, notes: Notes, kind: str = "http") -> list[str]:
     """The conditions upwatch reads (the same strings); the others are noted with the reason."""
     out = []
     for j, text in enumerate(items if isinstance(items, list) else []):
@@ -226,6 +280,10 @@ def assertions(items: Any, key: str, notes: Notes) -> list[str]:
             conditions.parse_condition(str(text))
         except ValueError as e:
             notes.skip(dotted(key, j), str(e))
+            continue
+        if kind == "ssh" and ("[STATUS]" in str(text) or "[BODY]." in str(text)):
+            # Gatus: the exit status and output of a command run after logging in.
+            notes.skip(dotted(key, j), f"{_SSH_LOGIN}, so there is no exit status or command output")
             continue
         out.append(str(text))
     return out
