@@ -264,3 +264,27 @@ def test_every_gatus_scheme_but_sctp_becomes_its_kind() -> None:
     notes = list(map(str, conversion.skipped))
     assert "endpoints[3].client: verify_tls: upwatch's udp check has no such setting; not converted" in notes
     assert any(n.startswith("endpoints[8].url: upwatch has no sctp:// check") for n in notes)
+
+
+def test_providers_apprise_can_send_to_become_apprise_channels() -> None:
+    source = {
+        "alerting": {
+            "telegram": {"token": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "id": "-100123456",
+                         "default-alert": {"failure-threshold": 4}},
+            "ntfy": {"url": "https://ntfy.example.test", "topic": "ops", "token": "tk_abcdefghijklmnopqrstuvwxyz012"},
+            "pushover": {"application-token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi"},  # no user-key: not converted
+        },
+        "endpoints": [{"name": "api", "url": "https://api.example.test/", "conditions": ["[STATUS] == 200"],
+                       "alerts": [{"type": "telegram"}, {"type": "ntfy"}]}],
+    }
+    conversion = gatus.convert(source)
+    cfg = config.parse(gatus.render(conversion, "gatus.yaml"), "upwatch.yaml", ENV)
+    alerting = conversion.config["alerting"]
+    assert alerting["channels"] == [
+        {"name": "telegram", "type": "apprise", "urls": ["tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-100123456"]},
+        {"name": "ntfy", "type": "apprise", "urls": ["ntfys://tk_abcdefghijklmnopqrstuvwxyz012@ntfy.example.test/ops"]}]
+    assert alerting["routes"] == [{"endpoints": ["api"], "channels": ["ntfy", "telegram"]}]
+    assert {c.name for c in cfg.alerting.channels} >= {"telegram", "ntfy"}
+    assert cfg.alerting.failure_threshold == 4
+    skipped = list(map(str, conversion.skipped))
+    assert "alerting.pushover: needs application-token, user-key; alerts of type pushover are not converted" in skipped

@@ -106,6 +106,8 @@ def convert(data: dict[str, Any]) -> Conversion:
         alerting["smtp"] = sent.smtp
     if sent.webhooks:
         alerting["webhooks"] = sent.webhooks
+    if sent.channels:
+        alerting["channels"] = sent.channels
     alerting.update(alerts.convert(converted, sent, notes))
     if not alerting.get("routes"):
         alerting.pop("routes", None)

@@ -27,7 +27,7 @@ Spot = tuple[Any, str]  # a value and the Gatus key it came from
 
 def convert(endpoints: list[Converted], providers: Providers, notes: Notes) -> dict[str, Any]:
     """`routes` and the thresholds under `alerting`, for every endpoint's Gatus alerts."""
-    targets: dict[str, tuple[set[str], set[str]]] = {}
+    targets: dict[str, tuple[set[str], set[str], set[str]]] = {}
     spots: dict[str, list[Spot]] = {name: [] for name in THRESHOLDS}
     for endpoint in endpoints:
         for j, alert in enumerate(endpoint.alerts):
@@ -38,16 +38,18 @@ def convert(endpoints: list[Converted], providers: Providers, notes: Notes) -> d
         notes.change("*.alerts", f"none on {len(unrouted)} endpoints ({', '.join(unrouted[:5])}"
                      f"{', ...' if len(unrouted) > 5 else ''}): upwatch alerts for every endpoint, and with no"
                      " route of their own theirs go to alerting.smtp.recipients and every webhook")
-    routes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
-    for name, (recipients, webhooks) in targets.items():
-        routes.setdefault((tuple(sorted(recipients)), tuple(sorted(webhooks))), []).append(name)
+    routes: dict[tuple[tuple[str, ...], ...], list[str]] = {}
+    for name, sent_to in targets.items():
+        routes.setdefault(tuple(tuple(sorted(to)) for to in sent_to), []).append(name)
+    # Recipients and webhooks as before; channels of types other than email and webhook (apprise) by name.
     out["routes"] = [{"endpoints": names, **({"recipients": list(r)} if r else {}),
-                      **({"webhooks": list(w)} if w else {})} for (r, w), names in routes.items()]
+                      **({"webhooks": list(w)} if w else {}), **({"channels": list(c)} if c else {})}
+                     for (r, w, c), names in routes.items()]
     return out
 
 
 def _alert(alert: Any, key: str, endpoint: Converted, providers: Providers, notes: Notes,
-           targets: dict[str, tuple[set[str], set[str]]], spots: dict[str, list[Spot]]) -> None:
+           targets: dict[str, tuple[set[str], set[str], set[str]]], spots: dict[str, list[Spot]]) -> None:
     if not isinstance(alert, dict):
         notes.skip(key, "not a mapping; not converted")
         return
@@ -76,9 +78,10 @@ def _alert(alert: Any, key: str, endpoint: Converted, providers: Providers, note
     if "provider-override" in alert:
         notes.skip(f"{key}.provider-override", "upwatch has no per-alert channel settings")
     channel = provider.channel_for(endpoint.group)
-    recipients, webhooks = targets.setdefault(endpoint.name, (set(), set()))
+    recipients, webhooks, channels = targets.setdefault(endpoint.name, (set(), set(), set()))
     recipients.update(channel.recipients)
     webhooks.update(channel.webhooks)
+    channels.update(channel.channels)
 
 
 def _thresholds(spots: dict[str, list[Spot]], notes: Notes) -> dict[str, Any]:

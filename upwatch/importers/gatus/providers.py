@@ -22,6 +22,7 @@ class Channel:
 
     recipients: tuple[str, ...] = ()
     webhooks: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()  # alerting.channels by name (apprise)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Provider:
 class Providers:
     smtp: dict[str, Any] | None = None
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    channels: list[dict[str, Any]] = field(default_factory=list)
     by_type: dict[str, Provider] = field(default_factory=dict)
     not_converted: set[str] = field(default_factory=set)
 
@@ -54,11 +56,66 @@ def convert(alerting: Any, notes: Notes) -> Providers:
             _email(conf, key, notes, out)
         elif kind in SLACK_LIKE or kind == "custom":
             _webhook(kind, conf, key, notes, out)
+        elif kind in APPRISE:
+            _apprise(kind, conf, key, notes, out)
         else:
-            notes.skip(key, f"upwatch has no {kind} channel (it sends email and webhooks); alerts of type {kind}"
-                            " are not converted")
+            notes.skip(key, f"upwatch has no {kind} channel (it sends email, webhooks and Apprise URLs); alerts of"
+                            f" type {kind} are not converted")
             out.not_converted.add(kind)
     return out
+
+
+def _telegram(conf: dict[str, Any]) -> str | None:
+    token, chat = conf.get("token"), conf.get("id")
+    return f"tgram://{token}/{chat}" if token and chat else None
+
+
+def _ntfy(conf: dict[str, Any]) -> str | None:
+    topic = conf.get("topic")
+    if not topic:
+        return None
+    parts = urlsplit(str(conf.get("url") or "https://ntfy.sh"))
+    token = f"{conf['token']}@" if conf.get("token") else ""
+    return f"{'ntfys' if parts.scheme == 'https' else 'ntfy'}://{token}{parts.netloc}/{topic}"
+
+
+def _gotify(conf: dict[str, Any]) -> str | None:
+    server, token = conf.get("server-url"), conf.get("token")
+    if not server or not token:
+        return None
+    parts = urlsplit(str(server))
+    return f"{'gotifys' if parts.scheme == 'https' else 'gotify'}://{parts.netloc}{parts.path.rstrip('/')}/{token}"
+
+
+def _pushover(conf: dict[str, Any]) -> str | None:
+    user, app = conf.get("user-key"), conf.get("application-token")
+    return f"pover://{user}@{app}" if user and app else None
+
+
+def _workflow(conf: dict[str, Any]) -> str | None:
+    url = conf.get("webhook-url")
+    return str(url) if url else None  # Apprise takes a Teams Workflows (Power Automate) URL as it is
+
+
+# Gatus provider -> (the Apprise URL made of its settings, the settings that go into it). Their secrets
+# (tokens in the URL) are copied as written, like a webhook's: move them to the environment.
+APPRISE = {"telegram": (_telegram, {"token", "id"}), "ntfy": (_ntfy, {"topic", "url", "token"}),
+           "gotify": (_gotify, {"server-url", "token"}), "pushover": (_pushover, {"user-key", "application-token"}),
+           "teams-workflows": (_workflow, {"webhook-url"})}
+
+
+def _apprise(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Providers) -> None:
+    make, used = APPRISE[kind]
+    url = make(conf)
+    if url is None:
+        notes.skip(key, f"needs {', '.join(sorted(used))}; alerts of type {kind} are not converted")
+        out.not_converted.add(kind)
+        return
+    out.channels.append({"name": kind, "type": "apprise", "urls": [url]})
+    out.by_type[kind] = Provider(Channel(channels=(kind,)), _default_alert(conf))
+    notes.change(key, "sent through Apprise (channel type apprise), in Apprise's message format")
+    for name in [k for k in conf if k not in used | {"default-alert"}]:
+        notes.skip(f"{key}.{name}", f"not converted (upwatch has no {kind} setting for it)")
 
 
 def _addresses(value: Any, key: str, notes: Notes) -> tuple[str, ...]:
