@@ -3,6 +3,7 @@
     python bench/detector_quality.py                    # both suites, report seeds, about 10 minutes on 2 cores
     python bench/detector_quality.py --suite probe --series 6 --days 3 --workers 1
     python bench/detector_quality.py --suite shapes --tuning   # the seeds used to tune (never to report)
+    python bench/detector_quality.py --suite public --public-dir NAB/   # labelled public series (below)
 
 Suites:
 - probe: 15 s probe latency (detector.synthetic.generate), `--days` days per series.
@@ -10,6 +11,12 @@ Suites:
   (21 days, also with irregular spacing and gaps): daily and weekly seasonality, trend,
   AR noise; spikes, dips, level shifts that stay, transient shifts, a noise regime that
   stays, noise bursts.
+
+- public (only with --public-dir): labelled public series in the layout of the Numenta
+  Anomaly Benchmark (github.com/numenta/NAB, MIT licence; not shipped here): DIR/data/<group>/<name>.csv
+  (timestamp,value) and DIR/labels/combined_windows.json ({"<group>/<name>.csv": [[start, end], ...]}).
+  Each labelled window is one incident of kind <group>, replayed as a backtest CSV at its own
+  cadence (either direction counts); a sanity check on data we did not generate, never tuned on.
 
 Prints incident recall (overall, per kind and per cadence), false alarms per
 series-day outside incidents and detection delay, for `ours`
@@ -32,7 +39,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import evaluation, models, synthetic
+from detector import backtest, evaluation, features, models, synthetic
 from detector.backtest import replay
 from detector.incidents import gap_for
 from detector.models import reference
@@ -44,10 +51,30 @@ CADENCES = {"1m": (60.0, 7.0, False), "5m": (300.0, 21.0, False), "5m-irregular"
 TUNING_SEED, REPORT_SEED = 1000, 5000
 
 
+def public_series(root: Path) -> list[str]:
+    """The labelled CSVs (relative names) of a NAB-layout directory that have at least one window."""
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    return sorted(name for name, spans in windows.items() if spans and (root / "data" / name).exists())
+
+
+def load_public(root: Path, name: str) -> tuple[synthetic.LabelledSeries, float]:
+    """One public series with its windows as incidents of kind <group>, and its step in seconds."""
+    spans = json.loads((root / "labels" / "combined_windows.json").read_text())[name]
+    frame = backtest.read_csv(root / "data" / name)[["timestamp", "value"]]
+    kind = name.split("/")[0]
+    incidents = tuple(synthetic.Incident(kind, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"))
+                      for a, b in spans)
+    step = features.cadence(frame["timestamp"]).total_seconds()
+    return synthetic.LabelledSeries(name, frame, incidents), step
+
+
 def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Outcome:
     cadence, seed, days, method, overrides = args
     higher_is_worse = cadence == "15s"  # probe latency, as live; shapes are of unknown meaning, as a CSV
-    if cadence == "15s":
+    if cadence.startswith("public:"):
+        root, name = cadence.removeprefix("public:").split("|", 1)
+        labelled, step = load_public(Path(root), name)
+    elif cadence == "15s":
         labelled, step = synthetic.generate(seed, days=days), 15.0
     else:
         step, days, irregular = CADENCES[cadence]
@@ -61,7 +88,11 @@ def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Out
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("probe", "shapes", "all"), default="all")
+    parser.add_argument("--suite", choices=("probe", "shapes", "public", "all"), default="all")
+    parser.add_argument("--public-dir", type=Path, default=None,
+                        help="a NAB-layout directory (data/, labels/combined_windows.json) for --suite public")
+    parser.add_argument("--public-max-rows", type=int, default=None,
+                        help="only the public series of at most this many rows (a quicker check)")
     parser.add_argument("--series", type=int, default=None, help="series per cadence (probe 16, shapes 12)")
     parser.add_argument("--days", type=float, default=4.0, help="days per probe series")
     parser.add_argument("--tuning", action="store_true", help=f"use the tuning seeds ({TUNING_SEED}..), not the "
@@ -83,6 +114,9 @@ def main() -> None:
     figures: dict[str, dict[str, object]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for method in args.methods.split(","):
+            if args.suite == "public":
+                figures |= _public(pool, args.public_dir, method, overrides, args.public_max_rows)
+                continue
             for cadence, count in runs:
                 started = time.perf_counter()
                 jobs = [(cadence, seed + i, args.days, method, overrides) for i in range(count)]
@@ -102,6 +136,25 @@ def main() -> None:
         for kind, k in f["by_kind"].items():
             print(f"  {kind:<16} recall {k['recall']:.2f} ({k['incidents']:>3})"
                   f"  delay median {k['delay_median_s']:.0f} s")
+
+
+def _public(pool: ProcessPoolExecutor, root: Path | None, method: str, overrides: dict[str, str],
+            max_rows: int | None) -> dict[str, dict[str, object]]:
+    """Figures of every labelled public series, overall, per group (the kind) and per cadence."""
+    if root is None:
+        raise SystemExit("--suite public needs --public-dir")
+    names = [n for n in public_series(root)
+             if max_rows is None or sum(1 for _ in (root / "data" / n).open()) - 1 <= max_rows]
+    started = time.perf_counter()
+    steps = {name: load_public(root, name)[1] for name in names}
+    jobs = [(f"public:{root}|{name}", 0, 0.0, method, overrides) for name in names]
+    outcomes = dict(zip(names, pool.map(run_one, jobs), strict=True))
+    wall = time.perf_counter() - started
+    out = {f"{method} public": evaluation.summarize(list(outcomes.values())) | {"wall_s": wall}}
+    for step in sorted(set(steps.values())):
+        mine = [o for n, o in outcomes.items() if steps[n] == step]
+        out[f"{method} public {pd.Timedelta(seconds=step)}"] = evaluation.summarize(mine) | {"wall_s": wall}
+    return out
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A row is anomalous when every check of its last 45 s (one row at a minute or more) is more
 than EARLY_Z robust z-scores (median / IQR of the previous 60 points, at most 1 h) away from
-usual, once EARLY_ROWS rows have been seen. It needs no training, so it speaks from the
+usual, once EARLY_ROWS rows have been seen, and further out than any row judged before it (a
+series' own bursts raise its bar). It needs no training, so it speaks from the
 series' first hour; the bar is high because nothing is calibrated yet (docs/detector.md has
 what it found on bench/detector_quality.py against staying silent).
 """
@@ -32,7 +33,18 @@ def flags(prepared: pd.DataFrame, two_sided: bool) -> tuple[np.ndarray, np.ndarr
     z = features.compute(prepared, ("robust_z_run3",), step, two_sided)["robust_z_run3"].to_numpy()
     seen = np.cumsum(finite) > EARLY_ROWS
     z = np.where(seen & np.isfinite(z), z, np.nan)
-    return np.clip(THRESHOLD * z / EARLY_Z, 0.0, 1.0), np.nan_to_num(z) >= EARLY_Z
+    bar = np.maximum(EARLY_Z, _record_before(z))
+    return np.clip(THRESHOLD * z / bar, 0.0, 1.0), np.nan_to_num(z) >= bar
+
+
+def _record_before(z: np.ndarray) -> np.ndarray:
+    """Per row, the largest z of the rows judged before it (0 before any).
+
+    A series whose ordinary bursts are far out on a one-hour yardstick (network bytes, disk
+    writes) shows them in its first hours; once it has, the same size is its usual, not news.
+    """
+    record = np.fmax.accumulate(np.nan_to_num(z, nan=0.0))
+    return np.r_[0.0, record[:-1]] if len(z) else record
 
 
 def judge(history: pd.DataFrame, new_since: datetime, series: Series) -> list[Verdict]:
