@@ -26,7 +26,7 @@ from detector.incidents import gap_for
 from detector.models import NotEnoughData
 from detector.scoring import Verdict, judge
 from detector.series import Series
-from upwatch import durations
+from upwatch import durations, leadership
 from upwatch.config.detector import Detector
 from upwatch.db import ROWS_CHANNEL, error_summary
 from upwatch.runtime import Runtime, pause
@@ -235,12 +235,24 @@ async def listen(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run until `stop` is set: score when rows land (and every score_interval), train off the event loop."""
+    """Run until `stop` is set: score when rows land (and every score_interval), train off the event loop.
+    Only one copy of the detector works at a time; the others stand by (upwatch.leadership)."""
     settings = runtime.config.detector
     if not settings.enabled:
         logger.info("detector disabled")
         await stop.wait()
         return
+
+    async def active(stepped_down: asyncio.Event) -> None:
+        await _work(runtime, stepped_down)
+
+    await leadership.lead(runtime.database_url, "detector", stop, active)
+    logger.info("detector stopped")
+
+
+async def _work(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The detector's passes while this copy is the active one (state is read back from the database)."""
+    settings = runtime.config.detector
     wake = asyncio.Event()
     listener = asyncio.create_task(listen(runtime.database_url, wake, stop), name="detector-listen")
     with training_executor(settings) as executor:
@@ -262,4 +274,3 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         await asyncio.gather(*detector.tasks, return_exceptions=True)
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
-    logger.info("detector stopped")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -295,7 +296,12 @@ async def test_detector_keeps_running_through_a_database_outage(
         assert any("failed, retrying" in r.getMessage() for r in caplog.records)
         server.start()
         later = datetime.now(UTC)
-        await _add_checks(pool, endpoint, [later], [100.0])
+        for _ in range(20):  # the pool may still hand out a connection the restart ended: retry, bounded
+            try:
+                await _add_checks(pool, endpoint, [later], [100.0])
+                break
+            except psycopg.OperationalError:
+                await asyncio.sleep(0.5)
         await _until(pool, f"SELECT watermark >= '{later.isoformat()}' FROM detector_models"
                            f" WHERE series = '{SERIES}'", 20)
         stop.set()

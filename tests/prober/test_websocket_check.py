@@ -181,14 +181,18 @@ async def test_websocket_failures_are_typed(session: aiohttp.ClientSession, serv
     assert result.latency_ms is not None
 
 
-async def test_websocket_check_on_a_pooled_connection_reports_no_connect_phases(
-        session: aiohttp.ClientSession) -> None:
+async def test_websocket_check_on_a_pooled_connection_reports_no_connect_phases() -> None:
+    """With prober.reuse_connections (the default is a fresh connection per probe, where this cannot happen)."""
     app = ws_app()
     app.router.add_get("/ok", targets.ok)
-    async with targets.serve(app) as base:
-        page = await checks.run(Endpoint.model_validate({"name": "page", "url": f"{base}/ok"}), session)
-        pooled = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
-        fresh = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
+    session = http.new_session(reuse_connections=True)
+    try:
+        async with targets.serve(app) as base:
+            page = await checks.run(Endpoint.model_validate({"name": "page", "url": f"{base}/ok"}), session)
+            pooled = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
+            fresh = await checks.run(endpoint(base.replace("http", "ws") + "/ws", send="status"), session)
+    finally:
+        await session.close()
     assert page.ok and pooled.ok and fresh.ok, (page.error, pooled.error, fresh.error)
     assert (pooled.dns_ms, pooled.connect_ms, pooled.tls_ms) == (None, None, None)  # the page's keep-alive connection
     assert pooled.details is not None and pooled.details["handshake_status"] == 101
