@@ -5,6 +5,7 @@ with its earliest expiry. Never raises for network or TLS errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import os
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # the floor) for the server's first bytes or its alert before calling the handshake good.
 VERDICT_HANDSHAKES = 2.0
 VERDICT_FLOOR_S = 0.05
+CLOSE_WAIT_S = 0.5
 
 
 class Options(CheckOptions):
@@ -169,6 +171,10 @@ async def _handshake(target: Target[Options], probe: _Probe, deadline: float) ->
         return await _secure(target, probe, reader, writer, deadline)
     finally:
         writer.close()
+        # A TLS transport closes asynchronously (close_notify): wait a little, so that it is closed
+        # rather than left to the garbage collector; a peer that never answers is not waited for.
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
 
 
 async def _secure(target: Target[Options], probe: _Probe, reader: asyncio.StreamReader,
