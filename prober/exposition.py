@@ -30,6 +30,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "probe_http_ssl": ("gauge", "Whether the final request (after redirects) used TLS"),
     "probe_ssl_earliest_cert_expiry": ("gauge", "Expiry of the server certificate, in Unix time"),
     "probe_dns_query_succeeded": ("gauge", "Whether the name resolved (1) or the lookup failed (0)"),
+    "probe_dns_answer_rrs": ("gauge", "Returns number of entries in the answer resource record list"),
+    "probe_dns_authority_rrs": ("gauge", "Returns number of entries in the authority resource record list"),
+    "probe_dns_additional_rrs": ("gauge", "Returns number of entries in the additional resource record list"),
     "probe_failed_due_to_regex": ("gauge", "Whether a body or header pattern assertion failed"),
 }
 
@@ -88,7 +91,18 @@ def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = 
         _http(out, result, labels)
         out.add("probe_failed_due_to_regex", int(_pattern_failed(assertions, result)), labels)
     elif kind == "dns":
-        out.add("probe_dns_query_succeeded", int(result.error_kind not in _LOOKUP_FAILED), labels)
+        _dns(out, result, labels)
+
+
+def _dns(out: Exposition, result: ProbeResult, labels: Labels) -> None:
+    # As blackbox_exporter: a query succeeded when a response came back, whatever its rcode
+    # (an NXDOMAIN answer is 1 here and fails probe_success).
+    details = result.details or {}
+    out.add("probe_dns_query_succeeded", int("rcode" in details or result.error_kind not in _LOOKUP_FAILED), labels)
+    for family, key in (("probe_dns_answer_rrs", "answer_count"), ("probe_dns_authority_rrs", "authority_count"),
+                        ("probe_dns_additional_rrs", "additional_count")):
+        if key in details:
+            out.add(family, details[key], labels)
 
 
 def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:

@@ -206,8 +206,7 @@ def _judged(target: Target[Options], started_at: dt.datetime, start: float, answ
         "rcode": answer.rcode, "answers": answer.answers, "answer_count": answer.answer_count,
         "authority_count": answer.authority_count, "additional_count": answer.additional_count,
         "nameserver": where, "transport": "tcp" if answer.via_tcp else transport}
-    measured: dict[str, Any] = {"latency_ms": latency, "dns_ms": latency, "response_bytes": len(body),
-                                "details": details}
+    measured: dict[str, Any] = {"latency_ms": latency, "dns_ms": latency, "details": details}
     results = evaluate(target.assertions, Observed(now=started_at, latency_ms=latency, body=body, connected=True,
                                                    dns_rcode=answer.rcode))
     asked = f"{name} {opts.record_type}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import threading
 import typing
@@ -173,7 +174,7 @@ class _Running:
         self.closers.append(tls)
         s.tls_port = tls.sockets[0].getsockname()[1]
         app = web.Application()
-        app.router.add_post("/dns-query", lambda request: _doh(s, request))
+        app.router.add_post("/dns-query", functools.partial(_doh, s))
         self.runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.tls)

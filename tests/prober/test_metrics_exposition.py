@@ -92,7 +92,8 @@ async def test_every_family_has_help_and_type(exposition: tuple[str, aiohttp.Cli
         "probe_dns_lookup_time_seconds": "gauge", "probe_http_status_code": "gauge",
         "probe_http_duration_seconds": "gauge", "probe_http_uncompressed_body_length": "gauge",
         "probe_http_ssl": "gauge", "probe_ssl_earliest_cert_expiry": "gauge", "probe_dns_query_succeeded": "gauge",
-        "probe_failed_due_to_regex": "gauge"}
+        "probe_failed_due_to_regex": "gauge", "probe_dns_answer_rrs": "gauge", "probe_dns_authority_rrs": "gauge",
+        "probe_dns_additional_rrs": "gauge"}
     assert all(f.type != "unknown" and f.documentation for f in found.values()), \
         [n for n, f in found.items() if f.type == "unknown" or not f.documentation]
     assert found["upwatch_prober_checks"].type == "counter"
