@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import ipaddress
 import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -173,13 +174,17 @@ async def run(target: Target[Options], session: aiohttp.ClientSession | None = N
     where = SYSTEM
     try:
         async with asyncio.timeout(timeout_s):
-            server = await dnsquery.locate(_server(opts))
+            server = _server(opts)
+            where = server.shown
+            server = await dnsquery.locate(server)
             where = server.shown
             answer = await dnsquery.ask(server, name, opts.record_type, timeout_s, _context(opts))
     except (TimeoutError, dnsquery.Timeout):
         return _failed(started_at, start, "timeout", f"timeout after {timeout_s:g}s asking {where} for {name}")
+    except socket.gaierror as e:  # before OSError: it is one
+        return _failed(started_at, start, "dns", f"cannot resolve nameserver {where}: {e.strerror}")
     except ssl.SSLError as e:  # before OSError: it is one
-        return _failed(started_at, start, "tls", f"TLS with {where} failed: {e.reason or e}")
+        return _failed(started_at, start, "tls", f"TLS with {where} failed: {getattr(e, 'reason', None) or e}")
     except OSError as e:
         return _failed(started_at, start, "connect", f"cannot reach nameserver {where}: {e.strerror or e}")
     except ValueError as e:  # no nameserver in resolv.conf; a reply that is not DNS

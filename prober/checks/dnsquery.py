@@ -8,14 +8,17 @@ to validate a config). Raises the library's errors; prober.checks.dns turns them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import os
 import socket
 import ssl
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.message
 import dns.rcode
@@ -30,6 +33,7 @@ __all__ = ["HOSTS", "Answer", "DNSException", "Server", "Timeout", "ask", "from_
 HOSTS = Path("/etc/hosts")
 RESOLV_CONF = "/etc/resolv.conf"
 DOH_TYPE = "application/dns-message"  # RFC 8484
+CLOSE_WAIT_S = 0.5  # for a DoT server's close_notify; a silent one does not hold the probe
 
 
 @dataclass(frozen=True)
@@ -148,11 +152,29 @@ async def ask(server: Server, name: str, record_type: str, timeout_s: float, con
     elif server.transport == "tcp":
         response = await dns.asyncquery.tcp(request, server.address, timeout_s, server.port)
     elif server.transport == "tls":
-        response = await dns.asyncquery.tls(request, server.address, timeout_s, server.port,
-                                            ssl_context=context, server_hostname=server.tls_name)
+        response = await _tls(request, server, timeout_s, context or ssl.create_default_context())
     else:
         response = await _https(request, server, timeout_s, context)
     return _answer(response, dns.rdatatype.from_text(record_type), via_tcp)
+
+
+async def _tls(request: dns.message.Message, server: Server, timeout_s: float,
+               context: ssl.SSLContext) -> dns.message.Message:
+    """DoT on a socket of our own: dnspython closes its sockets without waiting for the TLS shutdown,
+    which leaves the transport open when the event loop ends soon after (`upwatch probe`)."""
+    family = socket.AF_INET6 if ":" in server.address else socket.AF_INET
+    backend: typing.Any = dns.asyncbackend.get_default_backend()  # make_socket is not annotated
+    sock = await backend.make_socket(family, socket.SOCK_STREAM, 0, None, (server.address, server.port), timeout_s,
+                                     context, server.tls_name)
+    try:
+        return await dns.asyncquery.tls(request, server.address, timeout_s, server.port, sock=sock)
+    finally:
+        await sock.close()
+        writer = getattr(sock, "writer", None)  # the asyncio backend's StreamWriter
+        if isinstance(writer, asyncio.StreamWriter):
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await writer.wait_closed()
 
 
 async def _https(request: dns.message.Message, server: Server, timeout_s: float,
@@ -162,13 +184,18 @@ async def _https(request: dns.message.Message, server: Server, timeout_s: float,
     import aiohttp
 
     headers = {"Content-Type": DOH_TYPE, "Accept": DOH_TYPE}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as client, \
-            client.post(server.url or "", data=request.to_wire(), headers=headers,
-                        ssl=context if context is not None else True) as resp:
-        if resp.status != 200 or resp.content_type != DOH_TYPE:
-            raise ValueError(f"DoH server answered HTTP {resp.status} {resp.content_type}")
-        wire = await resp.read()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as client, \
+                client.post(server.url or "", data=request.to_wire(), headers=headers,
+                            ssl=context if context is not None else True) as resp:
+            if resp.status != 200 or resp.content_type != DOH_TYPE:
+                raise ValueError(f"DoH server answered HTTP {resp.status} {resp.content_type}")
+            wire = await resp.read()
+    except aiohttp.ClientSSLError as e:  # the errors the other transports raise, so one place words them
+        raise ssl.SSLError(str(getattr(e, "certificate_error", e))) from e
+    except aiohttp.ClientError as e:
+        raise ConnectionError(f"{type(e).__name__}: {e}") from e
     return dns.message.from_wire(wire)
 
 

@@ -164,6 +164,10 @@ async def test_dns_over_https_posts_the_query(server: dnsserver.DnsServer, tls: 
     assert not not_dns.ok and not_dns.error_kind == "dns"
     assert not_dns.error == (f"https://127.0.0.1:{server.doh_port}/elsewhere: "
                              "DoH server answered HTTP 404 text/plain")
+    untrusted = await checks.run(endpoint(server, host="test", transport="https", nameserver=url), None)
+    assert not untrusted.ok and untrusted.error_kind == "tls"
+    assert untrusted.error is not None and untrusted.error.startswith(f"TLS with {url} failed: ")
+    assert "certificate verify failed" in untrusted.error
     assert [t for t, _ in server.seen] == ["https", "https"]
 
 
