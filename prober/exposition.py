@@ -39,8 +39,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
 # probe_http_duration_seconds phases (blackbox_exporter's), from our ProbeResult columns.
 HTTP_PHASES = (("resolve", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms"), ("processing", "ttfb_ms"),
                ("transfer", "transfer_ms"))
-# Results whose lookup did not finish: probe_dns_query_succeeded is 0.
-_LOOKUP_FAILED = frozenset({"dns", "timeout"})
 # Assertions that are blackbox_exporter's fail_if_(body|header)_(not_)matches_regexp in upwatch.
 _PATTERN_OPS = frozenset({"matches", "contains", "not_contains"})
 
@@ -98,7 +96,7 @@ def _dns(out: Exposition, result: ProbeResult, labels: Labels) -> None:
     # As blackbox_exporter: a query succeeded when a response came back, whatever its rcode
     # (an NXDOMAIN answer is 1 here and fails probe_success).
     details = result.details or {}
-    out.add("probe_dns_query_succeeded", int("rcode" in details or result.error_kind not in _LOOKUP_FAILED), labels)
+    out.add("probe_dns_query_succeeded", int("rcode" in details), labels)
     for family, key in (("probe_dns_answer_rrs", "answer_count"), ("probe_dns_authority_rrs", "authority_count"),
                         ("probe_dns_additional_rrs", "additional_count")):
         if key in details:

@@ -58,7 +58,8 @@ async def exposition(tls: certs.Certs, pool: AsyncConnectionPool, database_url: 
             {"name": "port", "kind": "tcp", "host": "127.0.0.1", "port": port},
             {"name": "closed", "kind": "tcp", "host": "127.0.0.1", "port": targets.closed_port()},
             {"name": "name", "kind": "dns", "host": "localhost"},
-            {"name": "nxdomain", "kind": "dns", "host": "nothing-here.invalid"},
+            {"name": "unreachable", "kind": "dns", "host": "nothing-here.invalid", "transport": "tcp",
+             "nameserver": f"127.0.0.1:{targets.closed_port()}"},  # no response: the query did not succeed
         ]
         for fields in endpoints:
             endpoint = Endpoint.model_validate({"timeout": "3s", **fields})
@@ -140,7 +141,7 @@ async def test_results_map_onto_blackbox_families(exposition: tuple[str, aiohttp
     assert value(text, "probe_success", endpoint="closed", kind="tcp") == 0
     assert value(text, "probe_dns_lookup_time_seconds", endpoint="port") >= 0
     assert value(text, "probe_dns_query_succeeded", endpoint="name", kind="dns") == 1
-    assert value(text, "probe_dns_query_succeeded", endpoint="nxdomain", kind="dns") == 0
+    assert value(text, "probe_dns_query_succeeded", endpoint="unreachable", kind="dns") == 0
     assert list(samples(text, "probe_http_status_code", endpoint="port")) == []  # http families: http only
     # blackbox's fail_if_body_(not_)matches_regexp are our body/header pattern assertions; a JSON value is not one
     assert value(text, "probe_success", endpoint="pattern") == 0
