@@ -30,6 +30,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "probe_http_ssl": ("gauge", "Whether the final request (after redirects) used TLS"),
     "probe_ssl_earliest_cert_expiry": ("gauge", "Expiry of the server certificate, in Unix time"),
     "probe_dns_query_succeeded": ("gauge", "Whether the name resolved (1) or the lookup failed (0)"),
+    "probe_dns_answer_rrs": ("gauge", "Returns number of entries in the answer resource record list"),
+    "probe_dns_authority_rrs": ("gauge", "Returns number of entries in the authority resource record list"),
+    "probe_dns_additional_rrs": ("gauge", "Returns number of entries in the additional resource record list"),
     "probe_failed_due_to_regex": ("gauge", "Whether a body or header pattern assertion failed"),
     "probe_icmp_duration_seconds": ("gauge", "Duration of the ICMP request by phase"),
 }
@@ -37,8 +40,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
 # probe_http_duration_seconds phases (blackbox_exporter's), from our ProbeResult columns.
 HTTP_PHASES = (("resolve", "dns_ms"), ("connect", "connect_ms"), ("tls", "tls_ms"), ("processing", "ttfb_ms"),
                ("transfer", "transfer_ms"))
-# Results whose lookup did not finish: probe_dns_query_succeeded is 0.
-_LOOKUP_FAILED = frozenset({"dns", "timeout"})
 # Assertions that are blackbox_exporter's fail_if_(body|header)_(not_)matches_regexp in upwatch.
 _PATTERN_OPS = frozenset({"matches", "contains", "not_contains"})
 
@@ -89,9 +90,20 @@ def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = 
         _http(out, result, labels)
         out.add("probe_failed_due_to_regex", int(_pattern_failed(assertions, result)), labels)
     elif kind == "dns":
-        out.add("probe_dns_query_succeeded", int(result.error_kind not in _LOOKUP_FAILED), labels)
+        _dns(out, result, labels)
     elif kind == "icmp":
         _icmp(out, result, labels)
+
+
+def _dns(out: Exposition, result: ProbeResult, labels: Labels) -> None:
+    # As blackbox_exporter: a query succeeded when a response came back, whatever its rcode
+    # (an NXDOMAIN answer is 1 here and fails probe_success).
+    details = result.details or {}
+    out.add("probe_dns_query_succeeded", int("rcode" in details), labels)
+    for family, key in (("probe_dns_answer_rrs", "answer_count"), ("probe_dns_authority_rrs", "authority_count"),
+                        ("probe_dns_additional_rrs", "additional_count")):
+        if key in details:
+            out.add(family, details[key], labels)
 
 
 def _http(out: Exposition, result: ProbeResult, labels: Labels) -> None:

@@ -28,6 +28,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from prober import checks
+from prober.checks import dns
 from prober.checks.http import new_session
 from prober.exposition import CONTENT_TYPE, FAMILIES, Exposition, add_probe
 from upwatch import durations
@@ -132,6 +133,15 @@ def target_fields(kind: str, target: str) -> tuple[dict[str, Any], str]:
     return {"host": target}, target  # dns: the name to resolve; icmp: the host to ping
 
 
+def nameserver_fields(module: Module, target: str) -> tuple[dict[str, Any], str]:
+    """A dns module with query_name: the target is the nameserver to ask (blackbox_exporter's dns prober)."""
+    try:
+        host = dns.parse_nameserver(target, module.settings.get("transport", "udp"))[0]
+    except ValueError as e:
+        raise Refused(400, f"Target {target!r}: {e}") from None
+    return {"nameserver": target}, host
+
+
 def timeout_s(module: Module, header: str | None) -> float | None:
     """The check's timeout: the scrape's (from Prometheus's header) less the offset, or the module's when
     that is shorter or the scrape sent none; None keeps the endpoint default."""
@@ -150,8 +160,9 @@ def timeout_s(module: Module, header: str | None) -> float | None:
 
 def endpoint_for(module: Module, target: str, timeout: float | None) -> tuple[Endpoint, str]:
     """The endpoint a probe of `target` with `module` runs, and the target's host."""
-    fields, host = target_fields(module.kind, target)
-    data: dict[str, Any] = {"name": "probe", "kind": module.kind, **module.settings, **fields}
+    fields, host = nameserver_fields(module, target) if module.target_is_nameserver \
+        else target_fields(module.kind, target)
+    data: dict[str, Any] = {"name": "probe", "kind": module.kind, **module.endpoint_settings, **fields}
     if timeout is not None:
         data["timeout"] = timeout
     try:

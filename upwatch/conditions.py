@@ -27,10 +27,13 @@ _OPERATOR_RUN = re.compile(r"[=!<>]+")
 _PLACEHOLDER = re.compile(r"^\[(?P<name>[A-Za-z_]+)\](?P<path>.*)$")
 _SEGMENT = re.compile(r"\.?([A-Za-z0-9_$@-]+)|\[(-?\d+)\]")
 _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "body",
-                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected", "IP": "ip"}
+                 "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected", "IP": "ip",
+                 "DNS_RCODE": "dns_rcode"}
 # Gatus placeholders we do not resolve: a clear error rather than Gatus's fallback to comparing the literal text.
-_UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "DNS_RCODE": "the dns check uses the system resolver",
-                "CONTEXT": "there are no suites"}
+_UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "CONTEXT": "there are no suites"}
+# The rcode names a DNS response can carry (dnspython's, which are Gatus's); the dns check's expected_rcode too.
+DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
+              "NOTAUTH", "NOTZONE", "BADVERS")
 _TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
 _STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
@@ -208,6 +211,8 @@ def _scalar(subject: Subject, op: str, text: str) -> Any:
         raise ValueError(f"{text!r} is not a status code")
     if subject.kind == "connected" and text not in ("true", "false"):
         raise ValueError(f"{text!r} must be true or false")
+    if subject.kind == "dns_rcode" and text not in DNS_RCODES:  # Gatus would compare and never match
+        raise ValueError(f"{text!r} is not an rcode name (use one of {', '.join(DNS_RCODES)})")
     return text
 
 

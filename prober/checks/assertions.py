@@ -41,6 +41,7 @@ class Observed:
     cert_not_after: dt.datetime | None = None
     connected: bool | None = None
     ip: str | None = None
+    dns_rcode: str | None = None  # NOERROR, NXDOMAIN, SERVFAIL ... (Gatus's [DNS_RCODE])
     _json: Any = field(default=MISSING, repr=False)
 
     def value(self, subject: Subject) -> Any:
@@ -62,6 +63,8 @@ class Observed:
             return MISSING if self.connected is None else self.connected
         if kind == "ip":
             return MISSING if self.ip is None else self.ip
+        if kind == "dns_rcode":
+            return MISSING if self.dns_rcode is None else self.dns_rcode
         if kind == "cert_expiration":  # milliseconds, as Gatus resolves it
             return MISSING if self.cert_not_after is None else (self.cert_not_after - self.now).total_seconds() * 1000
         if kind == "header":

@@ -180,10 +180,11 @@ REJECTED = [
     ("[BODY] == a == b", "== appears more than once; a condition compares two values"),
     ("1 == 2", "neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes"),
     ("[STAUTS] == 200", ("unknown placeholder '[STAUTS]' (use [STATUS], [RESPONSE_TIME], [BODY], "
-                         "[CERTIFICATE_EXPIRATION], [CONNECTED], [IP])")),
+                         "[CERTIFICATE_EXPIRATION], [CONNECTED], [IP], [DNS_RCODE])")),
     # README.md:490, 503: Gatus placeholders upwatch cannot resolve are named, not compared as text
     ("[DOMAIN_EXPIRATION] > 720h", "[DOMAIN_EXPIRATION] is not supported by upwatch (needs a WHOIS lookup)"),
-    ("[DNS_RCODE] == NOERROR", "[DNS_RCODE] is not supported by upwatch (the dns check uses the system resolver)"),
+    ("[DNS_RCODE] == NOERORR", "'NOERORR' is not an rcode name (use one of NOERROR, FORMERR, SERVFAIL, NXDOMAIN, "
+                               "NOTIMP, REFUSED, YXDOMAIN, YXRRSET, NXRRSET, NOTAUTH, NOTZONE, BADVERS)"),  # ours
     ("[BODY] == pat([abc)", "unclosed [ in pattern '[abc'"),  # Gatus: never matches, silently
     ("len(oops) == 1", "len() takes a placeholder such as [BODY].items, not 'oops'"),
     ("has([BODY].x) > 1", "has(...) is compared with == true or == false"),

@@ -58,7 +58,8 @@ async def exposition(tls: certs.Certs, pool: AsyncConnectionPool, database_url: 
             {"name": "port", "kind": "tcp", "host": "127.0.0.1", "port": port},
             {"name": "closed", "kind": "tcp", "host": "127.0.0.1", "port": targets.closed_port()},
             {"name": "name", "kind": "dns", "host": "localhost"},
-            {"name": "nxdomain", "kind": "dns", "host": "nothing-here.invalid"},
+            {"name": "unreachable", "kind": "dns", "host": "nothing-here.invalid", "transport": "tcp",
+             "nameserver": f"127.0.0.1:{targets.closed_port()}"},  # no response: the query did not succeed
         ]
         for fields in endpoints:
             endpoint = Endpoint.model_validate({"timeout": "3s", **fields})
@@ -92,7 +93,8 @@ async def test_every_family_has_help_and_type(exposition: tuple[str, aiohttp.Cli
         "probe_dns_lookup_time_seconds": "gauge", "probe_http_status_code": "gauge",
         "probe_http_duration_seconds": "gauge", "probe_http_uncompressed_body_length": "gauge",
         "probe_http_ssl": "gauge", "probe_ssl_earliest_cert_expiry": "gauge", "probe_dns_query_succeeded": "gauge",
-        "probe_failed_due_to_regex": "gauge"}
+        "probe_failed_due_to_regex": "gauge", "probe_dns_answer_rrs": "gauge", "probe_dns_authority_rrs": "gauge",
+        "probe_dns_additional_rrs": "gauge"}
     assert all(f.type != "unknown" and f.documentation for f in found.values()), \
         [n for n, f in found.items() if f.type == "unknown" or not f.documentation]
     assert found["upwatch_prober_checks"].type == "counter"
@@ -139,7 +141,7 @@ async def test_results_map_onto_blackbox_families(exposition: tuple[str, aiohttp
     assert value(text, "probe_success", endpoint="closed", kind="tcp") == 0
     assert value(text, "probe_dns_lookup_time_seconds", endpoint="port") >= 0
     assert value(text, "probe_dns_query_succeeded", endpoint="name", kind="dns") == 1
-    assert value(text, "probe_dns_query_succeeded", endpoint="nxdomain", kind="dns") == 0
+    assert value(text, "probe_dns_query_succeeded", endpoint="unreachable", kind="dns") == 0
     assert list(samples(text, "probe_http_status_code", endpoint="port")) == []  # http families: http only
     # blackbox's fail_if_body_(not_)matches_regexp are our body/header pattern assertions; a JSON value is not one
     assert value(text, "probe_success", endpoint="pattern") == 0

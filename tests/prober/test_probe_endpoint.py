@@ -20,7 +20,7 @@ from prober.checks.http import new_session
 from prober.metrics import Metrics
 from prober.scheduler import Scheduler
 from prober.writer import BatchWriter
-from tests.prober import targets
+from tests.prober import dnsserver, targets
 from tests.prober.exposition_check import PROMTOOL, families, promtool_check, samples, value
 from upwatch import config as configuration
 from upwatch.runtime import Runtime
@@ -291,3 +291,28 @@ async def test_icmp_module_failures_are_probe_success_0_or_a_400_naming_the_time
             "lower count or packet_interval, or raise timeout")
         _, text, _ = await get({"target": "127.0.0.1", "module": "icmp3"})
         assert value(text, "probe_success") == 1
+
+
+async def test_dns_module_with_query_name_asks_the_target_nameserver(pool: AsyncConnectionPool, database_url: str,
+                                                                     tmp_path: Path) -> None:
+    zone = {("www.test.", "A"): ["192.0.2.1", "192.0.2.2"]}
+    yaml = ("  probe_allowed: [127.0.0.1]\n  modules:\n"
+            "    www: {kind: dns, query_name: www.test, query_type: A}\n"
+            "    gone: {kind: dns, query_name: nothing.test}\n")
+    with dnsserver.serve(dnsserver.DnsServer(zone)) as server:
+        async with listener(pool, database_url, tmp_path, yaml) as get:
+            _, text, _ = await get({"target": f"127.0.0.1:{server.port}", "module": "www"})
+            _, gone, _ = await get({"target": f"127.0.0.1:{server.port}", "module": "gone"})
+            status, _, resp = await get({"target": "127.0.0.1:99999", "module": "www"})
+            error = await resp.json()
+    assert value(text, "probe_success") == 1 and value(text, "probe_dns_query_succeeded") == 1
+    assert value(text, "probe_dns_answer_rrs") == 2 and value(text, "probe_dns_authority_rrs") == 0
+    assert value(text, "probe_dns_additional_rrs") == 0 and value(text, "probe_dns_lookup_time_seconds") >= 0
+    # NXDOMAIN is an answer (query succeeded, as in blackbox_exporter) that fails the probe
+    assert value(gone, "probe_success") == 0 and value(gone, "probe_dns_query_succeeded") == 1
+    assert value(gone, "probe_dns_authority_rrs") == 1
+    assert status == 400 and error == {"error": "Target '127.0.0.1:99999': port 99999 is out of range 1-65535"}
+    assert server.seen == [("udp", "www.test."), ("udp", "nothing.test.")]
+    if PROMTOOL is not None:
+        checked = promtool_check(text)
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)

@@ -39,6 +39,9 @@ _PLACEHOLDER: dict[str, dict[str, Any]] = {"http": {"url": "http://module.invali
                                            "dns": {"host": "module.invalid"},
                                            "icmp": {"host": "module.invalid"},
                                            "tls": {"host": "module.invalid", "port": 1}}
+# blackbox_exporter's dns prober settings, as the dns check names them. With query_name the /probe
+# target is the nameserver to ask (as in blackbox_exporter); without it, the name to query.
+DNS_SETTINGS = {"query_name": "host", "query_type": "record_type"}
 # blackbox_exporter prober names upwatch has no check for: such a module loads, and /probe answers 400.
 UNSUPPORTED_KINDS: tuple[str, ...] = ()
 
@@ -63,6 +66,18 @@ class Module(Section):
         return module
 
     @property
+    def endpoint_settings(self) -> dict[str, Any]:
+        """The settings as endpoint keys (a dns module's query_name and query_type as host and record_type)."""
+        if self.kind != "dns":
+            return self.settings
+        return {DNS_SETTINGS.get(k, k): v for k, v in self.settings.items()}
+
+    @property
+    def target_is_nameserver(self) -> bool:
+        """A dns module with query_name: the target is the nameserver, as in blackbox_exporter."""
+        return self.kind == "dns" and "query_name" in self.settings
+
+    @property
     def explicit_timeout(self) -> bool:
         """Whether the module sets its own timeout (else a scrape's timeout decides, as in blackbox_exporter)."""
         return "timeout" in self.settings
@@ -77,7 +92,8 @@ def _settings_problems(kind: str, settings: dict[str, Any]) -> list[InitErrorDet
     if kind in UNSUPPORTED_KINDS:
         return problems + [_problem((key,), f"upwatch has no {kind} check: an {kind} module takes no settings")
                            for key in settings]
-    usable = {k: v for k, v in settings.items() if k not in _FROM_TARGET | _NOT_FOR_MODULES}
+    usable = {DNS_SETTINGS.get(k, k) if kind == "dns" else k: v for k, v in settings.items()
+              if k not in _FROM_TARGET | _NOT_FOR_MODULES}
     try:
         Endpoint.model_validate({"name": "module", "kind": kind, **_PLACEHOLDER[kind], **usable})
     except ValidationError as e:
