@@ -63,9 +63,9 @@ def test_import_and_check_config_as_commands(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "upwatch.cli", "import", "gatus", str(FIXTURES / "endpoints.yaml"),
                           "-o", str(out)], capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.startswith("upwatch import gatus: 7 endpoints converted\nnot converted (10):\n")
+    assert run.stderr.startswith("upwatch import gatus: 8 endpoints converted\nnot converted (9):\n")
     check = subprocess.run([sys.executable, "-m", "upwatch.cli", "check-config", "-c", str(out)],
                            capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
     assert check.returncode == 0, check.stderr
     assert check.stdout.splitlines()[1].split()[:3] == ["storefront", "http", "https://shop.example.test/health"]
-    assert f"{out}: OK, 7 endpoints (6 enabled)" in check.stdout
+    assert f"{out}: OK, 8 endpoints (7 enabled)" in check.stdout

@@ -66,7 +66,7 @@ def test_http_endpoint_settings_map_to_upwatch_settings() -> None:
 def test_names_become_valid_and_unique_and_defaults_follow_gatus() -> None:
     cfg = loaded("endpoints.yaml")
     assert [e.name for e in cfg.endpoints] == ["storefront", "staging-shop-storefront", "GraphQL-users-EU", "redis",
-                                               "resolver", "ping", "shell"]
+                                               "resolver", "mail-records", "ping", "shell"]
     graphql = cfg.endpoints[2]
     assert graphql.options.json_body == {"query": "{ users { id } }"} and graphql.options.body is None
     assert graphql.interval == timedelta(seconds=1) and graphql.enabled is False
@@ -75,6 +75,9 @@ def test_names_become_valid_and_unique_and_defaults_follow_gatus() -> None:
     assert (redis.kind, redis.options.host, redis.options.port) == ("tcp", "10.0.0.5", 6379)
     assert (resolver.kind, resolver.options.host, resolver.options.record_type) == ("dns", "example.test", "AAAA")
     assert [a.text for a in resolver.assertions] == ["[BODY] == 2001:db8::1"]
+    # the server Gatus asks, and Gatus's verdict: its conditions alone
+    assert (resolver.options.nameserver, resolver.options.expected_rcode, resolver.options.require_answer) == (
+        "8.8.8.8", "any", False)
 
 
 def test_alerting_providers_become_smtp_webhooks_and_routes() -> None:
@@ -175,8 +178,8 @@ def test_content_of_the_wrong_shape_is_listed_not_raised() -> None:
         " is used",
         "endpoints[1].client.timeout: 0: a timeout must be more than 0; upwatch's default 10s (Gatus's) is used",
         "endpoints[1].client.colour: not a Gatus client setting",
-        "endpoints[2].dns.query-type: M\nX: upwatch's dns check asks for A or AAAA records only;"
-        " endpoint not converted",
+        "endpoints[2].dns.query-type: M\nX: upwatch's dns check asks for A, AAAA, CNAME, MX, NS, TXT, SOA, SRV,"
+        " CAA, PTR; endpoint not converted",
         "endpoints[3].url: no scheme (http://, https://, tcp://, ...); endpoint not converted",
         "endpoints[4].url: a tcp:// URL needs a host and a port; endpoint not converted",
         "alerting.slack: not a mapping; not converted",

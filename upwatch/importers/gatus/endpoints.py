@@ -14,7 +14,8 @@ from upwatch.importers.gatus.notes import Notes, dotted, go_duration, spelled
 
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-ORDER = ("name", "kind", "url", "host", "port", "record_type", "nameserver", "starttls", "tls", "method", "headers",
+ORDER = ("name", "kind", "url", "host", "port", "record_type", "nameserver", "expected_rcode", "require_answer",
+          "starttls", "tls", "method", "headers",
           "body", "json", "send", "auth", "interval", "period", "timeout", "verify_tls", "follow_redirects",
           "expected_status", "assertions", "tags", "enabled")
 _KINDS = "http, tcp, dns, icmp, tls, udp, ssh, websocket, grpc and push"
@@ -158,20 +159,26 @@ def _host_target(scheme: str, host: str | None, port: int | None, key: str, note
     return out
 
 
+_RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "SRV", "CAA", "PTR")
+
+
 def _dns(dns: dict[str, Any], server: Any, key: str, notes: Notes) -> dict[str, Any] | None:
     name, record = dns.get("query-name"), str(dns.get("query-type") or "").upper()
-    if record not in ("A", "AAAA"):
-        notes.skip(f"{key}.dns.query-type", f"{record or 'none'}: upwatch's dns check asks for A or AAAA records"
-                                             " only; endpoint not converted")
+    if record not in _RECORD_TYPES:
+        notes.skip(f"{key}.dns.query-type", f"{record or 'none'}: upwatch's dns check asks for "
+                                             f"{', '.join(_RECORD_TYPES)}; endpoint not converted")
         return None
     if not isinstance(name, str) or not name:
         notes.skip(f"{key}.dns.query-name", "missing; endpoint not converted")
         return None
     for other in [k for k in dns if k not in {"query-name", "query-type"}]:
         notes.skip(f"{key}.dns.{other}", "not a Gatus dns setting")
+    # Gatus judges a DNS result by its conditions alone ([DNS_RCODE] among them): so does the conversion.
+    out: dict[str, Any] = {"kind": "dns", "host": name.rstrip("."), "record_type": record,
+                           "expected_rcode": "any", "require_answer": False}
     if server:
-        notes.change(f"{key}.url", f"upwatch asks the system resolver, not the DNS server {server}")
-    return {"kind": "dns", "host": name.rstrip("."), "record_type": record}
+        out["nameserver"] = str(server).removeprefix("dns://")
+    return out
 
 
 def _setting(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], key: str, notes: Notes) -> None:

@@ -104,11 +104,21 @@ APPRISE = {"telegram": (_telegram, {"token", "id"}), "ntfy": (_ntfy, {"topic", "
            "teams-workflows": (_workflow, {"webhook-url"})}
 
 
+def _apprise_takes(url: str) -> bool:
+    """Whether Apprise can use the URL (one holding ${VAR} is checked by check-config once it is set)."""
+    if "${" in url:
+        return True
+    import apprise  # only when converting such a provider: it loads ~190 plugins
+
+    return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
+
+
 def _apprise(kind: str, conf: dict[str, Any], key: str, notes: Notes, out: Providers) -> None:
     make, used = APPRISE[kind]
     url = make(conf)
-    if url is None:
-        notes.skip(key, f"needs {', '.join(sorted(used))}; alerts of type {kind} are not converted")
+    if url is None or not _apprise_takes(url):
+        why = f"needs {', '.join(sorted(used))}" if url is None else "Apprise does not take the URL its settings make"
+        notes.skip(key, f"{why}; alerts of type {kind} are not converted")
         out.not_converted.add(kind)
         return
     out.channels.append({"name": kind, "type": "apprise", "urls": [url]})
