@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from upwatch.masking import Masking
@@ -81,6 +91,27 @@ class CheckOptions(BaseModel):
         """These options as the endpoints table keeps them (Grafana's reader role can read it): secrets masked."""
         masked: dict[str, Any] = masks.json(self.model_dump(mode="json", by_alias=True))
         return masked
+
+
+def _existing_ca_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"CA file {str(value)!r} does not exist")
+    return value
+
+
+def _regular_expression(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f"{value!r} is not a regular expression: {e}") from None
+    return value
+
+
+# Option types the kinds share: a CA bundle that must exist when the config is read, and a regular
+# expression that must compile (so a typo is a config error at its line, not a failing check).
+CaFile = Annotated[Path | None, AfterValidator(_existing_ca_file)]
+Pattern = Annotated[str | None, AfterValidator(_regular_expression)]
 
 
 class BasicAuth(BaseModel):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from prober.checks.assertions import Observed, evaluate
-from prober.checks.base import CheckOptions
+from prober.checks.base import CaFile, CheckOptions
 from upwatch.conditions import DNS_RCODES
 from upwatch.records import ProbeResult, Target
 
@@ -46,7 +46,7 @@ class Options(CheckOptions):
     # A NOERROR response must carry a record of record_type (an empty answer fails, as getaddrinfo did).
     require_answer: bool = True
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: CaFile = None
 
     @classmethod
     def problem(cls, data: Mapping[str, Any]) -> str | None:
@@ -89,13 +89,6 @@ class Options(CheckOptions):
             raise ValueError(f"{', '.join(map(repr, unknown)) or 'nothing'} is not an rcode "
                              f"(use 'any' or some of {', '.join(DNS_RCODES)})")
         return [n.strip().upper() for n in names]
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{str(value)!r} is not a readable file")
-        return value
 
     @property
     def rcodes(self) -> frozenset[str] | None:

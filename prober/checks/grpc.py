@@ -15,14 +15,13 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
-from prober.checks.base import CheckOptions
-from prober.checks.timing import TimedSSLContext, Timings, cert_not_after
+from prober.checks.base import CaFile, CheckOptions
+from prober.checks.timing import Timings, cert_not_after, ssl_context
 from upwatch.records import Measured, ProbeResult, Target
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class Options(CheckOptions):
     service: str = ""  # the service name asked about; "" is the server as a whole
     tls: bool = False
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: CaFile = None
     server_name: str | None = None  # TLS name to verify (and send as SNI) when it is not `host`
     expect_status: frozenset[ServingStatus] = frozenset({"SERVING"})
 
@@ -54,13 +53,6 @@ class Options(CheckOptions):
     @classmethod
     def _statuses(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"CA file {str(value)!r} does not exist")
-        return value
 
     @property
     def target(self) -> str:
@@ -84,7 +76,7 @@ async def run(target: Target[Options], session: aiohttp.ClientSession | None = N
 
     opts, started_at = target.options, dt.datetime.now(dt.UTC)
     try:  # before the clock starts: loading the CA store is not the server's connect time
-        tls = _context(opts.verify_tls, opts.ca_file) if opts.tls else None
+        tls = ssl_context(opts.verify_tls, opts.ca_file, alpn=("h2",)) if opts.tls else None
     except (ssl.SSLError, OSError) as e:
         return ProbeResult.failed(started_at, "tls", f"cannot load CA file {str(opts.ca_file)!r}: {e}")
     timings, timeout_s = Timings(start=time.perf_counter(), tls=opts.tls), target.timeout.total_seconds()
@@ -187,26 +179,6 @@ def _connect_error(error: OSError, opts: Options) -> tuple[str, str]:
 def _failed(started_at: dt.datetime, timings: Timings, kind: str, message: str,
             code: str | None = None) -> ProbeResult:
     return ProbeResult.failed(started_at, kind, message, **_measured(timings, code=code))
-
-
-_CONTEXTS: dict[tuple[bool, str], ssl.SSLContext] = {}
-
-
-def _context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
-    """One context per (verify, CA file), offering HTTP/2 by ALPN as gRPC needs (not shared with aiohttp's)."""
-    key = (verify, str(ca_file or ""))
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        ctx = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(["h2"])
-        if verify:
-            ctx.load_verify_locations(cafile=str(ca_file)) if ca_file else ctx.load_default_certs()
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        _CONTEXTS[key] = ctx
-    return ctx
 
 
 def _ms(seconds: float) -> float:

@@ -16,14 +16,13 @@ import functools
 import ssl
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
-from prober.checks.base import Auth, CheckOptions
+from prober.checks.base import Auth, CaFile, CheckOptions
 from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_config
 from upwatch.conditions import parse_status_set
 from upwatch.masking import MASK, Masking
@@ -47,7 +46,7 @@ class Options(CheckOptions):
     expected_status: frozenset[int] = Field(default="200-399", validate_default=True)
     follow_redirects: bool = True
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: CaFile = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=0)
 
     merged_defaults: ClassVar[frozenset[str]] = frozenset({"headers"})
@@ -75,13 +74,6 @@ class Options(CheckOptions):
         if value.upper() not in METHODS:
             raise ValueError(f"{value!r} is not an HTTP method")
         return value.upper()
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"CA file {str(value)!r} does not exist")
-        return value
 
     @field_validator("expected_status", mode="before")
     @classmethod

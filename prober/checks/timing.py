@@ -117,15 +117,19 @@ class TimedSSLContext(ssl.SSLContext):
         return obj
 
 
-_CONTEXTS: dict[tuple[bool, str], ssl.SSLContext] = {}
+_CONTEXTS: dict[tuple[bool, str, tuple[str, ...]], ssl.SSLContext] = {}
 
 
-def ssl_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
-    """One shared context per (verify, CA file); a bad CA file raises OSError/SSLError."""
-    key = (verify, str(ca_file or ""))
+def ssl_context(verify: bool, ca_file: Path | None, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """One shared context per (verify, CA file, ALPN protocols offered); a bad CA file raises OSError/SSLError.
+    With ALPN (gRPC's h2) it also refuses TLS below 1.2, as HTTP/2 requires."""
+    key = (verify, str(ca_file or ""), alpn)
     ctx = _CONTEXTS.get(key)
     if ctx is None:
         ctx = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if alpn:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_alpn_protocols(list(alpn))
         if verify:
             ctx.load_verify_locations(cafile=str(ca_file)) if ca_file else ctx.load_default_certs()
         else:

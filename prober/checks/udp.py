@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
-from prober.checks.base import CheckOptions
+from prober.checks.base import CheckOptions, Pattern
 from upwatch.records import ProbeResult, Target
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class Options(CheckOptions):
     port: int | None = Field(default=None, ge=1, le=65535)
     send: str = ""  # the payload as text (UTF-8)
     send_hex: str | None = None  # or as hex digits, for binary protocols ("de ad be ef")
-    expect: str | None = None  # a regular expression the reply must match; makes a reply required
+    expect: Pattern = None  # a regular expression the reply must match; makes a reply required
 
     @classmethod
     def problem(cls, data: Mapping[str, Any]) -> str | None:
@@ -49,16 +49,6 @@ class Options(CheckOptions):
                 bytes.fromhex(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not hex digits (pairs like 'de ad be ef')") from None
-        return value
-
-    @field_validator("expect")
-    @classmethod
-    def _pattern(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise ValueError(f"{value!r} is not a regular expression: {e}") from None
         return value
 
     @property

@@ -14,14 +14,13 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from prober.checks.assertions import Observed, evaluate
-from prober.checks.base import CheckOptions
+from prober.checks.base import CaFile, CheckOptions, Pattern
 from prober.checks.http import _classify, _oserror  # http's translation of aiohttp's errors, shared
 from prober.checks.timing import Timings, cert_not_after, ssl_context
 from upwatch.assertions import Assertion, Placeholder
@@ -41,9 +40,9 @@ class Options(CheckOptions):
     subprotocols: tuple[str, ...] = ()
     send: str | None = None  # a text message sent once the handshake is done
     expect: str | None = None  # the first reply must be this text (surrounding whitespace ignored)
-    expect_regex: str | None = None  # ... or contain a match of this regular expression
+    expect_regex: Pattern = None  # ... or contain a match of this regular expression
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: CaFile = None
     max_message_bytes: int = Field(default=1024 * 1024, ge=1)
 
     merged_defaults: ClassVar[frozenset[str]] = frozenset({"headers"})
@@ -63,23 +62,6 @@ class Options(CheckOptions):
             parts = urlsplit(value)
             if parts.scheme not in ("ws", "wss") or not parts.hostname:
                 raise ValueError(f"{value!r} must be an absolute ws:// or wss:// URL")
-        return value
-
-    @field_validator("expect_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise ValueError(f"{value!r} is not a regular expression: {e}") from None
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"CA file {str(value)!r} does not exist")
         return value
 
     @property
