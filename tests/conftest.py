@@ -23,7 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
 
-TEMPLATE = "upwatch_test_template"
+# One template per pytest-xdist worker: on a shared $UPWATCH_TEST_DATABASE_URL server the workers would
+# otherwise drop and re-create each other's template.
+TEMPLATE = f"upwatch_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 _counter = itertools.count()
 
 
