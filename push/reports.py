@@ -18,7 +18,7 @@ from push.context import reply
 from push.keys import DB_TIMEOUT_S
 from push.operations import Call
 from push.query import Reader, named_scope
-from upwatch.reports import data, document, pdf
+from upwatch.reports import data, document
 
 WHEN = ("YYYY-MM-DD or an ISO 8601 time on a whole UTC hour (no zone: UTC); as `to`, a date is the end of"
         " that day")
@@ -78,6 +78,9 @@ async def get_report(call: Call[Reader, None, ReportQuery]) -> web.StreamRespons
         return Refusal(422, "invalid query parameters", [{"field": e.field, "reason": e.reason}]).response()
     if q.format == "json":
         return reply(document.as_dict(report))
+    # matplotlib (and numpy) load on the first PDF, not with every `upwatch` command.
+    from upwatch.reports import pdf
+
     body = await asyncio.to_thread(pdf.render, report)  # about a second of CPU: off the event loop
     return web.Response(body=body, content_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{_filename(scope[1], report)}"'})

@@ -185,3 +185,13 @@ def remove_data(data_dir: Path) -> None:
     """As root, a data dir under pytest's 0700 tmp dir lives in /var/lib/upwatch/embedded, linked from there."""
     if data_dir.is_symlink():
         shutil.rmtree(data_dir.resolve(), ignore_errors=True)
+
+
+def test_the_command_line_loads_no_plotting_or_learning_libraries() -> None:
+    """Every `upwatch` command imports upwatch.cli: matplotlib (PDF reports), pandas and scikit-learn
+    (the detector) load only where they are used, so a command starts in a fraction of a second."""
+    code = ("import sys, upwatch.cli; print(sorted({m.split('.')[0] for m in sys.modules}"
+            " & {'matplotlib', 'numpy', 'pandas', 'sklearn', 'distributed', 'apprise'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
