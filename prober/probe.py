@@ -12,7 +12,6 @@ what it resolves to when the check connects).
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
 import json
@@ -30,7 +29,7 @@ from pydantic import ValidationError
 from prober import checks
 from prober.checks import dns
 from prober.checks.http import new_session
-from prober.exposition import CONTENT_TYPE, FAMILIES, Exposition, add_probe
+from prober.exposition import CONTENT_TYPE, Exposition, add_probe
 from upwatch import durations
 from upwatch.config.endpoints import Endpoint
 from upwatch.config.prober import UNSUPPORTED_KINDS, Module, Prober, parse_allowed, parse_network
@@ -218,40 +217,10 @@ class ProbeHandler:
             raise Refused(403, f"target host {host!r} is not in prober.probe_allowed")
         started = time.perf_counter()
         result = await run_check(endpoint, self.session())
-        out = Exposition(PROBE_FAMILIES)
+        out = Exposition()
         add_probe(out, endpoint.kind, result, duration_s=time.perf_counter() - started,
                   timeout_s=endpoint.timeout.total_seconds(), assertions=endpoint.assertions)
-        if endpoint.kind == "tls":
-            add_tls(out, result)
         return web.Response(text=out.render(), headers={"Content-Type": CONTENT_TYPE})
-
-
-# blackbox_exporter's TLS families (its tcp prober with tls: true), from what the tls check puts in details.
-PROBE_FAMILIES: dict[str, tuple[str, str]] = {
-    **FAMILIES,
-    "probe_ssl_last_chain_expiry_timestamp_seconds": ("gauge", "Returns last SSL chain expiry in timestamp seconds"),
-    "probe_ssl_last_chain_info": ("gauge", "Contains SSL leaf certificate information"),
-    "probe_tls_version_info": ("gauge", "Returns the TLS version used"),
-}
-
-
-def add_tls(out: Exposition, result: ProbeResult) -> None:
-    """The TLS families of a tls check whose handshake completed (blackbox_exporter has none otherwise):
-    earliest expiry of the presented chain, of the verified chain, the leaf's identity, the version."""
-    details = result.details or {}
-    version = details.get("tls_version")
-    if not version or result.cert_not_after is None:
-        return
-    out.add("probe_ssl_earliest_cert_expiry", int(result.cert_not_after.timestamp()))
-    verified = details.get("verified_chain_not_after")
-    if verified:
-        out.add("probe_ssl_last_chain_expiry_timestamp_seconds", int(dt.datetime.fromisoformat(verified).timestamp()))
-    out.add("probe_ssl_last_chain_info", 1, [
-        ("fingerprint_sha256", str(details.get("leaf_fingerprint_sha256", ""))),
-        ("issuer", str(details.get("leaf_issuer", ""))), ("serialnumber", str(details.get("leaf_serial", ""))),
-        ("subject", str(details.get("leaf_subject", ""))),
-        ("subjectalternative", ",".join(details.get("leaf_dns_names") or ()))])
-    out.add("probe_tls_version_info", 1, [("version", str(version))])
 
 
 async def run_check(endpoint: Endpoint, session: aiohttp.ClientSession) -> ProbeResult:

@@ -10,7 +10,9 @@ untrusted certificate still reports what it was.
 
 from __future__ import annotations
 
+import _ssl
 import datetime as dt
+import functools
 import hashlib
 import ssl
 from collections.abc import Mapping, Sequence
@@ -29,7 +31,7 @@ class _Certificate(Protocol):
 
     def get_info(self) -> Mapping[str, Any]: ...
 
-    def public_bytes(self) -> str: ...  # PEM; the DER constant is not in the public ssl module
+    def public_bytes(self, encoding: int) -> bytes: ...  # called with _ssl.ENCODING_DER (not in the public ssl module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class Cert:
         return f"{self.common_name or self.subject}, not after {self.not_after.isoformat()}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Chain:
     """The certificates the server presented (leaf first), and the chain OpenSSL verified (leaf to
     trust anchor) when verification was on and succeeded, else empty."""
@@ -72,7 +74,11 @@ class Chain:
         return min(c.not_after for c in self.verified) if self.verified else None
 
     def details(self) -> dict[str, Any]:
-        """The chain as flat ProbeResult.details keys."""
+        """The chain as flat ProbeResult.details keys (a new dict each call)."""
+        return dict(self._details)
+
+    @functools.cached_property
+    def _details(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "chain": [c.describe() for c in self.presented],
             "chain_length": len(self.presented),
@@ -89,20 +95,37 @@ class Chain:
         return out
 
 
+# Chains by the DER of their certificates: decoding one costs ~0.1 ms a certificate, reading its DER
+# microseconds, and a fleet's probes see the same few chains at every handshake.
+_CHAINS: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], Chain] = {}
+CHAIN_CACHE = 4096
+
+
 def read(ssl_object: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> Chain | None:
     """The chain of a handshake (finished, or failed after the server's certificates arrived); None when
     the server presented none. `verified`: whether verification was on and the handshake succeeded."""
     inner = getattr(ssl_object, "_sslobj", None)
     if inner is None or not hasattr(inner, "get_unverified_chain"):  # no handshake yet; a Python without the call
         return None
-    presented = _certs(inner.get_unverified_chain())
+    presented = inner.get_unverified_chain() or []
     if not presented:
         return None
-    return Chain(presented, _certs(inner.get_verified_chain()) if verified else ())
+    trusted = (inner.get_verified_chain() or []) if verified else []
+    key = (_ders(presented), _ders(trusted))
+    chain = _CHAINS.get(key)
+    if chain is None:
+        if len(_CHAINS) >= CHAIN_CACHE:  # renewed and rotated chains: start over rather than grow
+            _CHAINS.clear()
+        chain = _CHAINS[key] = Chain(_certs(presented, key[0]), _certs(trusted, key[1]))
+    return chain
 
 
-def _certs(found: Sequence[_Certificate] | None) -> tuple[Cert, ...]:
-    return tuple(cert(c.get_info(), ssl.PEM_cert_to_DER_cert(c.public_bytes())) for c in found or ())
+def _ders(found: Sequence[_Certificate]) -> tuple[bytes, ...]:
+    return tuple(c.public_bytes(_ssl.ENCODING_DER) for c in found)
+
+
+def _certs(found: Sequence[_Certificate], ders: tuple[bytes, ...]) -> tuple[Cert, ...]:
+    return tuple(cert(c.get_info(), der) for c, der in zip(found, ders, strict=True))
 
 
 def cert(info: Mapping[str, Any], der: bytes) -> Cert:
@@ -136,3 +159,37 @@ def tls_version(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> str | None:
     if version is None:
         return None
     return version.replace("TLSv", "TLS ") if version.startswith("TLSv") else version
+
+
+# OpenSSL's names of the cipher suites Go's crypto/tls knows -> the IANA names Go's tls.CipherSuiteName
+# gives them (blackbox_exporter's probe_tls_cipher_info label). TLS 1.3 suites have IANA names in OpenSSL too.
+_IANA = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305": "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305": "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES128-SHA": "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "ECDHE-ECDSA-AES256-SHA": "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "ECDHE-RSA-AES128-SHA": "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "ECDHE-RSA-AES256-SHA": "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "ECDHE-ECDSA-AES128-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "ECDHE-RSA-AES128-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    "ECDHE-RSA-DES-CBC3-SHA": "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "ECDHE-ECDSA-RC4-SHA": "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "ECDHE-RSA-RC4-SHA": "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "AES128-GCM-SHA256": "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "AES256-GCM-SHA384": "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "AES128-SHA256": "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "AES128-SHA": "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "AES256-SHA": "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "DES-CBC3-SHA": "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "RC4-SHA": "TLS_RSA_WITH_RC4_128_SHA",
+}
+
+
+def cipher_name(openssl_name: str) -> str:
+    """The IANA name of a cipher suite as Go (and blackbox_exporter) writes it; suites Go does not know
+    (DHE, CCM, ARIA ...) keep OpenSSL's name."""
+    return _IANA.get(openssl_name, openssl_name)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextvars
 import datetime as dt
+import email.utils
 import functools
 import ssl
 import time
@@ -21,9 +22,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from prober.checks import certs
 from prober.checks.assertions import Observed, evaluate
 from prober.checks.base import Auth, CaFile, CheckOptions
-from prober.checks.timing import Timings, cert_not_after, ssl_context, trace_config
+from prober.checks.timing import Timings, ssl_context, trace_config
 from upwatch.conditions import parse_status_set
 from upwatch.masking import MASK, Masking
 from upwatch.records import Measured, ProbeResult, Target
@@ -111,8 +113,9 @@ class Options(CheckOptions):
 def _url_host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
-# A reused connection has no new handshake: its certificate is the one seen when it was opened.
-_CERTS: dict[tuple[str, int | None, bool], dt.datetime | None] = {}
+# A reused connection has no new handshake: its chain is the one seen when it was opened.
+_HANDSHAKES: dict[tuple[str, int | None, bool], _Handshake] = {}
+HANDSHAKE_CACHE = 65536
 
 
 # The address the last connection of this task went to; a response's own connection is gone once its body is read.
@@ -187,14 +190,17 @@ async def _request(target: Target[Options], session: aiohttp.ClientSession, star
     _PEER_IP.set(None)
     async with session.request(opts.method, _url(opts.url), **_request_options(opts),
                                trace_request_ctx=timings) as resp:
-        not_after = _certificate(resp, timings, opts.verify_tls)
+        handshake = _handshake(resp, timings, opts.verify_tls)
+        not_after = handshake.not_after if handshake is not None else None
         body, size, too_large = await _read(resp, opts.max_body_bytes)
         timings.end = time.perf_counter()
         phases = timings.phases_ms()
+        ip = _PEER_IP.get()
         measured: Measured = {**phases, "status_code": resp.status, "response_bytes": size,
-                              "final_url": str(resp.url), "cert_not_after": not_after}
+                              "final_url": str(resp.url), "cert_not_after": not_after,
+                              "details": _details(resp, ip, handshake)}
         observed = Observed(now=started_at, status_code=resp.status, latency_ms=phases["latency_ms"], body=body,
-                            headers=resp.headers, cert_not_after=not_after, connected=True, ip=_PEER_IP.get())
+                            headers=resp.headers, cert_not_after=not_after, connected=True, ip=ip)
     results = evaluate(target.assertions, observed)
     if too_large:
         return ProbeResult.failed(started_at, "body_too_large",
@@ -205,13 +211,59 @@ async def _request(target: Target[Options], session: aiohttp.ClientSession, star
     return ProbeResult.done(started_at, results, **measured)
 
 
-def _certificate(resp: aiohttp.ClientResponse, timings: Timings, verified: bool) -> dt.datetime | None:
+def _details(resp: aiohttp.ClientResponse, ip: str | None, handshake: _Handshake | None) -> dict[str, Any]:
+    """What blackbox_exporter's http families need beyond the columns: the peer address, HTTP version,
+    redirects followed, the Content-Length the server sent, Last-Modified, and the TLS handshake's."""
+    version = resp.version
+    out: dict[str, Any] = {"redirects": len(resp.history)}
+    if ip is not None:
+        out["ip"] = ip
+    if version is not None:
+        out["http_version"] = f"{version.major}.{version.minor}"
+    length = resp.headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        out["content_length"] = int(length)
+    modified = resp.headers.get("Last-Modified")
+    if modified is not None:
+        stamp = _http_date(modified)
+        if stamp is not None:
+            out["last_modified"] = stamp
+    if handshake is not None:
+        out.update(handshake.details)
+    return out
+
+
+def _http_date(text: str) -> int | None:
+    """An HTTP date as Unix seconds; None when it is not one."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return int(parsed.timestamp()) if parsed.tzinfo is not None else None
+
+
+class _Handshake:
+    """What the TLS handshake of a response's connection showed: the presented chain, version, cipher."""
+
+    __slots__ = ("details", "not_after")
+
+    def __init__(self, ssl_object: ssl.SSLObject, verified: bool) -> None:
+        chain = certs.read(ssl_object, verified)
+        cipher = ssl_object.cipher()
+        self.not_after = chain.earliest.not_after if chain is not None else None
+        self.details: dict[str, Any] = chain.details() if chain is not None else {}
+        self.details.update(tls_version=certs.tls_version(ssl_object) or "", cipher=cipher[0] if cipher else "")
+
+
+def _handshake(resp: aiohttp.ClientResponse, timings: Timings, verified: bool) -> _Handshake | None:
     if resp.url.scheme != "https":
         return None
     key = (resp.url.host or "", resp.url.port, verified)
     if timings.ssl_object is not None:
-        _CERTS[key] = cert_not_after(timings.ssl_object)
-    return _CERTS.get(key)
+        if len(_HANDSHAKES) >= HANDSHAKE_CACHE:
+            _HANDSHAKES.clear()
+        _HANDSHAKES[key] = _Handshake(timings.ssl_object, verified)
+    return _HANDSHAKES.get(key)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -73,6 +73,7 @@ class _Pings:
     address: str
     rtts_ms: list[float] = dataclasses.field(default_factory=list)
     sent: int = 0
+    ttl: int | None = None  # of the last echo reply, where the socket shows it (raw IPv4)
     error: str | None = None  # the last ICMP error answered (unreachable) or the socket's (no route)
 
     def details(self, socket_kind: str, setup_ms: float) -> dict[str, Any]:
@@ -83,6 +84,8 @@ class _Pings:
         if received:  # no round trips, no times (not zeros)
             out.update(rtt_min_ms=round(min(self.rtts_ms), 3), rtt_avg_ms=round(sum(self.rtts_ms) / received, 3),
                        rtt_max_ms=round(max(self.rtts_ms), 3))
+        if self.ttl is not None:
+            out["reply_ttl"] = self.ttl
         return out
 
 
@@ -163,8 +166,10 @@ class _Datagram:
     def send(self, request: icmplib.ICMPRequest) -> None:
         self.sock.send(request)
 
-    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> icmplib.ICMPReply:
-        return await self.sock.receive(request, wait_s)
+    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> tuple[icmplib.ICMPReply, int | None]:
+        """The reply, and no TTL: Linux strips the IP header from what a datagram ICMP socket receives
+        (it would take IP_RECVTTL and recvmsg, which icmplib does not use)."""
+        return await self.sock.receive(request, wait_s), None
 
     def close(self) -> None:
         self.sock.close()
@@ -183,9 +188,9 @@ class _Raw:
 
     def __init__(self, key: tuple[asyncio.AbstractEventLoop, int]) -> None:
         self.key = key
-        self.sock = icmplib.AsyncSocket(_FAMILIES[key[1]](privileged=True))
+        self.sock = icmplib.AsyncSocket(_RAW_FAMILIES[key[1]](privileged=True))
         _tune(self.sock.sock, key[1])
-        self.waiting: dict[tuple[int, int], asyncio.Future[icmplib.ICMPReply]] = {}
+        self.waiting: dict[tuple[int, int], asyncio.Future[tuple[icmplib.ICMPReply, int | None]]] = {}
         self.users = 0
         self.reader = key[0].create_task(self._read())
 
@@ -207,7 +212,8 @@ class _Raw:
             del self.waiting[(request.id, request.sequence)]
             raise
 
-    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> icmplib.ICMPReply:
+    async def receive(self, request: icmplib.ICMPRequest, wait_s: float) -> tuple[icmplib.ICMPReply, int | None]:
+        """The reply and its TTL (IPv4; None for IPv6, whose raw sockets get no IP header)."""
         try:
             return await asyncio.wait_for(self.waiting[(request.id, request.sequence)], wait_s)
         except TimeoutError:
@@ -227,7 +233,7 @@ class _Raw:
                     continue
                 answer = self.waiting.get((reply.id, reply.sequence))
                 if answer is not None and not answer.done():
-                    answer.set_result(reply)
+                    answer.set_result((reply, getattr(self.sock, "last_ttl", None)))
         except icmplib.ICMPSocketError as e:
             for answer in self.waiting.values():
                 if not answer.done():
@@ -257,6 +263,20 @@ def _tune(sock: socket.socket, version: int) -> None:
 # Linux's <linux/icmp.h>, <linux/icmpv6.h>: socket module has no names for them.
 _SOL_RAW, _ICMP_FILTER = 255, 1
 _FAMILIES: dict[int, Any] = {4: icmplib.ICMPv4Socket, 6: icmplib.ICMPv6Socket}
+
+
+class _TTLv4Socket(icmplib.ICMPv4Socket):  # type: ignore[misc]  # icmplib has no type hints
+    """A raw ICMPv4 socket that keeps the TTL of the last packet it parsed: a raw IPv4 socket receives
+    the IP header, whose byte 8 is the TTL (blackbox_exporter's probe_icmp_reply_hop_limit), at no cost."""
+
+    __slots__ = ("last_ttl",)
+
+    def _parse_reply(self, packet: bytes, source: str | None, current_time: float) -> icmplib.ICMPReply | None:
+        self.last_ttl = packet[8] if self._privileged and len(packet) > 8 else None
+        return super()._parse_reply(packet, source, current_time)
+
+
+_RAW_FAMILIES: dict[int, Any] = {4: _TTLv4Socket, 6: icmplib.ICMPv6Socket}
 # Echo reply, destination unreachable, time exceeded (ICMP; ICMPv6).
 _PASS = {4: (0, 3, 11), 6: (129, 1, 3)}
 _RAW: dict[tuple[asyncio.AbstractEventLoop, int], _Raw] = {}
@@ -277,7 +297,7 @@ async def _ping(sock: _Datagram | _Raw, address: str, options: Options, budget_s
         try:
             sock.send(request)
             pings.sent += 1
-            reply = await sock.receive(request, wait_s)
+            reply, ttl = await sock.receive(request, wait_s)
             reply.raise_for_status()
         except icmplib.TimeoutExceeded:
             continue
@@ -285,6 +305,7 @@ async def _ping(sock: _Datagram | _Raw, address: str, options: Options, budget_s
             pings.error = str(e)
         else:
             pings.rtts_ms.append((reply.time - request.time) * 1000)
+            pings.ttl = ttl if ttl is not None else pings.ttl
     return pings
 
 

@@ -26,6 +26,11 @@ from upwatch.config.endpoints import Endpoint
 from upwatch.runtime import Runtime
 
 HTTP_PHASES = {"resolve", "connect", "tls", "processing", "transfer"}
+# blackbox_exporter's labels of these families, beyond the endpoint's own
+INFO_LABELS = {"probe_http_duration_seconds": {"phase"}, "probe_tls_version_info": {"version"},
+               "probe_tls_cipher_info": {"cipher"},
+               "probe_ssl_last_chain_info": {"fingerprint_sha256", "subject", "issuer", "subjectalternative",
+                                             "serialnumber"}}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +99,10 @@ async def test_every_family_has_help_and_type(exposition: tuple[str, aiohttp.Cli
         "probe_http_duration_seconds": "gauge", "probe_http_uncompressed_body_length": "gauge",
         "probe_http_ssl": "gauge", "probe_ssl_earliest_cert_expiry": "gauge", "probe_dns_query_succeeded": "gauge",
         "probe_failed_due_to_regex": "gauge", "probe_dns_answer_rrs": "gauge", "probe_dns_authority_rrs": "gauge",
-        "probe_dns_additional_rrs": "gauge"}
+        "probe_dns_additional_rrs": "gauge", "probe_http_content_length": "gauge", "probe_http_redirects": "gauge",
+        "probe_http_version": "gauge", "probe_ip_protocol": "gauge", "probe_ip_addr_hash": "gauge",
+        "probe_ssl_last_chain_expiry_timestamp_seconds": "gauge", "probe_ssl_last_chain_info": "gauge",
+        "probe_tls_version_info": "gauge", "probe_tls_cipher_info": "gauge"}
     assert all(f.type != "unknown" and f.documentation for f in found.values()), \
         [n for n, f in found.items() if f.type == "unknown" or not f.documentation]
     assert found["upwatch_prober_checks"].type == "counter"
@@ -116,7 +124,7 @@ async def test_labels_are_endpoint_kind_location(exposition: tuple[str, aiohttp.
     for family in families(text).values():
         if not family.name.startswith("probe_"):
             continue
-        extra = {"phase"} if family.name == "probe_http_duration_seconds" else set()
+        extra = INFO_LABELS.get(family.name, set())
         assert all(set(s.labels) == {"endpoint", "kind", "location"} | extra for s in family.samples), family
 
 

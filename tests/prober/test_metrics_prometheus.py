@@ -145,3 +145,9 @@ async def test_prometheus_scrapes_metrics_and_probe(listener: tuple[str, str], t
         assert await query('count by (phase) (probe_http_duration_seconds{job="blackbox_http"})', "phase") == {
             phase: 2.0 for phase in ("resolve", "connect", "tls", "processing", "transfer")}
         assert await query('probe_timeout_seconds{job="blackbox_tcp"}') == {f"{base.removeprefix('http://')} ": 0.5}
+        # blackbox's families a dashboard keys on, from the http check's details, through a real Prometheus
+        assert await query('probe_ip_protocol{job="blackbox_http"}') == {f"{base}/ok ": 4.0,
+                                                                         f"{base}/status/500 ": 4.0}
+        assert await query('probe_http_version{job="blackbox_http"}') == {f"{base}/ok ": 1.1,
+                                                                          f"{base}/status/500 ": 1.1}
+        assert await query('probe_http_redirects{job="upwatch"}') == {"ok ok": 0.0, "err err": 0.0}
