@@ -42,7 +42,7 @@ DEFAULT_CACHE_TTL_S = 12 * 3600.0  # a renewal shows within this; registries ans
 FAILURE_TTL_S = 600.0  # an RDAP outage or a 404 is asked again after this, not on every 15 s probe
 MAX_ENTRIES = 10_000
 MAX_ANSWER_BYTES = 1024 * 1024
-MAX_REDIRECTS = 3
+MAX_REDIRECTS = 3  # rdap.org sends a name to its registry's server in one
 
 # The lookup for the check running in this task, read by prober.checks.assertions.Observed.
 CURRENT: contextvars.ContextVar[Expiry | None] = contextvars.ContextVar("upwatch_domain_expiry", default=None)
@@ -173,26 +173,54 @@ async def run(check: Callable[[Target[Any], aiohttp.ClientSession], Awaitable[Pr
 
 
 async def fetch(domain: str, session: aiohttp.ClientSession, settings: Settings) -> Expiry:
-    """Ask the RDAP server once; never raises for network or RDAP errors."""
+    """Ask the RDAP server once (following its redirects); never raises for network or RDAP errors."""
     import aiohttp
 
     url = f"{settings.server.rstrip('/')}/domain/{quote(domain, safe='')}"
     try:
         async with asyncio.timeout(settings.timeout_s):
-            async with session.get(url, headers={"Accept": "application/rdap+json, application/json"},
-                                   allow_redirects=True, max_redirects=MAX_REDIRECTS) as resp:
-                if resp.status == 404:
-                    return Expiry(domain, error=f"RDAP server {settings.server} does not know {domain} (404)")
-                if resp.status != 200:
-                    return Expiry(domain, error=f"RDAP server {settings.server} answered {resp.status} for {domain}")
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
+            answer = await _get(session, url, domain, settings.server)
     except TimeoutError:
         return Expiry(domain, error=f"RDAP lookup of {domain} timed out after {settings.timeout_s:g}s")
     except (aiohttp.ClientError, OSError) as e:
         return Expiry(domain, error=f"RDAP lookup of {domain} failed: {type(e).__name__}: {str(e)[:200]}")
-    if len(body) > MAX_ANSWER_BYTES:
-        return Expiry(domain, error=f"RDAP answer for {domain} is larger than {MAX_ANSWER_BYTES} bytes")
-    return parse(domain, body)
+    return answer if isinstance(answer, Expiry) else parse(domain, answer)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _get(session: aiohttp.ClientSession, url: str, domain: str, server: str) -> Expiry | bytes:
+    """The answer's body, or why there is none. Redirects are followed by hand: a bootstrap service
+    (rdap.org) sends each name to its registry, but never from https to plain http nor to another scheme."""
+    import yarl
+
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.get(url, headers={"Accept": "application/rdap+json, application/json"},
+                               allow_redirects=False) as resp:
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                return await _body(resp, domain, server)
+            target = resp.url.join(yarl.URL(location))
+        if target.scheme not in ("http", "https") or (resp.url.scheme == "https" and target.scheme != "https"):
+            return Expiry(domain, error=f"RDAP server {server} redirected {domain} to {target.scheme}:, "
+                                        "which is not followed")
+        url = str(target)
+    return Expiry(domain, error=f"RDAP server {server} redirected {domain} more than {MAX_REDIRECTS} times")
+
+
+async def _body(resp: aiohttp.ClientResponse, domain: str, server: str) -> Expiry | bytes:
+    if resp.status == 404:
+        return Expiry(domain, error=f"RDAP server {server} does not know {domain} (404)")
+    if resp.status != 200:
+        return Expiry(domain, error=f"RDAP server {server} answered {resp.status} for {domain}")
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return Expiry(domain, error=f"RDAP answer for {domain} is larger than {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse(domain: str, body: bytes) -> Expiry:

@@ -55,7 +55,9 @@ async def registry() -> AsyncIterator[Registry]:
         "noevent.example": {"objectClassName": "domain", "events": [{"eventAction": "registration",
                                                                      "eventDate": "2001-02-03T04:05:06Z"}]},
         "baddate.example": {"events": [{"eventAction": "expiration", "eventDate": "next tuesday"}]},
-        "slow.example": "slow", "down.example": 503})
+        "slow.example": "slow", "down.example": 503, "moved.example": "/registry/domain/moved.example",
+        "loop.example": "/rdap/domain/loop.example", "ftp.example": "ftp://registry.example/domain/ftp.example",
+        "huge.example": {"events": [], "notices": ["x" * rdap.MAX_ANSWER_BYTES]}})
 
     async def domain(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -67,12 +69,18 @@ async def registry() -> AsyncIterator[Registry]:
             await reg.release.wait()  # released when the test ends, so the handler never outlives it
         if isinstance(answer, int):
             return web.Response(status=answer)
+        if isinstance(answer, str) and answer.startswith(("/", "ftp:")):  # a bootstrap service's redirect
+            raise web.HTTPFound(answer)
         if isinstance(answer, str):
             return web.Response(text=answer, content_type="application/rdap+json")
         return web.json_response(answer, content_type="application/rdap+json")
 
+    async def registry_server(request: web.Request) -> web.Response:
+        return web.json_response(expiring(400 * DAY))
+
     app = web.Application()
     app.router.add_get("/rdap/domain/{name}", domain)
+    app.router.add_get("/registry/domain/{name}", registry_server)
     async with targets.serve(app) as base:
         reg.url = f"{base}/rdap"
         try:
@@ -156,6 +164,9 @@ FAILURES = [
     ("noevent.example", "RDAP answer for noevent.example has no expiration event"),
     ("baddate.example", "RDAP answer for baddate.example: expiration date 'next tuesday' is not an RFC 3339 date"),
     ("down.example", "RDAP server {url} answered 503 for down.example"),
+    ("loop.example", "RDAP server {url} redirected loop.example more than 3 times"),
+    ("ftp.example", "RDAP server {url} redirected ftp.example to ftp:, which is not followed"),
+    ("huge.example", "RDAP answer for huge.example is larger than 1048576 bytes"),
 ]
 
 
@@ -165,7 +176,13 @@ async def test_a_failed_lookup_is_an_error_and_is_not_asked_again_at_once(
     found = await lookups.expiry(f"www.{domain}", session)
     again = await lookups.expiry(domain, session)
     assert found == again == rdap.Expiry(domain, error=error.format(url=registry.url))
-    assert registry.asked == Counter({domain: 1})
+    assert registry.asked == Counter({domain: 4 if domain == "loop.example" else 1})
+
+
+async def test_a_redirect_of_the_server_is_followed(registry: Registry, lookups: rdap.Lookups,
+                                                    session: aiohttp.ClientSession) -> None:
+    found = await lookups.expiry("www.moved.example", session)
+    assert found.expires_at is not None and 399 * DAY < found.expires_at - dt.datetime.now(dt.UTC) < 401 * DAY
 
 
 async def test_a_refresh_that_fails_keeps_the_known_date(registry: Registry, session: aiohttp.ClientSession) -> None:
