@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import aiohttp
     from publicsuffixlist import PublicSuffixList
 
-    from prober.checks.base import CheckOptions
+    from prober.checks.base import Check, CheckOptions
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +161,7 @@ class Lookups:
 LOOKUPS = Lookups()
 
 
-async def run(check: Callable[[Target[Any], aiohttp.ClientSession], Awaitable[ProbeResult]], target: Target[Any],
-              session: aiohttp.ClientSession) -> ProbeResult:
+async def run(check: Check, target: Target[Any], session: aiohttp.ClientSession) -> ProbeResult:
     """Run `check` with the domain's expiry looked up first (cached), for its assertions to read."""
     found = await LOOKUPS.expiry(host_of(target.kind, target.options), session)
     token = CURRENT.set(found)
