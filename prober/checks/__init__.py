@@ -37,7 +37,8 @@ def probed(kind: str) -> bool:
 
 async def run(target: Target[Any], session: aiohttp.ClientSession) -> ProbeResult:
     """Run one check of a probed kind; returns a ProbeResult, never raises for network errors.
-    Raises LookupError for a kind that is not registered or not probed (a caller's bug)."""
+    Raises LookupError for a kind that is not registered or not probed (a caller's bug).
+    [DOMAIN_EXPIRATION] is looked up first (prober.checks.rdap, cached) for a check whose assertions read it."""
     check = CHECKS[target.kind].run
     if check is None:
         raise LookupError(f"kind {target.kind} is not probed")
