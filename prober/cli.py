@@ -65,6 +65,9 @@ def _endpoint(args: argparse.Namespace) -> Endpoint | None:
     from upwatch.commands import load_config
 
     config, path = load_config(args)
+    from prober.checks import rdap
+
+    rdap.LOOKUPS.configure(config.prober.rdap.settings())
     endpoint = config.endpoint(target)
     if endpoint is None:
         close = difflib.get_close_matches(target, [e.name for e in config.endpoints], n=1)

@@ -15,6 +15,7 @@ import psycopg
 from aiohttp import web
 
 from prober.app import State, build_app, serve
+from prober.checks import rdap
 from prober.checks.http import new_session
 from prober.heartbeats import HeartbeatWatcher
 from prober.leases import Leases
@@ -76,6 +77,7 @@ class ProberService:
         self.rollups = Rollups(runtime.pool)
         self.writer.hooks["probe_results"].append(self.rollups.note)
         self.session = new_session(p.max_concurrency, reuse_connections=p.reuse_connections)
+        rdap.LOOKUPS.configure(p.rdap.settings())  # [DOMAIN_EXPIRATION] of the scheduler's checks and /probe's
         # shard: auto: the endpoints of the slots this prober holds, re-applied whenever they change.
         self.leases = Leases(runtime.pool, location=p.location, instance=p.instance, slots=p.lease_slots,
                              ttl_s=p.lease_ttl.total_seconds(), slot_of=stable_hash,

@@ -18,6 +18,8 @@ ORDERING = ("<=", ">=", "<", ">")
 OPERATORS = ("==", "!=", *ORDERING, "contains", "not_contains", "matches", "exists")
 _text = values.text
 # What a placeholder resolves to when the check did not observe it (no status from a tcp check, no such JSON path).
+# Shown as durations (`240h`, `-24h` once past), as Gatus shows them.
+_DURATIONS = ("cert_expiration", "domain_expiration")
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "missing"})()
 
 
@@ -63,7 +65,7 @@ def show(value: Any, subject: Subject | None = None) -> str:
     """A value as results show it (at most 200 characters)."""
     if value is MISSING:
         return "missing"
-    if subject is not None and subject.kind == "cert_expiration" and not subject.length and values.is_measured(value):
+    if subject is not None and subject.kind in _DURATIONS and not subject.length and values.is_measured(value):
         return values.duration_text(value)
     text = _text(value)
     return text if len(text) <= 200 else text[:197] + "..."

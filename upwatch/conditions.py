@@ -8,11 +8,13 @@
     - json: {path: data.items[0].id, equals: 3}   (or exists: true)
     - header: {name: Content-Type, equals: application/json}   (or matches: regex)
     - cert_valid_days: 14                    - "[CERTIFICATE_EXPIRATION] > 48h"
+                                             - "[DOMAIN_EXPIRATION] > 720h"   (RDAP: prober.checks.rdap)
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from dataclasses import replace
 from typing import Any
@@ -28,14 +30,19 @@ _PLACEHOLDER = re.compile(r"^\[(?P<name>[A-Za-z_]+)\](?P<path>.*)$")
 _SEGMENT = re.compile(r"\.?([A-Za-z0-9_$@-]+)|\[(-?\d+)\]")
 _PLACEHOLDERS = {"STATUS": "status", "RESPONSE_TIME": "response_time", "BODY": "body",
                  "CERTIFICATE_EXPIRATION": "cert_expiration", "CONNECTED": "connected", "IP": "ip",
-                 "DNS_RCODE": "dns_rcode"}
+                 "DNS_RCODE": "dns_rcode", "DOMAIN_EXPIRATION": "domain_expiration"}
 # Gatus placeholders we do not resolve: a clear error rather than Gatus's fallback to comparing the literal text.
-_UNSUPPORTED = {"DOMAIN_EXPIRATION": "needs a WHOIS lookup", "CONTEXT": "there are no suites"}
+_UNSUPPORTED = {"CONTEXT": "there are no suites"}
 # The rcode names a DNS response can carry (dnspython's, which are Gatus's); the dns check's expected_rcode too.
 DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
               "NOTAUTH", "NOTZONE", "BADVERS")
-_TIMES = ("response_time", "cert_expiration")  # compared in milliseconds; literals may be durations
+# Compared in milliseconds; literals may be durations.
+_TIMES = ("response_time", "cert_expiration", "domain_expiration")
 _STATUS_PART = re.compile(r"^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$")
+# Kinds without a host name of their own for [DOMAIN_EXPIRATION]: a dns endpoint's host is the name it queries
+# (Gatus has no [DOMAIN_EXPIRATION] for dns either), a push endpoint has no host.
+NO_DOMAIN_KINDS = frozenset({"dns", "push"})
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _STRUCTURED = ("status", "max_latency", "body_contains", "body_not_contains", "body_matches", "json", "header",
                "cert_valid_days")
 
@@ -65,6 +72,39 @@ def _parse_status_set(value: Any) -> frozenset[int]:
                 raise ValueError(f"{piece.strip()!r}: range end is below its start")
             codes.update(range(low, high + 1))
     return frozenset(codes)
+
+
+def ascii_host(host: str) -> str:
+    """A host name lower-cased, without a final dot, internationalised labels in their xn-- form."""
+    name = host.strip().rstrip(".").lower()
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name  # not a valid name: domain_problem rejects its labels
+
+
+def reads_domain(assertion: Assertion) -> bool:
+    """Whether `assertion` reads [DOMAIN_EXPIRATION], on either side."""
+    other = assertion.expected
+    return assertion.subject.kind == "domain_expiration" or (
+        isinstance(other, Placeholder) and other.subject.kind == "domain_expiration")
+
+
+def domain_problem(kind: str, host: str) -> str | None:
+    """Why an endpoint of `kind` on `host` has no domain for [DOMAIN_EXPIRATION] to look up, if it has none."""
+    if kind in NO_DOMAIN_KINDS:
+        return f"[DOMAIN_EXPIRATION] does not apply to kind {kind} (it has no host name of its own)"
+    name = ascii_host(host)
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return f"[DOMAIN_EXPIRATION] needs a host name, and {host} is an IP address"
+    labels = name.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        return f"[DOMAIN_EXPIRATION] needs a domain name such as example.com, not {host!r}"
+    return None
 
 
 def parse(item: Any) -> Assertion:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prober.checks import dns, grpc, http, icmp, push, ssh, tcp, tls, udp, websocket
+from prober.checks import dns, grpc, http, icmp, push, rdap, ssh, tcp, tls, udp, websocket
 from prober.checks.base import Check, CheckOptions, Kind
 from upwatch.records import ProbeResult, Target
 
@@ -37,8 +37,11 @@ def probed(kind: str) -> bool:
 
 async def run(target: Target[Any], session: aiohttp.ClientSession) -> ProbeResult:
     """Run one check of a probed kind; returns a ProbeResult, never raises for network errors.
-    Raises LookupError for a kind that is not registered or not probed (a caller's bug)."""
+    Raises LookupError for a kind that is not registered or not probed (a caller's bug).
+    [DOMAIN_EXPIRATION] is looked up first (prober.checks.rdap, cached) for a check whose assertions read it."""
     check = CHECKS[target.kind].run
     if check is None:
         raise LookupError(f"kind {target.kind} is not probed")
+    if rdap.uses(target.assertions):  # [DOMAIN_EXPIRATION], for every kind that has a host name
+        return await rdap.run(check, target, session)
     return await check(target, session)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prober.checks import rdap
 from upwatch import values
 from upwatch.assertions import MISSING, ORDERING, AnyOf, Assertion, Glob, Placeholder, Subject, expected_text, show
 from upwatch.records import AssertionResult
@@ -25,7 +26,7 @@ def check(assertion: Assertion, observed: Observed) -> AssertionResult:
     other = assertion.expected
     expected = observed.value(other.subject) if isinstance(other, Placeholder) else other
     ok = expected is not MISSING and _holds(actual, assertion.op, expected)
-    reason = None if ok else _reason(actual, assertion.op, expected, assertion)
+    reason = None if ok else observed.unknown(assertion) or _reason(actual, assertion.op, expected, assertion)
     return AssertionResult(assertion.text, ok, show(actual, assertion.subject), reason)
 
 
@@ -42,6 +43,8 @@ class Observed:
     connected: bool | None = None
     ip: str | None = None
     dns_rcode: str | None = None  # NOERROR, NXDOMAIN, SERVFAIL ... (Gatus's [DNS_RCODE])
+    # [DOMAIN_EXPIRATION]: looked up (cached) by prober.checks.rdap.run before the check, for any kind.
+    domain: rdap.Expiry | None = field(default_factory=rdap.CURRENT.get)
     _json: Any = field(default=MISSING, repr=False)
 
     def value(self, subject: Subject) -> Any:
@@ -67,6 +70,9 @@ class Observed:
             return MISSING if self.dns_rcode is None else self.dns_rcode
         if kind == "cert_expiration":  # milliseconds, as Gatus resolves it
             return MISSING if self.cert_not_after is None else (self.cert_not_after - self.now).total_seconds() * 1000
+        if kind == "domain_expiration":
+            expires_at = None if self.domain is None else self.domain.expires_at
+            return MISSING if expires_at is None else (expires_at - self.now).total_seconds() * 1000
         if kind == "header":
             found = None if self.headers is None else _header(self.headers, subject.name)
             return MISSING if found is None else found
@@ -75,6 +81,14 @@ class Observed:
         if not subject.path:  # trimmed like Gatus, so `[BODY] == 1` holds for "1\n"
             return self.body.decode("utf-8", "replace").strip()
         return _walk(self._document(), subject.path)
+
+    def unknown(self, assertion: Assertion) -> str | None:
+        """Why a failed lookup left [DOMAIN_EXPIRATION] without a value, when that is why `assertion` failed."""
+        other = assertion.expected.subject if isinstance(assertion.expected, Placeholder) else None
+        if self.domain is None or self.domain.error is None or "domain_expiration" not in (
+                assertion.subject.kind, other.kind if other else ""):
+            return None
+        return f"domain expiration unknown: {self.domain.error}"
 
     def _document(self) -> Any:
         if self._json is MISSING:

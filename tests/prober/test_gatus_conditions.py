@@ -180,9 +180,11 @@ REJECTED = [
     ("[BODY] == a == b", "== appears more than once; a condition compares two values"),
     ("1 == 2", "neither side is a placeholder such as [STATUS] or [BODY].path, so it never changes"),
     ("[STAUTS] == 200", ("unknown placeholder '[STAUTS]' (use [STATUS], [RESPONSE_TIME], [BODY], "
-                         "[CERTIFICATE_EXPIRATION], [CONNECTED], [IP], [DNS_RCODE])")),
-    # README.md:490, 503: Gatus placeholders upwatch cannot resolve are named, not compared as text
-    ("[DOMAIN_EXPIRATION] > 720h", "[DOMAIN_EXPIRATION] is not supported by upwatch (needs a WHOIS lookup)"),
+                         "[CERTIFICATE_EXPIRATION], [CONNECTED], [IP], [DNS_RCODE], [DOMAIN_EXPIRATION])")),
+    # Gatus placeholders upwatch cannot resolve are named, not compared as text
+    ("[CONTEXT].user == 1", "[CONTEXT] is not supported by upwatch (there are no suites)"),
+    ("[DOMAIN_EXPIRATION] > soon",
+     "'soon' is neither a number of milliseconds nor a duration (e.g. 300, 300ms, 1s, 48h)"),  # ours, as above
     ("[DNS_RCODE] == NOERORR", "'NOERORR' is not an rcode name (use one of NOERROR, FORMERR, SERVFAIL, NXDOMAIN, "
                                "NOTIMP, REFUSED, YXDOMAIN, YXRRSET, NXRRSET, NOTAUTH, NOTZONE, BADVERS)"),  # ours
     ("[BODY] == pat([abc)", "unclosed [ in pattern '[abc'"),  # Gatus: never matches, silently

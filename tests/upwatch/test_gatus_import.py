@@ -291,3 +291,21 @@ def test_providers_apprise_can_send_to_become_apprise_channels() -> None:
     assert cfg.alerting.failure_threshold == 4
     skipped = list(map(str, conversion.skipped))
     assert "alerting.pushover: needs application-token, user-key; alerts of type pushover are not converted" in skipped
+
+
+def test_domain_expiration_is_kept_where_the_endpoint_has_a_domain() -> None:
+    # Gatus's README, "Monitoring domain expiration", plus endpoints whose host has no domain to look up.
+    conversion = gatus.convert({"endpoints": [
+        {"name": "check-domain-and-certificate-expiration", "url": "https://example.org", "interval": "1h",
+         "conditions": ["[DOMAIN_EXPIRATION] > 720h", "[CERTIFICATE_EXPIRATION] > 240h"]},
+        {"name": "by-address", "url": "tcp://192.0.2.7:22",
+         "conditions": ["[CONNECTED] == true", "[DOMAIN_EXPIRATION] > 720h"]},
+        {"name": "resolver", "url": "1.1.1.1", "dns": {"query-name": "example.org", "query-type": "A"},
+         "conditions": ["[DNS_RCODE] == NOERROR", "[DOMAIN_EXPIRATION] > 720h"]}]})
+    loaded = config.parse(gatus.render(conversion, "domains.yaml"), "domains.upwatch.yaml", {})
+    assert [[a.text for a in e.assertions] for e in loaded.endpoints] == [
+        ["[DOMAIN_EXPIRATION] > 720h", "[CERTIFICATE_EXPIRATION] > 240h"], ["[CONNECTED] == true"],
+        ["[DNS_RCODE] == NOERROR"]]
+    assert [str(n) for n in conversion.skipped] == [
+        "endpoints[1].conditions[1]: [DOMAIN_EXPIRATION] needs a host name, and 192.0.2.7 is an IP address",
+        "endpoints[2].conditions[1]: [DOMAIN_EXPIRATION] does not apply to kind dns (it has no host name of its own)"]

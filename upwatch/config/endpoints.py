@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from prober.checks import CHECKS, CheckOptions
+from prober.checks import CHECKS, CheckOptions, rdap
 from upwatch import conditions
 from upwatch.assertions import Assertion
 from upwatch.config.base import Section, aliases, model_at, unknown
@@ -82,6 +82,9 @@ class Endpoint(Section):
         too_short = endpoint.options.timeout_problem(endpoint.timeout)
         if too_short is not None:
             errors.append(_problem(("timeout",), too_short, data.get("timeout")))
+        no_domain = rdap.problem(endpoint.kind, endpoint.options, endpoint.assertions)
+        if no_domain is not None:
+            errors.append(_problem(("assertions", no_domain[0]), no_domain[1], None))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return endpoint

@@ -10,6 +10,7 @@ import typing
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from prober.checks import rdap
 from upwatch.config.base import Section
 from upwatch.config.endpoints import Endpoint
 from upwatch.durations import PositiveDuration
@@ -160,6 +162,44 @@ AllowedTarget = Annotated[str, AfterValidator(_checked(parse_allowed))]
 Network = Annotated[str, AfterValidator(_checked(parse_network))]
 
 
+class Rdap(Section):
+    """prober.rdap: where [DOMAIN_EXPIRATION] is looked up (prober.checks.rdap)."""
+
+    # The base URL of an RDAP service (RFC 9082); the default redirects to each registry's server.
+    server: str = rdap.DEFAULT_SERVER
+    timeout: PositiveDuration = Field(default=f"{rdap.DEFAULT_TIMEOUT_S:g}s", validate_default=True)
+    cache_ttl: PositiveDuration = Field(default=f"{rdap.DEFAULT_CACHE_TTL_S / 3600:g}h", validate_default=True)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            raise ValueError(f"{value!r} must be an http:// or https:// base URL such as {rdap.DEFAULT_SERVER} "
+                             "(no query, fragment or credentials)")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if value > timedelta(seconds=60):
+            raise ValueError("must be at most 60s (a lookup delays the probe that waits for it)")
+        return value
+
+    @field_validator("cache_ttl")
+    @classmethod
+    def _cache_ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m (RDAP servers limit how often they are asked)")
+        return value
+
+    def settings(self) -> rdap.Settings:
+        """As prober.checks.rdap takes them."""
+        return rdap.Settings(server=self.server, timeout_s=self.timeout.total_seconds(),
+                             cache_ttl_s=self.cache_ttl.total_seconds())
+
+
 class Prober(Section):
     location: str = Field(default_factory=socket.gethostname, min_length=1)
     instance: str = Field(default_factory=socket.gethostname, min_length=1)
@@ -194,6 +234,7 @@ class Prober(Section):
     modules: dict[str, Module] = Field(default_factory=dict)
     probe_allowed: list[AllowedTarget] = Field(default_factory=list)
     probe_callers: list[Network] = Field(default_factory=lambda: list(DEFAULT_CALLERS))
+    rdap: Rdap = Field(default_factory=Rdap)
 
     @field_validator("writer_stuck_after")
     @classmethod

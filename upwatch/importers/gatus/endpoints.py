@@ -195,7 +195,7 @@ def _setting(name: str, value: Any, item: dict[str, Any], out: dict[str, Any], k
     elif name == "interval":
         _interval(value, out, key, notes)
     elif name == "conditions":
-        out["assertions"] = assertions(value, key, notes, kind)
+        out["assertions"] = assertions(value, key, notes, kind, _domain_host(out))
     elif name == "client" and isinstance(value, dict):
         _client(client_options(value, key, notes), kind, out, key, notes)
     elif name == "enabled":
@@ -279,14 +279,25 @@ def _interval(value: Any, out: dict[str, Any], key: str, notes: Notes) -> None:
     out["interval"] = spelled(interval)
 
 
-def assertions(items: Any, key: str, notes: Notes, kind: str = "http") -> list[str]:
+def _domain_host(out: dict[str, Any]) -> str:
+    """The host [DOMAIN_EXPIRATION] looks up, as prober.checks.rdap picks it (a TLS server_name first)."""
+    if out.get("server_name"):
+        return str(out["server_name"])
+    return str(out.get("host") or urlsplit(str(out.get("url", ""))).hostname or "")
+
+
+def assertions(items: Any, key: str, notes: Notes, kind: str = "http", host: str = "") -> list[str]:
     """The conditions upwatch reads (the same strings); the others are noted with the reason."""
     out = []
     for j, text in enumerate(items if isinstance(items, list) else []):
         try:
-            conditions.parse_condition(str(text))
+            parsed = conditions.parse_condition(str(text))
         except ValueError as e:
             notes.skip(dotted(key, j), str(e))
+            continue
+        no_domain = conditions.domain_problem(kind, host) if conditions.reads_domain(parsed) else None
+        if no_domain is not None:
+            notes.skip(dotted(key, j), no_domain)
             continue
         if kind == "ssh" and ("[STATUS]" in str(text) or "[BODY]." in str(text)):
             # Gatus: the exit status and output of a command run after logging in.
