@@ -23,6 +23,17 @@ Prometheus measured on this machine class (issue #17):
 
     python bench/prober_throughput.py --daemon --endpoints 1000 5000 --connections fresh reused
     python bench/prober_throughput.py --daemon --quick      # one measured interval per run
+
+It also prints p99 start lateness (from the stored probes' start times against
+their schedule), probes started more than 1 s late, and the daemon's RSS.
+--fleet is the issue's 40,000-endpoint mode: 20,000 and 40,000 endpoints at
+15 s, reused connections, the daemon pinned to one CPU (--cpu 0 unless given).
+A/B: --old DIR also runs each (N, mode) on the code in DIR (e.g. `git archive`
+of the previous commit), interleaved with this tree's; --loops uvloop asyncio
+runs each on both event loops (asyncio: uvloop hidden from the daemon).
+
+    python bench/prober_throughput.py --daemon --fleet
+    python bench/prober_throughput.py --daemon --quick --old /tmp/old --loops uvloop asyncio
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +65,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prober.scheduler import PHASE_STEP_MS, stable_hash
 from prober.service import ProberService
 from upwatch import config as configuration
 from upwatch import db
@@ -297,14 +310,51 @@ def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int
     return found
 
 
-def start_daemon(path: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("upwatch")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "import sys; from upwatch.cli import "
-                                                     "main; sys.exit(main())"]
+def start_daemon(path: Path, url: str, log: Path, variant: Variant, cpu: int | None) -> subprocess.Popen[bytes]:
+    """`upwatch prober` on the variant's code and event loop (asyncio: uvloop made unimportable)."""
+    hide = "sys.modules['uvloop'] = None; " if variant.loop == "asyncio" else ""
+    command = [sys.executable, "-c", f"import sys; {hide}from upwatch.cli import main; sys.exit(main())"]
     env = {**os.environ, "UPWATCH_DATABASE_URL": url}
+    if variant.code:  # ahead of the installed (editable) tree
+        env["PYTHONPATH"] = os.pathsep.join([variant.code, *filter(None, [os.environ.get("PYTHONPATH")])])
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
     with log.open("ab") as out:
         return subprocess.Popen([*command, "prober", "--config", str(path), "--log-level", "WARNING"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which code (a directory put first on PYTHONPATH, '' for this tree) on which event loop."""
+
+    label: str
+    code: str
+    loop: str  # "uvloop" / "asyncio": what the daemon may import
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process (VmRSS), in MiB."""
+    for text in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if text.startswith("VmRSS:"):
+            return int(text.split()[1]) / 1024
+    return float("nan")
+
+
+def lateness_s(url: str, t0: dt.datetime, t1: dt.datetime) -> list[float]:
+    """Start lateness of every probe that ran in [t0, t1): its stored start time against its schedule."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT e.name, extract(epoch FROM r.time)::float8 FROM probe_results r "
+                            "JOIN endpoints e ON e.id = r.endpoint_id WHERE r.time >= %s AND r.time < %s "
+                            "AND r.error_kind IS DISTINCT FROM 'skipped'", (t0, t1)).fetchall()
+    phases: dict[str, float] = {}
+    out = []
+    for name, at in rows:
+        phase = phases.get(name)
+        if phase is None:
+            phase = phases[name] = (stable_hash(name) % (INTERVAL_S * 1000 // PHASE_STEP_MS)) * PHASE_STEP_MS / 1000
+        out.append((at - phase + 1.0) % INTERVAL_S - 1.0)  # a clock step may put a start a little early
+    return out
 
 
 def profile(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
@@ -335,16 +385,30 @@ def print_profile(path: Path, top: int = 25) -> None:
             print(f"  {title:>5} {100 * count / max(1, samples):5.1f}%  {frame}")
 
 
-def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, workdir: Path,
-                   port: int, spy: Path | None = None, logs: Path | None = None) -> dict[str, float]:
+@dataclass(frozen=True)
+class Run:
+    """One daemon run: N endpoints, connection mode, variant, measured intervals, where to keep things."""
+
+    n: int
+    mode: str
+    variant: Variant
+    cycles: int
+    cpu: int | None = None
+    spy: Path | None = None
+    logs: Path | None = None
+
+
+def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int) -> dict[str, Any]:
     """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
     rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
-    path, listen = workdir / f"daemon-{n}-{mode}.yaml", free_port()
-    write_config(path, n, port, listen, workdir / f"daemon-data-{n}-{mode}", reuse=mode == "reused")
-    log = workdir / f"daemon-{n}-{mode}.log"
+    n, mode, cycles, spy, logs = run.n, run.mode, run.cycles, run.spy, run.logs
+    name = f"daemon-{n}-{mode}-{run.variant.label}"
+    path, listen = workdir / f"{name}.yaml", free_port()
+    write_config(path, n, port, listen, workdir / f"{name}-data", reuse=mode == "reused")
+    log = workdir / f"{name}.log"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE probe_results, probe_rollup_1m")
-        daemon = start_daemon(path, url, log)
+        daemon = start_daemon(path, url, log, run.variant, run.cpu)
         try:
             wait_up(listen, daemon)
             time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
@@ -355,10 +419,12 @@ def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, wo
             time.sleep(INTERVAL_S * cycles)
             t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
             stored = count_rows(conn) - rows0
+            rss = rss_mb(daemon.pid)
             healthy = health(listen)
             if spying is not None:
                 spying.wait(30)
             started, skipped, failed, connected = stored_in(url, t0, t1)
+            late = sorted(lateness_s(url, t0, t1))
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(120)
@@ -369,7 +435,9 @@ def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, wo
     per = 1000 / max(1, stored)
     return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
             "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
-            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy}
+            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy, "rss_mb": rss,
+            "late_p99_ms": 1000 * late[int(0.99 * (len(late) - 1))] if late else float("nan"),
+            "late_over_1s": sum(x > 1.0 for x in late)}
 
 
 def count_rows(conn: psycopg.Connection[Any]) -> int:
@@ -391,22 +459,23 @@ def summarise_log(log: Path) -> None:
         print(f"  daemon log {log.name}: {count} x {event}", flush=True)
 
 
-DAEMON_HEADER = ("{:>6} {:>11} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} {:>9} {:>6} "
-                 "{:>7}").format(
-    "N", "connections", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total", "blackbox",
-    "ratio", "goal", "skipped", "failed", "new conn%", "load1", "healthz")
+DAEMON_HEADER = ("{:>6} {:>11} {:>12} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} "
+                 "{:>9} {:>9} {:>7} {:>7} {:>6} {:>7}").format(
+    "N", "connections", "variant", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total",
+    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz")
 
 
-def daemon_line(n: int, mode: str, r: dict[str, float]) -> str:
+def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
     """One row under DAEMON_HEADER: ms are CPU per stored probe; ratio against blackbox_exporter + Prometheus."""
     total = r["prober_ms"] + r["postgres_ms"]
     peer = PEER_MS.get(n)
     ratio = f"{total / peer:.2f}" if peer else "-"
     share = f"{r['started']}/{r['expected']}"
-    return (f"{n:>6} {mode:>11} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
+    return (f"{n:>6} {mode:>11} {label:>12} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
             f"{share:>15} {r['prober_ms']:>10.3f} {r['postgres_ms']:>7.3f} {total:>7.3f} {peer or '-':>9} "
             f"{ratio:>6} {GOAL[mode]:>5} {r['skipped']:>8} {r['failed']:>7} "
-            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['load']:>6.2f} {r['healthz']:>7}")
+            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['late_p99_ms']:>7.0f}ms "
+            f"{r['late_over_1s']:>7} {r['rss_mb']:>7.0f} {r['load']:>6.2f} {r['healthz']:>7}")
 
 
 def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
@@ -425,21 +494,31 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         print(f"upwatch prober daemon, PostgreSQL fsync={durability[0] if durability else '?'} "
               f"synchronous_commit={durability[1] if durability else '?'}, {cycles} measured {INTERVAL_S} s "
               f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()} "
-              f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}", flush=True)
+              f"uvloop installed={bool(importlib.util.find_spec('uvloop'))} "
+              f"daemon cpu={'any' if args.cpu is None else args.cpu}", flush=True)
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
-                spy = Path(f"{args.py_spy}-{n}-{mode}.txt").absolute() if args.py_spy else None
-                logs = Path(args.logs).absolute() if args.logs else None
-                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy,
-                                                          logs)), flush=True)
-                if spy is not None:
-                    print_profile(spy)
+                for variant in variants(args):
+                    tag = f"{n}-{mode}-{variant.label}"
+                    spy = Path(f"{args.py_spy}-{tag}.txt").absolute() if args.py_spy else None
+                    logs = Path(args.logs).absolute() if args.logs else None
+                    run = Run(n, mode, variant, cycles, args.cpu, spy, logs)
+                    result = measure_daemon(run, url, postmaster, workdir, port)
+                    print(daemon_line(n, mode, variant.label, result), flush=True)
+                    if spy is not None:
+                        print_profile(spy)
     finally:
         target.terminate()
         target.wait(10)
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    """This tree (and --old's) on each of --loops, old first: A/B pairs under the same load."""
+    codes = [("old", str(Path(args.old).absolute())), ("new", "")] if args.old else [("", "")]
+    return [Variant(f"{code}{'-' if code else ''}{loop}", path, loop) for code, path in codes for loop in args.loops]
 
 
 if __name__ == "__main__":
@@ -457,5 +536,14 @@ if __name__ == "__main__":
     parser.add_argument("--logs", metavar="DIR", help="with --daemon: keep the daemon's log of each run in DIR")
     parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
                         "into PREFIX-N-MODE.txt (raw) and print where the samples went")
-    run(parser.parse_args())
+    parser.add_argument("--old", metavar="DIR", help="with --daemon: also run the code in DIR, interleaved (A/B)")
+    parser.add_argument("--loops", nargs="+", choices=["uvloop", "asyncio"], default=["uvloop"],
+                        help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
+    parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
+                        "reused connections, the daemon on one CPU (issue #17.3)")
+    parsed = parser.parse_args()
+    if parsed.fleet:
+        parsed.endpoints, parsed.connections = [20000, 40000], ["reused"]
+        parsed.cpu = 0 if parsed.cpu is None else parsed.cpu
+    run(parsed)
     os._exit(0)
