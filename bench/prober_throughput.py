@@ -499,7 +499,7 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
-                for variant in variants(args):
+                for variant in variants(args) * args.repeat:
                     tag = f"{n}-{mode}-{variant.label}"
                     spy = Path(f"{args.py_spy}-{tag}.txt").absolute() if args.py_spy else None
                     logs = Path(args.logs).absolute() if args.logs else None
@@ -539,6 +539,8 @@ if __name__ == "__main__":
     parser.add_argument("--old", metavar="DIR", help="with --daemon: also run the code in DIR, interleaved (A/B)")
     parser.add_argument("--loops", nargs="+", choices=["uvloop", "asyncio"], default=["uvloop"],
                         help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
+    parser.add_argument("--repeat", type=int, default=1, help="with --daemon: run the variants this many times, "
+                        "in turn (A, B, A, B ...)")
     parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
                         "reused connections, the daemon on one CPU (issue #17.3)")
     parsed = parser.parse_args()

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -115,6 +116,18 @@ def step_of(endpoint: Endpoint) -> Step:
     return interval_ms, round(_phase_s(endpoint.name, interval_ms) * 1000)
 
 
+class _StepExecutor(AsyncIOExecutor):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """AsyncIOExecutor that does not cancel the job tasks not yet run at shutdown.
+
+    The stock one does, and APScheduler logs each as a job error. A step job only starts checks, in
+    one loop turn; one that runs after shutdown starts nothing (Scheduler._start_step), and checks
+    in flight are the business of Scheduler.drain.
+    """
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pending_futures.clear()
+
+
 class Scheduler:
     """Schedules checks and hands each result to the writer and to `observers`."""
 
@@ -140,7 +153,8 @@ class Scheduler:
         self._per_host: dict[str, asyncio.Semaphore] = {}
         # Without coalescing, every run time that came due more than misfire_grace_time
         # (one interval) ago is reported as missed, and at most the latest one runs.
-        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False})
+        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False},
+                                   executors={"default": _StepExecutor()})
         self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
         # A missed run is logged here once per step, with the endpoints it held; APScheduler's own
         # warning for it would be a second line for the same event.
@@ -231,6 +245,8 @@ class Scheduler:
 
     async def _start_step(self, step: Step) -> None:
         """The job of one start step: a task per endpoint; one whose previous check still runs is skipped."""
+        if not self._aps.running:
+            return  # due just before shutdown
         busy: list[Endpoint] = []
         for name in self._steps.get(step, ()):
             endpoint = self.endpoints[name]
