@@ -30,10 +30,13 @@ their schedule), probes started more than 1 s late, and the daemon's RSS.
 15 s, reused connections, the daemon pinned to one CPU (--cpu 0 unless given).
 A/B: --old DIR also runs each (N, mode) on the code in DIR (e.g. `git archive`
 of the previous commit), interleaved with this tree's; --loops uvloop asyncio
-runs each on both event loops (asyncio: uvloop hidden from the daemon).
+runs each on both event loops (asyncio: uvloop hidden from the daemon);
+--together runs those variants at the same time, side by side, so that a
+loaded machine loads each the same (each has its own endpoint names and
+instance; PostgreSQL's CPU is shared out by rows stored).
 
     python bench/prober_throughput.py --daemon --fleet
-    python bench/prober_throughput.py --daemon --quick --old /tmp/old --loops uvloop asyncio
+    python bench/prober_throughput.py --daemon --quick --old /tmp/old --loops uvloop asyncio --together
 """
 
 from __future__ import annotations
@@ -105,12 +108,13 @@ def postgres_cpu_s(server: EmbeddedPostgres) -> float:
     return total
 
 
-def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path, *, reuse: bool = True) -> None:
+def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path, *, reuse: bool = True,
+                 prefix: str = "", instance: str = "bench") -> None:
     lines = ["endpoints:"]
     for i in range(n):
-        lines += [f"  - name: ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
+        lines += [f"  - name: {prefix}ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
                   "    timeout: 5s", "    assertions: ['[STATUS] == 200', '[BODY].status == UP']"]
-    lines += ["prober:", "  location: bench", "  instance: bench", f"  data_dir: {data_dir}",
+    lines += ["prober:", "  location: bench", f"  instance: {instance}", f"  data_dir: {data_dir}",
               "  max_concurrency: 512", f"  per_host_concurrency: {max(32, n)}", "  config_poll_interval: 60s",
               f"  reuse_connections: {'true' if reuse else 'false'}",
               "push:", f"  listen: 127.0.0.1:{listen}"]
@@ -237,7 +241,7 @@ GOAL = {"fresh": 0.5, "reused": 0.3}  # at most this share of the peer's CPU per
 WINDOW = """SELECT count(*), count(*) FILTER (WHERE error_kind = 'skipped'),
                   count(*) FILTER (WHERE NOT ok AND error_kind <> 'skipped'),
                   count(*) FILTER (WHERE connect_ms > 0)
-           FROM probe_results WHERE time >= %s AND time < %s"""
+           FROM probe_results WHERE time >= %s AND time < %s AND prober = %s"""
 
 
 def processes() -> dict[int, tuple[int, float]]:
@@ -295,13 +299,13 @@ def wait_up(listen: int, daemon: subprocess.Popen[bytes], timeout_s: float = 600
     raise SystemExit("upwatch prober did not start listening")
 
 
-def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int, int]:
+def stored_in(url: str, t0: dt.datetime, t1: dt.datetime, instance: str) -> tuple[int, int, int, int]:
     """(rows, skipped, failed, with a new connection) of the probes that started in [t0, t1), once the
     writer has caught up: the count stops growing (a second apart, for at most a minute)."""
     found, previous, same = (0, 0, 0, 0), -1, 0
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(60):
-            found = conn.execute(WINDOW, (t0, t1)).fetchone() or (0, 0, 0, 0)
+            found = conn.execute(WINDOW, (t0, t1, instance)).fetchone() or (0, 0, 0, 0)
             same = same + 1 if found[0] == previous else 0
             if same == 2:
                 break
@@ -341,12 +345,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def lateness_s(url: str, t0: dt.datetime, t1: dt.datetime) -> list[float]:
+def lateness_s(url: str, t0: dt.datetime, t1: dt.datetime, instance: str) -> list[float]:
     """Start lateness of every probe that ran in [t0, t1): its stored start time against its schedule."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute("SELECT e.name, extract(epoch FROM r.time)::float8 FROM probe_results r "
                             "JOIN endpoints e ON e.id = r.endpoint_id WHERE r.time >= %s AND r.time < %s "
-                            "AND r.error_kind IS DISTINCT FROM 'skipped'", (t0, t1)).fetchall()
+                            "AND r.prober = %s AND r.error_kind IS DISTINCT FROM 'skipped'",
+                            (t0, t1, instance)).fetchall()
     phases: dict[str, float] = {}
     out = []
     for name, at in rows:
@@ -387,61 +392,96 @@ def print_profile(path: Path, top: int = 25) -> None:
 
 @dataclass(frozen=True)
 class Run:
-    """One daemon run: N endpoints, connection mode, variant, measured intervals, where to keep things."""
+    """Daemon runs of N endpoints in one connection mode: one daemon per variant, all at the same time."""
 
     n: int
     mode: str
-    variant: Variant
+    variants: list[Variant]
     cycles: int
     cpu: int | None = None
     spy: Path | None = None
     logs: Path | None = None
 
 
-def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int) -> dict[str, Any]:
-    """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
-    rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
-    n, mode, cycles, spy, logs = run.n, run.mode, run.cycles, run.spy, run.logs
-    name = f"daemon-{n}-{mode}-{run.variant.label}"
-    path, listen = workdir / f"{name}.yaml", free_port()
-    write_config(path, n, port, listen, workdir / f"{name}-data", reuse=mode == "reused")
-    log = workdir / f"{name}.log"
+@dataclass
+class Daemon:
+    """One running daemon of a Run: its variant, process, listener and log."""
+
+    variant: Variant
+    process: subprocess.Popen[bytes]
+    listen: int
+    log: Path
+
+    @property
+    def instance(self) -> str:
+        return self.variant.label or "bench"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int) -> list[dict[str, Any]]:
+    """Run the daemons for a warm-up interval plus `cycles` measured ones: the CPU of each and PostgreSQL's over
+    the rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing).
+    Side by side, each daemon has its own endpoint names and instance (probe_results.prober), and PostgreSQL's
+    CPU is shared out by rows stored."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE probe_results, probe_rollup_1m")
-        daemon = start_daemon(path, url, log, run.variant, run.cpu)
+        daemons = [start_one(run, variant, url, workdir, port) for variant in run.variants]
         try:
-            wait_up(listen, daemon)
+            for d in daemons:
+                wait_up(d.listen, d.process)
             time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
             load = os.getloadavg()[0]
-            spying = profile(daemon.pid, INTERVAL_S * cycles, spy) if spy else None
-            rows0 = count_rows(conn)
-            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-            time.sleep(INTERVAL_S * cycles)
-            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-            stored = count_rows(conn) - rows0
-            rss = rss_mb(daemon.pid)
-            healthy = health(listen)
+            spying = profile(daemons[0].process.pid, INTERVAL_S * run.cycles, run.spy) if run.spy else None
+            rows0 = [count_rows(conn, d.instance) for d in daemons]
+            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            time.sleep(INTERVAL_S * run.cycles)
+            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            stored = [count_rows(conn, d.instance) - r0 for d, r0 in zip(daemons, rows0, strict=True)]
+            rss = [rss_mb(d.process.pid) for d in daemons]
+            healthy = [health(d.listen) for d in daemons]
             if spying is not None:
                 spying.wait(30)
-            started, skipped, failed, connected = stored_in(url, t0, t1)
-            late = sorted(lateness_s(url, t0, t1))
+            windows = [stored_in(url, t0, t1, d.instance) for d in daemons]
+            late = [sorted(lateness_s(url, t0, t1, d.instance)) for d in daemons]
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(120)
-    summarise_log(log)
-    if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, logs / log.name)
-    per = 1000 / max(1, stored)
-    return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
-            "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
-            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy, "rss_mb": rss,
-            "late_p99_ms": 1000 * late[int(0.99 * (len(late) - 1))] if late else float("nan"),
-            "late_over_1s": sum(x > 1.0 for x in late)}
+            for d in daemons:
+                d.process.send_signal(signal.SIGTERM)
+            for d in daemons:
+                d.process.wait(120)
+    results = []
+    pg_ms = 1000 * (pg1 - pg0) / max(1, sum(stored))
+    for i, d in enumerate(daemons):
+        summarise_log(d.log)
+        if run.logs is not None:
+            run.logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(d.log, run.logs / d.log.name)
+        started, skipped, failed, connected = windows[i]
+        results.append({
+            "seconds": (t1 - t0).total_seconds(), "stored": stored[i], "started": started,
+            "expected": run.n * run.cycles, "skipped": skipped, "failed": failed, "new_connections": connected,
+            "prober_ms": 1000 * (cpu1[i] - cpu0[i]) / max(1, stored[i]), "postgres_ms": pg_ms, "load": load,
+            "healthz": healthy[i], "rss_mb": rss[i],
+            "late_p99_ms": 1000 * late[i][int(0.99 * (len(late[i]) - 1))] if late[i] else float("nan"),
+            "late_over_1s": sum(x > 1.0 for x in late[i])})
+    return results
 
 
-def count_rows(conn: psycopg.Connection[Any]) -> int:
-    found = conn.execute("SELECT count(*) FROM probe_results").fetchone()
+def start_one(run: Run, variant: Variant, url: str, workdir: Path, port: int) -> Daemon:
+    """Write the config of one variant's daemon and start it."""
+    name = f"daemon-{run.n}-{run.mode}-{variant.label or 'bench'}"
+    path, listen = workdir / f"{name}.yaml", free_port()
+    prefix = f"{variant.label}-" if len(run.variants) > 1 else ""
+    write_config(path, run.n, port, listen, workdir / f"{name}-data", reuse=run.mode == "reused", prefix=prefix,
+                 instance=variant.label or "bench")
+    log = workdir / f"{name}.log"
+    return Daemon(variant, start_daemon(path, url, log, variant, run.cpu), listen, log)
+
+
+def count_rows(conn: psycopg.Connection[Any], instance: str) -> int:
+    found = conn.execute("SELECT count(*) FROM probe_results WHERE prober = %s", (instance,)).fetchone()
     return int(found[0]) if found else 0
 
 
@@ -499,13 +539,15 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
-                for variant in variants(args) * args.repeat:
-                    tag = f"{n}-{mode}-{variant.label}"
+                groups = [variants(args)] if args.together else [[v] for v in variants(args)]
+                for group in groups * args.repeat:
+                    tag = f"{n}-{mode}-{group[0].label}"
                     spy = Path(f"{args.py_spy}-{tag}.txt").absolute() if args.py_spy else None
                     logs = Path(args.logs).absolute() if args.logs else None
-                    run = Run(n, mode, variant, cycles, args.cpu, spy, logs)
-                    result = measure_daemon(run, url, postmaster, workdir, port)
-                    print(daemon_line(n, mode, variant.label, result), flush=True)
+                    run = Run(n, mode, group, cycles, args.cpu, spy, logs)
+                    for variant, result in zip(group, measure_daemon(run, url, postmaster, workdir, port),
+                                               strict=True):
+                        print(daemon_line(n, mode, variant.label, result), flush=True)
                     if spy is not None:
                         print_profile(spy)
     finally:
@@ -541,6 +583,8 @@ if __name__ == "__main__":
                         help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
     parser.add_argument("--repeat", type=int, default=1, help="with --daemon: run the variants this many times, "
                         "in turn (A, B, A, B ...)")
+    parser.add_argument("--together", action="store_true", help="with --daemon: run the variants at the same "
+                        "time, side by side (the same load on each; PostgreSQL's CPU shared out by rows)")
     parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
                         "reused connections, the daemon on one CPU (issue #17.3)")
     parsed = parser.parse_args()
