@@ -317,7 +317,8 @@ def stored_in(url: str, t0: dt.datetime, t1: dt.datetime, instance: str) -> tupl
 def start_daemon(path: Path, url: str, log: Path, variant: Variant, cpu: int | None) -> subprocess.Popen[bytes]:
     """`upwatch prober` on the variant's code and event loop (asyncio: uvloop made unimportable)."""
     hide = "sys.modules['uvloop'] = None; " if variant.loop == "asyncio" else ""
-    command = [sys.executable, "-c", f"import sys; {hide}from upwatch.cli import main; sys.exit(main())"]
+    # -P: not the working directory first on sys.path, which would put this tree ahead of --old's.
+    command = [sys.executable, "-P", "-c", f"import sys; {hide}from upwatch.cli import main; sys.exit(main())"]
     env = {**os.environ, "UPWATCH_DATABASE_URL": url}
     if variant.code:  # ahead of the installed (editable) tree
         env["PYTHONPATH"] = os.pathsep.join([variant.code, *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -560,7 +561,14 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
 def variants(args: argparse.Namespace) -> list[Variant]:
     """This tree (and --old's) on each of --loops, old first: A/B pairs under the same load."""
     codes = [("old", str(Path(args.old).absolute())), ("new", "")] if args.old else [("", "")]
-    return [Variant(f"{code}{'-' if code else ''}{loop}", path, loop) for code, path in codes for loop in args.loops]
+    every = [Variant(f"{code}{'-' if code else ''}{loop}", path, loop) for code, path in codes for loop in args.loops]
+    if not args.variants:
+        return every
+    chosen = {v.label: v for v in every}
+    unknown = [label for label in args.variants if label not in chosen]
+    if unknown:
+        raise SystemExit(f"--variants {' '.join(unknown)}: not among {' '.join(chosen)}")
+    return [chosen[label] for label in args.variants]
 
 
 if __name__ == "__main__":
@@ -583,6 +591,8 @@ if __name__ == "__main__":
                         help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
     parser.add_argument("--repeat", type=int, default=1, help="with --daemon: run the variants this many times, "
                         "in turn (A, B, A, B ...)")
+    parser.add_argument("--variants", nargs="+", metavar="LABEL", help="with --daemon: only these of the --old x "
+                        "--loops variants, in this order (e.g. old-asyncio new-uvloop)")
     parser.add_argument("--together", action="store_true", help="with --daemon: run the variants at the same "
                         "time, side by side (the same load on each; PostgreSQL's CPU shared out by rows)")
     parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
