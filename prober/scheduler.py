@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -155,7 +155,7 @@ class Scheduler:
         # (one interval) ago is reported as missed, and at most the latest one runs.
         self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False},
                                    executors={"default": _StepExecutor()})
-        self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         # A missed run is logged here once per step, with the endpoints it held; APScheduler's own
         # warning for it would be a second line for the same event.
         logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
@@ -295,11 +295,15 @@ class Scheduler:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
                         endpoint.name, result.error_kind, error, result.latency_ms)
 
-    def _on_missed(self, event: JobExecutionEvent) -> None:
+    def _on_missed(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        """A step run APScheduler did not start: over an interval late, or (an overloaded loop) while
+        the step's previous start had not yet been run."""
         step = _step_from_id(event.job_id)
         names = list(self._steps.get(step, ())) if step is not None else []
-        due = event.scheduled_run_time or dt.datetime.now(dt.UTC)
-        self._skip([self.endpoints[n] for n in names], due, "run missed")
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        due = times[-1] or dt.datetime.now(dt.UTC)
+        reason = "run missed" if event.code == EVENT_JOB_MISSED else "previous start still waiting"
+        self._skip([self.endpoints[n] for n in names], due, reason)
 
     def _skip(self, endpoints: list[Endpoint], due: dt.datetime, reason: str) -> None:
         """A skipped row for each endpoint; one log line for them all (a stalled process misses thousands)."""
