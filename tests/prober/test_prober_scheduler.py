@@ -121,7 +121,8 @@ async def test_run_due_while_the_loop_was_stalled_past_an_interval_is_recorded_a
     rows = fetch(database_url, "SELECT error_kind, error FROM probe_results ORDER BY time")
     # 2.5 s of stall hold 2-3 run times; all but the latest are over one interval late: each is a row
     missed = [r for r in rows if r == ("skipped", "run missed")]
-    assert len(missed) == scheduler.skipped >= 1
+    # (on a loaded machine a run may also find its previous check still going: skipped, but not missed)
+    assert len(missed) >= 1 and len([r for r in rows if r[0] == "skipped"]) == scheduler.skipped
     assert [r for r in rows if r[0] is None]  # and checks go on after it
 
 
@@ -184,6 +185,7 @@ async def test_missed_runs_are_a_row_per_endpoint_and_one_log_line_per_step(
     rows = fetch(database_url, "SELECT e.name, r.time FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id"
                                " WHERE r.error = 'run missed'")
     due = {r[1] for r in rows}
-    assert sorted(r[0] for r in rows) == sorted(names * len(due)) and len(rows) == scheduler.skipped >= len(names)
-    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sorted(r[0] for r in rows) == sorted(names * len(due)) and len(rows) >= len(names)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "run missed" in r.getMessage()]
     assert lines == [f"probe skipped endpoints={len(names)} first={names[0]} reason='run missed'"] * len(due)
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler.executors") and r.levelno >= logging.WARNING]
