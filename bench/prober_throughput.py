@@ -23,6 +23,20 @@ Prometheus measured on this machine class (issue #17):
 
     python bench/prober_throughput.py --daemon --endpoints 1000 5000 --connections fresh reused
     python bench/prober_throughput.py --daemon --quick      # one measured interval per run
+
+It also prints p99 start lateness (from the stored probes' start times against
+their schedule), probes started more than 1 s late, and the daemon's RSS.
+--fleet is the issue's 40,000-endpoint mode: 20,000 and 40,000 endpoints at
+15 s, reused connections, the daemon pinned to one CPU (--cpu 0 unless given).
+A/B: --old DIR also runs each (N, mode) on the code in DIR (e.g. `git archive`
+of the previous commit), interleaved with this tree's; --loops uvloop asyncio
+runs each on both event loops (asyncio: uvloop hidden from the daemon);
+--together runs those variants at the same time, side by side, so that a
+loaded machine loads each the same (each has its own endpoint names and
+instance; PostgreSQL's CPU is shared out by rows stored).
+
+    python bench/prober_throughput.py --daemon --fleet
+    python bench/prober_throughput.py --daemon --quick --old /tmp/old --loops uvloop asyncio --together
 """
 
 from __future__ import annotations
@@ -45,6 +59,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +68,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prober.scheduler import PHASE_STEP_MS, stable_hash
 from prober.service import ProberService
 from upwatch import config as configuration
 from upwatch import db
@@ -92,12 +108,13 @@ def postgres_cpu_s(server: EmbeddedPostgres) -> float:
     return total
 
 
-def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path, *, reuse: bool = True) -> None:
+def write_config(path: Path, n: int, port: int, listen: int, data_dir: Path, *, reuse: bool = True,
+                 prefix: str = "", instance: str = "bench") -> None:
     lines = ["endpoints:"]
     for i in range(n):
-        lines += [f"  - name: ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
+        lines += [f"  - name: {prefix}ep{i:05d}", f"    url: http://127.0.0.1:{port}/t/{i}", "    interval: 15s",
                   "    timeout: 5s", "    assertions: ['[STATUS] == 200', '[BODY].status == UP']"]
-    lines += ["prober:", "  location: bench", "  instance: bench", f"  data_dir: {data_dir}",
+    lines += ["prober:", "  location: bench", f"  instance: {instance}", f"  data_dir: {data_dir}",
               "  max_concurrency: 512", f"  per_host_concurrency: {max(32, n)}", "  config_poll_interval: 60s",
               f"  reuse_connections: {'true' if reuse else 'false'}",
               "push:", f"  listen: 127.0.0.1:{listen}"]
@@ -224,7 +241,7 @@ GOAL = {"fresh": 0.5, "reused": 0.3}  # at most this share of the peer's CPU per
 WINDOW = """SELECT count(*), count(*) FILTER (WHERE error_kind = 'skipped'),
                   count(*) FILTER (WHERE NOT ok AND error_kind <> 'skipped'),
                   count(*) FILTER (WHERE connect_ms > 0)
-           FROM probe_results WHERE time >= %s AND time < %s"""
+           FROM probe_results WHERE time >= %s AND time < %s AND prober = %s"""
 
 
 def processes() -> dict[int, tuple[int, float]]:
@@ -282,13 +299,13 @@ def wait_up(listen: int, daemon: subprocess.Popen[bytes], timeout_s: float = 600
     raise SystemExit("upwatch prober did not start listening")
 
 
-def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int, int]:
+def stored_in(url: str, t0: dt.datetime, t1: dt.datetime, instance: str) -> tuple[int, int, int, int]:
     """(rows, skipped, failed, with a new connection) of the probes that started in [t0, t1), once the
     writer has caught up: the count stops growing (a second apart, for at most a minute)."""
     found, previous, same = (0, 0, 0, 0), -1, 0
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(60):
-            found = conn.execute(WINDOW, (t0, t1)).fetchone() or (0, 0, 0, 0)
+            found = conn.execute(WINDOW, (t0, t1, instance)).fetchone() or (0, 0, 0, 0)
             same = same + 1 if found[0] == previous else 0
             if same == 2:
                 break
@@ -297,14 +314,53 @@ def stored_in(url: str, t0: dt.datetime, t1: dt.datetime) -> tuple[int, int, int
     return found
 
 
-def start_daemon(path: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("upwatch")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "import sys; from upwatch.cli import "
-                                                     "main; sys.exit(main())"]
+def start_daemon(path: Path, url: str, log: Path, variant: Variant, cpu: int | None) -> subprocess.Popen[bytes]:
+    """`upwatch prober` on the variant's code and event loop (asyncio: uvloop made unimportable)."""
+    hide = "sys.modules['uvloop'] = None; " if variant.loop == "asyncio" else ""
+    # -P: not the working directory first on sys.path, which would put this tree ahead of --old's.
+    command = [sys.executable, "-P", "-c", f"import sys; {hide}from upwatch.cli import main; sys.exit(main())"]
     env = {**os.environ, "UPWATCH_DATABASE_URL": url}
+    if variant.code:  # ahead of the installed (editable) tree
+        env["PYTHONPATH"] = os.pathsep.join([variant.code, *filter(None, [os.environ.get("PYTHONPATH")])])
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
     with log.open("ab") as out:
         return subprocess.Popen([*command, "prober", "--config", str(path), "--log-level", "WARNING"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which code (a directory put first on PYTHONPATH, '' for this tree) on which event loop."""
+
+    label: str
+    code: str
+    loop: str  # "uvloop" / "asyncio": what the daemon may import
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process (VmRSS), in MiB."""
+    for text in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if text.startswith("VmRSS:"):
+            return int(text.split()[1]) / 1024
+    return float("nan")
+
+
+def lateness_s(url: str, t0: dt.datetime, t1: dt.datetime, instance: str) -> list[float]:
+    """Start lateness of every probe that ran in [t0, t1): its stored start time against its schedule."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT e.name, extract(epoch FROM r.time)::float8 FROM probe_results r "
+                            "JOIN endpoints e ON e.id = r.endpoint_id WHERE r.time >= %s AND r.time < %s "
+                            "AND r.prober = %s AND r.error_kind IS DISTINCT FROM 'skipped'",
+                            (t0, t1, instance)).fetchall()
+    phases: dict[str, float] = {}
+    out = []
+    for name, at in rows:
+        phase = phases.get(name)
+        if phase is None:
+            phase = phases[name] = (stable_hash(name) % (INTERVAL_S * 1000 // PHASE_STEP_MS)) * PHASE_STEP_MS / 1000
+        out.append((at - phase + 1.0) % INTERVAL_S - 1.0)  # a clock step may put a start a little early
+    return out
 
 
 def profile(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
@@ -335,45 +391,98 @@ def print_profile(path: Path, top: int = 25) -> None:
             print(f"  {title:>5} {100 * count / max(1, samples):5.1f}%  {frame}")
 
 
-def measure_daemon(n: int, mode: str, cycles: int, url: str, postmaster: int, workdir: Path,
-                   port: int, spy: Path | None = None, logs: Path | None = None) -> dict[str, float]:
-    """Run the daemon for a warm-up interval plus `cycles` measured ones: its CPU and PostgreSQL's over the
-    rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing)."""
-    path, listen = workdir / f"daemon-{n}-{mode}.yaml", free_port()
-    write_config(path, n, port, listen, workdir / f"daemon-data-{n}-{mode}", reuse=mode == "reused")
-    log = workdir / f"daemon-{n}-{mode}.log"
+@dataclass(frozen=True)
+class Run:
+    """Daemon runs of N endpoints in one connection mode: one daemon per variant, all at the same time."""
+
+    n: int
+    mode: str
+    variants: list[Variant]
+    cycles: int
+    cpu: int | None = None
+    spy: Path | None = None
+    logs: Path | None = None
+
+
+@dataclass
+class Daemon:
+    """One running daemon of a Run: its variant, process, listener and log."""
+
+    variant: Variant
+    process: subprocess.Popen[bytes]
+    listen: int
+    log: Path
+
+    @property
+    def instance(self) -> str:
+        return self.variant.label or "bench"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int) -> list[dict[str, Any]]:
+    """Run the daemons for a warm-up interval plus `cycles` measured ones: the CPU of each and PostgreSQL's over
+    the rows stored meanwhile (counted just before and after the CPU readings, so the counts cost nothing).
+    Side by side, each daemon has its own endpoint names and instance (probe_results.prober), and PostgreSQL's
+    CPU is shared out by rows stored."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE probe_results, probe_rollup_1m")
-        daemon = start_daemon(path, url, log)
+        daemons = [start_one(run, variant, url, workdir, port) for variant in run.variants]
         try:
-            wait_up(listen, daemon)
+            for d in daemons:
+                wait_up(d.listen, d.process)
             time.sleep(INTERVAL_S)  # every endpoint has run once (and, reused, opened its connection)
             load = os.getloadavg()[0]
-            spying = profile(daemon.pid, INTERVAL_S * cycles, spy) if spy else None
-            rows0 = count_rows(conn)
-            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-            time.sleep(INTERVAL_S * cycles)
-            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), tree_cpu_s(daemon.pid), tree_cpu_s(postmaster)
-            stored = count_rows(conn) - rows0
-            healthy = health(listen)
+            spying = profile(daemons[0].process.pid, INTERVAL_S * run.cycles, run.spy) if run.spy else None
+            rows0 = [count_rows(conn, d.instance) for d in daemons]
+            t0, cpu0, pg0 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            time.sleep(INTERVAL_S * run.cycles)
+            t1, cpu1, pg1 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            stored = [count_rows(conn, d.instance) - r0 for d, r0 in zip(daemons, rows0, strict=True)]
+            rss = [rss_mb(d.process.pid) for d in daemons]
+            healthy = [health(d.listen) for d in daemons]
             if spying is not None:
                 spying.wait(30)
-            started, skipped, failed, connected = stored_in(url, t0, t1)
+            windows = [stored_in(url, t0, t1, d.instance) for d in daemons]
+            late = [sorted(lateness_s(url, t0, t1, d.instance)) for d in daemons]
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(120)
-    summarise_log(log)
-    if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, logs / log.name)
-    per = 1000 / max(1, stored)
-    return {"seconds": (t1 - t0).total_seconds(), "stored": stored, "started": started, "expected": n * cycles,
-            "skipped": skipped, "failed": failed, "new_connections": connected, "prober_ms": (cpu1 - cpu0) * per,
-            "postgres_ms": (pg1 - pg0) * per, "load": load, "healthz": healthy}
+            for d in daemons:
+                d.process.send_signal(signal.SIGTERM)
+            for d in daemons:
+                d.process.wait(120)
+    results = []
+    pg_ms = 1000 * (pg1 - pg0) / max(1, sum(stored))
+    for i, d in enumerate(daemons):
+        summarise_log(d.log)
+        if run.logs is not None:
+            run.logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(d.log, run.logs / d.log.name)
+        started, skipped, failed, connected = windows[i]
+        results.append({
+            "seconds": (t1 - t0).total_seconds(), "stored": stored[i], "started": started,
+            "expected": run.n * run.cycles, "skipped": skipped, "failed": failed, "new_connections": connected,
+            "prober_ms": 1000 * (cpu1[i] - cpu0[i]) / max(1, stored[i]), "postgres_ms": pg_ms, "load": load,
+            "healthz": healthy[i], "rss_mb": rss[i],
+            "late_p99_ms": 1000 * late[i][int(0.99 * (len(late[i]) - 1))] if late[i] else float("nan"),
+            "late_over_1s": sum(x > 1.0 for x in late[i])})
+    return results
 
 
-def count_rows(conn: psycopg.Connection[Any]) -> int:
-    found = conn.execute("SELECT count(*) FROM probe_results").fetchone()
+def start_one(run: Run, variant: Variant, url: str, workdir: Path, port: int) -> Daemon:
+    """Write the config of one variant's daemon and start it."""
+    name = f"daemon-{run.n}-{run.mode}-{variant.label or 'bench'}"
+    path, listen = workdir / f"{name}.yaml", free_port()
+    prefix = f"{variant.label}-" if len(run.variants) > 1 else ""
+    write_config(path, run.n, port, listen, workdir / f"{name}-data", reuse=run.mode == "reused", prefix=prefix,
+                 instance=variant.label or "bench")
+    log = workdir / f"{name}.log"
+    return Daemon(variant, start_daemon(path, url, log, variant, run.cpu), listen, log)
+
+
+def count_rows(conn: psycopg.Connection[Any], instance: str) -> int:
+    found = conn.execute("SELECT count(*) FROM probe_results WHERE prober = %s", (instance,)).fetchone()
     return int(found[0]) if found else 0
 
 
@@ -391,22 +500,23 @@ def summarise_log(log: Path) -> None:
         print(f"  daemon log {log.name}: {count} x {event}", flush=True)
 
 
-DAEMON_HEADER = ("{:>6} {:>11} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} {:>9} {:>6} "
-                 "{:>7}").format(
-    "N", "connections", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total", "blackbox",
-    "ratio", "goal", "skipped", "failed", "new conn%", "load1", "healthz")
+DAEMON_HEADER = ("{:>6} {:>11} {:>12} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} "
+                 "{:>9} {:>9} {:>7} {:>7} {:>6} {:>7}").format(
+    "N", "connections", "variant", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total",
+    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz")
 
 
-def daemon_line(n: int, mode: str, r: dict[str, float]) -> str:
+def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
     """One row under DAEMON_HEADER: ms are CPU per stored probe; ratio against blackbox_exporter + Prometheus."""
     total = r["prober_ms"] + r["postgres_ms"]
     peer = PEER_MS.get(n)
     ratio = f"{total / peer:.2f}" if peer else "-"
     share = f"{r['started']}/{r['expected']}"
-    return (f"{n:>6} {mode:>11} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
+    return (f"{n:>6} {mode:>11} {label:>12} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
             f"{share:>15} {r['prober_ms']:>10.3f} {r['postgres_ms']:>7.3f} {total:>7.3f} {peer or '-':>9} "
             f"{ratio:>6} {GOAL[mode]:>5} {r['skipped']:>8} {r['failed']:>7} "
-            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['load']:>6.2f} {r['healthz']:>7}")
+            f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['late_p99_ms']:>7.0f}ms "
+            f"{r['late_over_1s']:>7} {r['rss_mb']:>7.0f} {r['load']:>6.2f} {r['healthz']:>7}")
 
 
 def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
@@ -425,21 +535,40 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
         print(f"upwatch prober daemon, PostgreSQL fsync={durability[0] if durability else '?'} "
               f"synchronous_commit={durability[1] if durability else '?'}, {cycles} measured {INTERVAL_S} s "
               f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()} "
-              f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}", flush=True)
+              f"uvloop installed={bool(importlib.util.find_spec('uvloop'))} "
+              f"daemon cpu={'any' if args.cpu is None else args.cpu}", flush=True)
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
             for mode in args.connections:
-                spy = Path(f"{args.py_spy}-{n}-{mode}.txt").absolute() if args.py_spy else None
-                logs = Path(args.logs).absolute() if args.logs else None
-                print(daemon_line(n, mode, measure_daemon(n, mode, cycles, url, postmaster, workdir, port, spy,
-                                                          logs)), flush=True)
-                if spy is not None:
-                    print_profile(spy)
+                groups = [variants(args)] if args.together else [[v] for v in variants(args)]
+                for group in groups * args.repeat:
+                    tag = f"{n}-{mode}-{group[0].label}"
+                    spy = Path(f"{args.py_spy}-{tag}.txt").absolute() if args.py_spy else None
+                    logs = Path(args.logs).absolute() if args.logs else None
+                    run = Run(n, mode, group, cycles, args.cpu, spy, logs)
+                    for variant, result in zip(group, measure_daemon(run, url, postmaster, workdir, port),
+                                               strict=True):
+                        print(daemon_line(n, mode, variant.label, result), flush=True)
+                    if spy is not None:
+                        print_profile(spy)
     finally:
         target.terminate()
         target.wait(10)
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    """This tree (and --old's) on each of --loops, old first: A/B pairs under the same load."""
+    codes = [("old", str(Path(args.old).absolute())), ("new", "")] if args.old else [("", "")]
+    every = [Variant(f"{code}{'-' if code else ''}{loop}", path, loop) for code, path in codes for loop in args.loops]
+    if not args.variants:
+        return every
+    chosen = {v.label: v for v in every}
+    unknown = [label for label in args.variants if label not in chosen]
+    if unknown:
+        raise SystemExit(f"--variants {' '.join(unknown)}: not among {' '.join(chosen)}")
+    return [chosen[label] for label in args.variants]
 
 
 if __name__ == "__main__":
@@ -457,5 +586,20 @@ if __name__ == "__main__":
     parser.add_argument("--logs", metavar="DIR", help="with --daemon: keep the daemon's log of each run in DIR")
     parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
                         "into PREFIX-N-MODE.txt (raw) and print where the samples went")
-    run(parser.parse_args())
+    parser.add_argument("--old", metavar="DIR", help="with --daemon: also run the code in DIR, interleaved (A/B)")
+    parser.add_argument("--loops", nargs="+", choices=["uvloop", "asyncio"], default=["uvloop"],
+                        help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
+    parser.add_argument("--repeat", type=int, default=1, help="with --daemon: run the variants this many times, "
+                        "in turn (A, B, A, B ...)")
+    parser.add_argument("--variants", nargs="+", metavar="LABEL", help="with --daemon: only these of the --old x "
+                        "--loops variants, in this order (e.g. old-asyncio new-uvloop)")
+    parser.add_argument("--together", action="store_true", help="with --daemon: run the variants at the same "
+                        "time, side by side (the same load on each; PostgreSQL's CPU shared out by rows)")
+    parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
+                        "reused connections, the daemon on one CPU (issue #17.3)")
+    parsed = parser.parse_args()
+    if parsed.fleet:
+        parsed.endpoints, parsed.connections = [20000, 40000], ["reused"]
+        parsed.cpu = 0 if parsed.cpu is None else parsed.cpu
+    run(parsed)
     os._exit(0)

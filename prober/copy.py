@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import psycopg
@@ -20,15 +22,39 @@ def batches(table: Table, rows: list[dict[str, Any]]) -> list[Batch]:
 
     Idempotency keys are filled in; raises ValueError for an unknown column (a bug in the caller)."""
     out: list[Batch] = []
-    key = table.idempotency_key
-    ids = iter(new_ids(sum(1 for row in rows if row.get(key) is None)))
-    for given in rows:
-        row = table.prepare(given) if given.get(key) is not None else table.prepare({**given, key: next(ids)})
-        columns = table.order(row.keys())
+    for row in rows:
+        # The prober offers one row per check: the layout of a key set is worked out once per process.
+        columns, json_at, key_at = _layout(table, tuple(row))
+        values = [row.get(c) for c in columns]
+        if values[key_at] is None:
+            values[key_at] = _IDS.pop() if _IDS else _refill()
+        for i in json_at:
+            values[i] = json_text(values[i])
         if not out or out[-1].columns != columns:
             out.append(Batch(table.name, columns, []))
-        out[-1].rows.append(table.values(columns, row))
+        out[-1].rows.append(tuple(values))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(table: Table, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...], int]:
+    """(columns in table order, positions of the JSON columns, position of the idempotency key) for rows
+    with these keys; raises ValueError for an unknown column."""
+    row = table.prepare(dict.fromkeys(keys, 0))  # its check of the column names
+    columns = table.order({*row, table.idempotency_key})
+    json_at = tuple(i for i, c in enumerate(columns) if c in table.json_columns)
+    return columns, json_at, columns.index(table.idempotency_key)
+
+
+# Idempotency keys drawn 256 at a time: one urandom call per row was a system call per check. Emptied
+# in a forked child, which must not hand out the same keys as its parent.
+_IDS: list[str] = []
+os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def _refill() -> str:
+    _IDS.extend(new_ids(256))
+    return _IDS.pop()
 
 
 def _names(batch: Batch) -> tuple[sql.Composable, sql.Composable]:

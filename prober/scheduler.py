@@ -1,4 +1,4 @@
-"""One APScheduler interval job per enabled endpoint of this prober's shard.
+"""One APScheduler interval job per start step: the enabled endpoints of this prober's shard that start together.
 
 Start phases are spread deterministically: an endpoint fires when
 `unix_time mod interval == phase`, with the phase picked by hash(name) among
@@ -6,11 +6,13 @@ the interval's PHASE_STEP_MS steps, so 5,000 endpoints do not start in the same
 second and every restart (and every prober) keeps the same phase. The steps
 are coarse on purpose: the checks that share one start together in one turn of
 the event loop, which costs much less CPU per check than waking the process
-for each (measured: see docs/prober.md, Benchmark). A check still running when
-its next run is due is not started twice (max_instances=1), and a run that
-comes due more than one interval late (a stalled process) is not run; either
-is recorded as a row with error_kind "skipped". A global and a per-host
-semaphore cap concurrent checks.
+for each (measured: see docs/prober.md, Benchmark). For the same reason a step
+is one APScheduler job, not one job per endpoint: APScheduler's bookkeeping per
+job run (due-job scan, executor, events, job store re-sort) cost more than a
+check's own Python code at 40,000 endpoints. A check still running when its
+next run is due is not started twice, and a run that comes due more than one
+interval late (a stalled process) is not run; either is recorded as a row with
+error_kind "skipped". A global and a per-host semaphore cap concurrent checks.
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-from apscheduler.events import (
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -45,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PHASE_STEP_MS = 100  # 150 start times in a 15 s interval
+Step = tuple[int, int]  # (interval ms, phase ms): the endpoints that start together, one job
 Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
 
 
@@ -111,6 +110,24 @@ class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 s
         self._start_timer(self._process_jobs())
 
 
+def step_of(endpoint: Endpoint) -> Step:
+    """The start step an endpoint belongs to: its interval and phase, in ms."""
+    interval_ms = max(1, int(endpoint.interval.total_seconds() * 1000))
+    return interval_ms, round(_phase_s(endpoint.name, interval_ms) * 1000)
+
+
+class _StepExecutor(AsyncIOExecutor):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """AsyncIOExecutor that does not cancel the job tasks not yet run at shutdown.
+
+    The stock one does, and APScheduler logs each as a job error. A step job only starts checks, in
+    one loop turn; one that runs after shutdown starts nothing (Scheduler._start_step), and checks
+    in flight are the business of Scheduler.drain.
+    """
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pending_futures.clear()
+
+
 class Scheduler:
     """Schedules checks and hands each result to the writer and to `observers`."""
 
@@ -127,18 +144,30 @@ class Scheduler:
         self.endpoints: dict[str, Endpoint] = {}
         self.ids: dict[str, int] = {}
         self.skipped = 0
-        self._running: set[asyncio.Task[object]] = set()
+        self._steps: dict[Step, dict[str, None]] = {}  # names in insertion order, per start step (job)
+        self._step_of: dict[str, Step] = {}
+        self._busy: set[str] = set()  # endpoints whose check is running
+        self._running: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(max_concurrency)
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
         # Without coalescing, every run time that came due more than misfire_grace_time
         # (one interval) ago is reported as missed, and at most the latest one runs.
-        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False})
-        self._aps.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False},
+                                   executors={"default": _StepExecutor()})
+        self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        # A missed run is logged here once per step, with the endpoints it held; APScheduler's own
+        # warning for it would be a second line for the same event.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
 
     @property
     def running(self) -> bool:
         return bool(self._aps.running)
+
+    @property
+    def job_count(self) -> int:
+        """APScheduler jobs: one per start step in use, however many endpoints share it."""
+        return len(self._aps.get_jobs())
 
     def start(self) -> None:
         self._aps.start()
@@ -150,7 +179,7 @@ class Scheduler:
 
     def intervals(self) -> dict[str, float]:
         """Seconds between runs, per scheduled endpoint."""
-        return {job.id: job.trigger.interval.total_seconds() for job in self._aps.get_jobs()}
+        return {name: step[0] / 1000 for name, step in self._step_of.items()}
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for checks in flight (after shutdown); cancel those still running after `timeout_s`."""
@@ -177,35 +206,63 @@ class Scheduler:
         changed = [n for n in new if n in self.endpoints and new[n] is not self.endpoints[n]
                    and new[n] != self.endpoints[n]]
         for name in removed:
-            self._aps.remove_job(name)
+            self._leave(name)
             del self.endpoints[name]
         for name in added + changed:
-            endpoint, old = new[name], self.endpoints.get(name)
-            self.endpoints[name] = endpoint
-            if old is None:
-                self._aps.add_job(self._probe, self._trigger(endpoint), args=[name], id=name, name=name,
-                                  misfire_grace_time=max(1, int(endpoint.interval.total_seconds())))
-            elif old.interval != endpoint.interval:
-                self._aps.reschedule_job(name, trigger=self._trigger(endpoint))
+            endpoint = self.endpoints[name] = new[name]
+            step = step_of(endpoint)
+            if self._step_of.get(name) != step:
+                self._leave(name)
+                self._join(name, step)
         return added, changed, removed
 
-    def _trigger(self, endpoint: Endpoint) -> IntervalTrigger:
-        start = EPOCH + dt.timedelta(seconds=phase_s(endpoint))
-        return IntervalTrigger(seconds=endpoint.interval.total_seconds(), start_date=start, timezone=dt.UTC)
+    def _join(self, name: str, step: Step) -> None:
+        members = self._steps.get(step)
+        if members is None:
+            members = self._steps[step] = {}
+            interval_s, phase = step[0] / 1000, step[1] / 1000
+            trigger = IntervalTrigger(seconds=interval_s, start_date=EPOCH + dt.timedelta(seconds=phase),
+                                      timezone=dt.UTC)
+            self._aps.add_job(self._start_step, trigger, args=[step], id=_job_id(step), name=_job_id(step),
+                              misfire_grace_time=max(1, int(interval_s)))
+        members[name] = None
+        self._step_of[name] = step
+
+    def _leave(self, name: str) -> None:
+        step = self._step_of.pop(name, None)
+        if step is None:
+            return
+        members = self._steps[step]
+        del members[name]
+        if not members:
+            del self._steps[step]
+            self._aps.remove_job(_job_id(step))
 
     def lateness_s(self, endpoint: Endpoint, now: float) -> float:
         """How late a run starting at unix time `now` is against its schedule."""
         interval = endpoint.interval.total_seconds()
         return (now - phase_s(endpoint)) % interval
 
-    async def _probe(self, name: str) -> None:
-        endpoint = self.endpoints.get(name)
-        if endpoint is None or (self.shard is not None and not self.shard.owns(name)):
-            return  # a lease that ran out since the jobs were last applied (a hung prober coming back)
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    async def _start_step(self, step: Step) -> None:
+        """The job of one start step: a task per endpoint; one whose previous check still runs is skipped."""
+        if not self._aps.running:
+            return  # due just before shutdown
+        busy: list[Endpoint] = []
+        for name in self._steps.get(step, ()):
+            endpoint = self.endpoints[name]
+            if name in self._busy:
+                busy.append(endpoint)
+            elif self.shard is None or self.shard.owns(name):  # a lease may have run out since the last apply
+                self._busy.add(name)
+                task = asyncio.create_task(self._probe(endpoint))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        if busy:
+            now = time.time()
+            due = dt.datetime.fromtimestamp(now - self.lateness_s(busy[0], now), dt.UTC)
+            self._skip(busy, due, "previous check still running")
+
+    async def _probe(self, endpoint: Endpoint) -> None:
         host = endpoint.options.connects_to
         per_host = self._per_host.get(host)
         if per_host is None:
@@ -215,8 +272,10 @@ class Scheduler:
                 lateness = self.lateness_s(endpoint, time.time())
                 result = await checks.run(endpoint, self.session)
         except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
-            logger.info("probe abandoned at shutdown endpoint=%s", name)
+            logger.info("probe abandoned at shutdown endpoint=%s", endpoint.name)
             return
+        finally:
+            self._busy.discard(endpoint.name)
         self._record(endpoint, result, lateness)
 
     def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:
@@ -236,13 +295,30 @@ class Scheduler:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
                         endpoint.name, result.error_kind, error, result.latency_ms)
 
-    def _on_skip(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
-        endpoint = self.endpoints.get(event.job_id)
-        if endpoint is None:
-            return
-        self.skipped += 1
-        reason = "previous check still running" if event.code == EVENT_JOB_MAX_INSTANCES else "run missed"
-        logger.warning("probe skipped endpoint=%s reason=%r", endpoint.name, reason)
+    def _on_missed(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        """A step run APScheduler did not start: over an interval late, or (an overloaded loop) while
+        the step's previous start had not yet been run."""
+        step = _step_from_id(event.job_id)
+        names = list(self._steps.get(step, ())) if step is not None else []
         times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
-        when = times[-1] or dt.datetime.now(dt.UTC)
-        self._record(endpoint, ProbeResult.failed(when, "skipped", reason), None)
+        due = times[-1] or dt.datetime.now(dt.UTC)
+        reason = "run missed" if event.code == EVENT_JOB_MISSED else "previous start still waiting"
+        self._skip([self.endpoints[n] for n in names], due, reason)
+
+    def _skip(self, endpoints: list[Endpoint], due: dt.datetime, reason: str) -> None:
+        """A skipped row for each endpoint; one log line for them all (a stalled process misses thousands)."""
+        if not endpoints:
+            return
+        self.skipped += len(endpoints)
+        logger.warning("probe skipped endpoints=%d first=%s reason=%r", len(endpoints), endpoints[0].name, reason)
+        for endpoint in endpoints:
+            self._record(endpoint, ProbeResult.failed(due, "skipped", reason), None)
+
+
+def _job_id(step: Step) -> str:
+    return f"step {step[0]}ms+{step[1]}ms"
+
+
+def _step_from_id(job_id: str) -> Step | None:
+    interval, sep, phase = job_id.removeprefix("step ").removesuffix("ms").partition("ms+")
+    return (int(interval), int(phase)) if sep and interval.isdigit() and phase.isdigit() else None
