@@ -22,6 +22,10 @@ from panels import (
 
 # The endpoint's rows come from the primary key index (endpoint_id, time).
 THIS = "e.name = '$endpoint'"
+# The endpoint's id as a value known when execution starts, not a join: newest-first tables with a
+# LIMIT then read backwards through the (endpoint_id, time) index and stop at the limit; on
+# TimescaleDB the ordered chunk append stops before the compressed chunks (5.4 s -> 20 ms on 30 d).
+THIS_ID = "r.endpoint_id = (SELECT e.id FROM endpoints e WHERE e.name = '$endpoint')"
 
 STATUS_NOW = f"""
 SELECT coalesce((
@@ -163,19 +167,18 @@ FAILED_ASSERTIONS = f"""
 SELECT r.time, a.item->>'assertion' AS assertion, a.item->>'actual' AS actual, a.item->>'reason' AS reason,
        r.status_code
 FROM probe_results r
-JOIN endpoints e ON e.id = r.endpoint_id
 CROSS JOIN LATERAL jsonb_array_elements(
     CASE WHEN jsonb_typeof(r.assertions) = 'array' THEN r.assertions ELSE '[]'::jsonb END)
     WITH ORDINALITY AS a(item, n)
-WHERE {THIS} AND NOT r.ok AND $__timeFilter(r.time) AND a.item->'ok' = 'false'::jsonb
+WHERE {THIS_ID} AND NOT r.ok AND $__timeFilter(r.time) AND a.item->'ok' = 'false'::jsonb
 ORDER BY r.time DESC, a.n
 LIMIT 200
 """
 
 RECENT_FAILURES = f"""
 SELECT r.time, r.status_code, r.error_kind, r.error, r.latency_ms, r.location, r.prober, r.final_url
-FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE {THIS} AND NOT r.ok AND $__timeFilter(r.time)
+FROM probe_results r
+WHERE {THIS_ID} AND NOT r.ok AND $__timeFilter(r.time)
 ORDER BY r.time DESC
 LIMIT 200
 """
