@@ -30,6 +30,7 @@ RETAINED = {
     "request_rollup_1h": ("bucket", "rollups"),
     "request_client_ips_1h": ("bucket", "rollups"),
     "request_status_1h": ("bucket", "rollups"),
+    "probe_detail_1h": ("bucket", "rollups"),  # hourly phases and status codes (sql/0180)
     "anomalies": ("time", "anomalies"),
     "incidents": ("ended_at", "anomalies"),
     "alerts": ("created_at", "alerts"),

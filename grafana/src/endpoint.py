@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from panels import (
+    BELOW_HOURLY,
+    HOURLY,
+    PROBE_DETAIL,
     PROBE_ROLLUP,
     RAW,
     ROLLUP,
@@ -19,6 +22,10 @@ from panels import (
 
 # The endpoint's rows come from the primary key index (endpoint_id, time).
 THIS = "e.name = '$endpoint'"
+# The endpoint's id as a value known when execution starts, not a join: newest-first tables with a
+# LIMIT then read backwards through the (endpoint_id, time) index and stop at the limit; on
+# TimescaleDB the ordered chunk append stops before the compressed chunks (5.4 s -> 20 ms on 30 d).
+THIS_ID = "r.endpoint_id = (SELECT e.id FROM endpoints e WHERE e.name = '$endpoint')"
 
 STATUS_NOW = f"""
 SELECT coalesce((
@@ -74,7 +81,15 @@ SELECT $__timeGroupAlias(r.time, $__interval),
        avg(r.dns_ms) AS dns, avg(r.connect_ms) AS connect, avg(r.tls_ms) AS tls,
        avg(r.ttfb_ms) AS "time to first byte", avg(r.transfer_ms) AS transfer
 FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE {THIS} AND $__timeFilter(r.time)
+WHERE {BELOW_HOURLY} AND {THIS} AND $__timeFilter(r.time)
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(d.bucket, $__interval),
+       sum(d.dns_ms_sum) / NULLIF(sum(d.dns_ms_n), 0), sum(d.connect_ms_sum) / NULLIF(sum(d.connect_ms_n), 0),
+       sum(d.tls_ms_sum) / NULLIF(sum(d.tls_ms_n), 0), sum(d.ttfb_ms_sum) / NULLIF(sum(d.ttfb_ms_n), 0),
+       sum(d.transfer_ms_sum) / NULLIF(sum(d.transfer_ms_n), 0)
+FROM endpoints e CROSS JOIN LATERAL {PROBE_DETAIL} d
+WHERE {HOURLY} AND {THIS}
 GROUP BY 1
 ORDER BY 1
 """
@@ -102,7 +117,12 @@ STATUS_CODES = f"""
 SELECT $__timeGroupAlias(r.time, $__interval), coalesce(r.status_code::text, 'no response') AS metric,
        count(*) AS checks
 FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE {THIS} AND $__timeFilter(r.time)
+WHERE {BELOW_HOURLY} AND {THIS} AND $__timeFilter(r.time)
+GROUP BY 1, 2
+UNION ALL
+SELECT $__timeGroupAlias(d.bucket, $__interval), coalesce(d.status_code::text, 'no response'), sum(d.checks)
+FROM endpoints e CROSS JOIN LATERAL {PROBE_DETAIL} d
+WHERE {HOURLY} AND {THIS}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
@@ -147,19 +167,18 @@ FAILED_ASSERTIONS = f"""
 SELECT r.time, a.item->>'assertion' AS assertion, a.item->>'actual' AS actual, a.item->>'reason' AS reason,
        r.status_code
 FROM probe_results r
-JOIN endpoints e ON e.id = r.endpoint_id
 CROSS JOIN LATERAL jsonb_array_elements(
     CASE WHEN jsonb_typeof(r.assertions) = 'array' THEN r.assertions ELSE '[]'::jsonb END)
     WITH ORDINALITY AS a(item, n)
-WHERE {THIS} AND NOT r.ok AND $__timeFilter(r.time) AND a.item->'ok' = 'false'::jsonb
+WHERE {THIS_ID} AND NOT r.ok AND $__timeFilter(r.time) AND a.item->'ok' = 'false'::jsonb
 ORDER BY r.time DESC, a.n
 LIMIT 200
 """
 
 RECENT_FAILURES = f"""
 SELECT r.time, r.status_code, r.error_kind, r.error, r.latency_ms, r.location, r.prober, r.final_url
-FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE {THIS} AND NOT r.ok AND $__timeFilter(r.time)
+FROM probe_results r
+WHERE {THIS_ID} AND NOT r.ok AND $__timeFilter(r.time)
 ORDER BY r.time DESC
 LIMIT 200
 """
@@ -192,10 +211,12 @@ def build() -> Json:
         stat("Certificate", "Days until the certificate seen by the latest check expires.", CERT_DAYS_LEFT,
              unit="d", size=(6, 4), decimals=1, thresholds=steps(("red", None), ("orange", 14), ("green", 30))),
         timeseries("Latency by phase", "Mean time per phase (DNS, connect, TLS, time to first byte, transfer), "
-                   "stacked, from raw checks.", PHASES, unit="ms", stack=True),
+                   "stacked; where points are an hour apart (about 16 days up), from the hourly detail rollup.", PHASES,
+                   unit="ms", stack=True),
         timeseries("Latency percentiles", "p50/p95/p99: raw checks on short ranges; from a day up, count-weighted "
                    "means of the per-minute percentiles.", PERCENTILES, unit="ms"),
-        timeseries("Status codes", "Checks per status code (no response: connection, DNS or timeout errors).",
+        timeseries("Status codes", "Checks per status code (no response: connection, DNS or timeout errors); "
+                   "hourly points come from the hourly detail rollup.",
                    STATUS_CODES, unit="short", stack=True, bars=True),
         timeseries("Latency and anomaly score", "Mean latency (left), the detector's score of anomalous points "
                    "and the threshold it compares against (right).", LATENCY, SCORES, MODEL_THRESHOLD, unit="ms",

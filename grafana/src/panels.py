@@ -22,6 +22,11 @@ MAX_DATA_POINTS = 500
 # or more apart (sql/0050), per-minute ones otherwise; same columns either way.
 PROBE_ROLLUP = "probe_rollup($__timeFrom(), $__timeTo(), $__interval_ms)"
 REQUEST_ROLLUP = "request_rollup($__timeFrom(), $__timeTo(), $__interval_ms)"
+# Phase timings and status codes are only in raw rows and in the hourly detail rollup
+# (sql/0180): raw rows for points closer than an hour, the endpoint `e`'s hourly rows otherwise.
+BELOW_HOURLY = "$__interval_ms < 3600000"
+HOURLY = "$__interval_ms >= 3600000"
+PROBE_DETAIL = "probe_detail($__timeFrom(), $__timeTo(), e.id)"
 
 
 def target(sql: str, fmt: str = "time_series", ref: str = "A") -> Json:

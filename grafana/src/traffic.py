@@ -97,10 +97,11 @@ ORDER BY requests DESC, route, method
 LIMIT 200
 """
 
+# Grouped by the integer code first, then by class: a text label per group, not per log row.
 STATUS_CLASSES = f"""
-SELECT CASE WHEN l.status_code IS NULL THEN 'no response' ELSE (l.status_code / 100)::text || 'xx' END AS status,
-       count(*) AS requests
-{RAW_ROWS}
+SELECT CASE WHEN x.status_code IS NULL THEN 'no response' ELSE (x.status_code / 100)::text || 'xx' END AS status,
+       sum(x.n)::bigint AS requests
+FROM (SELECT l.status_code, count(*) AS n {RAW_ROWS} GROUP BY 1) x
 GROUP BY 1
 ORDER BY 1
 """
@@ -116,13 +117,16 @@ GROUP BY method
 ORDER BY requests DESC
 """
 
+# Grouped by the inet, formatted after: host() per group, not per log row.
 CLIENTS = f"""
-SELECT coalesce(host(l.source_ip), 'unknown') AS client_ip, count(*) AS requests,
-       count(*) FILTER (WHERE {FAILED}) AS errors, avg(l.latency_ms) AS "avg ms",
-       max(l.time) AS last_seen
-{RAW_ROWS}
-GROUP BY 1
-ORDER BY requests DESC, client_ip
+SELECT coalesce(host(x.source_ip), 'unknown') AS client_ip, x.requests, x.errors, x."avg ms", x.last_seen
+FROM (
+    SELECT l.source_ip, count(*) AS requests, count(*) FILTER (WHERE {FAILED}) AS errors,
+           avg(l.latency_ms) AS "avg ms", max(l.time) AS last_seen
+    {RAW_ROWS}
+    GROUP BY l.source_ip
+) x
+ORDER BY x.requests DESC, client_ip
 LIMIT 20
 """
 

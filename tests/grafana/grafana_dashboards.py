@@ -41,6 +41,7 @@ def load() -> dict[str, dict[str, Any]]:
 
 def datasource() -> dict[str, Any]:
     """The provisioned datasource entry."""
+    entry: dict[str, Any]
     (entry,) = yaml.safe_load(DATASOURCE_FILE.read_text(encoding="utf-8"))["datasources"]
     return entry
 

@@ -87,3 +87,73 @@ def test_the_planner_inlines_the_rollup_function(seeded: tuple[str, datetime]) -
         plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN SELECT sum(count) FROM probe_rollup(%s, %s, 3600000)", (now - timedelta(days=30), now)))
     assert "Function Scan" not in plan and "probe_rollup_1h" in plan
+
+
+# sql/0180: one endpoint's phase sums and status codes, from hourly rows and the raw rows around them.
+DETAIL = """
+SELECT status_code, sum(checks), sum(dns_ms_sum) / sum(dns_ms_n), sum(ttfb_ms_sum) / NULLIF(sum(ttfb_ms_n), 0),
+       sum(ttfb_ms_n), count(*) AS rows
+FROM probe_detail(%(start)s, %(end)s, %(endpoint)s) GROUP BY status_code ORDER BY status_code NULLS FIRST
+"""
+RAW_DETAIL = """
+SELECT status_code, count(*), avg(dns_ms), avg(ttfb_ms), count(ttfb_ms)
+FROM probe_results WHERE endpoint_id = %(endpoint)s AND time BETWEEN %(start)s AND %(end)s
+GROUP BY status_code ORDER BY status_code NULLS FIRST
+"""
+
+
+def same_detail(detail: list[tuple], raw: list[tuple]) -> bool:  # type: ignore[type-arg]
+    """Equal counts per status code, means equal up to float rounding (NULL where no value)."""
+    def close(a: float | None, b: float | None) -> bool:
+        return a == b if a is None or b is None else abs(a - b) <= 1e-9 * abs(b)
+    return len(detail) == len(raw) and all(
+        d[0] == r[0] and d[1] == r[1] and d[4] == r[4] and close(d[2], r[2]) and close(d[3], r[3])
+        for d, r in zip(detail, raw, strict=True))
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), timedelta(minutes=41, seconds=3)], ids=["on-the-hour", "mid-hour"])
+def test_hourly_detail_adds_up_to_the_raw_checks(seeded: tuple[str, datetime], offset: timedelta) -> None:
+    url, now = seeded
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Every endpoint with checks in the range, including the one whose latest checks time out (no status
+        # code, no ttfb).
+        endpoints = [e for (e,) in conn.execute("SELECT id FROM endpoints WHERE enabled ORDER BY id").fetchall()]
+        ranges = [{"start": now - timedelta(hours=22) + offset, "end": now, "endpoint": e} for e in endpoints]
+        raw = [conn.execute(RAW_DETAIL, args).fetchall() for args in ranges]
+        assert all(raw) and len(raw) == 2
+        for args, expected in zip(ranges, raw, strict=True):
+            assert same_detail(conn.execute(DETAIL, args).fetchall(), expected)  # not refreshed: all raw
+        conn.execute("SELECT refresh_hourly_rollups()")
+        for args, expected in zip(ranges, raw, strict=True):
+            assert same_detail(conn.execute(DETAIL, args).fetchall(), expected)
+        # The whole hours come from probe_detail_1h: raw rows dropped from one of them change nothing.
+        hour = (now - timedelta(hours=10)).replace(minute=0, second=0)
+        conn.execute("DELETE FROM probe_results WHERE time >= %s AND time < %s", (hour, hour + timedelta(hours=1)))
+        assert same_detail(conn.execute(DETAIL, ranges[0]).fetchall(), raw[0])
+        assert not same_detail(conn.execute(RAW_DETAIL, ranges[0]).fetchall(), raw[0])
+
+
+def test_detail_refresh_picks_up_late_checks(seeded: tuple[str, datetime]) -> None:
+    url, now = seeded
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT refresh_hourly_rollups()")
+        endpoint, late = conn.execute("SELECT endpoint_id, bucket FROM probe_detail_1h ORDER BY bucket DESC"
+                                      " LIMIT 1").fetchone()
+        # A check replayed from the spool into an hour already rolled up.
+        conn.execute("INSERT INTO probe_results (time, endpoint_id, id, location, ok, status_code, latency_ms, dns_ms)"
+                     " VALUES (%s, %s, gen_random_uuid(), 'eu-west', false, 418, 5, 3)",
+                     (late + timedelta(minutes=17), endpoint))
+        conn.execute("SELECT refresh_hourly_rollups()")
+        assert conn.execute("SELECT checks, dns_ms_sum FROM probe_detail_1h WHERE status_code = 418").fetchall() \
+            == [(1, 3.0)]
+        args = {"start": now - timedelta(hours=20), "end": now, "endpoint": endpoint}
+        assert same_detail(conn.execute(DETAIL, args).fetchall(), conn.execute(RAW_DETAIL, args).fetchall())
+
+
+def test_the_planner_inlines_the_detail_function(seeded: tuple[str, datetime]) -> None:
+    url, now = seeded
+    with psycopg.connect(url) as conn:
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT sum(checks) FROM endpoints e CROSS JOIN LATERAL probe_detail(%s, %s, e.id) d"
+            " WHERE e.name = 'api-001'", (now - timedelta(days=30), now)))
+    assert "Function Scan" not in plan and "probe_detail_1h" in plan
