@@ -132,26 +132,30 @@ def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
         except ValidationError:
             pass
         else:
-            newest = datetime.now(UTC) + FUTURE_TOLERANCE
-            if not any(_out_of_range(r.timestamp, oldest, newest) or _deep(r) for r in valid):
+            if _plain(valid, oldest):
                 return valid, []
     return _validate_each(records, oldest, suspect)
 
 
-def _out_of_range(timestamp: datetime | None, oldest: datetime, newest: datetime) -> bool:
-    if timestamp is None:
-        return False
-    return not oldest <= (timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)) <= newest
+def _plain(valid: list[LogRecord], oldest: datetime) -> bool:
+    """Whether no record has a timestamp out of range or a free-form field nested too deeply (valid tags
+    cannot nest). One loop with no call for a common record: per record, each call cost ~0.3 us."""
+    newest = datetime.now(UTC) + FUTURE_TOLERANCE
+    for r in valid:
+        ts = r.timestamp
+        if ts is not None:
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            if not oldest <= ts <= newest:
+                return False
+        for value in (r.query_params, r.request_body, r.response_body):
+            if value is not None and value.__class__ is not str and too_deep(value):
+                return False
+    return True
 
 
 def _too_old(record: LogRecord, oldest: datetime) -> bool:
     return record.timestamp is not None and record.timestamp < oldest
-
-
-def _deep(record: LogRecord) -> bool:
-    """Whether a free-form field nests too deeply (valid tags cannot nest at all)."""
-    return any(isinstance(v, dict | list) and too_deep(v)
-               for v in (record.query_params, record.request_body, record.response_body))
 
 
 def _validate_each(records: list[Any], oldest: datetime,
