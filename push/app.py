@@ -63,8 +63,8 @@ GC_THRESHOLD = (50_000, 20, 20)
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     context = app[CONTEXT]
-    if gc.get_threshold()[0] < GC_THRESHOLD[0]:
-        gc.set_threshold(*GC_THRESHOLD)
+    threshold = gc.get_threshold()
+    gc.set_threshold(*map(max, threshold, GC_THRESHOLD))
     # ua-parser loads its rules on the first parse (~0.4 s): in a thread at start, not in the first
     # ingest request on the event loop.
     warming = asyncio.create_task(asyncio.to_thread(useragents.warm), name="push-ua-rules")
@@ -76,6 +76,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await task
     await context.keys.close()
     await _tick(context, rollup_too=True)
+    gc.set_threshold(*threshold)
 
 
 async def _maintain(context: Context) -> None:
