@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import itertools
 import json
 import multiprocessing
 import os
@@ -41,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import copy_rows
 from prober.writer import BatchWriter
-from push import keys, records, workers
+from push import context, keys, records, workers
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
@@ -135,8 +136,11 @@ def bench_config() -> config.Config:
     return config.parse("push:\n  rate_limit_per_key: 1000000\n  max_batch_records: 1000\n", "bench.yaml", {})
 
 
-def run_worker(url: str, port: int, spool: str, profile: str | None, control: Any) -> None:
-    """One ingest worker process (push.workers.serve with its own BatchWriter) until told to stop."""
+def run_worker(url: str, port: int, spool: str, profile: str | None, window_ms: float | None, control: Any) -> None:
+    """One ingest worker process (push.workers.serve with its own BatchWriter) until told to stop;
+    `window_ms`: the group commit window instead of push.context.GROUP_WINDOW_S."""
+    if window_ms is not None:
+        context.GROUP_WINDOW_S = window_ms / 1000
     asyncio.run(_worker(url, port, Path(spool), profile, control))
 
 
@@ -287,7 +291,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_workers(url: str, count: int, tmp: str, profile: str | None) -> tuple[int, list[Any]]:
+async def start_workers(url: str, count: int, tmp: str, profile: str | None,
+                        window_ms: float | None) -> tuple[int, list[Any]]:
     """`count` ingest worker processes sharing one port; (port, [(process, control pipe)])."""
     port = free_port()
     started = []
@@ -295,7 +300,7 @@ async def start_workers(url: str, count: int, tmp: str, profile: str | None) -> 
         mine, theirs = multiprocessing.Pipe()
         proc = multiprocessing.get_context("spawn").Process(
             target=run_worker, args=(url, port, str(Path(tmp) / f"spool-{count}-{n}"),
-                                     f"{profile}.{count}.{n}" if profile else None, theirs))
+                                     f"{profile}.{count}.{n}" if profile else None, window_ms, theirs))
         proc.start()
         if not await asyncio.to_thread(mine.poll, 120) or mine.recv() != "ready":
             raise RuntimeError("an ingest worker did not start")
@@ -328,11 +333,14 @@ async def main(args: argparse.Namespace) -> None:
             await keys.create_service(conn, "bench")
             key, _ = await keys.create_key(conn, "bench")
         counts = [int(n) for n in str(args.workers).split(",")]
+        windows = [float(ms) for ms in args.group_window_ms.split(",")] if args.group_window_ms else [None]
         for _ in range(args.repeat):
             if "copy" in args.phases:
                 await copy_ceiling(pool, args.seconds, server)
-            for count in counts:
-                port, started = await start_workers(url, count, tmp, args.profile)
+            for count, window_ms in itertools.product(counts, windows):
+                port, started = await start_workers(url, count, tmp, args.profile, window_ms)
+                if window_ms is not None:
+                    print(f"group commit window {window_ms:g} ms:")
                 servers = [psutil.Process(proc.pid) for proc, _ in started]
                 endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
                 for _, control in started:
@@ -341,7 +349,7 @@ async def main(args: argparse.Namespace) -> None:
                     await phase("batch-500", endpoint, key, 500, args, servers, pool, server)
                 if "single" in args.phases:
                     await phase("single", endpoint, key, 1, args, servers, pool, server)
-                if args.analytics_rows and count == counts[-1]:
+                if args.analytics_rows and (count, window_ms) == (counts[-1], windows[-1]):
                     await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
                 await stop_workers(started)
         await pool.close()
@@ -361,6 +369,8 @@ if __name__ == "__main__":
                         help="ingest worker processes sharing the port; comma-separated counts run one after another")
     parser.add_argument("--analytics-rows", type=int, default=0,
                         help="also insert this many logs over 30 days and time GET /analytics")
+    parser.add_argument("--group-window-ms", default="", metavar="MS[,MS]",
+                        help="group commit window(s) of the workers (default: push.context.GROUP_WINDOW_S)")
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile each worker's load phases into FILE.<workers>.<n>")
     asyncio.run(main(parser.parse_args()))

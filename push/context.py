@@ -58,9 +58,9 @@ class Commits:
     for one writer flush, so one commit covers them all; each is still answered only once its own rows
     are committed (or spooled), because the flush starts after every one of them offered its rows."""
 
-    def __init__(self, writer: Writer, window_s: float = GROUP_WINDOW_S):
+    def __init__(self, writer: Writer, window_s: float | None = None):
         self.writer = writer
-        self.window_s = window_s
+        self.window_s = GROUP_WINDOW_S if window_s is None else window_s
         self._next: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()  # strong references to the groups being flushed
 
