@@ -1,15 +1,16 @@
 """Push API throughput on loopback: batches of 500 and single records, at concurrency 32.
 
-Runs the real push app (real BatchWriter, real PostgreSQL: embedded, or
-$UPWATCH_DATABASE_URL) in this process and the load generator in a child
-process. Prints records/s accepted, records/s durably stored (until every
-accepted row is committed), p50/p99 response times, and the CPU seconds used
-by the server process, the load generator and the embedded PostgreSQL. The
-load generator sends pre-encoded requests over raw keep-alive connections so
-that, on a 2-core machine, it takes little CPU away from the server.
+Prints, in one run: the COPY ceiling (ready rows through the writer's own COPY path, no HTTP in
+front), then for each --workers count that many ingest worker processes (push.workers.serve, each
+the real push app with its own BatchWriter, sharing one port with SO_REUSEPORT) against the real
+PostgreSQL (embedded, or $UPWATCH_DATABASE_URL) with durable_ack: records/s accepted and durably
+stored, p50/p99, transactions committed per record, and the CPU seconds per record of the servers,
+the load generator and PostgreSQL. The load generator sends pre-encoded requests over raw
+keep-alive connections so that, on a 2-core machine, it takes little CPU away from the servers.
 
-    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--phases batch,single]
-                                   [--analytics-rows 1000000]
+    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--workers 1,2]
+                                   [--phases copy,batch,single] [--group-window-ms 0,2]
+                                   [--profile FILE] [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ async def copy_ceiling(pool: Any, seconds: float, server: EmbeddedPostgres | Non
     elapsed = time.perf_counter() - started
     client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
     print(f"COPY ceiling: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
-          f"psycopg {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
+          f"client (fresh ids, psycopg) {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
           f"; load average {os.getloadavg()[0]:.2f}")
 
 
