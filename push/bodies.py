@@ -74,7 +74,7 @@ DATE_TIME_TEXT = BeforeValidator(_date_time_text)
 
 
 # JSON can only smuggle a NUL or a lone surrogate into a string through a \u escape.
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ async def read_records(request: web.Request, max_bytes: int, max_records: int,
         return Refusal(422, "no records in the request")
     if len(records) > max_records:
         return Refusal(413, f"{len(records)} records in one request; the limit is {max_records}")
-    return Parsed(records, _SUSPECT_ESCAPE.search(raw) is not None)
+    return Parsed(records, SUSPECT_ESCAPE.search(raw) is not None)
 
 
 @dataclass(frozen=True)

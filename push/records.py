@@ -9,10 +9,10 @@ for PostgreSQL (no NUL characters, no lone surrogates).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -98,6 +98,45 @@ class LogRecord(BaseModel):
     tags: dict[StrictStr, StrictStr | StrictInt | StrictFloat | bool] | list[Short] | None = None
 
 
+class Record(Protocol):
+    """What to_row reads of a valid record: a LogRecord, or a push.decoding.FastRecord."""
+
+    @property
+    def timestamp(self) -> datetime | None: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def route(self) -> str | None: ...
+    @property
+    def status_code(self) -> int | None: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+    @property
+    def query_params(self) -> dict[str, Any] | None: ...
+    @property
+    def request_headers(self) -> dict[str, str | list[str]] | None: ...
+    @property
+    def request_body(self) -> str | dict[str, Any] | list[Any] | None: ...
+    @property
+    def response_headers(self) -> dict[str, str | list[str]] | None: ...
+    @property
+    def response_body(self) -> str | dict[str, Any] | list[Any] | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def user_id(self) -> str | int | None: ...
+    @property
+    def user_agent(self) -> str | None: ...
+    @property
+    def tags(self) -> dict[str, str | int | float | bool] | list[str] | None: ...
+
+
 class _CheckedLogRecord(LogRecord):
     """LogRecord with its timestamp checked while validating (naive as UTC, not in the future): for
     going through a refused batch record by record. A whole valid batch is checked in one Python loop
@@ -132,26 +171,30 @@ def validate(records: list[Any], *, privacy_level: int, oldest: datetime,
         except ValidationError:
             pass
         else:
-            newest = datetime.now(UTC) + FUTURE_TOLERANCE
-            if not any(_out_of_range(r.timestamp, oldest, newest) or _deep(r) for r in valid):
+            if plain(valid, oldest):
                 return valid, []
     return _validate_each(records, oldest, suspect)
 
 
-def _out_of_range(timestamp: datetime | None, oldest: datetime, newest: datetime) -> bool:
-    if timestamp is None:
-        return False
-    return not oldest <= (timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)) <= newest
+def plain(valid: Sequence[Record], oldest: datetime) -> bool:
+    """Whether no record has a timestamp out of range or a free-form field nested too deeply (valid tags
+    cannot nest). One loop with no call for a common record: per record, each call cost ~0.3 us."""
+    newest = datetime.now(UTC) + FUTURE_TOLERANCE
+    for r in valid:
+        ts = r.timestamp
+        if ts is not None:
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            if not oldest <= ts <= newest:
+                return False
+        for value in (r.query_params, r.request_body, r.response_body):
+            if value is not None and value.__class__ is not str and too_deep(value):
+                return False
+    return True
 
 
 def _too_old(record: LogRecord, oldest: datetime) -> bool:
     return record.timestamp is not None and record.timestamp < oldest
-
-
-def _deep(record: LogRecord) -> bool:
-    """Whether a free-form field nests too deeply (valid tags cannot nest at all)."""
-    return any(isinstance(v, dict | list) and too_deep(v)
-               for v in (record.query_params, record.request_body, record.response_body))
 
 
 def _validate_each(records: list[Any], oldest: datetime,
@@ -238,7 +281,7 @@ def _json_text(value: Any) -> JsonText | None:
     return None if value is None else JsonText(_json(value))
 
 
-def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: Masking,
+def to_row(record: Record, ingest_id: str, *, service_id: int, privacy_level: int, sensitive: Masking,
            max_body_bytes: int, now: datetime) -> tuple[Any, ...]:
     """The request_logs row (REQUEST_LOGS.columns order) for a validated (and so already cleaned) record,
     with every secret masked (see push.masking) before bodies are cut, so a cut cannot expose one."""
@@ -267,7 +310,7 @@ def to_row(record: LogRecord, ingest_id: str, *, service_id: int, privacy_level:
     )
 
 
-def batch(valid: list[LogRecord], *, service_id: int, privacy_level: int, sensitive: Masking,
+def batch(valid: Sequence[Record], *, service_id: int, privacy_level: int, sensitive: Masking,
           max_body_bytes: int, now: datetime) -> Batch:
     """The request_logs rows of a validated batch, laid out for BatchWriter.offer_batch."""
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [

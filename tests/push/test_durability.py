@@ -1,4 +1,4 @@
-"""An acknowledged push survives the process being killed right after the 202."""
+"""An acknowledged push survives its ingest worker (push.workers) being killed right after the 202."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ REPO = Path(__file__).parents[2]
 SERVER = """
 import asyncio, sys
 from pathlib import Path
-from aiohttp import web
-from push import create_app
+from push import workers
 from prober.writer import BatchWriter
 from upwatch import config
 from upwatch.db import open_pool
@@ -31,9 +30,7 @@ async def main(url, port, spool):
     writer = BatchWriter(pool, spool, flush_interval_s=30.0, batch_rows=100_000)
     await writer.start()
     cfg = config.parse("push:\\n  rate_limit_per_key: 100000\\n", "t.yaml", {})
-    runner = web.AppRunner(create_app(Runtime(cfg, Path("t.yaml"), url, pool), writer, admin_token="t"))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await workers.serve(Runtime(cfg, Path("t.yaml"), url, pool), writer, "127.0.0.1", port, admin_token="t")
     print("ready", flush=True)
     await asyncio.Event().wait()
 
@@ -59,7 +56,7 @@ def test_acknowledged_records_survive_sigkill(database_url: str, tmp_path: Path)
         key = _admin_create_key(port)
         accepted = 0
         for _ in range(20):
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/logs", method="POST",
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/logs", method="POST",
                                              data=b'[{"path": "/a"}, {"path": "/b"}]',
                                              headers={"Content-Type": "application/json", "X-API-Key": key})
             with urllib.request.urlopen(request, timeout=10) as resp:
@@ -75,7 +72,7 @@ def test_acknowledged_records_survive_sigkill(database_url: str, tmp_path: Path)
 def _admin_create_key(port: int) -> str:
     import json
 
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/services/shop/keys", method="POST", data=b"",
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/services/shop/keys", method="POST", data=b"",
                                      headers={"Authorization": "Bearer t"})
     deadline = time.monotonic() + 10
     while True:
