@@ -12,7 +12,8 @@ Offline (in this process, no database):
 2. Scoring: the live path for one series per tick (features over 26 h of history,
    score, verdicts) for every series, i.e. the CPU work between a row landing and
    its anomaly row; p50/p99 per series and per full pass over all series.
-3. RSS: resident memory of this process after loading all models, and peak of workers.
+3. RSS: resident memory of this process after loading all models, and peak of workers; then
+   the RSS of --loaded-models (1,000) models held at once (#17.6).
 
 Live, end to end (4), with the real components against a real PostgreSQL
 ($UPWATCH_DATABASE_URL if set, else a throwaway embedded server):
@@ -79,7 +80,10 @@ def _series(seed: int, days: float) -> pd.DataFrame:
     labelled = synthetic.generate(seed, days=days)
     n = int(days * 86400 / synthetic.STEP_S)
     stamps = synthetic.START + pd.to_timedelta(np.arange(n) * synthetic.STEP_S, unit="s")
-    values = np.interp(stamps.asi8, labelled.frame["timestamp"].astype("int64"), labelled.frame["value"])
+    # Both in ns: under pandas 3 the grid is in us and the generated frame in ns, and mixing the
+    # two made every value the last one (a constant series, trees of one node, #17.6).
+    known = pd.DatetimeIndex(labelled.frame["timestamp"]).as_unit("ns").asi8
+    values = np.interp(stamps.as_unit("ns").asi8, known, labelled.frame["value"])
     return pd.DataFrame({"timestamp": stamps, "value": values})
 
 
@@ -107,31 +111,50 @@ def offline(args: argparse.Namespace) -> None:
 
 def _offline(args: argparse.Namespace, settings: Detector, model_dir: Path) -> None:
     frames = [_series(9000 + i, args.days) for i in range(args.series)]
-    rows = len(frames[0])
+    trained = _train_all(args, settings, model_dir, frames)
+    module = models.get(settings.model)
+    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), settings.model, module)
+              for a in trained]
+    _score_all(args, settings, frames, loaded)
+    print(f"detector process RSS (models of all series loaded, peak): {_rss_mb():.0f} MB")
+    _models_rss(args.loaded_models, model_dir, trained, settings, module)
 
-    started = time.perf_counter()
+
+def _cpu_children_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _train_all(args: argparse.Namespace, settings: Detector, model_dir: Path,
+               frames: list[pd.DataFrame]) -> list[artifacts.Artifact]:
+    """1. Training fan-out over spawned workers: wall time and the CPU seconds of the workers."""
+    started, cpu_before = time.perf_counter(), _cpu_children_s()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
         jobs = [pool.submit(training.fit, f"bench:{i}", frame, [], settings, 1, model_dir)
                 for i, frame in enumerate(frames)]
         trained = [job.result() for job in jobs]
-    train_s = time.perf_counter() - started
+    train_s, cpu_s = time.perf_counter() - started, _cpu_children_s() - cpu_before
     workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"training: {args.series} series x {rows:,} rows on {args.workers} workers: {train_s:.1f} s wall "
-          f"({train_s / args.series:.2f} s per series), worker peak RSS {workers_rss:.0f} MB")
+    print(f"training: {args.series} series x {len(frames[0]):,} rows on {args.workers} workers: {train_s:.1f} s wall, "
+          f"{cpu_s:.1f} CPU-s of the workers (imports included; {cpu_s / args.workers:.1f} s on {args.workers} "
+          f"free cores), {cpu_s / args.series:.2f} CPU-s per series; worker peak RSS {workers_rss:.0f} MB; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    return trained
 
-    module = models.get(settings.model)
-    loaded = [artifacts.load(artifacts.path_for(model_dir, a.series), settings.model, module)
-              for a in trained]
+
+def _score_all(args: argparse.Namespace, settings: Detector, frames: list[pd.DataFrame],
+               loaded: list[artifacts.Artifact]) -> None:
+    """2. The live path for one new row per series: per-series wall and CPU (one thread), full passes."""
     series = Series("bench", "latency", "latency", "ms")
-    per_series = []
-    passes = []
+    per_series, per_series_cpu, passes = [], [], []
     for tick in range(5):
         pass_started = time.perf_counter()
         for frame, artifact in zip(frames, loaded, strict=True):
-            one = time.perf_counter()
+            one, one_cpu = time.perf_counter(), time.thread_time()
             _judge_latest(frame, artifact, tick=tick, series=series)
             per_series.append(time.perf_counter() - one)
+            per_series_cpu.append(time.thread_time() - one_cpu)
         passes.append(time.perf_counter() - pass_started)
     with ThreadPoolExecutor(max_workers=args.workers) as threads:
         threaded = []
@@ -141,10 +164,31 @@ def _offline(args: argparse.Namespace, settings: Detector, model_dir: Path) -> N
                              zip(frames, loaded, strict=True)))
             threaded.append(time.perf_counter() - pass_started)
     print(f"scoring one new row: per series p50 {np.median(per_series) * 1000:.0f} ms, "
-          f"p99 {np.quantile(per_series, 0.99) * 1000:.0f} ms; full pass over {args.series} series "
-          f"p50 {np.median(passes):.2f} s on one thread, {np.median(threaded):.2f} s on {args.workers} threads "
-          f"(the service's concurrency); score_interval {settings.score_interval}")
-    print(f"detector process RSS (models of all series loaded, peak): {_rss_mb():.0f} MB")
+          f"p99 {np.quantile(per_series, 0.99) * 1000:.0f} ms wall; CPU p50 "
+          f"{np.median(per_series_cpu) * 1000:.0f} ms, p99 {np.quantile(per_series_cpu, 0.99) * 1000:.0f} ms; "
+          f"full pass over {args.series} series p50 {np.median(passes):.2f} s on one thread, "
+          f"{np.median(threaded):.2f} s on {args.workers} threads (the service's concurrency); "
+          f"score_interval {settings.score_interval}; load average {os.getloadavg()[0]:.1f}")
+
+
+def _current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _models_rss(count: int, model_dir: Path, trained: list[artifacts.Artifact], settings: Detector,
+                module: models.Model) -> None:
+    """3. Resident memory of `count` loaded models (each saved artifact loaded again until there are that many)."""
+    if count <= 0:
+        return
+    before = _current_rss_mb()
+    held = [artifacts.load(artifacts.path_for(model_dir, trained[i % len(trained)].series), settings.model, module)
+            for i in range(count)]
+    after = _current_rss_mb()
+    print(f"{len(held):,} models loaded: RSS {after:.0f} MB, {after - before:.0f} MB for the models "
+          f"({(after - before) * 1024 / len(held):.0f} kB each)")
 
 
 # --- 4. live, end to end -------------------------------------------------------------------
@@ -410,6 +454,8 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--loaded-models", type=int, default=1000,
+                        help="models held in one process for the RSS figure (default 1,000)")
     parser.add_argument("--live-rounds", type=int, default=10, help="15 s rounds of live checks (default 10)")
     args = parser.parse_args()
     if args.part in ("all", "offline"):

@@ -58,7 +58,9 @@ def cadence(stamps: pd.Series | pd.DatetimeIndex | np.ndarray, recent: int = 200
 
     The median ignores gaps (outages, quiet minutes) and bursts; DEFAULT_STEP when fewer than two rows.
     """
-    ns = pd.DatetimeIndex(np.asarray(stamps)[-recent - 1:]).as_unit("ns").asi8
+    # Through DatetimeIndex, not np.asarray: a tz-aware Series would become an object array of
+    # Timestamps (a third of a 7-day 15 s training's feature time went there).
+    ns = pd.DatetimeIndex(stamps)[-recent - 1:].as_unit("ns").asi8
     diffs = np.diff(ns)
     diffs = diffs[diffs > 0]
     if not len(diffs):
@@ -135,7 +137,7 @@ class Window:
         self.two_sided = two_sided
         # In ns whatever the input's unit (the database gives us): the seasonal lookup, the rate
         # of change and cadence do arithmetic on asi8.
-        index = pd.DatetimeIndex(timestamps.to_numpy()).as_unit("ns")
+        index = pd.DatetimeIndex(timestamps).as_unit("ns").rename(None)
         self.index = index
         self.x = pd.Series(values.to_numpy(dtype="float64"), index=index)
         self.y = pd.Series(symlog(self.x.to_numpy()), index=index)

@@ -47,6 +47,8 @@ ENVELOPE_SHARE = 0.01
 # Smallest tail scale (feature units: z-scores or log ratios), so a flat training tail
 # does not put the envelope on top of the bulk.
 TAIL_SCALE_FLOOR = 0.1
+# Training rows scored for the threshold's median and 90 % quantile (evenly spread; #17.6).
+CALIBRATION_ROWS = 8192
 # Below this spread between typical and extreme raw scores the forest could not split (constant features).
 DEGENERATE = 1e-6
 
@@ -86,8 +88,9 @@ def train(features: pd.DataFrame, settings: Settings) -> Fitted:
     forest = IsolationForest(
         n_estimators=N_ESTIMATORS, max_samples="auto", random_state=RANDOM_STATE
     )
-    forest.fit(x[list(FOREST_FEATURES)].to_numpy())
-    raw = -forest.score_samples(x[list(FOREST_FEATURES)].to_numpy())
+    forest_x = x[list(FOREST_FEATURES)].to_numpy()
+    forest.fit(forest_x)
+    raw = -forest.score_samples(forest_x[_calibration_rows(len(forest_x))])
     typical = float(np.median(raw))
     calibrated = _calibrate(raw, settings.target_false_alarm_rate)
     extreme = _extreme_raw(forest, x)
@@ -106,6 +109,15 @@ def train(features: pd.DataFrame, settings: Settings) -> Fitted:
         usual={n: (float(low[n]), float(high[n])) for n in FEATURES},
         envelope={n: _envelope(x[n].to_numpy(), rate) for n in ENVELOPE_FEATURES},
     )
+
+
+def _calibration_rows(n: int) -> slice:
+    """Every k-th training row, at most CALIBRATION_ROWS of them, for the threshold's quantiles.
+
+    The median and 90 % quantile of thousands of evenly spread rows are as good as those of
+    all 40,320 rows of a week at 15 s; scoring them all was a third of a training's model time.
+    """
+    return slice(None, None, max(1, -(-n // CALIBRATION_ROWS)))
 
 
 def _calibrate(raw: np.ndarray, rate: float) -> float:
