@@ -50,7 +50,8 @@ BEGIN
 END
 $$;
 
--- 0050's function plus the detail rollup, under the same lock (push/deletion.py takes it too).
+-- 0090's function (0050's with the request latency sketches) plus the detail rollup, under the same lock
+-- (push/deletion.py takes it too). A test of each part: tests/push/test_analytics_rollup.py, tests/grafana.
 CREATE OR REPLACE FUNCTION refresh_hourly_rollups(lookback interval DEFAULT interval '3 hours',
                                                   settle interval DEFAULT interval '5 minutes')
 RETURNS integer LANGUAGE plpgsql AS $$
@@ -60,7 +61,6 @@ DECLARE
     written integer;
     total integer := 0;
 BEGIN
-    -- Two callers at once would delete and insert the same hours.
     PERFORM pg_advisory_xact_lock(hashtext('refresh_hourly_rollups'));
 
     SELECT least(complete_until, upto) - lookback INTO since FROM rollup_progress WHERE name = 'probe_rollup_1h';
@@ -86,21 +86,40 @@ BEGIN
     since := coalesce(since, (SELECT date_trunc('hour', min(bucket)) FROM request_rollup_1m), upto);
     DELETE FROM request_rollup_1h WHERE bucket >= since AND bucket < upto;
     INSERT INTO request_rollup_1h (bucket, service_id, route, method, count, error_count, avg_latency_ms,
-                                   p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms)
-    SELECT date_trunc('hour', bucket), service_id, route, method, sum(count), sum(error_count),
-           sum(avg_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE avg_latency_ms IS NOT NULL), 0),
-           sum(p50_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p50_latency_ms IS NOT NULL), 0),
-           sum(p95_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p95_latency_ms IS NOT NULL), 0),
-           sum(p99_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p99_latency_ms IS NOT NULL), 0),
-           max(max_latency_ms)
-    FROM request_rollup_1m
-    WHERE bucket >= since AND bucket < upto
-    GROUP BY 1, 2, 3, 4;
+                                   min_latency_ms, p50_latency_ms, p95_latency_ms, p99_latency_ms, max_latency_ms,
+                                   latency_sketch_keys, latency_sketch_counts)
+    SELECT h.bucket, h.service_id, h.route, h.method, h.count, h.error_count, h.avg_latency_ms, h.min_latency_ms,
+           coalesce(p.q[1], h.p50), coalesce(p.q[2], h.p95), coalesce(p.q[3], h.p99), h.max_latency_ms, s.keys, s.counts
+    FROM (
+        SELECT date_trunc('hour', bucket) AS bucket, service_id, route, method, sum(count) AS count,
+               sum(error_count) AS error_count,
+               sum(avg_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE avg_latency_ms IS NOT NULL), 0)
+                   AS avg_latency_ms,
+               min(min_latency_ms) AS min_latency_ms,
+               sum(p50_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p50_latency_ms IS NOT NULL), 0) AS p50,
+               sum(p95_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p95_latency_ms IS NOT NULL), 0) AS p95,
+               sum(p99_latency_ms * count) / NULLIF(sum(count) FILTER (WHERE p99_latency_ms IS NOT NULL), 0) AS p99,
+               max(max_latency_ms) AS max_latency_ms
+        FROM request_rollup_1m
+        WHERE bucket >= since AND bucket < upto
+        GROUP BY 1, 2, 3, 4
+    ) h
+    LEFT JOIN (
+        SELECT bucket, service_id, route, method, array_agg(k ORDER BY k) AS keys,
+               array_agg(n ORDER BY k)::integer[] AS counts
+        FROM (SELECT date_trunc('hour', m.bucket) AS bucket, m.service_id, m.route, m.method, u.k, sum(u.n) AS n
+              FROM request_rollup_1m m, unnest(m.latency_sketch_keys, m.latency_sketch_counts) AS u(k, n)
+              WHERE m.bucket >= since AND m.bucket < upto
+              GROUP BY 1, 2, 3, 4, 5) per_key
+        GROUP BY 1, 2, 3, 4
+    ) s USING (bucket, service_id, route, method)
+    LEFT JOIN LATERAL (
+        SELECT latency_sketch_quantiles(s.keys, s.counts::bigint[], ARRAY[0.5, 0.95, 0.99]) AS q
+    ) p ON true;
     GET DIAGNOSTICS written = ROW_COUNT;
     total := total + written;
     INSERT INTO rollup_progress (name, complete_until) VALUES ('request_rollup_1h', upto)
     ON CONFLICT (name) DO UPDATE SET complete_until = excluded.complete_until, refreshed_at = now();
-
     RETURN total + refresh_probe_detail(lookback, settle);
 END
 $$;
