@@ -132,9 +132,9 @@ async def measure(url: str, endpoints: int) -> None:
                     page_data = await data.load(conn, cfg.status_pages[0], cfg, datetime.now(UTC), app[pages.DAYS])
                     t1 = time.perf_counter()
                     p1 = backend_cpu(pid)
-                html_text = render.page(page_data, app[pages.DAYS])
+                html_bytes = render.page(page_data, app[pages.DAYS])
                 t2 = time.perf_counter()
-                await compression.squeeze(html_text.encode())
+                await compression.squeeze(html_bytes)
                 c1 = time.process_time()
                 if k >= 3:  # warm
                     http.append(took)

@@ -128,7 +128,7 @@ async def index(request: web.Request) -> web.Response:
 async def status_page(request: web.Request) -> web.Response:
     page_data = await _page(request)
     cache = "public, max-age=30" if page_data.page.public else "private, no-store"
-    return web.Response(text=render.page(page_data, request.app[DAYS]), content_type="text/html",
+    return web.Response(body=render.page(page_data, request.app[DAYS]), content_type="text/html", charset="utf-8",
                         headers={**_HTML_HEADERS, "Cache-Control": cache})
 
 
