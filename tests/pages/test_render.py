@@ -25,7 +25,7 @@ def _endpoint() -> EndpointData:
 
 
 def test_an_endpoints_section_escapes_text_that_is_not_ours() -> None:
-    html = str(render.article(_endpoint()))
+    html = render.article(_endpoint())
     assert "<script>" not in html and "<b>" not in html and "<eu>" not in html and "<203>" not in html
     assert "Unusual for this endpoint: latency &lt;script&gt;x&lt;/script&gt; 870 ms vs usual 120±15 ms" in html
     assert "Maintenance now: &lt;b&gt;db&lt;/b&gt; upgrade (2026-12-02 06:30 UTC – 2026-12-02 07:30 UTC)" in html
