@@ -6,7 +6,7 @@ a few hundred bytes and their ETag names the uncompressed SVG.
 
 Compressed here with ISA-L's igzip (the `isal` package) rather than aiohttp's enable_compression(), which
 has no level and uses zlib: a 500-endpoint page (5.6 MiB of HTML) takes about 14 ms with zlib at level 1
-(to 399 KiB) and 3 ms with igzip at level 1 (to 368 KiB), measured in bench/status_page.py. Bodies up to
+(to 399 KiB) and 3.5 ms with igzip at level 1 (to about 360-380 KiB), on bench/status_page.py's page. Bodies up to
 LARGE get igzip's densest level 3 (about 3 ms per MiB, under zlib level 6's 8 ms, a little larger);
 bigger ones level 1, where the CPU costs more than the bytes save. Bodies over IN_THREAD are compressed
 in a worker thread (igzip releases the GIL), off the event loop. The output is ordinary gzip (RFC 1952).
