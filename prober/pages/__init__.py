@@ -21,7 +21,7 @@ from aiohttp import web
 from markupsafe import escape
 from pydantic import BaseModel, ValidationError
 
-from prober.pages import api, auth, badges, compression, data, incidents, render, uptime
+from prober.pages import api, auth, badges, compression, data, incidents, openapi, render, uptime
 from upwatch.config import Config
 from upwatch.config.pages import StatusPage
 from upwatch.runtime import Runtime
@@ -31,10 +31,11 @@ __all__ = ["setup"]
 logger = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("pages_runtime", Runtime)
+WRITE_DOC = web.AppKey("pages_write_openapi", dict)
 ADMIN = web.AppKey("pages_admin_token", str)
 # The operator's credential for posting incidents: the same admin token the push API takes.
 ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"  # noqa: S105 -- the variable's name, not a token
-WRITE_PREFIX = "/api/status/v1"
+WRITE_PREFIX = openapi.WRITE_PREFIX
 M = TypeVar("M", bound=BaseModel)
 DAYS = web.AppKey("pages_days", uptime.DayCache)
 DAILY_REFRESH_S = 60.0
@@ -48,12 +49,13 @@ def setup(app: web.Application, runtime: Runtime, writer: Any) -> None:
     app[RUNTIME] = runtime
     app[DAYS] = uptime.DayCache()
     app[ADMIN] = os.environ.get(ADMIN_TOKEN_ENV, "")
+    app[WRITE_DOC] = openapi.write([e.name for e in runtime.config.endpoints])
     gz = compression.compressed
     app.router.add_get("/status", gz(index))
     app.router.add_get("/status/{slug}", gz(status_page))
     app.router.add_get("/badge/{endpoint}/status.svg", badge)
     app.router.add_get("/badge/{endpoint}/{kind:uptime|response}/{window:24h|7d|30d|90d}.svg", badge)
-    app.router.add_get(f"{api.PREFIX}/openapi.json", gz(openapi))
+    app.router.add_get(f"{api.PREFIX}/openapi.json", gz(read_openapi))
     app.router.add_get(f"{api.PREFIX}/pages", gz(read_pages))
     app.router.add_get(f"{api.PREFIX}/pages/{{slug}}", gz(read_page))
     app.router.add_get(f"{api.PREFIX}/endpoints", gz(read_endpoints))
@@ -61,8 +63,9 @@ def setup(app: web.Application, runtime: Runtime, writer: Any) -> None:
     app.router.add_get(f"{api.PREFIX}/endpoints/{{name}}/results", gz(read_results))
     app.router.add_get(f"{api.PREFIX}/incidents", gz(read_incidents))
     app.router.add_get(f"{api.PREFIX}/status-incidents", gz(read_status_incidents))
+    app.router.add_get(f"{WRITE_PREFIX}/openapi.json", gz(write_openapi))
     app.router.add_post(f"{WRITE_PREFIX}/incidents", post_incident)
-    app.router.add_post(f"{WRITE_PREFIX}/incidents/{{id:\\d+}}/updates", post_update)
+    app.router.add_post(f"{WRITE_PREFIX}/incidents/{{id}}/updates", post_update)
     app.cleanup_ctx.append(_daily_rollups)
     for page in runtime.config.status_pages:
         logger.info("status page slug=%s public=%s path=/status/%s", page.slug, page.public, page.slug)
@@ -125,7 +128,7 @@ async def index(request: web.Request) -> web.Response:
 async def status_page(request: web.Request) -> web.Response:
     page_data = await _page(request)
     cache = "public, max-age=30" if page_data.page.public else "private, no-store"
-    return web.Response(text=render.page(page_data, request.app[DAYS]), content_type="text/html",
+    return web.Response(body=render.page(page_data, request.app[DAYS]), content_type="text/html", charset="utf-8",
                         headers={**_HTML_HEADERS, "Cache-Control": cache})
 
 
@@ -143,8 +146,12 @@ async def badge(request: web.Request) -> web.Response:
     return web.Response(text=svg, content_type="image/svg+xml", headers=headers)
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(api.OPENAPI)
+async def read_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.READ)
+
+
+async def write_openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[WRITE_DOC])
 
 
 async def read_pages(request: web.Request) -> web.Response:
@@ -230,13 +237,21 @@ async def post_incident(request: web.Request) -> web.Response:
     return web.json_response({"id": incident_id}, status=201)
 
 
+def _incident_id(raw: str) -> int | None:
+    """The id in the URL; None for anything that cannot name an incident (not digits, 0, beyond bigint), which
+    is a JSON 404 like an unknown id rather than the router's plain-text one or a database error."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 0 < int(raw) <= openapi.MAX_ID:
+        return None
+    return int(raw)
+
+
 async def post_update(request: web.Request) -> web.Response:
     _operator(request)
     new = await _body(request, incidents.NewUpdate)
-    incident_id = int(request.match_info["id"])
+    incident_id = _incident_id(request.match_info["id"])
     async with request.app[RUNTIME].pool.connection(timeout=5.0) as conn:
-        if not await incidents.update(conn, incident_id, new.message, new.state):
-            raise api.error(web.HTTPNotFound, f"id: no incident {incident_id}")
+        if incident_id is None or not await incidents.update(conn, incident_id, new.message, new.state):
+            raise api.error(web.HTTPNotFound, f"id: no incident {request.match_info['id']}")
     logger.info("status incident updated id=%d state=%s", incident_id, new.state or "-")
     return web.json_response({"id": incident_id}, status=201)
 

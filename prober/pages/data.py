@@ -180,7 +180,7 @@ async def _figures(conn: AsyncConnection, by_id: dict[int, EndpointData], now: d
     for i, e in by_id.items():
         hours = result.buckets.get(("hours", i), {})
         settled = kept_minutes.get(i, {})
-        hour_cells = kept_hours[i] + [uptime.total((hours.get(k, none), settled[k])) if k in settled
+        hour_cells = kept_hours[i] + [uptime.plus(hours.get(k, none), settled[k]) if k in settled
                                       else hours.get(k, none) for k in live_hours]
         days = result.buckets.get(("days", i), {})
         today_cell, last_24h = _sums(hour_cells, (today_from, 0), final_h, cache.hours.sums, i)
@@ -204,7 +204,7 @@ def _sums(cells: list[Figures], starts: Iterable[int], final: int, sums: dict[tu
         kept = sums.get((key, start))
         if kept is None:
             kept = sums[key, start] = uptime.total(cells[start:final])
-        out.append(uptime.total((kept, live)))
+        out.append(uptime.plus(kept, live))
     return out
 
 

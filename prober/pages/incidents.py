@@ -7,22 +7,33 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 State = Literal["investigating", "identified", "monitoring", "resolved"]
 STATES: tuple[State, ...] = ("investigating", "identified", "monitoring", "resolved")
 RECENT = dt.timedelta(days=7)  # resolved incidents stay on the page this long
 
 
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refused here as a 400 naming the field, not a database error.
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return text
+
+
+# The pattern says the same in the OpenAPI document (prober/pages/openapi.py); the validator gives the message.
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
+
+
 class NewIncident(BaseModel):
     """The body of POST /api/status/v1/incidents."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    title: str = Field(min_length=1, max_length=200)
-    message: str = Field(min_length=1, max_length=5000)
+    title: Text = Field(min_length=1, max_length=200)
+    message: Text = Field(min_length=1, max_length=5000)
     endpoints: list[str] = Field(default_factory=list, max_length=1000)  # none: every page
     state: State = "investigating"
 
@@ -31,7 +42,7 @@ class NewUpdate(BaseModel):
     """The body of POST /api/status/v1/incidents/{id}/updates; without `state` the incident keeps its own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    message: str = Field(min_length=1, max_length=5000)
+    message: Text = Field(min_length=1, max_length=5000)
     state: State | None = None
 
 

@@ -60,16 +60,25 @@ class Figures(NamedTuple):
         return self.latency_sum / self.latency_n if self.latency_n else None
 
 
+# tuple.__new__ skips the namedtuple's own Python-level __new__: a 500-endpoint page sums ~5,000 figures.
+_new = tuple.__new__
+
+
 def total(parts: Iterable[Figures]) -> Figures:
     """The figures of several ranges (or buckets) together."""
     count = ok = latency_n = 0
     latency_sum = 0.0
-    for f in parts:
-        count += f.checks
-        ok += f.ok
-        latency_sum += f.latency_sum
-        latency_n += f.latency_n
-    return Figures(count, ok, latency_sum, latency_n)
+    for checks, good, lat_sum, lat_n in parts:
+        count += checks
+        ok += good
+        latency_sum += lat_sum
+        latency_n += lat_n
+    return _new(Figures, (count, ok, latency_sum, latency_n))
+
+
+def plus(a: Figures, b: Figures) -> Figures:
+    """Two figures together: total() of a pair, without its loop."""
+    return _new(Figures, (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]))
 
 
 @dataclass(frozen=True)
@@ -313,7 +322,7 @@ class Minutes:
         for i in ids:
             sums = self.sums[i]
             for hour, f in result.buckets.get(("minutes", i), {}).items():
-                sums[hour] = total((sums[hour], f)) if hour in sums else f
+                sums[hour] = plus(sums[hour], f) if hour in sums else f
 
 
 class DayCache:

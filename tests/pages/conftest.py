@@ -22,6 +22,8 @@ from upwatch.catalog import sync_endpoints
 from upwatch.runtime import Runtime
 
 TOKEN = "private-page-token-0123456789"
+ADMIN = "operator-admin-token-0123456789"  # the admin token the `admin` client's listener has
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 CONFIG = """
 endpoints:
   - {{name: api, url: "http://127.0.0.1:9/", tags: [core]}}
@@ -97,6 +99,16 @@ async def runtime(database_url: str, pool: AsyncConnectionPool, tmp_path: Path) 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[TestClient]:
     """The pages extension on a listener of its own (as prober.app.build_app mounts it)."""
+    app = web.Application()
+    pages.setup(app, runtime, None)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
+    """The pages extension on a listener whose environment has an admin token (ADMIN), so incidents can be posted."""
+    monkeypatch.setenv(pages.ADMIN_TOKEN_ENV, ADMIN)
     app = web.Application()
     pages.setup(app, runtime, None)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:

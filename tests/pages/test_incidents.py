@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from prober import pages
-from tests.pages.conftest import CONFIG, TOKEN
+from tests.pages.conftest import AS_ADMIN, CONFIG, TOKEN
 from upwatch.runtime import Runtime
 
-ADMIN = "operator-admin-token-0123456789"
-AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 AS_READER = {"Authorization": f"Bearer {TOKEN}"}  # the private page's token
-
-
-@pytest.fixture
-async def admin(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
-    monkeypatch.setenv(pages.ADMIN_TOKEN_ENV, ADMIN)
-    app = web.Application()
-    pages.setup(app, runtime, None)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
-        yield c
 
 
 async def _post(client: TestClient, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
