@@ -24,10 +24,23 @@ from upwatch.config.detector import Detector
 def scheduler() -> Iterator[str]:
     from distributed import LocalCluster
 
-    # One worker process (not a thread of this one): the fit is pickled, sent and run elsewhere.
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
-        yield str(cluster.scheduler_address)
+    # distributed's import gives its logger a handler on the stderr of that moment, which is
+    # pytest's capture of one test: the scheduler thread's later "Remove client" lines were
+    # written to that closed file ("--- Logging error ---"). Its records go to pytest's handlers.
+    distributed_logger = logging.getLogger("distributed")
+    handlers, propagate = distributed_logger.handlers[:], distributed_logger.propagate
+    for handler in handlers:
+        distributed_logger.removeHandler(handler)
+    distributed_logger.propagate = True
+    try:
+        # One worker process (not a thread of this one): the fit is pickled, sent and run elsewhere.
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+            yield str(cluster.scheduler_address)
+    finally:
+        for handler in handlers:
+            distributed_logger.addHandler(handler)
+        distributed_logger.propagate = propagate
 
 
 @pytest.mark.timeout(180)
