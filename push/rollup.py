@@ -87,7 +87,7 @@ ON CONFLICT (service_id, bucket, {key}) DO UPDATE SET count = r.count + excluded
 """
 
 
-def _count_hours(table: str, key: str, rows: str) -> sql.Composed:
+def count_hours(table: str, key: str, rows: str) -> sql.Composed:
     return sql.SQL(_COUNT_HOURS).format(table=sql.Identifier(table), key=sql.Identifier(key), rows=sql.SQL(rows))
 
 
@@ -140,7 +140,7 @@ async def _step(conn: AsyncConnection) -> int:
         cur = await conn.execute(_TOUCHED, (low, high))
         await recompute(conn, [(r[0], r[1]) for r in await cur.fetchall()])
         for table, key in HOURLY_COUNTS:
-            await conn.execute(_count_hours(table, key, "id > %s AND id <= %s"), (low, high))
+            await conn.execute(count_hours(table, key, "id > %s AND id <= %s"), (low, high))
         await conn.execute("UPDATE rollup_watermarks SET last_id = %s, updated_at = now() WHERE name = %s",
                            (high, WATERMARK))
         return int(seen)
@@ -168,7 +168,7 @@ async def rebuild(pool: AsyncConnectionPool, since: datetime, until: datetime) -
         for table, key in HOURLY_COUNTS:
             await conn.execute(sql.SQL("DELETE FROM {} WHERE bucket >= %(since)s AND bucket < %(until)s")
                                .format(sql.Identifier(table)), hours)
-            await conn.execute(_count_hours(table, key, "time >= %(since)s AND time < %(until)s"), hours)
+            await conn.execute(count_hours(table, key, "time >= %(since)s AND time < %(until)s"), hours)
         await conn.execute("DELETE FROM request_rollup_1m WHERE bucket >= %s AND bucket < %s", (since, until))
         cur = await conn.execute(
             "SELECT DISTINCT service_id, date_trunc('minute', time) FROM request_logs WHERE time >= %s AND time < %s",

@@ -105,18 +105,22 @@ FROM (
 ) x
 """
 
+# Grouped by endpoint id, then named: the join runs once per point, not once per rollup row.
 P95_BY_ENDPOINT = f"""
-SELECT $__timeGroupAlias(r.time, $__interval), e.name AS metric,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS p95
-FROM probe_results r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE {RAW} AND $__timeFilter(r.time)
-GROUP BY 1, 2
-UNION ALL
-SELECT $__timeGroupAlias(u.bucket, $__interval), e.name,
-       sum(u.p95_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p95_latency_ms IS NOT NULL), 0)
-FROM {PROBE_ROLLUP} u JOIN endpoints e ON e.id = u.endpoint_id
-WHERE {ROLLUP}
-GROUP BY 1, 2
+SELECT x.time, e.name AS metric, x.p95
+FROM (
+    SELECT $__timeGroupAlias(r.time, $__interval), r.endpoint_id,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS p95
+    FROM probe_results r
+    WHERE {RAW} AND $__timeFilter(r.time)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT $__timeGroupAlias(u.bucket, $__interval), u.endpoint_id,
+           sum(u.p95_latency_ms * u.count) / NULLIF(sum(u.count) FILTER (WHERE u.p95_latency_ms IS NOT NULL), 0)
+    FROM {PROBE_ROLLUP} u
+    WHERE {ROLLUP}
+    GROUP BY 1, 2
+) x JOIN endpoints e ON e.id = x.endpoint_id
 ORDER BY 1, 2
 """
 

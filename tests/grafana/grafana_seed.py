@@ -22,6 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from prober.checks.assertions import Observed, evaluate
+from push.rollup import HOURLY_COUNTS, count_hours
 from upwatch.conditions import parse
 
 SERVICES = ("shop-api", "o'brien-api", "billing")
@@ -181,6 +182,8 @@ def _services(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:
         FROM request_logs
         GROUP BY 1, 2, 3, 4
         """)
+    for table, key in HOURLY_COUNTS:  # requests per hour and client IP / status code, as push.rollup counts them
+        conn.execute(count_hours(table, key, "TRUE"))
 
 
 def _detector(conn: psycopg.Connection, scale: Scale, now: datetime) -> None:

@@ -222,3 +222,38 @@ def test_reader_cannot_write_or_read_key_hashes(seeded: Seeded) -> None:
         conn.execute("SET ROLE upwatch_reader")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM probe_results")
+
+
+def _class_counts(url: str, service: str, time_range: TimeRange) -> list[tuple[str, int]]:
+    """Requests by status class straight from the raw request logs."""
+    with psycopg.connect(url) as conn:
+        return [(label, int(n)) for label, n in conn.execute(
+            "SELECT CASE WHEN status_code IS NULL THEN 'no response' ELSE (status_code / 100)::text || 'xx' END,"
+            " count(*) FROM request_logs l JOIN services s ON s.id = l.service_id"
+            " WHERE s.name = %s AND l.time BETWEEN %s AND %s GROUP BY 1 ORDER BY 1",
+            (service, time_range.start, time_range.end)).fetchall()]
+
+
+@pytest.mark.parametrize(("start_ago", "length"), [
+    (timedelta(hours=6), timedelta(hours=6)),
+    (timedelta(hours=24), timedelta(hours=24)),
+    (timedelta(days=30), timedelta(days=30)),
+    (timedelta(hours=5, minutes=17, seconds=3), timedelta(hours=3, minutes=2)),  # both ends inside an hour
+    (timedelta(hours=2, minutes=50), timedelta(minutes=20)),  # shorter than an hour
+    (timedelta(hours=30), timedelta(hours=4)),  # starts and ends on the hour (seeded.now is on the second)
+], ids=["6h", "24h", "30d", "mid-hour-ends", "under-an-hour", "on-the-hour"])
+def test_status_classes_from_hourly_counts_equal_the_raw_logs(seeded: Seeded, start_ago: timedelta,
+                                                              length: timedelta) -> None:
+    (query,) = [q for q in QUERIES if q.id == "traffic/Status codes"]
+    if start_ago == timedelta(hours=30):
+        hour = seeded.now.replace(minute=0, second=0) - timedelta(hours=30)
+        time_range = TimeRange(hour, hour + length)
+    else:
+        start = seeded.now - start_ago
+        time_range = TimeRange(start, start + length)
+    _, rows = run_as_reader(seeded.url, expanded(query, time_range, seeded.timescaledb))
+    service = VARIABLES["service"].value
+    assert isinstance(service, str)
+    expected = _class_counts(seeded.url, service, time_range)
+    assert expected, "no seeded logs in the range"
+    assert [(label, int(n)) for label, n in rows] == expected
