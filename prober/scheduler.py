@@ -42,7 +42,7 @@ from upwatch.records import ProbeResult
 logger = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-PHASE_STEP_MS = 100  # 150 start times in a 15 s interval
+PHASE_STEP_MS = 250  # 60 start times in a 15 s interval
 Step = tuple[int, int]  # (interval ms, phase ms): the endpoints that start together, one job
 Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
 
