@@ -512,7 +512,8 @@ def summarise_log(log: Path) -> None:
 DAEMON_HEADER = ("{:>6} {:>11} {:>12} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} "
                  "{:>9} {:>9} {:>7} {:>7} {:>6} {:>7} {:>5}").format(
     "N", "connections", "variant", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total",
-    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz", "sys%")
+    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz",
+    "sys%")
 
 
 def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
