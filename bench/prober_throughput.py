@@ -262,6 +262,12 @@ def processes() -> dict[int, tuple[int, float]]:
     return found
 
 
+def system_cpu_s(pid: int) -> float:
+    """Kernel-mode CPU seconds of one process (stime + cstime): its system calls' share."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[12]) + int(fields[14])) / CLK_TCK
+
+
 def tree_cpu_s(root: int) -> float:
     """CPU seconds of a process and all its descendants (PostgreSQL: postmaster, backends, walwriter ...)."""
     table = processes()
@@ -438,8 +444,10 @@ def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int
             spying = profile(daemons[0].process.pid, INTERVAL_S * run.cycles, run.spy) if run.spy else None
             rows0 = [count_rows(conn, d.instance) for d in daemons]
             t0, cpu0, pg0 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            sys0 = [system_cpu_s(d.pid) for d in daemons]
             time.sleep(INTERVAL_S * run.cycles)
             t1, cpu1, pg1 = dt.datetime.now(dt.UTC), [tree_cpu_s(d.pid) for d in daemons], tree_cpu_s(postmaster)
+            sys1 = [system_cpu_s(d.pid) for d in daemons]
             stored = [count_rows(conn, d.instance) - r0 for d, r0 in zip(daemons, rows0, strict=True)]
             rss = [rss_mb(d.process.pid) for d in daemons]
             healthy = [health(d.listen) for d in daemons]
@@ -464,6 +472,7 @@ def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int
             "seconds": (t1 - t0).total_seconds(), "stored": stored[i], "started": started,
             "expected": run.n * run.cycles, "skipped": skipped, "failed": failed, "new_connections": connected,
             "prober_ms": 1000 * (cpu1[i] - cpu0[i]) / max(1, stored[i]), "postgres_ms": pg_ms, "load": load,
+            "system_pct": 100 * (sys1[i] - sys0[i]) / max(1e-9, cpu1[i] - cpu0[i]),
             "healthz": healthy[i], "rss_mb": rss[i],
             "late_p99_ms": 1000 * late[i][int(0.99 * (len(late[i]) - 1))] if late[i] else float("nan"),
             "late_over_1s": sum(x > 1.0 for x in late[i])})
@@ -501,9 +510,10 @@ def summarise_log(log: Path) -> None:
 
 
 DAEMON_HEADER = ("{:>6} {:>11} {:>12} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7} {:>9} {:>6} {:>5} {:>8} {:>7} "
-                 "{:>9} {:>9} {:>7} {:>7} {:>6} {:>7}").format(
+                 "{:>9} {:>9} {:>7} {:>7} {:>6} {:>7} {:>5}").format(
     "N", "connections", "variant", "s", "stored", "rows/s", "started/expected", "prober ms", "pg ms", "total",
-    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz")
+    "blackbox", "ratio", "goal", "skipped", "failed", "new conn%", "p99 late", ">1s", "RSS MB", "load1", "healthz",
+    "sys%")
 
 
 def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
@@ -516,7 +526,7 @@ def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
             f"{share:>15} {r['prober_ms']:>10.3f} {r['postgres_ms']:>7.3f} {total:>7.3f} {peer or '-':>9} "
             f"{ratio:>6} {GOAL[mode]:>5} {r['skipped']:>8} {r['failed']:>7} "
             f"{100 * r['new_connections'] / max(1, r['started']):>9.0f} {r['late_p99_ms']:>7.0f}ms "
-            f"{r['late_over_1s']:>7} {r['rss_mb']:>7.0f} {r['load']:>6.2f} {r['healthz']:>7}")
+            f"{r['late_over_1s']:>7} {r['rss_mb']:>7.0f} {r['load']:>6.2f} {r['healthz']:>7} {r['system_pct']:>5.0f}")
 
 
 def run_daemon(args: argparse.Namespace, workdir: Path) -> None:

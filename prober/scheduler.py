@@ -42,7 +42,7 @@ from upwatch.records import ProbeResult
 logger = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-PHASE_STEP_MS = 100  # 150 start times in a 15 s interval
+PHASE_STEP_MS = 250  # 60 start times in a 15 s interval
 Step = tuple[int, int]  # (interval ms, phase ms): the endpoints that start together, one job
 Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
 
@@ -248,13 +248,14 @@ class Scheduler:
         if not self._aps.running:
             return  # due just before shutdown
         busy: list[Endpoint] = []
+        interval, phase = step[0] / 1000, step[1] / 1000  # what lateness_s works out per endpoint
         for name in self._steps.get(step, ()):
             endpoint = self.endpoints[name]
             if name in self._busy:
                 busy.append(endpoint)
             elif self.shard is None or self.shard.owns(name):  # a lease may have run out since the last apply
                 self._busy.add(name)
-                task = asyncio.create_task(self._probe(endpoint))
+                task = asyncio.create_task(self._probe(endpoint, phase, interval))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
         if busy:
@@ -262,14 +263,14 @@ class Scheduler:
             due = dt.datetime.fromtimestamp(now - self.lateness_s(busy[0], now), dt.UTC)
             self._skip(busy, due, "previous check still running")
 
-    async def _probe(self, endpoint: Endpoint) -> None:
+    async def _probe(self, endpoint: Endpoint, phase: float, interval: float) -> None:
         host = endpoint.options.connects_to
         per_host = self._per_host.get(host)
         if per_host is None:
             per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
         try:
             async with self._global, per_host:
-                lateness = self.lateness_s(endpoint, time.time())
+                lateness = (time.time() - phase) % interval  # lateness_s, with the step's phase and interval
                 result = await checks.run(endpoint, self.session)
         except asyncio.CancelledError:  # only at shutdown, by drain(): the run is abandoned, not a failure
             logger.info("probe abandoned at shutdown endpoint=%s", endpoint.name)

@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from prober.checks import http
-from prober.scheduler import Scheduler, Shard, phase_s, step_of
+from prober.scheduler import PHASE_STEP_MS, Scheduler, Shard, phase_s, step_of
 from prober.writer import BatchWriter
 from tests.prober import targets
 from tests.prober.conftest import fetch
@@ -157,7 +157,8 @@ async def test_endpoints_that_start_together_share_one_job(session: aiohttp.Clie
     many = [endpoint(f"ep{i}", "http://x.test/", interval="15s") for i in range(1000)]
     scheduler.apply(many, {e.name: i for i, e in enumerate(many)})
     steps = {step_of(e) for e in many}
-    assert scheduler.job_count == len(steps) <= 150  # 100 ms steps in 15 s, not a job per endpoint
+    assert scheduler.job_count == len(steps) <= 15_000 // PHASE_STEP_MS  # 60 steps in 15 s, not a job per endpoint
+    assert all(phase % PHASE_STEP_MS == 0 for _, phase in steps)
     assert len(scheduler.intervals()) == 1000
     scheduler.apply(many[:1], {"ep0": 0})
     assert (scheduler.job_count, scheduler.intervals()) == (1, {"ep0": 15.0})
