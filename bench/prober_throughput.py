@@ -597,8 +597,10 @@ if __name__ == "__main__":
     parser.add_argument("--py-spy", metavar="PREFIX", help="with --daemon: profile the measured window with py-spy "
                         "into PREFIX-N-MODE.txt (raw) and print where the samples went")
     parser.add_argument("--old", metavar="DIR", help="with --daemon: also run the code in DIR, interleaved (A/B)")
-    parser.add_argument("--loops", nargs="+", choices=["uvloop", "asyncio"], default=["uvloop"],
-                        help="with --daemon: the daemon's event loop(s); uvloop only where it is installed")
+    parser.add_argument("--loops", nargs="+", choices=["uvloop", "asyncio"],
+                        default=["uvloop" if importlib.util.find_spec("uvloop") else "asyncio"],
+                        help="with --daemon: the daemon's event loop(s); default: uvloop where it is installed, "
+                        "else asyncio (the row's label is the loop the daemon really runs)")
     parser.add_argument("--repeat", type=int, default=1, help="with --daemon: run the variants this many times, "
                         "in turn (A, B, A, B ...)")
     parser.add_argument("--variants", nargs="+", metavar="LABEL", help="with --daemon: only these of the --old x "
@@ -608,6 +610,8 @@ if __name__ == "__main__":
     parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
                         "reused connections, the daemon on one CPU (issue #17.3)")
     parsed = parser.parse_args()
+    if "uvloop" in parsed.loops and not importlib.util.find_spec("uvloop"):
+        parser.error("--loops uvloop: uvloop is not installed (pip install uvloop), so the daemon would run asyncio's loop")
     if parsed.fleet:
         parsed.endpoints, parsed.connections = [20000, 40000], ["reused"]
         parsed.cpu = 0 if parsed.cpu is None else parsed.cpu
