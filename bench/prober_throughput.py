@@ -611,7 +611,7 @@ if __name__ == "__main__":
                         "reused connections, the daemon on one CPU (issue #17.3)")
     parsed = parser.parse_args()
     if "uvloop" in parsed.loops and not importlib.util.find_spec("uvloop"):
-        parser.error("--loops uvloop: uvloop is not installed (pip install uvloop), so the daemon would run asyncio's loop")
+        parser.error("--loops uvloop: uvloop is not installed, so the daemon would run asyncio's loop")
     if parsed.fleet:
         parsed.endpoints, parsed.connections = [20000, 40000], ["reused"]
         parsed.cpu = 0 if parsed.cpu is None else parsed.cpu
