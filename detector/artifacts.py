@@ -132,7 +132,7 @@ def _from_format_3(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(step, pd.Timedelta):
         raise ArtifactError(f"{path}: format 3 artifact without the step its model was trained at")
     return out | {
-        "format": FORMAT,
+        "format": 4,  # the fields of format 4 (format 5 changed only the file around them)
         "step": step,
         "two_sided": getattr(model, "two_sided", False),
         "versions": {"scikit-learn": fields.get("sklearn_version")},
