@@ -5,6 +5,12 @@ reader never sees half a file. Loading raises ArtifactError for anything unusabl
 (truncated, not ours, saved by another model than the config selects, other library
 versions, other features); the caller retrains. Format 3 files (before models had a
 contract) still load.
+
+From format 5 a file is MAGIC and a zlib-compressed pickle (protocol 4) written by the standard
+library's C pickler: joblib's pickler is pure Python and spent 40 ms of every training (a 7-day
+15 s forest is 15,000 objects), and its loader 35 ms of every model load; the bytes pickled
+are the same objects, so a loaded model scores exactly as the saved one. Formats 3 and 4,
+written with joblib.dump, are read with joblib.load.
 """
 
 from __future__ import annotations
@@ -27,9 +33,16 @@ from detector.models import Model
 logger = logging.getLogger(__name__)
 
 # 2: models carry a per-feature envelope; 3: and the step their features were scaled to;
-# 4: step, sidedness and the model's library versions are the artifact's, not the model's.
-FORMAT = 4
-READABLE = (3, FORMAT)
+# 4: step, sidedness and the model's library versions are the artifact's, not the model's;
+# 5: the file is MAGIC + zlib(pickle) instead of joblib's container.
+FORMAT = 5
+READABLE = (3, 4, FORMAT)
+MAGIC = b"upwatch-artifact\n"
+# zlib level 3: the size joblib's compress=3 gave (about 210 kB for a 7-day 15 s model) in 8 ms.
+COMPRESS_LEVEL = 3
+# Protocol 4, not 5: protocol 5 unpickles arrays as views of the bytes read, which held about 150 kB
+# more per loaded model (1,040 vs 890 kB; joblib's loader: 930 kB).
+PROTOCOL = 4
 
 
 class ArtifactError(Exception):
@@ -69,7 +82,8 @@ def save(artifact: Artifact, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            joblib.dump(artifact.__dict__, handle, compress=3)
+            handle.write(MAGIC)
+            handle.write(zlib.compress(pickle.dumps(artifact.__dict__, protocol=PROTOCOL), COMPRESS_LEVEL))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,7 +94,7 @@ def load(path: Path, model_name: str, model: Model) -> Artifact:
     """Read an artifact written by save() for `model_name` (the `model` the config selects);
     raise ArtifactError if it is unreadable or does not match."""
     try:
-        fields = joblib.load(path)
+        fields = _read(path)
     except FileNotFoundError:
         raise
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, ImportError,
@@ -105,6 +119,14 @@ def load(path: Path, model_name: str, model: Model) -> Artifact:
         raise ArtifactError(f"{path}: unexpected fields ({e})") from e
 
 
+def _read(path: Path) -> Any:
+    with path.open("rb") as handle:
+        head = handle.read(len(MAGIC))
+        if head == MAGIC:
+            return pickle.loads(zlib.decompress(handle.read()))  # noqa: S301 -- our own model_dir, as joblib.load was
+    return joblib.load(path)  # formats 3 and 4
+
+
 def _from_format_3(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Format 3 was written by the one model there was, the Isolation Forest, which kept step and sidedness."""
     out = {k: v for k, v in fields.items() if k != "sklearn_version"}
@@ -113,7 +135,7 @@ def _from_format_3(path: Path, fields: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(step, pd.Timedelta):
         raise ArtifactError(f"{path}: format 3 artifact without the step its model was trained at")
     return out | {
-        "format": FORMAT,
+        "format": 4,  # the fields of format 4 (format 5 changed only the file around them)
         "step": step,
         "two_sided": getattr(model, "two_sided", False),
         "versions": {"scikit-learn": fields.get("sklearn_version")},

@@ -6,6 +6,10 @@ that the live detector hands `training.fit` calls to (loop.run_in_executor). Wit
 cluster's workers, which need upwatch installed (the same image; docs/production.md). The client
 is imported only then: dask.distributed takes over a second to import and most detectors never
 need it. Scoring stays in the detector process either way (it is cheap and needs the rows).
+
+Leaving the context ends training at once: trainings not started are cancelled and local workers
+still fitting are terminated (the detector must stop within upwatch's 5 s; a model is derived
+data, retrained at the next start, and artifacts are written atomically so none is half saved).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import signal
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -21,6 +26,8 @@ from upwatch.config.detector import Detector
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30
+# A terminated worker is gone in milliseconds; the bound only keeps a wedged one from holding the stop.
+TERMINATE_WAIT_S = 2.0
 
 
 @contextlib.contextmanager
@@ -28,8 +35,12 @@ def training_executor(settings: Detector) -> Iterator[Executor]:
     """Local processes (spawned: a forked copy of an asyncio process is not safe), or the Dask cluster's."""
     if settings.cluster is None:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context) as executor:
+        executor = ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context,
+                                       initializer=_ignore_interrupts)
+        try:
             yield executor
+        finally:
+            _stop(executor)
         return
     from distributed import Client
 
@@ -40,3 +51,23 @@ def training_executor(settings: Detector) -> Iterator[Executor]:
         workers = len(client.scheduler_info().get("workers", {}))
         logger.info("detector training on a Dask cluster scheduler=%s workers=%d", settings.cluster, workers)
         yield client.get_executor(pure=False)
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the detector: the terminal sends SIGINT to the whole process group,
+    and a KeyboardInterrupt inside a fit would come back to the service as the fit's result."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Cancel queued fits and terminate workers mid-fit, instead of waiting (possibly minutes) for them."""
+    # ProcessPoolExecutor.terminate_workers() exists from Python 3.14 only; before it, its workers
+    # are reachable only as _processes (pid -> Process).
+    workers = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    for worker in workers:
+        worker.join(TERMINATE_WAIT_S)
+    executor.shutdown(wait=True)

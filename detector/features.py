@@ -371,13 +371,15 @@ def needed(prepared: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta = DEF
 
 def compute(
     frame: pd.DataFrame, names: tuple[str, ...] | list[str] | None = None, step: pd.Timedelta | None = None,
-    two_sided: bool = False,
+    two_sided: bool = False, context: bool = True,
 ) -> pd.DataFrame:
     """Features (all, or `names`) for a prepared frame, indexed like it; rows without a finite value get NaN.
 
     `step` is the cadence the windows are scaled to (a model's own); None estimates it from the frame.
     two_sided: deviations either way count (a metric of unknown meaning, as in a backtest CSV);
     otherwise only higher than usual does (latency, error rates: the live series).
+    context: add the CONTEXT columns reasons phrase verdicts with; a training reads none of them
+    (they were a third of a 7-day 15 s training's feature time, #17.6).
     """
     wanted = list(FEATURES) if names is None else list(names)
     unknown = [n for n in wanted if n not in FEATURES]
@@ -391,7 +393,9 @@ def compute(
                         two_sided)
         for name in wanted:
             columns[name] = pd.Series(FEATURES[name].compute(window).to_numpy(), index=observed.index)
-        for name, series in _context(window).items():
-            columns[name] = pd.Series(series.to_numpy(), index=observed.index)
-    out = pd.DataFrame(columns, index=observed.index, columns=[*wanted, *CONTEXT], dtype="float64")
+        if context:
+            for name, series in _context(window).items():
+                columns[name] = pd.Series(series.to_numpy(), index=observed.index)
+    out = pd.DataFrame(columns, index=observed.index, columns=[*wanted, *(CONTEXT if context else ())],
+                       dtype="float64")
     return out.reindex(frame.index)

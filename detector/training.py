@@ -98,7 +98,7 @@ def fit(
         raise NotEnoughData(f"0 usable rows, need {settings.min_training_rows}")
     step = features.cadence(prepared["timestamp"][finite])
     # Every live series (latency, failure and error rates) is one where only higher is worse.
-    feats = features.compute(prepared, module.FEATURES, step, two_sided=False)
+    feats = features.compute(prepared, module.FEATURES, step, two_sided=False, context=False)
     stamps = pd.DatetimeIndex(prepared["timestamp"]).tz_convert(None).to_numpy()
     excluded = np.zeros(len(stamps), dtype=bool)
     for start, end in claimed:
