@@ -76,7 +76,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await task
     await context.keys.close()
     await context.idempotency.close()
-    await _tick(context, rollup_too=True)
+    await _tick(context, rollup_too=context.rollup_every_s != float("inf"))  # not in ingest workers
     gc.set_threshold(*threshold)
 
 

@@ -106,7 +106,7 @@ async def _claimed(call: IngestCall, room: Reservation, raw: bytes, hashed: str,
             response.headers["Idempotent-Replayed"] = "true"
             return response
         response = await _ingest(call, claim, room, raw)
-        if context.idempotency.shared_url and claim.seen is not None and not context.runtime.config.push.durable_ack:
+        if context.idempotency.shared_url and response.status == 202 and not context.runtime.config.push.durable_ack:
             await context.writer.flush()  # the key is held across processes until its batch is in the table
         return response
 

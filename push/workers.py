@@ -36,6 +36,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -52,6 +53,7 @@ from upwatch.config import Config
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WORKER_HEADER = "X-Upwatch-Worker"  # which process answered (0: the prober), on every response
 PEER_HEADER = "X-Upwatch-Peer"  # the caller's address, trusted only over the prober's unix socket
@@ -94,7 +96,7 @@ def _tag(worker: int) -> Any:
 
 
 @web.middleware
-async def _peer(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _peer(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Requests a worker passes on arrive over the unix socket with the caller's address in
     PEER_HEADER: the prober's handlers (e.g. /probe's probe_callers) see that address. Over TCP the
     header is nobody's to set and is ignored."""
@@ -302,7 +304,7 @@ class _Proxy:
         self.session: aiohttp.ClientSession | None = None
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         if (request.method, request.path) == INGEST:
             return await handler(request)
         if self.session is None:

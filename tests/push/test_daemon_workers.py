@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -33,12 +34,13 @@ async def _started(stream: asyncio.StreamReader) -> None:
     raise AssertionError("the prober did not start")
 
 
-async def _post(port: int, key: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
+async def _post(port: int, key: str, body: object,
+                headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, Any]]:
     """One request on a new connection (the kernel picks a listening socket per connection)."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        async with session.post(f"http://127.0.0.1:{port}/api/v1/logs", json=body,
-                                headers={"Authorization": f"Bearer {key}", **(headers or {})}) as resp:
-            return resp.status, resp.headers.get("X-Upwatch-Worker", ""), await resp.json()
+    async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+                session.post(f"http://127.0.0.1:{port}/api/v1/logs", json=body,
+                             headers={"Authorization": f"Bearer {key}", **(headers or {})}) as resp):
+        return resp.status, resp.headers.get("X-Upwatch-Worker", ""), await resp.json()
 
 
 def _count(url: str, query: str) -> int:
@@ -114,10 +116,10 @@ async def test_two_worker_processes_share_the_port_store_everything_and_stop_tog
         assert replaced and all(c.pid != workers[0].pid for c in replaced)
 
         # A revoked key is refused by every process (within the key cache's 5 s).
-        async with aiohttp.ClientSession() as session:
-            async with session.delete(f"http://127.0.0.1:{port}/api/v1/keys/{made['prefix']}",
-                                      headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
-                assert resp.status in (200, 204), await resp.text()
+        async with (aiohttp.ClientSession() as session,
+                    session.delete(f"http://127.0.0.1:{port}/api/v1/keys/{made['prefix']}",
+                                   headers={"Authorization": f"Bearer {ADMIN}"}) as resp):
+            assert resp.status in (200, 204), await resp.text()
         refused: set[str] = set()
         async with asyncio.timeout(60):
             while refused != {"0", "1"}:
