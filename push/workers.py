@@ -215,8 +215,8 @@ class Listener:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S  # the workers stop while the prober's listener does
         await self.runner.cleanup()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
         for n, (process, conn) in self.processes.items():
             await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
             if process.is_alive():
@@ -244,7 +244,10 @@ def _remove(directory: str | None) -> None:
 
 
 def worker_main(spec: Spec, control: Connection) -> None:
-    """A worker process: serve until SIGTERM/SIGINT or until the prober goes away (its pipe closes)."""
+    """A worker process: serve until SIGTERM or until the prober goes away (its pipe closes)."""
+    # Ctrl-C reaches the whole process group: the prober stops its workers itself (SIGTERM), after
+    # setting itself stopping, so that it does not take them for dead and start them again.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from upwatch import logs
     from upwatch.runtime import run_async
 
@@ -264,8 +267,7 @@ async def _worker(spec: Spec, control: Connection) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     # The prober going away (even killed) closes the pipe: no worker outlives it.
     loop.add_reader(control.fileno(), stop.set)
     p = spec.config.prober

@@ -158,3 +158,26 @@ def test_bad_worker_counts_are_refused_naming_file_line_and_key(value: str, mess
 
 def test_one_worker_is_the_default() -> None:
     assert config.parse("push:\n  listen: 127.0.0.1:8080\n", "upwatch.yaml", {}).push.workers == 1
+
+
+async def test_ctrl_c_to_the_process_group_stops_every_process_without_restarts(
+        tmp_path: Path, database_url: str) -> None:
+    port = targets.closed_port()
+    cfg = tmp_path / "upwatch.yaml"
+    cfg.write_text(f"endpoints: []\nprober:\n  data_dir: {tmp_path / 'data'}\n"
+                   f"push:\n  listen: 127.0.0.1:{port}\n  workers: 3\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "upwatch.cli", "--config", str(cfg), "prober", cwd=REPO, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    await _started(proc.stderr)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len([c for c in children if "spawn_main" in " ".join(c.cmdline())]) == 2
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert "restarting" not in err.decode() and "killed" not in err.decode(), err.decode()
+    assert err.decode().count("push worker stopped") == 2
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [p.pid for p in alive]
