@@ -69,7 +69,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     # ingest request on the event loop.
     warming = asyncio.create_task(asyncio.to_thread(useragents.warm), name="push-ua-rules")
     task = asyncio.create_task(_maintain(context), name="push-maintenance")
+    following = None
+    if context.runtime.config.push.workers > 1:  # a revoke answered by another process: drop the cache
+        following = asyncio.create_task(context.keys.follow(context.runtime.database_url), name="push-key-revokes")
     yield
+    if following is not None:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
     await warming
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -15,7 +15,7 @@ scheduler) stays in one process. What POST /logs keeps per process, and how it s
 - Idempotency-Key: held across processes by a PostgreSQL advisory lock (push.idempotency), so a
   retry reaching another worker while the first attempt is still committing waits for its answer;
 - API keys: each process caches a key's answer for 5 s; a revoke (API or CLI) is NOTIFYed, and every
-  process drops its cache on it (push.keys);
+  process drops the cached answer on it (push.keys.KeyStore.follow);
 - rate_limit_per_key: per process (a key may make up to N x the limit; docs/push.md).
 
 Contract: `await Listener.start(app, runtime, workers=N)` serves `app` on push.listen (reuse_port

@@ -181,3 +181,28 @@ async def test_ctrl_c_to_the_process_group_stops_every_process_without_restarts(
     assert err.decode().count("push worker stopped") == 2
     _, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, [p.pid for p in alive]
+
+
+async def test_a_revoke_reaches_every_following_key_cache_at_once(database_url: str, pool: Any) -> None:
+    """Two processes' key caches, one hour long: only the NOTIFY of the revoke can make the second refuse."""
+    async with pool.connection() as conn:
+        await keys.create_service(conn, "follow-shop")
+        raw, made = await keys.create_key(conn, "follow-shop", "test")
+    here, there = keys.KeyStore(pool, ttl_s=3600), keys.KeyStore(pool, ttl_s=3600)
+    following = asyncio.create_task(there.follow(database_url))
+    try:
+        await asyncio.wait_for(there.following.wait(), 30)
+        assert await here.authenticate(raw) is not None and await there.authenticate(raw) is not None
+        async with pool.connection() as conn:
+            await keys.revoke_key(conn, made["prefix"])
+        for _ in range(600):  # the notification arrives within milliseconds; bounded all the same
+            if await there.authenticate(raw) is None:
+                break
+            await asyncio.sleep(0.05)
+        assert await there.authenticate(raw) is None
+        assert await here.authenticate(raw) is not None  # not following: its hour-long cache still says yes
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await here.close()
+        await there.close()
