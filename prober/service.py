@@ -12,9 +12,8 @@ import signal
 from pathlib import Path
 
 import psycopg
-from aiohttp import web
 
-from prober.app import State, build_app, serve
+from prober.app import State, build_app
 from prober.checks import rdap
 from prober.checks.http import new_session
 from prober.heartbeats import HeartbeatWatcher
@@ -24,6 +23,7 @@ from prober.rollups import Rollups
 from prober.scheduler import Owner, Scheduler, Shard, stable_hash
 from prober.snapshot import Snapshot
 from prober.writer import BatchWriter
+from push import workers as push_workers
 from upwatch import config as configuration
 from upwatch.catalog import SyncReport, sync_endpoints
 from upwatch.config import Config, ConfigError
@@ -92,7 +92,7 @@ class ProberService:
         self.reload_requested = asyncio.Event()
         self.config_file = ConfigFile(runtime.config_path)
         self._endpoint_cache = configuration.EndpointCache()
-        self._runner: web.AppRunner | None = None
+        self._listener: push_workers.Listener | None = None
         self._synced: SyncReport | None = None
         self.snapshot = Snapshot(p.data_dir, describe(runtime.database_url))
         self.ids: dict[str, int] = {}  # endpoint name -> endpoints.id, from the last sync or the snapshot
@@ -115,7 +115,8 @@ class ProberService:
                            "configured=%d path=%s", len(self.ids), len(self.config.endpoints), self.snapshot.path)
         self._apply(self.config, self.ids)
         app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
-        self._runner = await serve(app, self.config.push.host, self.config.push.port)
+        # push.listen, shared with push.workers - 1 ingest worker processes (SO_REUSEPORT) when set.
+        self._listener = await push_workers.Listener.start(app, self.runtime)
         self.scheduler.start()
         # Endpoints, jobs and triggers live as long as the process: keep them out of every
         # full garbage collection (with thousands of endpoints these otherwise cause loop stalls).
@@ -185,8 +186,8 @@ class ProberService:
             await self._lease_task
         if self.leases is not None:
             await self.leases.release()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._listener is not None:
+            await self._listener.stop()
         await self.writer.stop()
         await self.session.close()
 

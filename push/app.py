@@ -69,13 +69,20 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     # ingest request on the event loop.
     warming = asyncio.create_task(asyncio.to_thread(useragents.warm), name="push-ua-rules")
     task = asyncio.create_task(_maintain(context), name="push-maintenance")
+    following = None
+    if context.runtime.config.push.workers > 1:  # a revoke answered by another process: drop the cache
+        following = asyncio.create_task(context.keys.follow(context.runtime.database_url), name="push-key-revokes")
     yield
+    if following is not None:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
     await warming
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await context.keys.close()
-    await _tick(context, rollup_too=True)
+    await context.idempotency.close()
+    await _tick(context, rollup_too=context.rollup_every_s != float("inf"))  # not in ingest workers
     gc.set_threshold(*threshold)
 
 
@@ -104,8 +111,9 @@ async def _tick(context: Context, *, rollup_too: bool) -> None:
 
 def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = None,
                key_cache_ttl_s: float = 5.0, background_every_s: float = 5.0,
-               rollup_every_s: float = 30.0) -> web.Application:
-    """The push API application; `admin_token` defaults to $UPWATCH_ADMIN_TOKEN."""
+               rollup_every_s: float = 30.0, rollups: bool = True) -> web.Application:
+    """The push API application; `admin_token` defaults to $UPWATCH_ADMIN_TOKEN. `rollups`: False in
+    ingest workers (push.workers), which leave the rollup and key pruning to the prober's own app."""
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     if token is None:
         logger.warning("push admin API disabled: %s is not set", ADMIN_TOKEN_ENV)
@@ -116,8 +124,9 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app[CONTEXT] = Context(runtime, writer, key_store,
                            RateLimiter(push.rate_limit_per_key), token,
                            sensitive_set(push.sensitive_headers, push.secret_names),
-                           IdempotencyKeys(runtime.pool),
-                           background_every_s=background_every_s, rollup_every_s=rollup_every_s)
+                           IdempotencyKeys(runtime.pool, shared_url=runtime.database_url if push.workers > 1 else None),
+                           background_every_s=background_every_s,
+                           rollup_every_s=rollup_every_s if rollups else float("inf"))
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
     return app

@@ -7,6 +7,13 @@ This process also remembers the keys it accepted (the rows may still be queued
 or spooled), and runs one request per key at a time, so a retry that arrives
 while the first attempt is still waiting for its commit waits for its answer.
 Keys are kept for WINDOW; after that a repeat is a new batch.
+
+With more than one process serving POST /logs (push.workers), the one-request-per-key rule holds
+across them through a PostgreSQL advisory lock on (service, key), taken on a connection of this
+process's own (`shared_url`) and released only once the batch is committed or spooled: a retry that
+reaches another worker waits for the first attempt, then finds its key in the table. While the
+database is unreachable the lock cannot be taken and, as for lookups, only this process's keys are
+checked.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ HEADER = "Idempotency-Key"
 WINDOW = timedelta(hours=24)
 MAX_LENGTH = 255
 LOOKUP_TIMEOUT_S = 1.0
+LOCK_WAIT_S = 30.0  # a retry waits this long for another process's attempt with the same key
+LOCK_CLASS = 0x7570  # advisory lock namespace: (LOCK_CLASS xor service id, first 31 bits of the key hash)
 _REMEMBERED = 100_000  # keys this process accepted, newest kept
 
 
@@ -64,6 +73,14 @@ def reused() -> Refusal:
     """422 for a key that was accepted with another body (a client bug: two batches under one key)."""
     return Refusal(422, f"{HEADER} was used for a different request body within {WINDOW.days * 24} h", [{
         "field": HEADER, "reason": "already used for another batch; send a new key for a new batch"}])
+
+
+class Busy(Exception):
+    """Another process's request with the same key did not finish within LOCK_WAIT_S."""
+
+
+BUSY = Refusal(503, f"a request with this {HEADER} is still being stored; retry later",
+               headers={"Retry-After": "5"})
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,11 @@ class Claim:
 class IdempotencyKeys:
     """Keys accepted within WINDOW: remembered here, and looked up in the database."""
 
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: AsyncConnectionPool, *, shared_url: str | None = None):
         self.pool = pool
+        self.shared_url = shared_url
+        self._conn: psycopg.AsyncConnection | None = None
+        self._connecting = asyncio.Lock()
         self._accepted: OrderedDict[tuple[int, str], tuple[float, Seen]] = OrderedDict()
         self._locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}  # lock, requests holding or waiting
 
@@ -112,13 +132,55 @@ class IdempotencyKeys:
         self._locks[name] = (lock, users + 1)
         try:
             async with lock:
-                yield Claim(self, name, body, await self._seen(name))
+                held = await self._lock(name) if self.shared_url else None
+                try:
+                    yield Claim(self, name, body, await self._seen(name))
+                finally:
+                    if held is not None:
+                        await self._unlock(held, name)
         finally:
             lock, users = self._locks[name]
             if users == 1:
                 del self._locks[name]
             else:
                 self._locks[name] = (lock, users - 1)
+
+    async def _lock(self, name: tuple[int, str]) -> psycopg.AsyncConnection | None:
+        """Take the advisory lock of `name` on this process's lock connection (which holds the locks of
+        all its requests: one request per key in this process already); None without the database."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        pause_s = 0.005
+        while True:
+            try:
+                conn = await self._connection()
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_id(name))
+                row = await cur.fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                logger.warning("idempotency key not locked, database unavailable error=%r", error_summary(e))
+                self._conn = None
+                return None
+            if row is not None and row[0]:
+                return conn
+            if time.monotonic() >= deadline:
+                raise Busy(f"{HEADER} held by another request for {LOCK_WAIT_S:.0f} s")
+            await asyncio.sleep(pause_s)
+            pause_s = min(0.1, pause_s * 2)
+
+    async def _unlock(self, conn: psycopg.AsyncConnection, name: tuple[int, str]) -> None:
+        with contextlib.suppress(psycopg.OperationalError, psycopg.InterfaceError):  # a lost session holds none
+            await conn.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_id(name))
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        async with self._connecting:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(self.shared_url or "", autocommit=True,
+                                                                   connect_timeout=int(LOOKUP_TIMEOUT_S) + 1)
+            return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     def remember(self, name: tuple[int, str], seen: Seen) -> None:
         self._accepted[name] = (time.monotonic(), seen)
@@ -148,3 +210,8 @@ class IdempotencyKeys:
         """Delete keys older than WINDOW; the number deleted."""
         cur = await conn.execute("DELETE FROM push_idempotency_keys WHERE created_at < now() - %s", (WINDOW,))
         return cur.rowcount
+
+
+def _lock_id(name: tuple[int, str]) -> tuple[int, int]:
+    service_id, hashed = name
+    return LOCK_CLASS ^ service_id, int(hashed[:8], 16) & 0x7FFFFFFF

@@ -86,18 +86,29 @@ async def post_logs(call: IngestCall) -> web.Response:
         if isinstance(raw, Refusal):
             return raw.response()
         hashed, body = idempotency.key_hash(key), idempotency.body_hash(raw)
-        async with context.idempotency.claim(caller.service_id, hashed, body) as claim:
-            if claim.seen is not None:
-                if claim.seen.body_hash != body:
-                    return idempotency.reused().response()
-                logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
-                            claim.seen.accepted)
-                response = reply({"accepted": claim.seen.accepted}, status=202)
-                response.headers["Idempotent-Replayed"] = "true"
-                return response
-            return await _ingest(call, claim, room, raw)
+        try:
+            return await _claimed(call, room, raw, hashed, body)
+        except idempotency.Busy:
+            return idempotency.BUSY.response()
     finally:
         room.release()  # if the batch was not offered with it
+
+
+async def _claimed(call: IngestCall, room: Reservation, raw: bytes, hashed: str, body: str) -> web.Response:
+    context, caller = call.context, call.caller
+    async with context.idempotency.claim(caller.service_id, hashed, body) as claim:
+        if claim.seen is not None:
+            if claim.seen.body_hash != body:
+                return idempotency.reused().response()
+            logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
+                        claim.seen.accepted)
+            response = reply({"accepted": claim.seen.accepted}, status=202)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        response = await _ingest(call, claim, room, raw)
+        if context.idempotency.shared_url and response.status == 202 and not context.runtime.config.push.durable_ack:
+            await context.writer.flush()  # the key is held across processes until its batch is in the table
+        return response
 
 
 async def _ingest(call: IngestCall, claim: idempotency.Claim | None, room: Reservation,

@@ -133,6 +133,7 @@ async def delete_service(conn: AsyncConnection, name: str, *, purge: bool) -> di
         row = await cur.fetchone()
         if row is None:
             raise PushError(f"no service named {name!r}")
+        await conn.execute("SELECT pg_notify(%s, '')", (KEYS_CHANNEL,))  # every cached key, on commit
         service_id = row[0]
         counts = {"logs": 0, "rollups": 0, "replays": 0}
         if not purge:
@@ -187,9 +188,15 @@ async def revoke_key(conn: AsyncConnection, prefix: str) -> datetime:
     row = await cur.fetchone()
     if row is None:
         raise PushError(f"no active key with prefix {prefix!r}")
+    await conn.execute("SELECT pg_notify(%s, %s)", (KEYS_CHANNEL, prefix))  # on commit: every KeyStore following
     logger.info("key revoked prefix=%s", prefix)
     revoked_at: datetime = row[0]
     return revoked_at
+
+
+# Revocations and service deletions are NOTIFYed here (payload: the key prefix, '' for all), so that
+# every process serving POST /logs (push.workers) drops its cached answer at once (KeyStore.follow).
+KEYS_CHANNEL = "upwatch_push_keys"
 
 
 class _Entry(NamedTuple):
@@ -229,6 +236,7 @@ class KeyStore:
         self._inflight: dict[str, asyncio.Future[tuple[bytes | None, Caller | None]]] = {}
         self._down_since: float | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self.following = asyncio.Event()  # set while follow() listens for revocations
 
     @property
     def database_down(self) -> bool:
@@ -349,6 +357,23 @@ class KeyStore:
             return None, False
         finally:
             await conn.close()
+
+    async def follow(self, url: str, *, retry_s: float = 2.0) -> None:
+        """Drop cached answers as revocations are NOTIFYed on KEYS_CHANNEL (until cancelled; on a connection
+        of its own, reconnecting after `retry_s`; the whole cache is dropped on each reconnect, since a
+        notification may have been missed meanwhile)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(KEYS_CHANNEL)))
+                    self.forget()
+                    self.following.set()
+                    async for note in conn.notifies():
+                        self.forget(note.payload or None)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                logger.debug("key revocations not followed, retrying error=%r", error_summary(e))
+            self.following.clear()
+            await asyncio.sleep(retry_s)
 
     async def close(self) -> None:
         """Stop the outage retries, if any."""

@@ -7,6 +7,8 @@ from pydantic import Field, field_validator
 from upwatch.config.base import Section
 from upwatch.durations import PositiveDuration
 
+MAX_WORKERS = 32
+
 
 class Push(Section):
     listen: str = "127.0.0.1:8080"
@@ -24,6 +26,8 @@ class Push(Section):
     # While the database is unreachable, a key verified within this long is still accepted
     # (answers stay 202, rows are spooled); older or unseen keys get 503 until it is back.
     key_outage_grace: PositiveDuration = Field(default="24h", validate_default=True)
+    # Processes serving POST /logs on push.listen (SO_REUSEPORT); 1: the prober's own listener only.
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS, strict=True)
 
     @field_validator("listen")
     @classmethod
