@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from detector import early, models, training
 from detector import features as feature_set
-from detector.incidents import gap_for, quarantine
+from detector.incidents import LastAlarm, gap_for, hold_flags, quarantine
 from detector.models import Fitted, Model, NotEnoughData
 from upwatch.config.detector import Detector
 
@@ -46,7 +46,8 @@ def replay(
     rows from the cut until its next due time in data time (training.due_after). Features
     are computed once per step the models see (features of a row read only earlier rows).
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
-    reference method, which knows nothing of incidents. higher_is_worse: only rises are
+    reference method, which knows nothing of incidents. A model's flagged rows pass the event
+    hold (settings.event_hold, detector.incidents.hold) before they count, as live. higher_is_worse: only rises are
     anomalies, as for the live series (latency, error rates); by default a CSV's values are
     of unknown meaning and deviations either way count. Before the first model rows are
     judged by the simple rule (detector.early) or not at all, as settings.before_model says.
@@ -59,7 +60,9 @@ def replay(
     scores = np.full(len(prepared), np.nan)
     flags = np.zeros(len(prepared), dtype=bool)
     cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
-    if settings.before_model == "rule":
+    window = pd.Timedelta(settings.event_hold).to_pytimedelta()
+    last: LastAlarm | None = None  # the event hold's state, carried across models (live: the anomalies rows)
+    if settings.before_model == "rule":  # the early rule has a rising bar of its own; the hold is for models
         scores[:cut], flags[:cut] = early.flags(prepared.iloc[:cut], not higher_is_worse)
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
@@ -75,7 +78,8 @@ def replay(
         stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
         if fitted is not None:
             scores[cut:stop] = module.score(fitted, feats.iloc[cut:stop]).to_numpy()
-            flags[cut:stop] = scores[cut:stop] >= fitted.threshold
+            flags[cut:stop], last = hold_flags(stamps[cut:stop], scores[cut:stop],
+                                               scores[cut:stop] >= fitted.threshold, last, gap_for(step), window)
         cut = stop
     judged = np.isfinite(scores)
     out = pd.DataFrame(index=prepared.index)

@@ -77,3 +77,49 @@ def quarantine(stamps: np.ndarray, flags: np.ndarray, gap: timedelta) -> np.ndar
     for a, b in zip(lo, hi, strict=True):
         out[a:b] = True
     return out
+
+
+@dataclass(frozen=True)
+class LastAlarm:
+    """A series' latest alarm (incident): when its latest anomalous point was, and its peak score."""
+
+    at: pd.Timestamp
+    peak_score: float
+
+
+def hold(
+    points: Iterable[tuple[pd.Timestamp, float]], last: LastAlarm | None, gap: timedelta, window: timedelta,
+) -> tuple[list[bool], LastAlarm | None]:
+    """Which flagged (time, score) points, in time order, count as anomalous under the event hold.
+
+    A point within `gap` of the last alarm's latest point continues that alarm and counts (the
+    alarm's peak rises with it). Past that, for `window` after the alarm's end, a point counts
+    only when its score is above the alarm's peak, and then opens a new alarm: the same size
+    again soon after is that series' usual, not news (as the early rule's bar); something bigger
+    is. Held points are not anomalies: they neither extend nor start an alarm, so a series with a
+    burst of the same size every hour alarms about once per `window`. A zero window keeps every
+    point. Returns a keep flag per point and the series' last alarm after them.
+    """
+    keep: list[bool] = []
+    for at, score in points:
+        if last is not None and at - last.at <= gap:
+            last = LastAlarm(max(last.at, at), max(last.peak_score, score))
+        elif last is not None and at - last.at <= window and score <= last.peak_score:
+            keep.append(False)
+            continue
+        else:
+            last = LastAlarm(at, score)
+        keep.append(True)
+    return keep, last
+
+
+def hold_flags(
+    stamps: np.ndarray, scores: np.ndarray, flags: np.ndarray, last: LastAlarm | None, gap: timedelta,
+    window: timedelta,
+) -> tuple[np.ndarray, LastAlarm | None]:
+    """`hold` on arrays (sorted datetime64 stamps, scores, flags): the flags that count, and the last alarm."""
+    picked = np.flatnonzero(flags)
+    keep, last = hold(((pd.Timestamp(stamps[i]), float(scores[i])) for i in picked), last, gap, window)
+    out = flags.copy()
+    out[picked[~np.asarray(keep, dtype=bool)]] = False
+    return out, last

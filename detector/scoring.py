@@ -6,15 +6,17 @@ passes enough history before the new rows (features.Scale(step).lookback) for fe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from detector import features, models, phases, reasons
 from detector.artifacts import Artifact
+from detector.incidents import LastAlarm, hold
 from detector.series import Series
 
 logger = logging.getLogger(__name__)
@@ -76,3 +78,13 @@ def _reason(module: models.Model, artifact: Artifact, row: dict[str, float], tim
 
 def _finite(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
+
+
+def held(verdicts: list[Verdict], last: LastAlarm | None, gap: timedelta, window: timedelta) -> list[Verdict]:
+    """The verdicts after the event hold (detector.incidents.hold, as the backtest applies it): an
+    anomalous verdict within `window` of the series' last alarm and not above its peak is not anomalous."""
+    flagged = [v for v in verdicts if v.anomalous]
+    keep, _ = hold(((pd.Timestamp(v.time), v.score) for v in flagged), last, gap, window)
+    dropped = {id(v) for v, kept in zip(flagged, keep, strict=True) if not kept}
+    return [dataclasses.replace(v, anomalous=False, severity="", reason="") if id(v) in dropped else v
+            for v in verdicts]

@@ -24,7 +24,7 @@ from detector import series as series_sql
 from detector.cluster import training_executor
 from detector.incidents import gap_for
 from detector.models import NotEnoughData
-from detector.scoring import Verdict, judge
+from detector.scoring import Verdict, held, judge
 from detector.series import Series
 from upwatch import durations, leadership
 from upwatch.config.detector import Detector
@@ -153,8 +153,16 @@ class LiveDetector:
         history = pd.concat([state.history, new], ignore_index=True)
         newest = new["timestamp"].iloc[-1].to_pydatetime()
         verdicts = await self._judge(state, history)
+        gap = gap_for(step)
         async with self.pool.connection() as conn, conn.transaction():
-            written = await store.record(conn, state.series, verdicts, state.artifact, gap_for(step))
+            hold = state.artifact is not None and self.settings.event_hold > timedelta(0)
+            if hold and any(v.anomalous for v in verdicts):
+                # A model's rows pass the event hold (the early rule has a rising bar of its own); its
+                # state is the series' stored anomalies, so a restart keeps it.
+                since = verdicts[0].time - self.settings.event_hold - gap
+                last = await store.last_alarm(conn, state.series.key, since)
+                verdicts = held(verdicts, last, gap, self.settings.event_hold)
+            written = await store.record(conn, state.series, verdicts, state.artifact, gap)
             await store.advance(conn, state.series, newest, verdicts[-1].score if verdicts else None)
         state.watermark = newest
         state.history = history[history["timestamp"] > newest - lookback].reset_index(drop=True)

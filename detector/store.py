@@ -10,11 +10,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from detector.artifacts import Artifact
 from detector.early import THRESHOLD as EARLY_THRESHOLD
+from detector.incidents import LastAlarm
 from detector.scoring import Verdict
 from detector.series import Series
 
@@ -42,6 +44,21 @@ async def claimed(conn: AsyncConnection, series: str, since: datetime,
         "SELECT started_at - %s, ended_at + %s FROM incidents WHERE series = %s AND ended_at >= %s ORDER BY started_at",
         (pad, pad, series, since))
     return [(a, b) for a, b in await cur.fetchall()]
+
+
+async def last_alarm(conn: AsyncConnection, series: str, since: datetime) -> LastAlarm | None:
+    """The series' latest anomaly by a model (not the early rule) at or after `since` and the peak score of
+    its incident, read from the anomalies rows (so the event hold survives a restart); None if none."""
+    cur = await conn.execute(
+        "SELECT a.time, coalesce((SELECT max(b.score) FROM anomalies b JOIN incidents i ON i.id = b.incident_id"
+        "  WHERE b.series = a.series AND b.incident_id = a.incident_id AND b.time >= i.started_at), a.score)"
+        " FROM anomalies a WHERE a.series = %s AND a.time >= %s AND a.model_version > 0 ORDER BY a.time DESC LIMIT 1",
+        (series, since))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    at, peak = row
+    return LastAlarm(pd.Timestamp(at), float(peak))
 
 
 async def save_model(conn: AsyncConnection, series: Series, artifact: Artifact | None, status: str) -> None:

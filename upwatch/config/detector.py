@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import Field, field_validator
 
 from detector.models import DEFAULT, MODELS
 from upwatch.config.base import Section
-from upwatch.durations import Interval
+from upwatch.durations import Duration, Interval
 
 
 class Detector(Section):
@@ -34,6 +35,9 @@ class Detector(Section):
     before_model: Literal["rule", "silent"] = "rule"
     # Share of normal points above the threshold, extrapolated from the bulk of the training scores.
     target_false_alarm_rate: float = Field(default=0.0001, gt=0, lt=0.5)
+    # Event hold: for this long after a series' last alarm, a flagged row counts only when its score is
+    # above that alarm's peak (the same size again is that series' usual); 0s switches it off.
+    event_hold: Duration = Field(default="3h", validate_default=True)
     model_dir: Path = Path(".upwatch/models")
     max_workers: int = Field(default=2, ge=1)
     # A Dask scheduler (`tcp://scheduler:8786`, `tls://...`): model training runs on its workers
@@ -45,6 +49,13 @@ class Detector(Section):
     def _scheduler(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("tcp://", "tls://")):
             raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786 or tls://host:8786)")
+        return value
+
+    @field_validator("event_hold")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0s switches the hold off)")
         return value
 
     @field_validator("model")
