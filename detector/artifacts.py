@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,29 @@ def path_for(model_dir: Path, series: str) -> Path:
     """One file per series; the name is made safe for any filesystem."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in series)
     return model_dir / f"{safe}-{zlib.crc32(series.encode()):08x}.joblib"
+
+
+LEFTOVER_AGE_S = 3600.0
+
+
+def sweep(model_dir: Path, older_than_s: float = LEFTOVER_AGE_S) -> int:
+    """Remove temporary files save() left behind (a worker stopped mid-save); how many.
+
+    Only those older than `older_than_s`: another detector sharing the directory may be saving now."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    try:
+        candidates = list(model_dir.glob(".*.joblib.*"))
+    except OSError:
+        return 0
+    for leftover in candidates:
+        try:
+            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove: the next start tries again
+    return removed
 
 
 def save(artifact: Artifact, path: Path) -> None:

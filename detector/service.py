@@ -263,6 +263,9 @@ async def _work(runtime: Runtime, stop: asyncio.Event) -> None:
     settings = runtime.config.detector
     wake = asyncio.Event()
     listener = asyncio.create_task(listen(runtime.database_url, wake, stop), name="detector-listen")
+    if swept := await asyncio.to_thread(artifacts.sweep, settings.model_dir):
+        logger.info("removed temporary model files left by an interrupted save count=%d dir=%s", swept,
+                    settings.model_dir)
     with training_executor(settings) as executor:
         detector = LiveDetector(runtime.pool, settings, executor)
         logger.info("detector started model=%s score_interval=%s retrain_interval=%s", settings.model,
