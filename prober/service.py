@@ -22,7 +22,7 @@ from prober.metrics import Metrics
 from prober.rollups import Rollups
 from prober.scheduler import Owner, Scheduler, Shard, stable_hash
 from prober.snapshot import Snapshot
-from prober.writer import BatchWriter
+from prober.writer import BatchWriter, for_push_worker
 from push import workers as push_workers
 from upwatch import config as configuration
 from upwatch.catalog import SyncReport, sync_endpoints
@@ -116,7 +116,7 @@ class ProberService:
         self._apply(self.config, self.ids)
         app = build_app(self.runtime, State(self.scheduler, self.writer, self.metrics))
         # push.listen, shared with push.workers - 1 ingest worker processes (SO_REUSEPORT) when set.
-        self._listener = await push_workers.Listener.start(app, self.runtime)
+        self._listener = await push_workers.Listener.start(app, self.runtime, for_push_worker)
         self.scheduler.start()
         # Endpoints, jobs and triggers live as long as the process: keep them out of every
         # full garbage collection (with thousands of endpoints these otherwise cause loop stalls).

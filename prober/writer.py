@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import batches, copy_rows, insert_idempotent
 from prober.spool import Spool, encode
+from upwatch.config import Config
 from upwatch.db import ROWS_CHANNEL, error_summary
 from upwatch.rows import TABLES, Batch, Reservation
 
@@ -425,3 +426,11 @@ class BatchWriter:
 def _set_when_done(event: asyncio.Event, _: asyncio.Task[None]) -> None:
     """A done-callback that sets `event` (a lambda's default argument would not type-check)."""
     event.set()
+
+
+def for_push_worker(pool: AsyncConnectionPool, spool_dir: Path, config: Config) -> BatchWriter:
+    """A push ingest worker's own writer (push.workers), with the prober's settings and its own spool."""
+    p = config.prober
+    return BatchWriter(pool, spool_dir, batch_rows=p.batch_rows, flush_interval_s=p.flush_interval.total_seconds(),
+                       queue_size=p.queue_size, spool_max_bytes=p.spool_max_bytes,
+                       external_share=p.push_queue_share, stuck_after_s=p.writer_stuck_after_s())

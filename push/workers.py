@@ -18,7 +18,7 @@ scheduler) stays in one process. What POST /logs keeps per process, and how it s
   process drops the cached answer on it (push.keys.KeyStore.follow);
 - rate_limit_per_key: per process (a key may make up to N x the limit; docs/push.md).
 
-Contract: `await Listener.start(app, runtime, workers=N)` serves `app` on push.listen (reuse_port
+Contract: `await Listener.start(app, runtime, new_writer, workers=N)` serves `app` on push.listen (reuse_port
 when N > 1) and starts the workers; `await listener.stop()` stops them all (SIGTERM, then SIGKILL
 after STOP_TIMEOUT_S) and the listener. A worker that exits is restarted (logged with its exit code).
 `serve(runtime, writer, host, port)` serves the push API alone on a shared port (the benchmark's
@@ -41,10 +41,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 from push import PREFIX
 from push.app import create_app
@@ -106,10 +107,24 @@ async def _peer(request: web.Request, handler: _Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+class WorkerWriter(Writer, Protocol):
+    """The writer a worker process runs for itself."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# Makes a worker's writer from its pool, its own spool directory and the config. The prober passes
+# its own (a module-level function, pickled by reference): push does not import the prober.
+WriterFactory = Callable[[AsyncConnectionPool, Path, Config], WorkerWriter]
+
+
 @dataclass
 class Spec:
     """What a worker process needs (pickled to it): the config as the prober validated it."""
 
+    new_writer: WriterFactory
     number: int
     config: Config
     config_path: Path
@@ -134,7 +149,8 @@ class Listener:
         self._stopping = False
 
     @classmethod
-    async def start(cls, app: web.Application, runtime: Runtime, *, workers: int | None = None) -> Listener:
+    async def start(cls, app: web.Application, runtime: Runtime, new_writer: WriterFactory, *,
+                    workers: int | None = None) -> Listener:
         """Serve `app` on push.listen and start the workers; raises OSError when the address is taken,
         RuntimeError when a worker does not start."""
         push = runtime.config.push
@@ -159,8 +175,9 @@ class Listener:
             return self
         data_dir = runtime.config.prober.data_dir
         for n in range(1, count):
-            self._specs[n] = Spec(n, runtime.config, runtime.config_path, runtime.database_url, push.host, port,
-                                  os.path.join(socket_dir, "prober.sock"), data_dir / f"spool-push-{n}")
+            self._specs[n] = Spec(new_writer, n, runtime.config, runtime.config_path, runtime.database_url,
+                                  push.host, port, os.path.join(socket_dir, "prober.sock"),
+                                  data_dir / f"spool-push-{n}")
         try:
             await asyncio.gather(*(self._spawn(n) for n in self._specs))
         except BaseException:
@@ -262,7 +279,6 @@ def worker_main(spec: Spec, control: Connection) -> None:
 
 
 async def _worker(spec: Spec, control: Connection) -> None:
-    from prober.writer import BatchWriter
     from upwatch import db
 
     stop = asyncio.Event()
@@ -270,13 +286,9 @@ async def _worker(spec: Spec, control: Connection) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     # The prober going away (even killed) closes the pipe: no worker outlives it.
     loop.add_reader(control.fileno(), stop.set)
-    p = spec.config.prober
     pool = db.new_pool(spec.database_url, max_size=spec.config.storage.pool_size)
     await pool.open(wait=False)
-    writer = BatchWriter(pool, spec.spool_dir, batch_rows=p.batch_rows,
-                         flush_interval_s=p.flush_interval.total_seconds(), queue_size=p.queue_size,
-                         spool_max_bytes=p.spool_max_bytes, external_share=p.push_queue_share,
-                         stuck_after_s=p.writer_stuck_after_s())
+    writer = spec.new_writer(pool, spec.spool_dir, spec.config)
     await writer.start()
     runtime = Runtime(spec.config, spec.config_path, spec.database_url, pool)
     runner: web.AppRunner | None = None
