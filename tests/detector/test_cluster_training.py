@@ -4,6 +4,7 @@ worker process of its own trains the live detector's model; the config checks th
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,19 +26,24 @@ def scheduler() -> Iterator[str]:
     from distributed import LocalCluster
 
     # distributed's import gives its logger a handler on the stderr of that moment, which is
-    # pytest's capture of one test: the scheduler thread's later "Remove client" lines were
-    # written to that closed file ("--- Logging error ---"). Its records go to pytest's handlers.
+    # pytest's capture of one test, and the root logger may hold another test's closed capture:
+    # the scheduler thread's later "Remove client" lines were written to a closed file ("---
+    # Logging error ---"). For the cluster's lifetime its warnings go to the real stderr only.
     distributed_logger = logging.getLogger("distributed")
     handlers, propagate = distributed_logger.handlers[:], distributed_logger.propagate
     for handler in handlers:
         distributed_logger.removeHandler(handler)
-    distributed_logger.propagate = True
+    real_stderr = logging.StreamHandler(sys.__stderr__)
+    real_stderr.setLevel(logging.WARNING)
+    distributed_logger.addHandler(real_stderr)
+    distributed_logger.propagate = False
     try:
         # One worker process (not a thread of this one): the fit is pickled, sent and run elsewhere.
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, silence_logs=logging.ERROR) as cluster:
             yield str(cluster.scheduler_address)
     finally:
+        distributed_logger.removeHandler(real_stderr)
         for handler in handlers:
             distributed_logger.addHandler(handler)
         distributed_logger.propagate = propagate
