@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30
 # A terminated worker is gone in milliseconds; the bound only keeps a wedged one from holding the stop.
 TERMINATE_WAIT_S = 2.0
+PARENT_POLL_S = 1.0  # how often a worker checks that the detector still runs
 
 
 @contextlib.contextmanager
@@ -36,7 +40,7 @@ def training_executor(settings: Detector) -> Iterator[Executor]:
     if settings.cluster is None:
         context = multiprocessing.get_context("spawn")
         executor = ProcessPoolExecutor(max_workers=settings.max_workers, mp_context=context,
-                                       initializer=_ignore_interrupts)
+                                       initializer=_worker_init, initargs=(os.getpid(),))
         try:
             yield executor
         finally:
@@ -53,10 +57,20 @@ def training_executor(settings: Detector) -> Iterator[Executor]:
         yield client.get_executor(pure=False)
 
 
-def _ignore_interrupts() -> None:
+def _worker_init(detector_pid: int) -> None:
     """Workers leave Ctrl-C to the detector: the terminal sends SIGINT to the whole process group,
-    and a KeyboardInterrupt inside a fit would come back to the service as the fit's result."""
+    and a KeyboardInterrupt inside a fit would come back to the service as the fit's result.
+    And they end with it: a killed detector (SIGKILL, OOM) does not close a worker's queue, so
+    an idle ProcessPoolExecutor worker would wait on it forever with its ~200 MB."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(detector_pid,), name="detector-watch", daemon=True).start()
+
+
+def _exit_with(detector_pid: int) -> None:
+    """Exit once the detector is gone (this process is handed to another parent)."""
+    while os.getppid() == detector_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _stop(executor: ProcessPoolExecutor) -> None:

@@ -60,9 +60,8 @@ def _fitting_worker(detector: subprocess.Popen[bytes], timeout_s: float) -> int:
     raise AssertionError("no training worker busy fitting")
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("interrupt", ["sigterm", "ctrl-c"])
-def test_detector_stops_while_a_worker_is_mid_training(database_url: str, tmp_path: Path, interrupt: str) -> None:
+def _start_detector(database_url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`upwatch detector` on 8 days of 1 s rows, in a session of its own; (process, its log, model_dir)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute("INSERT INTO endpoints (name, kind, target) VALUES ('big', 'http', "
                            "'http://127.0.0.1/big') RETURNING id").fetchone()
@@ -81,6 +80,13 @@ def test_detector_stops_while_a_worker_is_mid_training(database_url: str, tmp_pa
                                     cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO),
                                                        "UPWATCH_LOG_LEVEL": "INFO"},
                                     stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    return detector, log, models
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("interrupt", ["sigterm", "ctrl-c"])
+def test_detector_stops_while_a_worker_is_mid_training(database_url: str, tmp_path: Path, interrupt: str) -> None:
+    detector, log, models = _start_detector(database_url, tmp_path)
     try:
         worker = _fitting_worker(detector, timeout_s=150)
         if interrupt == "sigterm":
@@ -100,3 +106,23 @@ def test_detector_stops_while_a_worker_is_mid_training(database_url: str, tmp_pa
     assert not _alive(worker), "the training worker outlived the detector"
     # The fit was abandoned, not finished and saved while the stop waited for it.
     assert not artifacts.path_for(models, SERIES).exists(), output
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_detector_leaves_no_training_worker_behind(database_url: str, tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) closes nothing a ProcessPoolExecutor worker waits on: without a
+    watch on its parent, the worker finished its fit and then waited forever, ~200 MB, an orphan."""
+    detector, log, _ = _start_detector(database_url, tmp_path)
+    try:
+        worker = _fitting_worker(detector, timeout_s=150)
+        idle = [c for c in _children(detector.pid) if c != worker]  # a second worker, if one was started
+        detector.kill()
+        detector.wait(timeout=30)
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+            detector.wait()
+    deadline = time.monotonic() + 60  # the fit is abandoned mid-way: gone within the poll, not after it
+    while time.monotonic() < deadline and any(_alive(pid) for pid in [worker, *idle]):
+        time.sleep(0.2)
+    assert not [pid for pid in [worker, *idle] if _alive(pid)], log.read_text()
