@@ -50,9 +50,8 @@ async def last_alarm(conn: AsyncConnection, series: str, since: datetime) -> Las
     """The series' latest anomaly by a model (not the early rule) at or after `since` and the peak score of
     its incident, read from the anomalies rows (so the event hold survives a restart); None if none."""
     cur = await conn.execute(
-        "SELECT a.time, coalesce((SELECT max(b.score) FROM anomalies b JOIN incidents i ON i.id = b.incident_id"
-        "  WHERE b.series = a.series AND b.incident_id = a.incident_id AND b.time >= i.started_at), a.score)"
-        " FROM anomalies a WHERE a.series = %s AND a.time >= %s AND a.model_version > 0 ORDER BY a.time DESC LIMIT 1",
+        "SELECT a.time, coalesce(i.peak_score, a.score) FROM anomalies a LEFT JOIN incidents i ON i.id = a.incident_id"
+        " WHERE a.series = %s AND a.time >= %s AND a.model_version > 0 ORDER BY a.time DESC LIMIT 1",
         (series, since))
     row = await cur.fetchone()
     if row is None:
