@@ -234,7 +234,11 @@ async def copy_ceiling(pool: Any, seconds: float, server: EmbeddedPostgres | Non
             rows += len(fresh)
     elapsed = time.perf_counter() - started
     client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
-    print(f"COPY ceiling: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
+    _report_ceiling("COPY ceiling", rows, elapsed, client_s, db_cpu_s)
+
+
+def _report_ceiling(label: str, rows: int, elapsed: float, client_s: float, db_cpu_s: float) -> None:
+    print(f"{label}: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
           f"client (fresh ids, psycopg) {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
           f"; load average {os.getloadavg()[0]:.2f}")
 
@@ -277,9 +281,7 @@ async def copy_ceiling_binary(pool: Any, seconds: float, server: EmbeddedPostgre
             rows += len(fresh)
         elapsed = time.perf_counter() - started
         client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
-    print(f"COPY ceiling, binary: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
-          f"client (fresh ids, psycopg) {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
-          f"; load average {os.getloadavg()[0]:.2f}")
+    _report_ceiling("COPY ceiling, binary", rows, elapsed, client_s, db_cpu_s)
 
 
 async def analytics_phase(base: str, key: str, rows: int, pool: Any) -> None:
