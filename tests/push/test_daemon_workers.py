@@ -43,6 +43,23 @@ async def _post(port: int, key: str, body: object,
         return resp.status, resp.headers.get("X-Upwatch-Worker", ""), await resp.json()
 
 
+async def _daemon(cfg: Path, database_url: str, *, own_session: bool = False) -> asyncio.subprocess.Process:
+    """`upwatch prober` with `cfg`, its stderr piped, once it has started."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "upwatch.cli", "--config", str(cfg), "prober", cwd=REPO, start_new_session=own_session,
+        env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_DATABASE_URL": database_url,
+             "UPWATCH_ADMIN_TOKEN": ADMIN},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        await _started(proc.stderr)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc
+
+
 def _count(url: str, query: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(query).fetchone()
@@ -59,15 +76,9 @@ async def test_two_worker_processes_share_the_port_store_everything_and_stop_tog
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await keys.create_service(conn, "workers-shop")
         key, made = await keys.create_key(conn, "workers-shop", "test")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "upwatch.cli", "--config", str(cfg), "prober", cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_DATABASE_URL": database_url,
-             "UPWATCH_ADMIN_TOKEN": ADMIN},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
+    proc = await _daemon(cfg, database_url)
     daemon = psutil.Process(proc.pid)
     try:
-        await _started(proc.stderr)
         workers = [c for c in daemon.children() if "spawn_main" in " ".join(c.cmdline())]
         assert len(workers) == 1, [c.cmdline() for c in daemon.children()]
 
@@ -166,12 +177,7 @@ async def test_ctrl_c_to_the_process_group_stops_every_process_without_restarts(
     cfg = tmp_path / "upwatch.yaml"
     cfg.write_text(f"endpoints: []\nprober:\n  data_dir: {tmp_path / 'data'}\n"
                    f"push:\n  listen: 127.0.0.1:{port}\n  workers: 3\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "upwatch.cli", "--config", str(cfg), "prober", cwd=REPO, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), "UPWATCH_DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
-    await _started(proc.stderr)
+    proc = await _daemon(cfg, database_url, own_session=True)
     children = psutil.Process(proc.pid).children(recursive=True)
     assert len([c for c in children if "spawn_main" in " ".join(c.cmdline())]) == 2
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
