@@ -122,7 +122,7 @@ def add_probe(out: Exposition, kind: str, result: ProbeResult, labels: Labels = 
 
 
 # Kinds whose details name the address connected to ("ip"); blackbox_exporter's chooseProtocol families.
-_ADDRESSED = frozenset({"http", "tcp", "icmp"})
+_ADDRESSED = frozenset({"http", "tcp", "tls", "dns", "icmp"})
 
 
 @functools.lru_cache(maxsize=65536)

@@ -164,27 +164,27 @@ async def run(target: Target[Options], session: aiohttp.ClientSession | None = N
     hosts = dnsquery.from_hosts(opts.host, opts.record_type) if opts.nameserver is None else None
     if hosts is not None:
         return _judged(target, started_at, start, hosts, str(dnsquery.HOSTS), "files", name)
-    where = SYSTEM
+    where, ip = SYSTEM, None
     try:
         async with asyncio.timeout(timeout_s):
             server = _server(opts)
             where = server.shown
             server = await dnsquery.locate(server)
-            where = server.shown
+            where, ip = server.shown, server.address
             answer = await dnsquery.ask(server, name, opts.record_type, timeout_s, _context(opts))
     except (TimeoutError, dnsquery.Timeout):
-        return _failed(started_at, start, "timeout", f"timeout after {timeout_s:g}s asking {where} for {name}")
+        return _failed(started_at, start, "timeout", f"timeout after {timeout_s:g}s asking {where} for {name}", ip)
     except socket.gaierror as e:  # before OSError: it is one
-        return _failed(started_at, start, "dns", f"cannot resolve nameserver {where}: {e.strerror}")
+        return _failed(started_at, start, "dns", f"cannot resolve nameserver {where}: {e.strerror}", ip)
     except ssl.SSLError as e:  # before OSError: it is one
-        return _failed(started_at, start, "tls", f"TLS with {where} failed: {getattr(e, 'reason', None) or e}")
+        return _failed(started_at, start, "tls", f"TLS with {where} failed: {getattr(e, 'reason', None) or e}", ip)
     except OSError as e:
-        return _failed(started_at, start, "connect", f"cannot reach nameserver {where}: {e.strerror or e}")
+        return _failed(started_at, start, "connect", f"cannot reach nameserver {where}: {e.strerror or e}", ip)
     except ValueError as e:  # no nameserver in resolv.conf; a reply that is not DNS
-        return _failed(started_at, start, "dns", f"{where}: {e}")
+        return _failed(started_at, start, "dns", f"{where}: {e}", ip)
     except dnsquery.DNSException as e:
-        return _failed(started_at, start, "dns", f"bad answer from {where}: {e}")
-    return _judged(target, started_at, start, answer, where, opts.transport, name)
+        return _failed(started_at, start, "dns", f"bad answer from {where}: {e}", ip)
+    return _judged(target, started_at, start, answer, where, opts.transport, name, ip)
 
 
 def _server(opts: Options) -> Server:
@@ -197,13 +197,15 @@ def _server(opts: Options) -> Server:
 
 
 def _judged(target: Target[Options], started_at: dt.datetime, start: float, answer: Answer, where: str,
-            transport: str, name: str) -> ProbeResult:
+            transport: str, name: str, ip: str | None = None) -> ProbeResult:
     opts, latency = target.options, _ms(start)
     body = "\n".join(answer.answers).encode()
     details: dict[str, Any] = {
         "rcode": answer.rcode, "answers": answer.answers, "answer_count": answer.answer_count,
         "authority_count": answer.authority_count, "additional_count": answer.additional_count,
         "nameserver": where, "transport": "tcp" if answer.via_tcp else transport}
+    if ip is not None:  # the nameserver's address (blackbox_exporter's probe_ip_* for a dns module)
+        details["ip"] = ip
     measured: dict[str, Any] = {"latency_ms": latency, "dns_ms": latency, "details": details}
     results = evaluate(target.assertions, Observed(now=started_at, latency_ms=latency, body=body, connected=True,
                                                    dns_rcode=answer.rcode))
@@ -230,9 +232,11 @@ def _context(opts: Options) -> ssl.SSLContext | None:
     return _tls_context(opts.verify_tls, opts.ca_file) if opts.transport in ("tls", "https") else None
 
 
-def _failed(started_at: dt.datetime, start: float, kind: str, message: str) -> ProbeResult:
+def _failed(started_at: dt.datetime, start: float, kind: str, message: str, ip: str | None) -> ProbeResult:
+    """A failed query; `ip`: the nameserver's address once known."""
     latency = _ms(start)
-    return ProbeResult.failed(started_at, kind, message, latency_ms=latency, dns_ms=latency)
+    return ProbeResult.failed(started_at, kind, message, latency_ms=latency, dns_ms=latency,
+                              details={"ip": ip} if ip is not None else None)
 
 
 def _ms(start: float) -> float:

@@ -107,6 +107,7 @@ class _Probe:
     connect_ms: float | None = None
     tls_ms: float | None = None
     end: float | None = None  # when the handshake finished: the wait for the server's verdict is not latency
+    ip: str | None = None  # the address connected to (or tried), once the name resolved: probe_ip_* read it
     ssl_objects: list[ssl.SSLObject] = field(default_factory=list)
 
     def measured(self, chain: certs.Chain | None, **details: Any) -> Measured:
@@ -115,6 +116,8 @@ class _Probe:
         if chain is not None:
             out["cert_not_after"] = chain.earliest.not_after
             details.update(chain.details())
+        if self.ip is not None:
+            details["ip"] = self.ip
         if details:
             out["details"] = details
         return out
@@ -160,6 +163,7 @@ async def _handshake(target: Target[Options], probe: _Probe, deadline: float) ->
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         probe.dns_ms, probe.stage = _ms(time.perf_counter() - probe.start), "connecting"
+        probe.ip = str(infos[0][4][0])
         marked = time.perf_counter()
         reader, writer = await asyncio.open_connection(*infos[0][4][:2])
     except socket.gaierror as e:
