@@ -9,8 +9,8 @@ the load generator and PostgreSQL. The load generator sends pre-encoded requests
 keep-alive connections so that, on a 2-core machine, it takes little CPU away from the servers.
 
     python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--workers 1,2]
-                                   [--phases copy,copy-binary,batch,single] [--group-window-ms 0,2]
-                                   [--profile FILE] [--analytics-rows 1000000]
+                                   [--phases copy,copy-binary,batch,single] [--copy-connections 1,2]
+                                   [--group-window-ms 0,2] [--profile FILE] [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 import psutil
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from prober.copy import copy_rows
@@ -213,32 +214,41 @@ async def phase(name: str, url: str, key: str, batch: int, args: argparse.Namesp
           f"; load average {os.getloadavg()[0]:.2f}")
 
 
-async def copy_ceiling(pool: Any, seconds: float, server: EmbeddedPostgres | None) -> None:
+async def copy_ceiling(url: str, seconds: float, server: EmbeddedPostgres | None, connections: int = 1) -> None:
     """COPY of ready rows through the writer's own path (prober.copy.copy_rows, 4 x 500 rows per
-    transaction as a backlog is written, fsync and synchronous_commit on): what PostgreSQL and psycopg
-    take at most, with no HTTP, parsing or validation in front."""
+    transaction as a backlog is written, fsync and synchronous_commit on) on `connections` connections
+    at once: what PostgreSQL and psycopg take at most, with no HTTP, parsing or validation in front."""
     valid = records.validate([record(i) for i in range(500)], privacy_level=0,
                              oldest=datetime.now(UTC) - timedelta(days=1))[0]
     template = records.batch(valid, service_id=1, privacy_level=0, sensitive=records.sensitive_set([]),
                              max_body_bytes=4096, now=datetime.now(UTC)).rows
     at = REQUEST_LOGS.columns.index("ingest_id")
-    rows = 0
-    cpu_before, db_before = time.process_time(), database_cpu_s(server)
-    started = time.perf_counter()
-    async with pool.connection() as conn:
+    counts = [0] * connections
+    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(connections)]
+
+    async def copying(n: int) -> None:
         while time.perf_counter() - started < seconds:
             ids = new_ids(4 * len(template))
             fresh = [(*row[:at], ids[i], *row[at + 1:]) for i, row in enumerate(template * 4)]
-            async with conn.transaction():
-                await copy_rows(conn, Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, fresh))
-            rows += len(fresh)
-    elapsed = time.perf_counter() - started
-    client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
-    _report_ceiling("COPY ceiling", rows, elapsed, client_s, db_cpu_s)
+            async with conns[n].transaction():
+                await copy_rows(conns[n], Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, fresh))
+            counts[n] += len(fresh)
+
+    cpu_before, db_before = time.process_time(), database_cpu_s(server)
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(copying(n) for n in range(connections)))
+        elapsed = time.perf_counter() - started  # and CPU while the backends live: they count as the server's
+        client_s, db_cpu_s = time.process_time() - cpu_before, database_cpu_s(server) - db_before
+    finally:
+        for conn in conns:
+            await conn.close()
+    _report_ceiling("COPY ceiling", sum(counts), elapsed, client_s, db_cpu_s, connections)
 
 
-def _report_ceiling(label: str, rows: int, elapsed: float, client_s: float, db_cpu_s: float) -> None:
-    print(f"{label}: {rows / elapsed:,.0f} rows/s ({rows} rows, one connection, 2,000 rows per commit); "
+def _report_ceiling(label: str, rows: int, elapsed: float, client_s: float, db_cpu_s: float,
+                    connections: int = 1) -> None:
+    print(f"{label}: {rows / elapsed:,.0f} rows/s ({rows} rows, {connections} connection(s), 2,000 rows per commit); "
           f"client (fresh ids, psycopg) {client_s / rows * 1e6:.0f} us/row, database {db_cpu_s / rows * 1e6:.0f} us/row"
           f"; load average {os.getloadavg()[0]:.2f}")
 
@@ -382,7 +392,8 @@ async def main(args: argparse.Namespace) -> None:
         windows = [float(ms) for ms in args.group_window_ms.split(",")] if args.group_window_ms else [None]
         for _ in range(args.repeat):
             if "copy" in args.phases.split(","):
-                await copy_ceiling(pool, args.seconds, server)
+                for connections in [int(n) for n in str(args.copy_connections).split(",")]:
+                    await copy_ceiling(url, args.seconds, server, connections)
             if "copy-binary" in args.phases.split(","):
                 await copy_ceiling_binary(pool, args.seconds, server)
             for count, window_ms in itertools.product(counts, windows):
@@ -416,6 +427,8 @@ if __name__ == "__main__":
                         help="comma-separated: copy, copy-binary, batch, single")
     parser.add_argument("--workers", default="1,2",
                         help="ingest worker processes sharing the port; comma-separated counts run one after another")
+    parser.add_argument("--copy-connections", default="1,2",
+                        help="the COPY ceiling on this many connections at once; comma-separated counts")
     parser.add_argument("--analytics-rows", type=int, default=0,
                         help="also insert this many logs over 30 days and time GET /analytics")
     parser.add_argument("--group-window-ms", default="", metavar="MS[,MS]",

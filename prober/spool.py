@@ -1,9 +1,11 @@
 """An append-only, fsync'd file of batches the database could not take yet.
 
-One JSON line per batch: {"table", "columns", "rows"}. Lines are replayed in
-file order; the file is truncated once every line has been replayed. A line
-cut short by a crash mid-append is dropped with a warning when the spool is
-opened (that batch never fully reached disk, so nothing more could be kept).
+One JSON line per batch: {"table", "columns", "rows"}, and "companions" (the same
+three, e.g. a pushed batch's Idempotency-Key row) when it has any, so a batch and its key are
+replayed together, in one transaction. Lines are replayed in file order; the
+file is truncated once every line has been replayed. A line cut short by a
+crash mid-append is dropped with a warning when the spool is opened (that
+batch never fully reached disk, so nothing more could be kept).
 """
 
 from __future__ import annotations
@@ -43,11 +45,22 @@ def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(json.loads(v) if type(v) is JsonText else v for v in row)
 
 
+def _record(batch: Batch) -> dict[str, Any]:
+    return {"table": batch.table, "columns": batch.columns, "rows": [_plain(row) for row in batch.rows]}
+
+
 def encode(batch: Batch) -> bytes:
-    """The batch as one spool line. Values are kept in their text form, which COPY parses as before;
-    JSON columns hold their JSON values (not text), as they always have."""
-    record = {"table": batch.table, "columns": batch.columns, "rows": [_plain(row) for row in batch.rows]}
+    """The batch (with its companions) as one spool line. Values are kept in their text form, which COPY
+    parses as before; JSON columns hold their JSON values (not text), as they always have."""
+    record = _record(batch)
+    if batch.companions:
+        record["companions"] = [_record(c) for c in batch.companions]
     return (json.dumps(record, default=_encode, separators=(",", ":")) + "\n").encode()
+
+
+def _batch(record: dict[str, Any]) -> Batch:
+    return Batch(record["table"], tuple(record["columns"]), [tuple(r) for r in record["rows"]],
+                 tuple(_batch(c) for c in record.get("companions", ())))
 
 
 class Spool:
@@ -122,8 +135,7 @@ class Spool:
             if line is None:
                 return None, 0
             try:
-                record = json.loads(line)
-                return Batch(record["table"], tuple(record["columns"]), [tuple(r) for r in record["rows"]]), len(line)
+                return _batch(json.loads(line)), len(line)
             except (ValueError, KeyError, TypeError) as e:
                 logger.error("spool line unreadable, moved aside offset=%d error=%r", self.read_offset, str(e))
                 self.reject(line, f"unreadable spool line: {e}")

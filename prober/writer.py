@@ -29,19 +29,20 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from prober.copy import batches, copy_rows, insert_idempotent
+from prober.copy import STORED_MATCH, batches, copy_rows, insert_idempotent
 from prober.spool import Spool, encode
 from upwatch.config import Config
 from upwatch.db import ROWS_CHANNEL, error_summary
-from upwatch.rows import TABLES, Batch, Reservation
+from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, JsonText, Reservation, json_text
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +294,10 @@ class BatchWriter:
                     rows = rows[: limit - count]
             count += len(rows) + sum(len(c.rows) for c in companions)
             last = taken[-1] if taken else None
-            if last is not None and last.table == batch.table and last.columns == batch.columns:
+            # Batches with companions (push batches' Idempotency-Keys) merge only with each other, so
+            # _units can tell their rows apart again for the spool and the row-by-row fallback.
+            if (last is not None and last.table == batch.table and last.columns == batch.columns
+                    and bool(last.companions) == bool(companions)):
                 last.rows.extend(rows)
                 last.companions += companions
             else:
@@ -330,7 +334,11 @@ class BatchWriter:
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
             try:
                 async with conn.transaction():
-                    for part in batch.parts:
+                    parts = batch.parts
+                    key = _key_of(batch) if replay else None
+                    if key is not None:  # a spooled push batch with its Idempotency-Key
+                        parts = await _unless_stored(conn, batch, key)
+                    for part in parts:
                         await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
                     # Delivered on commit: the detector scores new rows now, not at its next poll.
                     await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
@@ -339,32 +347,62 @@ class BatchWriter:
             except psycopg.Error as e:
                 logger.warning("batch refused by the database, writing row by row table=%s rows=%d error=%r",
                                batch.table, len(batch.rows), error_summary(e))
-                for part in batch.parts:
-                    await self._write_one_by_one(conn, part)
+                for unit in _units(batch):
+                    await self._write_one_by_one(conn, unit)
                 return
-        for part in batch.parts:
+        for part in parts:
             for hook in self.hooks[part.table]:
                 hook(part)
 
     async def _write_one_by_one(self, conn: psycopg.AsyncConnection, batch: Batch) -> None:
-        for row in batch.rows:
-            single = Batch(batch.table, batch.columns, [row])
-            try:
-                async with conn.transaction():
-                    await insert_idempotent(conn, single)
-            except _UNREACHABLE:
-                raise
-            except psycopg.Error as e:
-                self.stats.rows_rejected += 1
-                logger.error("row rejected by the database, kept in %s table=%s error=%r",
-                             self.spool.directory / "rejected.jsonl", batch.table, error_summary(e))
-                self.spool.reject(encode(single), error_summary(e))
-                continue
-            for hook in self.hooks[batch.table]:
+        """Each row of `batch` (one of _units) in a transaction of its own, setting aside the rows the
+        database refuses. A push batch with an Idempotency-Key goes in one transaction instead, its key
+        first: when the same batch is stored already (_unless_stored), its rows are skipped; otherwise
+        each row is in a savepoint of its own and the key is stored with the rows that were taken."""
+        written: list[Batch] = []
+        key = _key_of(batch)
+        if key is None:
+            for part in batch.parts:
+                for row in part.rows:
+                    single = Batch(part.table, part.columns, [row])
+                    with self._rejecting(single, written):
+                        async with conn.transaction():
+                            await insert_idempotent(conn, single)
+        else:
+            async with conn.transaction():
+                parts: tuple[Batch, ...] | None = None
+                with self._rejecting(key, []):  # a key the database refuses is set aside, its rows go on
+                    async with conn.transaction():
+                        parts = await _unless_stored(conn, batch, key)
+                for part in tuple(p for p in batch.parts if p is not key) if parts is None else parts:
+                    for row in part.rows:
+                        single = Batch(part.table, part.columns, [row])
+                        with self._rejecting(single, written):
+                            async with conn.transaction():  # a savepoint
+                                await _insert_row(conn, single)
+        for single in written:
+            for hook in self.hooks[single.table]:
                 hook(single)
 
+    @contextlib.contextmanager
+    def _rejecting(self, single: Batch, written: list[Batch]) -> Iterator[None]:
+        """Run the write of one row: one the database refuses is kept in rejected.jsonl and counted, a
+        written one is added to `written`."""
+        try:
+            yield
+        except _UNREACHABLE:
+            raise
+        except psycopg.Error as e:
+            self.stats.rows_rejected += 1
+            logger.error("row rejected by the database, kept in %s table=%s error=%r",
+                         self.spool.directory / "rejected.jsonl", single.table, error_summary(e))
+            self.spool.reject(encode(single), error_summary(e))
+            return
+        written.append(single)
+
     async def _to_spool(self, batch: Batch) -> None:
-        lines = b"".join(encode(part) for part in batch.parts)  # one append: companions stay with the batch
+        # One append, one line per push batch: a batch and its Idempotency-Key are replayed together.
+        lines = b"".join(encode(unit) for unit in _units(batch))
         async with self._spool_lock:
             appended = await asyncio.to_thread(self.spool.append, lines)
         if appended:
@@ -421,6 +459,69 @@ class BatchWriter:
         self.stats.database_ok = True
         self._retry_s = 0.0
         self._retry_at = 0.0
+
+
+def _key_of(batch: Batch) -> Batch | None:
+    """The push_idempotency_keys companion of one push batch (one of _units), if it has one."""
+    keys = [c for c in batch.companions if c.table == PUSH_IDEMPOTENCY_KEYS.name]
+    return keys[0] if len(keys) == 1 and len(keys[0].rows) == 1 else None
+
+
+def _units(batch: Batch) -> list[Batch]:
+    """A batch as the writer's queue took it, split back into one batch per Idempotency-Key with that
+    key as its companion (_take merges keyed push batches only with each other; each key row's
+    `accepted` is its batch's row count). Anything else stays whole."""
+    keys = batch.companions
+    if len(keys) < 2 or any(c.table != PUSH_IDEMPOTENCY_KEYS.name or len(c.rows) != 1 for c in keys):
+        return [batch]
+    at = keys[0].columns.index("accepted")
+    sizes = [int(k.rows[0][at]) for k in keys]
+    if sum(sizes) != len(batch.rows):
+        return [batch]
+    units, start = [], 0
+    for key, size in zip(keys, sizes, strict=True):
+        units.append(Batch(batch.table, batch.columns, batch.rows[start:start + size], (key,)))
+        start += size
+    return units
+
+
+async def _unless_stored(conn: psycopg.AsyncConnection, batch: Batch, key: Batch) -> tuple[Batch, ...]:
+    """Store `key`, the Idempotency-Key of a push batch (one of _units), in the caller's transaction; return
+    the parts still to write: none when the key is stored already for the same body, i.e. this batch is
+    in the table (another process accepted it too while the database was down and replayed its spool
+    first, or this commit went through unacknowledged); the batch's rows otherwise. A key stored for
+    another body is taken over by this batch (its rows are a different batch, which is stored)."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, key.columns))
+    cur = await conn.execute(sql.SQL(
+        "INSERT INTO push_idempotency_keys ({}) VALUES ({}) ON CONFLICT (service_id, key_hash) DO UPDATE"
+        " SET accepted = EXCLUDED.accepted, body_hash = EXCLUDED.body_hash, created_at = now()"
+        " WHERE push_idempotency_keys.body_hash IS DISTINCT FROM EXCLUDED.body_hash RETURNING 1").format(
+        columns, sql.SQL(", ").join(sql.Placeholder() * len(key.columns))), key.rows[0])
+    if await cur.fetchone() is not None:
+        return tuple(p for p in batch.parts if p is not key)
+    logger.info("push batch already stored under its Idempotency-Key, its rows skipped table=%s rows=%d",
+                batch.table, len(batch.rows))
+    return ()
+
+
+async def _insert_row(conn: psycopg.AsyncConnection, single: Batch) -> None:
+    """INSERT one row ... ON CONFLICT DO NOTHING, unless a STORED_MATCH table holds it already (usable in
+    a savepoint, unlike insert_idempotent's temporary table); JSON values read back from the spool are
+    sent as JSON text."""
+    spec = TABLES[single.table]
+    row = tuple(json_text(v) if c in spec.json_columns and not isinstance(v, JsonText) else v
+                for c, v in zip(single.columns, single.rows[0], strict=True))
+    match = STORED_MATCH.get(single.table)
+    if match is not None:
+        cur = await conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {}").format(
+            sql.Identifier(single.table), sql.SQL(" AND ").join(
+                sql.SQL("{} = %s").format(sql.Identifier(c)) for c in match)),
+            [row[single.columns.index(c)] for c in match])
+        if await cur.fetchone() is not None:
+            return
+    await conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        sql.Identifier(single.table), sql.SQL(", ").join(map(sql.Identifier, single.columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(single.columns))), row)
 
 
 def _set_when_done(event: asyncio.Event, _: asyncio.Task[None]) -> None:
