@@ -18,6 +18,7 @@ error_kind "skipped". A global and a per-host semaphore cap concurrent checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -53,6 +54,7 @@ STORED_COLUMNS = ("time", "endpoint_id", "id", "location", "prober", "source", "
                   "cert_not_after", "error_kind", "error", "assertions", "details")
 if PROBE_RESULTS.columns != STORED_COLUMNS:
     raise ImportError("prober.scheduler.STORED_COLUMNS no longer matches upwatch.rows.PROBE_RESULTS")
+_UNCAPPED = contextlib.nullcontext()
 MASKED_CACHE = 4096  # distinct (assertions, error_kind, error) of results kept with their masked, stored form
 
 
@@ -158,6 +160,7 @@ class Scheduler:
         self._busy: set[str] = set()  # endpoints whose check is running
         self._running: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(max_concurrency)
+        self._global_limit = max_concurrency
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
         self._masked: dict[tuple[tuple[AssertionResult, ...], str | None, str | None],
@@ -275,10 +278,7 @@ class Scheduler:
             self._skip(busy, due, "previous check still running")
 
     async def _probe(self, endpoint: Endpoint, phase: float, interval: float) -> None:
-        host = endpoint.options.connects_to
-        per_host = self._per_host.get(host)
-        if per_host is None:
-            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        per_host = self._host_cap(endpoint)
         try:
             async with self._global, per_host:
                 lateness = (time.time() - phase) % interval  # lateness_s, with the step's phase and interval
@@ -289,6 +289,17 @@ class Scheduler:
         finally:
             self._busy.discard(endpoint.name)
         self._record(endpoint, result, lateness)
+
+    def _host_cap(self, endpoint: Endpoint) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The per-host semaphore of the endpoint's host; none when the cap is at least the global one,
+        which then always binds first (a semaphore per check that never waits is CPU for nothing)."""
+        if self._per_host_limit >= self._global_limit:
+            return _UNCAPPED
+        host = endpoint.options.connects_to
+        per_host = self._per_host.get(host)
+        if per_host is None:
+            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        return per_host
 
     def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:
         endpoint_id = self.ids.get(endpoint.name)
