@@ -27,7 +27,7 @@ def batches(table: Table, rows: list[dict[str, Any]]) -> list[Batch]:
         columns, json_at, key_at = _layout(table, tuple(row))
         values = [row.get(c) for c in columns]
         if values[key_at] is None:
-            values[key_at] = _IDS.pop() if _IDS else _refill()
+            values[key_at] = new_id()
         for i in json_at:
             values[i] = json_text(values[i])
         if not out or out[-1].columns != columns:
@@ -52,8 +52,10 @@ _IDS: list[str] = []
 os.register_at_fork(after_in_child=_IDS.clear)
 
 
-def _refill() -> str:
-    _IDS.extend(new_ids(256))
+def new_id() -> str:
+    """A fresh idempotency key (a version 4 UUID as 32 hex digits)."""
+    if not _IDS:
+        _IDS.extend(new_ids(256))
     return _IDS.pop()
 
 

@@ -18,6 +18,7 @@ error_kind "skipped". A global and a per-host semaphore cap concurrent checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -25,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
@@ -34,10 +35,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from prober import checks
+from prober.copy import new_id
 from prober.writer import BatchWriter
 from upwatch.config.endpoints import Endpoint
 from upwatch.masking import Masking, masking
-from upwatch.records import ProbeResult
+from upwatch.records import AssertionResult, ProbeResult
+from upwatch.rows import PROBE_RESULTS, JsonText, json_text
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,14 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PHASE_STEP_MS = 250  # 60 start times in a 15 s interval
 Step = tuple[int, int]  # (interval ms, phase ms): the endpoints that start together, one job
 Observer = Callable[[Endpoint, ProbeResult, float | None], None]  # (endpoint, result, start lateness in s)
+# The columns of Scheduler._row, which lays a result out in this order (the table's: checked at import).
+STORED_COLUMNS = ("time", "endpoint_id", "id", "location", "prober", "source", "ok", "status_code", "latency_ms",
+                  "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "transfer_ms", "response_bytes", "final_url",
+                  "cert_not_after", "error_kind", "error", "assertions", "details")
+if PROBE_RESULTS.columns != STORED_COLUMNS:
+    raise ImportError("prober.scheduler.STORED_COLUMNS no longer matches upwatch.rows.PROBE_RESULTS")
+_UNCAPPED = contextlib.nullcontext()
+MASKED_CACHE = 4096  # distinct (assertions, error_kind, error) of results kept with their masked, stored form
 
 
 def stable_hash(name: str) -> int:
@@ -149,8 +160,11 @@ class Scheduler:
         self._busy: set[str] = set()  # endpoints whose check is running
         self._running: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(max_concurrency)
+        self._global_limit = max_concurrency
         self._per_host_limit = per_host_concurrency
         self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._masked: dict[tuple[tuple[AssertionResult, ...], str | None, str | None],
+                           tuple[JsonText | None, str | None]] = {}
         # Without coalescing, every run time that came due more than misfire_grace_time
         # (one interval) ago is reported as missed, and at most the latest one runs.
         self._aps = _LoopScheduler(timezone=dt.UTC, job_defaults={"max_instances": 1, "coalesce": False},
@@ -264,10 +278,7 @@ class Scheduler:
             self._skip(busy, due, "previous check still running")
 
     async def _probe(self, endpoint: Endpoint, phase: float, interval: float) -> None:
-        host = endpoint.options.connects_to
-        per_host = self._per_host.get(host)
-        if per_host is None:
-            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        per_host = self._host_cap(endpoint)
         try:
             async with self._global, per_host:
                 lateness = (time.time() - phase) % interval  # lateness_s, with the step's phase and interval
@@ -279,15 +290,24 @@ class Scheduler:
             self._busy.discard(endpoint.name)
         self._record(endpoint, result, lateness)
 
+    def _host_cap(self, endpoint: Endpoint) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The per-host semaphore of the endpoint's host; none when the cap is at least the global one,
+        which then always binds first (a semaphore per check that never waits is CPU for nothing)."""
+        if self._per_host_limit >= self._global_limit:
+            return _UNCAPPED
+        host = endpoint.options.connects_to
+        per_host = self._per_host.get(host)
+        if per_host is None:
+            per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        return per_host
+
     def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:
         endpoint_id = self.ids.get(endpoint.name)
         if endpoint_id is None:
             logger.error("probe result for an endpoint without id name=%s", endpoint.name)
             return
-        # Grafana reads probe_results: no query secret in a final URL or an error, no secret field's value.
-        row = self.masks.probe_row(result.to_row(endpoint_id, location=self.location, prober=self.prober))
-        error = row["error"]
-        if not self.writer.offer("probe_results", [row]):
+        row, error = self._row(endpoint_id, result)
+        if not self.writer.offer_row("probe_results", STORED_COLUMNS, row):
             logger.error("writer queue full, result not stored endpoint=%s queue_rows=%d",
                          endpoint.name, self.writer.queue_rows)
         for observer in self.observers:
@@ -295,6 +315,31 @@ class Scheduler:
         if not result.ok:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
                         endpoint.name, result.error_kind, error, result.latency_ms)
+
+    def _row(self, endpoint_id: int, result: ProbeResult) -> tuple[tuple[Any, ...], str | None]:
+        """The probe_results row of a result in STORED_COLUMNS order, and its stored (masked) error: what
+        `masks.probe_row(result.to_row(...))` gives, laid out as the writer's COPY takes it, without the dict.
+        Grafana reads probe_results: no query secret in a final URL or an error, no secret field's value."""
+        key = (result.assertions, result.error_kind, result.error)
+        masked = self._masked.get(key)
+        if masked is None:
+            masked = self._masked[key] = self._mask(result)
+        assertions, error = masked
+        details = result.details
+        return (result.time, endpoint_id, new_id(), self.location, self.prober, result.source, result.ok,
+                result.status_code, result.latency_ms, result.dns_ms, result.connect_ms, result.tls_ms,
+                result.ttfb_ms, result.transfer_ms, result.response_bytes, self.masks.url(result.final_url),
+                result.cert_not_after, result.error_kind, error, assertions,
+                json_text(dict(details)) if details else None), error
+
+    def _mask(self, result: ProbeResult) -> tuple[JsonText | None, str | None]:
+        """(assertions as stored JSON, stored error) of a result: masked as Masking.probe_row masks them.
+        Kept per (assertions, error_kind, error): most endpoints see the same ones run after run."""
+        if len(self._masked) >= MASKED_CACHE:
+            self._masked.clear()
+        row = self.masks.probe_row({"assertions": [a.to_json() for a in result.assertions] or None,
+                                    "error_kind": result.error_kind, "error": result.error})
+        return json_text(row["assertions"]), row["error"]
 
     def _on_missed(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
         """A step run APScheduler did not start: over an interval late, or (an overloaded loop) while

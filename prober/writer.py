@@ -105,6 +105,8 @@ class BatchWriter:
         self.stats = WriterStats()
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[Batch] = deque()
+        self._open: Batch | None = None  # the batch offer_row appends to while it is last in the queue
+        self._row_layouts: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) offer_row has checked
         self._pending = 0
         self._reserved = 0  # external rows of room held by requests being read (reserve / release)
         self._wake = asyncio.Event()
@@ -167,6 +169,25 @@ class BatchWriter:
         if not self._room(batch.size, external, held):
             return False
         self._enqueue(batch)
+        return True
+
+    def offer_row(self, table: str, columns: tuple[str, ...], row: tuple[Any, ...]) -> bool:
+        """Like offer_batch for one of the prober's own rows (not external), laid out as `columns`: the
+        prober offers one per check, and consecutive ones go into one queued batch instead of a Batch each."""
+        if (table, columns) not in self._row_layouts:
+            self.offer_batch(Batch(table, columns, []))  # its checks of the table and columns; queues nothing
+            self._row_layouts.add((table, columns))
+        if not self._room(1, False):
+            return False
+        last = self._queue[-1] if self._queue else None
+        if last is None or last is not self._open or last.columns is not columns or last.table != table:
+            last = self._open = Batch(table, columns, [])
+            self._queue.append(last)
+        last.rows.append(row)
+        self._pending += 1
+        self._offered += 1
+        if self._pending >= self.batch_rows:
+            self._wake.set()
         return True
 
     def reserve(self, count: int) -> QueueRoom | None:

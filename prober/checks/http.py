@@ -16,7 +16,7 @@ import email.utils
 import functools
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -125,11 +125,21 @@ _PEER_IP: contextvars.ContextVar[str | None] = contextvars.ContextVar("upwatch_p
 @functools.cache
 def _connector_class() -> type[aiohttp.TCPConnector]:
     import aiohttp
+    from aiohttp.abc import ResolveResult
     from aiohttp.connector import Connection
     from aiohttp.tracing import Trace
 
     class Connector(aiohttp.TCPConnector):
-        """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder."""
+        """Notes the peer address of every connection handed out, new or reused, for the [IP] placeholder;
+        before connecting, the first address the name resolved to (what a connection that fails tried,
+        for blackbox_exporter's probe_ip_protocol and probe_ip_addr_hash)."""
+
+        async def _resolve_host(self, host: str, port: int, traces: Sequence[Trace] | None = None,
+                                ) -> list[ResolveResult]:
+            hosts = await super()._resolve_host(host, port, traces=traces)
+            if hosts:
+                _PEER_IP.set(hosts[0]["host"])
+            return hosts
 
         async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
                           timeout: aiohttp.ClientTimeout) -> Connection:  # noqa: ASYNC109 - aiohttp's signature
@@ -329,7 +339,12 @@ async def _read(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, int, boo
 
 
 def _failed(started_at: dt.datetime, timings: Timings, kind: str, message: str) -> ProbeResult:
-    return ProbeResult.failed(started_at, kind, message, **timings.phases_ms())
+    """A failed request; details name the address it went to or tried, once the name resolved."""
+    measured = timings.phases_ms()
+    ip = _PEER_IP.get()
+    if ip is not None:
+        measured["details"] = {"ip": ip}
+    return ProbeResult.failed(started_at, kind, message, **measured)
 
 
 def _classify(error: aiohttp.ClientError) -> tuple[str, str]:

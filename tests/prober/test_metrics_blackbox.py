@@ -220,8 +220,9 @@ def ipv6_loopback() -> bool:
 async def test_ip_protocol_and_address_hash_of_http_and_tcp(base: str) -> None:
     assert fnv1a_32(b"a") == 0xE40C292C  # the reference implementation against FNV's published test vector
     port = int(base.rsplit(":", 1)[1])
+    closed = targets.closed_port()  # refused: the family and address tried, as blackbox_exporter reports them
     for fields in ({"url": f"{base}/ok"}, {"kind": "tcp", "host": "127.0.0.1", "port": port},
-                   {"kind": "tcp", "host": "127.0.0.1", "port": targets.closed_port()}):
+                   {"kind": "tcp", "host": "127.0.0.1", "port": closed}, {"url": f"http://127.0.0.1:{closed}/"}):
         result, text = await probe(fields)
         assert (result.details or {})["ip"] == "127.0.0.1"
         assert value(text, "probe_ip_protocol") == 4

@@ -9,10 +9,13 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
+from prober.checks.http import new_session
 from prober.copy import batches
+from prober.scheduler import STORED_COLUMNS, Scheduler
 from prober.spool import SPOOL_NAME, encode
 from prober.writer import BatchWriter
 from tests.prober.conftest import fetch
+from upwatch.masking import masking
 from upwatch.records import AssertionResult, ProbeResult
 from upwatch.rows import PROBE_RESULTS
 
@@ -80,3 +83,62 @@ async def test_a_spool_left_by_the_previous_version_replays(pool: AsyncConnectio
 def test_a_result_without_assertions_stores_null() -> None:
     row = ProbeResult.failed(AT, "timeout", "timeout after 1s").to_row(1, location="l", prober="p")
     assert row["assertions"] is None
+
+
+def results_to_store() -> list[ProbeResult]:
+    """Results whose stored form is masked in each of the ways probe_row masks: a secret in the final URL,
+    an assertion on a secret field (its text, actual value and the error made of it), a URL in an error."""
+    secret = AssertionResult("[BODY].token == abc", ok=False, actual="xyz", reason="expected == abc, got xyz")
+    return [
+        result(),
+        ProbeResult.done(AT, [AssertionResult("[STATUS] == 200", ok=True, actual="200")], status_code=200,
+                         latency_ms=3.5, ttfb_ms=3.0, transfer_ms=0.5, dns_ms=0.0, connect_ms=0.0,
+                         final_url="http://127.0.0.1/x?token=s3cret&page=2",
+                         details={"ip": "127.0.0.1", "redirects": 0, "http_version": "1.1"}),
+        ProbeResult.done(AT, [secret], status_code=200, latency_ms=1.0),
+        ProbeResult.failed(AT, "connect", "cannot connect to http://u:pw@127.0.0.1:1/?api_key=k1"),
+        ProbeResult.failed(AT, "skipped", "previous check still running"),
+        ProbeResult.done(AT, latency_ms=1.0, details={}),
+    ]
+
+
+async def test_the_scheduler_stores_what_the_row_of_a_result_is(pool: AsyncConnectionPool, tmp_path: Path) -> None:
+    """Scheduler._row lays a result out for COPY itself: the same values, masked the same, as the
+    general path (to_row, Masking.probe_row, the writer's batches), twice in a row (its cache)."""
+    session = new_session(reuse_connections=True)
+    masks = masking()
+    scheduler = Scheduler(session, BatchWriter(pool, tmp_path), location="here", prober="p1", masks=masks)
+    try:
+        for r in results_to_store() * 2:
+            row, error = scheduler._row(7, r)
+            (expected,) = batches(PROBE_RESULTS, [masks.probe_row(r.to_row(7, location="here", prober="p1"))])
+            assert expected.columns == STORED_COLUMNS
+            key = STORED_COLUMNS.index("id")
+            assert row[:key] + row[key + 1:] == expected.rows[0][:key] + expected.rows[0][key + 1:]
+            assert len(row[key]) == 32 and row[key] != expected.rows[0][key]
+            assert error == expected.rows[0][STORED_COLUMNS.index("error")]
+        assert "s3cret" not in str(scheduler._row(7, results_to_store()[1])[0])
+        assert "xyz" not in str(scheduler._row(7, results_to_store()[2])[0])
+    finally:
+        await session.close()
+
+
+async def test_rows_offered_one_by_one_are_stored_in_order(pool: AsyncConnectionPool, database_url: str,
+                                                           endpoint_ids: list[int], tmp_path: Path) -> None:
+    """offer_row appends to the batch last in the queue; a flush between offers starts a new one."""
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=0.05)
+    scheduler = Scheduler(new_session(), writer, location="here", prober="p1")
+    await writer.start()
+    try:
+        for i in range(6):
+            r = ProbeResult.done(AT + dt.timedelta(seconds=i), latency_ms=float(i))
+            assert writer.offer_row("probe_results", STORED_COLUMNS, scheduler._row(endpoint_ids[0], r)[0])
+            if i == 2:
+                await writer.flush()
+        await writer.flush()
+    finally:
+        await writer.stop()
+        await scheduler.session.close()
+    stored = fetch(database_url, "SELECT latency_ms FROM probe_results ORDER BY time")
+    assert stored == [(float(i),) for i in range(6)]
+    assert writer.stats.rows_written == 6
