@@ -153,7 +153,9 @@ class LiveDetector:
         history = pd.concat([state.history, new], ignore_index=True)
         newest = new["timestamp"].iloc[-1].to_pydatetime()
         verdicts = await self._judge(state, history)
-        gap = gap_for(step)
+        # Without a model the early rule's points group at the series' observed cadence (as the
+        # backtest's), not at the 15 s default: flagged 5-minute checks in a row are one incident.
+        gap = gap_for(step if state.artifact is not None else features.cadence(history["timestamp"]))
         async with self.pool.connection() as conn, conn.transaction():
             hold = state.artifact is not None and self.settings.event_hold > timedelta(0)
             if hold and any(v.anomalous for v in verdicts):

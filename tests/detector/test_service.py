@@ -376,3 +376,34 @@ async def test_a_series_without_a_model_is_judged_by_the_early_rule_unless_silen
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM incidents WHERE series = %s", (SERIES,))
         assert (await cur.fetchone() or [0])[0] == 1
+
+
+@pytest.mark.timeout(60)
+async def test_early_rule_points_of_a_5_minute_series_group_at_its_own_cadence(
+    pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    # Two flagged checks 5 minutes apart are one incident; the 15 s default's 2-minute gap made them two.
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
+                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
+        endpoint = int((await cur.fetchone() or [0])[0])
+    rng = np.random.default_rng(11)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(hours=5) + timedelta(minutes=5 * i) for i in range(60)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.05, len(history)))))
+    settings = Detector(model_dir=tmp_path / "models")  # a model needs a day: the early rule judges
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        live = LiveDetector(pool, settings, executor)
+        await live.tick(now)
+        await live.drain()
+        fresh = [history[-1] + timedelta(minutes=5 * (i + 1)) for i in range(4)]
+        await _add_checks(pool, endpoint, fresh, [100.0, 3000.0, 5000.0, 100.0])
+        written = await live.tick(now + timedelta(minutes=25))
+        await live.drain()
+    assert live.states[SERIES].artifact is None
+    rows = await _anomalies(pool)
+    assert written == len(rows) == 2 and [r[0] for r in rows] == fresh[1:3]
+    assert rows[0][4] == rows[1][4]  # one incident
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT points FROM incidents WHERE series = %s", (SERIES,))
+        assert await cur.fetchall() == [(2,)]
