@@ -1,5 +1,5 @@
-"""features._rolling_quantiles (sorted windows) gives pandas' rolling quantiles bit for bit: NaN gaps,
-ties, zeros, windows longer than the series, every min_periods the features use."""
+"""features.Sorted (every count window sorted once) gives pandas' rolling medians and quantiles bit
+for bit: NaN gaps, ties, zeros, windows longer than the series, every min_periods the features use."""
 
 from __future__ import annotations
 
@@ -27,13 +27,15 @@ def _values(n: int, kind: str) -> pd.Series:
 
 @pytest.mark.parametrize("kind", ["plain", "ties", "zeros", "gaps"])
 @pytest.mark.parametrize("n", [0, 1, 4, 19, 500, 6000])
-@pytest.mark.parametrize(("points", "min_periods"), [(20, 5), (10, 1), (30, 30), (12, 10), (40, 10)])
-def test_rolling_quantiles_are_pandas(kind: str, n: int, points: int, min_periods: int) -> None:
+@pytest.mark.parametrize(("points", "min_periods"), [(60, 10), (20, 5), (10, 1), (3, 1), (1, 1), (30, 30), (12, 10)])
+def test_sorted_windows_are_pandas_rolling(kind: str, n: int, points: int, min_periods: int) -> None:
     y = _values(n, kind)
-    ours = features._rolling_quantiles(y, points, min_periods, QUANTILES)
-    for q, mine in zip(QUANTILES, ours, strict=True):
-        expected = y.rolling(points, min_periods=min_periods).quantile(q)
-        assert mine.index.equals(expected.index)
-        np.testing.assert_array_equal(mine.to_numpy(), expected.to_numpy(), err_msg=f"q={q}")
+    windows = features.Sorted(y, points)
+    expected = y.rolling(points, min_periods=min_periods)
+    pairs = [("median", windows.median(min_periods), expected.median())]
+    pairs += [(f"q={q}", windows.quantile(q, min_periods), expected.quantile(q)) for q in QUANTILES]
+    for name, mine, theirs in pairs:
+        assert mine.index.equals(theirs.index), name
+        np.testing.assert_array_equal(mine.to_numpy(), theirs.to_numpy(), err_msg=name)
     if n >= points and kind != "gaps":
-        assert np.isfinite(ours[0].to_numpy()[points:]).all()  # the comparison above compared numbers
+        assert np.isfinite(pairs[0][1].to_numpy()[points:]).all()  # the comparison above compared numbers
