@@ -17,6 +17,7 @@ import pandas as pd
 import sklearn
 from sklearn.ensemble import IsolationForest
 
+from detector.models import forest as fast
 from detector.models.contract import NotEnoughData, Settings
 
 logger = logging.getLogger(__name__)
@@ -85,12 +86,9 @@ def train(features: pd.DataFrame, settings: Settings) -> Fitted:
     x = matrix(features, FEATURES)
     if len(x) < settings.min_training_rows:
         raise NotEnoughData(f"{len(x)} usable rows, need {settings.min_training_rows}")
-    forest = IsolationForest(
-        n_estimators=N_ESTIMATORS, max_samples="auto", random_state=RANDOM_STATE
-    )
     forest_x = x[list(FOREST_FEATURES)].to_numpy()
-    forest.fit(forest_x)
-    raw = -forest.score_samples(forest_x[_calibration_rows(len(forest_x))])
+    forest = fast.fit(forest_x, N_ESTIMATORS, RANDOM_STATE)  # IsolationForest(...).fit, tree for tree
+    raw = -fast.score_samples(forest, forest_x[_calibration_rows(len(forest_x))])
     typical = float(np.median(raw))
     calibrated = _calibrate(raw, settings.target_false_alarm_rate)
     extreme = _extreme_raw(forest, x)
@@ -150,7 +148,7 @@ def _extreme_raw(forest: IsolationForest, x: pd.DataFrame) -> float:
     """Raw score of a point far outside the training range on every feature: the most isolated a row can be."""
     forest_x = x[list(FOREST_FEATURES)]
     probe = (forest_x.max() + 10.0 * (forest_x.max() - forest_x.min()) + 1.0).to_numpy()
-    return float(-forest.score_samples(probe.reshape(1, -1))[0])
+    return float(-fast.score_samples(forest, probe.reshape(1, -1))[0])
 
 
 def score(model: Fitted, features: pd.DataFrame) -> pd.Series:
@@ -158,7 +156,7 @@ def score(model: Fitted, features: pd.DataFrame) -> pd.Series:
     x = matrix(features, model.features)
     out = pd.Series(np.nan, index=features.index, dtype="float64")
     if len(x):
-        raw = -model.forest.score_samples(x[list(FOREST_FEATURES)].to_numpy())
+        raw = -fast.score_samples(model.forest, x[list(FOREST_FEATURES)].to_numpy())
         out.loc[x.index] = np.maximum(calibrate(model, raw), beyond(model, x))
     return out
 
