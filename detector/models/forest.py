@@ -16,8 +16,9 @@ Where the time went in scikit-learn 1.9 (a 7-day 15 s training: 40,320 rows, 100
 - parameter validation, `clone` and `get_params` (via `inspect.signature`) per tree;
 - scoring: `tree.apply` with its input checks, one joblib dispatch per tree and a lock.
 This reads scikit-learn's private forest attributes (`_seeds`, `_decision_path_lengths`, ...),
-so it holds for the version it is tested with; the model's versions() pin that version in
-every artifact.
+so it holds for the versions it is tested with (TESTED); with any other scikit-learn both
+functions use scikit-learn's own fit and score_samples (slower, the same model), and say so once
+in the log. The model's versions() pin the version in every artifact.
 """
 
 from __future__ import annotations
@@ -35,10 +36,26 @@ logger = logging.getLogger(__name__)
 MAX_INT = np.iinfo(np.int32).max  # scikit-learn's bound for the seeds it draws
 # sample_without_replacement draws one index at a time (tracking selection) below this share.
 TRACKING_RATIO = 0.01
+# scikit-learn releases (major.minor) whose internals tests/detector/test_forest.py checked this against.
+TESTED = frozenset({"1.9"})
+
+
+def supported(version: str = sklearn.__version__) -> bool:
+    """Whether this scikit-learn's private forest internals are the ones this module was checked with."""
+    return ".".join(version.split(".")[:2]) in TESTED
+
+
+_SUPPORTED = supported()
+if not _SUPPORTED:
+    logger.warning("scikit-learn %s is not one this detector's fast forest was checked with (%s): "
+                   "training and scoring use scikit-learn's own, slower code", sklearn.__version__,
+                   ", ".join(sorted(TESTED)))
 
 
 def fit(x: np.ndarray, n_estimators: int, random_state: int) -> IsolationForest:
     """`IsolationForest(n_estimators=n_estimators, random_state=random_state).fit(x)`, the same forest."""
+    if not _SUPPORTED:
+        return IsolationForest(n_estimators=n_estimators, random_state=random_state).fit(x)
     # scikit-learn's own fit of the first tree sets every other fitted attribute (the validated
     # input's shape, max_samples_, offset_, estimator_ with its max_depth, ...).
     forest = IsolationForest(n_estimators=1, random_state=random_state).fit(x)
@@ -97,6 +114,8 @@ def _sample(n: int, k: int, rng: np.random.RandomState) -> np.ndarray:
 
 def score_samples(forest: IsolationForest, x: np.ndarray) -> np.ndarray:
     """`forest.score_samples(x)` (the opposite of the anomaly score), the same numbers."""
+    if not _SUPPORTED:
+        return np.asarray(forest.score_samples(x), dtype="float64")
     rows = np.ascontiguousarray(x, dtype=np.float32)
     depths = np.zeros(len(rows))
     subsample = forest._max_features != rows.shape[1]

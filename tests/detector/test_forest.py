@@ -94,3 +94,13 @@ def test_sampled_indices_are_scikit_learns() -> None:
         ours = forest._sample(n, k, rng)
         expected = sample_without_replacement(n, k, random_state=np.random.RandomState(seed))
         assert sorted(ours.tolist()) == sorted(expected.tolist())
+
+
+def test_the_installed_scikit_learn_is_one_the_fast_path_was_checked_with() -> None:
+    # CI installs the newest scikit-learn: a release this module was not checked with would fall back
+    # to scikit-learn's own (slow) code. Fail here, so the new release gets checked and added to TESTED.
+    import sklearn
+
+    assert forest.supported(sklearn.__version__), sklearn.__version__
+    assert forest.supported("1.9.0") and forest.supported("1.9.12")
+    assert not forest.supported("1.10.0") and not forest.supported("2.0") and not forest.supported("1.8.2")
