@@ -312,15 +312,20 @@ async def test_detector_keeps_running_through_a_database_outage(
         server.stop()
 
 
+async def _endpoint_every_5_minutes(pool: AsyncConnectionPool) -> int:
+    """An http endpoint 'api' checked every 5 minutes; its id."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
+                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
+        return int((await cur.fetchone() or [0])[0])
+
+
 @pytest.mark.timeout(60)
 async def test_an_endpoint_checked_every_5_minutes_gets_a_model_at_defaults_and_its_spike_is_claimed(
     pool: AsyncConnectionPool, tmp_path: Path
 ) -> None:
     # Before #13 min_training_rows was 5,760 (a day at 15 s): at 5 min a week is 2,016 rows, so never.
-    async with pool.connection() as conn:
-        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
-                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
-        endpoint = int((await cur.fetchone() or [0])[0])
+    endpoint = await _endpoint_every_5_minutes(pool)
     rng = np.random.default_rng(8)
     now = datetime.now(UTC).replace(microsecond=0)
     history = [now - timedelta(days=1, hours=12) + timedelta(minutes=5 * i) for i in range(432)]
@@ -383,10 +388,7 @@ async def test_early_rule_points_of_a_5_minute_series_group_at_its_own_cadence(
     pool: AsyncConnectionPool, tmp_path: Path
 ) -> None:
     # Two flagged checks 5 minutes apart are one incident; the 15 s default's 2-minute gap made them two.
-    async with pool.connection() as conn:
-        cur = await conn.execute("INSERT INTO endpoints (name, kind, target, config) VALUES ('api', 'http',"
-                                 " 'http://127.0.0.1/', '{\"interval\": \"5m\"}') RETURNING id")
-        endpoint = int((await cur.fetchone() or [0])[0])
+    endpoint = await _endpoint_every_5_minutes(pool)
     rng = np.random.default_rng(11)
     now = datetime.now(UTC).replace(microsecond=0)
     history = [now - timedelta(hours=5) + timedelta(minutes=5 * i) for i in range(60)]
