@@ -223,7 +223,7 @@ async def _until(pool: AsyncConnectionPool, query: str, timeout_s: float) -> Non
 
 
 @pytest.mark.timeout(60)
-async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
+async def test_rows_written_by_the_prober_are_judged_before_the_score_interval_passes(
     pool: AsyncConnectionPool, database_url: str, endpoint: int, tmp_path: Path
 ) -> None:
     """The writer notifies on commit, so the default 15 s score_interval is only a fallback."""
@@ -252,8 +252,10 @@ async def test_rows_written_by_the_prober_are_judged_within_two_seconds(
         rows = [{"time": landed - timedelta(seconds=3 - 0.5 * i), "endpoint_id": endpoint, "id": uuid.uuid4(),
                  "ok": True, "latency_ms": 1500.0} for i in range(6)]
         assert writer.offer("probe_results", rows)
-        # Claimed by the pass after the commit (bounded wait; the latency itself is bench/detector_speed.py's).
-        await _until(pool, f"SELECT count(*) > 0 FROM anomalies WHERE series = '{SERIES}'", 5)
+        # Claimed by the pass the commit's notification wakes, before the 15 s fallback pass (about 14 s
+        # after these rows: the last pass went by during the 1 s sleep). 10 s leaves a loaded machine room
+        # (5 s was missed under load 8-10); the latency itself is bench/detector_speed.py's.
+        await _until(pool, f"SELECT count(*) > 0 FROM anomalies WHERE series = '{SERIES}'", 10)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
