@@ -209,7 +209,7 @@ class LiveDetector:
     async def _fit(self, state: State, now: datetime, window: timedelta) -> artifacts.Artifact:
         # The step from the rows scoring holds decides how far back training reads (a sparse series
         # trains on a longer window); training.fit then measures it again on what it reads.
-        step = features.cadence(state.history["timestamp"]) if len(state.history) > 1 else features.DEFAULT_STEP
+        step = features.cadence(state.history["timestamp"])  # DEFAULT_STEP below two rows
         since = now - max(window + training.LOOKBACK, training.history_for(step, self.settings)).to_pytimedelta()
         async with self.pool.connection() as conn:
             frame = await series_sql.fetch(conn, state.series, since, now)

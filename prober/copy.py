@@ -74,16 +74,12 @@ async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None
     """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING (and, for STORED_MATCH tables,
     only the rows not stored already): idempotent for replays."""
     table, columns = _names(batch)
-    spec = TABLES[batch.table]
-    json_at = [i for i, c in enumerate(batch.columns) if c in spec.json_columns]
+    json_at = _json_at(batch)
     await conn.execute(sql.SQL("CREATE TEMPORARY TABLE upwatch_stage ON COMMIT DROP AS "
                                "SELECT {} FROM {} WITH NO DATA").format(columns, table))
     async with conn.cursor().copy(sql.SQL("COPY upwatch_stage ({}) FROM STDIN").format(columns)) as copy:
         for stored in batch.rows:
-            # Rows read back from the spool hold plain JSON values.
-            row = stored if not json_at else tuple(
-                json_text(v) if i in json_at and not isinstance(v, JsonText) else v for i, v in enumerate(stored))
-            await copy.write_row(row)
+            await copy.write_row(_as_json_text(stored, json_at))
     match = STORED_MATCH.get(batch.table)
     unstored: sql.Composable = sql.SQL("")
     if match is not None:
@@ -91,6 +87,34 @@ async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None
             sql.SQL("t.{c} = upwatch_stage.{c}").format(c=sql.Identifier(c)) for c in match))
     await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM upwatch_stage{} ON CONFLICT DO NOTHING")
                        .format(table, columns, columns, unstored))
+
+
+async def insert_row(conn: psycopg.AsyncConnection, single: Batch) -> None:
+    """INSERT the one row of `single` ... ON CONFLICT DO NOTHING, unless a STORED_MATCH table holds it
+    already: insert_idempotent for one row, usable in a savepoint (no temporary table)."""
+    table, columns = _names(single)
+    row = _as_json_text(single.rows[0], _json_at(single))
+    match = STORED_MATCH.get(single.table)
+    if match is not None:
+        cur = await conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {}").format(table, sql.SQL(" AND ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in match)),
+            [row[single.columns.index(c)] for c in match])
+        if await cur.fetchone() is not None:
+            return
+    await conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        table, columns, sql.SQL(", ").join(sql.Placeholder() * len(single.columns))), row)
+
+
+def _json_at(batch: Batch) -> list[int]:
+    spec = TABLES[batch.table]
+    return [i for i, c in enumerate(batch.columns) if c in spec.json_columns]
+
+
+def _as_json_text(stored: tuple[Any, ...], json_at: list[int]) -> tuple[Any, ...]:
+    """A row with its JSON columns as JSON text: rows read back from the spool hold plain JSON values."""
+    if not json_at:
+        return stored
+    return tuple(json_text(v) if i in json_at and not isinstance(v, JsonText) else v for i, v in enumerate(stored))
 
 
 # Tables whose idempotency key has no unique index (it cost too much per row, sql/0190): a replayed row

@@ -38,11 +38,11 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from prober.copy import STORED_MATCH, batches, copy_rows, insert_idempotent
+from prober.copy import batches, copy_rows, insert_idempotent, insert_row
 from prober.spool import Spool, encode
 from upwatch.config import Config
 from upwatch.db import ROWS_CHANNEL, error_summary
-from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, JsonText, Reservation, json_text
+from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ class BatchWriter:
                         single = Batch(part.table, part.columns, [row])
                         with self._rejecting(single, written):
                             async with conn.transaction():  # a savepoint
-                                await _insert_row(conn, single)
+                                await insert_row(conn, single)
         for single in written:
             for hook in self.hooks[single.table]:
                 hook(single)
@@ -523,26 +523,6 @@ async def _unless_stored(conn: psycopg.AsyncConnection, batch: Batch, key: Batch
     logger.info("push batch already stored under its Idempotency-Key, its rows skipped table=%s rows=%d",
                 batch.table, len(batch.rows))
     return ()
-
-
-async def _insert_row(conn: psycopg.AsyncConnection, single: Batch) -> None:
-    """INSERT one row ... ON CONFLICT DO NOTHING, unless a STORED_MATCH table holds it already (usable in
-    a savepoint, unlike insert_idempotent's temporary table); JSON values read back from the spool are
-    sent as JSON text."""
-    spec = TABLES[single.table]
-    row = tuple(json_text(v) if c in spec.json_columns and not isinstance(v, JsonText) else v
-                for c, v in zip(single.columns, single.rows[0], strict=True))
-    match = STORED_MATCH.get(single.table)
-    if match is not None:
-        cur = await conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {}").format(
-            sql.Identifier(single.table), sql.SQL(" AND ").join(
-                sql.SQL("{} = %s").format(sql.Identifier(c)) for c in match)),
-            [row[single.columns.index(c)] for c in match])
-        if await cur.fetchone() is not None:
-            return
-    await conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-        sql.Identifier(single.table), sql.SQL(", ").join(map(sql.Identifier, single.columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(single.columns))), row)
 
 
 def _set_when_done(event: asyncio.Event, _: asyncio.Task[None]) -> None:
