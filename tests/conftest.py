@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,19 @@ from upwatch.migrate import migrate
 # otherwise drop and re-create each other's template.
 TEMPLATE = f"upwatch_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 _counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Tests that run a CLI or service in-process call upwatch.logs.setup(), which binds a root
+    StreamHandler to the sys.stderr of that moment: pytest's capture stream for that test. A later
+    log record from a server thread (aiosmtpd logging a reset STARTTLS connection) then wrote to
+    the closed stream and printed "--- Logging error ---". Put the root logger back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class Server:

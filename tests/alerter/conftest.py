@@ -15,8 +15,10 @@ from alerting_support import Mailbox, SmtpServer, free_port
 def smtp() -> Iterator[SmtpServer]:
     server = SmtpServer(free_port(), Mailbox())
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class Receiver:

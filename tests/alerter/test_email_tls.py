@@ -36,8 +36,10 @@ def tls_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, Mailb
                              if request.param == "starttls" else {"ssl_context": server_context()})
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, **extra)
     controller.start()
-    yield request.param, port, mailbox
-    controller.stop()
+    try:
+        yield request.param, port, mailbox
+    finally:
+        controller.stop()
 
 
 async def send_leaky(options: email.Options) -> Any:

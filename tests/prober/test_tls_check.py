@@ -246,8 +246,10 @@ def smtp_port(chain: certs.Chain) -> Iterator[int]:
     port = targets.closed_port()
     controller = Controller(Inbox(), hostname="127.0.0.1", port=port, tls_context=server_context(chain.leaf))
     controller.start()
-    yield port
-    controller.stop()
+    try:
+        yield port
+    finally:
+        controller.stop()
 
 
 async def test_smtp_starttls_then_the_handshake(chain: certs.Chain, smtp_port: int) -> None:
