@@ -1,9 +1,13 @@
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import struct
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +199,92 @@ def test_a_config_file_change_is_applied_once_it_reads_the_same_twice(tmp_path: 
     assert watch.settled_change()  # the same on two polls in a row: apply it
     watch.loaded = service.fingerprint(path)  # what reload() records
     assert not watch.settled_change()
+
+
+class Opens:
+    """Counts the opens of the files in a directory as Linux inotify reports them: the kernel's
+    own record of who read a file, with nothing of ours patched."""
+
+    IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x08, 0x10, 0x20
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def since_last(self, name: str) -> int:
+        """Opens of `name` since the previous call."""
+        count = 0
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return count
+            offset = 0
+            while offset < len(data):  # struct inotify_event: wd, mask, cookie, len, name[len]
+                _, mask, _, length = struct.unpack_from("iIII", data, offset)
+                event_name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
+                count += bool(mask & self.IN_OPEN) and event_name == name
+                offset += 16 + length
+
+
+@contextmanager
+def opens_in(directory: Path) -> Iterator[Opens]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1")
+    try:
+        # Closes are watched too: inotify merges identical events in a row, so two opens with no
+        # close between them would count as one.
+        mask = Opens.IN_OPEN | Opens.IN_CLOSE_WRITE | Opens.IN_CLOSE_NOWRITE
+        if libc.inotify_add_watch(fd, bytes(directory), mask) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        yield Opens(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_config_file_is_read_again_only_when_its_stat_changes(tmp_path: Path) -> None:
+    path = tmp_path / "upwatch.yaml"
+    path.write_text("endpoints: []\n")
+    minute_ago = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(minute_ago, minute_ago))  # saved well before the prober looks
+    with opens_in(tmp_path) as opens:
+        watch = service.ConfigFile(path)
+        assert opens.since_last(path.name) == 1
+        for _ in range(5):
+            assert not watch.settled_change()
+        assert opens.since_last(path.name) == 0  # os.stat said nothing changed: not read
+
+        # An identical copy saved by a rename: new inode and mtime, so it is read, and not reloaded.
+        new = tmp_path / "upwatch.yaml.new"
+        new.write_text("endpoints: []\n")
+        os.replace(new, path)
+        for _ in range(3):
+            assert not watch.settled_change()
+        assert opens.since_last(path.name) >= 1
+
+        os.utime(path, ns=(minute_ago, minute_ago))  # a touch (to an old time): read once more
+        assert not watch.settled_change()
+        assert opens.since_last(path.name) == 1
+        for _ in range(3):
+            assert not watch.settled_change()
+        assert opens.since_last(path.name) == 0
+
+
+def test_a_same_size_rewrite_in_the_clock_tick_of_the_last_read_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "upwatch.yaml"
+    path.write_text("endpoints: [a]\n")
+    # An mtime not older than the prober's read, as a write in the same filesystem clock tick leaves
+    # it (set ahead here, so that no scheduling delay of this test matters).
+    tick = time.time_ns() + 30 * 10**9
+    os.utime(path, ns=(tick, tick))
+    watch = service.ConfigFile(path)
+    before = path.stat()
+    with path.open("r+") as f:
+        f.write("endpoints: [b]\n")  # same size, same inode
+    os.utime(path, ns=(tick, tick))
+    after = path.stat()
+    assert (after.st_size, after.st_ino, after.st_mtime_ns) == (before.st_size, before.st_ino, before.st_mtime_ns)
+    assert not watch.settled_change()  # read again (the mtime is recent) and found changed...
+    assert watch.settled_change()  # ...then the same on the next poll: apply it
