@@ -154,6 +154,10 @@ class Leases:
         share = math.ceil(self.slots / members)
         if len(held) > share:
             extra = sorted(held)[share:]
+            # Stop probing them before they are free: once this transaction commits another prober may
+            # claim one and start probing it, while this one had not yet stored what the renewal returned.
+            for slot in extra:
+                self.held.pop(slot, None)
             await conn.execute("UPDATE prober_slots SET holder = NULL, expires_at = NULL"
                                " WHERE location = %s AND holder = %s AND slot = ANY(%s::integer[])", (loc, me, extra))
             for slot in extra:

@@ -264,10 +264,12 @@ class Scheduler:
         busy: list[Endpoint] = []
         interval, phase = step[0] / 1000, step[1] / 1000  # what lateness_s works out per endpoint
         for name in self._steps.get(step, ()):
+            if self.shard is not None and not self.shard.owns(name):
+                continue  # a lease ran out or was given back since the last apply: not ours to run or skip
             endpoint = self.endpoints[name]
             if name in self._busy:
                 busy.append(endpoint)
-            elif self.shard is None or self.shard.owns(name):  # a lease may have run out since the last apply
+            else:
                 self._busy.add(name)
                 task = asyncio.create_task(self._probe(endpoint, phase, interval))
                 self._running.add(task)
@@ -346,6 +348,8 @@ class Scheduler:
         the step's previous start had not yet been run."""
         step = _step_from_id(event.job_id)
         names = list(self._steps.get(step, ())) if step is not None else []
+        if self.shard is not None:  # no skipped row for a run that is not ours (a lease given back, run out)
+            names = [n for n in names if self.shard.owns(n)]
         times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
         due = times[-1] or dt.datetime.now(dt.UTC)
         reason = "run missed" if event.code == EVENT_JOB_MISSED else "previous start still waiting"

@@ -31,13 +31,13 @@ def scheduler() -> Iterator[str]:
     # Logging error ---"). For the cluster's lifetime its warnings go to the real stderr only.
     distributed_logger = logging.getLogger("distributed")
     handlers, propagate = distributed_logger.handlers[:], distributed_logger.propagate
-    for handler in handlers:
-        distributed_logger.removeHandler(handler)
     real_stderr = logging.StreamHandler(sys.__stderr__)
     real_stderr.setLevel(logging.WARNING)
-    distributed_logger.addHandler(real_stderr)
-    distributed_logger.propagate = False
-    try:
+    try:  # from the first change on: the handler goes and the old ones come back whatever fails
+        for handler in handlers:
+            distributed_logger.removeHandler(handler)
+        distributed_logger.addHandler(real_stderr)
+        distributed_logger.propagate = False
         # One worker process (not a thread of this one): the fit is pickled, sent and run elsewhere.
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, silence_logs=logging.ERROR) as cluster:

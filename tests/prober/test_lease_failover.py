@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from prober.scheduler import stable_hash
+from prober.scheduler import stable_hash, step_of
 from tests.prober import targets
 from tests.prober.conftest import fetch
+from upwatch import config as configuration
 
 REPO = Path(__file__).parents[2]
 SLOTS = 16
@@ -73,11 +74,18 @@ async def test_killed_prober_is_taken_over_without_double_probing(tmp_path: Path
                     proc.send_signal(signal.SIGTERM)
                     _, err = await asyncio.wait_for(proc.communicate(), 30)
                     assert proc.returncode == 0, (name, err.decode()[-2000:])
-    # Every run of an endpoint starts on its 1 s phase; two probers holding its slot at once would
-    # show as two results from different probers less than half an interval apart.
-    doubled = fetch(database_url, "SELECT count(*) FROM probe_results a JOIN probe_results b"
-                                  " ON a.endpoint_id = b.endpoint_id AND a.prober < b.prober"
-                                  " AND abs(extract(epoch FROM a.time - b.time)) < 0.5")
+    # Every run of an endpoint is due on its phase within the 1 s interval, and starts then or (a loaded
+    # loop) up to an interval later: floor(time - phase) names the run. Two probers holding its slot at
+    # once would show as two results of one run. (Start times less than half an interval apart are not
+    # that: a run started late by the holder just before it gave the slot back, and the next one on
+    # time by the new holder, are two runs.)
+    phases = {e.name: step_of(e)[1] / 1000 for e in configuration.load(tmp_path / "p1.yaml").endpoints}
+    doubled = fetch(database_url, "WITH runs AS (SELECT r.endpoint_id, r.prober,"
+                                  "   floor(extract(epoch FROM r.time) - p.phase) AS run FROM probe_results r"
+                                  "   JOIN endpoints e ON e.id = r.endpoint_id"
+                                  "   JOIN unnest(%s::text[], %s::float8[]) AS p(name, phase) ON p.name = e.name)"
+                                  " SELECT count(*) FROM runs a JOIN runs b ON a.endpoint_id = b.endpoint_id"
+                                  " AND a.run = b.run AND a.prober < b.prober", list(phases), list(phases.values()))
     assert victims and doubled == [(0,)]
     holders = fetch(database_url, "SELECT DISTINCT holder FROM prober_slots WHERE holder IS NOT NULL")
     assert holders == []  # the two stopped cleanly and gave their slots back (p2's ran out)
