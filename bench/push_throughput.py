@@ -10,7 +10,8 @@ keep-alive connections so that, on a 2-core machine, it takes little CPU away fr
 
     python bench/push_throughput.py [--seconds 5] [--concurrency 32] [--repeat 2] [--workers 1,2]
                                    [--phases copy,copy-binary,batch,single] [--copy-connections 1,2]
-                                   [--group-window-ms 0,2] [--profile FILE] [--analytics-rows 1000000]
+                                   [--group-window-ms 0,2] [--loop auto|asyncio] [--profile FILE]
+                                   [--analytics-rows 1000000]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
 from upwatch.rows import REQUEST_LOGS, Batch, new_ids
-from upwatch.runtime import Runtime
+from upwatch.runtime import Runtime, loop_factory, run_async
 
 
 def record(i: int) -> dict[str, Any]:
@@ -138,12 +139,16 @@ def bench_config() -> config.Config:
     return config.parse("push:\n  rate_limit_per_key: 1000000\n  max_batch_records: 1000\n", "bench.yaml", {})
 
 
-def run_worker(url: str, port: int, spool: str, profile: str | None, window_ms: float | None, control: Any) -> None:
+def run_worker(url: str, port: int, spool: str, profile: str | None, window_ms: float | None, loop: str,
+               control: Any) -> None:
     """One ingest worker process (push.workers.serve with its own BatchWriter) until told to stop;
-    `window_ms`: the group commit window instead of push.context.GROUP_WINDOW_S."""
+    `window_ms`: the group commit window instead of push.context.GROUP_WINDOW_S; `loop`: "auto" starts
+    it as the daemon starts its workers (upwatch.runtime.run_async: uvloop when installed), "asyncio"
+    on asyncio's own loop."""
     if window_ms is not None:
         context.GROUP_WINDOW_S = window_ms / 1000
-    asyncio.run(_worker(url, port, Path(spool), profile, control))
+    main = _worker(url, port, Path(spool), profile, control)
+    run_async(main) if loop == "auto" else asyncio.run(main)
 
 
 async def _worker(url: str, port: int, spool: Path, profile: str | None, control: Any) -> None:
@@ -348,7 +353,7 @@ def free_port() -> int:
 
 
 async def start_workers(url: str, count: int, tmp: str, profile: str | None,
-                        window_ms: float | None) -> tuple[int, list[Any]]:
+                        window_ms: float | None, loop: str) -> tuple[int, list[Any]]:
     """`count` ingest worker processes sharing one port; (port, [(process, control pipe)])."""
     port = free_port()
     started = []
@@ -356,7 +361,7 @@ async def start_workers(url: str, count: int, tmp: str, profile: str | None,
         mine, theirs = multiprocessing.Pipe()
         proc = multiprocessing.get_context("spawn").Process(
             target=run_worker, args=(url, port, str(Path(tmp) / f"spool-{count}-{n}"),
-                                     f"{profile}.{count}.{n}" if profile else None, window_ms, theirs))
+                                     f"{profile}.{count}.{n}" if profile else None, window_ms, loop, theirs))
         proc.start()
         if not await asyncio.to_thread(mine.poll, 120) or mine.recv() != "ready":
             raise RuntimeError("an ingest worker did not start")
@@ -390,6 +395,7 @@ async def main(args: argparse.Namespace) -> None:
             key, _ = await keys.create_key(conn, "bench")
         counts = [int(n) for n in str(args.workers).split(",")]
         windows = [float(ms) for ms in args.group_window_ms.split(",")] if args.group_window_ms else [None]
+        print(f"workers' event loop: {'uvloop' if args.loop == 'auto' and loop_factory() else 'asyncio'}")
         for _ in range(args.repeat):
             if "copy" in args.phases.split(","):
                 for connections in [int(n) for n in str(args.copy_connections).split(",")]:
@@ -397,7 +403,7 @@ async def main(args: argparse.Namespace) -> None:
             if "copy-binary" in args.phases.split(","):
                 await copy_ceiling_binary(pool, args.seconds, server)
             for count, window_ms in itertools.product(counts, windows):
-                port, started = await start_workers(url, count, tmp, args.profile, window_ms)
+                port, started = await start_workers(url, count, tmp, args.profile, window_ms, args.loop)
                 if window_ms is not None:
                     print(f"group commit window {window_ms:g} ms:")
                 servers = [psutil.Process(proc.pid) for proc, _ in started]
@@ -433,6 +439,8 @@ if __name__ == "__main__":
                         help="also insert this many logs over 30 days and time GET /analytics")
     parser.add_argument("--group-window-ms", default="", metavar="MS[,MS]",
                         help="group commit window(s) of the workers (default: push.context.GROUP_WINDOW_S)")
+    parser.add_argument("--loop", choices=("auto", "asyncio"), default="auto",
+                        help="the workers' event loop: auto (as the daemon: uvloop when installed) or asyncio")
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile each worker's load phases into FILE.<workers>.<n>")
     asyncio.run(main(parser.parse_args()))

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from push import decoding, idempotency, records
 from push.bodies import JSON_TYPES, Refusal, Unread
-from push.context import QUEUE_FULL, Context, reply, store
+from push.context import QUEUE_FULL, Context, store
 from push.keys import Caller
 from push.operations import REF, Body, Call
 from push.ratelimit import RateLimiter
@@ -102,7 +102,7 @@ async def _claimed(call: IngestCall, room: Reservation, raw: bytes, hashed: str,
                 return idempotency.reused().response()
             logger.info("push batch repeated, not stored again service=%s records=%d", caller.service,
                         claim.seen.accepted)
-            response = reply({"accepted": claim.seen.accepted}, status=202)
+            response = accepted(claim.seen.accepted)
             response.headers["Idempotent-Replayed"] = "true"
             return response
         response = await _ingest(call, claim, room, raw)
@@ -129,7 +129,14 @@ async def _ingest(call: IngestCall, claim: idempotency.Claim | None, room: Reser
     if not await store(context, batch, room, queued):
         logger.warning("push batch refused, writer queue full service=%s records=%d", caller.service, len(valid))
         return QUEUE_FULL.response()
-    return reply({"accepted": len(valid)}, status=202)
+    return accepted(len(valid))
+
+
+def accepted(count: int) -> web.Response:
+    """202 `{"accepted": count}`. Formatted here rather than by json.dumps: for a single record that
+    was ~10 us of the request's ~230 us of server CPU (docs/push.md, "Benchmark")."""
+    return web.Response(body=b'{"accepted":%d}' % count, status=202, content_type="application/json",
+                        charset="utf-8")
 
 
 async def _validated(call: IngestCall, raw: bytes | None, oldest: datetime) -> Sequence[records.Record] | Refusal:

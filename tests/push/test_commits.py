@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from push import records
 from push.context import Commits
 from tests.push.conftest import Api
@@ -30,8 +32,9 @@ async def test_concurrent_durable_requests_share_commits_and_each_202_follows_it
     assert sum(committed) == 24 and len(committed) <= 4, committed
 
 
-async def test_a_cancelled_waiter_does_not_cancel_the_commit_of_its_group(api: Api) -> None:
-    commits = Commits(api.writer)
+@pytest.mark.parametrize("window_s", [0.002, 0.0], ids=["window", "no-window"])
+async def test_a_cancelled_waiter_does_not_cancel_the_commit_of_its_group(api: Api, window_s: float) -> None:
+    commits = Commits(api.writer, window_s)
     valid, _ = records.validate([{"path": "/kept"}], privacy_level=0, oldest=datetime(2000, 1, 1, tzinfo=UTC))
     batch = records.batch(valid, service_id=await _service_id(api), privacy_level=0,
                           sensitive=records.sensitive_set([]), max_body_bytes=64, now=datetime.now(UTC))

@@ -85,3 +85,13 @@ def test_new_ids_are_distinct_version_4_uuids() -> None:
     assert len(set(ids)) == 1000
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert new_ids(0) == []
+
+
+@pytest.mark.parametrize("sizes", [[1] * 600, [3, 40, 1, 64, 65, 500, 1]], ids=["singles", "mixed"])
+def test_batches_draw_distinct_version_4_ingest_ids(sizes: list[int]) -> None:
+    valid, _ = records.validate([{"path": "/p"}], privacy_level=0, oldest=OLDEST)
+    at = REQUEST_LOGS.columns.index("ingest_id")
+    ids = [row[at] for size in sizes for row in records.batch(
+        valid * size, service_id=1, privacy_level=0, sensitive=SENSITIVE, max_body_bytes=64, now=NOW).rows]
+    assert len(ids) == sum(sizes) == len(set(ids))
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
