@@ -67,9 +67,9 @@ class ConfigFile:
         self.path = path
         self._stat: tuple[int, int, int, int] | None = None  # at the last read
         self._read_at_ns = 0
-        self._seen = ""  # the content at the previous poll
-        self._seen = self._content()
-        self.loaded = self._seen  # the content last loaded (or rejected)
+        # The content at the previous poll, and the content last loaded (or rejected): with no stat yet,
+        # _content reads the file.
+        self._seen = self.loaded = self._content()
 
     def settled_change(self) -> bool:
         """Whether the file differs from the content last loaded and read the same at the previous
