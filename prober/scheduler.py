@@ -280,6 +280,7 @@ class Scheduler:
             self._skip(busy, due, "previous check still running")
 
     async def _probe(self, endpoint: Endpoint, phase: float, interval: float) -> None:
+        endpoint_id = self.ids.get(endpoint.name)  # now: a reload may remove the endpoint while it runs
         per_host = self._host_cap(endpoint)
         try:
             async with self._global, per_host:
@@ -290,7 +291,7 @@ class Scheduler:
             return
         finally:
             self._busy.discard(endpoint.name)
-        self._record(endpoint, result, lateness)
+        self._record(endpoint, endpoint_id, result, lateness)
 
     def _host_cap(self, endpoint: Endpoint) -> contextlib.AbstractAsyncContextManager[Any]:
         """The per-host semaphore of the endpoint's host; none when the cap is at least the global one,
@@ -303,8 +304,10 @@ class Scheduler:
             per_host = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
         return per_host
 
-    def _record(self, endpoint: Endpoint, result: ProbeResult, lateness: float | None) -> None:
-        endpoint_id = self.ids.get(endpoint.name)
+    def _record(self, endpoint: Endpoint, endpoint_id: int | None, result: ProbeResult, lateness: float | None) -> None:
+        """Store a result under the id the endpoint had when its run started, and show it to the observers
+        while the endpoint is still scheduled as it was: a run that a reload (or a lease given back) removed
+        or changed while it ran is stored, as it was measured, but brings no metric series back."""
         if endpoint_id is None:
             logger.error("probe result for an endpoint without id name=%s", endpoint.name)
             return
@@ -312,8 +315,9 @@ class Scheduler:
         if not self.writer.offer_row("probe_results", STORED_COLUMNS, row):
             logger.error("writer queue full, result not stored endpoint=%s queue_rows=%d",
                          endpoint.name, self.writer.queue_rows)
-        for observer in self.observers:
-            observer(endpoint, result, lateness)
+        if self.endpoints.get(endpoint.name) is endpoint:
+            for observer in self.observers:
+                observer(endpoint, result, lateness)
         if not result.ok:
             logger.info("probe failed endpoint=%s error_kind=%s error=%r latency_ms=%s",
                         endpoint.name, result.error_kind, error, result.latency_ms)
@@ -362,7 +366,7 @@ class Scheduler:
         self.skipped += len(endpoints)
         logger.warning("probe skipped endpoints=%d first=%s reason=%r", len(endpoints), endpoints[0].name, reason)
         for endpoint in endpoints:
-            self._record(endpoint, ProbeResult.failed(due, "skipped", reason), None)
+            self._record(endpoint, self.ids.get(endpoint.name), ProbeResult.failed(due, "skipped", reason), None)
 
 
 def _job_id(step: Step) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from prober.checks import http
@@ -190,3 +191,35 @@ async def test_missed_runs_are_a_row_per_endpoint_and_one_log_line_per_step(
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "run missed" in r.getMessage()]
     assert lines == [f"probe skipped endpoints={len(names)} first={names[0]} reason='run missed'"] * len(due)
     assert not [r for r in caplog.records if r.name.startswith("apscheduler.executors")]  # not twice
+
+
+async def test_a_run_still_going_when_a_reload_removes_its_endpoint_is_stored_and_not_observed(
+        session: aiohttp.ClientSession, writer: BatchWriter, pool: AsyncConnectionPool, database_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(text="late")
+
+    application = web.Application()
+    application.router.add_get("/held", held)
+    observed: list[str] = []
+    async with targets.serve(application) as base:
+        scheduler = Scheduler(session, writer, location="l", prober="p")
+        scheduler.observers.append(lambda e, r, late: observed.append(e.name))
+        gone = endpoint("gone", f"{base}/held", interval="15s", timeout="10s")
+        await start(scheduler, pool, [gone])
+        await asyncio.wait_for(arrived.wait(), 20)  # its first run is waiting for the answer
+        scheduler.shutdown()
+        with caplog.at_level(logging.INFO):
+            assert scheduler.apply([], {}) == ([], [], ["gone"])  # the reload that removed it
+            release.set()
+            await scheduler.drain(10)
+    await writer.flush()
+    rows = fetch(database_url, "SELECT e.name, r.ok, r.status_code FROM probe_results r"
+                               " JOIN endpoints e ON e.id = r.endpoint_id")
+    assert rows == [("gone", True, 200)]  # measured before the reload: stored under the id it ran with
+    assert observed == []  # and no metric series of a removed endpoint comes back
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
