@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from prober.checks.base import Auth, CheckOptions
 from upwatch.durations import Interval
@@ -18,6 +18,15 @@ class Options(CheckOptions):
     period: Interval = dt.timedelta(0)  # how often a result is expected; required (see problem)
     grace: Interval = Field(default="1m", validate_default=True)  # late after period + grace
     auth: Auth | None = None  # {bearer: ...}: the token a pushed result must present
+
+    @field_validator("auth")
+    @classmethod
+    def _bearer_only(cls, auth: Auth | None) -> Auth | None:
+        # A pushed result presents a bearer token; a `basic:` here would be checked by nothing and
+        # leave the endpoint open to anyone who can reach the push API.
+        if auth is not None and auth.basic is not None:
+            raise ValueError("a push endpoint takes auth.bearer (the token a pushed result must present), not basic")
+        return auth
 
     @classmethod
     def problem(cls, data: Mapping[str, Any]) -> str | None:
