@@ -119,13 +119,17 @@ def read_csv(path: Path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: cannot read CSV: {e}") from e
     present = [str(c).strip() for c in frame.columns]
-    frame.columns = present
+    # Names match in any case: public benchmarks write `timestamp,value`, `TimeStamp,Value,Label`, ...
+    named = [c.lower() for c in present]
     for column in INPUT_COLUMNS:
-        if column not in present:
+        if column not in named:
             raise BadInput(
                 f"{path}: missing column {column!r} (found: {', '.join(present) or 'none'}; "
                 f"expected: {','.join(INPUT_COLUMNS)})"
             )
+        if named.count(column) > 1:
+            raise BadInput(f"{path}: more than one column {column!r} (found: {', '.join(present)})")
+    frame.columns = named
     stamps = _timestamps(frame["timestamp"].str.strip())
     _refuse(path, "timestamp", stamps.isna(), frame["timestamp"], "not an ISO timestamp")
     text = frame["value"].str.strip()

@@ -88,8 +88,10 @@ def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: 
         ("timestamp,value\n2026-03-02T00:00:00Z,1\nyesterday,2\n",
          "in.csv:3: column 'timestamp': not an ISO timestamp: 'yesterday'"),
         ("timestamp,value\n2026-03-02T00:00:00Z,fast\n", "in.csv:2: column 'value': not a number: 'fast'"),
+        ("timestamp,Value,value\n2026-03-02T00:00:00Z,1,2\n",
+         "more than one column 'value' (found: timestamp, Value, value)"),
     ],
-    ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value"],
+    ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value", "value-twice"],
 )
 def test_bad_csv_exits_2_naming_the_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
@@ -135,3 +137,16 @@ def test_unix_second_timestamps_are_read_as_times(tmp_path: Path) -> None:
     out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
     assert out["timestamp"].tolist() == [line.split(",")[0] for line in lines]
     assert read_csv(tmp_path / "in.csv")["timestamp"].iloc[1] == pd.Timestamp("2014-11-23T08:00:00Z")
+
+
+def test_column_names_match_in_any_case_and_other_columns_are_left_out(tmp_path: Path, series: pd.DataFrame) -> None:
+    # The layout of Microsoft's Cloud Monitoring Dataset: TimeStamp,Value,Label with quoted timestamps.
+    rows = series.iloc[:300]
+    text = "TimeStamp,Value,Label\n" + "".join(f'"{t}",{v},0\n' for t, v in zip(rows["timestamp"], rows["value"],
+                                                                                  strict=True))
+    (tmp_path / "in.csv").write_text(text)
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert out["timestamp"].tolist() == rows["timestamp"].tolist()
+    assert out["value"].tolist() == pytest.approx(rows["value"].tolist())
