@@ -17,6 +17,12 @@ Suites:
   (timestamp,value) and DIR/labels/combined_windows.json ({"<group>/<name>.csv": [[start, end], ...]}).
   Each labelled window is one incident of kind <group>, replayed as a backtest CSV at its own
   cadence (either direction counts); a sanity check on data we did not generate, never tuned on.
+  A directory without labels/combined_windows.json is read in the layout of Microsoft's Cloud
+  Monitoring Dataset (github.com/microsoft/cloud-monitoring-dataset, MIT licence; not shipped
+  here): DIR/data/<group>/<name>.csv with columns TimeStamp,Value,Label (1 = anomalous row).
+  Labelled rows no more than the live incident gap apart (detector.incidents.gap_for, two steps
+  at 5 min and slower) form one incident from the first to the last of them; every series is
+  scored, those without labels for false alarms only.
 
 Prints incident recall (overall, per kind and per cadence), false alarms per
 series-day outside incidents and detection delay, for `ours`
@@ -51,21 +57,44 @@ CADENCES = {"1m": (60.0, 7.0, False), "5m": (300.0, 21.0, False), "5m-irregular"
 TUNING_SEED, REPORT_SEED = 1000, 5000
 
 
+def _nab_windows(root: Path) -> Path:
+    return root / "labels" / "combined_windows.json"
+
+
 def public_series(root: Path) -> list[str]:
-    """The labelled CSVs (relative names) of a NAB-layout directory that have at least one window."""
-    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    """The CSVs (relative names) to score: of a NAB-layout directory those with at least one window,
+    of a label-column directory every one."""
+    if not _nab_windows(root).exists():
+        return sorted(str(p.relative_to(root / "data")) for p in (root / "data").glob("*/*.csv"))
+    windows = json.loads(_nab_windows(root).read_text())
     return sorted(name for name, spans in windows.items() if spans and (root / "data" / name).exists())
 
 
 def load_public(root: Path, name: str) -> tuple[synthetic.LabelledSeries, float]:
     """One public series with its windows as incidents of kind <group>, and its step in seconds."""
-    spans = json.loads((root / "labels" / "combined_windows.json").read_text())[name]
-    frame = backtest.read_csv(root / "data" / name)[["timestamp", "value"]]
+    path = root / "data" / name
+    frame = backtest.read_csv(path)[["timestamp", "value"]]
     kind = name.split("/")[0]
-    incidents = tuple(synthetic.Incident(kind, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"))
-                      for a, b in spans)
     step = features.cadence(frame["timestamp"]).total_seconds()
+    if _nab_windows(root).exists():
+        spans = [(pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"))
+                 for a, b in json.loads(_nab_windows(root).read_text())[name]]
+    else:
+        labels = pd.read_csv(path, usecols=lambda c: c.strip().lower() == "label")
+        spans = _runs(frame["timestamp"][labels.iloc[:, 0].to_numpy() == 1], gap_for(pd.Timedelta(seconds=step)))
+    incidents = tuple(synthetic.Incident(kind, a, b) for a, b in spans)
     return synthetic.LabelledSeries(name, frame, incidents), step
+
+
+def _runs(stamps: pd.Series, gap: pd.Timedelta) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Labelled times grouped as live incidents are: the next no more than `gap` after the last."""
+    runs: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for at in sorted(stamps):
+        if runs and at - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], at)
+        else:
+            runs.append((at, at))
+    return runs
 
 
 def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Outcome:
@@ -91,7 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=("probe", "shapes", "public", "all"), default="all")
     parser.add_argument("--public-dir", type=Path, default=None,
-                        help="a NAB-layout directory (data/, labels/combined_windows.json) for --suite public")
+                        help="for --suite public: a NAB-layout directory (data/, labels/combined_windows.json) or"
+                             " one of CSVs with a Label column (data/<group>/<name>.csv)")
     parser.add_argument("--public-max-rows", type=int, default=None,
                         help="only the public series of at most this many rows (a quicker check)")
     parser.add_argument("--series", type=int, default=None, help="series per cadence (probe 16, shapes 12)")
