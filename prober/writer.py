@@ -106,7 +106,7 @@ class BatchWriter:
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[Batch] = deque()
         self._open: Batch | None = None  # the batch offer_row appends to while it is last in the queue
-        self._row_layouts: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) offer_row has checked
+        self._row_layouts: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) offer_batch has checked
         self._pending = 0
         self._reserved = 0  # external rows of room held by requests being read (reserve / release)
         self._wake = asyncio.Event()
@@ -160,9 +160,11 @@ class BatchWriter:
         `batch.companions` are written in the same transaction, right after it. `room`: a reservation
         (see reserve) counted as free for this offer, and released by it."""
         for part in batch.parts:
-            spec = TABLES.get(part.table)
-            if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
-                raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+            if (part.table, part.columns) not in self._row_layouts:  # checked once per layout, not per offer
+                spec = TABLES.get(part.table)
+                if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
+                    raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+                self._row_layouts.add((part.table, part.columns))
         held = room.count if room is not None and not room.released else 0
         if room is not None:
             room.release()
@@ -176,7 +178,6 @@ class BatchWriter:
         prober offers one per check, and consecutive ones go into one queued batch instead of a Batch each."""
         if (table, columns) not in self._row_layouts:
             self.offer_batch(Batch(table, columns, []))  # its checks of the table and columns; queues nothing
-            self._row_layouts.add((table, columns))
         if not self._room(1, False):
             return False
         last = self._queue[-1] if self._queue else None
