@@ -42,7 +42,7 @@ from prober.copy import batches, copy_rows, insert_idempotent, insert_row
 from prober.spool import Spool, encode
 from upwatch.config import Config
 from upwatch.db import ROWS_CHANNEL, error_summary
-from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, Reservation
+from upwatch.rows import PROBE_RESULTS, PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 # trips and a commit, and under sustained push load (batches of 500, durable_ack) fewer, larger
 # transactions raised durable throughput (bench/push_throughput.py, docs/push.md).
 BACKLOG_BATCHES = 4
+# Tables whose commits are NOTIFYed on ROWS_CHANNEL (payload: the table): the detector listens for new
+# probe results. Nothing listens for pushed request logs, and each notification cost a round trip.
+NOTIFIED = frozenset({PROBE_RESULTS.name})
 
 
 @dataclass
@@ -354,16 +357,21 @@ class BatchWriter:
         """Write one batch (and its companions) in one transaction; bad rows are set aside one by one,
         never retried forever."""
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
+            parts = batch.parts
             try:
-                async with conn.transaction():
-                    parts = batch.parts
-                    key = _key_of(batch) if replay else None
-                    if key is not None:  # a spooled push batch with its Idempotency-Key
-                        parts = await _unless_stored(conn, batch, key)
-                    for part in parts:
-                        await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
-                    # Delivered on commit: the detector scores new rows now, not at its next poll.
-                    await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
+                if not replay and not batch.companions and batch.table not in NOTIFIED and conn.autocommit:
+                    # One statement is its own transaction, committed before COPY's answer (which follows
+                    # the commit): BEGIN, COMMIT and their two round trips would add nothing.
+                    await copy_rows(conn, batch)
+                else:
+                    async with conn.transaction():
+                        key = _key_of(batch) if replay else None
+                        if key is not None:  # a spooled push batch with its Idempotency-Key
+                            parts = await _unless_stored(conn, batch, key)
+                        for part in parts:
+                            await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
+                        if batch.table in NOTIFIED:  # on commit: the detector scores new rows now
+                            await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:
