@@ -42,7 +42,7 @@ from prober.copy import batches, copy_rows, insert_idempotent, insert_row
 from prober.spool import Spool, encode
 from upwatch.config import Config
 from upwatch.db import ROWS_CHANNEL, error_summary
-from upwatch.rows import PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, Reservation
+from upwatch.rows import PROBE_RESULTS, PUSH_IDEMPOTENCY_KEYS, TABLES, Batch, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 # trips and a commit, and under sustained push load (batches of 500, durable_ack) fewer, larger
 # transactions raised durable throughput (bench/push_throughput.py, docs/push.md).
 BACKLOG_BATCHES = 4
+# Tables whose commits are NOTIFYed on ROWS_CHANNEL (payload: the table): the detector listens for new
+# probe results. Nothing listens for pushed request logs, and each notification cost a round trip.
+NOTIFIED = frozenset({PROBE_RESULTS.name})
 
 
 @dataclass
@@ -106,7 +109,7 @@ class BatchWriter:
         self.hooks: dict[str, list[Hook]] = {name: [] for name in TABLES}  # run after each committed batch
         self._queue: deque[Batch] = deque()
         self._open: Batch | None = None  # the batch offer_row appends to while it is last in the queue
-        self._row_layouts: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) offer_row has checked
+        self._row_layouts: set[tuple[str, tuple[str, ...]]] = set()  # (table, columns) offer_batch has checked
         self._pending = 0
         self._reserved = 0  # external rows of room held by requests being read (reserve / release)
         self._wake = asyncio.Event()
@@ -160,9 +163,11 @@ class BatchWriter:
         `batch.companions` are written in the same transaction, right after it. `room`: a reservation
         (see reserve) counted as free for this offer, and released by it."""
         for part in batch.parts:
-            spec = TABLES.get(part.table)
-            if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
-                raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+            if (part.table, part.columns) not in self._row_layouts:  # checked once per layout, not per offer
+                spec = TABLES.get(part.table)
+                if spec is None or spec.idempotency_key not in part.columns or set(part.columns) - set(spec.columns):
+                    raise ValueError(f"the writer cannot write columns {part.columns} of table {part.table!r}")
+                self._row_layouts.add((part.table, part.columns))
         held = room.count if room is not None and not room.released else 0
         if room is not None:
             room.release()
@@ -176,7 +181,6 @@ class BatchWriter:
         prober offers one per check, and consecutive ones go into one queued batch instead of a Batch each."""
         if (table, columns) not in self._row_layouts:
             self.offer_batch(Batch(table, columns, []))  # its checks of the table and columns; queues nothing
-            self._row_layouts.add((table, columns))
         if not self._room(1, False):
             return False
         last = self._queue[-1] if self._queue else None
@@ -353,16 +357,21 @@ class BatchWriter:
         """Write one batch (and its companions) in one transaction; bad rows are set aside one by one,
         never retried forever."""
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
+            parts = batch.parts
             try:
-                async with conn.transaction():
-                    parts = batch.parts
-                    key = _key_of(batch) if replay else None
-                    if key is not None:  # a spooled push batch with its Idempotency-Key
-                        parts = await _unless_stored(conn, batch, key)
-                    for part in parts:
-                        await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
-                    # Delivered on commit: the detector scores new rows now, not at its next poll.
-                    await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
+                if not replay and not batch.companions and batch.table not in NOTIFIED and conn.autocommit:
+                    # One statement is its own transaction, committed before COPY's answer (which follows
+                    # the commit): BEGIN, COMMIT and their two round trips would add nothing.
+                    await copy_rows(conn, batch)
+                else:
+                    async with conn.transaction():
+                        key = _key_of(batch) if replay else None
+                        if key is not None:  # a spooled push batch with its Idempotency-Key
+                            parts = await _unless_stored(conn, batch, key)
+                        for part in parts:
+                            await (insert_idempotent(conn, part) if replay else copy_rows(conn, part))
+                        if batch.table in NOTIFIED:  # on commit: the detector scores new rows now
+                            await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, batch.table))
             except _UNREACHABLE:
                 raise
             except psycopg.Error as e:

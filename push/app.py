@@ -38,7 +38,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """aiohttp's own 4xx answers (unknown route, wrong method) as JSON like ours, and an
     unreachable database as 503 (ingest itself keeps working through the writer's spool)."""
-    if any("\x00" in value for value in request.match_info.values()):
+    if request.match_info and any("\x00" in value for value in request.match_info.values()):
         return web.json_response({"error": "Not Found"}, status=404)  # no name or id contains NUL
     try:
         return await handler(request)

@@ -107,19 +107,26 @@ def loads(text: str) -> Any:
 
 async def read_limited(request: web.Request, max_bytes: int) -> bytes | Refusal:
     """The whole body, or 413 as soon as it passes `max_bytes` (Content-Length or streamed)."""
-    too_big = Refusal(413, f"request body exceeds {max_bytes} bytes")
     if request.content_length is not None and request.content_length > max_bytes:
-        return too_big
+        return _too_big(max_bytes)
+    content = request.content
+    if content.is_eof():  # all of it arrived with the headers (a small body): taken without a read loop
+        whole = content.read_nowait()
+        return _too_big(max_bytes) if len(whole) > max_bytes else whole
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(65536)
+        chunk = await content.read(65536)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            return too_big
+            return _too_big(max_bytes)
         chunks.append(chunk)
+
+
+def _too_big(max_bytes: int) -> Refusal:
+    return Refusal(413, f"request body exceeds {max_bytes} bytes")
 
 
 def _position(text: str, e: json.JSONDecodeError | ValueError, line_offset: int = 0) -> str:

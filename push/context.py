@@ -22,7 +22,7 @@ from aiohttp import web
 
 from push.bodies import Refusal
 from push.idempotency import IdempotencyKeys
-from push.keys import KeyStore
+from push.keys import KeyStore, hash_key
 from push.masking import Masking
 from push.ratelimit import RateLimiter
 from upwatch.rows import Batch, Reservation
@@ -98,9 +98,11 @@ class Context:
     background_every_s: float = 5.0
     rollup_every_s: float = 30.0
     commits: Commits = field(init=False)
+    admin_digest: bytes | None = field(init=False)  # the admin token as is_admin compares it, hashed once
 
     def __post_init__(self) -> None:
         self.commits = Commits(self.writer)
+        self.admin_digest = hash_key(self.admin_token) if self.admin_token else None
 
 
 CONTEXT = web.AppKey("push_context", Context)
@@ -108,7 +110,10 @@ CONTEXT = web.AppKey("push_context", Context)
 
 def ctx(request: web.Request) -> Context:
     """The push context of the application serving `request`."""
-    return request.config_dict[CONTEXT]
+    try:
+        return request.app[CONTEXT]  # the push app's own handler: no ChainMapProxy of the apps per request
+    except KeyError:
+        return request.config_dict[CONTEXT]
 
 
 def _default(value: Any) -> Any:
@@ -161,6 +166,10 @@ def same_secret(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(digest, hashlib.sha256(expected.encode()).digest())
 
 
-def is_admin(context: Context, raw: str | None) -> bool:
-    """Whether `raw` is the admin token (constant-time; never true when no token is configured)."""
-    return bool(context.admin_token and raw) and same_secret(raw, context.admin_token or "")
+def is_admin(context: Context, raw: str | None, digest: bytes | None = None) -> bool:
+    """Whether `raw` is the admin token (constant-time; never true when no token is configured).
+    `digest`: hash_key(raw), when the caller has it already (a key check hashes the same string)."""
+    expected = context.admin_digest
+    if expected is None or not raw:
+        return False
+    return hmac.compare_digest(hash_key(raw) if digest is None else digest, expected)

@@ -243,9 +243,10 @@ class KeyStore:
         """Whether key checks are being answered from the cache because the database is unreachable."""
         return self._down_since is not None
 
-    async def authenticate(self, raw: str | None) -> Caller | None:
+    async def authenticate(self, raw: str | None, digest: bytes | None = None) -> Caller | None:
         """The caller owning `raw`, or None for a missing, unknown or revoked key. While the database is
-        unreachable a key not verified recently raises psycopg.OperationalError (the API answers 503)."""
+        unreachable a key not verified recently raises psycopg.OperationalError (the API answers 503).
+        `digest`: hash_key(raw), when the caller has it already."""
         if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
             return None
         prefix, now = raw[:PREFIX_LEN], time.monotonic()
@@ -253,7 +254,7 @@ class KeyStore:
         if entry is None or now - entry.checked_at > self.ttl_s:
             entry = await self._current(prefix, entry)
         # Compare even when the prefix is unknown so timing does not tell which part failed.
-        ok = hmac.compare_digest(entry.key_hash or _DUMMY_HASH, hash_key(raw))
+        ok = hmac.compare_digest(entry.key_hash or _DUMMY_HASH, hash_key(raw) if digest is None else digest)
         if not ok or entry.caller is None:
             return None
         self._used.add(entry.caller.key_id)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from push.bodies import Refusal, body_problems, parse_json, query_problems, read_limited
 from push.context import UNAUTHORIZED, Context, ctx, is_admin, presented_key
-from push.keys import Caller
+from push.keys import Caller, hash_key
 
 P = TypeVar("P")  # who called
 B = TypeVar("B")  # the body
@@ -82,9 +82,10 @@ def key_auth(admin: Refusal = UNAUTHORIZED) -> Auth[Caller]:
 
     async def check(request: web.Request, context: Context) -> Caller | Refusal:
         raw = presented_key(request)
-        if is_admin(context, raw):
+        digest = hash_key(raw) if raw else None  # one hash for both comparisons
+        if is_admin(context, raw, digest):
             return admin
-        caller = await context.keys.authenticate(raw)
+        caller = await context.keys.authenticate(raw, digest)
         return caller if caller is not None else UNAUTHORIZED
 
     return Auth("key", check)
@@ -92,9 +93,10 @@ def key_auth(admin: Refusal = UNAUTHORIZED) -> Auth[Caller]:
 
 async def _key_or_admin(request: web.Request, context: Context) -> Caller | Admin | Refusal:
     raw = presented_key(request)
-    if is_admin(context, raw):
+    digest = hash_key(raw) if raw else None
+    if is_admin(context, raw, digest):
         return ADMIN_CALLER
-    caller = await context.keys.authenticate(raw)
+    caller = await context.keys.authenticate(raw, digest)
     return caller if caller is not None else UNAUTHORIZED
 
 

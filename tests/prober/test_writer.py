@@ -284,3 +284,48 @@ async def test_spool_fsync_runs_while_the_event_loop_goes_on(tmp_path: Path, mon
         await writer.stop()
         await pool.close()
     assert waited and all(waited) and writer.stats.rows_spooled == 3
+
+
+def _push_row_batch(service_id: int, n: int) -> Batch:
+    from upwatch.rows import new_ids
+
+    columns = ("time", "service_id", "ingest_id", "path")
+    return Batch("request_logs", columns, [(dt.datetime.now(dt.UTC), service_id, ingest_id, f"/{n}")
+                                           for ingest_id in new_ids(1)])
+
+
+async def test_probe_results_commits_are_notified_and_pushed_rows_are_not(
+        pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
+    from upwatch.db import ROWS_CHANNEL
+
+    sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
+    writer = BatchWriter(pool, tmp_path, flush_interval_s=60)
+    await writer.start()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {ROWS_CHANNEL}")
+        assert writer.offer_batch(_push_row_batch(sid, 0), external=True)
+        await writer.flush()  # committed (and would be notified) before the probe result below
+        assert writer.offer("probe_results", [result_row(endpoint_ids[0], 0)])
+        await writer.flush()
+        payloads = [note.payload async for note in listener.notifies(timeout=10.0, stop_after=1)]
+    await writer.stop()
+    assert payloads == ["probe_results"]  # notifications arrive in commit order
+    assert fetch(database_url, "SELECT path FROM request_logs") == [("/0",)]
+
+
+async def test_pushed_rows_are_committed_on_a_pool_without_autocommit(database_url: str, tmp_path: Path) -> None:
+    # A push batch alone is written as one COPY: committed whether or not the connections autocommit.
+    sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open(wait=True)
+    try:
+        writer = BatchWriter(pool, tmp_path, flush_interval_s=60)
+        await writer.start()
+        for n in range(2):
+            assert writer.offer_batch(_push_row_batch(sid, n), external=True)
+            await writer.flush()
+        await writer.stop()
+        assert fetch(database_url, "SELECT path FROM request_logs ORDER BY path") == [("/0",), ("/1",)]
+        assert writer.stats.rows_written == 2
+    finally:
+        await pool.close()
