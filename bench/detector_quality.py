@@ -10,7 +10,9 @@ Suites:
 - shapes: real-world shapes (detector.synthetic.shapes) at 1 min (7 days) and 5 min
   (21 days, also with irregular spacing and gaps): daily and weekly seasonality, trend,
   AR noise; spikes, dips, level shifts that stay, transient shifts, a noise regime that
-  stays, noise bursts.
+  stays, noise bursts. 1m-heavy and 5m-heavy are the 1m and 5m series (same seeds, same
+  incidents) with the normal texture of real series on top: heavy-tailed noise, unlabelled
+  bursts, on half of them quantised low counts (synthetic.shapes(texture="heavy")).
 
 - public (only with --public-dir): labelled public series in the layout of the Numenta
   Anomaly Benchmark (github.com/numenta/NAB, MIT licence; not shipped here): DIR/data/<group>/<name>.csv
@@ -52,8 +54,11 @@ from detector.models import reference
 from upwatch.config.detector import Detector
 
 METHODS: dict[str, models.Model] = {"ours": models.get("isolation_forest"), "reference": reference}
-# (name, step in seconds, days, irregular) per cadence of the shapes suite.
-CADENCES = {"1m": (60.0, 7.0, False), "5m": (300.0, 21.0, False), "5m-irregular": (300.0, 21.0, True)}
+# (step in seconds, days, irregular, texture) per cadence of the shapes suite; "-heavy" is the same
+# series with the normal texture of real ones (synthetic._heavy; seventh session, 3 Dec).
+CADENCES = {"1m": (60.0, 7.0, False, "plain"), "5m": (300.0, 21.0, False, "plain"),
+            "5m-irregular": (300.0, 21.0, True, "plain"),
+            "1m-heavy": (60.0, 7.0, False, "heavy"), "5m-heavy": (300.0, 21.0, False, "heavy")}
 TUNING_SEED, REPORT_SEED = 1000, 5000
 
 
@@ -106,8 +111,8 @@ def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Out
     elif cadence == "15s":
         labelled, step = synthetic.generate(seed, days=days), 15.0
     else:
-        step, days, irregular = CADENCES[cadence]
-        labelled = synthetic.shapes(seed, step_s=step, days=days, irregular=irregular)
+        step, days, irregular, texture = CADENCES[cadence]
+        labelled = synthetic.shapes(seed, step_s=step, days=days, irregular=irregular, texture=texture)
     # The reference is the method as stated: thresholded rows, none of our decision rules after it.
     settings = Detector(**(({"event_hold": "0s"} if method == "reference" else {}) | overrides))
     # The reference knows nothing of incidents, so it learns from every row.

@@ -145,14 +145,23 @@ SHAPE_KINDS = ("spike", "dip", "level_shift", "transient_shift", "variance_regim
 PERMANENT_LABEL_STEPS = 12
 
 
+# Textures of normal behaviour real series have and the plain shapes lack (#13, seventh session).
+# Name -> the tag in a series' name ("plain" keeps the names of before).
+TEXTURES = {"plain": "", "heavy": "heavy-"}
+
+
 def shapes(seed: int, step_s: float = 300.0, days: float = 21.0, incidents_per_day: float = 0.5,
-           irregular: bool = False, name: str = "") -> LabelledSeries:
+           irregular: bool = False, name: str = "", texture: str = "plain") -> LabelledSeries:
     """A labelled series at `step_s` with daily and weekly seasonality, trend, AR noise and incidents.
 
     Incidents: spikes and dips of 1-3 steps (at least 1-3 minutes), level shifts that stay,
     transient shifts of 30 min-3 h, a noise regime that stays, noise bursts of 30 min-2 h.
     irregular=True drops ~15 % of rows at random and 0-2 stretches of 1-6 h, with +-20 % jitter.
+    texture="heavy" gives the same series (same incidents) the normal behaviour of real counters
+    and latencies on top (`_heavy`): heavy-tailed noise, unlabelled bursts and, on half the
+    series, quantised low counts. Its draws come from a second generator, so "plain" is unchanged.
     """
+    name = name or f"shapes-{int(step_s)}s-{_tag(texture)}{seed}"
     rng = np.random.default_rng(seed)
     n = int(days * 86400 / step_s)
     jitter = 0.2 if irregular else 0.02
@@ -191,6 +200,8 @@ def shapes(seed: int, step_s: float = 300.0, days: float = 21.0, incidents_per_d
         incidents.append(Incident(kind, _at(seconds[first]), _at(seconds[last])))
     noise = _ar_noise(rng, n, sigma, phi=rng.uniform(0.0, 0.8))
     value = base * daily * weekly * trend * factor * np.exp(noise)
+    value = _heavy(np.random.default_rng([seed, 13]), value, sigma, seconds, step_s, incidents) \
+        if texture == "heavy" else value
     keep = np.ones(n, dtype=bool)
     if irregular:
         keep &= rng.random(n) >= 0.15
@@ -203,7 +214,44 @@ def shapes(seed: int, step_s: float = 300.0, days: float = 21.0, incidents_per_d
     for i in incidents:  # an incident's first and last rows are observed, as the label says
         keep[np.flatnonzero(_stamps(seconds).isin([i.start, i.end]))] = True
     frame = pd.DataFrame({"timestamp": _stamps(seconds[keep]), "value": np.round(value[keep], 3)})
-    return LabelledSeries(name or f"shapes-{int(step_s)}s-{seed}", frame.reset_index(drop=True), tuple(incidents))
+    return LabelledSeries(name, frame.reset_index(drop=True), tuple(incidents))
+
+
+def _tag(texture: str) -> str:
+    if texture not in TEXTURES:
+        raise ValueError(f"texture must be one of {', '.join(TEXTURES)}, not {texture!r}")
+    return TEXTURES[texture]
+
+
+def _heavy(rng: np.random.Generator, value: np.ndarray, sigma: np.ndarray, seconds: np.ndarray,
+           step_s: float, incidents: list[Incident]) -> np.ndarray:
+    """Normal behaviour of real series that the plain shapes lack, none of it labelled.
+
+    - heavy-tailed noise: Student-t shocks (2.5-5 degrees of freedom) at 0.5-1x the series' noise
+      on top of it, so a normal row strays 5-10 noise units now and then (the normal fit's tail does not);
+    - bursts: 1-6 a day of 1-3 steps at 1.3-2.2x (a cron job, a batch, a retry storm), never within
+      2 h of an incident, so the labels stay true; with a fifth of them at 2-3.5x (as big as the
+      smaller labelled spikes: a detector must learn they are usual from their frequency);
+    - on half the series, a count: the value rescaled to a median of 2-40 and drawn as Poisson, so
+      low levels are quantised and zeros are common.
+    """
+    n = len(value)
+    df = rng.uniform(2.5, 5.0)
+    shocks = rng.standard_t(df, n) * np.sqrt((df - 2.0) / df)  # unit variance
+    value = value * np.exp(rng.uniform(0.5, 1.0) * sigma * shocks)
+    per_day = rng.uniform(1.0, 6.0)
+    clear = np.ones(n, dtype=bool)
+    stamps = _stamps(seconds)
+    for i in incidents:
+        clear &= ~((stamps >= i.start - pd.Timedelta(hours=2)) & (stamps <= i.end + pd.Timedelta(hours=2)))
+    for first in np.flatnonzero(rng.random(n) < per_day * step_s / 86400.0):
+        length = int(rng.integers(1, 4))
+        if first + length <= n and clear[first:first + length].all():
+            big = rng.random() < 0.2
+            value[first:first + length] *= rng.uniform(2.0, 3.5) if big else rng.uniform(1.3, 2.2)
+    if rng.random() < 0.5:
+        value = rng.poisson(value * rng.uniform(2.0, 40.0) / float(np.median(value))).astype("float64")
+    return value
 
 
 def _place_shapes(rng: np.random.Generator, n: int, step_s: float, days: float,
