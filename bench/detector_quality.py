@@ -1,6 +1,7 @@
 """Quality benchmark: our detector vs the reference method on labelled synthetic series.
 
     python bench/detector_quality.py                    # both suites, report seeds, about 10 minutes on 2 cores
+                                                        # before the -heavy cadences (3 Dec); choose with --cadences
     python bench/detector_quality.py --suite probe --series 6 --days 3 --workers 1
     python bench/detector_quality.py --suite shapes --tuning   # the seeds used to tune (never to report)
     python bench/detector_quality.py --suite public --public-dir NAB/   # labelled public series (below)
