@@ -81,19 +81,15 @@ def key_auth(admin: Refusal = UNAUTHORIZED) -> Auth[Caller]:
     """A service key is required; the admin token gets `admin` (401 unless an operation explains more)."""
 
     async def check(request: web.Request, context: Context) -> Caller | Refusal:
-        raw = presented_key(request)
-        digest = hash_key(raw) if raw else None  # one hash for both comparisons
-        if is_admin(context, raw, digest):
-            return admin
-        caller = await context.keys.authenticate(raw, digest)
-        return caller if caller is not None else UNAUTHORIZED
+        who = await _key_or_admin(request, context)
+        return admin if isinstance(who, Admin) else who
 
     return Auth("key", check)
 
 
 async def _key_or_admin(request: web.Request, context: Context) -> Caller | Admin | Refusal:
     raw = presented_key(request)
-    digest = hash_key(raw) if raw else None
+    digest = hash_key(raw) if raw else None  # one hash for both comparisons
     if is_admin(context, raw, digest):
         return ADMIN_CALLER
     caller = await context.keys.authenticate(raw, digest)
