@@ -14,10 +14,10 @@ from psycopg_pool import AsyncConnectionPool
 from prober.spool import SPOOL_NAME, encode
 from prober.writer import BatchWriter
 from tests.prober.conftest import fetch, insert_endpoints, result_row
-from upwatch.db import open_pool
+from upwatch.db import ROWS_CHANNEL, open_pool
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
-from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch
+from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch, new_ids
 
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/upwatch"
 
@@ -236,7 +236,7 @@ async def test_writer_column_lists_match_the_schema(database_url: str) -> None:
 
 async def test_offered_batch_is_written_and_spools_json_as_values(pool: AsyncConnectionPool, database_url: str,
                                                                   tmp_path: Path) -> None:
-    from upwatch.rows import json_text, new_ids
+    from upwatch.rows import json_text
 
     sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
     columns = ("time", "service_id", "ingest_id", "tags")
@@ -287,17 +287,13 @@ async def test_spool_fsync_runs_while_the_event_loop_goes_on(tmp_path: Path, mon
 
 
 def _push_row_batch(service_id: int, n: int) -> Batch:
-    from upwatch.rows import new_ids
-
+    """A one-row push batch with path /n, as a single-record request offers it."""
     columns = ("time", "service_id", "ingest_id", "path")
-    return Batch("request_logs", columns, [(dt.datetime.now(dt.UTC), service_id, ingest_id, f"/{n}")
-                                           for ingest_id in new_ids(1)])
+    return Batch("request_logs", columns, [(dt.datetime.now(dt.UTC), service_id, new_ids(1)[0], f"/{n}")])
 
 
 async def test_probe_results_commits_are_notified_and_pushed_rows_are_not(
         pool: AsyncConnectionPool, database_url: str, endpoint_ids: list[int], tmp_path: Path) -> None:
-    from upwatch.db import ROWS_CHANNEL
-
     sid = fetch(database_url, "INSERT INTO services (name) VALUES ('s') RETURNING id")[0][0]
     writer = BatchWriter(pool, tmp_path, flush_interval_s=60)
     await writer.start()
