@@ -131,7 +131,7 @@ def read_csv(path: Path) -> pd.DataFrame:
             raise BadInput(f"{path}: more than one column {column!r} (found: {', '.join(present)})")
     frame.columns = named
     stamps = _timestamps(frame["timestamp"].str.strip())
-    _refuse(path, "timestamp", stamps.isna(), frame["timestamp"], "not an ISO timestamp")
+    _refuse(path, "timestamp", stamps.isna(), frame["timestamp"], _not_a_time(frame["timestamp"]))
     text = frame["value"].str.strip()
     blank = text.str.lower().isin(("", "nan", "null", "none"))
     values = pd.to_numeric(text.where(~blank), errors="coerce")
@@ -153,6 +153,13 @@ def _timestamps(text: pd.Series) -> pd.Series:
     if len(text) and seconds.notna().all() and (seconds >= EPOCH_FLOOR_S).all():
         return pd.to_datetime(seconds, unit="s", utc=True)
     return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+
+
+def _not_a_time(text: pd.Series) -> str:
+    numbers = pd.to_numeric(text.str.strip(), errors="coerce")
+    if len(text) and numbers.notna().all():  # a column of numbers, some below EPOCH_FLOOR_S: row numbers
+        return "not an ISO timestamp nor Unix seconds (a row number? the detector needs times to know the cadence)"
+    return "not an ISO timestamp"
 
 
 def _refuse(path: Path, column: str, bad: pd.Series, raw: pd.Series, what: str) -> None:

@@ -90,8 +90,11 @@ def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: 
         ("timestamp,value\n2026-03-02T00:00:00Z,fast\n", "in.csv:2: column 'value': not a number: 'fast'"),
         ("timestamp,Value,value\n2026-03-02T00:00:00Z,1,2\n",
          "more than one column 'value' (found: timestamp, Value, value)"),
+        ("timestamp,value,is_anomaly\n1,5,0\n2,6,0\n",
+         "in.csv:2: column 'timestamp': not an ISO timestamp nor Unix seconds (a row number? the detector needs"),
     ],
-    ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value", "value-twice"],
+    ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value", "value-twice",
+         "row-numbers"],
 )
 def test_bad_csv_exits_2_naming_the_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
