@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.string import StrDumperUnknown
 
-from upwatch.rows import TABLES, Batch, JsonText, Table, json_text, new_ids
+from upwatch.rows import TABLES, Batch, JsonText, Table, json_text, take_ids
 
 # Registered for the exact type: psycopg otherwise looks a str subclass up through its MRO on every
 # value, which made COPY of JSON columns slower than the Jsonb wrapper it replaces.
@@ -48,15 +47,9 @@ def _layout(table: Table, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple
 
 # Idempotency keys drawn 256 at a time: one urandom call per row was a system call per check. Emptied
 # in a forked child, which must not hand out the same keys as its parent.
-_IDS: list[str] = []
-os.register_at_fork(after_in_child=_IDS.clear)
-
-
 def new_id() -> str:
     """A fresh idempotency key (a version 4 UUID as 32 hex digits)."""
-    if not _IDS:
-        _IDS.extend(new_ids(256))
-    return _IDS.pop()
+    return take_ids(1)[0]
 
 
 def _names(batch: Batch) -> tuple[sql.Composable, sql.Composable]:

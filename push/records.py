@@ -33,7 +33,7 @@ from push import useragents
 from push.bodies import INTEGRAL
 from push.masking import Masking, masking
 from upwatch.records import ProbeResult
-from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch, JsonText, new_ids
+from upwatch.rows import PROBE_RESULTS, REQUEST_LOGS, Batch, JsonText, take_ids
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -310,30 +310,13 @@ def to_row(record: Record, ingest_id: str, *, service_id: int, privacy_level: in
     )
 
 
-_IDS_AT_ONCE = 256
-_ids: list[str] = []
-
-
-def _ingest_ids(count: int) -> list[str]:
-    # new_ids costs ~2-6 us a call whatever the count (one urandom, two byte passes): a single-record
-    # request drew a call of its own. Small batches take theirs from ids drawn 256 at a time; each
-    # is still a random uuid drawn in this process, used once.
-    if count > _IDS_AT_ONCE // 4:
-        return new_ids(count)
-    if len(_ids) < count:
-        _ids.extend(new_ids(_IDS_AT_ONCE))
-    taken = _ids[-count:]
-    del _ids[-count:]
-    return taken
-
-
 def batch(valid: Sequence[Record], *, service_id: int, privacy_level: int, sensitive: Masking,
           max_body_bytes: int, now: datetime) -> Batch:
     """The request_logs rows of a validated batch, laid out for BatchWriter.offer_batch."""
     return Batch(REQUEST_LOGS.name, REQUEST_LOGS.columns, [
         to_row(r, ingest_id, service_id=service_id, privacy_level=privacy_level, sensitive=sensitive,
                max_body_bytes=max_body_bytes, now=now)
-        for r, ingest_id in zip(valid, _ingest_ids(len(valid)), strict=True)])
+        for r, ingest_id in zip(valid, take_ids(len(valid)), strict=True)])
 
 
 def probe_batch(result: ProbeResult, endpoint_id: int, *, location: str, prober: str) -> Batch:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +98,23 @@ def test_batches_draw_distinct_version_4_ingest_ids(sizes: list[int]) -> None:
         valid * size, service_id=1, privacy_level=0, sensitive=SENSITIVE, max_body_bytes=64, now=NOW).rows]
     assert len(ids) == sum(sizes) == len(set(ids))
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
+def test_a_forked_child_does_not_take_ids_its_parent_drew() -> None:
+    # In a process of its own: pytest's process has threads, and forking it would warn.
+    script = """
+import os
+from upwatch.rows import take_ids
+take_ids(1)  # the parent now holds a block of ids
+read, write = os.pipe()
+if os.fork() == 0:
+    os.write(write, " ".join(take_ids(10)).encode())
+    os._exit(0)
+os.wait()
+print(os.read(read, 65536).decode())
+print(" ".join(take_ids(10)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    child, parent = (set(line.split()) for line in done.stdout.splitlines())
+    assert len(child) == len(parent) == 10 and not child & parent
