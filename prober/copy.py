@@ -52,8 +52,8 @@ def new_id() -> str:
     return take_ids(1)[0]
 
 
-def _names(batch: Batch) -> tuple[sql.Composable, sql.Composable]:
-    return sql.Identifier(batch.table), sql.SQL(", ").join(map(sql.Identifier, batch.columns))
+def _names(table: str, columns: tuple[str, ...]) -> tuple[sql.Composable, sql.Composable]:
+    return sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
 
 
 async def copy_rows(conn: psycopg.AsyncConnection, batch: Batch) -> None:
@@ -74,8 +74,7 @@ def _copy_statement(conn: psycopg.AsyncConnection, table: str, columns: tuple[st
     key = (table, columns, conn.info.encoding)
     statement = _COPY_STATEMENTS.get(key)
     if statement is None:
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names).as_bytes(conn)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(*_names(table, columns)).as_bytes(conn)
         _COPY_STATEMENTS[key] = statement
     return statement
 
@@ -83,7 +82,7 @@ def _copy_statement(conn: psycopg.AsyncConnection, table: str, columns: tuple[st
 async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None:
     """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING (and, for STORED_MATCH tables,
     only the rows not stored already): idempotent for replays."""
-    table, columns = _names(batch)
+    table, columns = _names(batch.table, batch.columns)
     json_at = _json_at(batch)
     await conn.execute(sql.SQL("CREATE TEMPORARY TABLE upwatch_stage ON COMMIT DROP AS "
                                "SELECT {} FROM {} WITH NO DATA").format(columns, table))
@@ -102,7 +101,7 @@ async def insert_idempotent(conn: psycopg.AsyncConnection, batch: Batch) -> None
 async def insert_row(conn: psycopg.AsyncConnection, single: Batch) -> None:
     """INSERT the one row of `single` ... ON CONFLICT DO NOTHING, unless a STORED_MATCH table holds it
     already: insert_idempotent for one row, usable in a savepoint (no temporary table)."""
-    table, columns = _names(single)
+    table, columns = _names(single.table, single.columns)
     row = _as_json_text(single.rows[0], _json_at(single))
     match = STORED_MATCH.get(single.table)
     if match is not None:
