@@ -35,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from push_throughput import _autocommit, exchange, requests, run_load
 
 from prober.writer import BatchWriter
-from push import create_app, keys, mount
+from push import create_app, keys
 from upwatch import config
 from upwatch.embedded import EmbeddedPostgres
 from upwatch.migrate import migrate
@@ -105,7 +105,7 @@ async def main(args: argparse.Namespace) -> None:
             endpoint_id = (await cur.fetchone())[0]
         root = web.Application()
         app = create_app(Runtime(cfg, Path("bench.yaml"), url, pool), writer, admin_token=secrets.token_urlsafe())
-        mount(root, app)
+        root.add_subapp("/api/v1", app)
         runner = web.AppRunner(root, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

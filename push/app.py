@@ -1,4 +1,4 @@
-"""The push API as an aiohttp application, and `mount` to serve it at PREFIX on a listener's app.
+"""The push API as an aiohttp application (mounted by the prober at /api/v1).
 
 Routes come from routes.ROUTES; client mistakes are answered with a JSON
 `{"error": ..., "details": [...]}` and a 4xx status, never a 5xx.
@@ -24,13 +24,12 @@ from push.idempotency import IdempotencyKeys
 from push.keys import KeyStore
 from push.ratelimit import RateLimiter
 from push.records import sensitive_set
-from push.routes import INGEST, ROUTES
+from push.routes import ROUTES
 from upwatch.db import DatabaseUnavailable, error_summary
 from upwatch.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/api/v1"
 ADMIN_TOKEN_ENV = "UPWATCH_ADMIN_TOKEN"  # noqa: S105  the variable's name, not a token
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,20 +130,3 @@ def create_app(runtime: Runtime, writer: Writer, *, admin_token: str | None = No
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
     return app
-
-
-def mount(root: web.Application, app: web.Application) -> None:
-    """Serve the push API `app` (create_app) at PREFIX on `root`: as a sub-app, and POST /logs also as
-    a route of `root` itself (the same operation, context and JSON errors), which its router finds
-    first. Services that push each record alone make one POST /logs per record; through the sub-app
-    each also took a second router and two more middlewares (docs/push.md, Session 12)."""
-    root.add_subapp(PREFIX, app)
-    context = app[CONTEXT]
-
-    async def checked(request: web.Request) -> web.StreamResponse:
-        return await INGEST.call(request, context)
-
-    async def post_logs(request: web.Request) -> web.StreamResponse:
-        return await json_errors(request, checked)
-
-    root.router.add_route(INGEST.method, PREFIX + INGEST.path, post_logs)

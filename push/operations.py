@@ -187,10 +187,7 @@ class Operation:
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         """Check the caller, then the query, then the body; the first refusal answers, else the handler."""
-        return await self.call(request, ctx(request))
-
-    async def call(self, request: web.Request, context: Context) -> web.StreamResponse:
-        """run() with the push context given, for a route outside the push app (push.app.mount)."""
+        context = ctx(request)
         caller = await self.auth.check(request, context)
         if isinstance(caller, Refusal):
             return caller.response()

@@ -31,17 +31,15 @@ _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                     "description": "one per batch; a repeat within 24 h is not stored again"}
 
-# One request per record when services push singly: also routed outside the sub-app (push.app.mount).
-INGEST = operation("POST", "/logs", ingest.post_logs, "Push request logs (one object, an array or NDJSON)",
-                   {202: "accepted, with the count (a repeated Idempotency-Key: the first answer again, with"
-                         " Idempotent-Replayed: true, nothing stored)", 400: "invalid JSON (with position)",
-                    401: "missing, invalid or revoked key", 413: "body or batch too large",
-                    415: "unsupported content type",
-                    422: "invalid records (index, field, reason) or Idempotency-Key header; nothing stored",
-                    429: "rate limit exceeded (Retry-After)", 503: "write queue full (Retry-After)"},
-                   auth=KEY, body=ingest.LOGS, query=NO_QUERY, extra_params=(_IDEMPOTENCY_KEY,))
 OPERATIONS: tuple[Operation, ...] = (
-    INGEST,
+    operation("POST", "/logs", ingest.post_logs, "Push request logs (one object, an array or NDJSON)",
+              {202: "accepted, with the count (a repeated Idempotency-Key: the first answer again, with"
+                    " Idempotent-Replayed: true, nothing stored)", 400: "invalid JSON (with position)",
+               401: "missing, invalid or revoked key", 413: "body or batch too large",
+               415: "unsupported content type",
+               422: "invalid records (index, field, reason) or Idempotency-Key header; nothing stored",
+               429: "rate limit exceeded (Retry-After)", 503: "write queue full (Retry-After)"},
+              auth=KEY, body=ingest.LOGS, query=NO_QUERY, extra_params=(_IDEMPOTENCY_KEY,)),
     operation("GET", "/logs", query.list_logs, "Search logs, newest first, keyset-paginated",
               {200: "a page of logs", **_READ},
               auth=KEY_OR_ADMIN, body=NO_BODY, query=query_model(query.LogQuery)),

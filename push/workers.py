@@ -47,7 +47,8 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from push.app import PREFIX, create_app, mount
+from push import PREFIX
+from push.app import create_app
 from push.context import Writer
 from upwatch.config import Config
 from upwatch.runtime import Runtime
@@ -71,7 +72,7 @@ async def serve(runtime: Runtime, writer: Writer, host: str, port: int, *,
     """Serve the push API at PREFIX on host:port, sharing the port (SO_REUSEPORT) with other workers.
     Raises OSError when the port is held by a socket bound without SO_REUSEPORT."""
     root = web.Application()
-    mount(root, create_app(runtime, writer, admin_token=admin_token))
+    root.add_subapp(PREFIX, create_app(runtime, writer, admin_token=admin_token))
     return await _start(root, host, port)
 
 
@@ -295,7 +296,7 @@ async def _worker(spec: Spec, control: Connection) -> None:
         proxy = _Proxy(spec.prober_socket)
         root = web.Application(middlewares=[proxy.middleware])
         root.on_cleanup.append(proxy.close)
-        mount(root, create_app(runtime, writer, rollups=False))
+        root.add_subapp(PREFIX, create_app(runtime, writer, rollups=False))
         root.on_response_prepare.append(_tag(spec.number))
         runner = await _start(root, spec.host, spec.port)
         control.send(("ready", os.getpid()))

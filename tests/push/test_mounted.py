@@ -1,5 +1,6 @@
-"""push.app.mount: the push API at /api/v1 on a listener's app, POST /logs routed on that app itself,
-every other path through the sub-app, with the same JSON answers."""
+"""The push API as a listener mounts it (a sub-app at /api/v1, push.workers.serve): POST /logs and
+every other path answered over real HTTP with the JSON answers of json_errors, as create_app alone
+answers them in the other tests."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ ANSWERS = [
 
 @pytest.mark.parametrize(("method", "path", "admin", "body", "status", "answer"), ANSWERS,
                          ids=[f"{m} {p}" for m, p, *_ in ANSWERS])
-async def test_every_other_path_is_answered_by_the_sub_app(base: str, method: str, path: str, admin: bool,
+async def test_mounted_paths_get_the_json_answers(base: str, method: str, path: str, admin: bool,
                                                            body: bytes | None, status: int,
                                                            answer: dict[str, Any] | None) -> None:
     headers = {**(ADMIN if admin else {}), "Content-Type": "application/json"}
