@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector import backtest, evaluation, features, models, synthetic
 from detector.backtest import replay
-from detector.incidents import gap_for
+from detector.incidents import gap_for, group
 from detector.models import reference
 from upwatch.config.detector import Detector
 
@@ -93,14 +93,8 @@ def load_public(root: Path, name: str) -> tuple[synthetic.LabelledSeries, float]
 
 
 def _runs(stamps: pd.Series, gap: pd.Timedelta) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Labelled times grouped as live incidents are: the next no more than `gap` after the last."""
-    runs: list[tuple[pd.Timestamp, pd.Timestamp]] = []
-    for at in sorted(stamps):
-        if runs and at - runs[-1][1] <= gap:
-            runs[-1] = (runs[-1][0], at)
-        else:
-            runs.append((at, at))
-    return runs
+    """Labelled times grouped as live incidents are (incidents.group): the next no more than `gap` after the last."""
+    return [(run.start, run.end) for run in group(((at, 1.0) for at in sorted(stamps)), gap)]
 
 
 def run_one(args: tuple[str, int, float, str, dict[str, str]]) -> evaluation.Outcome:
