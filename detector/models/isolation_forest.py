@@ -165,12 +165,19 @@ def _calibrate(raw: np.ndarray, rate: float) -> float:
     return float(mid + (high - mid) * _NORMAL.inv_cdf(1.0 - rate) / _NORMAL.inv_cdf(0.9))
 
 
+def _reach(center: Mapping[str, float], usual: Mapping[str, tuple[float, float]], names: tuple[str, ...],
+           values: np.ndarray) -> np.ndarray:
+    """How far each column of `values` (rows x names) sits above its training median, in units of the
+    median-to-p95 distance: what `explain` reports and what says which feature leads a row."""
+    scale = np.array([max(usual[n][1] - center[n], 1e-9) for n in names])
+    reach: np.ndarray = (values - np.array([center[n] for n in names])) / scale
+    return reach
+
+
 def _led_by_point(center: Mapping[str, float], usual: Mapping[str, tuple[float, float]],
                   forest_x: np.ndarray) -> np.ndarray:
     """Per row: is the point feature the one furthest above its usual range (as `explain` measures)?"""
-    reach = np.stack([(forest_x[:, i] - center[name]) / max(usual[name][1] - center[name], 1e-9)
-                      for i, name in enumerate(FOREST_FEATURES)], axis=1)
-    led: np.ndarray = np.argmax(reach, axis=1) == 0
+    led: np.ndarray = np.argmax(_reach(center, usual, FOREST_FEATURES, forest_x), axis=1) == 0
     return led
 
 
@@ -194,9 +201,9 @@ def _point_threshold(raw: np.ndarray, led: np.ndarray, positions: np.ndarray, th
     above = np.flatnonzero(raw > threshold)
     if len(above) <= POINT_EVENTS_ABOVE:
         return None
-    starts = np.r_[0, np.flatnonzero(np.diff(positions[above]) > EVENT_GAP) + 1]
-    peaks = sorted((float(raw[top]) for top in (rows[np.argmax(raw[rows])] for rows in np.split(above, starts[1:]))
-                    if led[top]), reverse=True)
+    excursions = np.split(above, np.flatnonzero(np.diff(positions[above]) > EVENT_GAP) + 1)
+    tops = [rows[np.argmax(raw[rows])] for rows in excursions]
+    peaks = sorted((float(raw[top]) for top in tops if led[top]), reverse=True)
     if len(peaks) <= POINT_EVENTS_ABOVE:
         return None
     return peaks[POINT_EVENTS_ABOVE] + 1e-9
@@ -275,13 +282,10 @@ def calibrate(model: Fitted, raw: np.ndarray, threshold: float | None = None) ->
 
 def explain(model: Fitted, row: Mapping[str, float]) -> dict[str, float]:
     """How far each feature sits above its training median, in units of the median-to-p95 distance."""
-    out = {}
-    for name in model.features:
-        centre = model.center[name]
-        high = model.usual[name][1]
-        value = float(row[name])
-        out[name] = (value - centre) / max(high - centre, 1e-9) if math.isfinite(value) else 0.0
-    return out
+    values = np.array([[float(row[name]) for name in model.features]])
+    reach = _reach(model.center, model.usual, model.features, values)[0]
+    return {name: float(r) if math.isfinite(v) else 0.0
+            for name, r, v in zip(model.features, reach, values[0], strict=True)}
 
 
 def versions() -> dict[str, str]:
