@@ -45,10 +45,8 @@ def _layout(table: Table, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple
     return columns, json_at, columns.index(table.idempotency_key)
 
 
-# Idempotency keys drawn 256 at a time: one urandom call per row was a system call per check. Emptied
-# in a forked child, which must not hand out the same keys as its parent.
 def new_id() -> str:
-    """A fresh idempotency key (a version 4 UUID as 32 hex digits)."""
+    """A fresh idempotency key (a version 4 UUID as 32 hex digits), from upwatch.rows.take_ids' block."""
     return take_ids(1)[0]
 
 
