@@ -87,16 +87,20 @@ class LiveDetector:
     async def tick(self, now: datetime) -> int:
         """One scoring pass, then start due trainings; returns anomalies written.
 
-        Once per score_interval a pass looks for new series and reads every series. Passes in
-        between (woken by new rows) read only the endpoint latency series that one query finds
-        rows for past their watermark: at 100 endpoints, a read per series made each pass cost
-        ~0.9 s and put the p99 from commit to anomaly row at 1.9 s (bench/detector_speed.py).
-        Per-minute series wait for their minute to settle anyway, so they keep the full cadence.
+        Endpoint latency series that already have a watermark are read only when one query finds
+        rows past it: at 100 endpoints, a read per series made each pass cost ~0.9 s and put the
+        p99 from commit to anomaly row at 1.9 s (bench/detector_speed.py). Passes woken by new rows
+        read just those. Once per score_interval a pass also looks for new series and reads every
+        other series: per-minute series wait for their minute to settle anyway, and a new series'
+        first pass learns where it ends. (Reading every latency series in that pass too made it
+        ~1 s at 100 endpoints, and a commit just after it started waited for it and for the pause
+        after it: p99 2.1 s, 4 Dec.)
         """
         if self.refreshed_at is None or now - self.refreshed_at >= self.settings.score_interval:
             await self.refresh()
             self.refreshed_at = now
-            due = list(self.states.values())
+            followed = {id(s) for s in self._followed()}
+            due = [s for s in self.states.values() if id(s) not in followed] + await self._with_new_rows()
         else:
             due = await self._with_new_rows()
         # Series are independent: their database reads overlap, while judging (CPU, in a
@@ -117,9 +121,13 @@ class LiveDetector:
                 task.add_done_callback(self.tasks.discard)
         return written
 
+    def _followed(self) -> list[State]:
+        """Endpoint latency series with a watermark: one query tells which of them have new rows."""
+        return [s for s in self.states.values()
+                if s.series.metric == "latency" and s.series.endpoint_id is not None and s.watermark is not None]
+
     async def _with_new_rows(self) -> list[State]:
-        latency = {s.series.endpoint_id: s for s in self.states.values()
-                   if s.series.metric == "latency" and s.series.endpoint_id is not None and s.watermark is not None}
+        latency = {s.series.endpoint_id: s for s in self._followed() if s.series.endpoint_id is not None}
         if not latency:
             return []
         async with self.pool.connection() as conn:

@@ -121,6 +121,36 @@ async def test_a_pass_between_full_passes_judges_the_endpoints_that_got_rows(
     executor.shutdown()
 
 
+@pytest.mark.timeout(60)
+async def test_a_full_pass_judges_the_latency_rows_past_the_watermark_and_learns_new_series(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    # A full pass (once per score_interval) reads latency series with a watermark only when the one query
+    # finds rows past it; the rows it finds are judged as in any pass, and a series seen for the first
+    # time still gets its watermark.
+    rng = np.random.default_rng(4)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)
+    await live.drain()
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO endpoints (name, kind, target) VALUES ('web', 'http', 'http://127.0.0.1/w') RETURNING id")
+        row = await cur.fetchone()
+    assert row is not None
+    await _add_checks(pool, int(row[0]), history[-40:], [50.0] * 40)
+    fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(8)]
+    await _add_checks(pool, endpoint, fresh, [100.0, 100.0] + [900.0] * 6)
+    written = await live.tick(now + settings.score_interval + timedelta(seconds=1))
+    assert written == len(await _anomalies(pool)) >= 3
+    assert live.states[SERIES].watermark == fresh[-1]
+    assert live.states["endpoint:web:latency"].watermark == history[-1]
+    executor.shutdown()
+
+
 async def test_endpoints_with_new_latency_finds_successful_checks_past_each_watermark(
     pool: AsyncConnectionPool, endpoint: int
 ) -> None:
