@@ -37,6 +37,14 @@ instance; PostgreSQL's CPU is shared out by rows stored).
 
     python bench/prober_throughput.py --daemon --fleet
     python bench/prober_throughput.py --daemon --quick --old /tmp/old --loops uvloop asyncio --together
+
+--peer (with --daemon) first measures the peer on the same target, N and interval: Debian's
+blackbox_exporter and Prometheus (`prometheus-blackbox-exporter`, `prometheus`), one http_2xx probe
+module with the same checks (status 200, body `"status":"UP"`), Prometheus scraping
+/probe?target=... for each endpoint every 15 s, both with their default storage; the CPU of both
+processes per stored probe sample, which the ratio column then uses instead of the issue's reference:
+
+    python bench/prober_throughput.py --daemon --quick --peer
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import asyncio
 import cProfile
 import datetime as dt
 import importlib.util
+import json
 import logging
 import os
 import pstats
@@ -62,6 +71,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psutil
 import psycopg
@@ -479,6 +489,99 @@ def measure_daemon(run: Run, url: str, postmaster: int, workdir: Path, port: int
     return results
 
 
+BLACKBOX = """modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      valid_status_codes: [200]
+      fail_if_body_not_matches_regexp: ['"status":"UP"']
+"""
+
+
+def prometheus_query(port: int, query: str, at: float) -> float:
+    """One instant query's single value (0 when the result is empty)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{urlencode({'query': query, 'time': at})}",
+                                timeout=30) as resp:
+        result = json.load(resp)["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def measure_peer(n: int, cycles: int, workdir: Path, port: int) -> dict[str, Any]:
+    """blackbox_exporter + Prometheus probing the N target paths every 15 s: CPU of both per stored probe sample."""
+    exporter_bin, prometheus_bin = shutil.which("prometheus-blackbox-exporter"), shutil.which("prometheus")
+    if exporter_bin is None or prometheus_bin is None:
+        raise SystemExit("--peer needs prometheus-blackbox-exporter and prometheus on PATH "
+                         "(apt-get install prometheus-blackbox-exporter prometheus)")
+    home = workdir / f"peer-{n}"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "blackbox.yml").write_text(BLACKBOX)
+    exporter_port, prometheus_port = free_port(), free_port()
+    targets = "\n".join(f"          - http://127.0.0.1:{port}/t/{i}" for i in range(n))
+    (home / "prometheus.yml").write_text(f"""global:
+  scrape_interval: {INTERVAL_S}s
+  scrape_timeout: 10s
+scrape_configs:
+  - job_name: blackbox
+    metrics_path: /probe
+    params:
+      module: [http_2xx]
+    static_configs:
+      - targets:
+{targets}
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: 127.0.0.1:{exporter_port}
+""")
+    logs = [open(home / "blackbox.log", "wb"), open(home / "prometheus.log", "wb")]  # noqa: SIM115
+    exporter = subprocess.Popen([exporter_bin, f"--config.file={home / 'blackbox.yml'}",
+                                 f"--web.listen-address=127.0.0.1:{exporter_port}"], stdout=logs[0], stderr=logs[0])
+    prometheus = subprocess.Popen([prometheus_bin, f"--config.file={home / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={home / 'tsdb'}",
+                                   f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=logs[1], stderr=logs[1])
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/-/ready", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or prometheus.poll() is not None or exporter.poll() is not None:
+                    raise SystemExit(f"the peer did not start: see {home}/*.log") from None
+                time.sleep(0.5)
+        time.sleep(2 * INTERVAL_S)  # every target scraped at least once (Prometheus spreads them over the interval)
+        load = os.getloadavg()[0]
+        t0, cpu0 = time.time(), (tree_cpu_s(exporter.pid), tree_cpu_s(prometheus.pid))
+        time.sleep(INTERVAL_S * cycles)
+        t1, cpu1 = time.time(), (tree_cpu_s(exporter.pid), tree_cpu_s(prometheus.pid))
+        window = round(t1 - t0)
+        stored = prometheus_query(prometheus_port, f"sum(count_over_time(probe_success[{window}s]))", t1)
+        succeeded = prometheus_query(prometheus_port, f"sum(sum_over_time(probe_success[{window}s]))", t1)
+        rss = rss_mb(exporter.pid) + rss_mb(prometheus.pid)
+    finally:
+        for process in (prometheus, exporter):
+            process.send_signal(signal.SIGTERM)
+        for process in (prometheus, exporter):
+            process.wait(60)
+        for log in logs:
+            log.close()
+    probes = max(1.0, stored)
+    return {"seconds": t1 - t0, "stored": int(stored), "succeeded": int(succeeded), "load": load, "rss_mb": rss,
+            "exporter_ms": 1000 * (cpu1[0] - cpu0[0]) / probes, "prometheus_ms": 1000 * (cpu1[1] - cpu0[1]) / probes}
+
+
+def peer_line(n: int, r: dict[str, Any]) -> str:
+    total = r["exporter_ms"] + r["prometheus_ms"]
+    return (f"  peer {n:>6}: blackbox_exporter + Prometheus, fresh connection per probe, {r['seconds']:.0f} s: "
+            f"{r['stored']} probe samples stored ({r['succeeded']} succeeded), CPU per stored probe "
+            f"{r['exporter_ms']:.3f} ms exporter + {r['prometheus_ms']:.3f} ms Prometheus = {total:.3f} ms, "
+            f"RSS {r['rss_mb']:.0f} MB, load {r['load']:.2f}")
+
+
 def start_one(run: Run, variant: Variant, url: str, workdir: Path, port: int) -> Daemon:
     """Write the config of one variant's daemon and start it."""
     name = f"daemon-{run.n}-{run.mode}-{variant.label or 'bench'}"
@@ -516,10 +619,11 @@ DAEMON_HEADER = ("{:>6} {:>11} {:>12} {:>4} {:>7} {:>7} {:>15} {:>10} {:>7} {:>7
     "sys%")
 
 
-def daemon_line(n: int, mode: str, label: str, r: dict[str, Any]) -> str:
-    """One row under DAEMON_HEADER: ms are CPU per stored probe; ratio against blackbox_exporter + Prometheus."""
+def daemon_line(n: int, mode: str, label: str, r: dict[str, Any], peer_ms: float | None = None) -> str:
+    """One row under DAEMON_HEADER: ms are CPU per stored probe; ratio against blackbox_exporter + Prometheus
+    (`peer_ms` measured in this run, else the issue's reference figure)."""
     total = r["prober_ms"] + r["postgres_ms"]
-    peer = PEER_MS.get(n)
+    peer = round(peer_ms, 3) if peer_ms is not None else PEER_MS.get(n)
     ratio = f"{total / peer:.2f}" if peer else "-"
     share = f"{r['started']}/{r['expected']}"
     return (f"{n:>6} {mode:>11} {label:>12} {r['seconds']:>4.0f} {r['stored']:>7} {r['stored'] / r['seconds']:>7.1f} "
@@ -547,8 +651,15 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
               f"interval(s) after one warm-up, python={sys.version.split()[0]} cpus={os.cpu_count()} "
               f"uvloop installed={bool(importlib.util.find_spec('uvloop'))} "
               f"daemon cpu={'any' if args.cpu is None else args.cpu}", flush=True)
+        if args.peer:
+            print("ratio: against the peer measured here, just before each N", flush=True)
         print(DAEMON_HEADER, flush=True)
         for n in args.endpoints:
+            peer_ms = None
+            if args.peer:
+                measured = measure_peer(n, cycles, workdir, port)
+                print(peer_line(n, measured), flush=True)
+                peer_ms = measured["exporter_ms"] + measured["prometheus_ms"]
             for mode in args.connections:
                 groups = [variants(args)] if args.together else [[v] for v in variants(args)]
                 for group in groups * args.repeat:
@@ -558,7 +669,7 @@ def run_daemon(args: argparse.Namespace, workdir: Path) -> None:
                     run = Run(n, mode, group, cycles, args.cpu, spy, logs)
                     for variant, result in zip(group, measure_daemon(run, url, postmaster, workdir, port),
                                                strict=True):
-                        print(daemon_line(n, mode, variant.label, result), flush=True)
+                        print(daemon_line(n, mode, variant.label, result, peer_ms), flush=True)
                     if spy is not None:
                         print_profile(spy)
     finally:
@@ -609,7 +720,11 @@ if __name__ == "__main__":
                         "time, side by side (the same load on each; PostgreSQL's CPU shared out by rows)")
     parser.add_argument("--fleet", action="store_true", help="with --daemon: 20,000 and 40,000 endpoints, "
                         "reused connections, the daemon on one CPU (issue #17.3)")
+    parser.add_argument("--peer", action="store_true", help="with --daemon: measure blackbox_exporter + Prometheus "
+                        "on the same target first, and give the ratio against that")
     parsed = parser.parse_args()
+    if parsed.peer and not parsed.daemon:
+        parser.error("--peer needs --daemon")
     if "uvloop" in parsed.loops and not importlib.util.find_spec("uvloop"):
         parser.error("--loops uvloop: uvloop is not installed, so the daemon would run asyncio's loop")
     if parsed.fleet:
