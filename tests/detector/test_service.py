@@ -151,6 +151,31 @@ async def test_a_full_pass_judges_the_latency_rows_past_the_watermark_and_learns
     executor.shutdown()
 
 
+@pytest.mark.timeout(60)
+async def test_after_a_restart_a_sparse_series_without_new_rows_retrains_on_its_own_cadence(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    # An hourly series needs 2 x min_training_rows hours of window (41 days here). After a restart its
+    # state holds no history, and a full pass reads it only once it has new rows: its retraining must
+    # still measure the hourly cadence (not assume 15 s, which reads 8 days: too few rows to train).
+    rng = np.random.default_rng(5)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    history = [now - timedelta(hours=1440 - i) for i in range(1440)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    first = LiveDetector(pool, settings, executor)
+    await first.tick(now)
+    await first.drain()
+    trained = first.states[SERIES].artifact
+    assert trained is not None and trained.step == timedelta(hours=1)
+    restarted = LiveDetector(pool, settings, executor)
+    await restarted.tick(now + timedelta(days=8))  # no new rows; the model is due again
+    await restarted.drain()
+    again = restarted.states[SERIES].artifact
+    assert again is not None and again.version == trained.version + 1 and again.rows >= settings.min_training_rows
+    executor.shutdown()
+
+
 async def test_endpoints_with_new_latency_finds_successful_checks_past_each_watermark(
     pool: AsyncConnectionPool, endpoint: int
 ) -> None:
