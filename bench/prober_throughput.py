@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import datetime as dt
 import importlib.util
@@ -537,13 +538,31 @@ scrape_configs:
       - target_label: __address__
         replacement: 127.0.0.1:{exporter_port}
 """)
-    logs = [open(home / "blackbox.log", "wb"), open(home / "prometheus.log", "wb")]  # noqa: SIM115
-    exporter = subprocess.Popen([exporter_bin, f"--config.file={home / 'blackbox.yml'}",
-                                 f"--web.listen-address=127.0.0.1:{exporter_port}"], stdout=logs[0], stderr=logs[0])
-    prometheus = subprocess.Popen([prometheus_bin, f"--config.file={home / 'prometheus.yml'}",
-                                   f"--storage.tsdb.path={home / 'tsdb'}",
-                                   f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=logs[1], stderr=logs[1])
-    try:
+    with contextlib.ExitStack() as stack:
+        started: list[subprocess.Popen[bytes]] = []
+
+        def stop_all() -> None:
+            for process in started:
+                process.send_signal(signal.SIGTERM)
+            for process in started:
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+
+        stack.callback(stop_all)
+        exporter_log = stack.enter_context(open(home / "blackbox.log", "wb"))
+        prometheus_log = stack.enter_context(open(home / "prometheus.log", "wb"))
+        exporter = subprocess.Popen([exporter_bin, f"--config.file={home / 'blackbox.yml'}",
+                                     f"--web.listen-address=127.0.0.1:{exporter_port}"],
+                                    stdout=exporter_log, stderr=exporter_log)
+        started.append(exporter)
+        prometheus = subprocess.Popen([prometheus_bin, f"--config.file={home / 'prometheus.yml'}",
+                                       f"--storage.tsdb.path={home / 'tsdb'}",
+                                       f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+                                      stdout=prometheus_log, stderr=prometheus_log)
+        started.append(prometheus)
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -558,20 +577,19 @@ scrape_configs:
         t0, cpu0 = time.time(), (tree_cpu_s(exporter.pid), tree_cpu_s(prometheus.pid))
         time.sleep(INTERVAL_S * cycles)
         t1, cpu1 = time.time(), (tree_cpu_s(exporter.pid), tree_cpu_s(prometheus.pid))
-        window = round(t1 - t0)
-        stored = prometheus_query(prometheus_port, f"sum(count_over_time(probe_success[{window}s]))", t1)
-        succeeded = prometheus_query(prometheus_port, f"sum(sum_over_time(probe_success[{window}s]))", t1)
         rss = rss_mb(exporter.pid) + rss_mb(prometheus.pid)
-    finally:
-        for process in (prometheus, exporter):
-            process.send_signal(signal.SIGTERM)
-        for process in (prometheus, exporter):
-            process.wait(60)
-        for log in logs:
-            log.close()
-    probes = max(1.0, stored)
+        # A sample carries its scrape's start time: let the scrapes started before t1 land, then count
+        # the samples of (t0, t1] exactly (the window in milliseconds, evaluated at t1).
+        time.sleep(3)
+        window = f"{int(1000 * (t1 - t0))}ms"
+        stored = prometheus_query(prometheus_port, f"sum(count_over_time(probe_success[{window}]))", t1)
+        succeeded = prometheus_query(prometheus_port, f"sum(sum_over_time(probe_success[{window}]))", t1)
+    expected = n * cycles
+    if stored < 0.95 * expected or succeeded < stored:
+        raise SystemExit(f"the peer's run is not comparable: {stored:.0f} probe samples stored of {expected} "
+                         f"expected, {succeeded:.0f} succeeded (see {home}/*.log)")
     return {"seconds": t1 - t0, "stored": int(stored), "succeeded": int(succeeded), "load": load, "rss_mb": rss,
-            "exporter_ms": 1000 * (cpu1[0] - cpu0[0]) / probes, "prometheus_ms": 1000 * (cpu1[1] - cpu0[1]) / probes}
+            "exporter_ms": 1000 * (cpu1[0] - cpu0[0]) / stored, "prometheus_ms": 1000 * (cpu1[1] - cpu0[1]) / stored}
 
 
 def peer_line(n: int, r: dict[str, Any]) -> str:
