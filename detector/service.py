@@ -94,7 +94,7 @@ class LiveDetector:
         other series: per-minute series wait for their minute to settle anyway, and a new series'
         first pass learns where it ends. (Reading every latency series in that pass too, a commit
         just after it began waited for it and for the pause after it: p99 2.08-2.16 s at 100
-        endpoints, 1.25 s without, 4 Dec.)
+        endpoints, bench/detector_speed.py, 4 Dec.)
         """
         if self.refreshed_at is None or now - self.refreshed_at >= self.settings.score_interval:
             await self.refresh()
