@@ -176,6 +176,45 @@ async def test_after_a_restart_a_sparse_series_without_new_rows_retrains_on_its_
     executor.shutdown()
 
 
+@pytest.mark.timeout(90)
+async def test_per_minute_series_are_read_in_turn_each_once_a_minute(
+    pool: AsyncConnectionPool, endpoint: int, settings: Detector
+) -> None:
+    # 8 endpoints: at a 15 s score_interval each full pass reads 2 of the 8 failure-rate series that
+    # have a watermark (the longest unread first), so all 8 are read within the minute and no pass
+    # reads them all at once.
+    rng = np.random.default_rng(6)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ids = [endpoint]
+    async with pool.connection() as conn:
+        for i in range(7):
+            cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES (%s, 'http', %s) RETURNING id",
+                                     (f"api{i}", f"http://127.0.0.1/{i}"))
+            row = await cur.fetchone()
+            assert row is not None
+            ids.append(int(row[0]))
+    old = [now - timedelta(hours=2) + timedelta(seconds=15 * i) for i in range(460)]  # to now - 5 min
+    for endpoint_id in ids:
+        await _add_checks(pool, endpoint_id, old, list(100 * np.exp(rng.normal(0, 0.08, len(old)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)  # first pass: every series learns where it ends
+    rates = [s for s in live.states.values() if s.series.metric == "failure_rate"]
+    assert len(rates) == 8 and all(s.watermark is not None for s in rates)
+    before = {s.series.key: s.watermark for s in rates}
+    new = [old[-1] + timedelta(seconds=15 * (i + 1)) for i in range(12)]  # three more minutes, settled below
+    for endpoint_id in ids:
+        await _add_checks(pool, endpoint_id, new, [100.0] * len(new))
+    advanced = []
+    for k in range(1, 5):
+        await live.tick(now + k * settings.score_interval)  # each a full pass
+        advanced.append(sum(1 for s in rates if s.watermark != before[s.series.key]))
+    assert advanced == [2, 4, 6, 8]
+    assert all(s.watermark is not None and s.watermark > before[s.series.key] for s in rates)
+    await live.drain()
+    executor.shutdown()
+
+
 async def test_endpoints_with_new_latency_finds_successful_checks_past_each_watermark(
     pool: AsyncConnectionPool, endpoint: int
 ) -> None:
