@@ -51,6 +51,7 @@ class State:
     artifact: artifacts.Artifact | None = None
     training: bool = False
     tried_at: datetime | None = None
+    read_at: datetime | None = None  # the last full pass that read it in turn (per-minute series)
 
 
 class LiveDetector:
@@ -104,7 +105,7 @@ class LiveDetector:
             self.refreshed_at = now
             followed = {id(s) for s in self._followed()}
             others = [s for s in self.states.values() if id(s) not in followed]
-            due = self._in_turn(others) + await self._with_new_rows()
+            due = self._in_turn(others, now) + await self._with_new_rows()
         else:
             due = await self._with_new_rows()
         # Series are independent: their database reads overlap, while judging (CPU, in a
@@ -125,16 +126,20 @@ class LiveDetector:
                 task.add_done_callback(self.tasks.discard)
         return written
 
-    def _in_turn(self, others: list[State]) -> list[State]:
+    def _in_turn(self, others: list[State], now: datetime) -> list[State]:
         """Of the series a full pass reads in full: every one without a watermark, and of the per-minute
-        series (a new row once a minute) a share, the longest unread first, so that each is read once a
-        minute. All at once, 100 failure rates took a pass ~1.2-1.5 s once a minute, and a probe row
-        committed just after it began waited for it and the pause after it (p99 2.9 s, 4 Dec)."""
+        series (a new row once a minute) a share, the longest unread first (by when a pass last read
+        them, not by their data, so a series with no rows any more cannot keep the others waiting),
+        so that each is read once a minute. All at once, 100 failure rates took a pass ~1.2-1.5 s once
+        a minute, and a probe row committed just after it began waited for it and the pause after it
+        (p99 2.9 s, 4 Dec)."""
         fresh = [s for s in others if s.watermark is None]
-        minute = sorted((s for s in others if s.watermark is not None),
-                        key=lambda s: s.watermark or datetime.min.replace(tzinfo=UTC))
-        share = math.ceil(len(minute) * min(1.0, self.settings.score_interval / PER_MINUTE))
-        return fresh + minute[:share]
+        never = datetime.min.replace(tzinfo=UTC)
+        minute = sorted((s for s in others if s.watermark is not None), key=lambda s: s.read_at or never)
+        share = minute[:math.ceil(len(minute) * min(1.0, self.settings.score_interval / PER_MINUTE))]
+        for state in share:
+            state.read_at = now
+        return fresh + share
 
     def _followed(self) -> list[State]:
         """Endpoint latency series with a watermark: one query tells which of them have new rows."""
