@@ -28,14 +28,32 @@ async def _add_checks(pool: AsyncConnectionPool, endpoint_id: int, times: list[d
             await copy.write_row((at, endpoint_id, uuid.uuid4(), True, ms))
 
 
-@pytest.fixture
-async def endpoint(pool: AsyncConnectionPool) -> int:
+async def _new_endpoint(pool: AsyncConnectionPool, name: str) -> int:
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO endpoints (name, kind, target) VALUES ('api', 'http', 'http://127.0.0.1/') RETURNING id")
+        cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES (%s, 'http', %s) RETURNING id",
+                                 (name, f"http://127.0.0.1/{name}"))
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.fixture
+async def endpoint(pool: AsyncConnectionPool) -> int:
+    return await _new_endpoint(pool, "api")
+
+
+async def _trained(pool: AsyncConnectionPool, endpoint: int, settings: Detector,
+                   seed: int) -> tuple[LiveDetector, ThreadPoolExecutor, datetime, list[datetime]]:
+    """A detector after its first full pass over 700 checks (3 h at 15 s) of `endpoint`, models trained."""
+    rng = np.random.default_rng(seed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
+    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
+    executor = ThreadPoolExecutor(max_workers=1)
+    live = LiveDetector(pool, settings, executor)
+    await live.tick(now)
+    await live.drain()
+    return live, executor, now, history
 
 
 @pytest.fixture
@@ -102,14 +120,7 @@ async def test_live_detector_trains_scores_and_survives_a_restart(
 async def test_a_pass_between_full_passes_judges_the_endpoints_that_got_rows(
     pool: AsyncConnectionPool, endpoint: int, settings: Detector
 ) -> None:
-    rng = np.random.default_rng(3)
-    now = datetime.now(UTC).replace(microsecond=0)
-    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
-    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
-    executor = ThreadPoolExecutor(max_workers=1)
-    live = LiveDetector(pool, settings, executor)
-    await live.tick(now)
-    await live.drain()
+    live, executor, now, history = await _trained(pool, endpoint, settings, seed=3)
     fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(8)]
     await _add_checks(pool, endpoint, fresh, [100.0, 100.0] + [900.0] * 6)
     # One second after a full pass, well inside score_interval: only rows found by the one query are read.
@@ -128,20 +139,8 @@ async def test_a_full_pass_judges_the_latency_rows_past_the_watermark_and_learns
     # A full pass (once per score_interval) reads latency series with a watermark only when the one query
     # finds rows past it; the rows it finds are judged as in any pass, and a series seen for the first
     # time still gets its watermark.
-    rng = np.random.default_rng(4)
-    now = datetime.now(UTC).replace(microsecond=0)
-    history = [now - timedelta(hours=3) + timedelta(seconds=15 * i) for i in range(700)]
-    await _add_checks(pool, endpoint, history, list(100 * np.exp(rng.normal(0, 0.08, len(history)))))
-    executor = ThreadPoolExecutor(max_workers=1)
-    live = LiveDetector(pool, settings, executor)
-    await live.tick(now)
-    await live.drain()
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO endpoints (name, kind, target) VALUES ('web', 'http', 'http://127.0.0.1/w') RETURNING id")
-        row = await cur.fetchone()
-    assert row is not None
-    await _add_checks(pool, int(row[0]), history[-40:], [50.0] * 40)
+    live, executor, now, history = await _trained(pool, endpoint, settings, seed=4)
+    await _add_checks(pool, await _new_endpoint(pool, "web"), history[-40:], [50.0] * 40)
     fresh = [history[-1] + timedelta(seconds=15 * (i + 1)) for i in range(8)]
     await _add_checks(pool, endpoint, fresh, [100.0, 100.0] + [900.0] * 6)
     written = await live.tick(now + settings.score_interval + timedelta(seconds=1))
@@ -186,14 +185,7 @@ async def test_per_minute_series_are_read_in_turn_each_once_a_minute(
     # must not take every turn from the five that have new minutes.
     rng = np.random.default_rng(6)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    ids = [endpoint]
-    async with pool.connection() as conn:
-        for i in range(7):
-            cur = await conn.execute("INSERT INTO endpoints (name, kind, target) VALUES (%s, 'http', %s) RETURNING id",
-                                     (f"api{i}", f"http://127.0.0.1/{i}"))
-            row = await cur.fetchone()
-            assert row is not None
-            ids.append(int(row[0]))
+    ids = [endpoint] + [await _new_endpoint(pool, f"api{i}") for i in range(7)]
     old = [now - timedelta(hours=2) + timedelta(seconds=15 * i) for i in range(460)]  # to now - 5 min
     stale, active = ids[:3], ids[3:]
     for endpoint_id in ids:
