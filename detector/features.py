@@ -45,6 +45,13 @@ LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
 SEASON_HALF_WIDTH = pd.Timedelta(minutes=15)
 SEASON_POINTS = 3
+# The accumulated level (`level_cusum`): each row's deviation from its baseline, capped so that one far
+# row cannot make it alone, less a slack of one noise unit (half the 2-unit shift it is for), summed
+# over the run of rows that maximises it within the last 2 h (#13.4, tenth session).
+CUSUM_SLACK = 1.0
+CUSUM_CAP = 6.0
+CUSUM_SPAN = pd.Timedelta(hours=2)
+CUSUM_BLOCK = pd.Timedelta(minutes=5)
 # How long a deviation must last before the point features call it persistent: three checks at 15 s.
 PERSIST = pd.Timedelta(seconds=45)
 DEFAULT_STEP = pd.Timedelta(seconds=15)
@@ -104,6 +111,11 @@ class Scale:
     @property
     def season_half(self) -> pd.Timedelta:
         return max(SEASON_HALF_WIDTH, SEASON_POINTS * self.step)
+
+    @property
+    def block(self) -> pd.Timedelta:
+        """The grid the accumulated level's runs start on: 5 min, or the step when it is longer."""
+        return max(CUSUM_BLOCK, self.step)
 
     @property
     def lookback(self) -> pd.Timedelta:
@@ -179,6 +191,45 @@ class Window:
     def long_median(self) -> pd.Series:
         # The 6 h baseline ends 10 points back, so a fresh shift is compared with what came before it.
         return self.y.rolling(self.scale.long, min_periods=10).median().shift(10)
+
+    @cached_property
+    def accumulated(self) -> tuple[np.ndarray, np.ndarray]:
+        """(above, below) per row: how much evidence the recent rows give that the level is above both
+        its baselines (same time yesterday and the 6 h median, either alone when the other is missing)
+        or below both. For a run of the last m rows, m x (their mean's distance past the farther
+        baseline, in noise units, less CUSUM_SLACK); the largest over the runs that start at a block
+        boundary (`Scale.block`) within CUSUM_SPAN, or 0. Each row counts at most CUSUM_CAP of its own
+        short-term noise units past the median before it (the 60-point baseline, at most 1 h), so one
+        far row cannot make it alone, and a row's value reads no baseline older than its own (live
+        scoring needs no more history than the other features). Measured against the row's current
+        baselines: once they have taken a new level in, its rows stop counting (a CUSUM of each row's
+        own gap kept flagging a level shift for 2 h after the 6 h median had moved).
+        """
+        high = np.fmax(self.season_median.to_numpy(), self.long_median.to_numpy())
+        low = np.fmin(self.season_median.to_numpy(), self.long_median.to_numpy())
+        noise = self.steady_scale.to_numpy()
+        y = self.y.to_numpy()
+        near, unit = self.base_median.to_numpy(), self.base_scale.to_numpy()
+        sums = [np.r_[0.0, np.cumsum(np.nan_to_num(clipped))] for clipped in
+                (np.fmin(y, near + CUSUM_CAP * unit), np.fmax(y, near - CUSUM_CAP * unit))]
+        stamps = self.index.asi8
+        block = self.scale.block.value
+        runs = round(CUSUM_SPAN.value / block)
+        # A run's first row is the first at or after its boundary: looked up once per block of the
+        # series' time range (and the span before it), then gathered for each row and run.
+        blocks = stamps // block if len(stamps) else np.zeros(0, dtype="int64")
+        origin = int(blocks[0]) - runs if len(blocks) else 0
+        first_row = np.searchsorted(stamps, (origin + np.arange(int(blocks[-1]) - origin + 1 if len(blocks) else 0))
+                                    * block)
+        starts = first_row[(blocks - origin)[:, None] - np.arange(runs)]
+        rows = np.arange(len(y))
+        count = (rows + 1)[:, None] - starts  # starts <= row: the row's own block has it
+        # Per run: the sum past (baseline + slack) in the series' units; the noise unit divides the best.
+        above = (sums[0][rows + 1][:, None] - sums[0][starts] - count * (high + CUSUM_SLACK * noise)[:, None]) \
+            .max(axis=1, initial=0.0) / noise
+        below = (count * (low - CUSUM_SLACK * noise)[:, None] - (sums[1][rows + 1][:, None] - sums[1][starts])) \
+            .max(axis=1, initial=0.0) / noise
+        return np.nan_to_num(above), np.nan_to_num(below)
 
     @cached_property
     def spread(self) -> pd.Series:
@@ -318,14 +369,29 @@ def _z_run3(w: Window) -> pd.Series:
     return high.clip(lower=-rolling.max().fillna(0.0))  # every check in it far out on the same side
 
 
+def _nearer(day: pd.Series, long: pd.Series) -> pd.Series:
+    """The nearer of two gaps when both point the same way, 0 when they disagree, either alone when the
+    other is missing (NaN when both are)."""
+    both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
+    return pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
+
+
 def _level_z_day(w: Window) -> pd.Series:
     # Away from both same time yesterday and the long baseline, by the nearer of the two: a day
     # unlike yesterday (a weekend, a first Monday) stops counting once the last hours agree with it.
     day = (w.recent_median - w.season_median) / w.steady_scale
     long = (w.recent_median - w.long_median) / w.steady_scale
-    both = np.where(np.sign(day) == np.sign(long), np.sign(day) * np.minimum(day.abs(), long.abs()), 0.0)
-    level = pd.Series(both, index=day.index).where(day.notna() & long.notna(), day.fillna(long))
-    return _away(w, level.fillna(0.0))
+    return _away(w, _nearer(day, long).fillna(0.0))
+
+
+def _level_cusum(w: Window) -> pd.Series:
+    # Evidence for a changed level that accumulates row by row: two noise units for an hour, which no
+    # single row's z and no 30-minute median shows in AR noise, sums to one unit per row.
+    # Summed per row, so its size depends on the cadence; its calibrated envelope, per series, judges it.
+    up, down = w.accumulated
+    if w.two_sided:
+        return pd.Series(np.maximum(up, down), index=w.index)
+    return pd.Series(np.where(up >= down, up, -down / BETTER_SIDE_SHRINK), index=w.index)
 
 
 def _spread_ratio(w: Window) -> pd.Series:
@@ -350,6 +416,7 @@ FEATURES: dict[str, Feature] = {
         Feature("robust_z_run3", _z_run3, "value", "values for 45 s in a row vs last 60 points"),
         Feature("level_z_day", _level_z_day, "level", "level vs same time yesterday"),
         Feature("spread_ratio", _spread_ratio, "spread", "spread vs last 6 h"),
+        Feature("level_cusum", _level_cusum, "level", "level vs same time yesterday, accumulated over 2 h"),
     )
 }
 

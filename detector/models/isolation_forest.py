@@ -27,10 +27,11 @@ logger = logging.getLogger(__name__)
 FOREST_FEATURES: tuple[str, ...] = ("robust_z_persist", "level_z_day", "spread_ratio")
 # Features whose calibrated envelope flags a row on its own. The point feature is the
 # three-in-a-row one: a stray pair of jitter points is as high as a short spike, and only
-# its length tells them apart.
-ENVELOPE_FEATURES: tuple[str, ...] = ("robust_z_run3", "level_z_day", "spread_ratio")
+# its length tells them apart. The accumulated level (4 Dec) is an envelope feature only (not tried
+# as a forest column).
+ENVELOPE_FEATURES: tuple[str, ...] = ("robust_z_run3", "level_z_day", "spread_ratio", "level_cusum")
 # Every column the model reads (computed by training, scoring and the backtest alike).
-FEATURES: tuple[str, ...] = (*FOREST_FEATURES, "robust_z_run3")
+FEATURES: tuple[str, ...] = (*FOREST_FEATURES, "robust_z_run3", "level_cusum")
 THRESHOLD = 0.5
 # 200 trees did worse on the benchmark than 100; a fixed seed makes retraining reproducible.
 N_ESTIMATORS = 100

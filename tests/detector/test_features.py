@@ -116,3 +116,49 @@ def test_a_calm_hour_does_not_make_an_ordinary_row_look_far_out() -> None:
     z = compute(frame, ("robust_z_persist",), step, two_sided=True)["robust_z_persist"].to_numpy()
     assert z[-2] < 3  # one usual noise unit after a calm hour
     assert z[-1] > 8  # a 3x spike still far out
+
+
+def _five_minute(level: np.ndarray, seed: int = 5, noise: float = 0.05) -> pd.DataFrame:
+    """Two days of flat 5-minute rows with i.i.d. multiplicative noise of `noise`, then `level` (log units)."""
+    rng = np.random.default_rng(seed)
+    log = np.r_[np.zeros(2 * 288), level] + rng.normal(0.0, noise, 2 * 288 + len(level))
+    stamps = pd.Timestamp("2026-03-02T00:00:00Z") + pd.Timedelta(minutes=5) * np.arange(len(log))
+    return features.prepare(pd.DataFrame({"timestamp": stamps, "value": 100 * np.exp(log)}))
+
+
+def _accumulated(frame: pd.DataFrame, two_sided: bool = True) -> np.ndarray:
+    out = features.compute(frame, ("level_cusum",), pd.Timedelta(minutes=5), two_sided)
+    return np.asarray(out["level_cusum"].to_numpy())
+
+
+def test_a_lasting_small_shift_accumulates_row_by_row() -> None:
+    # Two noise units for two hours: about one unit per row past the slack, so ~24 after 24 rows,
+    # while no single row is far out; a run longer than the span counts only its last 2 h.
+    shift = 2 * 0.05
+    frame = _five_minute(np.full(36, shift))
+    cusum = _accumulated(frame)
+    start = 2 * 288
+    assert cusum[:start].max() < 5
+    assert cusum[start + 5] < cusum[start + 11] < cusum[start + 23]
+    assert cusum[start + 23] > 12
+    down = _accumulated(_five_minute(np.full(36, -shift)), two_sided=False)
+    assert down[start + 23] <= 0  # latency below usual is not an incident
+
+
+def test_one_far_row_adds_no_more_than_the_cap() -> None:
+    frame = _five_minute(np.r_[np.zeros(10), [np.log(10.0)], np.zeros(10)])
+    spike = 2 * 288 + 10
+    cusum = _accumulated(frame)
+    z = features.compute(frame, ("robust_z_persist",), pd.Timedelta(minutes=5), True)["robust_z_persist"]
+    assert z.iloc[spike] > 20
+    assert cusum[spike] < 10  # the cap (6 noise units) less the slack: 5; uncapped, 43
+
+
+def test_the_accumulated_level_stops_once_its_baselines_take_a_new_level_in() -> None:
+    # A shift that stays: the 6 h median moves to it in a little over 3 h, and rows at the new level
+    # stop counting against it, although same time yesterday is still the old level.
+    frame = _five_minute(np.full(8 * 12, 5 * 0.05))
+    start = 2 * 288
+    cusum = _accumulated(frame)
+    assert cusum[start + 11] > 30
+    assert (cusum[start + 6 * 12:] < 1).all()
