@@ -43,7 +43,9 @@ def replay(
 
     `model` replaces the configured one (settings.model), for the benchmark's reference method.
     Causal: a model is trained on rows before a cut (training.select, as live) and judges
-    rows from the cut until its next due time in data time (training.due_after). Features
+    rows from the cut until its next due time in data time (training.due_after); when a retraining
+    finds too few rows, the last model goes on judging until it has outlived its training window
+    (training.outlived), then the early rule does, as live. Features
     are computed once per step the models see (features of a row read only earlier rows).
     exclude_claimed=False trains on every row, flagged or not: only for replaying the
     reference method, which knows nothing of incidents. A model's flagged rows pass the event
@@ -62,24 +64,35 @@ def replay(
     cut = training.ready_at(stamps, finite, settings) + 1  # train on rows before cut, judge from cut on
     window = pd.Timedelta(settings.event_hold).to_pytimedelta()
     last: LastAlarm | None = None  # the event hold's state, carried across models (live: the anomalies rows)
-    if settings.before_model == "rule":  # the early rule has a rising bar of its own; the hold is for models
+    rule = settings.before_model == "rule"
+    if rule:  # the early rule has a rising bar of its own; the hold is for models
         scores[:cut], flags[:cut] = early.flags(prepared.iloc[:cut], not higher_is_worse)
+    current: tuple[Fitted, pd.Timedelta, np.datetime64] | None = None  # the model judging: its step, when trained
     while cut < len(stamps):
         trained_at = stamps[cut - 1]
         step = feature_set.cadence(stamps[:cut][finite[:cut]])
-        if step not in by_step:
-            feats = feature_set.compute(prepared, module.FEATURES, step, not higher_is_worse)
-            by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
-        feats, usable = by_step[step]
+        feats, usable = _features(by_step, prepared, module, step, higher_is_worse)
         claimed = flags if exclude_claimed else np.zeros_like(flags)
         fitted = _fit(module, feats, stamps, usable, claimed, cut, step, settings)
-        wait = training.due_after(fitted.rows, step, settings) if fitted is not None \
+        # As live: a retraining that fails leaves the model it would have replaced judging (its next try
+        # is when that one is due again) while it is younger than its training window; after that, and
+        # for a series that has never had one, the early rule judges (training.outlived).
+        if fitted is not None:
+            current = (fitted, step, trained_at)
+        elif current is not None and training.outlived(current[2], current[1], trained_at, settings):
+            current = None
+        wait = training.due_after(current[0].rows, current[1], settings) if current is not None \
             else pd.Timedelta(settings.retrain_interval)
         stop = max(int(np.searchsorted(stamps, trained_at + np.timedelta64(wait), side="right")), cut + 1)
-        if fitted is not None:
-            scores[cut:stop] = module.score(fitted, feats.iloc[cut:stop]).to_numpy()
+        if current is not None:
+            judging, trained_step, _ = current
+            feats = _features(by_step, prepared, module, trained_step, higher_is_worse)[0]
+            scores[cut:stop] = module.score(judging, feats.iloc[cut:stop]).to_numpy()
             flags[cut:stop], last = hold_flags(stamps[cut:stop], scores[cut:stop],
-                                               scores[cut:stop] >= fitted.threshold, last, gap_for(step), window)
+                                               scores[cut:stop] >= judging.threshold, last, gap_for(trained_step),
+                                               window)
+        elif rule:
+            scores[cut:stop], flags[cut:stop] = _early(prepared, stamps, cut, stop, not higher_is_worse)
         cut = stop
     judged = np.isfinite(scores)
     out = pd.DataFrame(index=prepared.index)
@@ -87,6 +100,24 @@ def replay(
     out["is_anomaly"] = flags.astype("int64")
     out["judged"] = judged
     return out.reindex(frame.index)
+
+
+def _features(by_step: dict[pd.Timedelta, tuple[pd.DataFrame, np.ndarray]], prepared: pd.DataFrame, module: Model,
+              step: pd.Timedelta, higher_is_worse: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """The model's features at `step` (computed once per step) and which rows have all of them."""
+    if step not in by_step:
+        feats = feature_set.compute(prepared, module.FEATURES, step, not higher_is_worse)
+        by_step[step] = feats, np.isfinite(feats.loc[:, list(module.FEATURES)].to_numpy()).all(axis=1)
+    return by_step[step]
+
+
+def _early(prepared: pd.DataFrame, stamps: np.ndarray, cut: int, stop: int,
+           two_sided: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The early rule's (score, flag) for rows cut..stop of a series without a model, judged as live judges
+    them: over the rows of the lookback before them (its bar rises with what that window held)."""
+    first = int(np.searchsorted(stamps, stamps[cut] - np.timedelta64(training.LOOKBACK), side="left"))
+    scored, flagged = early.flags(prepared.iloc[first:stop], two_sided)
+    return scored[cut - first:], flagged[cut - first:]
 
 
 def _fit(

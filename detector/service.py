@@ -218,6 +218,15 @@ class LiveDetector:
                     artifact = await self._fit(state, now, window)
             except NotEnoughData as e:
                 logger.info("detector not enough data series=%s reason=%r", state.series.key, str(e))
+                if state.artifact is not None and training.outlived(state.artifact.trained_at, state.artifact.step,
+                                                                     now, self.settings):
+                    # Older than its window: judged as a series without a model until a retraining succeeds
+                    # (the backtest does the same); the file goes too, so a restart does not bring it back.
+                    logger.info("detector model outlived its window series=%s trained_at=%s", state.series.key,
+                                state.artifact.trained_at.isoformat())
+                    state.artifact = None
+                    await asyncio.to_thread(
+                        artifacts.path_for(self.settings.model_dir, state.series.key).unlink, missing_ok=True)
                 async with self.pool.connection() as conn:
                     await store.save_model(conn, state.series, state.artifact, "learning" if state.artifact is None
                                            else "ready")

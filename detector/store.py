@@ -65,7 +65,9 @@ async def save_model(conn: AsyncConnection, series: Series, artifact: Artifact |
     await conn.execute(
         "INSERT INTO detector_models (series, endpoint_id, service_id, route, metric, version, trained_at, rows,"
         " threshold, features, status, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-        " ON CONFLICT (series) DO UPDATE SET version = excluded.version, trained_at = excluded.trained_at,"
+        # A series whose model was dropped keeps its last version: the next model's is one more.
+        " ON CONFLICT (series) DO UPDATE SET version = greatest(detector_models.version, excluded.version),"
+        " trained_at = excluded.trained_at,"
         " rows = excluded.rows, threshold = excluded.threshold, features = excluded.features,"
         " status = excluded.status, updated_at = now()",
         (series.key, series.endpoint_id, series.service_id, series.route, series.metric,

@@ -36,6 +36,19 @@ def window_for(step: pd.Timedelta, settings: Detector) -> pd.Timedelta:
     return max(pd.Timedelta(settings.training_window), 2 * settings.min_training_rows * step)
 
 
+def outlived(trained_at: datetime | np.datetime64, step: pd.Timedelta, now: datetime | np.datetime64,
+             settings: Detector) -> bool:
+    """Whether a model trained at `trained_at` (at `step`) is past its training window at `now`.
+
+    A retraining that finds too few rows (a series that turned sparse, a window mostly inside a long
+    incident) leaves the model judging while it is younger than the window it learnt from; once it
+    is older, nothing it saw is in the window any more, and the series is judged as one without a
+    model (the early rule, or nothing with before_model: silent) until a retraining succeeds. Live
+    and the backtest both ask this.
+    """
+    return bool(pd.Timestamp(now) - pd.Timestamp(trained_at) > window_for(step, settings))
+
+
 def history_for(step: pd.Timedelta, settings: Detector) -> pd.Timedelta:
     """How far back a training reads: its window plus the features' lookback before it."""
     return window_for(step, settings) + features.Scale(step).lookback

@@ -139,3 +139,28 @@ def test_features_do_not_depend_on_the_timestamp_unit() -> None:
                           step=pd.Timedelta(minutes=5))
     pd.testing.assert_frame_equal(ns, us)
     assert (ns["level_z_day"].iloc[-200:] != 0).any()
+
+
+def test_a_series_that_turns_sparse_keeps_its_model_for_its_window_then_gets_the_early_rule() -> None:
+    # Three days at 5 min, then a row every 40 min: from day ~9.6 a retraining finds fewer than the
+    # 288 rows it needs in its 7 days. As live, the last model judges until it is older than those
+    # 7 days, then the early rule does (it needs 30 rows in its 26 h, which 40 minutes give).
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2026-03-02T00:00Z")
+    dense = start + pd.Timedelta(minutes=5) * np.arange(3 * 288)
+    sparse = dense[-1] + pd.Timedelta(minutes=40) * np.arange(1, 20 * 36 + 1)
+    stamps = pd.DatetimeIndex(np.r_[dense, sparse])
+    values = 100 * np.exp(rng.normal(0, 0.05, len(stamps)))
+    kept, ruled = (int(np.searchsorted(stamps, pd.Timestamp(t))) for t in ("2026-03-14T12:00Z", "2026-03-22T12:00Z"))
+    values[[kept, ruled]] *= 20
+    frame = pd.DataFrame({"timestamp": stamps, "value": values})
+
+    result = replay(frame, Detector())
+    silent = replay(frame, Detector(before_model="silent"))  # only models judge
+    first_model = int(np.flatnonzero(silent["judged"].to_numpy())[0])
+    assert result["judged"].iloc[first_model:].all()
+    assert result["is_anomaly"].iloc[[kept, ruled]].tolist() == [1, 1]
+    # Day 12.5: three days after the last retraining that had its rows, the model still judges;
+    # day 20.5, more than 7 days after it, no model does.
+    assert silent["judged"].iloc[kept] and silent["is_anomaly"].iloc[kept] == 1
+    assert not silent["judged"].iloc[ruled:].any()

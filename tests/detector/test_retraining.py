@@ -5,16 +5,18 @@ Data time is the `now` each pass is given and the rows' timestamps; no clock is 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from detector import training
+from detector import artifacts, training
 from detector.service import LiveDetector
 from upwatch.config.detector import Detector
 
@@ -143,3 +145,53 @@ async def test_a_model_trained_before_a_level_shift_flags_it_then_judges_the_new
         await live.tick(feed.last)
     assert await _flagged(pool, settled) >= 2
     assert await _flagged(pool, spike[0] - STEP) >= 2
+
+
+@pytest.mark.timeout(120)
+async def test_a_model_whose_retraining_lacks_rows_judges_until_it_outlives_its_window(
+    pool: AsyncConnectionPool, endpoint: int, tmp_path: Path
+) -> None:
+    """A series that turns sparse: its retrainings find too few rows, the model it has goes on judging
+    while younger than its training window, and then is dropped (status, file) for the early rule."""
+    settings = Detector(min_training_rows=100, min_training_span="2h", training_window="4h",
+                        model_dir=tmp_path / "models")
+    window = training.window_for(pd.Timedelta(STEP), settings).to_pytimedelta()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    feed = Feed(pool, endpoint, start, seed=6)
+    await feed.add(3 * 60, 100.0)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        live = LiveDetector(pool, settings, executor)
+        await live.tick(feed.last)
+        await live.drain()
+        model = live.states[SERIES].artifact
+        assert model is not None
+        path = artifacts.path_for(Path(settings.model_dir), SERIES)
+        assert await asyncio.to_thread(path.exists)
+        kept_past_a_retraining = False
+        while live.states[SERIES].artifact is not None and feed.last - start < timedelta(hours=20):
+            feed.last += 9 * STEP  # a row every 10 minutes from now on
+            await feed.add(1, 100.0)
+            await live.tick(feed.last)
+            await live.drain()
+            current = live.states[SERIES].artifact
+            if current is not None:
+                model = current
+                # Dropped at the first retraining that fails once it is older than its window (tried
+                # every due interval; the rows come every 10 minutes).
+                retry = training.due_after(model.rows, model.step, settings).to_pytimedelta()
+                assert feed.last - model.trained_at <= window + retry + 10 * STEP
+                kept_past_a_retraining |= feed.last - model.trained_at > 2 * settings.retrain_interval
+        assert kept_past_a_retraining  # retrainings failed (due hourly) and the model went on judging
+        assert live.states[SERIES].artifact is None
+        assert feed.last - model.trained_at > window
+        assert not await asyncio.to_thread(path.exists)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT status, version, trained_at FROM detector_models WHERE series = %s",
+                                     (SERIES,))
+            assert await cur.fetchone() == ("learning", model.version, None)
+        spike = await feed.add(1, 3000.0)
+        await live.tick(feed.last)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT model_version FROM anomalies WHERE series = %s AND time = %s",
+                                 (SERIES, spike[0]))
+        assert await cur.fetchall() == [(0,)]  # the early rule's verdict
