@@ -52,6 +52,9 @@ CUSUM_SLACK = 1.0
 CUSUM_CAP = 6.0
 CUSUM_SPAN = pd.Timedelta(hours=2)
 CUSUM_BLOCK = pd.Timedelta(minutes=5)
+# ...over runs of at least 30 min: a burst of a few checks is the point features' to judge, and at 15 s
+# four 10x checks counted on their own kept the level flagged for 5 min after them (bench/detector_speed.py).
+CUSUM_SHORTEST = pd.Timedelta(minutes=30)
 # How long a deviation must last before the point features call it persistent: three checks at 15 s.
 PERSIST = pd.Timedelta(seconds=45)
 DEFAULT_STEP = pd.Timedelta(seconds=15)
@@ -198,10 +201,11 @@ class Window:
         its baselines (same time yesterday and the 6 h median, either alone when the other is missing)
         or below both. For a run of the last m rows, m x (their mean's distance past the farther
         baseline, in noise units, less CUSUM_SLACK); the largest over the runs that start at a block
-        boundary (`Scale.block`) within CUSUM_SPAN, or 0. Each row counts at most CUSUM_CAP of its own
-        short-term noise units past the median before it (the 60-point baseline, at most 1 h), so one
-        far row cannot make it alone, and a row's value reads no baseline older than its own (live
-        scoring needs no more history than the other features). Measured against the row's current
+        boundary (`Scale.block`) at least CUSUM_SHORTEST and at most CUSUM_SPAN back, or 0. Each row
+        counts at most CUSUM_CAP of its own short-term noise units past the median before it (the
+        60-point baseline, at most 1 h), so one far row cannot make it alone, and a row's value reads
+        no baseline older than its own (live scoring needs no more history than the other features).
+        Measured against the row's current
         baselines: once they have taken a new level in, its rows stop counting (a CUSUM of each row's
         own gap kept flagging a level shift for 2 h after the 6 h median had moved).
         """
@@ -221,7 +225,8 @@ class Window:
         origin = int(blocks[0]) - runs if len(blocks) else 0
         first_row = np.searchsorted(stamps, (origin + np.arange(int(blocks[-1]) - origin + 1 if len(blocks) else 0))
                                     * block)
-        starts = first_row[(blocks - origin)[:, None] - np.arange(runs)]
+        shortest = min(int(np.ceil(CUSUM_SHORTEST.value / block)), runs - 1)
+        starts = first_row[(blocks - origin)[:, None] - np.arange(shortest, runs)]
         rows = np.arange(len(y))
         count = (rows + 1)[:, None] - starts  # starts <= row: the row's own block has it
         # Per run: the sum past (baseline + slack) in the series' units; the noise unit divides the best.

@@ -151,7 +151,7 @@ def test_one_far_row_adds_no_more_than_the_cap() -> None:
     cusum = _accumulated(frame)
     z = features.compute(frame, ("robust_z_persist",), pd.Timedelta(minutes=5), True)["robust_z_persist"]
     assert z.iloc[spike] > 20
-    assert cusum[spike] < 10  # the cap (6 noise units) less the slack: 5; uncapped, 43
+    assert cusum[spike] < 10  # the cap (6 noise units) less the slack, in a run of at least 30 min: 0; uncapped, 33
 
 
 def test_the_accumulated_level_stops_once_its_baselines_take_a_new_level_in() -> None:
@@ -162,3 +162,16 @@ def test_the_accumulated_level_stops_once_its_baselines_take_a_new_level_in() ->
     cusum = _accumulated(frame)
     assert cusum[start + 11] > 30
     assert (cusum[start + 6 * 12:] < 1).all()
+
+
+def test_a_burst_of_a_few_checks_is_not_accumulated() -> None:
+    # Four 10x checks at 15 s: the point features' to judge. Counted in runs shorter than 30 min they
+    # kept the accumulated level up for 5 min after them (4 x 5 units, less one per check).
+    rng = np.random.default_rng(2)
+    n = 5760 + 30
+    log = rng.normal(0.0, 0.05, n)
+    log[5760:5764] += np.log(10.0)
+    stamps = pd.Timestamp("2026-03-02T00:00:00Z") + pd.Timedelta(seconds=15) * np.arange(n)
+    frame = features.prepare(pd.DataFrame({"timestamp": stamps, "value": 100 * np.exp(log)}))
+    cusum = features.compute(frame, ("level_cusum",), pd.Timedelta(seconds=15), True)["level_cusum"].to_numpy()
+    assert (cusum[5760:] < 1).all()
