@@ -71,6 +71,15 @@ async def _saved_version(pool: AsyncConnectionPool) -> int:
         return int((await cur.fetchone() or [0])[0])
 
 
+async def _first_model(live: LiveDetector, feed: Feed) -> artifacts.Artifact:
+    """The model a pass at the feed's last row trains."""
+    await live.tick(feed.last)
+    await live.drain()
+    artifact = live.states[SERIES].artifact
+    assert artifact is not None
+    return artifact
+
+
 @pytest.mark.timeout(60)
 async def test_a_model_is_retrained_each_time_its_interval_passes_in_data_time(
     pool: AsyncConnectionPool, endpoint: int, settings: Detector
@@ -80,10 +89,8 @@ async def test_a_model_is_retrained_each_time_its_interval_passes_in_data_time(
     await feed.add(4 * 60, 100.0)
     with ThreadPoolExecutor(max_workers=1) as executor:
         live = LiveDetector(pool, settings, executor)
-        await live.tick(feed.last)
-        await live.drain()
-        first = live.states[SERIES].artifact
-        assert first is not None and first.version == 1 and first.trained_at == feed.last
+        first = await _first_model(live, feed)
+        assert first.version == 1 and first.trained_at == feed.last
         due = training.due_after(first.rows, first.step, settings).to_pytimedelta()
         assert due == settings.retrain_interval  # 1 h: 0.1 x 4 h of rows is less
 
@@ -118,10 +125,7 @@ async def test_a_model_trained_before_a_level_shift_flags_it_then_judges_the_new
     await feed.add(6 * 60, 100.0)
     with ThreadPoolExecutor(max_workers=1) as executor:
         live = LiveDetector(pool, settings, executor)
-        await live.tick(feed.last)
-        await live.drain()
-        before = live.states[SERIES].artifact
-        assert before is not None
+        before = await _first_model(live, feed)
         shift = feed.last
         await feed.add(15, 200.0)
         await live.tick(feed.last)
@@ -161,10 +165,7 @@ async def test_a_model_whose_retraining_lacks_rows_judges_until_it_outlives_its_
     await feed.add(3 * 60, 100.0)
     with ThreadPoolExecutor(max_workers=1) as executor:
         live = LiveDetector(pool, settings, executor)
-        await live.tick(feed.last)
-        await live.drain()
-        model = live.states[SERIES].artifact
-        assert model is not None
+        model = await _first_model(live, feed)
         path = artifacts.path_for(Path(settings.model_dir), SERIES)
         assert await asyncio.to_thread(path.exists)
         kept_past_a_retraining = False
