@@ -45,9 +45,9 @@ LONG_POINTS = 72
 SEASON_LAG = pd.Timedelta(days=1)
 SEASON_HALF_WIDTH = pd.Timedelta(minutes=15)
 SEASON_POINTS = 3
-# The accumulated level (`level_cusum`): each row's deviation from its baseline, capped so that one far
-# row cannot make it alone, less a slack of one noise unit (half the 2-unit shift it is for), summed
-# over the run of rows that maximises it within the last 2 h (#13.4, tenth session).
+# The accumulated level (`level_cusum`, `Window.accumulated`): each row's deviation from its baselines,
+# capped so that one far row cannot make it alone, less a slack of one noise unit (half the 2-unit
+# shift it is for), summed over the run of rows that maximises it within the last 2 h (#13.4, 4 Dec).
 CUSUM_SLACK = 1.0
 CUSUM_CAP = 6.0
 CUSUM_SPAN = pd.Timedelta(hours=2)
@@ -205,9 +205,9 @@ class Window:
         counts at most CUSUM_CAP of its own short-term noise units past the median before it (the
         60-point baseline, at most 1 h), so one far row cannot make it alone, and a row's value reads
         no baseline older than its own (live scoring needs no more history than the other features).
-        Measured against the row's current
-        baselines: once they have taken a new level in, its rows stop counting (a CUSUM of each row's
-        own gap kept flagging a level shift for 2 h after the 6 h median had moved).
+        Measured against the row's current baselines: once they have taken a new level in, its rows
+        stop counting (a CUSUM of each row's own gap kept flagging a level shift for 2 h after the 6 h
+        median had moved).
         """
         high = np.fmax(self.season_median.to_numpy(), self.long_median.to_numpy())
         low = np.fmin(self.season_median.to_numpy(), self.long_median.to_numpy())

@@ -225,8 +225,11 @@ class LiveDetector:
                     logger.info("detector model outlived its window series=%s trained_at=%s", state.series.key,
                                 state.artifact.trained_at.isoformat())
                     state.artifact = None
-                    await asyncio.to_thread(
-                        artifacts.path_for(self.settings.model_dir, state.series.key).unlink, missing_ok=True)
+                    path = artifacts.path_for(self.settings.model_dir, state.series.key)
+                    try:
+                        await asyncio.to_thread(path.unlink, missing_ok=True)
+                    except OSError as error:  # the model is out of use either way; a restart would load it
+                        logger.warning("detector cannot remove model file=%s error=%r", path, str(error))
                 async with self.pool.connection() as conn:
                     await store.save_model(conn, state.series, state.artifact, "learning" if state.artifact is None
                                            else "ready")
