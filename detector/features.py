@@ -218,7 +218,7 @@ class Window:
                 (np.fmin(y, near + CUSUM_CAP * unit), np.fmax(y, near - CUSUM_CAP * unit))]
         stamps = self.index.asi8
         block = self.scale.block.value
-        runs = round(CUSUM_SPAN.value / block)
+        runs = max(round(CUSUM_SPAN.value / block), 1)  # at a step of 4 h or more, the row's own block only
         # A run's first row is the first at or after its boundary: looked up once per block of the
         # series' time range (and the span before it), then gathered for each row and run.
         blocks = stamps // block if len(stamps) else np.zeros(0, dtype="int64")

@@ -164,3 +164,21 @@ def test_a_series_that_turns_sparse_keeps_its_model_for_its_window_then_gets_the
     # day 20.5, more than 7 days after it, no model does.
     assert silent["judged"].iloc[kept] and silent["is_anomaly"].iloc[kept] == 1
     assert not silent["judged"].iloc[ruled:].any()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("step", "days"), [(pd.Timedelta(hours=6), 120), (pd.Timedelta(days=1), 400)])
+def test_a_series_slower_than_the_accumulated_levels_span_gets_a_model_and_flags_a_spike(
+    step: pd.Timedelta, days: int
+) -> None:
+    # At a step of 4 h or more no 2-hour run of rows exists: the accumulated level reads the row's own
+    # block. Until 4 Dec its lookup indexed past its table there, so any such series failed to train.
+    frame, kinds = _series(step, days=days, seed=21)
+    _plant(frame, kinds, pd.Timedelta(days=days - 20), 1, 4.0, "spike")
+    result = replay(frame, Detector(before_model="silent"))
+    judged = result["judged"].to_numpy(dtype=bool)
+    assert frame["timestamp"][judged].min() == START + 288 * step  # the first model, after min_training_rows
+    flags = result["is_anomaly"].to_numpy(dtype=bool)
+    assert _flags_by_kind(frame, kinds, flags) == {"spike": True}
+    assert _alarms_outside(frame, kinds, flags, 2 * step) <= 1
+    assert np.isfinite(features.compute(features.prepare(frame), None, step, True)["level_cusum"]).all()
