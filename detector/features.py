@@ -197,6 +197,12 @@ class Window:
 
     @cached_property
     def accumulated(self) -> tuple[np.ndarray, np.ndarray]:
+        """(above, below): see `accumulation`."""
+        above, below, _, _ = self.accumulation
+        return above, below
+
+    @cached_property
+    def accumulation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(above, below) per row: how much evidence the recent rows give that the level is above both
         its baselines (same time yesterday and the 6 h median, either alone when the other is missing)
         or below both. For a run of the last m rows, m x (their mean's distance past the farther
@@ -230,11 +236,15 @@ class Window:
         rows = np.arange(len(y))
         count = (rows + 1)[:, None] - starts  # starts <= row: the row's own block has it
         # Per run: the sum past (baseline + slack) in the series' units; the noise unit divides the best.
-        above = (sums[0][rows + 1][:, None] - sums[0][starts] - count * (high + CUSUM_SLACK * noise)[:, None]) \
-            .max(axis=1, initial=0.0) / noise
-        below = (count * (low - CUSUM_SLACK * noise)[:, None] - (sums[1][rows + 1][:, None] - sums[1][starts])) \
-            .max(axis=1, initial=0.0) / noise
-        return np.nan_to_num(above), np.nan_to_num(below)
+        # With each side's best run's first row, for reasons (`_context`), or -1 without one.
+        out: list[np.ndarray] = []
+        for side in ((sums[0][rows + 1][:, None] - sums[0][starts] - count * (high + CUSUM_SLACK * noise)[:, None]),
+                     (count * (low - CUSUM_SLACK * noise)[:, None] - (sums[1][rows + 1][:, None] - sums[1][starts]))):
+            best = np.argmax(side, axis=1) if side.shape[1] else np.zeros(len(rows), dtype="int64")
+            value = side[rows, best] if side.shape[1] else np.zeros(len(rows))
+            out.append(np.nan_to_num(np.clip(value, 0.0, None) / noise))
+            out.append(np.where(value > 0, starts[rows, best] if side.shape[1] else -1, -1))
+        return out[0], out[2], out[1], out[3]
 
     @cached_property
     def spread(self) -> pd.Series:
@@ -305,7 +315,7 @@ class Feature:
 
     name: str
     compute: Callable[[Window], pd.Series]
-    kind: str  # "value", "level", "spread" or "plain": picks the phrasing in detector.reasons
+    kind: str  # "value", "level", "run", "spread" or "plain": picks the phrasing in detector.reasons
     label: str
 
 
@@ -421,7 +431,7 @@ FEATURES: dict[str, Feature] = {
         Feature("robust_z_run3", _z_run3, "value", "values for 45 s in a row vs last 60 points"),
         Feature("level_z_day", _level_z_day, "level", "level vs same time yesterday"),
         Feature("spread_ratio", _spread_ratio, "spread", "spread vs last 6 h"),
-        Feature("level_cusum", _level_cusum, "level", "level vs same time yesterday, accumulated over 2 h"),
+        Feature("level_cusum", _level_cusum, "run", "level vs same time yesterday, accumulated over 2 h"),
     )
 }
 
@@ -441,6 +451,7 @@ CONTEXT = (
     "level", "level_low", "level_high",  # median of the last 10 (30 min at most) vs its baseline +-2 noise units
     "level_checks",  # how many checks that median reads (Scale.recent)
     "spread", "usual_spread",  # IQR of the last 20 vs its usual value over 6 h
+    "run_level", "run_minutes",  # the accumulated level's best run: its mean, and the minutes it spans
 )
 
 
@@ -459,7 +470,24 @@ def _context(w: Window) -> dict[str, pd.Series]:
         "level_checks": pd.Series(float(w.scale.recent), index=w.index),
         "spread": spread,
         "usual_spread": spread.shift(w.scale.spread).rolling(w.scale.long, min_periods=10).median(),
+        **_run(w),
     }
+
+
+def _run(w: Window) -> dict[str, pd.Series]:
+    """The accumulated level's best run on the side it points to (above unless below is larger, as
+    `_level_cusum` reads them): the mean of its values and the minutes its rows cover (first to last
+    plus a step: 12 rows at 5 min are 60 min); NaN without one."""
+    above, below, above_start, below_start = w.accumulation
+    start = np.where(above >= below, above_start, below_start)
+    found = start >= 0
+    first = np.where(found, start, 0)
+    rows = np.arange(len(start))
+    total = np.r_[0.0, np.cumsum(np.nan_to_num(w.x.to_numpy()))]
+    level = np.where(found, (total[rows + 1] - total[first]) / (rows + 1 - first), np.nan)
+    stamps = w.index.asi8
+    minutes = np.where(found, (stamps - stamps[first] + w.scale.step.value) / 60e9, np.nan)
+    return {"run_level": pd.Series(level, index=w.index), "run_minutes": pd.Series(minutes, index=w.index)}
 
 
 def _unsymlog(y: pd.Series) -> pd.Series:

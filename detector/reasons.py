@@ -29,7 +29,12 @@ def explain(deviations: Mapping[str, float], row: Mapping[str, float], label: st
     e.g. 'latency 870 ms, usually 110–140 ms'; a point reason when the model names no feature."""
     worst = max(deviations, key=lambda n: deviations[n], default=None)
     kind = FEATURES[worst].kind if worst is not None and worst in FEATURES else "value"
-    if kind == "level":
+    if kind == "run" and math.isfinite(row.get("run_minutes", math.nan)):
+        return (
+            f"{label} averaged {_fmt(row['run_level'], unit)} over the last {_minutes(row['run_minutes'])}, "
+            f"usually {_range(row['level_low'], row['level_high'], unit)} at this time of day"
+        )
+    if kind in ("level", "run"):
         return (
             f"{label} level {_fmt(row['level'], unit)} over the last {_checks(row)} checks, usually "
             f"{_range(row['level_low'], row['level_high'], unit)} at this time of day"
@@ -40,6 +45,10 @@ def explain(deviations: Mapping[str, float], row: Mapping[str, float], label: st
             f"{_fmt(row['usual_spread'], unit)}"
         )
     return f"{label} {_fmt(row['value'], unit)}, usually {_range(row['usual_low'], row['usual_high'], unit)}"
+
+
+def _minutes(minutes: float) -> str:
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{max(round(minutes), 1)} min"
 
 
 def _checks(row: Mapping[str, float]) -> int:

@@ -181,4 +181,6 @@ def test_a_series_slower_than_the_accumulated_levels_span_gets_a_model_and_flags
     flags = result["is_anomaly"].to_numpy(dtype=bool)
     assert _flags_by_kind(frame, kinds, flags) == {"spike": True}
     assert _alarms_outside(frame, kinds, flags, 2 * step) <= 1
-    assert np.isfinite(features.compute(features.prepare(frame), None, step, True)["level_cusum"]).all()
+    reasons = features.compute(features.prepare(frame), None, step, True)
+    assert np.isfinite(reasons["level_cusum"]).all()
+    assert (reasons["run_minutes"].dropna() >= step / pd.Timedelta(minutes=1)).all()  # a run is a row at least

@@ -175,3 +175,16 @@ def test_a_burst_of_a_few_checks_is_not_accumulated() -> None:
     frame = features.prepare(pd.DataFrame({"timestamp": stamps, "value": 100 * np.exp(log)}))
     cusum = features.compute(frame, ("level_cusum",), pd.Timedelta(seconds=15), True)["level_cusum"].to_numpy()
     assert (cusum[5760:] < 1).all()
+
+
+def test_the_reason_for_an_accumulated_level_says_how_long_and_how_high() -> None:
+    from detector import reasons
+
+    frame = _five_minute(np.full(12, 3 * 0.05))  # 3 noise units above 100 for an hour
+    row = features.compute(frame, ("level_cusum",), pd.Timedelta(minutes=5), True).iloc[-1].to_dict()
+    text = reasons.explain({"level_cusum": 1.0}, row, "latency", "ms")
+    assert text.startswith("latency averaged ") and text.endswith(" ms at this time of day")
+    level = float(text.removeprefix("latency averaged ").split(" ms")[0])
+    minutes = int(text.split("over the last ")[1].split(" min")[0])
+    assert 110 < level < 122  # 100 x e^0.15 = 116
+    assert 30 <= minutes <= 65  # the 12 rows cover 60 min; the best run may take in a noisy row before them
