@@ -9,11 +9,13 @@ that could not be judged (non-finite values, silent) get score 0 and is_anomaly 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 import numpy as np
 import pandas as pd
@@ -176,21 +178,47 @@ def read_csv(path: Path) -> pd.DataFrame:
 # Unix seconds (as some public benchmarks write them) from this on; smaller numbers are more
 # likely row numbers than times, and a row number says nothing about cadence.
 EPOCH_FLOOR_S = 1e8  # 1973-03-03
+# A column of Unix times is in seconds below 1e11 (the year 5138), then in milliseconds, microseconds
+# or nanoseconds, by the magnitude of its median: 1973 onwards in each unit.
+EpochUnit = Literal["s", "ms", "us", "ns"]
+EPOCH_UNITS: tuple[tuple[float, EpochUnit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"), (math.inf, "ns"))
 
 
 def _timestamps(text: pd.Series) -> pd.Series:
-    """ISO timestamps, or a column of Unix seconds; NaT where neither parses."""
-    seconds = pd.to_numeric(text, errors="coerce")
-    if len(text) and seconds.notna().all() and (seconds >= EPOCH_FLOOR_S).all():
-        return pd.to_datetime(seconds, unit="s", utc=True)
-    return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    """ISO timestamps, a column of Unix times, or one other format throughout; NaT where none parses.
+
+    Another format (`02/14/2014 14:00`, `14.02.2014 14:00`) is read month first and day first, and
+    the reading kept is the one that parses the most rows, then reads them in order, then spans the
+    shortest time: `01.02.2014 … 11.02.2014` at 5-minute steps is ten days in February, not a day
+    in each of eleven months.
+    """
+    numbers = pd.to_numeric(text, errors="coerce")
+    if len(text) and numbers.notna().all() and (numbers >= EPOCH_FLOOR_S).all():
+        unit = next(u for bound, u in EPOCH_UNITS if float(numbers.median()) < bound)
+        return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+    iso = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    if iso.notna().all() or numbers.notna().all():
+        return iso
+    readings = [iso]
+    for dayfirst in (False, True):
+        with warnings.catch_warnings():  # "could not infer format": the row-by-row parse is the fallback
+            warnings.simplefilter("ignore", UserWarning)
+            readings.append(pd.to_datetime(text, utc=True, errors="coerce", dayfirst=dayfirst))
+    return max(readings, key=_reading_rank)
+
+
+def _reading_rank(parsed: pd.Series) -> tuple[int, bool, float]:
+    """Rows parsed, in order, and minus the span: larger is the likelier reading of a column."""
+    times = parsed.dropna()
+    span = (times.max() - times.min()).total_seconds() if len(times) else 0.0
+    return len(times), bool(times.is_monotonic_increasing), -span
 
 
 def _not_a_time(text: pd.Series) -> str:
     numbers = pd.to_numeric(text.str.strip(), errors="coerce")
     if len(text) and numbers.notna().all():  # a column of numbers, some below EPOCH_FLOOR_S: row numbers
-        return "not an ISO timestamp nor Unix seconds (a row number? the detector needs times to know the cadence)"
-    return "not an ISO timestamp"
+        return "not a timestamp nor Unix time (a row number? the detector needs times to know the cadence)"
+    return "not a timestamp (ISO 8601, Unix time, or the date format of the other rows)"
 
 
 def _refuse(path: Path, column: str, bad: pd.Series, raw: pd.Series, what: str) -> None:

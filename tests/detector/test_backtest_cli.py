@@ -86,12 +86,13 @@ def test_series_shorter_than_the_minimum_claims_nothing(tmp_path: Path, series: 
         ("timestamp,latency\n2026-03-02T00:00:00Z,1\n", "missing column 'value' (found: timestamp, latency"),
         ("", "cannot read CSV"),
         ("timestamp,value\n2026-03-02T00:00:00Z,1\nyesterday,2\n",
-         "in.csv:3: column 'timestamp': not an ISO timestamp: 'yesterday'"),
+         "in.csv:3: column 'timestamp': not a timestamp (ISO 8601, Unix time, or the date format of the other rows): "
+         "'yesterday'"),
         ("timestamp,value\n2026-03-02T00:00:00Z,fast\n", "in.csv:2: column 'value': not a number: 'fast'"),
         ("timestamp,Value,value\n2026-03-02T00:00:00Z,1,2\n",
          "more than one column 'value' (found: timestamp, Value, value)"),
         ("timestamp,value,is_anomaly\n1,5,0\n2,6,0\n",
-         "in.csv:2: column 'timestamp': not an ISO timestamp nor Unix seconds (a row number? the detector needs"),
+         "in.csv:2: column 'timestamp': not a timestamp nor Unix time (a row number? the detector needs"),
     ],
     ids=["misnamed-timestamp", "misnamed-value", "empty-file", "bad-timestamp", "bad-value", "value-twice",
          "row-numbers"],
@@ -140,6 +141,34 @@ def test_unix_second_timestamps_are_read_as_times(tmp_path: Path) -> None:
     out = pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})
     assert out["timestamp"].tolist() == [line.split(",")[0] for line in lines]
     assert read_csv(tmp_path / "in.csv")["timestamp"].iloc[1] == pd.Timestamp("2014-11-23T08:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("scale", "decimals"), [(1e3, 0), (1e6, 0), (1e9, 0), (1.0, 2)], ids=["ms", "us", "ns", "fractional-s"]
+)
+def test_unix_times_in_any_unit_are_read_as_times(tmp_path: Path, scale: float, decimals: int) -> None:
+    # Milliseconds used to crash the backtest with an out-of-bounds traceback (read as seconds).
+    stamps = [f"{(1416726000 + 300 * i + 0.25) * scale:.{decimals}f}" for i in range(40)]
+    (tmp_path / "in.csv").write_text("timestamp,value\n" + "".join(f"{t},{100 + i % 7}\n"
+                                                                   for i, t in enumerate(stamps)))
+    times = read_csv(tmp_path / "in.csv")["timestamp"]
+    assert times.iloc[0].floor("s") == pd.Timestamp("2014-11-23T07:00:00Z")
+    assert (times.diff().dropna() == pd.Timedelta(minutes=5)).all()
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    assert pd.read_csv(tmp_path / "out.csv", dtype={"timestamp": str})["timestamp"].tolist() == stamps
+
+
+@pytest.mark.parametrize(
+    "layout", ["%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%b %d %Y %H:%M"],
+    ids=["us", "eu-dots", "eu-slashes", "month-name"],
+)
+def test_other_date_formats_are_read_day_and_month_the_right_way_round(tmp_path: Path, layout: str) -> None:
+    # Ten days from 1 February at 5-minute steps: every day is 12 or less, so each row alone could be
+    # read either way; only the right way round reads them as ten days, not a day in each of eleven months.
+    times = pd.date_range("2014-02-01", periods=3000, freq="5min", tz="UTC")
+    (tmp_path / "in.csv").write_text("timestamp,value\n" + "".join(f"{t.strftime(layout)},{100 + i % 9}\n"
+                                                                   for i, t in enumerate(times)))
+    assert (read_csv(tmp_path / "in.csv")["timestamp"] == pd.Series(times)).all()
 
 
 def test_column_names_match_in_any_case_and_other_columns_are_left_out(tmp_path: Path, series: pd.DataFrame) -> None:
