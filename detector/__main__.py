@@ -64,6 +64,9 @@ def run_backtest(args: argparse.Namespace) -> int:
     except (backtest.BadInput, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except backtest.FilesFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1 if e.internal else 2
     return 0
 
 

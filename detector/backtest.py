@@ -13,7 +13,9 @@ import math
 import multiprocessing
 import sys
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -35,6 +37,18 @@ OUTPUT_COLUMNS = ("timestamp", "value", "anomaly_score", "is_anomaly")
 
 class BadInput(ValueError):
     """The input cannot be backtested; the message names the file and column."""
+
+
+class FilesFailed(Exception):
+    """Some files of a directory were not backtested (the others were): one message per file.
+
+    `internal` when any failed on something other than its input: an output that cannot be written, or an
+    error of ours (logged with its traceback).
+    """
+
+    def __init__(self, messages: list[str], total: int, internal: bool) -> None:
+        super().__init__(f"{len(messages)} of {total} files not backtested:\n" + "\n".join(messages))
+        self.messages, self.internal = messages, internal
 
 
 def replay(
@@ -148,7 +162,8 @@ def _fit(
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a backtest input; raise BadInput naming the file and the missing or unreadable column."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        separator = _separator(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=separator)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: cannot read CSV: {e}") from e
     present = [str(c).strip() for c in frame.columns]
@@ -168,11 +183,24 @@ def read_csv(path: Path) -> pd.DataFrame:
     text = frame["value"].str.strip()
     blank = text.str.lower().isin(("", "nan", "null", "none"))
     values = pd.to_numeric(text.where(~blank), errors="coerce")
+    if separator != ",":  # `;`-separated files (a European spreadsheet's export) may write decimal commas
+        values = values.fillna(pd.to_numeric(text.where(~blank).str.replace(",", ".", regex=False), errors="coerce"))
     _refuse(path, "value", values.isna() & ~blank, frame["value"], "not a number")
     return pd.DataFrame(
         {"timestamp": stamps, "value": values.astype("float64"),
          "raw_timestamp": frame["timestamp"], "raw_value": frame["value"]}
     )
+
+
+def _separator(path: Path) -> str:
+    """`,`, or `;` or a tab where the header has one of those and no comma (a spreadsheet's export)."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        header = f.readline()
+    if "," not in header:
+        for candidate in (";", "\t"):
+            if candidate in header:
+                return candidate
+    return ","
 
 
 # Unix seconds (as some public benchmarks write them) from this on; smaller numbers are more
@@ -229,8 +257,13 @@ def _refuse(path: Path, column: str, bad: pd.Series, raw: pd.Series, what: str) 
 
 
 def run_file(source: Path, target: Path, settings: Detector) -> int:
-    """Backtest one CSV into another; returns the number of rows flagged."""
-    frame = read_csv(source)
+    """Backtest one CSV into another; returns the number of rows flagged. A bad input leaves no output
+    (an earlier run's is removed, so it cannot pass for this one's)."""
+    try:
+        frame = read_csv(source)
+    except BadInput:
+        target.unlink(missing_ok=True)
+        raise
     result = replay(frame[["timestamp", "value"]], settings)
     out = pd.DataFrame(
         {
@@ -252,24 +285,42 @@ def run_dir(source: Path, target: Path, settings: Detector, workers: int = 1, pr
     """Backtest every *.csv in a directory, `workers` files at a time, with a progress bar; returns total rows flagged.
 
     Files are independent, so they spread over processes (spawned: no inherited locks or threads).
-    A bad file stops the run with BadInput naming it, as in single-file mode.
+    A file that fails (bad input, or an error of ours) does not stop the others: when all are done,
+    FilesFailed names each failed file and why.
     """
     files = sorted(source.glob("*.csv"))
     if not files:
         raise BadInput(f"{source}: no *.csv files")
     flagged = 0
+    failed: dict[Path, str] = {}
+    internal = False
+
+    def finished(path: Path, run: Callable[[], int]) -> None:
+        nonlocal flagged, internal
+        try:
+            flagged += run()
+        except BadInput as e:
+            failed[path] = str(e)
+        except OSError as e:  # the output cannot be written (full disk, a directory in its place)
+            failed[path] = f"{path}: {e}"
+            internal = True
+        except Exception as e:  # one file's failure is reported with the others' results, not instead of them
+            logger.exception("backtest failed input=%s", path)
+            failed[path] = f"{path}: internal error: {e!r}"
+            internal = True
+        bar.set_postfix_str(path.name, refresh=False)
+        bar.update()
+
     with tqdm(total=len(files), desc="backtest", unit="file", file=progress, mininterval=1.0) as bar:
         if workers <= 1 or len(files) == 1:
             for path in files:
-                flagged += run_file(path, target / path.name, settings)
-                bar.set_postfix_str(path.name, refresh=False)
-                bar.update()
-            return flagged
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
-            pending = {pool.submit(run_file, path, target / path.name, settings): path for path in files}
-            for done in as_completed(pending):
-                flagged += done.result()
-                bar.set_postfix_str(pending[done].name, refresh=False)
-                bar.update()
+                finished(path, partial(run_file, path, target / path.name, settings))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+                pending = {pool.submit(run_file, path, target / path.name, settings): path for path in files}
+                for done in as_completed(pending):
+                    finished(pending[done], done.result)
+    if failed:
+        raise FilesFailed([failed[p] for p in files if p in failed], len(files), internal)
     return flagged

@@ -133,6 +133,48 @@ def test_directory_mode_writes_one_output_per_input_with_progress(tmp_path: Path
     assert "2/2" in done.stderr and "b.csv" in done.stderr  # tqdm's bar names the last file done
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_file_in_a_directory_is_reported_and_the_others_are_backtested(
+    tmp_path: Path, series: pd.DataFrame, workers: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    for name in ("a.csv", "c.csv"):
+        series.iloc[:500].to_csv(tmp_path / "in" / name, index=False)
+    (tmp_path / "in" / "b.csv").write_text("timestamp,value\n1,5\n2,6\n")  # row numbers: refused
+    (tmp_path / "out" / "b.csv").write_text("timestamp,value,anomaly_score,is_anomaly\n1,5,0.9,1\n")  # stale
+    done = _backtest("--input-dir", "in", "--output-dir", "out", "--workers", workers, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "1 of 3 files not backtested" in done.stderr
+    assert "b.csv:2: column 'timestamp': not a timestamp nor Unix time" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "c.csv"]
+    assert len(pd.read_csv(tmp_path / "out" / "c.csv")) == 500
+
+
+def test_an_output_that_cannot_be_written_fails_that_file_only_with_status_1(
+    tmp_path: Path, series: pd.DataFrame
+) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("a.csv", "b.csv"):
+        series.iloc[:500].to_csv(tmp_path / "in" / name, index=False)
+    (tmp_path / "out" / "a.csv.tmp").mkdir(parents=True)  # where a.csv's output is written first
+    done = _backtest("--input-dir", "in", "--output-dir", "out", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "1 of 2 files not backtested" in done.stderr and "a.csv.tmp" in done.stderr
+    assert (tmp_path / "out" / "b.csv").is_file() and not (tmp_path / "out" / "a.csv").exists()
+
+
+def test_semicolon_separated_files_with_decimal_commas_are_read(tmp_path: Path) -> None:
+    # A European spreadsheet's export: `;` between fields, `,` before the decimals.
+    (tmp_path / "in.csv").write_text("Timestamp;Value\n14.02.2014 14:00;1,5\n14.02.2014 14:05;12\n"
+                                     "14.02.2014 14:10;\n")
+    frame = read_csv(tmp_path / "in.csv")
+    assert frame["value"].tolist()[:2] == [1.5, 12.0] and pd.isna(frame["value"].iloc[2])
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2014-02-14T14:00Z")
+    assert main(["backtest", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    assert pd.read_csv(tmp_path / "out.csv", dtype=str)["value"].tolist()[:2] == ["1,5", "12"]
+
+
 def test_unix_second_timestamps_are_read_as_times(tmp_path: Path) -> None:
     # Some public benchmarks write Unix seconds; they used to be refused as "not an ISO timestamp".
     lines = [f"{1416726000 + 3600 * i},{100 + (i % 24)}" for i in range(30)]
