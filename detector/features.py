@@ -32,6 +32,17 @@ logger = logging.getLogger(__name__)
 # Robust spreads of a flat series are 0; this floor (in log units, about 1 %) keeps
 # z-scores finite and makes "no change" score 0 rather than NaN.
 SCALE_FLOOR = 0.01
+# A series of low counts (tweets, purchases, a few errors a minute) moves by whole counts: a window of
+# 0s and 1s has an IQR of 0 or of log 2, so its spread ratio and z-scores leapt by orders of magnitude
+# between windows that differ by one count (Twitter_volume_IBM's 11 spread alarms, #13.4, 4 Dec). The
+# robust spreads are never below the series' rounding noise at the row's level: the standard deviation
+# of a uniform rounding error, a quantum / sqrt(12), in symlog units at the level of the 60-point
+# baseline. The quantum is the smallest change between consecutive values over the last day (every
+# feature's lookback holds a day), read once 60 values are in; it counts at most as much as one count
+# at 0 does, so a series of 0s and 810-byte writes keeps the yardstick of a count (a write is a signal).
+# Values with decimals have a quantum far below their level: their floor stays SCALE_FLOOR.
+QUANTUM_SHARE = 1.0 / np.sqrt(12.0)
+QUANTUM_CAP = float(np.log(2.0))
 # Rolling windows: short noise baseline, persistence, spread, long baseline.
 BASE_POINTS = 60
 SPREAD_POINTS = 20
@@ -168,7 +179,19 @@ class Window:
 
     @cached_property
     def base_scale(self) -> pd.Series:
-        return _iqr_scale(self.base_windows, min_periods=10)
+        return _iqr_scale(self.base_windows, min_periods=10, floor=self.floor)
+
+    @cached_property
+    def floor(self) -> np.ndarray:
+        """Per row, the least a robust spread may be: SCALE_FLOOR, or the rounding noise of the values at the
+        level of the 60-point baseline (QUANTUM_SHARE)."""
+        steps = self.x.diff().abs()
+        quantum = steps.where(steps > 0).rolling(SEASON_LAG, min_periods=1).min()
+        quantum.iloc[:BASE_POINTS] = np.nan  # a quantum seen in fewer values is only an upper bound
+        level = np.expm1(np.abs(self.base_median.fillna(0.0).to_numpy()))
+        rounding = np.log1p(level + quantum.fillna(0.0).to_numpy()) - np.log1p(level)
+        floor: np.ndarray = np.maximum(SCALE_FLOOR, QUANTUM_SHARE * np.minimum(rounding, QUANTUM_CAP))
+        return floor
 
     @cached_property
     def steady_scale(self) -> pd.Series:
@@ -248,7 +271,7 @@ class Window:
 
     @cached_property
     def spread(self) -> pd.Series:
-        return _iqr_scale(Sorted(self.y, self.scale.spread), min_periods=5)
+        return _iqr_scale(Sorted(self.y, self.scale.spread), min_periods=5, floor=self.floor)
 
     @cached_property
     def season_median(self) -> pd.Series:
@@ -263,9 +286,10 @@ class Window:
         return pd.Series(np.where(too_old, np.nan, found), index=self.y.index)
 
 
-def _iqr_scale(windows: Sorted, min_periods: int) -> pd.Series:
-    iqr = windows.quantile(0.75, min_periods) - windows.quantile(0.25, min_periods)
-    return (iqr / 1.349).clip(lower=SCALE_FLOOR)
+def _iqr_scale(windows: Sorted, min_periods: int, floor: np.ndarray) -> pd.Series:
+    """The windows' IQR as a normal standard deviation, never below `floor` (per row); NaN below min_periods."""
+    iqr = (windows.quantile(0.75, min_periods) - windows.quantile(0.25, min_periods)).to_numpy()
+    return pd.Series(np.where(np.isnan(iqr), np.nan, np.fmax(iqr / 1.349, floor)), index=windows.index)
 
 
 class Sorted:
