@@ -135,6 +135,14 @@ def main() -> None:
                         help="override a Detector field, e.g. --set target_false_alarm_rate=0.001")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
+    unknown = [c for c in (args.cadences or "").split(",") if c and c not in CADENCES]
+    if unknown:
+        parser.error(f"--cadences: unknown {', '.join(unknown)} (choose from {', '.join(CADENCES)})")
+    bad_methods = [m for m in args.methods.split(",") if m not in METHODS]
+    if bad_methods:
+        parser.error(f"--methods: unknown {', '.join(bad_methods)} (choose from {', '.join(METHODS)})")
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
     overrides = dict(item.split("=", 1) for item in args.set)
     seed = TUNING_SEED if args.tuning else REPORT_SEED
     runs: list[tuple[str, int]] = []

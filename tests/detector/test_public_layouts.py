@@ -1,10 +1,13 @@
 """bench/detector_quality.py reads labelled public series in both layouts it documents: NAB's windows
-and a Label column (Microsoft's Cloud Monitoring Dataset), the latter grouped as live incidents are."""
+and a Label column (Microsoft's Cloud Monitoring Dataset), the latter grouped as live incidents are;
+and names a mistyped option before it runs anything."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -66,3 +69,17 @@ def test_nab_windows_are_read_as_written_and_unlabelled_series_left_out(tmp_path
     labelled, step = quality.load_public(tmp_path, "g/one.csv")
     assert step == 300 and [(i.kind, i.start, i.end) for i in labelled.incidents] == [
         ("g", pd.Timestamp("2014-04-01 00:00", tz="UTC"), pd.Timestamp("2014-04-01 00:05", tz="UTC"))]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--suite", "shapes", "--cadences", "5m-irr"], "--cadences: unknown 5m-irr"),
+    (["--methods", "ours,nope"], "--methods: unknown nope"),
+    (["--set", "target_false_alarm_rate"], "--set takes KEY=VALUE"),
+])
+def test_a_mistyped_option_is_named_before_any_series_runs(args: list[str], named: str) -> None:
+    # A mistyped cadence used to fail in a worker, minutes in, with a KeyError traceback.
+    done = subprocess.run([sys.executable, str(BENCH), *args], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
