@@ -37,9 +37,10 @@ SCALE_FLOOR = 0.01
 # between windows that differ by one count (Twitter_volume_IBM's 11 spread alarms, #13.4, 4 Dec). The
 # robust spreads are never below the series' rounding noise at the row's level: the standard deviation
 # of a uniform rounding error, a quantum / sqrt(12), in symlog units at the level of the 60-point
-# baseline. The quantum is the smallest change between consecutive values over the last day (every
-# feature's lookback holds a day), read once 60 values are in; it counts at most as much as one count
-# at 0 does, so a series of 0s and 810-byte writes keeps the yardstick of a count (a write is a signal).
+# baseline. The quantum is the smallest change between consecutive values over the long baseline (6 h,
+# at least 72 steps: live scoring reads those rows before a new one, `needed`), read once 60 values are in;
+# it counts at most as much as one count at 0 does, so a series of 0s and 810-byte writes keeps the
+# yardstick of a count (a write is a signal).
 # Values with decimals have a quantum far below their level: their floor stays SCALE_FLOOR.
 QUANTUM_SHARE = 1.0 / np.sqrt(12.0)
 QUANTUM_CAP = float(np.log(2.0))
@@ -186,7 +187,7 @@ class Window:
         """Per row, the least a robust spread may be: SCALE_FLOOR, or the rounding noise of the values at the
         level of the 60-point baseline (QUANTUM_SHARE)."""
         steps = self.x.diff().abs()
-        quantum = steps.where(steps > 0).rolling(SEASON_LAG, min_periods=1).min()
+        quantum = steps.where(steps > 0).rolling(self.scale.long, min_periods=1).min()
         quantum.iloc[:BASE_POINTS] = np.nan  # a quantum seen in fewer values is only an upper bound
         level = np.expm1(np.abs(self.base_median.fillna(0.0).to_numpy()))
         rounding = np.log1p(level + quantum.fillna(0.0).to_numpy()) - np.log1p(level)

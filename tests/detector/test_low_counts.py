@@ -71,3 +71,22 @@ def test_one_count_is_a_few_noise_units_at_any_low_level() -> None:
     assert quiet_z.max() < 6.0
     assert busy_z.max() < 8.0
     assert (quiet_z > 2.0).any()  # still a yardstick: a 1 among 0s is not nothing
+
+
+def test_live_scoring_reads_the_rounding_floor_the_backtest_reads() -> None:
+    # Live scoring computes a new row's features on the rows `needed` names: at 5 min the last 17.7 h and the half
+    # hour around yesterday's time. The quantum is read within the long baseline (6 h), which those rows hold: read
+    # over a day, the one stretch of single-count steps 19-22 h back set the backtest's quantum to 1 and live's to 2.
+    n = 2 * 288
+    stamps = pd.date_range("2026-03-02", periods=n, freq=STEP, tz="UTC")
+    values = np.where(np.arange(n) % 25 == 0, 5.0, 3.0)  # a steady 3 (an IQR of 0: the floor decides), a 5 now and then
+    ones = (stamps >= stamps[-1] - pd.Timedelta(hours=22)) & (stamps < stamps[-1] - pd.Timedelta(hours=19))
+    values[ones] = np.where(np.arange(n)[ones] % 5 == 0, 4.0, 3.0)
+    prepared = features.prepare(pd.DataFrame({"timestamp": stamps, "value": values}))
+    since = prepared["timestamp"].iloc[-8]
+    keep = features.needed(prepared, since, STEP)
+    assert not keep[ones].any()
+    new = prepared.index[prepared["timestamp"] > since]
+    full = features.compute(prepared, step=STEP, two_sided=True)
+    trimmed = features.compute(prepared[keep], step=STEP, two_sided=True)
+    pd.testing.assert_frame_equal(trimmed.loc[new], full.loc[new])
