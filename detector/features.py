@@ -40,8 +40,8 @@ SCALE_FLOOR = 0.01
 # baseline. The quantum is the smallest change between consecutive values over the long baseline (6 h,
 # at least 72 steps: live scoring reads those rows before a new one, `needed`), read once 60 values are in;
 # it counts at most as much as one count at 0 does, so a series of 0s and 810-byte writes keeps the
-# yardstick of a count (a write is a signal).
-# Values with decimals have a quantum far below their level: their floor stays SCALE_FLOOR.
+# yardstick of a count (a write is a signal). Values with decimals have a quantum far below their level:
+# their floor stays SCALE_FLOOR.
 QUANTUM_SHARE = 1.0 / np.sqrt(12.0)
 QUANTUM_CAP = float(np.log(2.0))
 # Rolling windows: short noise baseline, persistence, spread, long baseline.
@@ -189,8 +189,8 @@ class Window:
         steps = self.x.diff().abs()
         quantum = steps.where(steps > 0).rolling(self.scale.long, min_periods=1).min()
         quantum.iloc[:BASE_POINTS] = np.nan  # a quantum seen in fewer values is only an upper bound
-        level = np.expm1(np.abs(self.base_median.fillna(0.0).to_numpy()))
-        rounding = np.log1p(level + quantum.fillna(0.0).to_numpy()) - np.log1p(level)
+        level = _unsymlog(self.base_median.fillna(0.0)).abs().to_numpy()
+        rounding = symlog(level + quantum.fillna(0.0).to_numpy()) - symlog(level)
         floor: np.ndarray = np.maximum(SCALE_FLOOR, QUANTUM_SHARE * np.minimum(rounding, QUANTUM_CAP))
         return floor
 
